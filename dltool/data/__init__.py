@@ -1,0 +1,15 @@
+"""Data: one module per source, a small registry, splits and preprocessing.
+
+:func:`prepare_data` is the one entry point training uses: it loads the
+configured source, draws the test and validation splits with the config's
+seed, maps class labels to indices, fits preprocessing on the training split
+only and returns float32 arrays ready for ``model.fit``.
+"""
+
+from __future__ import annotations
+
+from .preprocessing import Preprocessing
+from .splits import PreparedData, load_test_split, prepare_data
+from .sources import RawData, load_source
+
+__all__ = ["PreparedData", "Preprocessing", "RawData", "load_source", "load_test_split", "prepare_data"]

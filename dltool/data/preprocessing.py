@@ -1,0 +1,66 @@
+"""Preprocessing state: fitted on the training split, saved in the run, repeated by predict."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass
+class Preprocessing:
+    """Everything needed to turn raw inputs into model inputs, and outputs back into labels."""
+
+    input_shape: list[int]
+    task: str  # "classification" | "regression"
+    scale: float | None = None
+    mean: list | None = None  # per feature (nested like one sample), after scaling
+    std: list | None = None
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+    target_names: list[str] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, x_train: np.ndarray, *, input_shape, task, scale, standardize, **names) -> Preprocessing:
+        """Fit on the training inputs (mean and std only when ``standardize``)."""
+        state = cls(input_shape=list(input_shape), task=task, scale=scale, **names)
+        if standardize:
+            x = state._scaled(x_train)
+            std = x.std(axis=0, dtype=np.float64)
+            std[std == 0] = 1.0  # a constant feature stays constant instead of dividing by zero
+            state.mean = x.mean(axis=0, dtype=np.float64).tolist()
+            state.std = std.tolist()
+        return state
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if self.scale is not None:
+            x = x / np.float32(self.scale)
+        return x
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Apply scaling and standardization; returns float32 (a new array)."""
+        x = self._scaled(x)
+        if self.mean is not None:
+            x = (x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def check_shape(self, x: np.ndarray, where: str) -> None:
+        """Raise InputError unless the samples of ``x`` have the model's input shape."""
+        if list(x.shape[1:]) != list(self.input_shape):
+            raise InputError(
+                f"{where}: expected samples of shape {list(self.input_shape)}, received "
+                f"{list(x.shape[1:])} (array shape {list(x.shape)})"
+            )
+
+    def to_dict(self) -> dict:
+        """Plain data for preprocessing.json."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        """Read back what :meth:`to_dict` wrote."""
+        return cls(**data)

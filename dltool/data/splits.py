@@ -1,0 +1,137 @@
+"""Test and validation splits, drawn with the config's seed, and the float32 arrays for training."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .labels import encode_labels, regression_targets
+from .preprocessing import Preprocessing
+from .sources import RawData, load_source
+
+DEFAULT_TEST_FRACTION = 0.2
+
+
+@dataclass
+class PreparedData:
+    """Arrays ready for ``model.fit``, plus the state predict needs to repeat the preprocessing."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray
+    preprocessing: Preprocessing
+    fingerprint: str
+    test_source: str  # "builtin" or "fraction 0.2 (seed 42)"
+
+    @property
+    def validation_is_test(self) -> bool:
+        return self.x_val is self.x_test
+
+
+def _split(x, y, fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    if len(x) < 2 or round(len(x) * fraction) < 1 or round(len(x) * (1 - fraction)) < 1:
+        raise DataError(f"cannot hold out a fraction {fraction:g} of {len(x)} samples: each side needs a sample")
+    return train_test_split(x, y, test_size=fraction, random_state=seed)
+
+
+def _describe(source: RawData) -> str:
+    return f"{len(source.x)} samples of shape {list(np.shape(source.x)[1:])}"
+
+
+def _check_input_shape(config, raw: RawData) -> None:
+    expected, received = list(config.model.input_shape), list(np.shape(raw.x)[1:])
+    if expected != received:
+        raise ConfigError(
+            f"expected the data's sample shape, received {expected}: the data has "
+            f"{_describe(raw)}; set model.input_shape: {received}",
+            path="model.input_shape",
+        )
+
+
+def split_raw(config, raw: RawData):
+    """Return (x_train, y_train, x_test, y_test, description of the test split)."""
+    data = config.data
+    seed = data.split_seed if data.split_seed is not None else config.seed
+    has_builtin = raw.x_test is not None
+    if data.test == "builtin" and not has_builtin:
+        raise ConfigError(
+            f"data source '{data.source}' has no test split of its own; set data.test to a fraction such as 0.2",
+            path="data.test",
+        )
+    if data.test in ("builtin", "auto") and has_builtin:
+        return raw.x, raw.y, raw.x_test, raw.y_test, "builtin"
+    fraction = DEFAULT_TEST_FRACTION if data.test == "auto" else data.test
+    x_train, x_test, y_train, y_test = _split(raw.x, raw.y, fraction, seed)
+    return x_train, y_train, x_test, y_test, f"fraction {fraction:g} of the data (seed {seed})"
+
+
+def _targets(config, splits: list, class_names, where: str):
+    if config.is_classifier:
+        return encode_labels(splits, class_names, where)
+    return [regression_targets(y, where) for y in splits], None
+
+
+def prepare_data(config) -> PreparedData:
+    """Load the configured data, split, encode targets and fit preprocessing on the training split."""
+    raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
+    _check_input_shape(config, raw)
+    where = _data_name(config)
+    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw)
+    (y_train, y_test), class_names = _targets(config, [y_train, y_test], raw.class_names, where)
+    x_val = y_val = None
+    validation = config.data.validation
+    if validation == "test":
+        pass
+    elif validation is not None:
+        seed = config.data.split_seed if config.data.split_seed is not None else config.seed
+        x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed)
+    state = Preprocessing.fit(
+        x_train, input_shape=config.model.input_shape, scale=config.data.scale,
+        standardize=config.data.standardize, task="classification" if config.is_classifier else "regression",
+        class_names=class_names, feature_names=raw.feature_names,
+        target_names=[config.data.target] if getattr(config.data, "target", None) else None,
+    )  # fmt: skip
+    x_train, x_test = state.transform(x_train), state.transform(x_test)
+    if validation == "test":
+        x_val, y_val = x_test, y_test
+    elif x_val is not None:
+        x_val = state.transform(x_val)
+    return PreparedData(
+        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
+        preprocessing=state, fingerprint=fingerprint(x_train, y_train, x_val, y_val, x_test, y_test),
+        test_source=test_source,
+    )  # fmt: skip
+
+
+def load_test_split(config, preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
+    """Rebuild a run's test split from its saved config, preprocessed with its saved state."""
+    raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
+    _check_input_shape(config, raw)
+    x_train, y_train, x_test, y_test, _ = split_raw(config, raw)
+    (_, y_test), _ = _targets(config, [y_train, y_test], raw.class_names, _data_name(config))
+    return preprocessing.transform(x_test), y_test
+
+
+def _data_name(config) -> str:
+    data = config.data
+    return getattr(data, "path", None) or getattr(data, "y", None) or f"{data.source} {getattr(data, 'name', '')}".strip()
+
+
+def fingerprint(*arrays) -> str:
+    """A short sha256 of the arrays' shapes, dtypes and bytes: the same data gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is None:
+            digest.update(b"none")
+            continue
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,116 @@
+"""`evaluate`: a run's model on its own test split (or a given file), with per-class or regression metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .runs import Run
+from .saved_run import SavedRun
+
+
+def _read_labelled_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and raw targets from an .npz (x_test/y_test or x/y) or a CSV with the training columns."""
+    from .data.csv_source import column_indices, open_csv, to_float_matrix
+    from .data.numpy_files import arrays_from_npz
+
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if path.suffix.lower() == ".npz":
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001  (any unreadable file gets one message)
+            raise InputError(f"{path}: cannot read as .npz ({exc})") from None
+        with archive:
+            raw = arrays_from_npz(archive, path)
+        return (raw.x_test, raw.y_test) if raw.x_test is not None else (raw.x, raw.y)
+    if path.suffix.lower() == ".csv":
+        state = saved.preprocessing
+        if not state.feature_names or not state.target_names:
+            raise InputError(f"{path}: this run was not trained on a CSV; give an .npz with x and y")
+        handle, reader, header = open_csv(path, error=InputError)
+        with handle:
+            rows = [row for row in reader if row]
+        if not rows:
+            raise InputError(f"{path}: no data rows after the header")
+        features = state.feature_names
+        x = to_float_matrix(rows, column_indices(header, features, path, InputError), features, path, 2, InputError)
+        target = column_indices(header, state.target_names, path, InputError, key="target column")[0]
+        return x, np.array([row[target].strip() for row in rows], dtype=object)
+    raise InputError(f"{path}: expected an .npz or .csv file with inputs and targets, received '{path.suffix}'")
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, macro averages and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "macro_precision": float(np.mean(precision)), "macro_recall": float(np.mean(recall)),
+        "macro_f1": float(np.mean(f1)),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }  # fmt: skip
+
+
+def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """MSE, MAE and R² (scikit-learn; averaged over outputs)."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y_pred = y_pred.reshape(y_true.shape)
+    report = {"mse": float(mean_squared_error(y_true, y_pred)), "mae": float(mean_absolute_error(y_true, y_pred))}
+    report["r2"] = float(r2_score(y_true, y_pred)) if len(y_true) > 1 else None
+    return report
+
+
+def predicted_classes(probabilities: np.ndarray) -> np.ndarray:
+    """Class indices from model outputs: argmax, or a 0.5 threshold for a single sigmoid output."""
+    if probabilities.ndim == 2 and probabilities.shape[1] > 1:
+        return probabilities.argmax(axis=1).astype(np.int32)
+    return (probabilities.reshape(-1) >= 0.5).astype(np.int32)
+
+
+def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: str | Path | None = None) -> dict:
+    """Evaluate a run's saved model; write and return evaluation.json's contents.
+
+    Without ``data_file`` the run's test split is rebuilt deterministically
+    from its saved config; with it, inputs and targets come from that file
+    (.npz or .csv) and get the run's saved preprocessing.
+    """
+    from .data import load_test_split
+    from .data.labels import labels_to_indices, regression_targets
+    from .training import evaluate_arrays
+
+    saved = SavedRun.open(ref, runs_root)
+    state = saved.preprocessing
+    if data_file is None:
+        x, y = load_test_split(saved.config, state)
+        source = "test split of the run's config"
+    else:
+        path = Path(data_file)
+        x_raw, y_raw = _read_labelled_file(saved, path)
+        state.check_shape(np.asarray(x_raw), str(path))
+        x = state.transform(x_raw)
+        if not np.isfinite(x).all():
+            raise InputError(f"{path}: inputs contain NaN or infinite values")
+        y = labels_to_indices(y_raw, state.class_names, str(path)) if saved.is_classifier else regression_targets(y_raw, str(path))
+        source = str(path.resolve())
+    model = saved.load_model()
+    result: dict = {"run": saved.run.id, "data": source, "samples": int(len(x))}
+    result["compiled"] = evaluate_arrays(model, saved.config, x, y)
+    outputs = model.predict(x, batch_size=max(saved.config.train.batch_size, 256), verbose=0)
+    if saved.is_classifier:
+        result["classification"] = classification_report(y, predicted_classes(outputs), state.class_names)
+    else:
+        result["regression"] = regression_report(y, outputs)
+    saved.run.write_json("evaluation.json", result)
+    return result

@@ -1,0 +1,108 @@
+"""Build the ``keras.Sequential`` model a config describes, and compile it."""
+
+from __future__ import annotations
+
+import math
+
+from .config import ExperimentConfig, layer_name_and_args
+from .errors import ConfigError, did_you_mean
+
+_NESTED_LAYER_ARGS = ("layer", "backward_layer")
+
+
+def _layer_class(name: str, path: str):
+    import keras
+
+    cls = getattr(keras.layers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+        names = [n for n in dir(keras.layers) if isinstance(getattr(keras.layers, n), type)]
+        raise ConfigError(f"unknown layer class '{name}'" + did_you_mean(name, names), path=path)
+    return cls
+
+
+def build_layer(spec, path: str):
+    """Instantiate one layer entry (``Flatten`` or ``{Dense: {units: 10}}``); nested layers allowed."""
+    name, args = layer_name_and_args(spec)
+    cls = _layer_class(name, path)
+    for arg in _NESTED_LAYER_ARGS:
+        if isinstance(args.get(arg), (dict, str)):
+            args[arg] = build_layer(args[arg], f"{path}.{name}.{arg}")
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Keras refused {name}({_show_args(args)}): {exc}", path=f"{path}.{name}") from None
+
+
+def _show_args(args: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+
+def build_model(config: ExperimentConfig):
+    """Return an uncompiled ``keras.Sequential`` starting with ``keras.Input(model.input_shape)``."""
+    import keras
+
+    model = keras.Sequential([keras.Input(tuple(config.model.input_shape))], name=config.name.replace("-", "_"))
+    for index, spec in enumerate(config.model.layers):
+        path = f"model.layers[{index}]"
+        layer = build_layer(spec, path)
+        try:
+            model.add(layer)
+        except (TypeError, ValueError) as exc:
+            message = str(exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"layer {layer_name_and_args(spec)[0]} does not fit after the layers before it: {message}", path=path
+            ) from None
+    return model
+
+
+def build_optimizer(config: ExperimentConfig):
+    """The configured optimizer instance."""
+    import keras
+
+    opt = config.train.optimizer
+    params = dict(opt.model_extra or {})
+    cls = type(keras.optimizers.get(opt.name))
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Keras refused optimizer {opt.name}({_show_args(params)}): {exc}",
+                          path="train.optimizer") from None  # fmt: skip
+
+
+def compile_model(model, config: ExperimentConfig) -> None:
+    """Compile with the configured optimizer, loss, metrics, steps_per_execution and jit_compile."""
+    train = config.train
+    try:
+        model.compile(
+            optimizer=build_optimizer(config), loss=train.loss, metrics=list(train.metrics),
+            steps_per_execution=train.steps_per_execution, jit_compile=train.jit_compile,
+        )  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Keras could not compile the model: {exc}", path="train") from None
+
+
+def layer_table(model) -> list[tuple[str, str, int]]:
+    """(name (Class), output shape, parameter count) for each layer of a built model."""
+    rows = []
+    for layer in model.layers:
+        shape = tuple(layer.output.shape) if hasattr(layer, "output") else ()
+        rows.append((f"{layer.name} ({type(layer).__name__})", str(shape).replace("None", "batch"), layer.count_params()))
+    return rows
+
+
+def summary_text(model) -> str:
+    """A plain-text model summary: one line per layer, then the parameter counts."""
+    rows = [("Layer (type)", "Output shape", "Params")] + [(n, s, f"{p:,}") for n, s, p in layer_table(model)]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
+    total = model.count_params()
+    lines += ["-" * len(lines[0]), f"Total params: {total:,}  (trainable {trainable:,}, non-trainable {total - trainable:,})"]
+    return "\n".join(lines) + "\n"
+
+
+def output_units(model) -> int:
+    """The size of the model's last axis of output."""
+    shape = model.output_shape
+    return int(shape[-1]) if shape and shape[-1] is not None else 1

@@ -1,0 +1,254 @@
+"""`predict`: a run's model on new files (CSV, .npy/.npz, images), streamed in bounded chunks.
+
+Inputs get the run's saved preprocessing. Output rows are written as they are
+predicted, to a temporary file renamed into place at the end, so memory stays
+bounded whatever the input size and a failure leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from .data.csv_source import iter_csv_chunks, open_csv
+from .data.preprocessing import Preprocessing
+from .errors import InputError
+from .runs import Run
+from .saved_run import SavedRun
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+ARRAY_SUFFIXES = {".npy", ".npz"}
+TABLE_SUFFIXES = {".csv"}
+CHUNK_BYTES = 16 * 2**20  # float32 input held at once per chunk
+
+
+@dataclass
+class PredictResult:
+    """How many rows were predicted, from which files, and where they went."""
+
+    rows: int
+    inputs: list[str]
+    output: str | None
+
+
+def expand_inputs(paths: list[str | Path]) -> list[Path]:
+    """Files to predict on: each file as given, each folder's usable files (recursively, sorted)."""
+    usable = IMAGE_SUFFIXES | ARRAY_SUFFIXES | TABLE_SUFFIXES
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in usable)
+            if not found:
+                raise InputError(f"{path}: the folder holds no usable files (expected {', '.join(sorted(usable))})")
+            files += found
+        elif not path.exists():
+            raise InputError(f"{path}: file not found")
+        elif path.suffix.lower() not in usable:
+            raise InputError(f"{path}: unsupported file type '{path.suffix}'; expected {', '.join(sorted(usable))}")
+        else:
+            files.append(path)
+    return files
+
+
+def _chunk_rows(state: Preprocessing) -> int:
+    per_sample = 4 * max(1, int(np.prod(state.input_shape)))
+    return max(1, min(65536, CHUNK_BYTES // per_sample))
+
+
+def _image_mode(state: Preprocessing, path: Path) -> tuple[str, tuple[int, int], bool]:
+    shape = list(state.input_shape)
+    if len(shape) == 2:
+        return "L", (shape[1], shape[0]), False
+    if len(shape) == 3 and shape[2] in (1, 3, 4):
+        return {1: "L", 3: "RGB", 4: "RGBA"}[shape[2]], (shape[1], shape[0]), True
+    raise InputError(f"{path}: this model takes inputs of shape {shape}, not images; give a .csv or .npy file")
+
+
+def load_image(path: Path, state: Preprocessing) -> np.ndarray:
+    """An image file as one raw sample of the model's input shape (resized, converted to L/RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    mode, size, has_channels = _image_mode(state, path)
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert(mode).resize(size), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read as an image ({type(exc).__name__}); expected a PNG or JPEG file") from None
+    if has_channels and pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return pixels
+
+
+def _iter_array_file(path: Path, state: Preprocessing, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+    try:
+        loaded = np.load(path, mmap_mode="r" if path.suffix.lower() == ".npy" else None, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001  (whatever NumPy raises, the message names the file)
+        raise InputError(f"{path}: cannot read as a NumPy file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(loaded, np.ndarray):
+        with loaded:
+            keys = loaded.files
+            key = next((k for k in ("x", "x_test", "x_train") if k in keys), keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise InputError(f"{path}: expected an array named x (or a single array), received {', '.join(keys)}")
+            array = loaded[key]
+    else:
+        array = loaded
+    if list(array.shape) == list(state.input_shape):
+        array = array[None]  # one sample without a batch axis
+    state.check_shape(array, str(path))
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError(f"{path}: expected numbers, received an array of dtype {array.dtype}")
+    for start in range(0, len(array), chunk):
+        yield start, np.asarray(array[start : start + chunk])
+
+
+def _check_csv_columns(path: Path, state: Preprocessing) -> list[str]:
+    handle, _, header = open_csv(path, error=InputError)
+    handle.close()
+    if state.feature_names is None:
+        if [len(header)] != list(state.input_shape):
+            raise InputError(f"{path}: expected {state.input_shape} columns, received {len(header)} ({', '.join(header)})")
+        return header
+    allowed = set(state.feature_names) | set(state.target_names or [])
+    extra = [h for h in header if h not in allowed]
+    if extra:
+        raise InputError(f"{path}: unexpected column(s) {', '.join(extra)}; the model takes "
+                         f"{', '.join(state.feature_names)}")  # fmt: skip
+    return state.feature_names
+
+
+def iter_inputs(path: Path, state: Preprocessing, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (first row number, raw inputs) chunks from one input file."""
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        features = _check_csv_columns(path, state)
+        yield from iter_csv_chunks(path, features, chunk, error=InputError)
+    elif suffix in ARRAY_SUFFIXES:
+        yield from _iter_array_file(path, state, chunk)
+    else:
+        yield 0, load_image(path, state)[None]
+
+
+def _batched_images(files: list[Path], state: Preprocessing, chunk: int):
+    """Group consecutive image files into one model call per ``chunk`` images."""
+    group: list[Path] = []
+    for path in files + [None]:
+        if path is not None and path.suffix.lower() in IMAGE_SUFFIXES and len(group) < chunk:
+            group.append(path)
+            continue
+        if group:
+            yield [(str(p), 0) for p in group], np.stack([load_image(p, state) for p in group])
+            group = []
+        if path is not None and path.suffix.lower() in IMAGE_SUFFIXES:
+            group.append(path)
+        elif path is not None:
+            for start, x in iter_inputs(path, state, chunk):
+                yield [(str(path), start + i) for i in range(len(x))], x
+
+
+class _Writer:
+    """Streams prediction rows as CSV or JSON (a JSON array of objects)."""
+
+    def __init__(self, stream: TextIO, fmt: str, state: Preprocessing, outputs: int):
+        self.stream, self.fmt, self.state = stream, fmt, state
+        self.count = 0
+        if state.task == "classification":
+            self.columns = ["label"] + [f"prob_{name}" for name in state.class_names]
+        elif outputs == 1:
+            self.columns = [state.target_names[0] if state.target_names else "value"]
+        else:
+            self.columns = [f"value_{i}" for i in range(outputs)]
+        if fmt == "csv":
+            self.csv = csv.writer(stream, lineterminator="\n")
+            self.csv.writerow(["input", "row"] + self.columns)
+        else:
+            stream.write("[")
+
+    def write(self, where: list[tuple[str, int]], outputs: np.ndarray) -> None:
+        outputs = outputs.reshape(len(outputs), -1)
+        if self.state.task == "classification":
+            from .evaluate import predicted_classes
+
+            names = np.asarray(self.state.class_names, dtype=object)
+            labels = names[predicted_classes(outputs)]
+            if outputs.shape[1] == 1:  # a sigmoid gives P(class 1); show both classes
+                outputs = np.hstack([1 - outputs, outputs])
+            values = [[label, *row] for label, row in zip(labels, outputs.tolist())]
+        else:
+            values = outputs.tolist()
+        if self.fmt == "csv":
+            self.csv.writerows([name, row, *(f"{v:.6g}" if isinstance(v, float) else v for v in vals)]
+                               for (name, row), vals in zip(where, values))  # fmt: skip
+        else:
+            for (name, row), vals in zip(where, values):
+                record = {"input": name, "row": row}
+                if self.state.task == "classification":
+                    record["label"] = vals[0]
+                    record["probabilities"] = dict(zip(self.state.class_names, vals[1:]))
+                else:
+                    record.update(zip(self.columns, vals))
+                self.stream.write(("," if self.count else "") + "\n  " + json.dumps(record))
+                self.count += 1
+            return
+        self.count += len(values)
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.count else "]\n")
+
+
+def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | TextIO | None = None,
+            fmt: str = "csv", runs_root: str | Path | None = None) -> PredictResult:  # fmt: skip
+    """Predict on ``inputs`` with a run's model and write CSV or JSON rows to ``output``.
+
+    ``output`` is a path (written via a temp file and renamed), an open text
+    stream, or None for an in-memory string returned in ``PredictResult.output``.
+    """
+    if fmt not in ("csv", "json"):
+        raise InputError(f"expected format csv or json, received '{fmt}'")
+    files = expand_inputs(inputs)
+    saved = SavedRun.open(ref, runs_root)
+    state = saved.preprocessing
+    model = saved.load_model()
+    chunk = _chunk_rows(state)
+    outputs = int(model.output_shape[-1] or 1)
+
+    def run_into(stream: TextIO) -> int:
+        writer = _Writer(stream, fmt, state, outputs)
+        for where, raw in _batched_images(files, state, chunk):
+            x = state.transform(raw)
+            if not np.isfinite(x).all():
+                name, row = where[int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)).any(axis=1))[0][0])]
+                raise InputError(f"{name}: row {row} contains NaN or infinite values")
+            writer.write(where, np.asarray(model.predict_on_batch(x)))
+        writer.close()
+        return writer.count
+
+    if output is None:
+        buffer = io.StringIO()
+        rows = run_into(buffer)
+        return PredictResult(rows=rows, inputs=[str(f) for f in files], output=buffer.getvalue())
+    if not isinstance(output, (str, Path)):
+        return PredictResult(rows=run_into(output), inputs=[str(f) for f in files], output=None)
+    target = Path(output)
+    if target.is_dir():
+        raise InputError(f"{target}: is a folder; give a file name for -o")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
+            rows = run_into(stream)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return PredictResult(rows=rows, inputs=[str(f) for f in files], output=str(target))

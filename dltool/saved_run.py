@@ -1,0 +1,60 @@
+"""Open a run folder for evaluate / predict: its config, preprocessing state and model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ExperimentConfig, config_from_text
+from .data.preprocessing import Preprocessing
+from .errors import ConfigError, RunStateError
+from .runs import Run, runs_dir
+
+
+@dataclass
+class SavedRun:
+    """A run with its resolved config, preprocessing state and (lazily) its model."""
+
+    run: Run
+    config: ExperimentConfig
+    preprocessing: Preprocessing
+
+    @classmethod
+    def open(cls, ref: str | Run, runs_root: str | Path | None = None) -> SavedRun:
+        """Resolve ``ref`` (id, prefix, 'latest' or path) and read its config and preprocessing."""
+        run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
+        config_path = run.file("config.yaml")
+        try:
+            text = config_path.read_text(encoding="utf-8")
+        except OSError:
+            raise RunStateError(f"{run.path}: config.yaml is missing; this run folder is incomplete") from None
+        try:
+            config = config_from_text(text, source=str(config_path))
+        except ConfigError as exc:
+            raise RunStateError(f"{run.path}: its config.yaml no longer validates: {exc}") from None
+        preprocessing = Preprocessing.from_dict(run.read_json("preprocessing.json"))
+        return cls(run=run, config=config, preprocessing=preprocessing)
+
+    def load_model(self):
+        """Load model.keras with ``safe_mode=True``: a model carrying code (a Lambda layer) is refused."""
+        import keras
+
+        path = self.run.file("model.keras")
+        if not path.is_file():
+            status = self.run.status
+            raise RunStateError(
+                f"run {self.run.id} has no model.keras (status {status}); "
+                + ("resume or retrain it" if status != "RUNNING" else "wait for it to finish")
+            )
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except Exception as exc:  # noqa: BLE001  (a corrupt or unsafe file is reported, whatever Keras raised)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+                raise RunStateError(f"{path}: refused to load: the model contains code (e.g. a Lambda layer) "
+                                    f"and dltool loads models with safe_mode=True ({message})") from None  # fmt: skip
+            raise RunStateError(f"{path}: cannot load the model ({type(exc).__name__}: {message})") from None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.preprocessing.task == "classification"

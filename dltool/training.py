@@ -1,0 +1,199 @@
+"""Compile, fit and evaluate: the Keras side of a run. Writes nothing itself.
+
+The caller passes ``on_epoch_end`` (to persist each epoch) and an optional
+observer (to display progress); both are plain Python, so this module is the
+only one that wires Keras callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import ONE_HOT_LOSSES, ExperimentConfig
+from .data import PreparedData
+from .errors import ConfigError, TrainingError
+from .model import output_units
+
+
+class NonFiniteLoss(TrainingError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    """What happened during ``fit``: one row per epoch, and why it stopped."""
+
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def fit_targets(model, config: ExperimentConfig, y: np.ndarray) -> np.ndarray:
+    """Shape targets for the loss: one-hot for categorical losses, (n, 1) floats for a single sigmoid output."""
+    if not config.is_classifier:
+        return y
+    if config.train.loss in ONE_HOT_LOSSES:
+        return np.eye(output_units(model), dtype=np.float32)[y]
+    if output_units(model) == 1:
+        return y.astype(np.float32).reshape(-1, 1)
+    return y
+
+
+def check_outputs_fit_targets(model, config: ExperimentConfig, data: PreparedData) -> None:
+    """Refuse a last layer whose size cannot match the targets, before any run folder exists."""
+    units = output_units(model)
+    last = f"model.layers[{len(config.model.layers) - 1}]"
+    if config.is_classifier:
+        classes = len(data.preprocessing.class_names or [])
+        if units == 1:
+            if classes > 2:
+                raise ConfigError(f"the last layer has 1 output but the data has {classes} classes; "
+                                  f"use {{Dense: {{units: {classes}, activation: softmax}}}}", path=last)  # fmt: skip
+            if "binary" not in config.train.loss and "hinge" not in config.train.loss.lower():
+                raise ConfigError(f"a single output needs a binary loss such as binary_crossentropy, "
+                                  f"received loss '{config.train.loss}'", path="train.loss")  # fmt: skip
+        elif units < classes:
+            raise ConfigError(f"the last layer has {units} outputs but the data has {classes} classes "
+                              f"({', '.join(data.preprocessing.class_names[:12])}); set units: {classes}", path=last)  # fmt: skip
+    else:
+        targets = data.y_train.shape[1]
+        if units != targets:
+            raise ConfigError(f"the last layer has {units} outputs but each sample has {targets} target "
+                              f"value(s); set units: {targets}", path=last)  # fmt: skip
+
+
+def _column_order(item) -> tuple:
+    """loss first, then metrics by name; training values before validation values."""
+    name = item[0]
+    base = name[4:] if name.startswith("val_") else name
+    return (name.startswith("val_"), base != "loss", base)
+
+
+def _learning_rate(model) -> float:
+    import keras
+
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def _make_callbacks(config: ExperimentConfig, on_epoch_end, observer, best_path):
+    import keras
+
+    cfg = config.train.callbacks
+
+    class EpochRecorder(keras.callbacks.Callback):
+        """Times each epoch, adds the learning rate, stops on a non-finite loss, hands the row on."""
+
+        def __init__(self):
+            super().__init__()
+            self.rows: list[dict] = []
+            self.failure: NonFiniteLoss | None = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in sorted((logs or {}).items(), key=_column_order) if k != "learning_rate"}
+            row = {"epoch": epoch + 1, **logs, "learning_rate": _learning_rate(self.model),
+                   "epoch_seconds": round(time.perf_counter() - self._start, 4)}  # fmt: skip
+            bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(v)]
+            if bad:
+                self.failure = NonFiniteLoss(
+                    f"{bad[0]} became {'NaN' if math.isnan(logs[bad[0]]) else 'infinite'} at epoch {epoch + 1}; "
+                    "lower train.optimizer.learning_rate, or check the data for extreme values"
+                )
+                self.model.stop_training = True
+                return
+            self.rows.append(row)
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+            if observer is not None:
+                observer.on_epoch_end(row)
+
+    class BestCheckpoint(keras.callbacks.Callback):
+        """Save the best epoch so far, atomically (temp file + rename)."""
+
+        def __init__(self, monitor: str, mode: str, path: Path):
+            super().__init__()
+            self.monitor, self.path = monitor, Path(path)
+            self.sign = -1.0 if mode == "max" or (mode == "auto" and ("acc" in monitor or "auc" in monitor)) else 1.0
+            self.best = math.inf
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get(self.monitor)
+            if value is None or not math.isfinite(float(value)) or self.sign * float(value) >= self.best:
+                return
+            self.best = self.sign * float(value)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            save_model_atomic(self.model, self.path)
+
+    class ObserverBridge(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            observer.on_train_begin(self.params.get("epochs"), self.params.get("steps"))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            observer.on_epoch_begin(epoch + 1)
+
+        def on_train_batch_end(self, batch, logs=None):
+            observer.on_batch_end(batch + 1, logs)
+
+    recorder = EpochRecorder()
+    callbacks = [recorder]
+    if cfg.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(**cfg.early_stopping.model_dump()))
+    if cfg.reduce_lr_on_plateau:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(**cfg.reduce_lr_on_plateau.model_dump()))
+    if cfg.checkpoint and best_path is not None:
+        callbacks.append(BestCheckpoint(cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path))
+    if observer is not None:
+        callbacks.append(ObserverBridge())
+    return recorder, callbacks
+
+
+def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Callable[[dict], None] | None = None,
+        observer=None, best_checkpoint: Path | None = None) -> FitResult:  # fmt: skip
+    """Train ``model`` (compiled) on ``data``; raise NonFiniteLoss when the loss stops being finite."""
+    train = config.train
+    validation = None
+    if data.x_val is not None:
+        validation = (data.x_val, fit_targets(model, config, data.y_val))
+    recorder, callbacks = _make_callbacks(config, on_epoch_end, observer, best_checkpoint)
+    start = time.perf_counter()
+    model.fit(
+        data.x_train, fit_targets(model, config, data.y_train),
+        validation_data=validation, epochs=train.epochs, batch_size=train.batch_size,
+        shuffle=train.shuffle, callbacks=callbacks, verbose=0,
+    )  # fmt: skip
+    if observer is not None:
+        observer.on_train_end()
+    if recorder.failure is not None:
+        raise recorder.failure
+    return FitResult(history=recorder.rows, stopped_early=len(recorder.rows) < train.epochs,
+                     seconds=time.perf_counter() - start)  # fmt: skip
+
+
+def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:
+    """The model's loss and compiled metrics on (x, y), as floats."""
+    result = model.evaluate(x, fit_targets(model, config, y), batch_size=max(config.train.batch_size, 256),
+                            verbose=0, return_dict=True)  # fmt: skip
+    return {k: float(v) for k, v in result.items()}
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """``model.save`` to a temporary .keras file beside ``path``, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
