@@ -99,6 +99,10 @@ def train(
         run = run_training(experiment, overrides or [], runs_root=runs_dir, observer=display)
         metrics = run.read_json("metrics.json")
         out.print(metrics_table(metrics, title=f"{experiment.name}: {metrics['epochs']} epochs"))
+        if metrics.get("weights"):
+            learned = "  ".join(f"{layer}.{name}={[round(v, 4) for v in values]}"
+                                for layer, weights in metrics["weights"].items() for name, values in weights.items())  # fmt: skip
+            out.print(f"learned weights: {learned}", highlight=False)
         info = run.info
         out.print(f"run {run.id} COMPLETED in {info.get('duration_s', 0):.1f}s -> {run.path}", highlight=False)
         out.print(f"next: dltool evaluate {run.id}", highlight=False)
@@ -135,7 +139,7 @@ def evaluate(
         table.add_row(name, format_value(value))
     report = result.get("classification") or result.get("regression")
     for name, value in report.items():
-        if not isinstance(value, (dict, list)):
+        if not isinstance(value, (dict, list)) and name not in result["compiled"]:
             table.add_row(name, format_value(value))
     out.print(table)
     if "classification" in result:

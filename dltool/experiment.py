@@ -13,6 +13,7 @@ from .errors import ConfigError, DltoolError, TrainingError
 from .runs import COMPLETED, FAILED, INTERRUPTED, Run, runs_dir
 
 
+MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 FLUSH_SECONDS = 1.0  # history.csv, run.json heartbeat and train.log are rewritten at most this often
 
 
@@ -44,6 +45,16 @@ def _best_epoch(rows: list[dict]) -> dict | None:
     return min(finite, key=lambda r: r[key]) if finite else None
 
 
+def small_model_weights(model) -> dict:
+    """{layer: {kernel: [...], bias: [...]}} for models small enough to read (a linear fit's weight and bias)."""
+    import keras
+
+    return {
+        layer.name: {w.path.rsplit("/", 1)[-1]: keras.ops.convert_to_numpy(w).ravel().tolist() for w in layer.weights}
+        for layer in model.layers if layer.weights
+    }  # fmt: skip
+
+
 def split_metrics(row: dict) -> tuple[dict, dict]:
     """Split a history row into (train metrics, validation metrics)."""
     skip = {"epoch", "learning_rate", "epoch_seconds"}
@@ -63,6 +74,7 @@ def prepare(config: ExperimentConfig):
     from .model import build_model, compile_model
     from .training import check_outputs_fit_targets
 
+    keras.backend.clear_session()  # fresh layer names (dense, dense_1, ...) and memory for every run
     keras.utils.set_random_seed(config.seed)
     try:
         data = prepare_data(config)
@@ -141,6 +153,7 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
             "train": train_metrics, "validation": val_metrics or None, "test": test,
             "epochs": len(result.history), "stopped_early": result.stopped_early,
             "best_epoch": _best_epoch(result.history), "fit_seconds": round(result.seconds, 3),
+            **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
         })  # fmt: skip
         run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
         run.finish(COMPLETED, fit_seconds=round(result.seconds, 3))

@@ -168,13 +168,20 @@ class _Writer:
             self.columns = [state.target_names[0] if state.target_names else "value"]
         else:
             self.columns = [f"value_{i}" for i in range(outputs)]
-        if fmt == "csv":
-            self.csv = csv.writer(stream, lineterminator="\n")
+        self.started = False
+
+    def _start(self) -> None:
+        # Written with the first rows, so an input refused before any prediction leaves the output empty.
+        if self.fmt == "csv":
+            self.csv = csv.writer(self.stream, lineterminator="\n")
             self.csv.writerow(["input", "row"] + self.columns)
         else:
-            stream.write("[")
+            self.stream.write("[")
+        self.started = True
 
     def write(self, where: list[tuple[str, int]], outputs: np.ndarray) -> None:
+        if not self.started:
+            self._start()
         outputs = outputs.reshape(len(outputs), -1)
         if self.state.task == "classification":
             from .evaluate import predicted_classes
@@ -203,6 +210,8 @@ class _Writer:
         self.count += len(values)
 
     def close(self) -> None:
+        if not self.started:
+            self._start()
         if self.fmt == "json":
             self.stream.write("\n]\n" if self.count else "]\n")
 
@@ -219,6 +228,11 @@ def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | Te
     files = expand_inputs(inputs)
     saved = SavedRun.open(ref, runs_root)
     state = saved.preprocessing
+    for path in files:  # refuse unusable inputs before the model loads and any output is written
+        if path.suffix.lower() in TABLE_SUFFIXES:
+            _check_csv_columns(path, state)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            _image_mode(state, path)
     model = saved.load_model()
     chunk = _chunk_rows(state)
     outputs = int(model.output_shape[-1] or 1)

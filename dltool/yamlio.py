@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 
 from .errors import ConfigError
@@ -25,6 +27,18 @@ _STANDARD_TAGS = {
     "tag:yaml.org,2002:" + t
     for t in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp")
 }
+
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, also reading YAML 1.2 floats such as 1e-3 (YAML 1.1 leaves them strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 KeyPath = tuple  # of str (mapping keys) and int (sequence indices)
 
@@ -114,7 +128,7 @@ def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
     """Parse one YAML document safely; return the data and its :class:`LineMap`."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"YAML text is longer than {MAX_CONFIG_BYTES:,} characters", source=source)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -1,0 +1,32 @@
+"""Fixtures shared across test modules: tiny trained runs, made once per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from e2e_support import IRIS_CONFIG, LINEAR_CONFIG  # noqa: E402
+
+
+def _train(tmp_path_factory, name: str, text: str, overrides=()):
+    from dltool.config import config_from_text
+    from dltool.experiment import train
+
+    root = tmp_path_factory.mktemp(name)
+    config = config_from_text(text, source=f"{name}.yaml", overrides=list(overrides))
+    return train(config, list(overrides), runs_root=root / "runs")
+
+
+@pytest.fixture(scope="session")
+def iris_run(tmp_path_factory):
+    """A COMPLETED 5-epoch iris classifier run (sklearn data, standardized)."""
+    return _train(tmp_path_factory, "iris", IRIS_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def linear_run(tmp_path_factory):
+    """A COMPLETED 5-epoch linear regression run on synthetic data."""
+    return _train(tmp_path_factory, "linear", LINEAR_CONFIG)
