@@ -64,6 +64,12 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
+def _auto_or_bool(value: Any):
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise PydanticCustomError("dltool", "expected auto, true or false")
+
+
 def _fraction_or(*words: str | None):
     """A fraction, or one of ``words`` (None stands for null)."""
     shown = " or ".join("null" if w is None else repr(w) for w in words)
@@ -162,14 +168,15 @@ class SyntheticData(_DataCommon):
     noise: Noise = Field(default_factory=Noise)
     seed: Seed | None = Field(None, description="Seed of the generator; null means the top-level seed.")
 
-    @model_validator(mode="after")
-    def _weights_fit(self):
-        if isinstance(self.weights, list) and len(self.weights) != self.n_features:
+    @field_validator("weights")
+    @classmethod
+    def _weights_fit(cls, weights, info):
+        n_features = info.data.get("n_features")
+        if isinstance(weights, list) and n_features is not None and len(weights) != n_features:
             raise PydanticCustomError(
-                "dltool",
-                f"expected one weight per feature ({self.n_features}), received {len(self.weights)} weights",
+                "dltool", f"expected one weight per feature ({n_features}), received {len(weights)} weights"
             )
-        return self
+        return weights
 
 
 DataConfig = Annotated[
@@ -241,7 +248,7 @@ class TrainConfig(Strict):
     steps_per_execution: PositiveInt = Field(
         32, description="Batches run per call into TensorFlow; larger is faster, results are the same."
     )
-    jit_compile: Literal["auto"] | bool = Field("auto", description="XLA compilation: auto, true or false.")
+    jit_compile: Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)] = Field("auto", description="XLA compilation: auto, true or false.")
     callbacks: Callbacks = Field(default_factory=Callbacks)
 
     @field_validator("optimizer", mode="before")
@@ -323,11 +330,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict[tuple, str]:
             if isinstance(part, int):
                 if not isinstance(target, list) or not -len(target) <= part < len(target):
                     raise ConfigError(f"no list item [{part}] at {here}", source=f"--set {text}")
+                target[part] = _long_form(path[: depth + 1], target[part])
                 target = target[part]
             else:
                 if not isinstance(target, dict):
                     raise ConfigError(f"{format_path(path[:depth])} is not a mapping", source=f"--set {text}")
-                if not isinstance(target.get(part), (dict, list)):
+                target[part] = _long_form(path[: depth + 1], target.get(part))
+                if not isinstance(target[part], (dict, list)):
                     target[part] = {}
                 target = target[part]
         last = path[-1]
@@ -341,6 +350,21 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict[tuple, str]:
     return applied
 
 
+def _long_form(path: tuple, value: Any) -> Any:
+    """Expand a short form that an override is about to descend into.
+
+    ``optimizer: adam`` becomes ``{name: adam}``, a bare layer ``Flatten``
+    becomes ``{Flatten: {}}``, a layer's null arguments become ``{}``.
+    """
+    if path == ("train", "optimizer") and isinstance(value, str):
+        return {"name": value}
+    if len(path) == 3 and path[:2] == ("model", "layers") and isinstance(value, str):
+        return {value: {}}
+    if len(path) == 4 and path[:2] == ("model", "layers") and value is None:
+        return {}
+    return value
+
+
 def validate_config(
     data: dict, source: str = "<config>", line_map: LineMap | None = None, overridden: dict | None = None
 ) -> ExperimentConfig:
@@ -351,7 +375,8 @@ def validate_config(
     def locate(error: ConfigError) -> ConfigError:
         path = parse_path(error.path) if error.path else ()
         for over_path, text in overridden.items():
-            if path[: len(over_path)] == over_path:
+            shorter = min(len(path), len(over_path))
+            if path and path[:shorter] == over_path[:shorter]:
                 return ConfigError(error.detail, source=f"--set {text}", path=error.path)
         return error.located(source, line_map.line_of)
 
@@ -394,14 +419,11 @@ _MODELS_BY_SOURCE = {
 }  # fmt: skip
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    """The keys the model at ``loc`` accepts (for did-you-mean on an unknown key)."""
-    model: Any = ExperimentConfig
+def _allowed_keys(loc: tuple, model: Any = ExperimentConfig) -> list[str]:
+    """The keys the model at ``loc`` (below ``model``) accepts, for did-you-mean on an unknown key."""
     for part in loc:
         if isinstance(part, int) or model is None:
             return []
-        if part in _MODELS_BY_SOURCE and model is None:
-            continue
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         if field is None:
             return []
@@ -425,7 +447,9 @@ def _first_error(exc: ValidationError) -> ConfigError:
     """Turn pydantic's first error into a ConfigError with a key path and a plain-words message."""
     errors = exc.errors(include_url=False)
     # In a union every member reports; our own messages already cover the whole union.
-    err = next((e for e in errors if e["type"] == "dltool"), errors[0])
+    err = next((e for e in errors if e["type"] == "dltool"), None) or next(
+        (e for e in errors if e["type"] == "extra_forbidden"), errors[0]
+    )
     loc = list(err["loc"])
     # Drop the discriminator tag pydantic inserts: ('data', 'csv', 'target') -> ('data', 'target').
     if len(loc) >= 2 and loc[0] == "data" and loc[1] in _MODELS_BY_SOURCE:
@@ -439,7 +463,7 @@ def _first_error(exc: ValidationError) -> ConfigError:
     kind, received = err["type"], err.get("input")
     if kind == "extra_forbidden":
         parent = tuple(loc[:-1])
-        allowed = list(model.model_fields) if model and len(parent) == 1 else _allowed_keys(parent)
+        allowed = _allowed_keys(parent[1:], model) if model else _allowed_keys(parent)
         key = str(loc[-1])
         hint = did_you_mean(key, allowed) or (f"; expected one of: {', '.join(allowed)}" if allowed else "")
         return ConfigError(f"unknown key '{key}'{hint}", path=path)
@@ -461,6 +485,9 @@ def _first_error(exc: ValidationError) -> ConfigError:
         message = "expected true or false"
     elif kind == "string_pattern_mismatch":
         message = "expected letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)"
+    elif kind in _BOUNDS:
+        bound = next(iter(err.get("ctx", {}).values()), "")
+        message = f"expected a number {_BOUNDS[kind]} {bound}"
     elif kind == "too_short":
         message = "expected at least one item"
     else:
@@ -468,6 +495,9 @@ def _first_error(exc: ValidationError) -> ConfigError:
     if kind not in ("missing",) and "received" not in message:
         message += f", received {_show(received)}"
     return ConfigError(message, path=path)
+
+
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
 
 
 def _show(value: Any) -> str:

@@ -13,7 +13,7 @@ from .saved_run import SavedRun
 
 def _read_labelled_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and raw targets from an .npz (x_test/y_test or x/y) or a CSV with the training columns."""
-    from .data.csv_source import column_indices, open_csv, to_float_matrix
+    from .data.csv_source import column_indices, open_csv, read_rows, to_float_matrix
     from .data.numpy_files import arrays_from_npz
 
     if not path.is_file():
@@ -32,11 +32,11 @@ def _read_labelled_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.nda
             raise InputError(f"{path}: this run was not trained on a CSV; give an .npz with x and y")
         handle, reader, header = open_csv(path, error=InputError)
         with handle:
-            rows = [row for row in reader if row]
+            rows, lines = read_rows(reader, path, InputError)
         if not rows:
             raise InputError(f"{path}: no data rows after the header")
         features = state.feature_names
-        x = to_float_matrix(rows, column_indices(header, features, path, InputError), features, path, 2, InputError)
+        x = to_float_matrix(rows, column_indices(header, features, path, InputError), features, path, lines, InputError)
         target = column_indices(header, state.target_names, path, InputError, key="target column")[0]
         return x, np.array([row[target].strip() for row in rows], dtype=object)
     raise InputError(f"{path}: expected an .npz or .csv file with inputs and targets, received '{path.suffix}'")

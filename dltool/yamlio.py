@@ -77,7 +77,10 @@ class LineMap:
 def parse_path(text: str) -> KeyPath:
     """Parse 'model.layers[2].Dense.units' into ('model', 'layers', 2, 'Dense', 'units')."""
     parts: list = []
-    for chunk in text.split("."):
+    chunks = text.split(".")
+    if any(not chunk.strip() for chunk in chunks):
+        raise ConfigError(f"expected a key path such as 'train.epochs', received '{text}'", source="--set")
+    for chunk in chunks:
         name, _, rest = chunk.partition("[")
         if name:
             parts.append(name)

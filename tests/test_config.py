@@ -163,22 +163,12 @@ def test_set_learning_rate_on_a_digits_config():
     assert config.train.optimizer.model_extra == {"learning_rate": 0.1}
 
 
-@pytest.mark.xfail(
-    reason="BUG: `--set train.optimizer.learning_rate=0.1` on a config with the shorthand `optimizer: adam` "
-    "replaces the name by {} and fails with \"missing required key 'name'\" blamed on the file's line",
-    strict=True,
-)
 def test_set_learning_rate_on_optimizer_shorthand():
     config = load_config(REPO / "configs" / "linear_regression.yaml", ["train.optimizer.learning_rate=0.1"])
     assert config.train.optimizer.name == "adam"
     assert config.train.optimizer.model_extra == {"learning_rate": 0.1}
 
 
-@pytest.mark.xfail(
-    reason="BUG: an override below a scalar (--set name.x=1) turns it into a mapping and the error is "
-    "reported at the file's line of 'name' instead of naming the --set",
-    strict=True,
-)
 def test_set_below_a_scalar_is_blamed_on_the_set(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, BASE), ["name.x=1"])
@@ -342,22 +332,16 @@ BUGGY = {
     "weights-count": pytest.param(
         "weights-count", edit("  n_samples: 20\n", "  n_features: 2\n  weights: [1, 2, 3]\n"), 6, "data.weights",
         "expected one weight per feature (2), received 3 weights",
-        marks=pytest.mark.xfail(reason="BUG: the weights-count error is located at 'data' (line of 'data:') "
-                                "instead of data.weights", strict=True),
         id="weights-count",
     ),
     "nested-data-key-typo": pytest.param(
         "nested-data-key-typo", edit("  n_samples: 20\n", "  noise: {distribution: uniform, lo: 0}\n"), 5, "data.noise.lo",
         "unknown key 'lo'; did you mean 'low'?",
-        marks=pytest.mark.xfail(reason="BUG: unknown keys below data.<x> (e.g. data.noise) get no did-you-mean or "
-                                "list of keys: _allowed_keys follows the first union member (KerasData)", strict=True),
         id="nested-data-key-typo",
     ),
     "jit-compile-word": pytest.param(
         "jit-compile-word", edit("  batch_size: 8\n", "  jit_compile: sometimes\n"), 19, "train.jit_compile",
         "true or false",
-        marks=pytest.mark.xfail(reason="BUG: jit_compile's message says \"expected one of 'auto'\" and omits true/false",
-                                strict=True),
         id="jit-compile-word",
     ),
 }  # fmt: skip

@@ -263,11 +263,6 @@ def test_csv_empty_cell_and_short_row(tmp_path):
         prepare_data(make_config({"source": "csv", "path": str(path), "target": "y"}, [2], CLASSIFY))
 
 
-@pytest.mark.xfail(
-    reason="BUG: csv_source.load drops blank rows before numbering, so a bad cell after a blank line "
-    "is reported one line too early",
-    strict=True,
-)
 def test_csv_bad_cell_line_counts_blank_lines(tmp_path):
     path = tmp_path / "gap.csv"
     path.write_text("a,b,y\n1,2,0\n\n5,oops,0\n")

@@ -48,14 +48,16 @@ def column_indices(header: list[str], wanted: list[str], path, error=DataError, 
     return [header.index(name) for name in wanted]
 
 
-def to_float_matrix(rows: list[list[str]], indices: list[int], names: list[str], path, first_line: int,
+def to_float_matrix(rows: list[list[str]], indices: list[int], names: list[str], path, lines: list[int],
                     error=DataError) -> np.ndarray:  # fmt: skip
-    """Convert the chosen cells of ``rows`` to float64; the first bad cell is named by line and column."""
+    """Convert the chosen cells of ``rows`` to float64; the first bad cell is named by its file line and column.
+
+    ``lines[i]`` is the line number of ``rows[i]`` in the file.
+    """
     try:
         matrix = np.array([[row[i] for i in indices] for row in rows], dtype=np.float64)
     except (ValueError, IndexError):
-        for offset, row in enumerate(rows):
-            line = first_line + offset
+        for line, row in zip(lines, rows):
             if len(row) <= max(indices):
                 raise error(f"{path}:{line}: expected at least {max(indices) + 1} fields, received {len(row)}") from None
             for i, name in zip(indices, names):
@@ -67,9 +69,22 @@ def to_float_matrix(rows: list[list[str]], indices: list[int], names: list[str],
         raise
     if not np.isfinite(matrix).all():
         offset, col = map(int, np.argwhere(~np.isfinite(matrix))[0])
-        raise error(f"{path}:{first_line + offset}: column '{names[col]}': expected a finite number, "
+        raise error(f"{path}:{lines[offset]}: column '{names[col]}': expected a finite number, "
                     f"received {rows[offset][indices[col]]!r}")  # fmt: skip
     return matrix
+
+
+def read_rows(reader, path, error=DataError) -> tuple[list[list[str]], list[int]]:
+    """All non-blank rows left in ``reader``, and the file line of each."""
+    rows, lines = [], []
+    try:
+        for row in reader:
+            if row:
+                rows.append(row)
+                lines.append(reader.line_num)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise error(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+    return rows, lines
 
 
 def iter_csv_chunks(path, feature_names: list[str], chunk_rows: int, delimiter: str = ",",
@@ -78,22 +93,22 @@ def iter_csv_chunks(path, feature_names: list[str], chunk_rows: int, delimiter: 
     handle, reader, header = open_csv(path, delimiter, error)
     with handle:
         indices = column_indices(header, feature_names, path, error, key="feature columns")
-        line, row_number, rows = 2, 0, []
+        row_number, rows, lines = 0, [], []
         try:
             for row in reader:
                 if not row:
-                    line += 1
                     continue
                 rows.append(row)
+                lines.append(reader.line_num)
                 if len(rows) == chunk_rows:
-                    yield row_number, to_float_matrix(rows, indices, feature_names, path, line, error)
-                    line, row_number, rows = line + len(rows), row_number + len(rows), []
+                    yield row_number, to_float_matrix(rows, indices, feature_names, path, lines, error)
+                    row_number, rows, lines = row_number + len(rows), [], []
         except csv.Error as exc:
             raise error(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
         except UnicodeDecodeError:
             raise error(f"{path}: expected UTF-8 text, received binary or non-UTF-8 data") from None
         if rows:
-            yield row_number, to_float_matrix(rows, indices, feature_names, path, line, error)
+            yield row_number, to_float_matrix(rows, indices, feature_names, path, lines, error)
 
 
 def load(config, **_) -> RawData:
@@ -116,13 +131,10 @@ def load(config, **_) -> RawData:
             column_indices(header, features, path, ConfigError, key="features")
         except ConfigError as exc:
             raise ConfigError(exc.detail, path="data.features") from None
-        try:
-            rows = [row for row in reader if row]
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+        rows, lines = read_rows(reader, path, DataError)
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
-    x = to_float_matrix(rows, column_indices(header, features, path), features, path, first_line=2)
+    x = to_float_matrix(rows, column_indices(header, features, path), features, path, lines)
     target_index = header.index(config.target)
     y = np.array([row[target_index].strip() if target_index < len(row) else "" for row in rows], dtype=object)
     return RawData(x=x, y=y, feature_names=features)
