@@ -7,6 +7,7 @@ never import TensorFlow (a test checks `import dltool.cli` leaves it out).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 
 from ._version import __version__
-from .errors import DltoolError
+from .errors import DltoolError, UsageError
 from .runs import RUNS_DIR_ENV
 
 app = typer.Typer(
@@ -30,7 +31,9 @@ app = typer.Typer(
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
 
-out = Console(soft_wrap=True)
+# Without a terminal (CI logs, pipes) rich would squeeze tables into 80 columns; give them room instead.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+out = Console(soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, soft_wrap=True)
 
 RunsDir = Annotated[
@@ -75,10 +78,12 @@ def main_options(
 
 
 # --------------------------------------------------------------------------- train
-@app.command(epilog="Example: dltool train configs/digits_mlp.yaml --set train.epochs=5")
+@app.command(epilog="Example: dltool train configs/digits_mlp.yaml --set train.epochs=5   |   dltool train --resume latest")
 def train(
-    config: Annotated[Path, typer.Argument(help="The experiment YAML file.")],
+    config: Annotated[Optional[Path], typer.Argument(help="The experiment YAML file.")] = None,
     overrides: Overrides = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", metavar="RUN",
+                      help="Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own config.")] = None,
     runs_dir: RunsDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain lines, one per epoch (for CI logs).")] = False,
     verbose: Verbose = False,
@@ -87,18 +92,29 @@ def train(
     from .display import TrainingDisplay, metrics_table, use_plain_output
 
     with reported_errors():
-        from .config import load_config
-
-        experiment = load_config(config, overrides or [])
+        if (config is None) == (resume is None):
+            raise UsageError("give either a CONFIG to train or --resume RUN (not both)")
+        if resume is not None and overrides:
+            raise UsageError("--resume continues a run with its own saved config; --set cannot change it. "
+                             "Train a new run with --set instead")  # fmt: skip
+        display = TrainingDisplay(out, plain=use_plain_output(out, quiet))
         from .backend import import_keras
 
-        import_keras(verbose)
-        from .experiment import train as run_training
+        if resume is not None:
+            import_keras(verbose)
+            from .experiment import resume as resume_training
 
-        display = TrainingDisplay(out, plain=use_plain_output(out, quiet))
-        run = run_training(experiment, overrides or [], runs_root=runs_dir, observer=display)
+            run = resume_training(resume, runs_root=runs_dir, observer=display)
+        else:
+            from .config import load_config
+
+            experiment = load_config(config, overrides or [])
+            import_keras(verbose)
+            from .experiment import train as run_training
+
+            run = run_training(experiment, overrides or [], runs_root=runs_dir, observer=display)
         metrics = run.read_json("metrics.json")
-        out.print(metrics_table(metrics, title=f"{experiment.name}: {metrics['epochs']} epochs"))
+        out.print(metrics_table(metrics, title=f"{run.info.get('name')}: {metrics['epochs']} epochs"))
         if metrics.get("weights"):
             learned = "  ".join(f"{layer}.{name}={[round(v, 4) for v in values]}"
                                 for layer, weights in metrics["weights"].items() for name, values in weights.items())  # fmt: skip
@@ -258,7 +274,7 @@ def runs_list(
         return
     table = Table(title=f"runs in {root}", title_justify="left")
     for column in ("id", "name", "status", "epochs", "test metrics", "duration"):
-        table.add_column(column, no_wrap=column == "id")
+        table.add_column(column, no_wrap=True)
     colours = {"COMPLETED": "green", "FAILED": "red", "INTERRUPTED": "yellow", "RUNNING": "cyan", "DIED": "magenta"}
     for row in rows:
         status = row["status"]

@@ -250,11 +250,19 @@ class TrainConfig(Strict):
     )
     jit_compile: Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)] = Field("auto", description="XLA compilation: auto, true or false.")
     callbacks: Callbacks = Field(default_factory=Callbacks)
+    checkpoint_every: NonNegativeInt = Field(
+        1, description="Save a resumable checkpoint every this many epochs (0: never; then --resume cannot resume)."
+    )
 
     @field_validator("optimizer", mode="before")
     @classmethod
     def _optimizer_from_name(cls, value):
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _no_callbacks(cls, value):
+        return {} if value is None else value
 
     @field_validator("metrics", mode="before")
     @classmethod

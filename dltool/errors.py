@@ -70,6 +70,10 @@ class RunStateError(DltoolError):
     """The run exists but is in a state that forbids the request."""
 
 
+class UsageError(DltoolError):
+    """The command line asks for something contradictory."""
+
+
 class TrainingError(DltoolError):
     """Training started but could not finish (NaN loss, write failure, Keras error)."""
 

@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from .config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
-from .errors import ConfigError, DltoolError, TrainingError
-from .runs import COMPLETED, FAILED, INTERRUPTED, Run, runs_dir
+from .errors import ConfigError, DltoolError, RunStateError, TrainingError
+from .runs import COMPLETED, FAILED, INTERRUPTED, Run, atomic_write_text, runs_dir
 
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
+STATE_FILE = "checkpoints/state.json"  # the last resumable checkpoint: epoch, model file, callbacks, history
 FLUSH_SECONDS = 1.0  # history.csv, run.json heartbeat and train.log are rewritten at most this often
 
 
 class TrainingInterrupted(DltoolError):
     """Training was stopped by Ctrl-C or SIGTERM; the run is INTERRUPTED."""
 
-    exit_code = 130
-
-    def __init__(self, message: str, run: Run):
+    def __init__(self, message: str, run: Run, exit_code: int = 130):
         super().__init__(message)
         self.run = run
+        self.exit_code = exit_code
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -86,26 +89,10 @@ def prepare(config: ExperimentConfig):
     return data, model
 
 
-def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = None, *,
-          runs_root: str | Path | None = None, observer=None) -> Run:  # fmt: skip
-    """Train the experiment and return its completed :class:`Run`.
-
-    ``config`` is a validated config or a path to a YAML file (``overrides``
-    are ``key.path=value`` strings). Raises ConfigError/DataError before any
-    run folder exists; once the run exists, a failure marks it FAILED and
-    raises TrainingError, and Ctrl-C marks it INTERRUPTED and raises
-    TrainingInterrupted.
-    """
-    if not isinstance(config, ExperimentConfig):
-        config = load_config(config, overrides)
-    config = resolve_paths(config)
-    data, model = prepare(config)
-
+def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, observer) -> None:
     from . import backend
     from .model import summary_text
-    from .training import evaluate_arrays, fit, save_model_atomic
 
-    run = Run.create(runs_dir(runs_root), config.name)
     run.write_text("config.yaml", config_to_yaml(config))
     run.start(
         name=config.name, seed=config.seed, epochs_planned=config.train.epochs, epochs_done=0,
@@ -120,9 +107,84 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
     run.write_text("summary.txt", summary_text(model))
     run.append_log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {run.id} started: {len(data.x_train)} training samples, "
                    f"{model.count_params():,} parameters, device {run.info['device']}")  # fmt: skip
-    rows: list[dict] = []
+
+
+def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = None, *,
+          runs_root: str | Path | None = None, observer=None) -> Run:  # fmt: skip
+    """Train the experiment and return its completed :class:`Run`.
+
+    ``config`` is a validated config or a path to a YAML file (``overrides``
+    are ``key.path=value`` strings). Raises ConfigError/DataError before any
+    run folder exists; once the run exists, a failure marks it FAILED and
+    raises TrainingError, and Ctrl-C or SIGTERM saves nothing half-done,
+    marks it INTERRUPTED and raises TrainingInterrupted.
+    """
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config, overrides)
+    config = resolve_paths(config)
+    data, model = prepare(config)
+    run = Run.create(runs_dir(runs_root), config.name)
+    _open_run_files(run, config, data, model, overrides, observer)
+    return _execute(run, config, data, model, observer=observer)
+
+
+def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None) -> Run:
+    """Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own saved config.
+
+    Weights, optimizer state (learning rate included), the epoch counter and
+    the callbacks' progress are restored; history.csv continues where the
+    checkpoint was taken.
+    """
+    import keras
+
+    from .config import config_from_text
+    from .data import prepare_data
+    from .runs import DIED, RUNNING, now_iso
+
+    run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
+    info = run.info
+    status = run.status
+    if status == COMPLETED:
+        raise RunStateError(f"run {run.id} is COMPLETED: there is nothing to resume; "
+                            f"start a new run with `dltool train {run.path / 'config.yaml'}`")  # fmt: skip
+    if status == RUNNING:
+        raise RunStateError(f"run {run.id} is still RUNNING (pid {info.get('pid')} on {info.get('host')}); "
+                            "stop it first (Ctrl-C or kill) or wait for it")  # fmt: skip
+    state_file = run.file(STATE_FILE)
+    if not state_file.is_file():
+        raise RunStateError(f"run {run.id} ({status}) has no checkpoint: it stopped before its first checkpoint "
+                            f"was written; start it again with `dltool train {run.path / 'config.yaml'}`")  # fmt: skip
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed + state["epoch"])  # a fresh but reproducible shuffle order
+    data = prepare_data(config)
+    if data.fingerprint != info.get("data_fingerprint"):
+        raise RunStateError(f"the data of run {run.id} has changed since it started (fingerprint "
+                            f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets")  # fmt: skip
+    from .saved_run import load_model_safely
+
+    model = load_model_safely(run.file(state["model"]))
+    history = state["history"]
+    run.write_text("history.csv", history_csv(history))
+    resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]
+    run.restart(resumes=resumes, epochs_done=state["epoch"])
+    run.append_log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed from epoch {state['epoch']} (was {status})")
+    if observer is not None and hasattr(observer, "on_run_created"):
+        observer.on_run_created(run)
+    return _execute(run, config, data, model, observer=observer, history=history, initial_epoch=state["epoch"],
+                    restore=state.get("callbacks", {}))  # fmt: skip
+
+
+def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, history: list[dict] | None = None,
+             initial_epoch: int = 0, restore: dict | None = None) -> Run:  # fmt: skip
+    """Fit, checkpoint, evaluate and save into an open RUNNING run; set its final status."""
+    from .training import StopRequested, evaluate_arrays, fit, save_model_atomic
+
+    rows: list[dict] = list(history or [])
     pending_log: list[str] = []
     last_flush = [0.0]
+    checkpoint_dir = run.file("checkpoints")
 
     def flush() -> None:
         if not rows:
@@ -142,33 +204,61 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
         if time.monotonic() - last_flush[0] >= FLUSH_SECONDS or row["epoch"] == config.train.epochs:
             flush()
 
+    def on_checkpoint(epoch: int, callback_states: dict) -> None:
+        every = config.train.checkpoint_every
+        if not every or (epoch % every and epoch != config.train.epochs):
+            return
+        checkpoint_dir.mkdir(exist_ok=True)
+        name = f"epoch-{epoch:05d}.keras"
+        save_model_atomic(model, checkpoint_dir / name)
+        previous = run.file(STATE_FILE)
+        old = json.loads(previous.read_text(encoding="utf-8")).get("model") if previous.is_file() else None
+        # state.json is renamed into place only after its model file is complete, so it always names a whole checkpoint.
+        atomic_write_text(previous, json.dumps({"epoch": epoch, "model": f"checkpoints/{name}",
+                                                "callbacks": callback_states, "history": rows}, indent=1))  # fmt: skip
+        if old and old != f"checkpoints/{name}":
+            run.file(old).unlink(missing_ok=True)
+
+    interrupts = InterruptGuard()
     try:
-        result = fit(model, config, data, on_epoch_end=on_epoch_end, observer=observer,
-                     best_checkpoint=run.file("checkpoints") / "best.keras")  # fmt: skip
+        with interrupts:
+            try:
+                result = fit(model, config, data, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,
+                             observer=observer, best_checkpoint=checkpoint_dir / "best.keras",
+                             initial_epoch=initial_epoch, restore=restore, should_stop=interrupts.requested)  # fmt: skip
+            except StopRequested:
+                raise KeyboardInterrupt from None
         flush()
         test = evaluate_arrays(model, config, data.x_test, data.y_test)
         save_model_atomic(model, run.file("model.keras"))
-        train_metrics, val_metrics = split_metrics(result.history[-1])
+        train_metrics, val_metrics = split_metrics(rows[-1])
         run.write_json("metrics.json", {
             "train": train_metrics, "validation": val_metrics or None, "test": test,
-            "epochs": len(result.history), "stopped_early": result.stopped_early,
-            "best_epoch": _best_epoch(result.history), "fit_seconds": round(result.seconds, 3),
+            "epochs": len(rows), "stopped_early": result.stopped_early,
+            "best_epoch": _best_epoch(rows), "fit_seconds": round(result.seconds, 3),
             **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
         })  # fmt: skip
         run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
         run.finish(COMPLETED, fit_seconds=round(result.seconds, 3))
+        _drop_resume_checkpoints(run)
         return run
     except KeyboardInterrupt:
         flush()
-        epochs = len(rows)
-        run.finish(INTERRUPTED, error=f"interrupted after {epochs} completed epoch(s)")
-        raise TrainingInterrupted(f"training interrupted after {epochs} completed epoch(s); run {run.id} is INTERRUPTED",
-                                  run) from None  # fmt: skip
+        signal_name = interrupts.signal_name or "SIGINT"
+        done = _checkpointed_epoch(run)
+        where = (f"resume from epoch {done} with: dltool train --resume {run.id}" if done
+                 else "no epoch was checkpointed, so it cannot be resumed")  # fmt: skip
+        run.finish(INTERRUPTED, error=f"interrupted by {signal_name} after {len(rows)} completed epoch(s)")
+        run.append_log(f"INTERRUPTED by {signal_name}; {where}")
+        raise TrainingInterrupted(f"run {run.id} interrupted by {signal_name} after {len(rows)} completed "
+                                  f"epoch(s); {where}", run, exit_code=143 if signal_name == "SIGTERM" else 130) from None  # fmt: skip
     except TrainingError as exc:
         flush()
         run.finish(FAILED, error=str(exc))
         run.append_log(f"FAILED: {exc}")
-        raise TrainingError(f"run {run.id} failed: {exc}") from None
+        done = _checkpointed_epoch(run)
+        hint = f"; the last good checkpoint is epoch {done}" if done else ""
+        raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
     except Exception as exc:  # noqa: BLE001  (any Keras/OS error ends the run FAILED with its reason)
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         try:
@@ -177,3 +267,46 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
         except OSError:
             pass
         raise TrainingError(f"run {run.id} failed: {reason}") from exc
+
+
+def _drop_resume_checkpoints(run: Run) -> None:
+    """A COMPLETED run cannot be resumed: its per-epoch checkpoints only take space (best.keras stays)."""
+    for path in run.file("checkpoints").glob("epoch-*.keras"):
+        path.unlink(missing_ok=True)
+    run.file(STATE_FILE).unlink(missing_ok=True)
+
+
+def _checkpointed_epoch(run: Run) -> int:
+    try:
+        return int(json.loads(run.file(STATE_FILE).read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+class InterruptGuard:
+    """Turns the first Ctrl-C or SIGTERM into a request to stop between batches; a second one stops at once.
+
+    Only the main thread can receive signals; elsewhere this guard does nothing.
+    """
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict = {}
+
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None:
+            raise KeyboardInterrupt  # the second signal: stop now; every file is written atomically anyway
+        self.signal_name = signal.Signals(signum).name
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

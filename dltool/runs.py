@@ -95,6 +95,11 @@ def _process_alive(pid: int, start: str | None) -> bool:
         return False
     except PermissionError:
         return True
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False  # killed, not yet reaped by its parent
+    except (OSError, IndexError):
+        pass
     return start is None or _process_start(pid) in (None, start)
 
 
@@ -214,12 +219,18 @@ class Run:
 
     def start(self, **fields) -> dict:
         """Write the first run.json: status RUNNING, this process's pid and a heartbeat."""
+        return self.update_info(id=self.id, created=now_iso(), started=now_iso(), started_ts=time.time(),
+                                **self._running_fields(), **fields)  # fmt: skip
+
+    def restart(self, **fields) -> dict:
+        """Mark a stopped run RUNNING again in this process (resume); its start time is kept."""
+        return self.update_info(**self._running_fields(), **fields)
+
+    @staticmethod
+    def _running_fields() -> dict:
         pid = os.getpid()
-        return self.update_info(
-            id=self.id, status=RUNNING, created=now_iso(), started=now_iso(), ended=None,
-            started_ts=time.time(), pid=pid, pid_start=_process_start(pid), host=socket.gethostname(), heartbeat=time.time(),
-            error=None, **fields,
-        )  # fmt: skip
+        return {"status": RUNNING, "ended": None, "error": None, "pid": pid, "pid_start": _process_start(pid),
+                "host": socket.gethostname(), "heartbeat": time.time()}  # fmt: skip
 
     def heartbeat(self, **fields) -> dict:
         """Mark the run alive now (called once per epoch), with progress fields."""

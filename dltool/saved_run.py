@@ -11,6 +11,20 @@ from .errors import ConfigError, RunStateError
 from .runs import Run, runs_dir
 
 
+def load_model_safely(path: Path):
+    """``keras.saving.load_model(path, safe_mode=True)`` with a clear error for unsafe or corrupt files."""
+    import keras
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001  (a corrupt or unsafe file is reported, whatever Keras raised)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+            raise RunStateError(f"{path}: refused to load: the model contains code (e.g. a Lambda layer) "
+                                f"and dltool loads models with safe_mode=True ({message})") from None  # fmt: skip
+        raise RunStateError(f"{path}: cannot load the model ({type(exc).__name__}: {message})") from None
+
+
 @dataclass
 class SavedRun:
     """A run with its resolved config, preprocessing state and (lazily) its model."""
@@ -37,23 +51,14 @@ class SavedRun:
 
     def load_model(self):
         """Load model.keras with ``safe_mode=True``: a model carrying code (a Lambda layer) is refused."""
-        import keras
-
         path = self.run.file("model.keras")
         if not path.is_file():
             status = self.run.status
             raise RunStateError(
                 f"run {self.run.id} has no model.keras (status {status}); "
-                + ("resume or retrain it" if status != "RUNNING" else "wait for it to finish")
+                + ("wait for it to finish" if status == "RUNNING" else f"resume it with `dltool train --resume {self.run.id}`")
             )
-        try:
-            return keras.saving.load_model(path, safe_mode=True)
-        except Exception as exc:  # noqa: BLE001  (a corrupt or unsafe file is reported, whatever Keras raised)
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-                raise RunStateError(f"{path}: refused to load: the model contains code (e.g. a Lambda layer) "
-                                    f"and dltool loads models with safe_mode=True ({message})") from None  # fmt: skip
-            raise RunStateError(f"{path}: cannot load the model ({type(exc).__name__}: {message})") from None
+        return load_model_safely(path)
 
     @property
     def is_classifier(self) -> bool:

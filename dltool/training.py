@@ -83,13 +83,30 @@ def _learning_rate(model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
-def _make_callbacks(config: ExperimentConfig, on_epoch_end, observer, best_path):
+class StopRequested(Exception):
+    """Raised inside ``fit`` when ``should_stop()`` turns true (a first Ctrl-C or SIGTERM)."""
+
+
+# Callback attributes that make up a callback's progress, restored on resume.
+RESUMABLE_STATE = {
+    "early_stopping": ("wait", "best", "best_epoch"),
+    "reduce_lr_on_plateau": ("wait", "best", "cooldown_counter"),
+    "best_checkpoint": ("best",),
+}
+
+
+def _plain(value):
+    return float(value) if isinstance(value, (np.floating, np.integer)) else value
+
+
+def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, observer, best_path,
+                    restore: dict, should_stop):  # fmt: skip
     import keras
 
     cfg = config.train.callbacks
 
     class EpochRecorder(keras.callbacks.Callback):
-        """Times each epoch, adds the learning rate, stops on a non-finite loss, hands the row on."""
+        """Times each epoch, adds the learning rate, stops on a non-finite loss."""
 
         def __init__(self):
             super().__init__()
@@ -112,10 +129,6 @@ def _make_callbacks(config: ExperimentConfig, on_epoch_end, observer, best_path)
                 self.model.stop_training = True
                 return
             self.rows.append(row)
-            if on_epoch_end is not None:
-                on_epoch_end(row)
-            if observer is not None:
-                observer.on_epoch_end(row)
 
     class BestCheckpoint(keras.callbacks.Callback):
         """Save the best epoch so far, atomically (temp file + rename)."""
@@ -134,48 +147,104 @@ def _make_callbacks(config: ExperimentConfig, on_epoch_end, observer, best_path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             save_model_atomic(self.model, self.path)
 
-    class ObserverBridge(keras.callbacks.Callback):
+    def resumable(cls, key):
+        class Resumable(cls):
+            """Restores its progress (patience counter, best value) after Keras resets it at train begin."""
+
+            def on_train_begin(self, logs=None):
+                super().on_train_begin(logs)
+                for name, value in (restore.get(key) or {}).items():
+                    setattr(self, name, value)
+
+        Resumable.__name__ = cls.__name__
+        return Resumable
+
+    class Persist(keras.callbacks.Callback):
+        """Hands each finished epoch on, after every other callback has updated its state."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if recorder.failure is not None:
+                return
+            row = recorder.rows[-1]
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+            if on_checkpoint is not None:
+                states = {key: {name: _plain(getattr(cb, name, None)) for name in RESUMABLE_STATE[key]}
+                          for key, cb in stateful.items()}  # fmt: skip
+                on_checkpoint(epoch + 1, states)
+            if observer is not None:
+                observer.on_epoch_end(row)
+
+    class Watch(keras.callbacks.Callback):
+        """Progress for the observer, and a stop between batches when asked."""
+
         def on_train_begin(self, logs=None):
-            observer.on_train_begin(self.params.get("epochs"), self.params.get("steps"))
+            if observer is not None:
+                observer.on_train_begin(self.params.get("epochs"), self.params.get("steps"))
 
         def on_epoch_begin(self, epoch, logs=None):
-            observer.on_epoch_begin(epoch + 1)
+            if observer is not None:
+                observer.on_epoch_begin(epoch + 1)
 
         def on_train_batch_end(self, batch, logs=None):
-            observer.on_batch_end(batch + 1, logs)
+            if should_stop is not None and should_stop():
+                raise StopRequested()
+            if observer is not None:
+                observer.on_batch_end(batch + 1, logs)
+
+        def on_test_batch_end(self, batch, logs=None):
+            if should_stop is not None and should_stop():
+                raise StopRequested()
 
     recorder = EpochRecorder()
-    callbacks = [recorder]
+    callbacks: list = [recorder]
+    stateful: dict = {}
     if cfg.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(**cfg.early_stopping.model_dump()))
+        stateful["early_stopping"] = resumable(keras.callbacks.EarlyStopping, "early_stopping")(**cfg.early_stopping.model_dump())
     if cfg.reduce_lr_on_plateau:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(**cfg.reduce_lr_on_plateau.model_dump()))
+        stateful["reduce_lr_on_plateau"] = resumable(keras.callbacks.ReduceLROnPlateau, "reduce_lr_on_plateau")(
+            **cfg.reduce_lr_on_plateau.model_dump()
+        )
     if cfg.checkpoint and best_path is not None:
-        callbacks.append(BestCheckpoint(cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path))
-    if observer is not None:
-        callbacks.append(ObserverBridge())
+        stateful["best_checkpoint"] = resumable(BestCheckpoint, "best_checkpoint")(
+            cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path
+        )
+    callbacks += list(stateful.values()) + [Persist(), Watch()]
     return recorder, callbacks
 
 
 def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Callable[[dict], None] | None = None,
-        observer=None, best_checkpoint: Path | None = None) -> FitResult:  # fmt: skip
-    """Train ``model`` (compiled) on ``data``; raise NonFiniteLoss when the loss stops being finite."""
+        on_checkpoint: Callable[[int, dict], None] | None = None, observer=None, best_checkpoint: Path | None = None,
+        initial_epoch: int = 0, restore: dict | None = None, should_stop: Callable[[], bool] | None = None) -> FitResult:  # fmt: skip
+    """Train ``model`` (compiled) on ``data`` from ``initial_epoch``.
+
+    ``on_epoch_end(row)`` gets each finished epoch; ``on_checkpoint(epoch,
+    callback_states)`` is called after it so the caller can save a resumable
+    checkpoint; ``restore`` gives callback states saved that way. Raises
+    NonFiniteLoss when the loss stops being finite and StopRequested when
+    ``should_stop()`` turns true.
+    """
     train = config.train
     validation = None
     if data.x_val is not None:
         validation = (data.x_val, fit_targets(model, config, data.y_val))
-    recorder, callbacks = _make_callbacks(config, on_epoch_end, observer, best_checkpoint)
-    start = time.perf_counter()
-    model.fit(
-        data.x_train, fit_targets(model, config, data.y_train),
-        validation_data=validation, epochs=train.epochs, batch_size=train.batch_size,
-        shuffle=train.shuffle, callbacks=callbacks, verbose=0,
+    recorder, callbacks = _make_callbacks(
+        config, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint, observer=observer,
+        best_path=best_checkpoint, restore=restore or {}, should_stop=should_stop,
     )  # fmt: skip
-    if observer is not None:
-        observer.on_train_end()
+    start = time.perf_counter()
+    try:
+        model.fit(
+            data.x_train, fit_targets(model, config, data.y_train),
+            validation_data=validation, epochs=train.epochs, initial_epoch=initial_epoch,
+            batch_size=train.batch_size, shuffle=train.shuffle, callbacks=callbacks, verbose=0,
+        )  # fmt: skip
+    finally:
+        if observer is not None:
+            observer.on_train_end()
     if recorder.failure is not None:
         raise recorder.failure
-    return FitResult(history=recorder.rows, stopped_early=len(recorder.rows) < train.epochs,
+    return FitResult(history=recorder.rows, stopped_early=initial_epoch + len(recorder.rows) < train.epochs,
                      seconds=time.perf_counter() - start)  # fmt: skip
 
 
