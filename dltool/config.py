@@ -250,6 +250,8 @@ class TrainConfig(Strict):
     )
     jit_compile: Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)] = Field("auto", description="XLA compilation: auto, true or false.")
     callbacks: Callbacks = Field(default_factory=Callbacks)
+    tensorboard: bool = Field(True, description="Write TensorBoard logs to the run's tensorboard/ folder.")
+    plots: bool = Field(True, description="Write curves.png and confusion_matrix.png or predictions.png into the run.")
     checkpoint_every: NonNegativeInt = Field(
         1, description="Save a resumable checkpoint every this many epochs (0: never; then --resume cannot resume)."
     )

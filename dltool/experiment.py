@@ -225,7 +225,8 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
             try:
                 result = fit(model, config, data, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint,
                              observer=observer, best_checkpoint=checkpoint_dir / "best.keras",
-                             initial_epoch=initial_epoch, restore=restore, should_stop=interrupts.requested)  # fmt: skip
+                             initial_epoch=initial_epoch, restore=restore, should_stop=interrupts.requested,
+                             tensorboard_dir=run.file("tensorboard"))  # fmt: skip
             except StopRequested:
                 raise KeyboardInterrupt from None
         flush()
@@ -239,6 +240,8 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
             **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
         })  # fmt: skip
         run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
+        if config.train.plots:
+            write_run_plots(run, config, rows, model, data)
         run.finish(COMPLETED, fit_seconds=round(result.seconds, 3))
         _drop_resume_checkpoints(run)
         return run
@@ -269,11 +272,33 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
         raise TrainingError(f"run {run.id} failed: {reason}") from exc
 
 
+def write_run_plots(run: Run, config: ExperimentConfig, rows: list[dict], model, data) -> None:
+    """curves.png, and confusion_matrix.png (classifiers) or predictions.png (regression), into the run."""
+    from . import plots
+    from .evaluate import predicted_classes
+
+    title = f"{config.name} ({run.id})"
+    plots.curves(rows, run.file("curves.png"), title)
+    outputs = model.predict(data.x_test, batch_size=max(config.train.batch_size, 256), verbose=0)
+    state = data.preprocessing
+    if config.is_classifier:
+        from sklearn.metrics import confusion_matrix
+
+        labels = list(range(len(state.class_names)))
+        matrix = confusion_matrix(data.y_test, predicted_classes(outputs), labels=labels).tolist()
+        plots.confusion_matrix(matrix, state.class_names, run.file("confusion_matrix.png"), title)
+    else:
+        target = state.target_names[0] if state.target_names else "target"
+        plots.predicted_vs_true(data.y_test, outputs, run.file("predictions.png"), title, target)
+
+
 def _drop_resume_checkpoints(run: Run) -> None:
     """A COMPLETED run cannot be resumed: its per-epoch checkpoints only take space (best.keras stays)."""
     for path in run.file("checkpoints").glob("epoch-*.keras"):
         path.unlink(missing_ok=True)
     run.file(STATE_FILE).unlink(missing_ok=True)
+    if run.file("checkpoints").is_dir() and not any(run.file("checkpoints").iterdir()):
+        run.file("checkpoints").rmdir()
 
 
 def _checkpointed_epoch(run: Run) -> int:

@@ -100,7 +100,7 @@ def _plain(value):
 
 
 def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, observer, best_path,
-                    restore: dict, should_stop):  # fmt: skip
+                    restore: dict, should_stop, tensorboard_dir):  # fmt: skip
     import keras
 
     cfg = config.train.callbacks
@@ -210,12 +210,16 @@ def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, ob
             cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path
         )
     callbacks += list(stateful.values()) + [Persist(), Watch()]
+    if tensorboard_dir is not None and config.train.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir), write_graph=False,
+                                                     update_freq="epoch", profile_batch=0))  # fmt: skip
     return recorder, callbacks
 
 
 def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Callable[[dict], None] | None = None,
         on_checkpoint: Callable[[int, dict], None] | None = None, observer=None, best_checkpoint: Path | None = None,
-        initial_epoch: int = 0, restore: dict | None = None, should_stop: Callable[[], bool] | None = None) -> FitResult:  # fmt: skip
+        initial_epoch: int = 0, restore: dict | None = None, should_stop: Callable[[], bool] | None = None,
+        tensorboard_dir: Path | None = None) -> FitResult:  # fmt: skip
     """Train ``model`` (compiled) on ``data`` from ``initial_epoch``.
 
     ``on_epoch_end(row)`` gets each finished epoch; ``on_checkpoint(epoch,
@@ -230,7 +234,7 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
         validation = (data.x_val, fit_targets(model, config, data.y_val))
     recorder, callbacks = _make_callbacks(
         config, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint, observer=observer,
-        best_path=best_checkpoint, restore=restore or {}, should_stop=should_stop,
+        best_path=best_checkpoint, restore=restore or {}, should_stop=should_stop, tensorboard_dir=tensorboard_dir,
     )  # fmt: skip
     start = time.perf_counter()
     try:

@@ -1,0 +1,157 @@
+"""Plots written into runs (curves, confusion matrix, predicted vs true) and overlays of several runs.
+
+matplotlib runs headless (Agg); every PNG is written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .runs import atomic_write_bytes
+
+DPI = 100
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    _pyplot().close(fig)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def metric_names(rows: list[dict]) -> list[str]:
+    """Metrics present in history rows ('loss' first), without their 'val_' twins."""
+    skip = {"epoch", "learning_rate", "epoch_seconds"}
+    names: list[str] = []
+    for row in rows[:1]:
+        for key in row:
+            base = key[4:] if key.startswith("val_") else key
+            if key not in skip and base not in names:
+                names.append(base)
+    return sorted(names, key=lambda n: (n != "loss", n))
+
+
+def _values(rows: list[dict], key: str) -> list[float]:
+    out = []
+    for row in rows:
+        value = row.get(key)
+        out.append(float(value) if value not in (None, "") else math.nan)
+    return out
+
+
+def _grid(count: int):
+    plt = _pyplot()
+    cols = min(count, 2)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def curves(rows: list[dict], path: Path, title: str) -> None:
+    """One panel per metric: train (solid) and validation (dashed) per epoch."""
+    names = metric_names(rows)
+    fig, axes = _grid(len(names))
+    epochs = _values(rows, "epoch")
+    for ax, name in zip(axes, names):
+        ax.plot(epochs, _values(rows, name), label=f"train {name}", color="tab:blue")
+        if f"val_{name}" in rows[0]:
+            ax.plot(epochs, _values(rows, f"val_{name}"), label=f"validation {name}", color="tab:orange", linestyle="--")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        if name == "loss" and all(v > 0 for v in _values(rows, name) if not math.isnan(v)) and _spread(rows, name) > 50:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def _spread(rows, name) -> float:
+    values = [v for v in _values(rows, name) if v > 0 and not math.isnan(v)]
+    return max(values) / min(values) if values else 1.0
+
+
+def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path, title: str) -> None:
+    """A confusion matrix heat map: true class by row, predicted by column, counts written in the cells."""
+    plt = _pyplot()
+    counts = np.asarray(matrix)
+    size = len(class_names)
+    side = min(max(4.5, 0.55 * size + 2.5), 16)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="samples")
+    if size <= 30:
+        ax.set_xticks(range(size), labels=class_names, rotation=45 if max(map(len, class_names)) > 3 else 0, ha="right" if max(map(len, class_names)) > 3 else "center")
+        ax.set_yticks(range(size), labels=class_names)
+    if size <= 20:
+        threshold = counts.max() / 2 if counts.size else 0
+        for i in range(size):
+            for j in range(size):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=9,
+                        color="white" if counts[i, j] > threshold else "black")  # fmt: skip
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = np.trace(counts) / counts.sum() if counts.sum() else 0.0
+    ax.set_title(f"{title}\naccuracy {accuracy:.4f} on {counts.sum()} test samples")
+    _save(fig, path)
+
+
+def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, target: str = "target") -> None:
+    """Scatter of predictions against true values with the y = x line (first output only)."""
+    plt = _pyplot()
+    true = np.asarray(y_true).reshape(len(y_true), -1)[:, 0]
+    pred = np.asarray(y_pred).reshape(len(y_pred), -1)[:, 0]
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
+    ax.scatter(true, pred, s=12, alpha=0.6, label="test samples")
+    low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([low, high], [low, high], color="tab:red", linewidth=1, label="prediction = truth")
+    ax.set_xlabel(f"true {target}")
+    ax.set_ylabel(f"predicted {target}")
+    mse = float(np.mean((true - pred) ** 2))
+    ax.set_title(f"{title}\ntest MSE {mse:.4g} on {len(true)} samples")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def overlay(histories: dict[str, list[dict]], path: Path, metrics: list[str] | None = None) -> list[str]:
+    """Overlay several runs' curves (one colour per run; validation dashed). Returns the metrics drawn."""
+    plt = _pyplot()
+    common = None
+    for rows in histories.values():
+        names = set(metric_names(rows))
+        common = names if common is None else common & names
+    names = [m for m in (metrics or sorted(common or [], key=lambda n: (n != "loss", n))) if m in (common or set())]
+    if not names:
+        return []
+    fig, axes = _grid(len(names))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes, names):
+        for index, (label, rows) in enumerate(histories.items()):
+            colour = colours[index % len(colours)]
+            ax.plot(_values(rows, "epoch"), _values(rows, name), color=colour, label=f"{label}")
+            if f"val_{name}" in rows[0]:
+                ax.plot(_values(rows, "epoch"), _values(rows, f"val_{name}"), color=colour, linestyle="--")
+        ax.set_title(f"{name} (solid: train, dashed: validation)", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+    return names

@@ -1,0 +1,144 @@
+"""What `dltool runs` shows: run summaries, filters and sorting, histories, config differences. No Keras."""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import yaml
+
+from .errors import DltoolError, UsageError
+from .runs import Run, effective_status, list_runs
+
+LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "msle", "hinge", "crossentropy")
+
+
+def summarize(run: Run) -> dict:
+    """One run as plain data: id, name, status (DIED for a dead RUNNING run), epochs, test metrics, times."""
+    try:
+        info = run.info
+    except DltoolError as exc:
+        return {"id": run.id, "name": None, "status": "UNREADABLE", "error": str(exc), "test": {}}
+    metrics = read_json_or_none(run.file("metrics.json")) or {}
+    return {
+        "id": run.id, "name": info.get("name"), "status": effective_status(info),
+        "epochs_done": info.get("epochs_done"), "epochs_planned": info.get("epochs_planned"),
+        "test": metrics.get("test") or {}, "validation": metrics.get("validation") or {},
+        "best_epoch": metrics.get("best_epoch"), "duration_s": info.get("duration_s"),
+        "started": info.get("started"), "ended": info.get("ended"), "error": info.get("error"),
+        "device": info.get("device"), "params": info.get("params"), "path": str(run.path),
+    }  # fmt: skip
+
+
+def read_json_or_none(path: Path):
+    """A JSON file's contents, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """'2h', '3d', '45m', '1w' ago, or an ISO date/time such as 2026-11-24 or 2026-11-24T10:00."""
+    now = now or datetime.now(timezone.utc)
+    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        return now - timedelta(**{{"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit]: amount})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since: expected a duration such as 2h, 3d, 1w or a date such as 2026-11-24, received '{text}'") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether smaller values of ``metric`` are better (losses and errors)."""
+    return any(word in metric for word in LOWER_IS_BETTER)
+
+
+def select_runs(root: Path, *, status: str | None = None, name: str | None = None, since: str | None = None,
+                sort: str | None = None, limit: int | None = None) -> list[dict]:  # fmt: skip
+    """Summaries of the runs in ``root``, filtered (status, name glob or substring, since) and sorted.
+
+    ``sort`` is a test metric (best first: ascending for losses and errors,
+    descending otherwise); without it, runs are listed oldest first.
+    """
+    rows = [summarize(run) for run in list_runs(root)]
+    if status:
+        wanted = {s.strip().upper() for s in status.split(",")}
+        rows = [r for r in rows if r["status"] in wanted]
+    if name:
+        pattern = name if any(c in name for c in "*?[") else f"*{name}*"
+        rows = [r for r in rows if r["name"] and fnmatch.fnmatch(r["name"], pattern)]
+    if since:
+        cutoff = parse_since(since)
+        rows = [r for r in rows if r["started"] and datetime.fromisoformat(r["started"]) >= cutoff]
+    if sort:
+        have = [r for r in rows if sort in r["test"]]
+        if not have and rows:
+            known = sorted({m for r in rows for m in r["test"]})
+            raise UsageError(f"--sort: no run has a test metric '{sort}'; known: {', '.join(known) or 'none'}")
+        have.sort(key=lambda r: r["test"][sort], reverse=not lower_is_better(sort))
+        rows = have
+    if limit:
+        rows = rows[:limit] if sort else rows[-limit:]  # the best N, or the newest N
+    return rows
+
+
+def read_history(run: Run) -> list[dict]:
+    """history.csv as a list of rows with float values ([] when there is none yet)."""
+    path = run.file("history.csv")
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def read_config(run: Run) -> dict:
+    """The run's resolved config as plain data."""
+    try:
+        return yaml.safe_load(run.file("config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def flatten(data, prefix: str = "") -> dict:
+    """{'train.optimizer.name': 'adam', 'model.layers[0]': 'Flatten', ...}."""
+    out: dict = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(data, list) and data and any(isinstance(v, (dict, list)) for v in data):
+        for index, value in enumerate(data):
+            out.update(flatten(value, f"{prefix}[{index}]"))
+    else:
+        out[prefix] = data
+    return out
+
+
+def config_differences(configs: list[dict]) -> dict[str, list]:
+    """Keys whose values differ between configs (missing shown as None), in config order."""
+    flat = [flatten(c) for c in configs]
+    keys: list[str] = []
+    for f in flat:
+        keys += [k for k in f if k not in keys]
+    return {k: [f.get(k) for f in flat] for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1}
+
+
+def sparkline(values: list[float | None], width: int = 40) -> str:
+    """Values as a one-line chart of block characters (resampled to ``width``)."""
+    blocks = "▁▂▃▄▅▆▇█"
+    clean = [v for v in values if v is not None]
+    if not clean:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[int(i * step)] for i in range(width)]
+    low, high = min(clean), max(clean)
+    span = (high - low) or 1.0
+    return "".join(" " if v is None else blocks[min(7, int((v - low) / span * 7.999))] for v in values)
