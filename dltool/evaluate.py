@@ -102,9 +102,14 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
         x = state.transform(x_raw)
         if not np.isfinite(x).all():
             raise InputError(f"{path}: inputs contain NaN or infinite values")
+        if len(x_raw) != len(y_raw):
+            raise InputError(f"{path}: inputs and targets differ in length: {len(x_raw)} inputs, {len(y_raw)} targets")
         y = labels_to_indices(y_raw, state.class_names, str(path)) if saved.is_classifier else regression_targets(y_raw, str(path))
         source = str(path.resolve())
     model = saved.load_model()
+    if not saved.is_classifier and y.shape[1] != int(model.output_shape[-1] or 1):
+        raise InputError(f"{source}: expected {int(model.output_shape[-1] or 1)} target value(s) per sample "
+                         f"(the model's outputs), received {y.shape[1]}")  # fmt: skip
     result: dict = {"run": saved.run.id, "data": source, "samples": int(len(x))}
     result["compiled"] = evaluate_arrays(model, saved.config, x, y)
     outputs = model.predict(x, batch_size=max(saved.config.train.batch_size, 256), verbose=0)

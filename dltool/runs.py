@@ -263,7 +263,16 @@ def list_runs(root: Path) -> list[Run]:
     if not root.is_dir():
         return []
     runs = [Run(p) for p in root.iterdir() if p.is_dir() and not p.is_symlink() and (p / "run.json").is_file()]
-    return sorted(runs, key=lambda run: run.id)
+    return sorted(runs, key=_start_order)
+
+
+def _start_order(run: Run) -> tuple:
+    """Ids sort by second; runs started in the same second are ordered by their recorded start."""
+    try:
+        started = float(json.loads(run.file("run.json").read_text(encoding="utf-8")).get("started_ts") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        started = 0.0
+    return run.id[:15], started, run.id
 
 
 def remove_run(run: Run) -> None:

@@ -8,6 +8,7 @@ to indices by :mod:`dltool.data.labels`).
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,26 +90,36 @@ def read_rows(reader, path, error=DataError) -> tuple[list[list[str]], list[int]
 
 def iter_csv_chunks(path, feature_names: list[str], chunk_rows: int, delimiter: str = ",",
                     error=DataError) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
-    """Yield (first row number, float64 matrix of the feature columns), ``chunk_rows`` rows at a time."""
-    handle, reader, header = open_csv(path, delimiter, error)
+    """Yield (first row number, float64 matrix of the feature columns), ``chunk_rows`` rows at a time.
+
+    Each chunk is parsed by NumPy's C reader (about 10x the csv module); a
+    chunk it refuses is parsed again row by row to name the bad line and
+    column. Records must be one per line (no line breaks inside quotes).
+    """
+    handle, _, header = open_csv(path, delimiter, error)
     with handle:
         indices = column_indices(header, feature_names, path, error, key="feature columns")
-        row_number, rows, lines = 0, [], []
-        try:
-            for row in reader:
-                if not row:
-                    continue
-                rows.append(row)
-                lines.append(reader.line_num)
-                if len(rows) == chunk_rows:
-                    yield row_number, to_float_matrix(rows, indices, feature_names, path, lines, error)
-                    row_number, rows, lines = row_number + len(rows), [], []
-        except csv.Error as exc:
-            raise error(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
-        except UnicodeDecodeError:
-            raise error(f"{path}: expected UTF-8 text, received binary or non-UTF-8 data") from None
-        if rows:
-            yield row_number, to_float_matrix(rows, indices, feature_names, path, lines, error)
+        line, row_number = 2, 0  # file line of the chunk's first line, and rows yielded so far
+        while True:
+            try:
+                lines = list(itertools.islice(handle, chunk_rows))
+            except UnicodeDecodeError:
+                raise error(f"{path}: expected UTF-8 text, received binary or non-UTF-8 data") from None
+            if not lines:
+                return
+            try:
+                matrix = np.loadtxt(lines, delimiter=delimiter, usecols=indices, ndmin=2, dtype=np.float64,
+                                    quotechar='"', comments=None)  # fmt: skip
+                ok = bool(np.isfinite(matrix).all())
+            except ValueError:
+                ok = False
+            if not ok:  # let the row-by-row parser find and name the first bad cell
+                rows, numbers = read_rows(csv.reader(lines, delimiter=delimiter), path, error)
+                matrix = to_float_matrix(rows, indices, feature_names, path, [line + n - 1 for n in numbers], error)
+            if len(matrix):
+                yield row_number, matrix
+            line += len(lines)
+            row_number += len(matrix)
 
 
 def load(config, **_) -> RawData:

@@ -89,5 +89,8 @@ def labels_to_indices(y: np.ndarray, class_names: list[str], where: str) -> np.n
     numeric = _numeric(flat)
     if numeric is not None and np.all(numeric == np.round(numeric)) and numeric.min() >= 0 and numeric.max() < len(class_names):
         return numeric.astype(np.int32)
-    unknown = next(t for t in texts if t not in lookup)
+    if numeric is not None and np.all(numeric == np.round(numeric)):
+        unknown = next(t for t, v in zip(texts, numeric) if t not in lookup and not 0 <= v < len(class_names))
+    else:
+        unknown = next(t for t in texts if t not in lookup)
     raise DataError(f"{where}: label {unknown!r} is not one of the run's classes ({', '.join(class_names[:20])})")
