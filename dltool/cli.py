@@ -216,9 +216,10 @@ def validate(
 
         data, model = prepare(resolve_paths(experiment))
     out.print(summary_text(model), highlight=False, markup=False)
-    val = "the test split" if data.validation_is_test else (len(data.x_val) if data.x_val is not None else "none")
-    out.print(f"data: {len(data.x_train)} train, validation {val}, {len(data.x_test)} test "
-              f"({data.test_source}); samples {list(data.x_train.shape[1:])}", highlight=False)  # fmt: skip
+    sizes = data.sizes()
+    val = "the test split" if sizes["validation_is_test"] else (sizes["validation"] or "none")
+    out.print(f"data: {sizes['train']} train, validation {val}, {sizes['test']} test "
+              f"({sizes['test_split']}); samples {data.preprocessing.input_shape}", highlight=False)  # fmt: skip
     out.print(f"{config}: config, data and model are valid", highlight=False)
 
 

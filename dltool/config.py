@@ -134,6 +134,10 @@ class CsvData(_DataCommon):
     target: str = Field(description="The name of the column to predict.")
     features: list[str] | None = Field(None, description="Input columns; null means every column but the target.")
     delimiter: str = Field(",", min_length=1, max_length=1)
+    stream: Annotated[Literal["auto"] | bool, BeforeValidator(_auto_or_bool)] = Field(
+        "auto", description="Read the CSV from disk batch by batch (tf.data) instead of into memory: "
+        "true, false, or auto (files over 1 GiB)."
+    )
 
 
 class SklearnData(_DataCommon):

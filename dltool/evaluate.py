@@ -44,32 +44,66 @@ def _read_labelled_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.nda
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
     """Accuracy, per-class precision/recall/F1/support, macro averages and the confusion matrix."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    return report_from_confusion(confusion_counts(y_true, y_pred, len(class_names)), class_names)
 
-    labels = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
+    """The confusion matrix (true class by row, predicted by column) as int64 counts."""
+    flat = np.asarray(y_true, dtype=np.int64) * classes + np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+
+
+def report_from_confusion(matrix: np.ndarray, class_names: list[str]) -> dict:
+    """Per-class precision, recall and F1 (0 where undefined, as scikit-learn's zero_division=0) from counts."""
+    true_positive = np.diag(matrix).astype(np.float64)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, true_positive / predicted, 0.0)
+        recall = np.where(support > 0, true_positive / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     return {
-        "accuracy": float(np.mean(y_true == y_pred)),
+        "accuracy": float(true_positive.sum() / max(matrix.sum(), 1)),
         "macro_precision": float(np.mean(precision)), "macro_recall": float(np.mean(recall)),
         "macro_f1": float(np.mean(f1)),
         "per_class": {
-            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for name, p, r, f, n in zip(class_names, precision, recall, f1, support)
         },
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion_matrix": matrix.tolist(),
     }  # fmt: skip
 
 
-def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """MSE, MAE and R² (scikit-learn; averaged over outputs)."""
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+class RegressionTotals:
+    """Running sums for MSE, MAE and R² over chunks (R² averaged over outputs, as scikit-learn does)."""
 
-    y_pred = y_pred.reshape(y_true.shape)
-    report = {"mse": float(mean_squared_error(y_true, y_pred)), "mae": float(mean_absolute_error(y_true, y_pred))}
-    report["r2"] = float(r2_score(y_true, y_pred)) if len(y_true) > 1 else None
-    return report
+    def __init__(self):
+        self.count = 0
+        self.sums: dict[str, np.ndarray | float] = {}
+
+    def add(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
+        y_pred = np.asarray(y_pred, dtype=np.float64).reshape(y_true.shape)
+        error = y_true - y_pred
+        parts = {"sse": np.square(error).sum(axis=0), "sae": np.abs(error).sum(axis=0),
+                 "sy": y_true.sum(axis=0), "syy": np.square(y_true).sum(axis=0)}  # fmt: skip
+        for key, value in parts.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += len(y_true)
+
+    def report(self) -> dict:
+        n, s = self.count, self.sums
+        mse = float(np.mean(s["sse"]) / n)
+        mae = float(np.mean(s["sae"]) / n)
+        total = s["syy"] - np.square(s["sy"]) / n
+        r2 = float(np.mean(1 - s["sse"] / total)) if n > 1 and np.all(total > 0) else None
+        return {"mse": mse, "mae": mae, "r2": r2}
+
+
+def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """MSE, MAE and R² (averaged over outputs)."""
+    totals = RegressionTotals()
+    totals.add(y_true, y_pred)
+    return totals.report()
 
 
 def predicted_classes(probabilities: np.ndarray) -> np.ndarray:
@@ -87,11 +121,14 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
     (.npz or .csv) and get the run's saved preprocessing.
     """
     from .data import load_test_split
+    from .data.streaming import should_stream
     from .data.labels import labels_to_indices, regression_targets
     from .training import evaluate_arrays
 
     saved = SavedRun.open(ref, runs_root)
     state = saved.preprocessing
+    if data_file is None and should_stream(saved.config.data):
+        return _evaluate_streamed(saved)
     if data_file is None:
         x, y = load_test_split(saved.config, state)
         source = "test split of the run's config"
@@ -117,5 +154,32 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
         result["classification"] = classification_report(y, predicted_classes(outputs), state.class_names)
     else:
         result["regression"] = regression_report(y, outputs)
+    saved.run.write_json("evaluation.json", result)
+    return result
+
+
+def _evaluate_streamed(saved: SavedRun) -> dict:
+    """Evaluate on a streamed CSV's test split chunk by chunk, so memory stays bounded."""
+    from .data.streaming import prepare_streamed
+    from .training import evaluate_data
+
+    data = prepare_streamed(saved.config)
+    data.preprocessing = saved.preprocessing  # what the model was trained with, not a refit
+    model = saved.load_model()
+    result: dict = {"run": saved.run.id, "data": "test split of the run's config (streamed)",
+                    "samples": data.sizes()["test"], "compiled": evaluate_data(model, saved.config, data)}  # fmt: skip
+    classes = len(saved.preprocessing.class_names or [])
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    totals = RegressionTotals()
+    for x, y in data.test_chunks():
+        outputs = model.predict(x, batch_size=max(saved.config.train.batch_size, 256), verbose=0)
+        if saved.is_classifier:
+            matrix += confusion_counts(y, predicted_classes(outputs), classes)
+        else:
+            totals.add(y, outputs)
+    if saved.is_classifier:
+        result["classification"] = report_from_confusion(matrix, saved.preprocessing.class_names)
+    else:
+        result["regression"] = totals.report()
     saved.run.write_json("evaluation.json", result)
     return result

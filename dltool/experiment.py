@@ -11,11 +11,14 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from .errors import ConfigError, DltoolError, RunStateError, TrainingError
 from .runs import COMPLETED, FAILED, INTERRUPTED, Run, atomic_write_text, runs_dir
 
 
+MAX_PLOTTED_TEST_SAMPLES = 200_000  # the confusion matrix / scatter of a streamed test split use its first rows
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 STATE_FILE = "checkpoints/state.json"  # the last resumable checkpoint: epoch, model file, callbacks, history
 FLUSH_SECONDS = 1.0  # history.csv, run.json heartbeat and train.log are rewritten at most this often
@@ -98,14 +101,13 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         name=config.name, seed=config.seed, epochs_planned=config.train.epochs, epochs_done=0,
         overrides=list(overrides or []), command=sys.argv, versions=backend.versions(),
         device=backend.device_description(), params=model.count_params(), data_fingerprint=data.fingerprint,
-        data={"train": len(data.x_train), "validation": None if data.x_val is None else len(data.x_val),
-              "test": len(data.x_test), "validation_is_test": data.validation_is_test, "test_split": data.test_source},
+        data=data.sizes(),
     )  # fmt: skip
     if observer is not None and hasattr(observer, "on_run_created"):
         observer.on_run_created(run)
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
-    run.append_log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {run.id} started: {len(data.x_train)} training samples, "
+    run.append_log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {run.id} started: {data.sizes()['train']} training samples, "
                    f"{model.count_params():,} parameters, device {run.info['device']}")  # fmt: skip
 
 
@@ -179,7 +181,7 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
 def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, history: list[dict] | None = None,
              initial_epoch: int = 0, restore: dict | None = None) -> Run:  # fmt: skip
     """Fit, checkpoint, evaluate and save into an open RUNNING run; set its final status."""
-    from .training import StopRequested, evaluate_arrays, fit, save_model_atomic
+    from .training import StopRequested, evaluate_data, fit, save_model_atomic
 
     rows: list[dict] = list(history or [])
     pending_log: list[str] = []
@@ -230,7 +232,7 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
             except StopRequested:
                 raise KeyboardInterrupt from None
         flush()
-        test = evaluate_arrays(model, config, data.x_test, data.y_test)
+        test = evaluate_data(model, config, data)
         save_model_atomic(model, run.file("model.keras"))
         train_metrics, val_metrics = split_metrics(rows[-1])
         run.write_json("metrics.json", {
@@ -279,17 +281,20 @@ def write_run_plots(run: Run, config: ExperimentConfig, rows: list[dict], model,
 
     title = f"{config.name} ({run.id})"
     plots.curves(rows, run.file("curves.png"), title)
-    outputs = model.predict(data.x_test, batch_size=max(config.train.batch_size, 256), verbose=0)
+    chunks = [(y, model.predict(x, batch_size=max(config.train.batch_size, 256), verbose=0))
+              for x, y in data.test_chunks(limit=MAX_PLOTTED_TEST_SAMPLES)]  # fmt: skip
+    y_test = np.concatenate([y for y, _ in chunks])
+    outputs = np.concatenate([o for _, o in chunks])
     state = data.preprocessing
     if config.is_classifier:
         from sklearn.metrics import confusion_matrix
 
         labels = list(range(len(state.class_names)))
-        matrix = confusion_matrix(data.y_test, predicted_classes(outputs), labels=labels).tolist()
+        matrix = confusion_matrix(y_test, predicted_classes(outputs), labels=labels).tolist()
         plots.confusion_matrix(matrix, state.class_names, run.file("confusion_matrix.png"), title)
     else:
         target = state.target_names[0] if state.target_names else "target"
-        plots.predicted_vs_true(data.y_test, outputs, run.file("predictions.png"), title, target)
+        plots.predicted_vs_true(y_test, outputs, run.file("predictions.png"), title, target)
 
 
 def _drop_resume_checkpoints(run: Run) -> None:

@@ -64,7 +64,7 @@ def check_outputs_fit_targets(model, config: ExperimentConfig, data: PreparedDat
             raise ConfigError(f"the last layer has {units} outputs but the data has {classes} classes "
                               f"({', '.join(data.preprocessing.class_names[:12])}); set units: {classes}", path=last)  # fmt: skip
     else:
-        targets = data.y_train.shape[1]
+        targets = data.target_width
         if units != targets:
             raise ConfigError(f"the last layer has {units} outputs but each sample has {targets} target "
                               f"value(s); set units: {targets}", path=last)  # fmt: skip
@@ -229,9 +229,6 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
     ``should_stop()`` turns true.
     """
     train = config.train
-    validation = None
-    if data.x_val is not None:
-        validation = (data.x_val, fit_targets(model, config, data.y_val))
     recorder, callbacks = _make_callbacks(
         config, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint, observer=observer,
         best_path=best_checkpoint, restore=restore or {}, should_stop=should_stop, tensorboard_dir=tensorboard_dir,
@@ -239,9 +236,8 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
     start = time.perf_counter()
     try:
         model.fit(
-            data.x_train, fit_targets(model, config, data.y_train),
-            validation_data=validation, epochs=train.epochs, initial_epoch=initial_epoch,
-            batch_size=train.batch_size, shuffle=train.shuffle, callbacks=callbacks, verbose=0,
+            **data.fit_inputs(lambda y: fit_targets(model, config, y), train.batch_size, train.shuffle),
+            epochs=train.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
         )  # fmt: skip
     finally:
         if observer is not None:
@@ -250,6 +246,12 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
         raise recorder.failure
     return FitResult(history=recorder.rows, stopped_early=initial_epoch + len(recorder.rows) < train.epochs,
                      seconds=time.perf_counter() - start)  # fmt: skip
+
+
+def evaluate_data(model, config: ExperimentConfig, data: PreparedData) -> dict:
+    """The model's loss and compiled metrics on the test split of ``data`` (in memory or streamed)."""
+    inputs = data.evaluate_inputs(lambda y: fit_targets(model, config, y), max(config.train.batch_size, 256))
+    return {k: float(v) for k, v in model.evaluate(**inputs, verbose=0, return_dict=True).items()}
 
 
 def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -88,64 +89,123 @@ def read_rows(reader, path, error=DataError) -> tuple[list[list[str]], list[int]
     return rows, lines
 
 
+def iter_line_chunks(handle, path, chunk_rows: int, error=DataError) -> Iterator[tuple[int, list[str]]]:
+    """Yield (file line of the first line, up to ``chunk_rows`` raw lines) from an open CSV after its header."""
+    line = 2
+    while True:
+        try:
+            lines = list(itertools.islice(handle, chunk_rows))
+        except UnicodeDecodeError:
+            raise error(f"{path}: expected UTF-8 text, received binary or non-UTF-8 data") from None
+        if not lines:
+            return
+        yield line, lines
+        line += len(lines)
+
+
+def parse_numeric_lines(lines: list[str], indices: list[int], names: list[str], path, first_line: int,
+                        delimiter: str = ",", error=DataError) -> np.ndarray:  # fmt: skip
+    """The chosen columns of raw CSV lines as float64, blank lines skipped.
+
+    NumPy's C reader parses the lines (about 10x the csv module); lines it
+    refuses are parsed again row by row to name the bad line and column.
+    Records must be one per line (no line breaks inside quotes).
+    """
+    try:
+        matrix = np.loadtxt(lines, delimiter=delimiter, usecols=indices, ndmin=2, dtype=np.float64,
+                            quotechar='"', comments=None)  # fmt: skip
+        if np.isfinite(matrix).all():
+            return matrix
+    except ValueError:
+        pass
+    rows, numbers = read_rows(csv.reader(lines, delimiter=delimiter), path, error)
+    return to_float_matrix(rows, indices, names, path, [first_line + n - 1 for n in numbers], error)
+
+
 def iter_csv_chunks(path, feature_names: list[str], chunk_rows: int, delimiter: str = ",",
                     error=DataError) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
-    """Yield (first row number, float64 matrix of the feature columns), ``chunk_rows`` rows at a time.
-
-    Each chunk is parsed by NumPy's C reader (about 10x the csv module); a
-    chunk it refuses is parsed again row by row to name the bad line and
-    column. Records must be one per line (no line breaks inside quotes).
-    """
+    """Yield (first row number, float64 matrix of the feature columns), ``chunk_rows`` lines at a time."""
     handle, _, header = open_csv(path, delimiter, error)
     with handle:
         indices = column_indices(header, feature_names, path, error, key="feature columns")
-        line, row_number = 2, 0  # file line of the chunk's first line, and rows yielded so far
-        while True:
-            try:
-                lines = list(itertools.islice(handle, chunk_rows))
-            except UnicodeDecodeError:
-                raise error(f"{path}: expected UTF-8 text, received binary or non-UTF-8 data") from None
-            if not lines:
-                return
-            try:
-                matrix = np.loadtxt(lines, delimiter=delimiter, usecols=indices, ndmin=2, dtype=np.float64,
-                                    quotechar='"', comments=None)  # fmt: skip
-                ok = bool(np.isfinite(matrix).all())
-            except ValueError:
-                ok = False
-            if not ok:  # let the row-by-row parser find and name the first bad cell
-                rows, numbers = read_rows(csv.reader(lines, delimiter=delimiter), path, error)
-                matrix = to_float_matrix(rows, indices, feature_names, path, [line + n - 1 for n in numbers], error)
+        row_number = 0
+        for line, lines in iter_line_chunks(handle, path, chunk_rows, error):
+            matrix = parse_numeric_lines(lines, indices, feature_names, path, line, delimiter, error)
             if len(matrix):
                 yield row_number, matrix
-            line += len(lines)
             row_number += len(matrix)
 
 
+@dataclass
+class CsvReader:
+    """Reads a CSV in chunks of lines: chosen feature columns as float64, the target column as text."""
+
+    path: str
+    delimiter: str
+    features: list[str]
+    target: str
+    chunk_rows: int = 65536
+    indices: list[int] = field(default_factory=list)
+    target_index: int = 0
+
+    def open(self):
+        """Open the file, check the columns, and return the handle positioned after the header."""
+        handle, _, header = open_csv(self.path, self.delimiter)
+        if self.target not in header:
+            handle.close()
+            raise ConfigError(f"no column '{self.target}' in {self.path}{did_you_mean(self.target, header)}; "
+                              f"the columns are {', '.join(header)}", path="data.target")  # fmt: skip
+        try:
+            self.indices = column_indices(header, self.features, self.path, ConfigError, key="features")
+        except ConfigError as exc:
+            handle.close()
+            raise ConfigError(exc.detail, path="data.features") from None
+        self.target_index = header.index(self.target)
+        return handle
+
+    def chunks(self, digest=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield (row numbers, features, target texts) per chunk; feed the raw text to ``digest`` if given."""
+        handle = self.open()
+        row = 0
+        with handle:
+            for line, lines in iter_line_chunks(handle, self.path, self.chunk_rows):
+                if digest is not None:
+                    digest.update("".join(lines).encode())
+                x = parse_numeric_lines(lines, self.indices, self.features, self.path, line, self.delimiter)
+                y = self._targets(lines, line)
+                yield np.arange(row, row + len(x)), x, y
+                row += len(x)
+
+    def _targets(self, lines: list[str], first_line: int) -> np.ndarray:
+        try:
+            return np.char.strip(np.loadtxt(lines, delimiter=self.delimiter, usecols=[self.target_index], dtype=str,
+                                            quotechar='"', comments=None, ndmin=1))  # fmt: skip
+        except ValueError:
+            rows, numbers = read_rows(csv.reader(lines, delimiter=self.delimiter), self.path)
+            for row, number in zip(rows, numbers):
+                if len(row) <= self.target_index:
+                    raise DataError(f"{self.path}:{first_line + number - 1}: expected at least "
+                                    f"{self.target_index + 1} fields, received {len(row)}") from None  # fmt: skip
+            return np.array([row[self.target_index].strip() for row in rows], dtype=str)
+
+
 def load(config, **_) -> RawData:
-    """Load a CSV: numeric feature columns as x, the target column as y (strings kept for class labels)."""
+    """Load a CSV: numeric feature columns as x, the target column as y (text, for class labels)."""
     path = config.path
     if not Path(path).is_file():
         raise ConfigError(f"data file not found: {path}", path="data.path")
-    handle, reader, header = open_csv(path, config.delimiter)
-    with handle:
-        if config.target not in header:
-            raise ConfigError(
-                f"no column '{config.target}' in {path}{did_you_mean(config.target, header)}; "
-                f"the columns are {', '.join(header)}",
-                path="data.target",
-            )
-        features = config.features or [h for h in header if h != config.target]
-        if config.target in features:
-            raise ConfigError(f"the target column '{config.target}' is also listed as a feature", path="data.features")
-        try:
-            column_indices(header, features, path, ConfigError, key="features")
-        except ConfigError as exc:
-            raise ConfigError(exc.detail, path="data.features") from None
-        rows, lines = read_rows(reader, path, DataError)
-    if not rows:
+    handle, _, header = open_csv(path, config.delimiter)
+    handle.close()
+    if config.target not in header:
+        raise ConfigError(f"no column '{config.target}' in {path}{did_you_mean(config.target, header)}; "
+                          f"the columns are {', '.join(header)}", path="data.target")  # fmt: skip
+    features = config.features or [h for h in header if h != config.target]
+    if config.target in features:
+        raise ConfigError(f"the target column '{config.target}' is also listed as a feature", path="data.features")
+    reader = CsvReader(path=path, delimiter=config.delimiter, features=features, target=config.target)
+    parts = [(x, y) for _, x, y in reader.chunks()]
+    if not parts or not sum(len(x) for x, _ in parts):
         raise DataError(f"{path}: no data rows after the header")
-    x = to_float_matrix(rows, column_indices(header, features, path), features, path, lines)
-    target_index = header.index(config.target)
-    y = np.array([row[target_index].strip() if target_index < len(row) else "" for row in rows], dtype=object)
+    x = np.concatenate([x for x, _ in parts])
+    y = np.concatenate([y for _, y in parts]).astype(object)
     return RawData(x=x, y=y, feature_names=features)

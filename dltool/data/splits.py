@@ -33,6 +33,33 @@ class PreparedData:
     def validation_is_test(self) -> bool:
         return self.x_val is self.x_test
 
+    streamed = False
+
+    def sizes(self) -> dict:
+        """Sample counts of each split, as recorded in run.json."""
+        return {"train": len(self.x_train), "validation": None if self.x_val is None else len(self.x_val),
+                "test": len(self.x_test), "validation_is_test": self.validation_is_test, "test_split": self.test_source}  # fmt: skip
+
+    @property
+    def target_width(self) -> int:
+        """Values per target: 1 for class labels, k for (n, k) regression targets."""
+        return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
+
+    def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
+        """Keyword arguments for ``model.fit``; ``targets`` shapes labels for the loss."""
+        inputs = {"x": self.x_train, "y": targets(self.y_train), "batch_size": batch_size, "shuffle": shuffle}
+        if self.x_val is not None:
+            inputs["validation_data"] = (self.x_val, targets(self.y_val))
+        return inputs
+
+    def evaluate_inputs(self, targets, batch_size: int) -> dict:
+        """Keyword arguments for ``model.evaluate`` on the test split."""
+        return {"x": self.x_test, "y": targets(self.y_test), "batch_size": batch_size}
+
+    def test_chunks(self, limit: int | None = None):
+        """Yield (inputs, targets) of the test split, in chunks, up to ``limit`` samples."""
+        yield self.x_test[:limit], self.y_test[:limit]
+
 
 def _split(x, y, fraction: float, seed: int):
     from sklearn.model_selection import train_test_split
@@ -80,7 +107,15 @@ def _targets(config, splits: list, class_names, where: str):
 
 
 def prepare_data(config) -> PreparedData:
-    """Load the configured data, split, encode targets and fit preprocessing on the training split."""
+    """Load the configured data, split, encode targets and fit preprocessing on the training split.
+
+    A CSV that is streamed (``data.stream``) is scanned once instead and read
+    from disk batch by batch while training (see :mod:`dltool.data.streaming`).
+    """
+    from .streaming import prepare_streamed, should_stream
+
+    if should_stream(config.data):
+        return prepare_streamed(config)
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     _check_input_shape(config, raw)
     where = _data_name(config)
@@ -113,6 +148,10 @@ def prepare_data(config) -> PreparedData:
 
 def load_test_split(config, preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
     """Rebuild a run's test split from its saved config, preprocessed with its saved state."""
+    from .streaming import should_stream
+
+    if should_stream(config.data):
+        raise DataError(f"{config.data.path} is streamed from disk; its test split is not loaded into memory")
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     _check_input_shape(config, raw)
     x_train, y_train, x_test, y_test, _ = split_raw(config, raw)

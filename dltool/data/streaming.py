@@ -1,0 +1,196 @@
+"""CSV training data larger than memory: one scan, then tf.data reading the file batch by batch.
+
+TensorFlow-specific (tf.data). The scan counts rows, assigns each row to
+train / validation / test by a hash of (seed, row number), so every pass
+agrees without holding an index; collects the class labels; and fits the
+standardization on training rows only. Each epoch then re-reads the file in
+chunks of at most CHUNK_BYTES of features, shuffling within a chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .csv_source import CsvReader, open_csv
+from .labels import encode_labels, labels_to_indices, regression_targets
+from .preprocessing import Preprocessing
+
+STREAM_AUTO_BYTES = 2**30  # data.stream: auto streams CSV files larger than 1 GiB
+CHUNK_BYTES = 16 * 2**20
+TRAIN, VALIDATION, TEST = 0, 1, 2
+_MASK64 = np.uint64(2**64 - 1)
+
+
+def should_stream(data_config) -> bool:
+    """Whether this data config is read from disk while training instead of loaded."""
+    if getattr(data_config, "source", None) != "csv" or data_config.stream is False:
+        return False
+    if data_config.stream is True:
+        return True
+    try:
+        return Path(data_config.path).stat().st_size > STREAM_AUTO_BYTES
+    except OSError:
+        return False
+
+
+def split_codes(rows: np.ndarray, seed: int, test: float, validation: float | None) -> np.ndarray:
+    """TRAIN, VALIDATION or TEST for each row number: a splitmix64 hash of (seed, row), so any pass agrees."""
+    with np.errstate(over="ignore"):
+        z = (rows.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+    codes = np.full(len(rows), TRAIN, dtype=np.int8)
+    codes[u < test] = TEST
+    if validation:
+        codes[(u >= test) & (u < test + validation * (1 - test))] = VALIDATION
+    return codes
+
+
+class StreamedData:
+    """Training data read from a CSV on disk each epoch; the same interface as PreparedData."""
+
+    streamed = True
+    x_val = None  # interface parity: nothing is held in memory
+
+    def __init__(self, config, reader: CsvReader, counts: dict, preprocessing: Preprocessing, fingerprint: str,
+                 test_fraction: float):  # fmt: skip
+        self.config, self.reader, self.counts = config, reader, counts
+        self.preprocessing, self.fingerprint = preprocessing, fingerprint
+        self.test_fraction = test_fraction
+        self.validation = config.data.validation
+        self.seed = config.data.split_seed if config.data.split_seed is not None else config.seed
+        self.test_source = f"fraction {test_fraction:g} of the rows (hashed with seed {self.seed}), streamed"
+        self._epoch = 0
+
+    @property
+    def validation_is_test(self) -> bool:
+        return self.validation == "test"
+
+    def sizes(self) -> dict:
+        """Sample counts of each split, as recorded in run.json."""
+        val = self.counts[TEST] if self.validation_is_test else (self.counts[VALIDATION] if self.validation else None)
+        return {"train": self.counts[TRAIN], "validation": val, "test": self.counts[TEST],
+                "validation_is_test": self.validation_is_test, "test_split": self.test_source, "streamed": True}  # fmt: skip
+
+    target_width = 1
+
+    def _targets(self, texts: np.ndarray) -> np.ndarray:
+        state = self.preprocessing
+        if state.task == "classification":
+            return labels_to_indices(texts, state.class_names, self.reader.path)
+        return regression_targets(texts, self.reader.path)
+
+    def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
+        """Yield (x, y) batches of exactly ``batch_size`` rows (the last may be smaller) of one split."""
+        rng = np.random.default_rng([self.seed, self._epoch])
+        self._epoch += 1
+        carry_x = carry_y = None
+        val_fraction = self.validation if isinstance(self.validation, float) else None
+        for rows, x, y in self.reader.chunks():
+            keep = split_codes(rows, self.seed, self.test_fraction, val_fraction) == split
+            x, y = self.preprocessing.transform(x[keep]), self._targets(y[keep])
+            if targets is not None:
+                y = targets(y)
+            if shuffle and len(x):
+                order = rng.permutation(len(x))
+                x, y = x[order], y[order]
+            if carry_x is not None:
+                x, y = np.concatenate([carry_x, x]), np.concatenate([carry_y, y])
+            full = len(x) - len(x) % batch_size
+            for start in range(0, full, batch_size):
+                yield x[start : start + batch_size], y[start : start + batch_size]
+            carry_x, carry_y = x[full:], y[full:]
+        if carry_x is not None and len(carry_x):
+            yield carry_x, carry_y
+
+    def dataset(self, split: int, batch_size: int, shuffle: bool, targets):
+        """A tf.data.Dataset of one split's batches with known length (so progress bars know the steps)."""
+        import tensorflow as tf
+
+        sample_x, sample_y = next(self.iter_split(split, 1, False, targets))
+        self._epoch -= 1
+        signature = (tf.TensorSpec((None, *sample_x.shape[1:]), tf.float32),
+                     tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype)))  # fmt: skip
+        steps = -(-self.counts[split] // batch_size)
+        data = tf.data.Dataset.from_generator(lambda: self.iter_split(split, batch_size, shuffle, targets),
+                                              output_signature=signature)  # fmt: skip
+        return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+
+    def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
+        """Keyword arguments for ``model.fit``: datasets that read the file each epoch."""
+        # shuffle=False tells Keras not to expect a shuffle it cannot do; iter_split shuffles each chunk itself.
+        inputs = {"x": self.dataset(TRAIN, batch_size, shuffle, targets), "shuffle": False}
+        if self.validation_is_test:
+            inputs["validation_data"] = self.dataset(TEST, batch_size, False, targets)
+        elif self.validation:
+            inputs["validation_data"] = self.dataset(VALIDATION, batch_size, False, targets)
+        return inputs
+
+    def evaluate_inputs(self, targets, batch_size: int) -> dict:
+        """Keyword arguments for ``model.evaluate`` on the test split."""
+        return {"x": self.dataset(TEST, batch_size, False, targets)}
+
+    def test_chunks(self, limit: int | None = None):
+        """Yield (inputs, targets) of the test split in chunks, up to ``limit`` samples."""
+        seen = 0
+        for x, y in self.iter_split(TEST, 65536, False):
+            if limit is not None and seen >= limit:
+                return
+            yield x[: None if limit is None else limit - seen], y[: None if limit is None else limit - seen]
+            seen += len(x)
+
+
+def prepare_streamed(config) -> StreamedData:
+    """Scan the CSV once (counts, labels, standardization on training rows, fingerprint); return its streams."""
+    data = config.data
+    if data.test == "builtin":
+        raise ConfigError("a CSV has no test split of its own; set data.test to a fraction such as 0.2", path="data.test")
+    test_fraction = 0.2 if data.test == "auto" else data.test
+    handle, _, header = open_csv(data.path, data.delimiter)
+    handle.close()
+    features = data.features or [h for h in header if h != data.target]
+    if [len(features)] != list(config.model.input_shape):
+        raise ConfigError(f"expected the data's sample shape, received {list(config.model.input_shape)}: "
+                          f"{data.path} has {len(features)} feature columns; set model.input_shape: [{len(features)}]",
+                          path="model.input_shape")  # fmt: skip
+    reader = CsvReader(path=data.path, delimiter=data.delimiter, features=features, target=data.target,
+                     chunk_rows=max(1, min(65536, CHUNK_BYTES // (8 * len(features)))))  # fmt: skip
+    seed = data.split_seed if data.split_seed is not None else config.seed
+    val_fraction = data.validation if isinstance(data.validation, float) else None
+    counts = {TRAIN: 0, VALIDATION: 0, TEST: 0}
+    total = np.zeros(len(features))
+    squares = np.zeros(len(features))
+    labels: set[str] = set()
+    digest = hashlib.sha256()
+    for rows, x, y in reader.chunks(digest):
+        codes = split_codes(rows, seed, test_fraction, val_fraction)
+        for code in counts:
+            counts[code] += int(np.count_nonzero(codes == code))
+        train_x = x[codes == TRAIN] / (data.scale or 1.0)
+        total += train_x.sum(axis=0)
+        squares += np.square(train_x).sum(axis=0)
+        if config.is_classifier:
+            labels.update(y.tolist())
+        elif len(y):
+            regression_targets(y, data.path)  # refuse non-numeric targets now, not mid-epoch
+    if counts[TRAIN] == 0 or counts[TEST] == 0:
+        raise DataError(f"{data.path}: {sum(counts.values())} rows leave no rows for training or testing")
+    class_names = None
+    if config.is_classifier:
+        _, class_names = encode_labels([np.array(sorted(labels), dtype=object)], None, data.path)
+    state = Preprocessing(input_shape=list(config.model.input_shape),
+                          task="classification" if config.is_classifier else "regression",
+                          scale=data.scale, class_names=class_names, feature_names=features,
+                          target_names=[data.target])  # fmt: skip
+    if data.standardize:
+        mean = total / counts[TRAIN]
+        std = np.sqrt(np.maximum(squares / counts[TRAIN] - mean**2, 0.0))
+        std[std == 0] = 1.0
+        state.mean, state.std = mean.tolist(), std.tolist()
+    return StreamedData(config, reader, counts, state, digest.hexdigest()[:16], test_fraction)

@@ -1,0 +1,97 @@
+"""CSV training data read from disk batch by batch (data.stream)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dltool.config import config_from_text
+from dltool.data import prepare_data
+from dltool.data import streaming
+from dltool.data.streaming import TEST, TRAIN, VALIDATION, should_stream, split_codes
+
+
+def _write_csv(path, rows: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 3))
+    label = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
+    with path.open("w") as handle:
+        handle.write("a,b,c,answer\n")
+        handle.writelines(f"{a:.4f},{b:.4f},{c:.4f},{l}\n" for (a, b, c), l in zip(x, label))
+
+
+def _config(path, stream: str = "true") -> object:
+    return config_from_text(f"""
+name: stream-test
+seed: 3
+data: {{source: csv, path: {path}, target: answer, stream: {stream}, standardize: true, test: 0.2, validation: 0.1}}
+model: {{input_shape: [3], layers: [{{Dense: {{units: 8, activation: relu}}}}, {{Dense: {{units: 2, activation: softmax}}}}]}}
+train: {{loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 2, batch_size: 32, tensorboard: false}}
+""")
+
+
+def test_split_codes_are_deterministic_and_proportional():
+    rows = np.arange(200_000)
+    codes = split_codes(rows, seed=7, test=0.2, validation=0.1)
+    assert np.array_equal(codes, split_codes(rows, seed=7, test=0.2, validation=0.1))
+    assert not np.array_equal(codes, split_codes(rows, seed=8, test=0.2, validation=0.1))
+    assert np.mean(codes == TEST) == pytest.approx(0.2, abs=0.005)
+    assert np.mean(codes == VALIDATION) == pytest.approx(0.08, abs=0.005)  # 0.1 of the 0.8 left
+    # the same row gets the same split whichever chunk it is read in
+    assert np.array_equal(codes[1000:1010], split_codes(rows[1000:1010], seed=7, test=0.2, validation=0.1))
+
+
+def test_should_stream_auto_uses_the_file_size(tmp_path, monkeypatch):
+    path = tmp_path / "d.csv"
+    _write_csv(path, 50)
+    config = _config(path, stream="auto")
+    assert should_stream(config.data) is False
+    monkeypatch.setattr(streaming, "STREAM_AUTO_BYTES", 100)
+    assert should_stream(config.data) is True
+    assert should_stream(_config(path, stream="false").data) is False
+
+
+def test_scan_counts_labels_and_standardizes_on_training_rows_only(tmp_path):
+    path = tmp_path / "d.csv"
+    _write_csv(path, 3000)
+    data = prepare_data(_config(path))
+    sizes = data.sizes()
+    assert sizes["train"] + sizes["validation"] + sizes["test"] == 3000 and sizes["streamed"]
+    assert data.preprocessing.class_names == ["no", "yes"]
+    raw = np.loadtxt(path, delimiter=",", skiprows=1, usecols=[0, 1, 2])
+    train = raw[split_codes(np.arange(3000), 3, 0.2, 0.1) == TRAIN]
+    assert data.preprocessing.mean == pytest.approx(train.mean(axis=0).tolist(), abs=1e-9)
+    assert data.preprocessing.std == pytest.approx(train.std(axis=0).tolist(), abs=1e-9)
+
+
+def test_batches_are_full_except_the_last_and_cover_the_split(tmp_path):
+    path = tmp_path / "d.csv"
+    _write_csv(path, 1000)
+    data = prepare_data(_config(path))
+    data.reader.chunk_rows = 70  # many chunks: batches must still be exactly 32 rows
+    batches = list(data.iter_split(TRAIN, 32, True))
+    assert all(len(x) == 32 for x, _ in batches[:-1])
+    assert sum(len(x) for x, _ in batches) == data.sizes()["train"]
+    assert batches[0][0].dtype == np.float32 and batches[0][1].dtype == np.int32
+
+
+@pytest.mark.slow
+def test_streamed_training_evaluate_and_predict(tmp_path):
+    from dltool.evaluate import evaluate
+    from dltool.experiment import train
+    from dltool.predict import predict
+
+    path = tmp_path / "d.csv"
+    _write_csv(path, 2000)
+    run = train(_config(path), runs_root=tmp_path / "runs")
+    info = json.loads(run.file("run.json").read_text())
+    assert info["status"] == "COMPLETED" and info["data"]["streamed"] is True
+    metrics = json.loads(run.file("metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.8
+    report = evaluate(run)
+    assert report["samples"] == info["data"]["test"]
+    assert report["classification"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    result = predict(run, [path])
+    assert result.rows == 2000 and result.output.splitlines()[0] == "input,row,label,prob_no,prob_yes"
