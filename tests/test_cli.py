@@ -125,3 +125,16 @@ def test_failed_run_exits_1_and_is_listed_failed(tmp_path):
     assert "loss became" in result.stderr and "Traceback" not in result.stderr
     listed = json.loads(run_cli("runs", "--runs-dir", str(tmp_path / "runs"), "--json", cwd=tmp_path).stdout)
     assert listed[0]["status"] == "FAILED"
+
+
+@pytest.mark.slow
+def test_validate_loads_data_and_prints_the_model_summary(tmp_path):
+    config = tmp_path / "iris.yaml"
+    config.write_text(IRIS_CONFIG)
+    result = runner.invoke(app, ["validate", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Total params: 67" in result.output
+    assert "data: 96 train, validation 24, 30 test" in result.output
+    assert "config, data and model are valid" in result.output
+    broken = runner.invoke(app, ["validate", str(config), "--set", "model.input_shape=[5]"])
+    assert broken.exit_code == 2 and "model.input_shape" in broken.output and "[4]" in broken.output

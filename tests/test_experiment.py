@@ -131,3 +131,41 @@ def test_callbacks_early_stopping_and_best_checkpoint(tmp_path):
     metrics = json.loads(run.file("metrics.json").read_text())
     assert metrics["stopped_early"] is True and metrics["epochs"] == 2
     assert run.file("checkpoints/best.keras").is_file()
+
+
+def test_keras_download_failure_names_data_path(monkeypatch):
+    import keras
+
+    from dltool.data import prepare_data
+    from dltool.errors import DataError
+
+    def offline():
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    config = config_from_text("""
+name: m
+data: {source: keras, name: mnist, scale: 255}
+model: {input_shape: [28, 28], layers: [Flatten, {Dense: {units: 10, activation: softmax}}]}
+train: {loss: sparse_categorical_crossentropy}
+""")
+    with pytest.raises(DataError, match=r"could not load keras dataset 'mnist': the download failed .*set data.path"):
+        prepare_data(config)
+
+
+def test_a_write_failure_during_training_ends_the_run_failed(tmp_path, monkeypatch):
+    from dltool.runs import Run
+
+    real_write = Run.write_text
+
+    def failing_write(self, name, text):
+        if name == "history.csv":
+            raise OSError(28, "No space left on device")
+        return real_write(self, name, text)
+
+    monkeypatch.setattr(Run, "write_text", failing_write)
+    with pytest.raises(TrainingError, match="No space left on device"):
+        train(config_from_text(LINEAR_CONFIG), runs_root=tmp_path)
+    (run_dir,) = tmp_path.iterdir()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "FAILED" and "No space left on device" in info["error"]
