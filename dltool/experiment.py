@@ -126,7 +126,13 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
     config = resolve_paths(config)
     data, model = prepare(config)
     run = Run.create(runs_dir(runs_root), config.name)
-    _open_run_files(run, config, data, model, overrides, observer)
+    try:
+        _open_run_files(run, config, data, model, overrides, observer)
+    except Exception as exc:  # noqa: BLE001  (the folder exists: it must not be left looking RUNNING)
+        reason = f"{type(exc).__name__}: {exc}"
+        if run.file("run.json").is_file():
+            run.finish(FAILED, error=reason)
+        raise TrainingError(f"run {run.id} could not be started: {reason}") from exc
     return _execute(run, config, data, model, observer=observer)
 
 
@@ -141,7 +147,7 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
 
     from .config import config_from_text
     from .data import prepare_data
-    from .runs import DIED, RUNNING, now_iso
+    from .runs import RUNNING, now_iso
 
     run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
     info = run.info

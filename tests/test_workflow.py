@@ -6,12 +6,10 @@ import json
 import shutil
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from dltool.cli import app
 from dltool.config import json_schema, load_config
-from dltool.runs import Run
 from dltool.runs_report import config_differences, parse_since, sparkline
 from dltool.templates import SCHEMA_PATH, template_names
 from e2e_support import REPO
