@@ -69,3 +69,41 @@ def import_keras(verbose: bool = False):
             os.dup2(saved, 2)
             os.close(saved)
     return keras
+
+
+def epoch_tensorboard_callback(log_dir):
+    """A Keras callback writing each epoch's metrics and learning rate as TensorBoard scalars.
+
+    The same tags and folders as keras.callbacks.TensorBoard with update_freq="epoch"
+    (train/ and validation/, epoch_loss, epoch_accuracy, ...), but no batch-level hook,
+    so Keras keeps dispatching batch callbacks asynchronously and training runs at full speed.
+    """
+    import keras
+    import tensorflow as tf
+
+    class EpochTensorBoard(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.writers: dict = {}
+
+        def _writer(self, split: str):
+            if split not in self.writers:
+                self.writers[split] = tf.summary.create_file_writer(str(log_dir / split))
+            return self.writers[split]
+
+        def on_epoch_end(self, epoch, logs=None):
+            values = dict(logs or {})
+            values.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+            for key, value in values.items():
+                split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                with self._writer(split).as_default():
+                    tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
+            for writer in self.writers.values():
+                writer.flush()
+
+        def on_train_end(self, logs=None):
+            for writer in self.writers.values():
+                writer.close()
+            self.writers.clear()
+
+    return EpochTensorBoard()

@@ -287,8 +287,9 @@ def write_run_plots(run: Run, config: ExperimentConfig, rows: list[dict], model,
 
     title = f"{config.name} ({run.id})"
     plots.curves(rows, run.file("curves.png"), title)
-    chunks = [(y, model.predict(x, batch_size=max(config.train.batch_size, 256), verbose=0))
-              for x, y in data.test_chunks(limit=MAX_PLOTTED_TEST_SAMPLES)]  # fmt: skip
+    from .training import predict_eagerly
+
+    chunks = [(y, predict_eagerly(model, x)) for x, y in data.test_chunks(limit=MAX_PLOTTED_TEST_SAMPLES)]
     y_test = np.concatenate([y for y, _ in chunks])
     outputs = np.concatenate([o for _, o in chunks])
     state = data.preprocessing

@@ -36,17 +36,18 @@ class Preprocessing:
         return state
 
     def _scaled(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
+        x = np.array(x, dtype=np.float32, order="C")  # always a copy: the operations below work in place
         if self.scale is not None:
-            x = x / np.float32(self.scale)
+            x /= np.float32(self.scale)
         return x
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Apply scaling and standardization; returns float32 (a new array)."""
+        """Apply scaling and standardization; returns a new C-contiguous float32 array."""
         x = self._scaled(x)
         if self.mean is not None:
-            x = (x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return np.ascontiguousarray(x, dtype=np.float32)
+            x -= np.asarray(self.mean, dtype=np.float32)
+            x /= np.asarray(self.std, dtype=np.float32)
+        return x
 
     def check_shape(self, x: np.ndarray, where: str) -> None:
         """Raise InputError unless the samples of ``x`` have the model's input shape."""

@@ -118,6 +118,8 @@ def prepare_data(config) -> PreparedData:
         return prepare_streamed(config)
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     _check_input_shape(config, raw)
+    # Of the data as loaded (4x fewer bytes than float32 pixels); the seeded splits follow from it and the config.
+    data_fingerprint = fingerprint(raw.x, raw.y, raw.x_test, raw.y_test)
     where = _data_name(config)
     x_train, y_train, x_test, y_test, test_source = split_raw(config, raw)
     (y_train, y_test), class_names = _targets(config, [y_train, y_test], raw.class_names, where)
@@ -141,7 +143,7 @@ def prepare_data(config) -> PreparedData:
         x_val = state.transform(x_val)
     return PreparedData(
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
-        preprocessing=state, fingerprint=fingerprint(x_train, y_train, x_val, y_val, x_test, y_test),
+        preprocessing=state, fingerprint=data_fingerprint,
         test_source=test_source,
     )  # fmt: skip
 
@@ -171,6 +173,10 @@ def fingerprint(*arrays) -> str:
         if array is None:
             digest.update(b"none")
             continue
+        array = np.asarray(array)
         digest.update(f"{array.shape}{array.dtype}".encode())
-        digest.update(np.ascontiguousarray(array).data)
+        if array.dtype == object:
+            digest.update("\x00".join(map(str, array.ravel().tolist())).encode())
+        else:
+            digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()[:16]
