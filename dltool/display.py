@@ -69,15 +69,18 @@ class TrainingDisplay:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            console=self.console, transient=True,
+            # No refresh thread: on 2 cores it competes with training; we refresh at REFRESH_SECONDS ourselves.
+            console=self.console, transient=True, auto_refresh=False,
         )  # fmt: skip
         self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="")
         self.step_task = self.progress.add_task("steps ", total=steps or 1, metrics="")
         self.progress.start()
+        self.progress.refresh()
 
     def on_epoch_begin(self, epoch: int) -> None:
         if self.progress is not None:
             self.progress.update(self.step_task, completed=0, description=f"epoch {epoch}")
+            self.progress.refresh()
 
     def on_batch_end(self, step: int, logs) -> None:
         if self.progress is None:
@@ -89,6 +92,7 @@ class TrainingDisplay:
         loss = (logs or {}).get("loss")
         shown = f"loss {float(loss):.4g}" if loss is not None else ""
         self.progress.update(self.step_task, completed=step, metrics=shown)
+        self.progress.refresh()
 
     def on_epoch_end(self, row: dict) -> None:
         epoch = row["epoch"]
@@ -96,6 +100,7 @@ class TrainingDisplay:
             self.progress.update(self.epoch_task, completed=epoch,
                                  metrics=f"loss {format_value(row.get('loss'))}")  # fmt: skip
             self.progress.update(self.step_task, completed=self.steps or 1)
+            self.progress.refresh()
         if epoch % self._every == 0 or epoch == self.epochs or epoch == 1:
             line = epoch_line(row, self.epochs)
             if self.progress is not None:
