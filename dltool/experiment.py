@@ -21,7 +21,8 @@ from .runs import COMPLETED, FAILED, INTERRUPTED, Run, atomic_write_text, runs_d
 MAX_PLOTTED_TEST_SAMPLES = 200_000  # the confusion matrix / scatter of a streamed test split use its first rows
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 STATE_FILE = "checkpoints/state.json"  # the last resumable checkpoint: epoch, model file, callbacks, history
-FLUSH_SECONDS = 1.0  # history.csv, run.json heartbeat and train.log are rewritten at most this often
+FLUSH_SECONDS = 1.0
+CHECKPOINT_MIN_SECONDS = 2.0  # resumable checkpoints reach disk at most this often (kill -9 loses at most this)  # history.csv, run.json heartbeat and train.log are rewritten at most this often
 
 
 class TrainingInterrupted(DltoolError):
@@ -212,10 +213,10 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
         if time.monotonic() - last_flush[0] >= FLUSH_SECONDS or row["epoch"] == config.train.epochs:
             flush()
 
-    def on_checkpoint(epoch: int, callback_states: dict) -> None:
-        every = config.train.checkpoint_every
-        if not every or (epoch % every and epoch != config.train.epochs):
-            return
+    last_write = [0.0]
+    pending: dict = {}  # the newest epoch-end state not yet on disk (see on_checkpoint)
+
+    def write_checkpoint(epoch: int, callback_states: dict, history_rows: list[dict]) -> None:
         checkpoint_dir.mkdir(exist_ok=True)
         name = f"epoch-{epoch:05d}.keras"
         save_model_atomic(model, checkpoint_dir / name)
@@ -223,9 +224,29 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
         old = json.loads(previous.read_text(encoding="utf-8")).get("model") if previous.is_file() else None
         # state.json is renamed into place only after its model file is complete, so it always names a whole checkpoint.
         atomic_write_text(previous, json.dumps({"epoch": epoch, "model": f"checkpoints/{name}",
-                                                "callbacks": callback_states, "history": rows}, indent=1))  # fmt: skip
+                                                "callbacks": callback_states, "history": history_rows}, indent=1))  # fmt: skip
         if old and old != f"checkpoints/{name}":
             run.file(old).unlink(missing_ok=True)
+        last_write[0] = time.monotonic()
+        pending.clear()
+
+    def on_checkpoint(epoch: int, callback_states: dict) -> None:
+        every = config.train.checkpoint_every
+        if not every or (epoch % every and epoch != config.train.epochs):
+            return
+        if time.monotonic() - last_write[0] >= CHECKPOINT_MIN_SECONDS or epoch == config.train.epochs:
+            write_checkpoint(epoch, callback_states, list(rows))
+        else:
+            # Epochs of milliseconds would spend most of their time writing checkpoints: keep this epoch's end
+            # state in memory instead, so Ctrl-C, SIGTERM or a NaN still checkpoint the last completed epoch.
+            pending.update(epoch=epoch, callback_states=callback_states, history_rows=list(rows),
+                           variables=[np.array(v) for v in _state_variables(model)])  # fmt: skip
+
+    def write_pending_checkpoint() -> None:
+        if pending:
+            for variable, value in zip(_state_variables(model), pending.pop("variables")):
+                variable.assign(value)
+            write_checkpoint(**pending)
 
     interrupts = InterruptGuard()
     try:
@@ -255,6 +276,7 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
         return run
     except KeyboardInterrupt:
         flush()
+        write_pending_checkpoint()
         signal_name = interrupts.signal_name or "SIGINT"
         done = _checkpointed_epoch(run)
         where = (f"resume from epoch {done} with: dltool train --resume {run.id}" if done
@@ -265,6 +287,7 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
                                   f"epoch(s); {where}", run, exit_code=143 if signal_name == "SIGTERM" else 130) from None  # fmt: skip
     except TrainingError as exc:
         flush()
+        write_pending_checkpoint()
         run.finish(FAILED, error=str(exc))
         run.append_log(f"FAILED: {exc}")
         done = _checkpointed_epoch(run)
@@ -302,6 +325,11 @@ def write_run_plots(run: Run, config: ExperimentConfig, rows: list[dict], model,
     else:
         target = state.target_names[0] if state.target_names else "target"
         plots.predicted_vs_true(y_test, outputs, run.file("predictions.png"), title, target)
+
+
+def _state_variables(model) -> list:
+    """Everything a resumed run needs restored: the model's weights and the optimizer's variables."""
+    return list(model.weights) + list(model.optimizer.variables)
 
 
 def _drop_resume_checkpoints(run: Run) -> None:

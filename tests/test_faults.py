@@ -89,7 +89,8 @@ def test_ctrl_c_saves_interrupted_status_and_says_how_to_resume(tmp_path):
     info = json.loads(run.file("run.json").read_text())
     assert info["status"] == "INTERRUPTED"
     state = json.loads(run.file("checkpoints/state.json").read_text())
-    assert _history_epochs(run)[: state["epoch"]] == list(range(1, state["epoch"] + 1))
+    # epochs finish faster than checkpoints are written (2 s apart): the last completed one is saved on Ctrl-C
+    assert _history_epochs(run) == list(range(1, state["epoch"] + 1))
     assert set(state["callbacks"]) == {"early_stopping", "reduce_lr_on_plateau"}
 
     resumed = resume(run)  # in-process this time: same result as the CLI
