@@ -1,8 +1,10 @@
-"""Compile, fit and evaluate: the Keras side of a run. Writes nothing itself.
+"""Fit and evaluate: the Keras side of a run.
 
-The caller passes ``on_epoch_end`` (to persist each epoch) and an optional
-observer (to display progress); both are plain Python, so this module is the
-only one that wires Keras callbacks.
+The caller passes ``on_epoch_end`` and ``on_checkpoint`` (to persist each
+epoch) and an optional observer (to display progress); all plain Python, so
+this module is the only one that wires Keras callbacks. It writes only what
+callbacks write at paths the caller gives (the best checkpoint, TensorBoard
+logs); the run folder's own files are the caller's.
 """
 
 from __future__ import annotations
