@@ -494,6 +494,52 @@ def spe_invariance(args) -> list[str]:
     return lines
 
 
+DISPLAY_SELF_TIME = r"""
+import json, os, sys, tempfile, time
+from dltool.backend import import_keras
+import_keras()
+from rich.console import Console
+from dltool.config import load_config
+from dltool.display import TrainingDisplay
+from dltool.experiment import train
+
+spent, calls = [0.0], [0]
+
+
+def timed(method):
+    def wrapper(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+            calls[0] += 1
+    return wrapper
+
+
+class TimedDisplay(TrainingDisplay):
+    pass
+
+
+for name in ("on_run_created", "on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end"):
+    setattr(TimedDisplay, name, timed(getattr(TrainingDisplay, name)))
+console = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)
+run = train(load_config(sys.argv[1], sys.argv[2:]), runs_root=tempfile.mkdtemp(), observer=TimedDisplay(console, plain=False))
+print(json.dumps({"display_seconds": spent[0], "calls": calls[0], "fit_seconds": run.info["fit_seconds"]}))
+"""
+
+
+def display_self_time(config: str, sets: list[str]) -> dict:
+    """Seconds spent inside the live display's callbacks (rendering included) during one in-process training."""
+    result = run_measured([PYTHON, "-c", DISPLAY_SELF_TIME, config, *sets], label="display self-time")
+    for line in reversed(result["stdout"].splitlines()):
+        if line.startswith("{"):
+            result.update(json.loads(line))
+            result["share"] = result["display_seconds"] / result["fit_seconds"]
+            break
+    return result
+
+
 def display_section(args) -> list[str]:
     mnist = Path(args.mnist)
     if not mnist.is_absolute():
@@ -512,6 +558,9 @@ def display_section(args) -> list[str]:
     }
     results = alternate(variants, args.repeats, "display")
     quiet, live, notb = results.values()
+    log("display: time spent inside the live display's callbacks (in-process, rendering to a forced terminal)")
+    self_times = [display_self_time(config, sets) for _ in range(args.repeats)]
+    shares = values(self_times, "share")
     rows = [[name, spread(values(r, "fit_seconds"), 2, " s"), spread(values(r, "wall"), 2, " s"),
              spread(values(r, "rss_mb"), 0, " MB")] for name, r in results.items()]
     live_seen = [r.get("live_display") for r in live if r["rc"] == 0]
@@ -523,17 +572,26 @@ def display_section(args) -> list[str]:
              f"{data_note}, {args.repeats} repeat(s), order rotated each repeat. The live display runs under a "
              "pseudo-terminal: `script -qec \"dltool train ...\" /dev/null` "
              f"(ANSI output seen: {'yes' if live_seen and all(live_seen) else 'NO, the display may not have been live'}). "
-             "Costs compare fit seconds (run.json).", ""]
+             "Costs compare fit seconds (run.json). On this shared 2-core machine identical runs differ by up to "
+             "±15 %, and `script` itself competes for the CPU, so the wall-clock ratio cannot resolve 2 %; the "
+             "direct measure is the time spent inside the display's callbacks (all its rendering happens there: "
+             "it has no refresh thread), timed in-process while training with the live display on a terminal.", ""]
     if args.quick:
         lines += ["*Quick pass: one repeat, one epoch; indicative only.*", ""]
     lines += table(["variant", "fit", "wall", "peak RSS"], rows)
-    lines += table(["comparison", "fit ratio (paired min–max)", "cost", "target", "met?"], [
-        ["live display vs quiet", disp_t, "n/a" if cost is None else f"{100 * cost:+.1f} %", f"< {100 * DISPLAY_COST:.0f} %",
-         met(None if cost is None else cost < DISPLAY_COST)],
+    calls = values(self_times, "calls")
+    lines += table(["comparison", "figure", "cost", "target", "met?"], [
+        ["time inside the live display / fit time (in-process)",
+         f"{spread(values(self_times, 'display_seconds'), 3, ' s')} of {spread(values(self_times, 'fit_seconds'), 1, ' s')}"
+         f" ({int(med(calls)) if calls else 'n/a'} callback calls)",
+         "n/a" if not shares else f"{100 * med(shares):.2f} % [{100 * min(shares):.2f}–{100 * max(shares):.2f}]",
+         f"< {100 * DISPLAY_COST:.0f} %", met(None if not shares else max(shares) < DISPLAY_COST)],
+        ["live display (pty) vs quiet, fit ratio (paired min–max; noisy)", disp_t,
+         "n/a" if cost is None else f"{100 * cost:+.1f} %", "(reported)", ""],
         ["TensorBoard on (default) vs train.tensorboard=false", tb_t, "n/a" if tb_cost is None else f"{100 * tb_cost:+.1f} %",
          "(none; reported)", ""],
     ])
-    return lines + failures(results)
+    return lines + failures({**results, "display self-time": self_times})
 
 
 def write_csv(path: Path, rows: int, seed: int = 0, chunk: int = 500_000) -> None:
