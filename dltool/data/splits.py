@@ -33,8 +33,6 @@ class PreparedData:
     def validation_is_test(self) -> bool:
         return self.x_val is self.x_test
 
-    streamed = False
-
     def sizes(self) -> dict:
         """Sample counts of each split, as recorded in run.json."""
         return {"train": len(self.x_train), "validation": None if self.x_val is None else len(self.x_val),

@@ -55,9 +55,6 @@ def split_codes(rows: np.ndarray, seed: int, test: float, validation: float | No
 class StreamedData:
     """Training data read from a CSV on disk each epoch; the same interface as PreparedData."""
 
-    streamed = True
-    x_val = None  # interface parity: nothing is held in memory
-
     def __init__(self, config, reader: CsvReader, counts: dict, preprocessing: Preprocessing, fingerprint: str,
                  test_fraction: float):  # fmt: skip
         self.config, self.reader, self.counts = config, reader, counts
