@@ -196,9 +196,6 @@ def load(config, **_) -> RawData:
         raise ConfigError(f"data file not found: {path}", path="data.path")
     handle, _, header = open_csv(path, config.delimiter)
     handle.close()
-    if config.target not in header:
-        raise ConfigError(f"no column '{config.target}' in {path}{did_you_mean(config.target, header)}; "
-                          f"the columns are {', '.join(header)}", path="data.target")  # fmt: skip
     features = config.features or [h for h in header if h != config.target]
     if config.target in features:
         raise ConfigError(f"the target column '{config.target}' is also listed as a feature", path="data.features")
