@@ -102,6 +102,10 @@ class Strict(BaseModel):
 class _DataCommon(Strict):
     scale: PositiveFloat | None = Field(None, description="Divide every input by this (255 for 8-bit pixels).")
     standardize: bool = Field(False, description="Subtract the mean and divide by the std per feature, fitted on the training split only.")
+    standardize_targets: bool = Field(
+        False, description="Regression: the model ends in a Rescaling layer by the training targets' std and mean, so "
+        "its last layer learns values near 0 while losses, metrics and predictions stay in target units."
+    )
     test: Annotated[Literal["auto", "builtin"] | Fraction, BeforeValidator(_fraction_or("auto", "builtin"))] = Field(
         "auto", description="'builtin': the dataset's own test split; a fraction: held out with the seed; 'auto': builtin where the dataset has one, else 0.2."
     )
@@ -183,10 +187,57 @@ class SyntheticData(_DataCommon):
         return weights
 
 
+def _pair_from_int(value):
+    return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class ImageData(_DataCommon):
+    source: Literal["images"]
+    path: str = Field(description="A folder with one subfolder of images per class (png, jpg, jpeg, bmp, gif).")
+    image_size: Annotated[list[PositiveInt], BeforeValidator(_pair_from_int), Field(min_length=2, max_length=2)] = Field(
+        [256, 256], description="[height, width] every image is resized to (one number: square)."
+    )
+    color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="Channels: grayscale 1, rgb 3, rgba 4.")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos"] = "bilinear"
+    classes: list[str] | None = Field(None, description="The class subfolders to use, in label order; null: every subfolder, sorted.")
+
+
+class TextData(_DataCommon):
+    source: Literal["text"]
+    path: str | None = Field(None, description="A CSV with a text column and a label column.")
+    dataset: Literal["imdb"] | None = Field(None, description="Instead of path: keras.datasets.imdb, decoded back to review texts.")
+    text: str = Field("text", description="The column holding the texts.")
+    target: str = Field("label", description="The column holding the labels (or numbers, for a regression loss).")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+    @model_validator(mode="after")
+    def _one_origin(self):
+        if (self.path is None) == (self.dataset is None):
+            raise PydanticCustomError("dltool", "expected exactly one of path (a CSV) or dataset (imdb)")
+        if self.scale is not None or self.standardize:
+            raise PydanticCustomError("dltool", "texts cannot be scaled or standardized: remove scale and standardize "
+                                      "(a TextVectorization layer in model.layers turns texts into numbers)")
+        return self
+
+
+class TimeseriesData(_DataCommon):
+    source: Literal["timeseries"]
+    path: str = Field(description="A CSV with one row per time step, oldest first, and a header row.")
+    target: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(min_length=1)] = Field(
+        description="The column(s) to forecast."
+    )
+    features: list[str] | None = Field(None, description="Input columns; null means the target column(s) themselves.")
+    window: PositiveInt = Field(description="Time steps of history in each input window.")
+    horizon: PositiveInt = Field(1, description="Forecast this many steps after the window's last step.")
+    stride: PositiveInt = Field(1, description="Steps between the starts of consecutive training windows.")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+
 DataConfig = Annotated[
-    Union[KerasData, NpzData, NpyData, CsvData, SklearnData, SyntheticData], Field(discriminator="source")
+    Union[KerasData, NpzData, NpyData, CsvData, SklearnData, SyntheticData, ImageData, TextData, TimeseriesData],
+    Field(discriminator="source"),
 ]
-DATA_SOURCES = ["keras", "npz", "npy", "csv", "sklearn", "synthetic"]
+DATA_SOURCES = ["keras", "npz", "npy", "csv", "sklearn", "synthetic", "images", "text", "timeseries"]
 
 
 # --------------------------------------------------------------------------- model
@@ -430,6 +481,7 @@ def _type_name(value: Any) -> str:
 
 _MODELS_BY_SOURCE = {
     "keras": KerasData, "npz": NpzData, "npy": NpyData, "csv": CsvData, "sklearn": SklearnData, "synthetic": SyntheticData,
+    "images": ImageData, "text": TextData, "timeseries": TimeseriesData,
 }  # fmt: skip
 
 
@@ -558,7 +610,8 @@ def check_layer(spec: LayerSpec, path: str, catalog: dict) -> None:
                 f"unknown argument '{arg}' for {name}" + (did_you_mean(arg, known) or f"; expected one of: {', '.join(known)}"),
                 path=arg_path,
             )
-        if arg in ("input_shape", "input_dim", "batch_size"):
+        # Every layer takes these through **kwargs; Embedding's input_dim is its own (required) argument.
+        if arg in ("input_shape", "input_dim", "batch_size") and arg not in layers[name]["required"]:
             raise ConfigError(f"'{arg}' does not belong to a layer here; set model.input_shape instead",
                               path=arg_path)  # fmt: skip
         if arg in _ACTIVATION_ARGS or (name == "Activation" and arg == "activation"):

@@ -16,8 +16,21 @@ def _read_labelled_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.nda
     from .data.csv_source import column_indices, open_csv, read_rows, to_float_matrix
     from .data.numpy_files import arrays_from_npz
 
+    state = saved.preprocessing
+    if path.is_dir() and state.kind == "image":
+        return _read_image_folder(saved, path)
     if not path.is_file():
-        raise InputError(f"{path}: file not found")
+        raise InputError(f"{path}: file not found" + ("; for an image model give a folder with one subfolder per "
+                                                     "class, or an .npz" if state.kind == "image" else ""))  # fmt: skip
+    if path.suffix.lower() == ".csv" and state.kind == "text":
+        from .data.text import read_text_column
+
+        texts, labels, _ = read_text_column(path, state.feature_names[0], error=InputError, label=state.target_names[0])
+        if not len(texts):
+            raise InputError(f"{path}: no data rows after the header")
+        return texts.reshape(-1, 1), labels
+    if path.suffix.lower() == ".csv" and state.kind == "timeseries":
+        return _read_series_file(saved, path)
     if path.suffix.lower() == ".npz":
         try:
             archive = np.load(path, allow_pickle=False)
@@ -27,7 +40,6 @@ def _read_labelled_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.nda
             raw = arrays_from_npz(archive, path)
         return (raw.x_test, raw.y_test) if raw.x_test is not None else (raw.x, raw.y)
     if path.suffix.lower() == ".csv":
-        state = saved.preprocessing
         if not state.feature_names or not state.target_names:
             raise InputError(f"{path}: this run was not trained on a CSV; give an .npz with x and y")
         handle, reader, header = open_csv(path, error=InputError)
@@ -40,6 +52,45 @@ def _read_labelled_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.nda
         target = column_indices(header, state.target_names, path, InputError, key="target column")[0]
         return x, np.array([row[target].strip() for row in rows], dtype=object)
     raise InputError(f"{path}: expected an .npz or .csv file with inputs and targets, received '{path.suffix}'")
+
+
+def _read_image_folder(saved: SavedRun, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images of a folder with one subfolder per class, read as the run read its training images."""
+    from .data.images import ImageSettings, list_class_images, read_images
+
+    state = saved.preprocessing
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [name for name in found if name not in state.class_names]
+    if unknown:
+        raise InputError(f"{root}: subfolder '{unknown[0]}' is not one of the run's classes ({', '.join(state.class_names)})")
+    if not found:
+        raise InputError(f"{root}: expected one subfolder per class ({', '.join(state.class_names)}), found none")
+    files, labels = list_class_images(root, found, error=InputError)
+    return read_images(files, ImageSettings.from_dict(state.extra["image"]), error=InputError), np.array(labels, dtype=object)
+
+
+def _read_series_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of a CSV series with its target, as the run's data source builds them."""
+    from .data.csv_source import open_csv
+    from .data.timeseries import make_windows, read_series, window_count, window_targets
+
+    state = saved.preprocessing
+    settings = state.extra["timeseries"]
+    columns = list(dict.fromkeys(state.feature_names + state.target_names))
+    handle, _, header = open_csv(path, error=InputError)
+    handle.close()
+    missing = [name for name in columns if name not in header]
+    if missing:
+        raise InputError(f"{path}: missing column '{missing[0]}'; the run reads {', '.join(columns)}")
+    series = read_series(path, columns, error=InputError)
+    window, horizon = settings["window"], settings["horizon"]
+    count = window_count(len(series), window, horizon)
+    if count < 1:
+        raise InputError(f"{path}: {len(series)} rows give no window of {window} steps with a target {horizon} "
+                         f"step(s) ahead; expected at least {window + horizon} rows")  # fmt: skip
+    x = make_windows(series[:, [columns.index(f) for f in state.feature_names]], window, 1, count)
+    y = window_targets(series[:, [columns.index(t) for t in state.target_names]], window, horizon, 1, count)
+    return x, y
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
@@ -123,7 +174,7 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
     from .data import load_test_split
     from .data.streaming import should_stream
     from .data.labels import labels_to_indices, regression_targets
-    from .training import evaluate_arrays
+    from .training import as_model_input, evaluate_arrays
 
     saved = SavedRun.open(ref, runs_root)
     state = saved.preprocessing
@@ -137,7 +188,7 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
         x_raw, y_raw = _read_labelled_file(saved, path)
         state.check_shape(np.asarray(x_raw), str(path))
         x = state.transform(x_raw)
-        if not np.isfinite(x).all():
+        if state.kind != "text" and not np.isfinite(x).all():
             raise InputError(f"{path}: inputs contain NaN or infinite values")
         if len(x_raw) != len(y_raw):
             raise InputError(f"{path}: inputs and targets differ in length: {len(x_raw)} inputs, {len(y_raw)} targets")
@@ -149,7 +200,7 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
                          f"(the model's outputs), received {y.shape[1]}")  # fmt: skip
     result: dict = {"run": saved.run.id, "data": source, "samples": int(len(x))}
     result["compiled"] = evaluate_arrays(model, saved.config, x, y)
-    outputs = model.predict(x, batch_size=max(saved.config.train.batch_size, 256), verbose=0)
+    outputs = model.predict(as_model_input(x), batch_size=max(saved.config.train.batch_size, 256), verbose=0)
     if saved.is_classifier:
         result["classification"] = classification_report(y, predicted_classes(outputs), state.class_names)
     else:

@@ -78,7 +78,7 @@ def prepare(config: ExperimentConfig):
     import keras
 
     from .data import prepare_data
-    from .model import build_model, compile_model
+    from .model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
     from .training import check_outputs_fit_targets
 
     keras.backend.clear_session()  # fresh layer names (dense, dense_1, ...) and memory for every run
@@ -86,11 +86,26 @@ def prepare(config: ExperimentConfig):
     try:
         data = prepare_data(config)
         model = build_model(config)
+        if _adapts(model):
+            if not hasattr(data, "x_train"):
+                raise ConfigError("layers that adapt to the data (TextVectorization, Normalization, ...) need the "
+                                  "training split in memory; set data.stream: false", path="data.stream")  # fmt: skip
+            data.adapted = adapt_preprocessing_layers(model, config, data.x_train)
+        if config.data.standardize_targets:
+            if config.is_classifier or not hasattr(data, "y_train"):
+                raise ConfigError("standardize_targets applies to in-memory regression targets only; "
+                                  + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
+                                  path="data.standardize_targets")  # fmt: skip
+            append_target_scaling(model, data.y_train)
         compile_model(model, config)
         check_outputs_fit_targets(model, config, data)
     except ConfigError as exc:
         raise config.locate(exc) from None
     return data, model
+
+
+def _adapts(model) -> bool:
+    return any(hasattr(layer, "adapt") for layer in model.layers)
 
 
 def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, observer) -> None:
@@ -109,7 +124,8 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
     run.append_log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {run.id} started: {data.sizes()['train']} training samples, "
-                   f"{model.count_params():,} parameters, device {run.info['device']}")  # fmt: skip
+                   f"{model.count_params():,} parameters, device {run.info['device']}"
+                   + (f"; adapted on the training split: {', '.join(data.adapted)}" if getattr(data, "adapted", None) else ""))  # fmt: skip
 
 
 def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = None, *,
@@ -322,6 +338,8 @@ def write_run_plots(run: Run, config: ExperimentConfig, rows: list[dict], model,
         labels = list(range(len(state.class_names)))
         matrix = confusion_matrix(y_test, predicted_classes(outputs), labels=labels).tolist()
         plots.confusion_matrix(matrix, state.class_names, run.file("confusion_matrix.png"), title)
+    elif state.kind == "timeseries":
+        plots.forecast(y_test, outputs, run.file("predictions.png"), title, state.target_names[0])
     else:
         target = state.target_names[0] if state.target_names else "target"
         plots.predicted_vs_true(y_test, outputs, run.file("predictions.png"), title, target)

@@ -41,7 +41,8 @@ def build_model(config: ExperimentConfig):
     """Return an uncompiled ``keras.Sequential`` starting with ``keras.Input(model.input_shape)``."""
     import keras
 
-    model = keras.Sequential([keras.Input(tuple(config.model.input_shape))], name=config.name.replace("-", "_"))
+    dtype = "string" if config.data.source == "text" else None  # raw texts go into the model's TextVectorization
+    model = keras.Sequential([keras.Input(tuple(config.model.input_shape), dtype=dtype)], name=config.name.replace("-", "_"))
     for index, spec in enumerate(config.model.layers):
         path = f"model.layers[{index}]"
         layer = build_layer(spec, path)
@@ -53,6 +54,71 @@ def build_model(config: ExperimentConfig):
                 f"layer {layer_name_and_args(spec)[0]} does not fit after the layers before it: {message}", path=path
             ) from None
     return model
+
+
+def adapt_preprocessing_layers(model, config: ExperimentConfig, x_train) -> list[str]:
+    """Adapt the model's leading preprocessing layers (TextVectorization, Normalization, ...) on ``x_train``.
+
+    Layers are visited from the first while they have no trainable weights;
+    each adaptable one learns its state (vocabulary, mean) from the training
+    split only, and is saved with the model. Returns what was adapted, for the log.
+    """
+    import keras
+
+    from .training import as_model_input
+
+    adapted: list[str] = []
+    leading = []
+    for layer in model.layers:
+        if layer.trainable_weights:
+            break
+        leading.append(layer)
+    last = max((i for i, layer in enumerate(leading) if hasattr(layer, "adapt")), default=-1)
+    x = as_model_input(x_train)
+    for index, layer in enumerate(leading[: last + 1]):
+        path = f"model.layers[{index}]"
+        if hasattr(layer, "adapt"):
+            try:
+                layer.adapt(x, batch_size=1024)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{type(layer).__name__} could not adapt to the training data: "
+                                  f"{str(exc).strip().splitlines()[0]}", path=path) from None  # fmt: skip
+            adapted.append(_adapted_description(layer))
+        if index < last:
+            x = keras.ops.convert_to_tensor(layer(x))
+    _check_vocabulary_fits(model, config)
+    return adapted
+
+
+def append_target_scaling(model, y_train) -> None:
+    """End the model in ``Rescaling(std, mean)`` of the training targets (per target column)."""
+    import keras
+    import numpy as np
+
+    y = np.asarray(y_train, dtype=np.float64).reshape(len(y_train), -1)
+    std = y.std(axis=0)
+    std[std == 0] = 1.0
+    model.add(keras.layers.Rescaling(scale=std.tolist(), offset=y.mean(axis=0).tolist(), name="target_units"))
+
+
+def _adapted_description(layer) -> str:
+    if hasattr(layer, "vocabulary_size"):
+        return f"{type(layer).__name__} ({layer.vocabulary_size():,} tokens)"
+    return type(layer).__name__
+
+
+def _check_vocabulary_fits(model, config: ExperimentConfig) -> None:
+    """An Embedding smaller than the vocabulary before it would fail mid-epoch on the first rare word."""
+    vocabulary = None
+    for index, layer in enumerate(model.layers):
+        if hasattr(layer, "vocabulary_size") and getattr(layer, "output_mode", "int") == "int":
+            vocabulary = layer.vocabulary_size()
+        elif type(layer).__name__ == "Embedding" and vocabulary is not None:
+            if layer.input_dim < vocabulary:
+                raise ConfigError(f"Embedding input_dim {layer.input_dim} is smaller than the vocabulary of the "
+                                  f"TextVectorization before it ({vocabulary} tokens); set input_dim: {vocabulary} "
+                                  "or lower max_tokens", path=f"model.layers[{index}].Embedding.input_dim")  # fmt: skip
+            return
 
 
 def build_optimizer(config: ExperimentConfig):

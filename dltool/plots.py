@@ -130,6 +130,25 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title:
     _save(fig, path)
 
 
+def forecast(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, target: str = "target",
+             first_step: int = 0) -> None:  # fmt: skip
+    """The test stretch of a series in time order: true values and one-step forecasts (first output only)."""
+    plt = _pyplot()
+    true = np.asarray(y_true).reshape(len(y_true), -1)[:, 0]
+    pred = np.asarray(y_pred).reshape(len(y_pred), -1)[:, 0]
+    steps = np.arange(first_step, first_step + len(true))
+    fig, ax = plt.subplots(figsize=(9.6, 4.2))
+    ax.plot(steps, true, color="tab:gray", linewidth=1.2, label=f"true {target}")
+    ax.plot(steps, pred, color="tab:blue", linewidth=1.2, label=f"forecast {target}")
+    ax.set_xlabel("test window (time order)")
+    ax.set_ylabel(target)
+    mse = float(np.mean((true - pred) ** 2))
+    ax.set_title(f"{title}\ntest MSE {mse:.4g} on {len(true)} windows")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
 def overlay(histories: dict[str, list[dict]], path: Path, metrics: list[str] | None = None) -> list[str]:
     """Overlay several runs' curves (one colour per run; validation dashed). Returns the metrics drawn."""
     plt = _pyplot()

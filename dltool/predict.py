@@ -20,16 +20,22 @@ from typing import TextIO
 
 import numpy as np
 
+from .data import images
 from .data.csv_source import iter_csv_chunks, open_csv
+from .data.images import ImageSettings
 from .data.preprocessing import Preprocessing
-from .errors import InputError
+from .data.text import read_text_column
+from .data.timeseries import iter_window_chunks
+from .errors import InputError, did_you_mean
 from .runs import Run
 from .saved_run import SavedRun
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+IMAGE_SUFFIXES = set(images.IMAGE_SUFFIXES)
 ARRAY_SUFFIXES = {".npy", ".npz"}
 TABLE_SUFFIXES = {".csv"}
+TEXT_SUFFIXES = {".txt"}
 CHUNK_BYTES = 16 * 2**20  # float32 input held at once per chunk
+TEXT_CHUNK = 1024  # texts per model call: each becomes sequence_length embeddings inside the model
 
 
 @dataclass
@@ -41,56 +47,75 @@ class PredictResult:
     output: str | None
 
 
-def expand_inputs(paths: list[str | Path]) -> list[Path]:
+def image_settings(state: Preprocessing) -> ImageSettings | None:
+    """How this run reads an image file: its images source's settings, else what its input shape implies."""
+    if state.kind == "image":
+        return ImageSettings.from_dict(state.extra["image"])
+    if state.kind in ("text", "timeseries"):
+        return None
+    return ImageSettings.for_input_shape(list(state.input_shape))
+
+
+def usable_suffixes(state: Preprocessing, in_folder: bool = False) -> set[str]:
+    """The file types this run's model can predict on (in a folder: only its natural kind, e.g. images)."""
+    if state.kind == "text":
+        return TEXT_SUFFIXES | TABLE_SUFFIXES
+    if state.kind == "timeseries":
+        return TABLE_SUFFIXES | ARRAY_SUFFIXES
+    if image_settings(state) is not None:
+        return IMAGE_SUFFIXES if in_folder else IMAGE_SUFFIXES | ARRAY_SUFFIXES | TABLE_SUFFIXES
+    return ARRAY_SUFFIXES | TABLE_SUFFIXES
+
+
+def expand_inputs(paths: list[str | Path], state: Preprocessing) -> list[Path]:
     """Files to predict on: each file as given, each folder's usable files (recursively, sorted)."""
-    usable = IMAGE_SUFFIXES | ARRAY_SUFFIXES | TABLE_SUFFIXES
     files: list[Path] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in usable)
+            usable = usable_suffixes(state, in_folder=True)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in usable
+                           and not p.name.startswith("."))  # fmt: skip
             if not found:
-                raise InputError(f"{path}: the folder holds no usable files (expected {', '.join(sorted(usable))})")
+                raise InputError(f"{path}: the folder holds no files this model can read "
+                                 f"(expected {', '.join(sorted(usable))})")  # fmt: skip
             files += found
         elif not path.exists():
             raise InputError(f"{path}: file not found")
-        elif path.suffix.lower() not in usable:
-            raise InputError(f"{path}: unsupported file type '{path.suffix}'; expected {', '.join(sorted(usable))}")
+        elif path.suffix.lower() not in usable_suffixes(state):
+            raise InputError(f"{path}: this model cannot read '{path.suffix}' files; expected "
+                             f"{', '.join(sorted(usable_suffixes(state)))} ({_what_model_takes(state)})")  # fmt: skip
         else:
             files.append(path)
     return files
 
 
+def _what_model_takes(state: Preprocessing) -> str:
+    if state.kind == "text":
+        return f"texts: a .txt file with one per line, or a CSV with a column '{state.feature_names[0]}'"
+    if state.kind == "timeseries":
+        return f"a CSV of recent rows with columns {', '.join(state.feature_names)}, oldest first"
+    if image_settings(state) is not None:
+        return f"images, or arrays of shape {list(state.input_shape)}"
+    return f"samples of shape {list(state.input_shape)}"
+
+
 def _chunk_rows(state: Preprocessing) -> int:
+    if state.kind == "text":
+        return TEXT_CHUNK
     per_sample = 4 * max(1, int(np.prod(state.input_shape)))
     return max(1, min(65536, CHUNK_BYTES // per_sample))
 
 
-def _image_mode(state: Preprocessing, path: Path) -> tuple[str, tuple[int, int], bool]:
-    shape = list(state.input_shape)
-    if len(shape) == 2:
-        return "L", (shape[1], shape[0]), False
-    if len(shape) == 3 and shape[2] in (1, 3, 4):
-        return {1: "L", 3: "RGB", 4: "RGBA"}[shape[2]], (shape[1], shape[0]), True
-    raise InputError(f"{path}: this model takes inputs of shape {shape}, not images; give a .csv or .npy file")
-
-
 def load_image(path: Path, state: Preprocessing) -> np.ndarray:
-    """An image file as one raw sample of the model's input shape (resized, converted to L/RGB)."""
-    from PIL import Image, UnidentifiedImageError
-
-    mode, size, has_channels = _image_mode(state, path)
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert(mode).resize(size), dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read as an image ({type(exc).__name__}); expected a PNG or JPEG file") from None
-    if has_channels and pixels.ndim == 2:
-        pixels = pixels[..., None]
-    return pixels
+    """An image file as one raw sample of the model's input shape (resized, converted to its colour mode)."""
+    settings = image_settings(state)
+    if settings is None:
+        raise InputError(f"{path}: this model takes {_what_model_takes(state)}, not images")
+    return images.read_image(path, settings, error=InputError)
 
 
-def _iter_array_file(path: Path, state: Preprocessing, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+def _iter_array_file(path: Path, state: Preprocessing, chunk: int) -> Iterator[tuple[range, np.ndarray]]:
     try:
         loaded = np.load(path, mmap_mode="r" if path.suffix.lower() == ".npy" else None, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001  (whatever NumPy raises, the message names the file)
@@ -116,12 +141,28 @@ def _iter_array_file(path: Path, state: Preprocessing, chunk: int) -> Iterator[t
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise InputError(f"{path}: expected numbers, received an array of dtype {array.dtype}")
     for start in range(0, len(array), chunk):
-        yield start, np.asarray(array[start : start + chunk])
+        part = np.asarray(array[start : start + chunk])
+        yield range(start, start + len(part)), part
 
 
 def _check_csv_columns(path: Path, state: Preprocessing) -> list[str]:
+    """The columns predict reads from this CSV; refuses a CSV that does not fit the model."""
     handle, _, header = open_csv(path, error=InputError)
     handle.close()
+    if state.kind == "text":
+        column = state.feature_names[0]
+        if column in header:
+            return [column]
+        if len(header) == 1:
+            return header  # a one-column CSV of texts, whatever its header says
+        raise InputError(f"{path}: no column '{column}' (the texts this model was trained on){did_you_mean(column, header)}; "
+                         f"the file has {', '.join(header)}")  # fmt: skip
+    if state.kind == "timeseries":
+        missing = [name for name in state.feature_names if name not in header]
+        if missing:
+            raise InputError(f"{path}: missing column '{missing[0]}'{did_you_mean(missing[0], header)}; the model "
+                             f"reads {', '.join(state.feature_names)} (other columns are ignored)")  # fmt: skip
+        return state.feature_names
     if state.feature_names is None:
         if [len(header)] != list(state.input_shape):
             raise InputError(f"{path}: expected {state.input_shape} columns, received {len(header)} ({', '.join(header)})")
@@ -134,27 +175,50 @@ def _check_csv_columns(path: Path, state: Preprocessing) -> list[str]:
     return state.feature_names
 
 
-def iter_inputs(path: Path, state: Preprocessing, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (first row number, raw inputs) chunks from one input file."""
+def _iter_texts(path: Path, state: Preprocessing, chunk: int) -> Iterator[tuple[list[int] | range, np.ndarray]]:
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        texts, _, _ = read_text_column(path, _check_csv_columns(path, state)[0], error=InputError)
+        rows = range(len(texts))
+    else:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: expected UTF-8 text, one text per line") from None
+        rows = [i for i, line in enumerate(lines) if line.strip()]  # blank lines are not texts
+        texts = np.array([lines[i] for i in rows], dtype=object)
+    if not len(texts):
+        raise InputError(f"{path}: holds no texts")
+    for start in range(0, len(texts), chunk):
+        yield rows[start : start + chunk], texts[start : start + chunk].reshape(-1, 1)
+
+
+def iter_inputs(path: Path, state: Preprocessing, chunk: int) -> Iterator[tuple[range | list[int], np.ndarray]]:
+    """Yield (row numbers, raw inputs) chunks from one input file."""
     suffix = path.suffix.lower()
-    if suffix in TABLE_SUFFIXES:
+    if state.kind == "text":
+        yield from _iter_texts(path, state, chunk)
+    elif suffix in TABLE_SUFFIXES and state.kind == "timeseries":
+        window = state.extra["timeseries"]["window"]
+        for first, x in iter_window_chunks(path, _check_csv_columns(path, state), window, chunk, error=InputError):
+            yield range(first, first + len(x)), x
+    elif suffix in TABLE_SUFFIXES:
         features = _check_csv_columns(path, state)
         rows = 0
         for start, x in iter_csv_chunks(path, features, chunk, error=InputError):
             rows += len(x)
-            yield start, x
+            yield range(start, start + len(x)), x
         if rows == 0:
             raise InputError(f"{path}: no data rows after the header")
     elif suffix in ARRAY_SUFFIXES:
         yield from _iter_array_file(path, state, chunk)
     else:
-        yield 0, load_image(path, state)[None]
+        yield range(1), load_image(path, state)[None]
 
 
 def _batched_images(files: list[Path], state: Preprocessing, chunk: int):
     """Yield (segments, raw inputs): consecutive images grouped into one model call per ``chunk``.
 
-    A segment (input name, first row, row count) says where consecutive rows of the batch came from.
+    A segment (input name, row numbers) says where consecutive rows of the batch came from.
     """
     group: list[Path] = []
     for path in files + [None]:
@@ -162,13 +226,13 @@ def _batched_images(files: list[Path], state: Preprocessing, chunk: int):
             group.append(path)
             continue
         if group:
-            yield [(str(p), 0, 1) for p in group], np.stack([load_image(p, state) for p in group])
+            yield [(str(p), range(1)) for p in group], np.stack([load_image(p, state) for p in group])
             group = []
         if path is not None and path.suffix.lower() in IMAGE_SUFFIXES:
             group.append(path)
         elif path is not None:
-            for start, x in iter_inputs(path, state, chunk):
-                yield [(str(path), start, len(x))], x
+            for rows, x in iter_inputs(path, state, chunk):
+                yield [(str(path), rows)], x
 
 
 def _csv_field(text: str) -> str:
@@ -186,8 +250,10 @@ class _Writer:
         self.count = 0
         if state.task == "classification":
             self.columns = ["label"] + [f"prob_{name}" for name in state.class_names]
+        elif state.target_names and len(state.target_names) == outputs:
+            self.columns = list(state.target_names)
         elif outputs == 1:
-            self.columns = [state.target_names[0] if state.target_names else "value"]
+            self.columns = ["value"]
         else:
             self.columns = [f"value_{i}" for i in range(outputs)]
         self.started = False
@@ -201,7 +267,7 @@ class _Writer:
             self.stream.write("[")
         self.started = True
 
-    def write(self, segments: list[tuple[str, int, int]], outputs: np.ndarray) -> None:
+    def write(self, segments: list[tuple[str, range | list[int]]], outputs: np.ndarray) -> None:
         if not self.started:
             self._start()
         outputs = outputs.reshape(len(outputs), -1)
@@ -215,7 +281,7 @@ class _Writer:
             values = [[label, *row] for label, row in zip(labels, outputs.tolist())]
         else:
             values = outputs.tolist()
-        where = [(name, first + i) for name, first, count in segments for i in range(count)]
+        where = [(name, row) for name, rows in segments for row in rows]
         if self.fmt == "csv":
             self._write_csv_rows(segments, values)
         else:
@@ -231,15 +297,16 @@ class _Writer:
             return
         self.count += len(values)
 
-    def _write_csv_rows(self, segments: list[tuple[str, int, int]], values: list[list]) -> None:
+    def _write_csv_rows(self, segments: list[tuple[str, range | list[int]]], values: list[list]) -> None:
         # %-formatting whole lines is ~4x the csv module; only names and labels may need CSV quoting.
         classify = self.state.task == "classification"
         numbers = ",".join(["%.6g"] * (len(values[0]) - (1 if classify else 0)))
         lines = []
         position = 0
-        for name, first, count in segments:
+        for name, rows in segments:
             prefix = _csv_field(name) + ","
-            for row, vals in zip(range(first, first + count), values[position : position + count]):
+            count = len(rows)
+            for row, vals in zip(rows, values[position : position + count]):
                 if classify:
                     lines.append(f"{prefix}{row},{_csv_field(str(vals[0]))}," + numbers % tuple(vals[1:]))
                 else:
@@ -263,15 +330,15 @@ def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | Te
     """
     if fmt not in ("csv", "json"):
         raise InputError(f"expected format csv or json, received '{fmt}'")
-    files = expand_inputs(inputs)
     saved = SavedRun.open(ref, runs_root)
     state = saved.preprocessing
+    files = expand_inputs(inputs, state)
     for path in files:  # refuse unusable inputs before the model loads and any output is written
         if path.suffix.lower() in TABLE_SUFFIXES:
             _check_csv_columns(path, state)
-        elif path.suffix.lower() in IMAGE_SUFFIXES:
-            _image_mode(state, path)
     model = saved.load_model()
+    from .training import as_model_input
+
     # TensorFlow leaves millions of objects for the cyclic GC to rescan whenever row lists are built;
     # freezing them makes those collections cheap (measured: 2x faster output on 1M rows).
     gc.freeze()
@@ -282,11 +349,11 @@ def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | Te
         writer = _Writer(stream, fmt, state, outputs)
         for segments, raw in _batched_images(files, state, chunk):
             x = state.transform(raw)
-            if not np.isfinite(x).all():
+            if state.kind != "text" and not np.isfinite(x).all():
                 bad = int(np.argwhere((~np.isfinite(x.reshape(len(x), -1))).any(axis=1))[0][0])
-                name, row = [(n, f + i) for n, f, c in segments for i in range(c)][bad]
+                name, row = [(n, r) for n, rows in segments for r in rows][bad]
                 raise InputError(f"{name}: row {row} contains NaN or infinite values")
-            writer.write(segments, np.asarray(model.predict_on_batch(x)))
+            writer.write(segments, np.asarray(model.predict_on_batch(as_model_input(x))))
         writer.close()
         return writer.count
 

@@ -236,11 +236,15 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
         config, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint, observer=observer,
         best_path=best_checkpoint, restore=restore or {}, should_stop=should_stop, tensorboard_dir=tensorboard_dir,
     )  # fmt: skip
+    inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), train.batch_size, train.shuffle)
+    inputs["x"] = as_model_input(inputs["x"])
+    if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is
+        x_val, y_val = inputs["validation_data"]
+        inputs["validation_data"] = (as_model_input(x_val), y_val)
     start = time.perf_counter()
     try:
         model.fit(
-            **data.fit_inputs(lambda y: fit_targets(model, config, y), train.batch_size, train.shuffle),
-            epochs=train.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
+            **inputs, epochs=train.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
         )  # fmt: skip
     finally:
         if observer is not None:
@@ -254,14 +258,24 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
 def evaluate_data(model, config: ExperimentConfig, data: PreparedData) -> dict:
     """The model's loss and compiled metrics on the test split of ``data`` (in memory or streamed)."""
     inputs = data.evaluate_inputs(lambda y: fit_targets(model, config, y), max(config.train.batch_size, 256))
+    inputs["x"] = as_model_input(inputs["x"])
     return {k: float(v) for k, v in model.evaluate(**inputs, verbose=0, return_dict=True).items()}
 
 
 def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:
     """The model's loss and compiled metrics on (x, y), as floats."""
-    result = model.evaluate(x, fit_targets(model, config, y), batch_size=max(config.train.batch_size, 256),
+    result = model.evaluate(as_model_input(x), fit_targets(model, config, y), batch_size=max(config.train.batch_size, 256),
                             verbose=0, return_dict=True)  # fmt: skip
     return {k: float(v) for k, v in result.items()}
+
+
+def as_model_input(x):
+    """Texts (object or str arrays) as a string tensor, which Keras accepts where NumPy strings are refused."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "OUS":
+        import tensorflow as tf
+
+        return tf.constant(x.astype(str))
+    return x
 
 
 def predict_eagerly(model, x: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
@@ -272,7 +286,7 @@ def predict_eagerly(model, x: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
     """
     import keras
 
-    return np.concatenate([keras.ops.convert_to_numpy(model(x[i : i + batch_rows], training=False))
+    return np.concatenate([keras.ops.convert_to_numpy(model(as_model_input(x[i : i + batch_rows]), training=False))
                            for i in range(0, len(x), batch_rows)]) if len(x) else np.zeros((0,))  # fmt: skip
 
 

@@ -42,3 +42,19 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 180) 
         [sys.executable, "-m", "dltool", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
+
+
+def config_with_data_path(template: str, path, overrides=(), source: str = "test.yaml"):
+    """A validated config from a template whose ``{path}`` is a data file or folder (quoted for YAML)."""
+    import json
+
+    from dltool.config import config_from_text
+
+    return config_from_text(template.format(path=json.dumps(str(path))), source=source, overrides=list(overrides))
+
+
+def train_in(root: Path, config):
+    """Train ``config`` with its runs under ``root/runs``; return the COMPLETED run."""
+    from dltool.experiment import train
+
+    return train(config, runs_root=root / "runs")

@@ -259,7 +259,7 @@ CORPUS = [
     ("callback-arg-typo", edit("  batch_size: 8\n", "  callbacks: {early_stopping: {patince: 1}}\n"), 19,
      "train.callbacks.early_stopping.patince", "unknown key 'patince'; did you mean 'patience'?"),
     ("unknown-source", edit("source: synthetic", "source: synthetc"), 4, "data.source",
-     "unknown data source 'synthetc'; expected one of keras, npz, npy, csv, sklearn, synthetic; did you mean 'synthetic'?"),
+     "unknown data source 'synthetc'; expected one of keras, npz, npy, csv, sklearn, synthetic, images, text, timeseries; did you mean 'synthetic'?"),
     ("missing-source", edit("  source: synthetic\n", "  generator: linear\n"), 3, "data",
      "missing key 'source'; expected one of keras, npz, npy, csv, sklearn, synthetic"),
     ("keras-dataset-typo", edit("source: synthetic\n  n_samples: 20", "source: keras\n  name: mnsit"), 5, "data.name",

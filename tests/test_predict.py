@@ -332,7 +332,7 @@ def test_header_only_csv(iris_run, tmp_path):
 def test_text_file_named_png(image_run, tmp_path):
     (tmp_path / "fake.png").write_text("this is not an image\n")
     _refused(image_run, [tmp_path / "fake.png"], tmp_path, "fake.png", "cannot read as an image",
-             "expected a PNG or JPEG file")  # fmt: skip
+             "expected a PNG, JPEG, BMP, GIF or WebP file")  # fmt: skip
 
 
 def test_folder_with_no_usable_files(iris_run, tmp_path):
@@ -340,13 +340,13 @@ def test_folder_with_no_usable_files(iris_run, tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("x")
     (folder / "data.parquet").write_bytes(b"PAR1")
-    _refused(iris_run, [folder], tmp_path, "junk", "the folder holds no usable files", ".csv", ".npy", ".png")
+    _refused(iris_run, [folder], tmp_path, "junk", "the folder holds no files this model can read", ".csv", ".npy")
 
 
 def test_unsupported_suffix(iris_run, tmp_path):
     (tmp_path / "rows.xlsx").write_bytes(b"PK")
-    _refused(iris_run, [tmp_path / "rows.xlsx"], tmp_path, "rows.xlsx", "unsupported file type '.xlsx'",
-             "expected .bmp, .csv")  # fmt: skip
+    _refused(iris_run, [tmp_path / "rows.xlsx"], tmp_path, "rows.xlsx", "this model cannot read '.xlsx' files",
+             "expected .csv, .npy, .npz (samples of shape [4])")  # fmt: skip
 
 
 def test_missing_file(iris_run, tmp_path):
@@ -360,7 +360,8 @@ def test_csv_given_to_the_image_model(image_run, tmp_path):
 
 def test_image_given_to_a_table_model(iris_run, tmp_path):
     _png(tmp_path / "pic.png", "L", (8, 8))
-    _refused(iris_run, [tmp_path / "pic.png"], tmp_path, "pic.png", "shape [4], not images", "give a .csv or .npy file")
+    _refused(iris_run, [tmp_path / "pic.png"], tmp_path, "pic.png", "cannot read '.png' files",
+             "expected .csv, .npy, .npz (samples of shape [4])")  # fmt: skip
 
 
 def test_output_that_is_a_folder(iris_run, tmp_path):

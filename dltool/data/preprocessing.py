@@ -15,6 +15,7 @@ class Preprocessing:
 
     input_shape: list[int]
     task: str  # "classification" | "regression"
+    kind: str = "array"  # "array" (numbers), "image" (extra["image"]), "text" (raw strings), "timeseries" (extra["timeseries"])
     scale: float | None = None
     mean: list | None = None  # per feature (nested like one sample), after scaling
     std: list | None = None
@@ -24,14 +25,20 @@ class Preprocessing:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, x_train: np.ndarray, *, input_shape, task, scale, standardize, **names) -> Preprocessing:
-        """Fit on the training inputs (mean and std only when ``standardize``)."""
+    def fit(cls, x_train: np.ndarray, *, input_shape, task, scale, standardize, per_channel: bool = False,
+            **names) -> Preprocessing:  # fmt: skip
+        """Fit on the training inputs (mean and std only when ``standardize``).
+
+        Statistics are per input value, or with ``per_channel`` per last-axis
+        entry (a time series' features, an image's colours).
+        """
         state = cls(input_shape=list(input_shape), task=task, scale=scale, **names)
         if standardize:
             x = state._scaled(x_train)
-            std = x.std(axis=0, dtype=np.float64)
+            axes = tuple(range(x.ndim - 1)) if per_channel else 0
+            std = x.std(axis=axes, dtype=np.float64)
             std[std == 0] = 1.0  # a constant feature stays constant instead of dividing by zero
-            state.mean = x.mean(axis=0, dtype=np.float64).tolist()
+            state.mean = x.mean(axis=axes, dtype=np.float64).tolist()
             state.std = std.tolist()
         return state
 
@@ -42,7 +49,9 @@ class Preprocessing:
         return x
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Apply scaling and standardization; returns a new C-contiguous float32 array."""
+        """Apply scaling and standardization; returns a new C-contiguous float32 array (texts stay strings)."""
+        if self.kind == "text":
+            return np.asarray(x, dtype=object)
         x = self._scaled(x)
         if self.mean is not None:
             x -= np.asarray(self.mean, dtype=np.float32)

@@ -21,7 +21,7 @@ class RawData:
 
 
 def _loaders() -> dict[str, Callable]:
-    from . import csv_source, keras_datasets, numpy_files, sklearn_datasets, synthetic
+    from . import csv_source, images, keras_datasets, numpy_files, sklearn_datasets, synthetic, text, timeseries
 
     return {
         "keras": keras_datasets.load,
@@ -30,6 +30,9 @@ def _loaders() -> dict[str, Callable]:
         "csv": csv_source.load,
         "sklearn": sklearn_datasets.load,
         "synthetic": synthetic.load,
+        "images": images.load,
+        "text": text.load,
+        "timeseries": timeseries.load,
     }
 
 

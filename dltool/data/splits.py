@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class PreparedData:
     preprocessing: Preprocessing
     fingerprint: str
     test_source: str  # "builtin" or "fraction 0.2 (seed 42)"
+    adapted: list[str] = field(default_factory=list)  # preprocessing layers adapted on x_train, for the log
 
     @property
     def validation_is_test(self) -> bool:
@@ -59,12 +60,20 @@ class PreparedData:
         yield self.x_test[:limit], self.y_test[:limit]
 
 
-def _split(x, y, fraction: float, seed: int):
+def _split(x, y, fraction: float, seed: int, in_time_order: bool = False):
+    """(x_train, x_held_out, y_train, y_held_out): a seeded random split, or the last ``fraction`` in time order."""
     from sklearn.model_selection import train_test_split
 
     if len(x) < 2 or round(len(x) * fraction) < 1 or round(len(x) * (1 - fraction)) < 1:
         raise DataError(f"cannot hold out a fraction {fraction:g} of {len(x)} samples: each side needs a sample")
+    if in_time_order:
+        return train_test_split(x, y, test_size=fraction, shuffle=False)
     return train_test_split(x, y, test_size=fraction, random_state=seed)
+
+
+def _in_time_order(config) -> bool:
+    # Windows of a series overlap: a random split would put the future of a test window into training.
+    return config.data.source == "timeseries"
 
 
 def _describe(source: RawData) -> str:
@@ -94,7 +103,9 @@ def split_raw(config, raw: RawData):
     if data.test in ("builtin", "auto") and has_builtin:
         return raw.x, raw.y, raw.x_test, raw.y_test, "builtin"
     fraction = DEFAULT_TEST_FRACTION if data.test == "auto" else data.test
-    x_train, x_test, y_train, y_test = _split(raw.x, raw.y, fraction, seed)
+    x_train, x_test, y_train, y_test = _split(raw.x, raw.y, fraction, seed, _in_time_order(config))
+    if _in_time_order(config):
+        return x_train, y_train, x_test, y_test, f"the last {fraction:g} of the series, in time order"
     return x_train, y_train, x_test, y_test, f"fraction {fraction:g} of the data (seed {seed})"
 
 
@@ -127,12 +138,12 @@ def prepare_data(config) -> PreparedData:
         pass
     elif validation is not None:
         seed = config.data.split_seed if config.data.split_seed is not None else config.seed
-        x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed)
+        x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed, _in_time_order(config))
     state = Preprocessing.fit(
         x_train, input_shape=config.model.input_shape, scale=config.data.scale,
         standardize=config.data.standardize, task="classification" if config.is_classifier else "regression",
-        class_names=class_names, feature_names=raw.feature_names,
-        target_names=[config.data.target] if getattr(config.data, "target", None) else None,
+        class_names=class_names, feature_names=raw.feature_names, target_names=_target_names(config.data),
+        per_channel=config.data.source == "timeseries", **_kind(config.data),
     )  # fmt: skip
     x_train, x_test = state.transform(x_train), state.transform(x_test)
     if validation == "test":
@@ -144,6 +155,25 @@ def prepare_data(config) -> PreparedData:
         preprocessing=state, fingerprint=data_fingerprint,
         test_source=test_source,
     )  # fmt: skip
+
+
+def _target_names(data) -> list[str] | None:
+    target = getattr(data, "target", None)
+    return None if target is None else (list(target) if isinstance(target, list) else [target])
+
+
+def _kind(data) -> dict:
+    """Preprocessing's ``kind`` and ``extra`` for a data source: what predict needs to read raw files."""
+    if data.source == "images":
+        from .images import settings_from_config
+
+        return {"kind": "image", "extra": {"image": settings_from_config(data).to_dict()}}
+    if data.source == "text":
+        return {"kind": "text"}
+    if data.source == "timeseries":
+        return {"kind": "timeseries", "extra": {"timeseries": {"window": data.window, "horizon": data.horizon,
+                                                               "stride": data.stride}}}  # fmt: skip
+    return {}
 
 
 def load_test_split(config, preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:

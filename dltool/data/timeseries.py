@@ -1,0 +1,92 @@
+"""The ``timeseries`` source: windows of a CSV series, each with the value(s) ``horizon`` steps after it.
+
+Sample i holds rows [i*stride, i*stride + window) of the feature columns; its
+target is the target column(s) at row i*stride + window - 1 + horizon. This is
+what ``keras.utils.timeseries_dataset_from_array`` yields, built here as one
+NumPy array so the run's splits, preprocessing and predict share it. Splits
+are taken in time order (see :mod:`dltool.data.splits`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, did_you_mean
+from .csv_source import iter_csv_chunks, open_csv
+from .sources import RawData
+
+
+def window_count(steps: int, window: int, horizon: int = 1, stride: int = 1) -> int:
+    """How many (window, target) samples a series of ``steps`` rows gives."""
+    span = window + horizon  # rows one sample covers, its target included
+    return 0 if steps < span else (steps - span) // stride + 1
+
+
+def make_windows(series: np.ndarray, window: int, stride: int = 1, count: int | None = None) -> np.ndarray:
+    """The first ``count`` windows of ``series`` (steps, features) as an array (count, window, features)."""
+    views = np.lib.stride_tricks.sliding_window_view(series, window, axis=0)[::stride]  # (n, features, window)
+    if count is not None:
+        views = views[:count]
+    return np.ascontiguousarray(views.transpose(0, 2, 1))
+
+
+def window_targets(targets: np.ndarray, window: int, horizon: int, stride: int, count: int) -> np.ndarray:
+    """The target rows that belong to the first ``count`` windows."""
+    first = window - 1 + horizon
+    return targets[first : first + (count - 1) * stride + 1 : stride]
+
+
+def read_series(path: str | Path, columns: list[str], delimiter: str = ",", error=DataError) -> np.ndarray:
+    """The chosen numeric columns of a CSV as float64 (steps, columns), in file order."""
+    chunks = [x for _, x in iter_csv_chunks(path, columns, 65536, delimiter, error)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(columns)))
+
+
+def iter_window_chunks(path: Path, columns: list[str], window: int, chunk: int,
+                       error=DataError) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
+    """Yield (row of each window's last step, first chunk) with every window of ``window`` consecutive rows.
+
+    Reads the CSV in chunks and carries the last ``window - 1`` rows over, so a
+    long file needs bounded memory. Row numbers are data rows counted from 0.
+    """
+    carry = np.zeros((0, len(columns)))
+    seen = 0
+    for _, rows in iter_csv_chunks(path, columns, max(chunk, window), error=error):
+        series = np.concatenate([carry, rows])
+        if len(series) >= window:
+            windows = make_windows(series, window)
+            first_end = seen + len(rows) - len(windows)  # data row of the first window's last step
+            for start in range(0, len(windows), chunk):
+                yield first_end + start, windows[start : start + chunk]
+        carry = series[-(window - 1):] if window > 1 else series[:0]
+        seen += len(rows)
+    if seen < window:
+        raise error(f"{path}: expected at least {window} rows (one window of the model), received {seen}")
+
+
+def load(config, **_) -> RawData:
+    """Windows of the feature columns as x (n, window, features), the target column(s) as y, in time order."""
+    path = Path(config.path)
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path}", path="data.path")
+    features = config.features or list(config.target)
+    handle, _, header = open_csv(path, config.delimiter)
+    handle.close()
+    for key, names in (("data.target", config.target), ("data.features", features)):
+        for name in names:
+            if name not in header:
+                raise ConfigError(f"no column '{name}' in {path}{did_you_mean(name, header)}; "
+                                  f"the columns are {', '.join(header)}", path=key)  # fmt: skip
+    columns = list(dict.fromkeys(features + list(config.target)))
+    series = read_series(path, columns, config.delimiter)
+    count = window_count(len(series), config.window, config.horizon, config.stride)
+    if count < 2:
+        raise DataError(f"{path}: {len(series)} rows give {count} window(s) of {config.window} steps with a target "
+                        f"{config.horizon} step(s) ahead; expected many more rows, or a shorter data.window")  # fmt: skip
+    x = make_windows(series[:, [columns.index(f) for f in features]], config.window, config.stride, count)
+    y = window_targets(series[:, [columns.index(t) for t in config.target]], config.window, config.horizon,
+                       config.stride, count)  # fmt: skip
+    return RawData(x=x, y=y[:, 0] if y.shape[1] == 1 else y, feature_names=features)
