@@ -442,7 +442,7 @@ def plot(
 
 @app.command(epilog="Example: dltool init csv-classifier my_experiment.yaml")
 def init(
-    template: Annotated[str, typer.Argument(help="Template: " + ", ".join(["mnist-mlp", "csv-classifier", "csv-regression"]))] = "mnist-mlp",
+    template: Annotated[str, typer.Argument(help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster")] = "mnist-mlp",
     path: Annotated[Optional[Path], typer.Argument(help="Where to write (default: <template>.yaml here).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:

@@ -137,3 +137,8 @@ def test_config_differences_and_sparkline_and_since():
     assert diff == {"b.c": [2, 3], "d": [None, [1]]}
     assert sparkline([1.0, 2.0, 3.0]) == "▁▄█"
     assert parse_since("2026-11-24").year == 2026
+
+
+def test_init_help_lists_every_template():
+    result = runner.invoke(app, ["init", "--help"], env={"COLUMNS": "300"})
+    assert all(name in result.output for name in template_names()), result.output
