@@ -128,7 +128,7 @@ def train(
 @app.command(epilog="Example: dltool evaluate latest")
 def evaluate(
     run: RunRef = "latest",
-    data: Annotated[Optional[Path], typer.Option("--data", help="Evaluate on this .npz or .csv instead of the run's test split.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Evaluate on this .npz or .csv (or, for an image model, a folder with one subfolder per class) instead of the run's test split.")] = None,
     runs_dir: RunsDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print evaluation.json instead of tables.")] = False,
     verbose: Verbose = False,
@@ -172,7 +172,7 @@ def evaluate(
 @app.command(epilog="Example: dltool predict latest new_rows.csv -o predictions.csv")
 def predict(
     run: RunRef,
-    inputs: Annotated[list[Path], typer.Argument(help="CSV, .npy/.npz or image files, or folders of them.")],
+    inputs: Annotated[list[Path], typer.Argument(help="What the model takes: CSV, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (default: standard output).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
     runs_dir: RunsDir = None,

@@ -588,6 +588,7 @@ def layer_name_and_args(spec: LayerSpec) -> tuple[str, dict]:
     return name, dict(args or {})
 
 
+STRING_INPUT_LAYERS = ("TextVectorization", "StringLookup", "Hashing")
 _ACTIVATION_ARGS = ("activation", "recurrent_activation")
 _NESTED_LAYER_ARGS = ("layer", "backward_layer")  # Bidirectional, TimeDistributed
 
@@ -642,6 +643,13 @@ def check_keras_names(config: ExperimentConfig) -> None:
             raise ConfigError(f"unknown argument '{arg}' for optimizer {opt.name}"
                               + (did_you_mean(arg, optimizers[opt.name]) or f"; expected one of: {', '.join(optimizers[opt.name])}"),
                               path=f"train.optimizer.{arg}")  # fmt: skip
+    if config.data.source == "text":
+        first = layer_name_and_args(config.model.layers[0])[0]
+        if first not in STRING_INPUT_LAYERS:
+            raise ConfigError(f"texts reach the model as strings, and {first} cannot take strings; start "
+                              "model.layers with TextVectorization (or StringLookup, Hashing), e.g. "
+                              "{TextVectorization: {max_tokens: 20000, output_sequence_length: 200}}",
+                              path="model.layers[0]")  # fmt: skip
     if config.train.loss not in catalog["losses"]:
         raise ConfigError(f"unknown loss '{config.train.loss}'" + did_you_mean(config.train.loss, catalog["losses"]),
                           path="train.loss")  # fmt: skip

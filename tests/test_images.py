@@ -232,3 +232,19 @@ def test_evaluate_on_its_test_split_and_on_a_labelled_folder(shapes_run, image_f
     (other / "purple").mkdir()
     with pytest.raises(InputError, match="subfolder 'purple' is not one of the run's classes"):
         evaluate(shapes_run, data_file=other)
+
+
+def test_a_folder_too_large_for_memory_is_refused_before_decoding(image_folder, monkeypatch):
+    import os
+
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 4 if name == "SC_PHYS_PAGES" else real(name))
+    with pytest.raises(DataError, match=r"24 images of \[12, 16, 3\] need about .* GiB in memory"):
+        load(image_folder)
+
+
+def test_standardize_is_per_colour_channel(image_folder):
+    from dltool.data import prepare_data
+
+    data = prepare_data(config_with_data_path(IMAGES_CONFIG, image_folder, ["data.standardize=true"]))
+    assert np.asarray(data.preprocessing.mean).shape == (3,)

@@ -193,3 +193,10 @@ def test_evaluate_on_its_test_split_and_on_a_labelled_csv(text_run, tmp_path):
     assert own["samples"] == 12 and set(own["classification"]["per_class"]) == {"neg", "pos"}
     result = evaluate(text_run, data_file=write_reviews(tmp_path / "labelled.csv", rows=6))
     assert result["samples"] == 6
+
+
+def test_a_text_model_must_start_with_a_layer_that_takes_strings(reviews):
+    with pytest.raises(ConfigError) as info:
+        _config(reviews, ["model.layers[0]=Flatten"])
+    assert info.value.path == "model.layers[0]"
+    assert "Flatten cannot take strings; start model.layers with TextVectorization" in str(info.value)

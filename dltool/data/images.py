@@ -123,6 +123,19 @@ def list_class_images(root: Path, classes: list[str], error=DataError) -> tuple[
     return files, labels
 
 
+def _check_fits_in_memory(count: int, settings: ImageSettings, root: Path) -> None:
+    """Refuse, before decoding, a folder whose pixels (uint8, then float32 for training) would not fit in RAM."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not every platform reports it
+        return
+    needed = count * int(np.prod(settings.shape)) * (1 + 4)
+    if needed > 0.8 * memory:
+        raise DataError(f"{root}: {count:,} images of {settings.shape} need about {needed / 2**30:.1f} GiB in memory "
+                        f"(uint8, then float32), more than this machine's {memory / 2**30:.1f} GiB allows; "
+                        "use a smaller data.image_size or fewer images")  # fmt: skip
+
+
 def settings_from_config(config) -> ImageSettings:
     return ImageSettings(size=tuple(config.image_size), color_mode=config.color_mode, interpolation=config.interpolation)
 
@@ -138,7 +151,9 @@ def load(config, **_) -> RawData:
     except ConfigError as exc:
         raise ConfigError(exc.detail, path="data.classes" if config.classes else "data.path") from None
     files, labels = list_class_images(root, classes)
-    x = read_images(files, settings_from_config(config))
+    settings = settings_from_config(config)
+    _check_fits_in_memory(len(files), settings, root)
+    x = read_images(files, settings)
     label_index = {name: i for i, name in enumerate(classes)}
     y = np.array([label_index[name] for name in labels], dtype=np.int64)
     return RawData(x=x, y=y, class_names=classes)

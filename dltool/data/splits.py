@@ -143,7 +143,7 @@ def prepare_data(config) -> PreparedData:
         x_train, input_shape=config.model.input_shape, scale=config.data.scale,
         standardize=config.data.standardize, task="classification" if config.is_classifier else "regression",
         class_names=class_names, feature_names=raw.feature_names, target_names=_target_names(config.data),
-        per_channel=config.data.source == "timeseries", **_kind(config.data),
+        per_channel=config.data.source in ("timeseries", "images"), **_kind(config.data),
     )  # fmt: skip
     x_train, x_test = state.transform(x_train), state.transform(x_test)
     if validation == "test":
