@@ -36,6 +36,7 @@ TABLE_SUFFIXES = {".csv"}
 TEXT_SUFFIXES = {".txt"}
 CHUNK_BYTES = 16 * 2**20  # float32 input held at once per chunk
 TEXT_CHUNK = 1024  # texts per model call: each becomes sequence_length embeddings inside the model
+SPATIAL_CHUNK = 512  # images or windows per model call
 
 
 @dataclass
@@ -104,7 +105,9 @@ def _chunk_rows(state: Preprocessing) -> int:
     if state.kind == "text":
         return TEXT_CHUNK
     per_sample = 4 * max(1, int(np.prod(state.input_shape)))
-    return max(1, min(65536, CHUNK_BYTES // per_sample))
+    # Images and windows go through conv/recurrent layers whose activations dwarf the input: smaller calls.
+    most = 65536 if len(state.input_shape) <= 1 else SPATIAL_CHUNK
+    return max(1, min(most, CHUNK_BYTES // per_sample))
 
 
 def load_image(path: Path, state: Preprocessing) -> np.ndarray:
@@ -181,7 +184,7 @@ def _iter_texts(path: Path, state: Preprocessing, chunk: int) -> Iterator[tuple[
         rows = range(len(texts))
     else:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError:
             raise InputError(f"{path}: expected UTF-8 text, one text per line") from None
         rows = [i for i, line in enumerate(lines) if line.strip()]  # blank lines are not texts

@@ -200,3 +200,11 @@ def test_a_text_model_must_start_with_a_layer_that_takes_strings(reviews):
         _config(reviews, ["model.layers[0]=Flatten"])
     assert info.value.path == "model.layers[0]"
     assert "Flatten cannot take strings; start model.layers with TextVectorization" in str(info.value)
+
+
+def test_a_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_reads_its_header(tmp_path):
+    from dltool.data.text import load
+
+    (tmp_path / "bom.csv").write_bytes("\ufeffreview,sentiment\ngood,pos\nbad,neg\n".encode("utf-8"))
+    raw = load(_config(tmp_path / "bom.csv").data)
+    assert raw.x[:, 0].tolist() == ["good", "bad"]

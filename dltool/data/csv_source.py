@@ -25,7 +25,7 @@ def open_csv(path: str | Path, delimiter: str = ",", error=DataError):
     if not path.is_file():
         raise error(f"{path}: file not found")
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        handle = open(path, newline="", encoding="utf-8-sig")  # utf-8-sig: spreadsheet exports start with a BOM
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
     except UnicodeDecodeError:
