@@ -90,7 +90,7 @@ def prepare(config: ExperimentConfig):
             if not hasattr(data, "x_train"):
                 raise ConfigError("layers that adapt to the data (TextVectorization, Normalization, ...) need the "
                                   "training split in memory; set data.stream: false", path="data.stream")  # fmt: skip
-            data.adapted = adapt_preprocessing_layers(model, config, data.x_train)
+            data.adapted = adapt_preprocessing_layers(model, data.x_train)
         if config.data.standardize_targets:
             if config.is_classifier or not hasattr(data, "y_train"):
                 raise ConfigError("standardize_targets applies to in-memory regression targets only; "

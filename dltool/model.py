@@ -56,7 +56,7 @@ def build_model(config: ExperimentConfig):
     return model
 
 
-def adapt_preprocessing_layers(model, config: ExperimentConfig, x_train) -> list[str]:
+def adapt_preprocessing_layers(model, x_train) -> list[str]:
     """Adapt the model's leading preprocessing layers (TextVectorization, Normalization, ...) on ``x_train``.
 
     Layers are visited from the first while they have no trainable weights;
@@ -79,14 +79,14 @@ def adapt_preprocessing_layers(model, config: ExperimentConfig, x_train) -> list
         path = f"model.layers[{index}]"
         if hasattr(layer, "adapt"):
             try:
-                layer.adapt(x, batch_size=1024)
+                layer.adapt(x)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{type(layer).__name__} could not adapt to the training data: "
                                   f"{str(exc).strip().splitlines()[0]}", path=path) from None  # fmt: skip
             adapted.append(_adapted_description(layer))
         if index < last:
             x = keras.ops.convert_to_tensor(layer(x))
-    _check_vocabulary_fits(model, config)
+    _check_vocabulary_fits(model)
     return adapted
 
 
@@ -107,7 +107,7 @@ def _adapted_description(layer) -> str:
     return type(layer).__name__
 
 
-def _check_vocabulary_fits(model, config: ExperimentConfig) -> None:
+def _check_vocabulary_fits(model) -> None:
     """An Embedding smaller than the vocabulary before it would fail mid-epoch on the first rare word."""
     vocabulary = None
     for index, layer in enumerate(model.layers):

@@ -53,3 +53,18 @@ train: {loss: mse}
         build_model(config)
     assert caught.value.path == "model.layers[0]"
     assert "Conv2D does not fit" in caught.value.detail
+
+
+def test_a_leading_normalization_layer_is_adapted_on_the_training_split_only():
+    import numpy as np
+    from e2e_support import IRIS_CONFIG
+
+    from dltool.config import config_from_text
+    from dltool.experiment import prepare
+
+    config = config_from_text(IRIS_CONFIG, overrides=["data.standardize=false", "model.layers=[Normalization, "
+                                                      "{Dense: {units: 3, activation: softmax}}]"])  # fmt: skip
+    data, model = prepare(config)
+    assert data.adapted == ["Normalization"]
+    np.testing.assert_allclose(np.asarray(model.layers[0].mean).ravel(), data.x_train.mean(axis=0), rtol=1e-5)
+    assert not np.allclose(np.asarray(model.layers[0].mean).ravel(), data.x_test.mean(axis=0), rtol=1e-3)
