@@ -56,10 +56,10 @@ def _read_labelled_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.nda
 
 def _read_image_folder(saved: SavedRun, root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images of a folder with one subfolder per class, read as the run read its training images."""
-    from .data.images import ImageSettings, list_class_images, read_images
+    from .data.images import ImageSettings, list_class_images, read_images, subfolders
 
     state = saved.preprocessing
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = subfolders(root)
     unknown = [name for name in found if name not in state.class_names]
     if unknown:
         raise InputError(f"{root}: subfolder '{unknown[0]}' is not one of the run's classes ({', '.join(state.class_names)})")
@@ -72,7 +72,7 @@ def _read_image_folder(saved: SavedRun, root: Path) -> tuple[np.ndarray, np.ndar
 def _read_series_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Every window of a CSV series with its target, as the run's data source builds them."""
     from .data.csv_source import open_csv
-    from .data.timeseries import make_windows, read_series, window_count, window_targets
+    from .data.timeseries import series_windows
 
     state = saved.preprocessing
     settings = state.extra["timeseries"]
@@ -82,14 +82,11 @@ def _read_series_file(saved: SavedRun, path: Path) -> tuple[np.ndarray, np.ndarr
     missing = [name for name in columns if name not in header]
     if missing:
         raise InputError(f"{path}: missing column '{missing[0]}'; the run reads {', '.join(columns)}")
-    series = read_series(path, columns, error=InputError)
     window, horizon = settings["window"], settings["horizon"]
-    count = window_count(len(series), window, horizon)
-    if count < 1:
-        raise InputError(f"{path}: {len(series)} rows give no window of {window} steps with a target {horizon} "
+    x, y, steps = series_windows(path, state.feature_names, state.target_names, window, horizon, error=InputError)
+    if len(x) < 1:
+        raise InputError(f"{path}: {steps} rows give no window of {window} steps with a target {horizon} "
                          f"step(s) ahead; expected at least {window + horizon} rows")  # fmt: skip
-    x = make_windows(series[:, [columns.index(f) for f in state.feature_names]], window, 1, count)
-    y = window_targets(series[:, [columns.index(t) for t in state.target_names]], window, horizon, 1, count)
     return x, y
 
 

@@ -38,6 +38,17 @@ def open_csv(path: str | Path, delimiter: str = ",", error=DataError):
     return handle, reader, [h.strip() for h in header]
 
 
+def require_columns(header: list[str], names: list[str], path, error=DataError, keys: dict | None = None) -> None:
+    """Raise for the first of ``names`` missing from ``header``, with a did-you-mean.
+
+    With ``keys`` ({column: config key path}) the error is a ConfigError at that key.
+    """
+    for name in names:
+        if name not in header:
+            message = f"no column '{name}' in {path}{did_you_mean(name, header)}; the columns are {', '.join(header)}"
+            raise ConfigError(message, path=keys[name]) if keys else error(message)
+
+
 def column_indices(header: list[str], wanted: list[str], path, error=DataError, key: str = "columns") -> list[int]:
     """Indices of ``wanted`` in ``header``; a missing name is an error with a did-you-mean."""
     missing = [name for name in wanted if name not in header]
@@ -151,10 +162,11 @@ class CsvReader:
     def open(self):
         """Open the file, check the columns, and return the handle positioned after the header."""
         handle, _, header = open_csv(self.path, self.delimiter)
-        if self.target not in header:
+        try:
+            require_columns(header, [self.target], self.path, keys={self.target: "data.target"})
+        except ConfigError:
             handle.close()
-            raise ConfigError(f"no column '{self.target}' in {self.path}{did_you_mean(self.target, header)}; "
-                              f"the columns are {', '.join(header)}", path="data.target")  # fmt: skip
+            raise
         try:
             self.indices = column_indices(header, self.features, self.path, ConfigError, key="features")
         except ConfigError as exc:

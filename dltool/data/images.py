@@ -110,11 +110,16 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def subfolders(root: Path) -> list[str]:
+    """The names of ``root``'s visible subfolders, sorted."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def class_folders(root: Path, classes: list[str] | None, error=DataError) -> list[str]:
     """The class subfolder names of ``root``: ``classes`` in that order, else every subfolder, sorted."""
     if not root.is_dir():
         raise error(f"{root}: {'is a file' if root.exists() else 'not found'}; expected a folder with one subfolder per class")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = subfolders(root)
     if classes is None:
         if len(found) < 2:
             loose = sum(1 for p in root.iterdir() if is_image_file(p))

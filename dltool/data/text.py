@@ -13,22 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, did_you_mean
-from .csv_source import open_csv, read_rows
+from ..errors import ConfigError, DataError
+from .csv_source import open_csv, read_rows, require_columns
 from .sources import RawData
 
 # A review can be longer than the csv module's default 128 KiB field limit.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def read_text_column(path: Path, column: str, delimiter: str = ",", error=DataError,
-                     label: str | None = None) -> tuple[np.ndarray, np.ndarray | None, list[int]]:  # fmt: skip
-    """The texts of ``column`` (and labels of ``label``) of a CSV, with the file line of each row."""
+def read_text_column(path: Path, column: str, delimiter: str = ",", error=DataError, label: str | None = None,
+                     keys: dict | None = None) -> tuple[np.ndarray, np.ndarray | None, list[int]]:  # fmt: skip
+    """The texts of ``column`` (and labels of ``label``) of a CSV, with the file line of each row.
+
+    ``keys`` ({column: config key}) makes a missing column a ConfigError at that key (see require_columns).
+    """
     handle, reader, header = open_csv(path, delimiter, error)
     with handle:
-        for name in [column] + ([label] if label is not None else []):
-            if name not in header:
-                raise error(f"no column '{name}' in {path}{did_you_mean(name, header)}; the columns are {', '.join(header)}")
+        require_columns(header, [column] + ([label] if label is not None else []), path, error, keys)
         rows, lines = read_rows(reader, path, error)
     text_index = header.index(column)
     label_index = header.index(label) if label is not None else None
@@ -50,13 +51,8 @@ def load(config, **_) -> RawData:
         raise ConfigError(f"data file not found: {path}", path="data.path")
     if config.text == config.target:
         raise ConfigError(f"the text column and the target column are both '{config.text}'", path="data.target")
-    handle, _, header = open_csv(path, config.delimiter)
-    handle.close()
-    for name, key in ((config.text, "data.text"), (config.target, "data.target")):
-        if name not in header:
-            raise ConfigError(f"no column '{name}' in {path}{did_you_mean(name, header)}; "
-                              f"the columns are {', '.join(header)}", path=key)  # fmt: skip
-    texts, labels, lines = read_text_column(path, config.text, config.delimiter, label=config.target)
+    texts, labels, lines = read_text_column(path, config.text, config.delimiter, label=config.target,
+                                            keys={config.text: "data.text", config.target: "data.target"})
     if not len(texts):
         raise DataError(f"{path}: no data rows after the header")
     empty = [line for text, line in zip(texts, lines) if not text.strip()]

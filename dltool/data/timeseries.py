@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, did_you_mean
-from .csv_source import iter_csv_chunks, open_csv
+from ..errors import ConfigError, DataError
+from .csv_source import iter_csv_chunks, open_csv, require_columns
 from .sources import RawData
 
 
@@ -67,6 +67,17 @@ def iter_window_chunks(path: Path, columns: list[str], window: int, chunk: int,
         raise error(f"{path}: expected at least {window} rows (one window of the model), received {seen}")
 
 
+def series_windows(path: Path, features: list[str], targets: list[str], window: int, horizon: int = 1,
+                   stride: int = 1, delimiter: str = ",", error=DataError) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+    """(windows of ``features``, their ``targets`` rows, rows in the file) of a CSV series, in time order."""
+    columns = list(dict.fromkeys(features + targets))
+    series = read_series(path, columns, delimiter, error)
+    count = window_count(len(series), window, horizon, stride)
+    x = make_windows(series[:, [columns.index(f) for f in features]], window, stride, count)
+    y = window_targets(series[:, [columns.index(t) for t in targets]], window, horizon, stride, count)
+    return x, y, len(series)
+
+
 def load(config, **_) -> RawData:
     """Windows of the feature columns as x (n, window, features), the target column(s) as y, in time order."""
     path = Path(config.path)
@@ -75,18 +86,11 @@ def load(config, **_) -> RawData:
     features = config.features or list(config.target)
     handle, _, header = open_csv(path, config.delimiter)
     handle.close()
-    for key, names in (("data.target", config.target), ("data.features", features)):
-        for name in names:
-            if name not in header:
-                raise ConfigError(f"no column '{name}' in {path}{did_you_mean(name, header)}; "
-                                  f"the columns are {', '.join(header)}", path=key)  # fmt: skip
-    columns = list(dict.fromkeys(features + list(config.target)))
-    series = read_series(path, columns, config.delimiter)
-    count = window_count(len(series), config.window, config.horizon, config.stride)
-    if count < 2:
-        raise DataError(f"{path}: {len(series)} rows give {count} window(s) of {config.window} steps with a target "
+    require_columns(header, config.target, path, keys={name: "data.target" for name in config.target})
+    require_columns(header, features, path, keys={name: "data.features" for name in features})
+    x, y, steps = series_windows(path, features, list(config.target), config.window, config.horizon, config.stride,
+                                 config.delimiter)  # fmt: skip
+    if len(x) < 2:
+        raise DataError(f"{path}: {steps} rows give {len(x)} window(s) of {config.window} steps with a target "
                         f"{config.horizon} step(s) ahead; expected many more rows, or a shorter data.window")  # fmt: skip
-    x = make_windows(series[:, [columns.index(f) for f in features]], config.window, config.stride, count)
-    y = window_targets(series[:, [columns.index(t) for t in config.target]], config.window, config.horizon,
-                       config.stride, count)  # fmt: skip
     return RawData(x=x, y=y[:, 0] if y.shape[1] == 1 else y, feature_names=features)
