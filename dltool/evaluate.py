@@ -171,7 +171,8 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
     from .data import load_test_split
     from .data.streaming import should_stream
     from .data.labels import labels_to_indices, regression_targets
-    from .training import as_model_input, evaluate_arrays
+    from .keras_io import as_model_input
+    from .training import evaluate_arrays
 
     saved = SavedRun.open(ref, runs_root)
     state = saved.preprocessing

@@ -15,7 +15,8 @@ import numpy as np
 
 from .config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from .errors import ConfigError, DltoolError, RunStateError, TrainingError
-from .runs import COMPLETED, FAILED, INTERRUPTED, Run, atomic_write_text, runs_dir
+from .fileio import atomic_write_text
+from .runs import COMPLETED, FAILED, INTERRUPTED, Run, runs_dir
 
 
 MAX_PLOTTED_TEST_SAMPLES = 200_000  # the confusion matrix / scatter of a streamed test split use its first rows
@@ -187,7 +188,7 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     if data.fingerprint != info.get("data_fingerprint"):
         raise RunStateError(f"the data of run {run.id} has changed since it started (fingerprint "
                             f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets")  # fmt: skip
-    from .saved_run import load_model_safely
+    from .keras_io import load_model_safely
 
     model = load_model_safely(run.file(state["model"]))
     history = state["history"]
@@ -204,7 +205,8 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
 def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, history: list[dict] | None = None,
              initial_epoch: int = 0, restore: dict | None = None) -> Run:  # fmt: skip
     """Fit, checkpoint, evaluate and save into an open RUNNING run; set its final status."""
-    from .training import StopRequested, evaluate_data, fit, save_model_atomic
+    from .keras_io import save_model_atomic
+    from .training import StopRequested, evaluate_data, fit
 
     rows: list[dict] = list(history or [])
     pending_log: list[str] = []
@@ -326,7 +328,7 @@ def write_run_plots(run: Run, config: ExperimentConfig, rows: list[dict], model,
 
     title = f"{config.name} ({run.id})"
     plots.curves(rows, run.file("curves.png"), title)
-    from .training import predict_eagerly
+    from .keras_io import predict_eagerly
 
     chunks = [(y, predict_eagerly(model, x)) for x, y in data.test_chunks(limit=MAX_PLOTTED_TEST_SAMPLES)]
     y_test = np.concatenate([y for y, _ in chunks])

@@ -65,7 +65,7 @@ def adapt_preprocessing_layers(model, x_train) -> list[str]:
     """
     import keras
 
-    from .training import as_model_input
+    from .keras_io import as_model_input
 
     adapted: list[str] = []
     leading = []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runs import atomic_write_bytes
+from .fileio import atomic_write_bytes
 
 DPI = 100
 

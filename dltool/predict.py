@@ -340,7 +340,7 @@ def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | Te
         if path.suffix.lower() in TABLE_SUFFIXES:
             _check_csv_columns(path, state)
     model = saved.load_model()
-    from .training import as_model_input
+    from .keras_io import as_model_input
 
     # TensorFlow leaves millions of objects for the cyclic GC to rescan whenever row lists are built;
     # freezing them makes those collections cheap (measured: 2x faster output on 1M rows).

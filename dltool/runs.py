@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DltoolError, RunNotFoundError
+from .fileio import atomic_write_json, atomic_write_text
 
 RUNS_DIR_ENV = "DLTOOL_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
@@ -39,45 +40,6 @@ def runs_dir(explicit: str | Path | None = None) -> Path:
 def now_iso() -> str:
     """The current UTC time, ISO 8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# --------------------------------------------------------------------------- atomic files
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it and rename it over ``path``.
-
-    A crash at any instant leaves either the old complete file or the new one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """:func:`atomic_write_bytes` for JSON (indented, NaN written as null)."""
-    atomic_write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
-
-
-def _json_safe(value):
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _process_start(pid: int) -> str | None:

@@ -8,21 +8,8 @@ from pathlib import Path
 from .config import ExperimentConfig, config_from_text
 from .data.preprocessing import Preprocessing
 from .errors import ConfigError, RunStateError
+from .keras_io import load_model_safely
 from .runs import Run, runs_dir
-
-
-def load_model_safely(path: Path):
-    """``keras.saving.load_model(path, safe_mode=True)`` with a clear error for unsafe or corrupt files."""
-    import keras
-
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001  (a corrupt or unsafe file is reported, whatever Keras raised)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            raise RunStateError(f"{path}: refused to load: the model contains code (e.g. a Lambda layer) "
-                                f"and dltool loads models with safe_mode=True ({message})") from None  # fmt: skip
-        raise RunStateError(f"{path}: cannot load the model ({type(exc).__name__}: {message})") from None
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import UsageError, did_you_mean
-from .runs import atomic_write_text
+from .fileio import atomic_write_text
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 SCHEMA_PATH = Path(__file__).with_name("schema.json")  # regenerate with: dltool schema > dltool/schema.json

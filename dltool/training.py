@@ -10,8 +10,6 @@ logs); the run folder's own files are the caller's.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ import numpy as np
 from .config import ONE_HOT_LOSSES, ExperimentConfig
 from .data import PreparedData
 from .errors import ConfigError, TrainingError
+from .keras_io import as_model_input, save_model_atomic
 from .model import output_units
 
 
@@ -267,37 +266,3 @@ def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:
     result = model.evaluate(as_model_input(x), fit_targets(model, config, y), batch_size=max(config.train.batch_size, 256),
                             verbose=0, return_dict=True)  # fmt: skip
     return {k: float(v) for k, v in result.items()}
-
-
-def as_model_input(x):
-    """Texts (object or str arrays) as a string tensor, which Keras accepts where NumPy strings are refused."""
-    if isinstance(x, np.ndarray) and x.dtype.kind in "OUS":
-        import tensorflow as tf
-
-        return tf.constant(x.astype(str))
-    return x
-
-
-def predict_eagerly(model, x: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
-    """Model outputs for ``x`` by direct calls in inference mode.
-
-    Unlike ``model.predict`` this traces no new function (about 0.5 s saved
-    once per run), which is what a single pass over a test split needs.
-    """
-    import keras
-
-    return np.concatenate([keras.ops.convert_to_numpy(model(as_model_input(x[i : i + batch_rows]), training=False))
-                           for i in range(0, len(x), batch_rows)]) if len(x) else np.zeros((0,))  # fmt: skip
-
-
-def save_model_atomic(model, path: Path) -> None:
-    """``model.save`` to a temporary .keras file beside ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

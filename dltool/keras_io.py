@@ -1,0 +1,63 @@
+"""Keras I/O: what goes into a model (texts as string tensors), and saving and loading model files.
+
+Imports Keras lazily, inside each function: the modules that import this one
+(training, model, saved runs) must stay importable without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RunStateError
+
+
+def as_model_input(x):
+    """Texts (object or str arrays) as a string tensor, which Keras accepts where NumPy strings are refused."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "OUS":
+        import tensorflow as tf
+
+        return tf.constant(x.astype(str))
+    return x
+
+
+def predict_eagerly(model, x: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
+    """Model outputs for ``x`` by direct calls in inference mode.
+
+    Unlike ``model.predict`` this traces no new function (about 0.5 s saved
+    once per run), which is what a single pass over a test split needs.
+    """
+    import keras
+
+    return np.concatenate([keras.ops.convert_to_numpy(model(as_model_input(x[i : i + batch_rows]), training=False))
+                           for i in range(0, len(x), batch_rows)]) if len(x) else np.zeros((0,))  # fmt: skip
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """``model.save`` to a temporary .keras file beside ``path``, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_model_safely(path: Path):
+    """``keras.saving.load_model(path, safe_mode=True)`` with a clear error for unsafe or corrupt files."""
+    import keras
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001  (a corrupt or unsafe file is reported, whatever Keras raised)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+            raise RunStateError(f"{path}: refused to load: the model contains code (e.g. a Lambda layer) "
+                                f"and dltool loads models with safe_mode=True ({message})") from None  # fmt: skip
+        raise RunStateError(f"{path}: cannot load the model ({type(exc).__name__}: {message})") from None
