@@ -501,7 +501,7 @@ import_keras()
 from rich.console import Console
 from dltool.config import load_config
 from dltool.display import TrainingDisplay
-from dltool.experiment import train
+from dltool.commands.train import train
 
 spent, calls = [0.0], [0]
 

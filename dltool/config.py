@@ -339,6 +339,12 @@ class ExperimentConfig(Strict):
 
     _source: str | None = PrivateAttr(None)
     _line_map: LineMap = PrivateAttr(default_factory=LineMap)
+    _overrides: list = PrivateAttr(default_factory=list)
+
+    @property
+    def overrides(self) -> list[str]:
+        """The ``--set`` overrides (``key.path=value``) applied when this config was loaded."""
+        return list(self._overrides)
 
     @property
     def is_classifier(self) -> bool:
@@ -375,7 +381,9 @@ def config_from_text(text: str, source: str = "<config>", overrides: list[str] |
             line=1,
         )
     overridden = apply_overrides(data, overrides or [])
-    return validate_config(data, source, line_map, overridden)
+    config = validate_config(data, source, line_map, overridden)
+    config._overrides = list(overrides or [])
+    return config
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict[tuple, str]:

@@ -127,3 +127,132 @@ def metrics_table(metrics: dict, title: str = "Results") -> Table:
     for name in names:
         table.add_row(name, *(format_value(metrics[s].get(name)) for s in splits))
     return table
+
+
+# --------------------------------------------------------------------------- runs, runs show, runs compare, evaluate
+STATUS_COLOURS = {"COMPLETED": "green", "FAILED": "red", "INTERRUPTED": "yellow", "RUNNING": "cyan", "DIED": "magenta"}
+
+
+def status_markup(status: str) -> str:
+    """A status in its colour (rich markup)."""
+    return f"[{STATUS_COLOURS.get(status, 'white')}]{status}[/]"
+
+
+def file_size(size: float) -> str:
+    """Bytes as '512 B', '1.5 KB', '2.0 MB'."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def runs_table(rows: list[dict], title: str) -> Table:
+    """`dltool runs`: one line per run."""
+    table = Table(title=title, title_justify="left")
+    for column in ("id", "name", "status", "epochs", "test metrics", "duration"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        metrics = "  ".join(f"{k} {format_value(v)}" for k, v in list(row["test"].items())[:3])
+        duration = f"{row['duration_s']:.1f}s" if row.get("duration_s") is not None else "-"
+        epochs = f"{row.get('epochs_done') or 0}/{row.get('epochs_planned') or '?'}"
+        table.add_row(row["id"], row.get("name") or "-", status_markup(row["status"]), epochs,
+                      metrics or (row.get("error") or "")[:70], duration)  # fmt: skip
+    return table
+
+
+def print_run(console: Console, shown: dict) -> None:
+    """`dltool runs show`: header, reason, final metrics, best epoch, history chart, config, files."""
+    from .commands.runs_report import sparkline
+    from .yamlio import dump_yaml
+
+    console.print(f"[bold]{shown['id']}[/]  {status_markup(shown['status'])}  {shown.get('epochs_done') or 0}/"
+                  f"{shown.get('epochs_planned') or '?'} epochs  {shown.get('device') or ''}  "
+                  f"{shown.get('params') or 0:,} parameters", highlight=False)  # fmt: skip
+    if shown.get("error"):
+        console.print(f"reason: {shown['error']}", highlight=False)
+    metrics = shown.get("metrics")
+    if metrics:
+        console.print(metrics_table(metrics, title="final metrics"))
+        best = metrics.get("best_epoch") or {}
+        if best:
+            values = "  ".join(f"{k}={format_value(v)}" for k, v in best.items()
+                               if k not in ("epoch", "epoch_seconds", "learning_rate"))  # fmt: skip
+            console.print(f"best epoch {int(best['epoch'])}: {values}", highlight=False)
+    history = shown["history"]
+    if history:
+        chart = Table(title="history (first → last epoch)", title_justify="left")
+        for column in ("value", "first", "last", "min", "max", "curve"):
+            chart.add_column(column, justify="left" if column in ("value", "curve") else "right")
+        for key in history[0]:
+            if key in ("epoch", "epoch_seconds"):
+                continue
+            values = [row.get(key) for row in history]
+            clean = [v for v in values if v is not None]
+            chart.add_row(key, *(format_value(v) for v in (clean[0], clean[-1], min(clean), max(clean))), sparkline(values))
+        console.print(chart)
+    console.print("[bold]config[/]", highlight=False)
+    console.print(dump_yaml(shown["config"]).rstrip(), highlight=False, markup=False)
+    files = "  ".join(f"{name} ({file_size(size)})" for name, size in shown["files"].items()
+                      if not name.startswith("tensorboard/"))  # fmt: skip
+    console.print("[bold]files[/]  " + files, highlight=False)
+
+
+def print_comparison(console: Console, compared: dict) -> None:
+    """`dltool runs compare`: the config values that differ, then test metrics with the best in bold."""
+    from .commands.runs_report import lower_is_better
+
+    ids, differences = compared["runs"], compared["config_differences"]
+    table = Table(title="config differences" if differences else "configs are identical", title_justify="left")
+    table.add_column("key")
+    for run_id in ids:
+        table.add_column(run_id, overflow="fold")
+    for key, values in differences.items():
+        table.add_row(key, *(f"[yellow]{format_value(v)}[/]" for v in values))
+    console.print(table)
+    results = Table(title="test metrics (best in bold)", title_justify="left")
+    results.add_column("metric")
+    for run_id in ids:
+        results.add_column(run_id, justify="right", overflow="fold")
+    for metric, values in compared["test"].items():
+        present = [v for v in values if v is not None]
+        best = (min if lower_is_better(metric) else max)(present) if present else None
+        results.add_row(metric, *(("[bold green]" + format_value(v) + "[/]") if v == best and len(present) > 1
+                                  else format_value(v) for v in values))  # fmt: skip
+    results.add_row("status", *(status_markup(s) for s in compared["status"]))
+    results.add_row("best epoch", *(str(int(b["epoch"])) if b else "-" for b in compared["best_epoch"]))
+    results.add_row("duration", *(f"{d:.1f}s" if d else "-" for d in compared["duration_s"]))
+    console.print(results)
+
+
+def print_evaluation(console: Console, result: dict) -> None:
+    """`dltool evaluate`: compiled metrics and report totals, then per-class figures for a classifier."""
+    table = Table(title=f"{result['run']} on {result['samples']} samples ({result['data']})", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result["compiled"].items():
+        table.add_row(name, format_value(value))
+    report = result.get("classification") or result.get("regression")
+    for name, value in report.items():
+        if not isinstance(value, (dict, list)) and name not in result["compiled"]:
+            table.add_row(name, format_value(value))
+    console.print(table)
+    if "classification" in result:
+        per_class = Table(title="per class", title_justify="left")
+        for column in ("class", "precision", "recall", "f1", "support"):
+            per_class.add_column(column, justify="left" if column == "class" else "right")
+        for name, values in result["classification"]["per_class"].items():
+            per_class.add_row(name, *(format_value(values[k]) for k in ("precision", "recall", "f1", "support")))
+        console.print(per_class)
+
+
+def print_training_result(console: Console, run) -> None:
+    """After `dltool train`: the metrics table, a small model's learned weights, where the run is."""
+    metrics = run.read_json("metrics.json")
+    console.print(metrics_table(metrics, title=f"{run.info.get('name')}: {metrics['epochs']} epochs"))
+    if metrics.get("weights"):
+        learned = "  ".join(f"{layer}.{name}={[round(v, 4) for v in values]}"
+                            for layer, weights in metrics["weights"].items() for name, values in weights.items())  # fmt: skip
+        console.print(f"learned weights: {learned}", highlight=False)
+    console.print(f"run {run.id} COMPLETED in {run.info.get('duration_s', 0):.1f}s -> {run.path}", highlight=False)
+    console.print(f"next: dltool evaluate {run.id}", highlight=False)

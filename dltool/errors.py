@@ -80,6 +80,15 @@ class TrainingError(DltoolError):
     exit_code = 1
 
 
+class TrainingInterrupted(DltoolError):
+    """Training was stopped by Ctrl-C (exit 130) or SIGTERM (exit 143); the run is INTERRUPTED."""
+
+    def __init__(self, message: str, run, exit_code: int = 130):
+        super().__init__(message)
+        self.run = run
+        self.exit_code = exit_code
+
+
 def _typo_distance(a: str, b: str) -> int:
     """Edit distance counting a swap of neighbours as one edit (optimal string alignment)."""
     rows = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]

@@ -172,7 +172,7 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
     from .data.streaming import should_stream
     from .data.labels import labels_to_indices, regression_targets
     from .keras_io import as_model_input
-    from .training import evaluate_arrays
+    from .fitting import evaluate_arrays
 
     saved = SavedRun.open(ref, runs_root)
     state = saved.preprocessing
@@ -210,7 +210,7 @@ def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: 
 def _evaluate_streamed(saved: SavedRun) -> dict:
     """Evaluate on a streamed CSV's test split chunk by chunk, so memory stays bounded."""
     from .data.streaming import prepare_streamed
-    from .training import evaluate_data
+    from .fitting import evaluate_data
 
     data = prepare_streamed(saved.config)
     data.preprocessing = saved.preprocessing  # what the model was trained with, not a refit

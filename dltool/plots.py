@@ -174,3 +174,30 @@ def overlay(histories: dict[str, list[dict]], path: Path, metrics: list[str] | N
         ax.legend(fontsize=8)
     _save(fig, path)
     return names
+
+
+MAX_PLOTTED_TEST_SAMPLES = 200_000  # the confusion matrix / scatter of a streamed test split use its first rows
+
+
+def write_run_plots(run, config, rows: list[dict], model, data) -> None:
+    """curves.png, and confusion_matrix.png (classifiers) or predictions.png (regression), into the run."""
+    from sklearn.metrics import confusion_matrix as count_confusion
+
+    from .keras_io import predict_eagerly
+    from .evaluate import predicted_classes  # moves to metrics.py
+
+    title = f"{config.name} ({run.id})"
+    curves(rows, run.file("curves.png"), title)
+    chunks = [(y, predict_eagerly(model, x)) for x, y in data.test_chunks(limit=MAX_PLOTTED_TEST_SAMPLES)]
+    y_test = np.concatenate([y for y, _ in chunks])
+    outputs = np.concatenate([o for _, o in chunks])
+    state = data.preprocessing
+    if config.is_classifier:
+        labels = list(range(len(state.class_names)))
+        matrix = count_confusion(y_test, predicted_classes(outputs), labels=labels).tolist()
+        confusion_matrix(matrix, state.class_names, run.file("confusion_matrix.png"), title)
+    elif state.kind == "timeseries":
+        forecast(y_test, outputs, run.file("predictions.png"), title, state.target_names[0])
+    else:
+        target = state.target_names[0] if state.target_names else "target"
+        predicted_vs_true(y_test, outputs, run.file("predictions.png"), title, target)

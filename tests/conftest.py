@@ -13,11 +13,11 @@ from e2e_support import IRIS_CONFIG, LINEAR_CONFIG  # noqa: E402
 
 def _train(tmp_path_factory, name: str, text: str, overrides=()):
     from dltool.config import config_from_text
-    from dltool.experiment import train
+    from dltool.commands.train import train
 
     root = tmp_path_factory.mktemp(name)
     config = config_from_text(text, source=f"{name}.yaml", overrides=list(overrides))
-    return train(config, list(overrides), runs_root=root / "runs")
+    return train(config, runs_root=root / "runs")
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,6 @@ def config_with_data_path(template: str, path, overrides=(), source: str = "test
 
 def train_in(root: Path, config):
     """Train ``config`` with its runs under ``root/runs``; return the COMPLETED run."""
-    from dltool.experiment import train
+    from dltool.commands.train import train
 
     return train(config, runs_root=root / "runs")

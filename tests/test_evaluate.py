@@ -243,7 +243,7 @@ def _write(path, header, rows):
 def csv_run(tmp_path_factory):
     """A COMPLETED 2-epoch classifier trained on a CSV with string labels ant/bee/cat in column 'kind'."""
     from dltool.config import config_from_text
-    from dltool.experiment import train
+    from dltool.commands.train import train
 
     root = tmp_path_factory.mktemp("csv-run")
     data = _write(root / "blobs.csv", ["a", "b", "kind"], _blob_rows(60, seed=0))

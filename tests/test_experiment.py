@@ -10,7 +10,7 @@ import yaml
 
 from dltool.config import config_from_text
 from dltool.errors import ConfigError, TrainingError
-from dltool.experiment import train
+from dltool.commands.train import train
 from e2e_support import IRIS_CONFIG, LINEAR_CONFIG
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from dltool.errors import RunNotFoundError, RunStateError
-from dltool.experiment import resume
+from dltool.commands.train import resume
 from dltool.runs import Run
 from e2e_support import run_cli
 

@@ -139,7 +139,7 @@ def test_an_empty_class_folder_and_a_corrupt_image_are_named(tmp_path):
 
 
 def test_input_shape_that_does_not_match_image_size_says_what_to_set(tmp_path, image_folder):
-    from dltool.experiment import prepare
+    from dltool.commands.train import prepare
 
     config = config_from_text(IMAGES_CONFIG.format(path=json.dumps(str(image_folder))), source="shapes.yaml",
                               overrides=["model.input_shape=[12, 16, 1]"])  # fmt: skip

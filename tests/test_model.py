@@ -60,7 +60,7 @@ def test_a_leading_normalization_layer_is_adapted_on_the_training_split_only():
     from e2e_support import IRIS_CONFIG
 
     from dltool.config import config_from_text
-    from dltool.experiment import prepare
+    from dltool.commands.train import prepare
 
     config = config_from_text(IRIS_CONFIG, overrides=["data.standardize=false", "model.layers=[Normalization, "
                                                       "{Dense: {units: 3, activation: softmax}}]"])  # fmt: skip

@@ -53,7 +53,7 @@ train: {{loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 2, 
 def image_run(tmp_path_factory):
     """A COMPLETED 2-epoch classifier of 8x8 grayscale images, classes '0' and '1'."""
     from dltool.config import config_from_text
-    from dltool.experiment import train
+    from dltool.commands.train import train
 
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ from dltool.config import load_config
 
 
 def _train(path, tmp_path, overrides):
-    from dltool.experiment import train
+    from dltool.commands.train import train
 
     config = load_config(REPO / "configs" / path, ["train.epochs=1", "train.tensorboard=false", *overrides])
     return train(config, runs_root=tmp_path / "runs")

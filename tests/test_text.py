@@ -125,7 +125,7 @@ def test_imdb_without_internet_says_where_to_put_the_files(monkeypatch):
 
 
 def test_an_embedding_smaller_than_the_vocabulary_is_refused_before_training(reviews, tmp_path):
-    from dltool.experiment import train
+    from dltool.commands.train import train
 
     config = _config(reviews, ["model.layers[1].Embedding.input_dim=5"])
     with pytest.raises(ConfigError) as info:

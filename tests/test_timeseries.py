@@ -106,7 +106,7 @@ def test_splits_are_in_time_order(tmp_path):
     (["model.input_shape=[12, 2]"], ConfigError, "set model.input_shape: [12, 1]"),
 ])  # fmt: skip
 def test_series_mistakes(series, overrides, error, phrase):
-    from dltool.experiment import prepare
+    from dltool.commands.train import prepare
 
     with pytest.raises(error) as info:
         prepare(_config(series, overrides))
@@ -114,7 +114,7 @@ def test_series_mistakes(series, overrides, error, phrase):
 
 
 def test_standardize_targets_is_for_regression_only(series, tmp_path):
-    from dltool.experiment import prepare
+    from dltool.commands.train import prepare
 
     config = _config(series, ["train.loss=sparse_categorical_crossentropy", "data.target=other"])
     with pytest.raises(ConfigError, match="standardize_targets applies to in-memory regression targets only"):

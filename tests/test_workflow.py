@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dltool.cli import app
 from dltool.config import json_schema, load_config
-from dltool.runs_report import config_differences, parse_since, sparkline
+from dltool.commands.runs_report import config_differences, parse_since, sparkline
 from dltool.templates import SCHEMA_PATH, template_names
 from e2e_support import REPO
 

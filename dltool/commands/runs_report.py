@@ -1,4 +1,7 @@
-"""What `dltool runs` shows: run summaries, filters and sorting, histories, config differences. No Keras."""
+"""What `dltool runs`, `runs show` and `runs compare` report, as plain data (what --json prints). No Keras.
+
+The CLI renders these dicts with :mod:`dltool.display`; nothing here prints.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import DltoolError, UsageError
-from .runs import Run, effective_status, list_runs
+from ..errors import DltoolError, UsageError
+from ..runs import Run, effective_status, list_runs
 
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "msle", "hinge", "crossentropy")
 
@@ -142,3 +145,58 @@ def sparkline(values: list[float | None], width: int = 40) -> str:
     low, high = min(clean), max(clean)
     span = (high - low) or 1.0
     return "".join(" " if v is None else blocks[min(7, int((v - low) / span * 7.999))] for v in values)
+
+
+def run_files(run: Run) -> dict[str, int]:
+    """{path inside the run folder: size in bytes} of every file of the run."""
+    return {str(p.relative_to(run.path)): p.stat().st_size for p in sorted(run.path.rglob("*")) if p.is_file()}
+
+
+def show_run(run: Run) -> dict:
+    """One run in full: its summary, final metrics, config, per-epoch history and files."""
+    return {**summarize(run), "metrics": read_json_or_none(run.file("metrics.json")), "config": read_config(run),
+            "history": read_history(run), "files": run_files(run)}  # fmt: skip
+
+
+def compare_runs(runs: list[Run]) -> dict:
+    """Several runs side by side: the config values that differ, test metrics, statuses, best epochs, durations."""
+    if len(runs) < 2:
+        raise UsageError("give at least two runs to compare")
+    summaries = [summarize(r) for r in runs]
+    metric_names: list[str] = []
+    for s in summaries:
+        metric_names += [m for m in s["test"] if m not in metric_names]
+    return {
+        "runs": [s["id"] for s in summaries],
+        "config_differences": config_differences([read_config(r) for r in runs]),
+        "test": {m: [s["test"].get(m) for s in summaries] for m in metric_names},
+        "best_epoch": [s.get("best_epoch") for s in summaries],
+        "status": [s["status"] for s in summaries],
+        "duration_s": [s.get("duration_s") for s in summaries],
+    }
+
+
+def removable_runs(refs: list[str], root: Path) -> list[Run]:
+    """The runs ``refs`` name, refusing any that is still RUNNING (a live process writes into it)."""
+    from ..runs import RUNNING
+
+    found = [Run.resolve(r, root) for r in refs]
+    live = [r for r in found if r.status == RUNNING]
+    if live:
+        raise UsageError(f"run {live[0].id} is still RUNNING; stop it before deleting it")
+    return found
+
+
+def plot_runs(refs: list[str], root: Path, output: Path, metrics: list[str] | None = None) -> list[str]:
+    """Overlay the runs' curves into ``output``; return the metrics drawn."""
+    from ..plots import overlay
+
+    found = [Run.resolve(r, root) for r in refs]
+    histories = {r.id: read_history(r) for r in found}
+    empty = [run_id for run_id, rows in histories.items() if not rows]
+    if empty:
+        raise UsageError(f"run {empty[0]} has no history yet")
+    drawn = overlay(histories, output, metrics)
+    if not drawn:
+        raise UsageError(f"the runs share no metric{' named ' + ', '.join(metrics) if metrics else ''} to draw")
+    return drawn

@@ -1,4 +1,4 @@
-"""Fit and evaluate: the Keras side of a run.
+"""Fit and evaluate: the Keras side of a run (compile is in model.py; the run folder is commands.train's).
 
 The caller passes ``on_epoch_end`` and ``on_checkpoint`` (to persist each
 epoch) and an optional observer (to display progress); all plain Python, so
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoints import callback_states, resumable
 from .config import ONE_HOT_LOSSES, ExperimentConfig
 from .data import PreparedData
 from .errors import ConfigError, TrainingError
@@ -61,9 +62,15 @@ def check_outputs_fit_targets(model, config: ExperimentConfig, data: PreparedDat
             if "binary" not in config.train.loss and "hinge" not in config.train.loss.lower():
                 raise ConfigError(f"a single output needs a binary loss such as binary_crossentropy, "
                                   f"received loss '{config.train.loss}'", path="train.loss")  # fmt: skip
-        elif units < classes:
-            raise ConfigError(f"the last layer has {units} outputs but the data has {classes} classes "
-                              f"({', '.join(data.preprocessing.class_names[:12])}); set units: {classes}", path=last)  # fmt: skip
+        elif "binary" in config.train.loss.lower():
+            raise ConfigError(f"{config.train.loss} takes one sigmoid output per sample, but the last layer has "
+                              f"{units} outputs; for the {classes} classes use {{Dense: {{units: 1, activation: sigmoid}}}}, "
+                              f"or loss sparse_categorical_crossentropy with units: {classes}", path=last)  # fmt: skip
+        elif units != classes:
+            names = ", ".join(data.preprocessing.class_names[:12]) + (", ..." if classes > 12 else "")
+            extra = " (each output is one class's probability; the extra ones would be classes that never occur)"
+            raise ConfigError(f"the last layer has {units} outputs but the data has {classes} classes ({names}); "
+                              f"set units: {classes}" + (extra if units > classes else ""), path=last)  # fmt: skip
     else:
         targets = data.target_width
         if units != targets:
@@ -86,18 +93,6 @@ def _learning_rate(model) -> float:
 
 class StopRequested(Exception):
     """Raised inside ``fit`` when ``should_stop()`` turns true (a first Ctrl-C or SIGTERM)."""
-
-
-# Callback attributes that make up a callback's progress, restored on resume.
-RESUMABLE_STATE = {
-    "early_stopping": ("wait", "best", "best_epoch"),
-    "reduce_lr_on_plateau": ("wait", "best", "cooldown_counter"),
-    "best_checkpoint": ("best",),
-}
-
-
-def _plain(value):
-    return float(value) if isinstance(value, (np.floating, np.integer)) else value
 
 
 def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, observer, best_path,
@@ -148,18 +143,6 @@ def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, ob
             self.path.parent.mkdir(parents=True, exist_ok=True)
             save_model_atomic(self.model, self.path)
 
-    def resumable(cls, key):
-        class Resumable(cls):
-            """Restores its progress (patience counter, best value) after Keras resets it at train begin."""
-
-            def on_train_begin(self, logs=None):
-                super().on_train_begin(logs)
-                for name, value in (restore.get(key) or {}).items():
-                    setattr(self, name, value)
-
-        Resumable.__name__ = cls.__name__
-        return Resumable
-
     class Persist(keras.callbacks.Callback):
         """Hands each finished epoch on, after every other callback has updated its state."""
 
@@ -170,9 +153,7 @@ def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, ob
             if on_epoch_end is not None:
                 on_epoch_end(row)
             if on_checkpoint is not None:
-                states = {key: {name: _plain(getattr(cb, name, None)) for name in RESUMABLE_STATE[key]}
-                          for key, cb in stateful.items()}  # fmt: skip
-                on_checkpoint(epoch + 1, states)
+                on_checkpoint(epoch + 1, callback_states(stateful))
             if observer is not None:
                 observer.on_epoch_end(row)
 
@@ -201,13 +182,13 @@ def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, ob
     callbacks: list = [recorder]
     stateful: dict = {}
     if cfg.early_stopping:
-        stateful["early_stopping"] = resumable(keras.callbacks.EarlyStopping, "early_stopping")(**cfg.early_stopping.model_dump())
+        stateful["early_stopping"] = resumable(keras.callbacks.EarlyStopping, "early_stopping", restore)(**cfg.early_stopping.model_dump())
     if cfg.reduce_lr_on_plateau:
-        stateful["reduce_lr_on_plateau"] = resumable(keras.callbacks.ReduceLROnPlateau, "reduce_lr_on_plateau")(
+        stateful["reduce_lr_on_plateau"] = resumable(keras.callbacks.ReduceLROnPlateau, "reduce_lr_on_plateau", restore)(
             **cfg.reduce_lr_on_plateau.model_dump()
         )
     if cfg.checkpoint and best_path is not None:
-        stateful["best_checkpoint"] = resumable(BestCheckpoint, "best_checkpoint")(
+        stateful["best_checkpoint"] = resumable(BestCheckpoint, "best_checkpoint", restore)(
             cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path
         )
     callbacks += list(stateful.values()) + [Persist(), Watch()]

@@ -1,0 +1,103 @@
+"""`dltool runs` and its subcommands show, compare and rm: parse, make one library call, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli_common import AsJson, RunRef, RunsDir, out, reported_errors, say
+from .errors import UsageError
+
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=False)
+
+
+@runs_app.callback(invoke_without_command=True,
+                   epilog="Example: dltool runs --status COMPLETED --sort accuracy --limit 5")  # fmt: skip
+def runs_list(
+    ctx: typer.Context,
+    runs_dir: RunsDir = None,
+    status: Annotated[Optional[str], typer.Option(help="Only these statuses, e.g. FAILED or COMPLETED,INTERRUPTED.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Only runs whose name contains this (or matches this glob).")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only runs started since: 2h, 3d, 1w or a date 2026-11-24.")] = None,
+    sort: Annotated[Optional[str], typer.Option(help="Sort by a test metric, best first (e.g. accuracy, loss).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Show at most this many (the newest, or the best with --sort).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List runs: id, name, status, epochs, test metrics, duration. Subcommands: show, compare, rm."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = runs_dir
+        return
+    from .commands.runs_report import select_runs
+    from .display import runs_table
+
+    root = _root(ctx, runs_dir)
+    with reported_errors():
+        rows = select_runs(root, status=status, name=name, since=since, sort=sort, limit=limit)
+    if as_json:
+        out.print_json(json.dumps(rows))
+    elif not rows:
+        say(f"no runs{' match' if any((status, name, since)) else ''} in {root}; train one with: dltool train CONFIG")
+    else:
+        out.print(runs_table(rows, title=f"runs in {root}"))
+
+
+def _root(ctx: typer.Context, runs_dir: Optional[Path]) -> Path:
+    from .runs import runs_dir as resolve_runs_dir
+
+    return resolve_runs_dir(runs_dir or (ctx.parent.obj if ctx.parent else None))
+
+
+@runs_app.command("show", epilog="Example: dltool runs show latest")
+def runs_show(ctx: typer.Context, run: RunRef = "latest", runs_dir: RunsDir = None, as_json: AsJson = False) -> None:
+    """Show one run: status, final metrics, per-epoch history as a chart, config and files."""
+    from .commands.runs_report import show_run
+    from .display import print_run
+    from .runs import Run
+
+    with reported_errors():
+        shown = show_run(Run.resolve(run, _root(ctx, runs_dir)))
+    if as_json:
+        out.print_json(json.dumps({k: v for k, v in shown.items() if k != "metrics"}))
+    else:
+        print_run(out, shown)
+
+
+@runs_app.command("compare", epilog="Example: dltool runs compare 20261124-1012 20261124-1030")
+def runs_compare(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Two or more runs.")],
+                 runs_dir: RunsDir = None, as_json: AsJson = False) -> None:  # fmt: skip
+    """Compare runs: the config values that differ, final metrics side by side, best epochs."""
+    from .commands.runs_report import compare_runs
+    from .display import print_comparison
+    from .runs import Run
+
+    with reported_errors():
+        compared = compare_runs([Run.resolve(r, _root(ctx, runs_dir)) for r in runs])
+    if as_json:
+        out.print_json(json.dumps(compared))
+    else:
+        print_comparison(out, compared)
+
+
+@runs_app.command("rm", epilog="Example: dltool runs rm 20261124-1012 --yes")
+def runs_rm(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Runs to delete.")],
+            runs_dir: RunsDir = None,
+            yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False) -> None:  # fmt: skip
+    """Delete run folders (asks first unless --yes; a live RUNNING run is never deleted)."""
+    from .commands.runs_report import removable_runs
+    from .runs import remove_run
+
+    with reported_errors():
+        found = removable_runs(runs, _root(ctx, runs_dir))
+        for run in found:
+            say(f"  {run.path}")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("refusing to delete without confirmation: no terminal to ask on; add --yes")
+            typer.confirm(f"Delete {len(found)} run folder(s)?", abort=True)
+        for run in found:
+            remove_run(run)
+    say(f"deleted {len(found)} run(s)")

@@ -1,0 +1,246 @@
+"""`train` and `resume`: config -> data -> model -> fit -> run folder. The one place that writes a run while training.
+
+The parts have rooms of their own: fitting (the Keras side), checkpoints
+(resumable state), recorder (history, log, heartbeat), plots, interrupts.
+This module only puts them in order and sets the run's final status.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints, read_state
+from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
+from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrupted
+from ..interrupts import InterruptGuard
+from ..recorder import RunRecorder, history_csv
+from ..runs import COMPLETED, FAILED, INTERRUPTED, RUNNING, Run, now_iso, runs_dir
+
+MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
+
+
+def small_model_weights(model) -> dict:
+    """{layer: {kernel: [...], bias: [...]}} for models small enough to read (a linear fit's weight and bias)."""
+    import keras
+
+    return {
+        layer.name: {w.path.rsplit("/", 1)[-1]: keras.ops.convert_to_numpy(w).ravel().tolist() for w in layer.weights}
+        for layer in model.layers
+        if layer.weights
+    }
+
+
+def prepare(config: ExperimentConfig):
+    """Everything that can refuse the config before a run folder exists: data, model, shapes.
+
+    Returns (data, compiled model). ConfigErrors come back with file and line.
+    """
+    import keras
+
+    from ..data import prepare_data
+    from ..fitting import check_outputs_fit_targets
+    from ..model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
+
+    keras.backend.clear_session()  # fresh layer names (dense, dense_1, ...) and memory for every run
+    keras.utils.set_random_seed(config.seed)
+    try:
+        data = prepare_data(config)
+        model = build_model(config)
+        if any(hasattr(layer, "adapt") for layer in model.layers):
+            if not hasattr(data, "x_train"):
+                raise ConfigError("layers that adapt to the data (TextVectorization, Normalization, ...) need the "
+                                  "training split in memory; set data.stream: false", path="data.stream")  # fmt: skip
+            data.adapted = adapt_preprocessing_layers(model, data.x_train)
+        if config.data.standardize_targets:
+            if config.is_classifier or not hasattr(data, "y_train"):
+                raise ConfigError("standardize_targets applies to in-memory regression targets only; "
+                                  + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
+                                  path="data.standardize_targets")  # fmt: skip
+            append_target_scaling(model, data.y_train)
+        compile_model(model, config)
+        check_outputs_fit_targets(model, config, data)
+    except ConfigError as exc:
+        raise config.locate(exc) from None
+    return data, model
+
+
+def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, observer) -> None:
+    from .. import backend
+    from ..model import summary_text
+
+    run.write_text("config.yaml", config_to_yaml(config))
+    run.start(
+        name=config.name, seed=config.seed, epochs_planned=config.train.epochs, epochs_done=0,
+        overrides=list(overrides or []), command=sys.argv, versions=backend.versions(),
+        device=backend.device_description(), params=model.count_params(), data_fingerprint=data.fingerprint,
+        data=data.sizes(),
+    )  # fmt: skip
+    if observer is not None and hasattr(observer, "on_run_created"):
+        observer.on_run_created(run)
+    run.write_json("preprocessing.json", data.preprocessing.to_dict())
+    run.write_text("summary.txt", summary_text(model))
+    adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if getattr(data, "adapted", None) else ""
+    run.append_log(f"{_now()} run {run.id} started: {data.sizes()['train']} training samples, "
+                   f"{model.count_params():,} parameters, device {run.info['device']}{adapted}")  # fmt: skip
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = None, *,
+          runs_root: str | Path | None = None, observer=None) -> Run:  # fmt: skip
+    """Train the experiment and return its completed :class:`Run`.
+
+    ``config`` is a config from :func:`dltool.config.load_config` (which
+    records its ``--set`` overrides) or a path to a YAML file, loaded here
+    with ``overrides`` (``key.path=value`` strings). Raises ConfigError or
+    DataError before any run folder exists; once the run exists, a failure
+    marks it FAILED and raises TrainingError, and Ctrl-C or SIGTERM saves
+    nothing half-done, marks it INTERRUPTED and raises TrainingInterrupted.
+    """
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config, overrides)
+    elif overrides:
+        raise ConfigError("overrides of an already loaded config would not be applied: pass them to load_config "
+                          "(or pass the config file's path to train)")  # fmt: skip
+    overrides = list(config.overrides)
+    config = resolve_paths(config)
+    data, model = prepare(config)
+    run = Run.create(runs_dir(runs_root), config.name)
+    try:
+        _open_run_files(run, config, data, model, overrides, observer)
+    except Exception as exc:  # noqa: BLE001  (the folder exists: it must not be left looking RUNNING)
+        reason = f"{type(exc).__name__}: {exc}"
+        if run.file("run.json").is_file():
+            run.finish(FAILED, error=reason)
+        raise TrainingError(f"run {run.id} could not be started: {reason}") from exc
+    return _execute(run, config, data, model, observer=observer)
+
+
+def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None) -> Run:
+    """Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own saved config.
+
+    Weights, optimizer state (learning rate included), the epoch counter and
+    the callbacks' progress are restored; history.csv continues where the
+    checkpoint was taken.
+    """
+    import keras
+
+    from ..config import config_from_text
+    from ..data import prepare_data
+    from ..keras_io import load_model_safely
+
+    run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
+    info = run.info
+    status = run.status
+    if status == COMPLETED:
+        raise RunStateError(f"run {run.id} is COMPLETED: there is nothing to resume; "
+                            f"start a new run with `dltool train {run.path / 'config.yaml'}`")  # fmt: skip
+    if status == RUNNING:
+        raise RunStateError(f"run {run.id} is still RUNNING (pid {info.get('pid')} on {info.get('host')}); "
+                            "stop it first (Ctrl-C or kill) or wait for it")  # fmt: skip
+    state = read_state(run, status)
+    config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed + state["epoch"])  # a fresh but reproducible shuffle order
+    data = prepare_data(config)
+    if data.fingerprint != info.get("data_fingerprint"):
+        raise RunStateError(f"the data of run {run.id} has changed since it started (fingerprint "
+                            f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets")  # fmt: skip
+    model = load_model_safely(run.file(state["model"]))
+    history = state["history"]
+    run.write_text("history.csv", history_csv(history))
+    resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]
+    run.restart(resumes=resumes, epochs_done=state["epoch"])
+    run.append_log(f"{_now()} resumed from epoch {state['epoch']} (was {status})")
+    if observer is not None and hasattr(observer, "on_run_created"):
+        observer.on_run_created(run)
+    return _execute(run, config, data, model, observer=observer, history=history, initial_epoch=state["epoch"],
+                    restore=state.get("callbacks", {}))  # fmt: skip
+
+
+def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, history: list[dict] | None = None,
+             initial_epoch: int = 0, restore: dict | None = None) -> Run:  # fmt: skip
+    """Fit, checkpoint, evaluate and save into an open RUNNING run; set its final status."""
+    from ..fitting import StopRequested, fit
+
+    recorder = RunRecorder(run, config.train.epochs, history)
+    checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.epochs)
+    interrupts = InterruptGuard()
+    try:
+        with interrupts:
+            try:
+                result = fit(model, config, data, on_epoch_end=recorder.on_epoch_end,
+                             on_checkpoint=lambda epoch, states: checkpoints.on_epoch_end(epoch, states, recorder.rows),
+                             observer=observer, best_checkpoint=run.file("checkpoints/best.keras"),
+                             initial_epoch=initial_epoch, restore=restore, should_stop=interrupts.requested,
+                             tensorboard_dir=run.file("tensorboard"))  # fmt: skip
+            except StopRequested:
+                raise KeyboardInterrupt from None
+        recorder.flush()
+        _finish_completed(run, config, data, model, recorder, result)
+        drop_resume_checkpoints(run)
+        return run
+    except KeyboardInterrupt:
+        recorder.flush()
+        checkpoints.write_pending()
+        signal_name = interrupts.signal_name or "SIGINT"
+        done = checkpointed_epoch(run)
+        where = (f"resume from epoch {done} with: dltool train --resume {run.id}" if done
+                 else "no epoch was checkpointed, so it cannot be resumed")  # fmt: skip
+        epochs = f"{recorder.epochs_done} completed epoch(s)"
+        run.finish(INTERRUPTED, error=f"interrupted by {signal_name} after {epochs}")
+        run.append_log(f"INTERRUPTED by {signal_name}; {where}")
+        raise TrainingInterrupted(f"run {run.id} interrupted by {signal_name} after {epochs}; {where}", run,
+                                  exit_code=143 if signal_name == "SIGTERM" else 130) from None  # fmt: skip
+    except TrainingError as exc:
+        recorder.flush()
+        checkpoints.write_pending()
+        run.finish(FAILED, error=str(exc))
+        run.append_log(f"FAILED: {exc}")
+        done = checkpointed_epoch(run)
+        hint = f"; the last good checkpoint is epoch {done}" if done else ""
+        raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
+    except Exception as exc:  # noqa: BLE001  (any Keras/OS error ends the run FAILED with its reason)
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        try:
+            run.finish(FAILED, error=reason)
+            run.append_log(f"FAILED: {reason}")
+        except OSError:
+            pass
+        raise TrainingError(f"run {run.id} failed: {reason}") from exc
+
+
+def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder: RunRecorder, result) -> None:
+    """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
+    from ..fitting import evaluate_data
+    from ..keras_io import save_model_atomic
+    from ..plots import write_run_plots
+
+    test = evaluate_data(model, config, data)
+    save_model_atomic(model, run.file("model.keras"))
+    train_metrics, val_metrics = recorder.final_metrics()
+    run.write_json("metrics.json", {
+        "train": train_metrics, "validation": val_metrics or None, "test": test,
+        "epochs": recorder.epochs_done, "stopped_early": result.stopped_early,
+        "best_epoch": recorder.best_epoch(), "fit_seconds": round(result.seconds, 3),
+        **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
+    })  # fmt: skip
+    run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
+    if config.train.plots:
+        write_run_plots(run, config, recorder.rows, model, data)
+    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3))
+
+
+def check(config: ExperimentConfig) -> tuple[str, dict, list]:
+    """`dltool validate`: load the data and build the model, train nothing.
+
+    Returns (the model summary, the split sizes, the sample shape).
+    """
+    from ..model import summary_text
+
+    data, model = prepare(resolve_paths(config))
+    return summary_text(model), data.sizes(), data.preprocessing.input_shape
