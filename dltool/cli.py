@@ -37,19 +37,23 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="", help="Show the version and exit.")] = False,
 ) -> None:
     """Train Keras 3 models from YAML experiments."""
 
 
-@app.command(epilog="Example: dltool train configs/digits_mlp.yaml --set train.epochs=5   |   dltool train --resume latest")
+@app.command(epilog="Example: dltool train configs/digits_mlp.yaml --set train.epochs=5   |   dltool train --resume latest"
+             "   |   dltool train --from latest --set train.epochs=5")
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="The experiment YAML file.")] = None,
+    config: Annotated[Optional[Path], typer.Argument(metavar="CONFIG", help="The experiment YAML file.")] = None,
     overrides: Overrides = None,
     resume: Annotated[Optional[str], typer.Option("--resume", metavar="RUN",
                       help="Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own config.")] = None,
+    from_run: Annotated[Optional[str], typer.Option("--from", metavar="RUN",
+                        help="Start from this run's trained weights (fine-tune, or train a finished run for more epochs) "
+                             "in a new run; with no CONFIG, that run's own config.")] = None,
     runs_dir: RunsDir = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain lines, one per epoch (for CI logs).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Plain lines, one per epoch (for CI logs).")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Train the model a config describes and save everything in a new run folder."""
@@ -57,8 +61,8 @@ def train(
     from .display import TrainingDisplay, print_training_result, use_plain_output
 
     with reported_errors():
-        if (config is None) == (resume is None):
-            raise UsageError("give either a CONFIG to train or --resume RUN (not both)")
+        if (config is None and from_run is None) == (resume is None):
+            raise UsageError("give either a CONFIG to train (or --from RUN) or --resume RUN (not both)")
         if resume is not None and overrides:
             raise UsageError("--resume continues a run with its own saved config; --set cannot change it. "
                              "Train a new run with --set instead")  # fmt: skip
@@ -69,22 +73,23 @@ def train(
 
             run = resume_training(resume, runs_root=runs_dir, observer=display)
         else:
+            from .commands.runs_report import config_file_of
             from .config import load_config
 
-            experiment = load_config(config, overrides or [])
+            experiment = load_config(config or config_file_of(from_run, runs_dir), overrides or [])
             import_keras(verbose)
             from .commands.train import train as run_training
 
-            run = run_training(experiment, runs_root=runs_dir, observer=display)
+            run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run)
         print_training_result(out, run)
 
 
 @app.command(epilog="Example: dltool evaluate latest")
 def evaluate(
     run: RunRef = "latest",
-    data: Annotated[Optional[Path], typer.Option("--data", help="Evaluate on this .npz or .csv (or, for an image model, a folder with one subfolder per class) instead of the run's test split.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", metavar="FILE", help="Evaluate on this .npz or .csv (or, for an image model, a folder with one subfolder per class) instead of the run's test split.")] = None,
     runs_dir: RunsDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print evaluation.json instead of tables.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print evaluation.json instead of tables.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Evaluate a run's saved model; write evaluation.json into the run."""
@@ -106,9 +111,9 @@ def evaluate(
 @app.command(epilog="Example: dltool predict latest new_rows.csv -o predictions.csv")
 def predict(
     run: RunRef,
-    inputs: Annotated[list[Path], typer.Argument(help="What the model takes: CSV, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (default: standard output).")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="What the model takes: CSV, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write here (default: standard output).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="csv|json", help="csv or json.")] = "csv",
     runs_dir: RunsDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -129,7 +134,7 @@ def predict(
 def validate(
     config: ConfigFile,
     overrides: Overrides = None,
-    schema_only: Annotated[bool, typer.Option("--schema-only", help="Check the config alone: no data, no TensorFlow.")] = False,
+    schema_only: Annotated[bool, typer.Option("--schema-only", metavar="", help="Check the config alone: no data, no TensorFlow.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Check a config without training: print it resolved, then load the data and build the model."""
@@ -163,9 +168,9 @@ def schema() -> None:
 
 @app.command(epilog="Example: dltool plot 20261124-1012 20261124-1030 -o compare.png --metric loss")
 def plot(
-    runs: Annotated[list[str], typer.Argument(help="Runs to overlay.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")] = Path("runs.png"),
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metrics to draw (default: all shared).")] = None,
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to overlay.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The PNG to write.")] = Path("runs.png"),
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Metrics to draw (default: all shared).")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """Overlay the training curves of several runs in one PNG."""
@@ -179,9 +184,9 @@ def plot(
 
 @app.command(epilog="Example: dltool init csv-classifier my_experiment.yaml")
 def init(
-    template: Annotated[str, typer.Argument(help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster")] = "mnist-mlp",
-    path: Annotated[Optional[Path], typer.Argument(help="Where to write (default: <template>.yaml here).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster")] = "mnist-mlp",
+    path: Annotated[Optional[Path], typer.Argument(metavar="PATH", help="Where to write (default: <template>.yaml here).")] = None,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter config that validates as written."""
     from .templates import write_template

@@ -14,6 +14,29 @@ from rich.console import Console
 from .errors import DltoolError
 from .runs import RUNS_DIR_ENV
 
+def _help_shows_metavars() -> None:
+    """Typer 0.2x prints Python types in help (<bool>, <list[Path]>); show what each parameter takes instead.
+
+    Flags show nothing (they take no value) and options their metavar; an argument's metavar names it in the
+    first column, and its type column says '...' where it takes several.
+    """
+    core = typer.core
+    if not all(hasattr(core, name) for name in ("_TyperParameter", "TyperOption")):
+        return  # another Typer: its own help format
+
+    def display_type_rich(self, ctx):
+        if getattr(self, "is_flag", False):
+            return ""
+        if self.param_type_name == "argument" and self.metavar is not None:
+            return "..." if self.nargs != 1 else ""
+        return self.metavar if self.metavar is not None else self.display_type(ctx)
+
+    core._TyperParameter.display_type_rich = display_type_rich
+    core.TyperOption.display_type_rich = display_type_rich
+
+
+_help_shows_metavars()
+
 # Without a terminal (CI logs, pipes) rich would squeeze tables into 80 columns; give them room instead.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
 out = Console(soft_wrap=True, width=_WIDTH)
@@ -21,17 +44,17 @@ err = Console(stderr=True, soft_wrap=True)
 
 RunsDir = Annotated[
     Optional[Path],
-    typer.Option("--runs-dir", envvar=RUNS_DIR_ENV, help=f"Folder of run folders (default ./runs, or ${RUNS_DIR_ENV})."),
+    typer.Option("--runs-dir", envvar=RUNS_DIR_ENV, metavar="DIR", help=f"Folder of run folders (default ./runs, or ${RUNS_DIR_ENV})."),
 ]
 Overrides = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", metavar="KEY=VALUE",
                  help="Override a config value; VALUE is YAML: --set train.epochs=3 --set 'train.optimizer={name: sgd}'."),
 ]  # fmt: skip
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show TensorFlow's own log messages.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
-RunRef = Annotated[str, typer.Argument(help="Run id, unique id prefix, 'latest', or path to a run folder.")]
-ConfigFile = Annotated[Path, typer.Argument(help="The experiment YAML file.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Show TensorFlow's own log messages.")]
+AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print as JSON.")]
+RunRef = Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique id prefix, 'latest', or path to a run folder.")]
+ConfigFile = Annotated[Path, typer.Argument(metavar="CONFIG", help="The experiment YAML file.")]
 
 
 @contextmanager

@@ -20,11 +20,11 @@ runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=False)
 def runs_list(
     ctx: typer.Context,
     runs_dir: RunsDir = None,
-    status: Annotated[Optional[str], typer.Option(help="Only these statuses, e.g. FAILED or COMPLETED,INTERRUPTED.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Only runs whose name contains this (or matches this glob).")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only runs started since: 2h, 3d, 1w or a date 2026-11-24.")] = None,
-    sort: Annotated[Optional[str], typer.Option(help="Sort by a test metric, best first (e.g. accuracy, loss).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Show at most this many (the newest, or the best with --sort).")] = None,
+    status: Annotated[Optional[str], typer.Option(metavar="STATUS", help="Only these statuses, e.g. FAILED or COMPLETED,INTERRUPTED.")] = None,
+    name: Annotated[Optional[str], typer.Option(metavar="NAME", help="Only runs whose name contains this (or matches this glob).")] = None,
+    since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="Only runs started since: 2h, 3d, 1w or a date 2026-11-24.")] = None,
+    sort: Annotated[Optional[str], typer.Option(metavar="METRIC", help="Sort by a test metric, best first (e.g. accuracy, loss).")] = None,
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Show at most this many (the newest, or the best with --sort).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """List runs: id, name, status, epochs, test metrics, duration. Subcommands: show, compare, rm."""
@@ -67,7 +67,7 @@ def runs_show(ctx: typer.Context, run: RunRef = "latest", runs_dir: RunsDir = No
 
 
 @runs_app.command("compare", epilog="Example: dltool runs compare 20261124-1012 20261124-1030")
-def runs_compare(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Two or more runs.")],
+def runs_compare(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more runs.")],
                  runs_dir: RunsDir = None, as_json: AsJson = False) -> None:  # fmt: skip
     """Compare runs: the config values that differ, final metrics side by side, best epochs."""
     from .commands.runs_report import compare_runs
@@ -82,16 +82,20 @@ def runs_compare(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(h
         print_comparison(out, compared)
 
 
-@runs_app.command("rm", epilog="Example: dltool runs rm 20261124-1012 --yes")
-def runs_rm(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(help="Runs to delete.")],
+@runs_app.command("rm", epilog="Example: dltool runs rm 20261124-1012 --yes   |   dltool runs rm --status FAILED")
+def runs_rm(ctx: typer.Context, runs: Annotated[Optional[list[str]], typer.Argument(metavar="RUN", help="Runs to delete.", show_default=False)] = None,
+            status: Annotated[Optional[str], typer.Option(metavar="STATUS", help="Also every run with this status, e.g. FAILED or FAILED,DIED.")] = None,
             runs_dir: RunsDir = None,
-            yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False) -> None:  # fmt: skip
+            yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Do not ask for confirmation.")] = False) -> None:  # fmt: skip
     """Delete run folders (asks first unless --yes; a live RUNNING run is never deleted)."""
     from .commands.runs_report import removable_runs
     from .runs import remove_run
 
     with reported_errors():
-        found = removable_runs(runs, _root(ctx, runs_dir))
+        found = removable_runs(runs or [], _root(ctx, runs_dir), status=status)
+        if not found:
+            say(f"no {status} runs to delete")
+            return
         for run in found:
             say(f"  {run.path}")
         if not yes:

@@ -173,7 +173,8 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(f"reason: {shown['error']}", highlight=False)
     metrics = shown.get("metrics")
     if metrics:
-        console.print(metrics_table(metrics, title="final metrics"))
+        restored = f" (weights of epoch {metrics['restored_epoch']}: restore_best_weights)" if metrics.get("restored_epoch") else ""
+        console.print(metrics_table(metrics, title="final metrics" + restored))
         best = metrics.get("best_epoch") or {}
         if best:
             values = "  ".join(f"{k}={format_value(v)}" for k, v in best.items()
@@ -249,7 +250,10 @@ def print_evaluation(console: Console, result: dict) -> None:
 def print_training_result(console: Console, run) -> None:
     """After `dltool train`: the metrics table, a small model's learned weights, where the run is."""
     metrics = run.read_json("metrics.json")
-    console.print(metrics_table(metrics, title=f"{run.info.get('name')}: {metrics['epochs']} epochs"))
+    title = f"{run.info.get('name')}: {metrics['epochs']} epochs"
+    if metrics.get("restored_epoch"):
+        title += f"; weights, train and validation figures of epoch {metrics['restored_epoch']} (restore_best_weights)"
+    console.print(metrics_table(metrics, title=title))
     if metrics.get("weights"):
         learned = "  ".join(f"{layer}.{name}={[round(v, 4) for v in values]}"
                             for layer, weights in metrics["weights"].items() for name, values in weights.items())  # fmt: skip

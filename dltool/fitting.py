@@ -36,6 +36,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
     seconds: float = 0.0
+    restored_epoch: int | None = None  # early stopping's restore_best_weights put this epoch's weights back
 
 
 def fit_targets(model, config: ExperimentConfig, y: np.ndarray) -> np.ndarray:
@@ -232,7 +233,18 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
     if recorder.failure is not None:
         raise recorder.failure
     return FitResult(history=recorder.rows, stopped_early=initial_epoch + len(recorder.rows) < train.epochs,
-                     seconds=time.perf_counter() - start)  # fmt: skip
+                     seconds=time.perf_counter() - start, restored_epoch=_restored_epoch(callbacks))  # fmt: skip
+
+
+def _restored_epoch(callbacks: list) -> int | None:
+    """The epoch whose weights EarlyStopping(restore_best_weights=True) restored at the end of fit, if any."""
+    import keras
+
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.restore_best_weights:
+            if callback.best_weights is not None:
+                return int(callback.best_epoch) + 1
+    return None
 
 
 def evaluate_data(model, config: ExperimentConfig, data: PreparedData) -> dict:

@@ -75,9 +75,10 @@ class RunRecorder:
     def epochs_done(self) -> int:
         return len(self.rows)
 
-    def final_metrics(self) -> tuple[dict, dict]:
-        """(train metrics, validation metrics) of the last epoch."""
-        return split_metrics(self.rows[-1])
+    def final_metrics(self, epoch: int | None = None) -> tuple[dict, dict]:
+        """(train metrics, validation metrics) of ``epoch`` (default: the last one)."""
+        row = next((r for r in self.rows if r["epoch"] == epoch), self.rows[-1])
+        return split_metrics(row)
 
     def best_epoch(self) -> dict | None:
         """The row with the lowest val_loss (or loss, without validation)."""

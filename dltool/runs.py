@@ -30,6 +30,7 @@ RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{4
 
 RUNNING, COMPLETED, FAILED, INTERRUPTED = "RUNNING", "COMPLETED", "FAILED", "INTERRUPTED"
 DIED = "DIED"  # shown for a RUNNING run whose process is gone; never written
+AMBIGUOUS_SHOWN = 5  # run ids listed when a prefix matches several
 
 
 def runs_dir(explicit: str | Path | None = None) -> Path:
@@ -106,7 +107,7 @@ class Run:
 
     @classmethod
     def resolve(cls, ref: str, root: Path) -> Run:
-        """Find a run by id, unique id prefix, 'latest', or path to a run folder.
+        """Find a run by id, unique id prefix, 'latest', path to a run folder, or name (the newest of that name).
 
         An id or prefix never leaves ``root`` (no '..', no symlink out); a
         path must be a folder holding run.json.
@@ -128,15 +129,22 @@ class Run:
             return cls(path)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", ref):
             raise RunNotFoundError(f"'{ref}' is not a run id, prefix, 'latest' or path")
-        matches = [run for run in list_runs(root) if run.id.startswith(ref)]
+        runs = list_runs(root)
+        matches = [run for run in runs if run.id.startswith(ref)]
         exact = [run for run in matches if run.id == ref]
         if exact:
             return exact[0]
         if not matches:
-            raise RunNotFoundError(f"no run matches '{ref}' in {root}; `dltool runs` lists them")
+            # A run name stands for the newest run of that name (`dltool runs show wine`).
+            named = [run for run in runs if _recorded_name(run) == ref]
+            if named:
+                return named[-1]
+            raise RunNotFoundError(f"no run matches '{ref}' in {root} (by id prefix or name); `dltool runs` lists them")
         if len(matches) > 1:
-            shown = ", ".join(run.id for run in matches[:5])
-            raise RunNotFoundError(f"'{ref}' matches {len(matches)} runs ({shown}); give more of the id")
+            shown = ", ".join(run.id for run in matches[:AMBIGUOUS_SHOWN])
+            more = f" and {len(matches) - AMBIGUOUS_SHOWN} more" if len(matches) > AMBIGUOUS_SHOWN else ""
+            raise RunNotFoundError(f"'{ref}' matches {len(matches)} runs ({shown}{more}); give more of the id, "
+                                   "or `dltool runs` to list them")  # fmt: skip
         return matches[0]
 
     # ---- files
@@ -226,6 +234,13 @@ def list_runs(root: Path) -> list[Run]:
         return []
     runs = [Run(p) for p in root.iterdir() if p.is_dir() and not p.is_symlink() and (p / "run.json").is_file()]
     return sorted(runs, key=_start_order)
+
+
+def _recorded_name(run: Run) -> str | None:
+    try:
+        return json.loads(run.file("run.json").read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _start_order(run: Run) -> tuple:

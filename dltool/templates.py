@@ -8,6 +8,7 @@ from .errors import UsageError, did_you_mean
 from .fileio import atomic_write_text
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
+DEFAULT_TEMPLATE = "mnist-mlp"
 SCHEMA_PATH = Path(__file__).with_name("schema.json")  # regenerate with: dltool schema > dltool/schema.json
 
 
@@ -25,12 +26,25 @@ def template_text(name: str) -> str:
 
 
 def write_template(name: str, path: str | Path | None = None, *, force: bool = False) -> Path:
-    """Write template ``name`` to ``path`` (default ./<name>.yaml); refuse to overwrite unless ``force``."""
+    """Write template ``name`` to ``path`` (default ./<name>.yaml); refuse to overwrite unless ``force``.
+
+    A ``name`` that looks like a file path (``my.yaml``, ``sub/x.yml``) with no ``path`` writes the default
+    template there: `dltool init my.yaml` means what it says.
+    """
+    if path is None and name not in template_names() and _looks_like_path(name):
+        name, path = DEFAULT_TEMPLATE, name
     text = template_text(name).replace("{schema}", SCHEMA_PATH.resolve().as_uri())
-    target = Path(path) if path is not None else Path(f"{name.replace('-', '_')}.yaml")
+    default_name = f"{name.replace('-', '_')}.yaml"
+    target = Path(path) if path is not None else Path(default_name)
     if target.is_dir():
-        target = target / f"{name.replace('-', '_')}.yaml"
+        target = target / default_name
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; choose another path or add --force")
+    # The comments say how to validate and train the file: name the file that was written.
+    text = text.replace(f" {default_name}", f" {target}")
     atomic_write_text(target, text)
     return target
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text

@@ -22,11 +22,33 @@ def test_import_of_cli_does_not_import_tensorflow():
     assert result.stdout.strip() == "False False"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "validate", "schema", "runs"])
+def _every_command(group=None, prefix=()):
+    """Every command and subcommand of the CLI, as argument lists (['runs', 'show'], ...)."""
+    import typer
+
+    group = group or typer.main.get_command(app)
+    found = []
+    for name, command in group.commands.items():
+        found.append([*prefix, name])
+        if hasattr(command, "commands"):
+            found += _every_command(command, (*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("command", _every_command(), ids=" ".join)
 def test_every_command_has_help_with_an_example(command):
-    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert "Example: dltool " in result.output
+    assert f"Example: dltool {' '.join(command)}" in result.output.replace("\n ", " ")
+    # Flags take no value and lists say what they hold: no Python types such as <bool> or <list[Path]>.
+    assert "<bool>" not in result.output and "<list[" not in result.output and "<str>" not in result.output
+
+
+def test_the_command_list_is_complete():
+    assert {" ".join(c) for c in _every_command()} >= {
+        "train", "evaluate", "predict", "validate", "schema", "plot", "init", "runs", "runs show", "runs compare",
+        "runs rm",
+    }  # fmt: skip
 
 
 def test_version():

@@ -106,6 +106,36 @@ def test_config_error_found_at_build_time_creates_no_run_folder(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["model.layers[1].Dense.units=4"],
+     r"iris.yaml:\d+: model.layers\[1\]: the last layer has 4 outputs but the data has 3 classes "
+     r"\(setosa, versicolor, virginica\); set units: 3 \(each output is one class's probability"),
+    (["model.layers[1].Dense={units: 1, activation: sigmoid}", "train.loss=binary_crossentropy"],
+     r"the last layer has 1 output but the data has 3 classes; use \{Dense: \{units: 3, activation: softmax\}\}"),
+    (["train.loss=binary_crossentropy"],
+     r"binary_crossentropy takes one sigmoid output per sample, but the last layer has 3 outputs"),
+])  # fmt: skip
+def test_output_width_that_does_not_fit_the_classes_is_refused(tmp_path, overrides, expected):
+    # More outputs than classes used to train, and predict then wrote a header shorter than its rows.
+    config = config_from_text(IRIS_CONFIG, source="iris.yaml", overrides=overrides)
+    with pytest.raises(ConfigError, match=expected):
+        train(config, runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_validate_refuses_more_outputs_than_classes(tmp_path):
+    from typer.testing import CliRunner
+
+    from dltool.cli import app
+
+    config_file = tmp_path / "iris.yaml"
+    config_file.write_text(IRIS_CONFIG.replace("units: 3", "units: 5"))
+    result = CliRunner().invoke(app, ["validate", str(config_file)])
+    assert result.exit_code == 2
+    assert "the last layer has 5 outputs but the data has 3 classes" in result.output
+    assert "set units: 3" in result.output
+
+
 def test_input_shape_mismatch_names_both_shapes_and_the_line(tmp_path):
     config_file = tmp_path / "bad.yaml"
     config_file.write_text(IRIS_CONFIG.replace("input_shape: [4]", "input_shape: [5]"))
@@ -169,3 +199,35 @@ def test_a_write_failure_during_training_ends_the_run_failed(tmp_path, monkeypat
     (run_dir,) = tmp_path.iterdir()
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "FAILED" and "No space left on device" in info["error"]
+
+
+def test_from_run_starts_a_new_run_from_its_trained_weights(tmp_path, linear_run):
+    parent_history = list(csv.DictReader(linear_run.file("history.csv").open()))
+    config = config_from_text(LINEAR_CONFIG, overrides=["train.epochs=2"])
+    child = train(config, runs_root=tmp_path, init_from=linear_run)
+    assert json.loads(child.file("run.json").read_text())["parent"] == linear_run.id
+    assert f"weights from run {linear_run.id}" in child.file("train.log").read_text()
+    first = float(next(csv.DictReader(child.file("history.csv").open()))["loss"])
+    # A fresh model starts far above the parent's last loss; the child continues near it.
+    assert first < float(parent_history[0]["loss"]) / 2
+
+
+def test_from_run_refuses_a_model_of_another_shape(tmp_path, linear_run):
+    config = config_from_text(LINEAR_CONFIG, overrides=["model.layers=[{Dense: {units: 4}}, {Dense: {units: 1}}]"])
+    with pytest.raises(ConfigError, match=r"--from .*: its model has weights of shapes \[\(1, 1\), \(1,\)\]"):
+        train(config, runs_root=tmp_path / "runs", init_from=linear_run)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_restored_best_weights_report_the_best_epochs_figures(tmp_path):
+    config = config_from_text(IRIS_CONFIG, overrides=[
+        "train.epochs=8", "train.optimizer.learning_rate=0.3",
+        "train.callbacks={early_stopping: {patience: 8, restore_best_weights: true}}",
+    ])  # fmt: skip
+    run = train(config, runs_root=tmp_path)
+    rows = list(csv.DictReader(run.file("history.csv").open()))
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    metrics = json.loads(run.file("metrics.json").read_text())
+    assert metrics["restored_epoch"] == int(best["epoch"])
+    assert metrics["validation"]["loss"] == pytest.approx(float(best["val_loss"]))
+    assert metrics["train"]["loss"] == pytest.approx(float(best["loss"]))

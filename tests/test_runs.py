@@ -106,6 +106,24 @@ def test_resolve_ambiguous_prefix_lists_the_matches(three_runs):
     assert "give more of the id" in message
 
 
+def test_resolve_ambiguous_prefix_says_how_many_it_did_not_list(tmp_path):
+    root = tmp_path / "runs"
+    for second in range(11):
+        _make_run(root, f"20261124-0000{second:02d}-wine-aaaa")
+    with pytest.raises(RunNotFoundError) as caught:
+        Run.resolve("2026", root)
+    assert "'2026' matches 11 runs (20261124-000000-wine-aaaa, " in str(caught.value)
+    assert "20261124-000004-wine-aaaa and 6 more); give more of the id" in str(caught.value)
+
+
+def test_resolve_by_name_is_the_newest_run_of_that_name(three_runs):
+    root, made = three_runs
+    for run in made:
+        run.update_info(name=run.id.split("-")[2])
+    assert Run.resolve("alpha", root) == made[1]
+    assert Run.resolve("beta", root) == made[2]
+
+
 def test_resolve_unknown_prefix_says_how_to_list_runs(three_runs):
     root, _ = three_runs
     with pytest.raises(RunNotFoundError, match=r"no run matches '2027' in .*runs.*`dltool runs`"):
@@ -310,3 +328,21 @@ def test_list_runs_skips_folders_without_run_json_files_and_symlinks(tmp_path):
 
 def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
     assert list_runs(tmp_path / "nothing-here") == []
+
+
+def test_runs_rm_by_status_deletes_only_those_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from dltool.cli import app
+
+    root = tmp_path / "runs"
+    kept = _make_run(root, "20260101-000000-alpha-aaaa")
+    failed = [_make_run(root, f"20260101-00000{i}-beta-bbb{i}", status="FAILED") for i in (1, 2)]
+    result = CliRunner().invoke(app, ["runs", "rm", "--status", "failed", "--runs-dir", str(root), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "deleted 2 run(s)" in result.output
+    assert kept.path.is_dir() and not any(run.path.exists() for run in failed)
+    again = CliRunner().invoke(app, ["runs", "rm", "--status", "FAILED", "--runs-dir", str(root), "--yes"])
+    assert again.exit_code == 0 and "no FAILED runs to delete" in again.output
+    nothing = CliRunner().invoke(app, ["runs", "rm", "--runs-dir", str(root)])
+    assert nothing.exit_code == 2 and "give the runs to delete, or --status" in nothing.output

@@ -142,3 +142,15 @@ def test_config_differences_and_sparkline_and_since():
 def test_init_help_lists_every_template():
     result = runner.invoke(app, ["init", "--help"], env={"COLUMNS": "300"})
     assert all(name in result.output for name in template_names()), result.output
+
+
+def test_init_with_a_file_name_writes_the_default_template_there_and_names_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["init", "my.yaml"])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "my.yaml").read_text()
+    assert "name: mnist-mlp" in text
+    assert "dltool validate my.yaml" in text and "mnist_mlp.yaml" not in text
+    named = runner.invoke(app, ["init", "csv-classifier", "flowers.yaml"])
+    assert named.exit_code == 0
+    assert "dltool validate flowers.yaml" in (tmp_path / "flowers.yaml").read_text()

@@ -147,6 +147,13 @@ def sparkline(values: list[float | None], width: int = 40) -> str:
     return "".join(" " if v is None else blocks[min(7, int((v - low) / span * 7.999))] for v in values)
 
 
+def config_file_of(ref: str, runs_root: Path | None) -> Path:
+    """The resolved config.yaml of run ``ref`` (to train it again, or further with ``--from``)."""
+    from ..runs import runs_dir
+
+    return Run.resolve(ref, runs_dir(runs_root)).file("config.yaml")
+
+
 def run_files(run: Run) -> dict[str, int]:
     """{path inside the run folder: size in bytes} of every file of the run."""
     return {str(p.relative_to(run.path)): p.stat().st_size for p in sorted(run.path.rglob("*")) if p.is_file()}
@@ -176,15 +183,32 @@ def compare_runs(runs: list[Run]) -> dict:
     }
 
 
-def removable_runs(refs: list[str], root: Path) -> list[Run]:
-    """The runs ``refs`` name, refusing any that is still RUNNING (a live process writes into it)."""
+def removable_runs(refs: list[str], root: Path, status: str | None = None) -> list[Run]:
+    """The runs ``refs`` name, plus every run whose status is in ``status`` (e.g. FAILED or FAILED,DIED).
+
+    Refuses any run that is still RUNNING (a live process writes into it), and a request that selects nothing.
+    """
     from ..runs import RUNNING
 
     found = [Run.resolve(r, root) for r in refs]
+    if status:
+        wanted = {s.strip().upper() for s in status.split(",")}
+        if RUNNING in wanted:
+            raise UsageError("--status RUNNING: a live run cannot be deleted; a run whose process is gone is DIED")
+        found += [run for run in list_runs(root) if effective_status(_info_or_empty(run)) in wanted and run not in found]
+    if not refs and not status:
+        raise UsageError("give the runs to delete, or --status (e.g. --status FAILED)")
     live = [r for r in found if r.status == RUNNING]
     if live:
         raise UsageError(f"run {live[0].id} is still RUNNING; stop it before deleting it")
     return found
+
+
+def _info_or_empty(run: Run) -> dict:
+    try:
+        return run.info
+    except DltoolError:
+        return {}
 
 
 def plot_runs(refs: list[str], root: Path, output: Path, metrics: list[str] | None = None) -> list[str]:

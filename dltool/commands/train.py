@@ -66,7 +66,7 @@ def prepare(config: ExperimentConfig):
     return data, model
 
 
-def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, observer) -> None:
+def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, observer, parent=None) -> None:
     from .. import backend
     from ..model import summary_text
 
@@ -75,15 +75,35 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         name=config.name, seed=config.seed, epochs_planned=config.train.epochs, epochs_done=0,
         overrides=list(overrides or []), command=sys.argv, versions=backend.versions(),
         device=backend.device_description(), params=model.count_params(), data_fingerprint=data.fingerprint,
-        data=data.sizes(),
+        data=data.sizes(), **({"parent": parent.id} if parent is not None else {}),
     )  # fmt: skip
     if observer is not None and hasattr(observer, "on_run_created"):
         observer.on_run_created(run)
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
     adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if getattr(data, "adapted", None) else ""
+    start = f"; weights from run {parent.id}" if parent is not None else ""
     run.append_log(f"{_now()} run {run.id} started: {data.sizes()['train']} training samples, "
-                   f"{model.count_params():,} parameters, device {run.info['device']}{adapted}")  # fmt: skip
+                   f"{model.count_params():,} parameters, device {run.info['device']}{adapted}{start}")  # fmt: skip
+
+
+def _load_parent_weights(model, ref: str | Run, runs_root) -> Run:
+    """Set ``model``'s weights to those of run ``ref``'s trained model; refuse a model of another shape."""
+    from ..keras_io import load_model_safely
+
+    parent = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
+    path = parent.file("model.keras")
+    if not path.is_file():
+        raise RunStateError(f"run {parent.id} has no model.keras ({parent.status}) to start from; "
+                            f"resume it with `dltool train --resume {parent.id}` first")  # fmt: skip
+    trained = load_model_safely(path).weights
+    shapes = [tuple(w.shape) for w in model.weights], [tuple(w.shape) for w in trained]
+    if shapes[0] != shapes[1]:
+        raise ConfigError(f"--from {parent.id}: its model has weights of shapes {shapes[1]}, this config's model "
+                          f"{shapes[0]}; start from a run of the same architecture", path="model.layers")  # fmt: skip
+    for variable, value in zip(model.weights, trained):
+        variable.assign(value)
+    return parent
 
 
 def _now() -> str:
@@ -91,7 +111,7 @@ def _now() -> str:
 
 
 def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = None, *,
-          runs_root: str | Path | None = None, observer=None) -> Run:  # fmt: skip
+          runs_root: str | Path | None = None, observer=None, init_from: str | Run | None = None) -> Run:  # fmt: skip
     """Train the experiment and return its completed :class:`Run`.
 
     ``config`` is a config from :func:`dltool.config.load_config` (which
@@ -100,6 +120,10 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
     DataError before any run folder exists; once the run exists, a failure
     marks it FAILED and raises TrainingError, and Ctrl-C or SIGTERM saves
     nothing half-done, marks it INTERRUPTED and raises TrainingInterrupted.
+
+    ``init_from`` (a run or run reference) starts from that run's trained
+    weights instead of fresh ones: fine-tuning, or more epochs of a finished
+    run. The optimizer starts fresh; run.json names the parent run.
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, overrides)
@@ -109,9 +133,10 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
     overrides = list(config.overrides)
     config = resolve_paths(config)
     data, model = prepare(config)
+    parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
     run = Run.create(runs_dir(runs_root), config.name)
     try:
-        _open_run_files(run, config, data, model, overrides, observer)
+        _open_run_files(run, config, data, model, overrides, observer, parent)
     except Exception as exc:  # noqa: BLE001  (the folder exists: it must not be left looking RUNNING)
         reason = f"{type(exc).__name__}: {exc}"
         if run.file("run.json").is_file():
@@ -222,10 +247,12 @@ def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder:
 
     test = evaluate_data(model, config, data)
     save_model_atomic(model, run.file("model.keras"))
-    train_metrics, val_metrics = recorder.final_metrics()
+    # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
+    train_metrics, val_metrics = recorder.final_metrics(result.restored_epoch)
     run.write_json("metrics.json", {
         "train": train_metrics, "validation": val_metrics or None, "test": test,
         "epochs": recorder.epochs_done, "stopped_early": result.stopped_early,
+        **({"restored_epoch": result.restored_epoch} if result.restored_epoch is not None else {}),
         "best_epoch": recorder.best_epoch(), "fit_seconds": round(result.seconds, 3),
         **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
     })  # fmt: skip
