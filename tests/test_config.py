@@ -217,6 +217,31 @@ def test_json_schema():
     json.dumps(schema)  # plain data
 
 
+# --------------------------------------------------------------------------- the source registry
+def test_every_registered_source_is_a_data_config_with_a_loader():
+    import importlib
+    import typing
+
+    from dltool.config import DATA_SOURCES, DataConfig, source_entry
+
+    union = typing.get_args(typing.get_args(DataConfig)[0])
+    assert DATA_SOURCES == ["keras", "npz", "npy", "csv", "sklearn", "synthetic", "images", "text", "timeseries"]
+    assert [source_entry(name).config for name in DATA_SOURCES] == list(union)
+    for name in DATA_SOURCES:
+        entry = source_entry(name)
+        for reference in filter(None, (entry.loader, entry.preprocessing)):
+            module, _, function = reference.partition(":")
+            assert callable(getattr(importlib.import_module(module), function)), reference
+
+
+def test_a_source_is_registered_once():
+    from dltool.config import register_source
+    from dltool.config.data import CsvData
+
+    with pytest.raises(ValueError, match="data source 'csv' is registered twice"):
+        register_source(loader="elsewhere:load")(CsvData)
+
+
 # --------------------------------------------------------------------------- the exact design example
 def test_design_example_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
