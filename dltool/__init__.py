@@ -18,7 +18,7 @@ __all__ = [
 ]  # fmt: skip
 
 _LAZY = {
-    "train": ("experiment", "train"),
+    "train": ("commands.train", "train"),
     "evaluate": ("evaluate", "evaluate"),
     "predict": ("predict", "predict"),
     "load_config": ("config", "load_config"),

@@ -164,7 +164,7 @@ def runs_table(rows: list[dict], title: str) -> Table:
 def print_run(console: Console, shown: dict) -> None:
     """`dltool runs show`: header, reason, final metrics, best epoch, history chart, config, files."""
     from .commands.runs_report import sparkline
-    from .yamlio import dump_yaml
+    from .config.yamlio import dump_yaml
 
     console.print(f"[bold]{shown['id']}[/]  {status_markup(shown['status'])}  {shown.get('epochs_done') or 0}/"
                   f"{shown.get('epochs_planned') or '?'} epochs  {shown.get('device') or ''}  "

@@ -114,8 +114,11 @@ def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, ob
             self._start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
+            learning_rate = _learning_rate(self.model)
+            if logs is not None:
+                logs.setdefault("learning_rate", learning_rate)  # callbacks after this one may monitor it
             logs = {k: float(v) for k, v in sorted((logs or {}).items(), key=_column_order) if k != "learning_rate"}
-            row = {"epoch": epoch + 1, **logs, "learning_rate": _learning_rate(self.model),
+            row = {"epoch": epoch + 1, **logs, "learning_rate": learning_rate,
                    "epoch_seconds": round(time.perf_counter() - self._start, 4)}  # fmt: skip
             bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(v)]
             if bad:

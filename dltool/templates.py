@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import UsageError, did_you_mean
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, check_output_file
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 DEFAULT_TEMPLATE = "mnist-mlp"
@@ -36,8 +36,7 @@ def write_template(name: str, path: str | Path | None = None, *, force: bool = F
     text = template_text(name).replace("{schema}", SCHEMA_PATH.resolve().as_uri())
     default_name = f"{name.replace('-', '_')}.yaml"
     target = Path(path) if path is not None else Path(default_name)
-    if target.is_dir():
-        target = target / default_name
+    check_output_file(target, "config")
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; choose another path or add --force")
     # The comments say how to validate and train the file: name the file that was written.

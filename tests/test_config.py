@@ -217,6 +217,31 @@ def test_json_schema():
     json.dumps(schema)  # plain data
 
 
+# --------------------------------------------------------------------------- the source registry
+def test_every_registered_source_is_a_data_config_with_a_loader():
+    import importlib
+    import typing
+
+    from dltool.config import DATA_SOURCES, DataConfig, source_entry
+
+    union = typing.get_args(typing.get_args(DataConfig)[0])
+    assert DATA_SOURCES == ["keras", "npz", "npy", "csv", "sklearn", "synthetic", "images", "text", "timeseries"]
+    assert [source_entry(name).config for name in DATA_SOURCES] == list(union)
+    for name in DATA_SOURCES:
+        entry = source_entry(name)
+        for reference in filter(None, (entry.loader, entry.preprocessing)):
+            module, _, function = reference.partition(":")
+            assert callable(getattr(importlib.import_module(module), function)), reference
+
+
+def test_a_source_is_registered_once():
+    from dltool.config import register_source
+    from dltool.config.data import CsvData
+
+    with pytest.raises(ValueError, match="data source 'csv' is registered twice"):
+        register_source(loader="elsewhere:load")(CsvData)
+
+
 # --------------------------------------------------------------------------- the exact design example
 def test_design_example_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -433,3 +458,32 @@ def test_cli_import_and_validation_do_not_import_tensorflow_or_keras():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- callback monitors
+@pytest.mark.parametrize(("callbacks", "expected"), [
+    ("{early_stopping: {monitor: val_los}}",
+     "train.callbacks.early_stopping.monitor: unknown monitor 'val_los' (this run logs loss, mae, val_loss, "
+     "val_mae, learning_rate); did you mean 'val_loss'?"),
+    ("{early_stopping: {monitor: val_los, mode: min}}", "unknown monitor 'val_los' (this run logs"),
+    ("{reduce_lr_on_plateau: {monitor: accuracy}}", "train.callbacks.reduce_lr_on_plateau.monitor: unknown monitor 'accuracy'"),
+    ("{checkpoint: {monitor: val_mea}}", "train.callbacks.checkpoint.monitor: unknown monitor 'val_mea' (this run"),
+])  # fmt: skip
+def test_callback_monitor_must_be_logged(tmp_path, callbacks, expected):
+    path = write(tmp_path, BASE + f"  callbacks: {callbacks}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert expected in str(caught.value)
+    assert str(caught.value).startswith(f"{path}:20: ")
+
+
+def test_val_monitor_without_validation_says_why(tmp_path):
+    path = write(tmp_path, edit("  validation: 0.1\n", "  validation: null\n") + "  callbacks: {early_stopping: true}\n")
+    with pytest.raises(ConfigError, match=r"unknown monitor 'val_loss' \(this run logs loss, mae, learning_rate\); data.validation is null, so no val_"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("monitor", ["loss", "val_mae", "learning_rate"])
+def test_logged_values_are_accepted_monitors(tmp_path, monitor):
+    config = load_config(write(tmp_path, BASE + f"  callbacks: {{early_stopping: {{monitor: {monitor}}}}}\n"))
+    assert config.train.callbacks.early_stopping.monitor == monitor

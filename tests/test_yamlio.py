@@ -1,4 +1,4 @@
-"""dltool.yamlio: safe YAML with line numbers, and the guards against hostile or broken files."""
+"""dltool.config.yamlio: safe YAML with line numbers, and the guards against hostile or broken files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from dltool.config import load_config
 from dltool.errors import ConfigError
-from dltool.yamlio import (
+from dltool.config.yamlio import (
     MAX_CONFIG_BYTES,
     LineMap,
     dump_yaml,

@@ -1,4 +1,6 @@
-"""Data: one module per source, a small registry, splits and preprocessing.
+"""Data: one module per source, splits and preprocessing.
+
+Which module loads which ``data.source`` is registered in :mod:`dltool.config.registry`.
 
 :func:`prepare_data` is the one entry point training uses: it loads the
 configured source, draws the test and validation splits with the config's

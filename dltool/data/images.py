@@ -179,3 +179,8 @@ def load(config, **_) -> RawData:
     label_index = {name: i for i, name in enumerate(classes)}
     y = np.array([label_index[name] for name in labels], dtype=np.int64)
     return RawData(x=x, y=y, class_names=classes)
+
+
+def preprocessing_kind(config) -> dict:
+    """Preprocessing's kind and extra for an images config: predict reads new files with the same settings."""
+    return {"kind": "image", "extra": {"image": settings_from_config(config).to_dict()}}

@@ -1,11 +1,14 @@
-"""The registry of data sources: config ``data.source`` -> loader function."""
+"""Loading a data source: the registered loader for ``data.source`` (see :mod:`dltool.config.registry`)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..config.registry import source_entry
 
 
 @dataclass
@@ -20,22 +23,19 @@ class RawData:
     feature_names: list[str] | None = None  # input columns, for tabular sources
 
 
-def _loaders() -> dict[str, Callable]:
-    from . import csv_source, images, keras_datasets, numpy_files, sklearn_datasets, synthetic, text, timeseries
-
-    return {
-        "keras": keras_datasets.load,
-        "npz": numpy_files.load_npz,
-        "npy": numpy_files.load_npy,
-        "csv": csv_source.load,
-        "sklearn": sklearn_datasets.load,
-        "synthetic": synthetic.load,
-        "images": images.load,
-        "text": text.load,
-        "timeseries": timeseries.load,
-    }
+def _function(reference: str) -> Callable:
+    """Import ``"package.module:function"`` (data modules load only when their source is used)."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def load_source(data_config, seed: int, classification: bool) -> RawData:
     """Load the configured data source (``seed`` drives synthetic generators)."""
-    return _loaders()[data_config.source](data_config, seed=seed, classification=classification)
+    loader = _function(source_entry(data_config.source).loader)
+    return loader(data_config, seed=seed, classification=classification)
+
+
+def preprocessing_kind(data_config) -> dict:
+    """Preprocessing's ``kind`` and ``extra`` for a data source: what predict needs to read raw files ({}: arrays)."""
+    hook = source_entry(data_config.source).preprocessing
+    return _function(hook)(data_config) if hook else {}

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .labels import encode_labels, regression_targets
 from .preprocessing import Preprocessing
-from .sources import RawData, load_source
+from .sources import RawData, load_source, preprocessing_kind
 
 DEFAULT_TEST_FRACTION = 0.2
 
@@ -143,7 +143,7 @@ def prepare_data(config) -> PreparedData:
         x_train, input_shape=config.model.input_shape, scale=config.data.scale,
         standardize=config.data.standardize, task="classification" if config.is_classifier else "regression",
         class_names=class_names, feature_names=raw.feature_names, target_names=_target_names(config.data),
-        per_channel=config.data.source in ("timeseries", "images"), **_kind(config.data),
+        per_channel=config.data.source in ("timeseries", "images"), **preprocessing_kind(config.data),
     )  # fmt: skip
     x_train, x_test = state.transform(x_train), state.transform(x_test)
     if validation == "test":
@@ -160,20 +160,6 @@ def prepare_data(config) -> PreparedData:
 def _target_names(data) -> list[str] | None:
     target = getattr(data, "target", None)
     return None if target is None else (list(target) if isinstance(target, list) else [target])
-
-
-def _kind(data) -> dict:
-    """Preprocessing's ``kind`` and ``extra`` for a data source: what predict needs to read raw files."""
-    if data.source == "images":
-        from .images import settings_from_config
-
-        return {"kind": "image", "extra": {"image": settings_from_config(data).to_dict()}}
-    if data.source == "text":
-        return {"kind": "text"}
-    if data.source == "timeseries":
-        return {"kind": "timeseries", "extra": {"timeseries": {"window": data.window, "horizon": data.horizon,
-                                                               "stride": data.stride}}}  # fmt: skip
-    return {}
 
 
 def load_test_split(config, preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:

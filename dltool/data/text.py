@@ -80,3 +80,8 @@ def _imdb() -> RawData:
         ) from None
     return RawData(x=decode_imdb(x, word_index), y=np.asarray(y), x_test=decode_imdb(x_test, word_index),
                    y_test=np.asarray(y_test), class_names=["negative", "positive"])  # fmt: skip
+
+
+def preprocessing_kind(config) -> dict:
+    """Preprocessing's kind for a text config: the model takes raw strings."""
+    return {"kind": "text"}

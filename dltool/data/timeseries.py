@@ -94,3 +94,9 @@ def load(config, **_) -> RawData:
         raise DataError(f"{path}: {steps} rows give {len(x)} window(s) of {config.window} steps with a target "
                         f"{config.horizon} step(s) ahead; expected many more rows, or a shorter data.window")  # fmt: skip
     return RawData(x=x, y=y[:, 0] if y.shape[1] == 1 else y, feature_names=features)
+
+
+def preprocessing_kind(config) -> dict:
+    """Preprocessing's kind and extra for a time-series config: predict cuts new series into the same windows."""
+    return {"kind": "timeseries", "extra": {"timeseries": {"window": config.window, "horizon": config.horizon,
+                                                           "stride": config.stride}}}  # fmt: skip

@@ -17,7 +17,7 @@ import re
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_000_000  # a real config is a few KB; anything bigger is a mistake or an attack
 MAX_EXPANDED_NODES = 100_000  # values after expanding aliases (billion-laughs guard)

@@ -1,0 +1,175 @@
+"""The ``data:`` section: one config model per data source, each registered with its loader.
+
+To add a source, add its model here under ``@register_source(...)`` and write
+its loader module in :mod:`dltool.data` (README: "Adding a data source").
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .registry import register_source, source_entry, source_names
+from .values import FiniteFloat, Fraction, PositiveFloat, PositiveInt, Seed, Strict, auto_or_bool, fraction_or
+
+
+class DataCommon(Strict):
+    """Keys every source accepts: scaling, standardizing and the test/validation splits."""
+
+    scale: PositiveFloat | None = Field(None, description="Divide every input by this (255 for 8-bit pixels).")
+    standardize: bool = Field(False, description="Subtract the mean and divide by the std per feature, fitted on the training split only.")
+    standardize_targets: bool = Field(
+        False, description="Regression: the model ends in a Rescaling layer by the training targets' std and mean, so "
+        "its last layer learns values near 0 while losses, metrics and predictions stay in target units."
+    )
+    test: Annotated[Literal["auto", "builtin"] | Fraction, BeforeValidator(fraction_or("auto", "builtin"))] = Field(
+        "auto", description="'builtin': the dataset's own test split; a fraction: held out with the seed; 'auto': builtin where the dataset has one, else 0.2."
+    )
+    validation: Annotated[Literal["test"] | Fraction | None, BeforeValidator(fraction_or("test", None))] = Field(
+        0.1, description="A fraction of the training split, 'test' to validate on the test split, or null for none."
+    )
+    split_seed: Seed | None = Field(None, description="Seed of the test/validation split; null means the top-level seed.")
+
+
+@register_source(loader="dltool.data.keras_datasets:load")
+class KerasData(DataCommon):
+    source: Literal["keras"]
+    name: Literal["mnist", "fashion_mnist", "cifar10", "cifar100", "boston_housing"]
+    path: str | None = Field(None, description="A local .npz in the Keras layout (x_train, y_train, x_test, y_test) used instead of downloading.")
+
+
+@register_source(loader="dltool.data.numpy_files:load_npz")
+class NpzData(DataCommon):
+    source: Literal["npz"]
+    path: str = Field(description="An .npz with x_train/y_train (and optionally x_test/y_test), or x/y.")
+
+
+@register_source(loader="dltool.data.numpy_files:load_npy")
+class NpyData(DataCommon):
+    source: Literal["npy"]
+    x: str = Field(description="An .npy file of inputs.")
+    y: str = Field(description="An .npy file of targets, one per input.")
+
+
+@register_source(loader="dltool.data.csv_source:load")
+class CsvData(DataCommon):
+    source: Literal["csv"]
+    path: str = Field(description="A CSV file with a header row.")
+    target: str = Field(description="The name of the column to predict.")
+    features: list[str] | None = Field(None, description="Input columns; null means every column but the target.")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    stream: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
+        "auto", description="Read the CSV from disk batch by batch (tf.data) instead of into memory: "
+        "true, false, or auto (files over 1 GiB)."
+    )
+
+
+@register_source(loader="dltool.data.sklearn_datasets:load")
+class SklearnData(DataCommon):
+    source: Literal["sklearn"]
+    name: Literal["iris", "digits", "wine", "breast_cancer", "diabetes"]
+
+
+class Noise(Strict):
+    distribution: Literal["normal", "uniform"] = "normal"
+    std: FiniteFloat = Field(1.0, ge=0, description="normal: the standard deviation (mean 0).")
+    low: FiniteFloat = Field(0.0, description="uniform: the lower bound.")
+    high: FiniteFloat = Field(1.0, description="uniform: the upper bound.")
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.distribution == "uniform" and self.low >= self.high:
+            raise PydanticCustomError(
+                "dltool", f"expected low < high, received low={self.low:g}, high={self.high:g}"
+            )
+        return self
+
+
+@register_source(loader="dltool.data.synthetic:load")
+class SyntheticData(DataCommon):
+    source: Literal["synthetic"]
+    generator: Literal["linear", "regression"] = Field(
+        "linear", description="linear: y = x·weights + bias + noise, x ~ U(0, 1); regression: scikit-learn make_regression."
+    )
+    n_samples: PositiveInt = 100
+    n_features: PositiveInt = 1
+    weights: list[FiniteFloat] | FiniteFloat = Field(1.0, description="linear: one weight per feature, or one for all.")
+    bias: FiniteFloat = 0.0
+    noise: Noise = Field(default_factory=Noise)
+    seed: Seed | None = Field(None, description="Seed of the generator; null means the top-level seed.")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_fit(cls, weights, info):
+        n_features = info.data.get("n_features")
+        if isinstance(weights, list) and n_features is not None and len(weights) != n_features:
+            raise PydanticCustomError(
+                "dltool", f"expected one weight per feature ({n_features}), received {len(weights)} weights"
+            )
+        return weights
+
+
+def _pair_from_int(value):
+    return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+_Pair = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+ImageSize = Annotated[_Pair, BeforeValidator(_pair_from_int, json_schema_input_type=_Pair | PositiveInt)]  # 64: [64, 64]
+
+
+@register_source(loader="dltool.data.images:load", preprocessing="dltool.data.images:preprocessing_kind")
+class ImageData(DataCommon):
+    source: Literal["images"]
+    path: str = Field(description="A folder with one subfolder of images per class (png, jpg, jpeg, bmp, gif).")
+    image_size: ImageSize = Field(
+        [256, 256], description="[height, width] every image is resized to (one number: square)."
+    )
+    color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="Channels: grayscale 1, rgb 3, rgba 4.")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos"] = "bilinear"
+    classes: list[str] | None = Field(None, description="The class subfolders to use, in label order; null: every subfolder, sorted.")
+
+
+@register_source(loader="dltool.data.text:load", preprocessing="dltool.data.text:preprocessing_kind")
+class TextData(DataCommon):
+    source: Literal["text"]
+    path: str | None = Field(None, description="A CSV with a text column and a label column.")
+    dataset: Literal["imdb"] | None = Field(None, description="Instead of path: keras.datasets.imdb, decoded back to review texts.")
+    text: str = Field("text", description="The column holding the texts.")
+    target: str = Field("label", description="The column holding the labels (or numbers, for a regression loss).")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+    @model_validator(mode="after")
+    def _one_origin(self):
+        if (self.path is None) == (self.dataset is None):
+            raise PydanticCustomError("dltool", "expected exactly one of path (a CSV) or dataset (imdb)")
+        if self.scale is not None or self.standardize:
+            raise PydanticCustomError("dltool", "texts cannot be scaled or standardized: remove scale and standardize "
+                                      "(a TextVectorization layer in model.layers turns texts into numbers)")
+        return self
+
+
+def _list_from_str(value):
+    return [value] if isinstance(value, str) else value
+
+
+_Columns = Annotated[list[str], Field(min_length=1)]
+Columns = Annotated[_Columns, BeforeValidator(_list_from_str, json_schema_input_type=_Columns | str)]  # a: [a]
+
+
+@register_source(loader="dltool.data.timeseries:load", preprocessing="dltool.data.timeseries:preprocessing_kind")
+class TimeseriesData(DataCommon):
+    source: Literal["timeseries"]
+    path: str = Field(description="A CSV with one row per time step, oldest first, and a header row.")
+    target: Columns = Field(description="The column(s) to forecast: one name or a list.")
+    features: list[str] | None = Field(None, description="Input columns; null means the target column(s) themselves.")
+    window: PositiveInt = Field(description="Time steps of history in each input window.")
+    horizon: PositiveInt = Field(1, description="Forecast this many steps after the window's last step.")
+    stride: PositiveInt = Field(1, description="Steps between the starts of consecutive training windows.")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+
+# Built from the registry, so a registered model is a valid `data:` without being listed again.
+DataConfig = Annotated[Union[tuple(source_entry(name).config for name in source_names())], Field(discriminator="source")]
+DATA_SOURCES = source_names()

@@ -1,0 +1,119 @@
+"""Names that refer to Keras objects, checked against :mod:`dltool.keras_catalog` (no Keras import).
+
+Layer classes and their arguments, optimizers and their arguments, losses,
+metrics and activations; an unknown name gets a did-you-mean.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError, did_you_mean
+from ..keras_catalog import load_catalog
+from .schema import ExperimentConfig, LayerSpec
+
+
+def layer_name_and_args(spec: LayerSpec) -> tuple[str, dict]:
+    """Split a layer entry into (class name, keyword arguments)."""
+    if isinstance(spec, str):
+        return spec, {}
+    if len(spec) != 1:
+        raise ConfigError(
+            f"expected one layer class per list item such as {{Dense: {{units: 10}}}}, received keys {sorted(spec)}"
+        )
+    (name, args), = spec.items()
+    return name, dict(args or {})
+
+
+STRING_INPUT_LAYERS = ("TextVectorization", "StringLookup", "Hashing")
+_ACTIVATION_ARGS = ("activation", "recurrent_activation")
+_NESTED_LAYER_ARGS = ("layer", "backward_layer")  # Bidirectional, TimeDistributed
+
+
+def check_layer(spec: LayerSpec, path: str, catalog: dict) -> None:
+    """Check one layer entry (and nested ones) against the Keras catalog."""
+    try:
+        name, args = layer_name_and_args(spec)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, path=path) from None
+    layers = catalog["layers"]
+    if name not in layers:
+        raise ConfigError(f"unknown layer class '{name}'" + did_you_mean(name, layers)
+                          + " (any class of keras.layers)", path=path)  # fmt: skip
+    known = layers[name]["args"]
+    for arg, value in args.items():
+        arg_path = f"{path}.{name}.{arg}"
+        if arg not in known:
+            raise ConfigError(
+                f"unknown argument '{arg}' for {name}" + (did_you_mean(arg, known) or f"; expected one of: {', '.join(known)}"),
+                path=arg_path,
+            )
+        # Every layer takes these through **kwargs; Embedding's input_dim is its own (required) argument.
+        if arg in ("input_shape", "input_dim", "batch_size") and arg not in layers[name]["required"]:
+            raise ConfigError(f"'{arg}' does not belong to a layer here; set model.input_shape instead",
+                              path=arg_path)  # fmt: skip
+        if arg in _ACTIVATION_ARGS or (name == "Activation" and arg == "activation"):
+            if isinstance(value, str) and value not in catalog["activations"]:
+                raise ConfigError(f"unknown activation '{value}'" + did_you_mean(value, catalog["activations"]),
+                                  path=arg_path)  # fmt: skip
+        if arg in _NESTED_LAYER_ARGS and isinstance(value, (dict, str)):
+            check_layer(value, f"{arg_path}", catalog)
+    missing = [a for a in layers[name]["required"] if a not in args]
+    if missing:
+        raise ConfigError(f"{name} needs argument '{missing[0]}', as in {{{name}: {{{missing[0]}: ...}}}}",
+                          path=f"{path}.{name}")  # fmt: skip
+
+
+def check_keras_names(config: ExperimentConfig) -> None:
+    """Check layer classes and arguments, optimizer, loss, metrics and activations by name."""
+    catalog = load_catalog()
+    for index, spec in enumerate(config.model.layers):
+        check_layer(spec, f"model.layers[{index}]", catalog)
+    opt = config.train.optimizer
+    optimizers = catalog["optimizers"]
+    if opt.name.lower() not in optimizers:
+        raise ConfigError(f"unknown optimizer '{opt.name}'; expected one of {', '.join(optimizers)}"
+                          + did_you_mean(opt.name, optimizers), path="train.optimizer.name")  # fmt: skip
+    opt.name = opt.name.lower()
+    for arg in opt.model_extra or {}:
+        if arg not in optimizers[opt.name]:
+            raise ConfigError(f"unknown argument '{arg}' for optimizer {opt.name}"
+                              + (did_you_mean(arg, optimizers[opt.name]) or f"; expected one of: {', '.join(optimizers[opt.name])}"),
+                              path=f"train.optimizer.{arg}")  # fmt: skip
+    if config.data.source == "text":
+        first = layer_name_and_args(config.model.layers[0])[0]
+        if first not in STRING_INPUT_LAYERS:
+            raise ConfigError(f"texts reach the model as strings, and {first} cannot take strings; start "
+                              "model.layers with TextVectorization (or StringLookup, Hashing), e.g. "
+                              "{TextVectorization: {max_tokens: 20000, output_sequence_length: 200}}",
+                              path="model.layers[0]")  # fmt: skip
+    if config.train.loss not in catalog["losses"]:
+        raise ConfigError(f"unknown loss '{config.train.loss}'" + did_you_mean(config.train.loss, catalog["losses"]),
+                          path="train.loss")  # fmt: skip
+    for index, metric in enumerate(config.train.metrics):
+        if metric not in catalog["metrics"]:
+            raise ConfigError(f"unknown metric '{metric}'" + did_you_mean(metric, catalog["metrics"]),
+                              path=f"train.metrics[{index}]")  # fmt: skip
+    check_monitors(config)
+
+
+def logged_names(config: ExperimentConfig) -> list[str]:
+    """What every epoch of this experiment logs: the loss, the compiled metrics (by the names given), their
+    ``val_`` forms when there is validation data, and the learning rate."""
+    names = ["loss", *config.train.metrics]
+    if config.data.validation is not None:
+        names += [f"val_{name}" for name in names]
+    return names + ["learning_rate"]
+
+
+def check_monitors(config: ExperimentConfig) -> None:
+    """A callback's ``monitor`` must name a value the run logs: Keras would fail mid-run or silently ignore it."""
+    callbacks = config.train.callbacks
+    logged = logged_names(config)
+    for key in ("early_stopping", "reduce_lr_on_plateau", "checkpoint"):
+        settings = getattr(callbacks, key)
+        if settings is None or settings.monitor in logged:
+            continue
+        hint = did_you_mean(settings.monitor, logged)
+        if settings.monitor.startswith("val_") and config.data.validation is None:
+            hint = "; data.validation is null, so no val_ value is logged: set data.validation to a fraction or 'test'"
+        raise ConfigError(f"unknown monitor '{settings.monitor}' (this run logs {', '.join(logged)}){hint}",
+                          path=f"train.callbacks.{key}.monitor")  # fmt: skip

@@ -1,0 +1,161 @@
+"""The experiment config's models (model, train, the whole experiment) and its JSON Schema.
+
+Every default lives here and in :mod:`.data`, once; the resolved config
+written into a run is these models dumped back to YAML. Short forms that a
+``mode="before"`` validator expands (``optimizer: adam``, ``metrics: mae``)
+are declared with ``json_schema_input_type`` so the JSON Schema accepts them too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
+
+from ..errors import ConfigError
+from .data import DataConfig
+from .values import FiniteFloat, Fraction, NonNegativeInt, PositiveInt, Seed, Strict, auto_or_bool
+from .yamlio import LineMap
+
+CLASSIFICATION_LOSSES = {
+    "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy",
+    "categorical_crossentropy", "CategoricalCrossentropy",
+    "binary_crossentropy", "BinaryCrossentropy", "bce", "BCE",
+    "binary_focal_crossentropy", "BinaryFocalCrossentropy",
+    "categorical_focal_crossentropy", "CategoricalFocalCrossentropy",
+    "categorical_hinge", "CategoricalHinge", "hinge", "Hinge", "squared_hinge", "SquaredHinge",
+}  # fmt: skip
+ONE_HOT_LOSSES = {"categorical_crossentropy", "CategoricalCrossentropy", "categorical_focal_crossentropy",
+                  "CategoricalFocalCrossentropy", "categorical_hinge", "CategoricalHinge"}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- model
+LayerSpec = Union[str, dict[str, Union[dict[str, Any], None]]]
+
+
+class ModelConfig(Strict):
+    input_shape: list[PositiveInt] = Field(description="Shape of one input sample, without the batch axis (one number: [n]).")
+    layers: list[LayerSpec] = Field(min_length=1, description="Keras layer classes, bare (Flatten) or with arguments ({Dense: {units: 10}}).")
+
+    @field_validator("input_shape", mode="before", json_schema_input_type=Union[list[PositiveInt], PositiveInt])
+    @classmethod
+    def _shape_from_int(cls, value):
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# --------------------------------------------------------------------------- train
+class OptimizerConfig(Strict):
+    model_config = ConfigDict(extra="allow")  # the optimizer's own arguments, checked against Keras
+
+    name: str
+
+
+class EarlyStopping(Strict):
+    monitor: str = "val_loss"
+    patience: NonNegativeInt = 3
+    min_delta: FiniteFloat = 0.0
+    mode: Literal["auto", "min", "max"] = "auto"
+    restore_best_weights: bool = False
+
+
+class ReduceLROnPlateau(Strict):
+    monitor: str = "val_loss"
+    factor: Fraction = 0.1
+    patience: NonNegativeInt = 2
+    min_lr: FiniteFloat = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class BestCheckpoint(Strict):
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+def _true_means_defaults(value):
+    return {} if value is True else (None if value is False else value)
+
+
+def _switch(model: type) -> Any:
+    """The type of a callback: off (null or false), on with its defaults (true), or on with the settings given."""
+    return Annotated[Union[model, None],
+                     BeforeValidator(_true_means_defaults, json_schema_input_type=Union[model, bool, None])]  # fmt: skip
+
+
+class Callbacks(Strict):
+    early_stopping: _switch(EarlyStopping) = None
+    reduce_lr_on_plateau: _switch(ReduceLROnPlateau) = None
+    checkpoint: _switch(BestCheckpoint) = Field(None, description="Save the best epoch to checkpoints/best.keras.")
+
+
+class TrainConfig(Strict):
+    optimizer: OptimizerConfig = Field(
+        default_factory=lambda: OptimizerConfig(name="adam"),
+        description="An optimizer name (adam), or {name: sgd, learning_rate: 0.01, ...} with its arguments.",
+    )
+    loss: str = Field(description="A Keras loss name, e.g. mse or sparse_categorical_crossentropy.")
+    metrics: list[str] = Field(default_factory=list, description="Keras metric names (one name or a list).")
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    shuffle: bool = True
+    steps_per_execution: PositiveInt = Field(
+        32, description="Batches run per call into TensorFlow; larger is faster, results are the same."
+    )
+    jit_compile: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field("auto", description="XLA compilation: auto, true or false.")
+    callbacks: Callbacks = Field(default_factory=Callbacks)
+    tensorboard: bool = Field(True, description="Write TensorBoard logs to the run's tensorboard/ folder.")
+    plots: bool = Field(True, description="Write curves.png and confusion_matrix.png or predictions.png into the run.")
+    checkpoint_every: NonNegativeInt = Field(
+        1, description="Save a resumable checkpoint every this many epochs (0: never; then --resume cannot resume)."
+    )
+
+    @field_validator("optimizer", mode="before", json_schema_input_type=Union[OptimizerConfig, str])
+    @classmethod
+    def _optimizer_from_name(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("callbacks", mode="before", json_schema_input_type=Union[Callbacks, None])
+    @classmethod
+    def _no_callbacks(cls, value):
+        return {} if value is None else value
+
+    @field_validator("metrics", mode="before", json_schema_input_type=Union[list[str], str])
+    @classmethod
+    def _metric_from_name(cls, value):
+        return [value] if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------- experiment
+class ExperimentConfig(Strict):
+    """A whole experiment: what `dltool train` reads."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Letters, digits, '.', '_', '-'; part of the run id.")
+    seed: Seed = 42
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+
+    _source: str | None = PrivateAttr(None)
+    _line_map: LineMap = PrivateAttr(default_factory=LineMap)
+    _overrides: list = PrivateAttr(default_factory=list)
+
+    @property
+    def overrides(self) -> list[str]:
+        """The ``--set`` overrides (``key.path=value``) applied when this config was loaded."""
+        return list(self._overrides)
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the loss makes this a classification experiment."""
+        return self.train.loss in CLASSIFICATION_LOSSES
+
+    def locate(self, error: ConfigError) -> ConfigError:
+        """Give an error found after validation (data shapes, Keras) this config's file and line."""
+        return error.located(self._source, self._line_map.line_of)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of the config file, for editors (yaml-language-server); short forms included."""
+    schema = ExperimentConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dltool experiment"
+    return schema
