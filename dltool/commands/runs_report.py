@@ -188,9 +188,10 @@ def removable_runs(refs: list[str], root: Path) -> list[Run]:
 
 
 def plot_runs(refs: list[str], root: Path, output: Path, metrics: list[str] | None = None) -> list[str]:
-    """Overlay the runs' curves into ``output``; return the metrics drawn."""
-    from ..plots import overlay
+    """Overlay the runs' curves into ``output`` (.png, .pdf, .svg, .jpg or .jpeg); return the metrics drawn."""
+    from ..plots import overlay, plot_format
 
+    plot_format(output)  # refuse an unknown suffix before any run is read
     found = [Run.resolve(r, root) for r in refs]
     histories = {r.id: read_history(r) for r in found}
     empty = [run_id for run_id, rows in histories.items() if not rows]
