@@ -169,11 +169,11 @@ def schema() -> None:
 @app.command(epilog="Example: dltool plot 20261124-1012 20261124-1030 -o compare.png --metric loss")
 def plot(
     runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to overlay.")],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The PNG to write.")] = Path("runs.png"),
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The image to write: .png, .pdf, .svg, .jpg or .jpeg.")] = Path("runs.png"),
     metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Metrics to draw (default: all shared).")] = None,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Overlay the training curves of several runs in one PNG."""
+    """Overlay the training curves of several runs in one image (PNG, PDF, SVG or JPEG, chosen by the suffix)."""
     from .commands.runs_report import plot_runs
     from .runs import runs_dir as resolve_runs_dir
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 REFRESH_SECONDS = 0.25  # live metrics are read from the model at most this often
 MAX_PLAIN_LINES = 100  # plain mode prints at most about this many epoch lines per run
@@ -36,20 +38,46 @@ def epoch_line(row: dict, epochs: int) -> str:
     return f"epoch {row['epoch']}/{epochs}  {values}  ({row.get('epoch_seconds', 0):.2f}s)"
 
 
+class RemainingColumn(TimeRemainingColumn):
+    """rich's time remaining, except for a task with an ``epoch_seconds`` field (the epochs bar).
+
+    rich estimates speed from the samples of its last 30 s and needs two of them, so with epochs of 20 s or more
+    the epochs bar showed no estimate until two epochs were done. The epochs bar instead gets the mean duration
+    of the finished epochs times the epochs left, less the time already spent in the current one.
+    """
+
+    def render(self, task) -> Text:
+        if "epoch_seconds" not in task.fields:
+            return super().render(task)
+        mean = task.fields["epoch_seconds"]
+        if mean is None or task.total is None:
+            return Text("-:--:--", style="progress.remaining")
+        epochs_left = max(0.0, task.total - task.completed)
+        # An epoch that runs longer than the mean does not count below the epochs after it.
+        into_current = min(max(0.0, task.get_time() - task.fields["epoch_started"]), mean) if epochs_left else 0.0
+        minutes, seconds = divmod(int(max(0.0, mean * epochs_left - into_current)), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
 class TrainingDisplay:
-    """Receives training events (see :func:`dltool.training.fit`) and shows them.
+    """Receives training events (see :func:`dltool.fitting.fit`) and shows them.
 
     Live mode: an epoch bar with ETA and a step bar with the current loss,
     one printed line per finished epoch. Plain mode: the epoch lines only.
+    ``get_time`` is the clock for elapsed times and estimates (default: time.monotonic).
     """
 
-    def __init__(self, console: Console, plain: bool):
+    def __init__(self, console: Console, plain: bool, get_time: Callable[[], float] = time.monotonic):
         self.console = console
         self.plain = plain
+        self.get_time = get_time
         self.progress: Progress | None = None
         self.epochs = 0
         self._last_refresh = 0.0
         self._printed = 0
+        self._epoch_durations: list[float] = []
+        self._epoch_started = 0.0
 
     def on_run_created(self, run) -> None:
         info = run.info
@@ -68,24 +96,32 @@ class TrainingDisplay:
             return
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(), TextColumn("eta"), RemainingColumn(),
             # No refresh thread: on 2 cores it competes with training; we refresh at REFRESH_SECONDS ourselves.
-            console=self.console, transient=True, auto_refresh=False,
+            console=self.console, transient=True, auto_refresh=False, get_time=self.get_time,
         )  # fmt: skip
-        self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="")
+        self._epoch_durations = []
+        self._epoch_started = self.get_time()
+        self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="", epoch_seconds=None,
+                                                 epoch_started=self._epoch_started)  # fmt: skip
         self.step_task = self.progress.add_task("steps ", total=steps or 1, metrics="")
         self.progress.start()
         self.progress.refresh()
 
     def on_epoch_begin(self, epoch: int) -> None:
+        self._epoch_started = self.get_time()
         if self.progress is not None:
-            self.progress.update(self.step_task, completed=0, description=f"epoch {epoch}")
+            # reset(), not update(completed=0): the step task finished last epoch, and only reset() restarts its
+            # clock and speed samples (else its elapsed time freezes and its eta reads 0:00:00 all epoch).
+            self.progress.reset(self.step_task, total=self.steps or 1, description=f"epoch {epoch}", metrics="")
+            # A resumed run starts at a later epoch.
+            self.progress.update(self.epoch_task, completed=epoch - 1, epoch_started=self._epoch_started)
             self.progress.refresh()
 
     def on_batch_end(self, step: int, logs) -> None:
         if self.progress is None:
             return
-        now = time.monotonic()
+        now = self.get_time()
         if now - self._last_refresh < REFRESH_SECONDS:
             return
         self._last_refresh = now
@@ -96,8 +132,11 @@ class TrainingDisplay:
 
     def on_epoch_end(self, row: dict) -> None:
         epoch = row["epoch"]
+        now = self.get_time()
+        self._epoch_durations.append(now - self._epoch_started)
         if self.progress is not None:
-            self.progress.update(self.epoch_task, completed=epoch,
+            mean = sum(self._epoch_durations) / len(self._epoch_durations)
+            self.progress.update(self.epoch_task, completed=epoch, epoch_seconds=mean, epoch_started=now,
                                  metrics=f"loss {format_value(row.get('loss'))}")  # fmt: skip
             self.progress.update(self.step_task, completed=self.steps or 1)
             self.progress.refresh()

@@ -1,6 +1,6 @@
 """Plots written into runs (curves, confusion matrix, predicted vs true) and overlays of several runs.
 
-matplotlib runs headless (Agg); every PNG is written to a temporary file and renamed.
+matplotlib runs headless (Agg); every plot is written to a temporary file and renamed.
 """
 
 from __future__ import annotations
@@ -11,9 +11,23 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UsageError
 from .fileio import atomic_write_bytes
 
 DPI = 100
+FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpeg", ".jpeg": "jpeg"}  # file suffix -> matplotlib's
+
+
+def plot_format(path: Path) -> str:
+    """The matplotlib format that ``path``'s suffix names (case-insensitive); UsageError for any other suffix."""
+    suffix = Path(path).suffix
+    if suffix.lower() not in FORMATS:
+        received = f"'{suffix}'" if suffix else "no suffix"
+        raise UsageError(
+            f"{path}: a plot is written in the format its file name's suffix names; expected one of "
+            f"{', '.join(FORMATS)}, received {received}. Name the file e.g. {Path(path).stem or 'plot'}.png"
+        )
+    return FORMATS[suffix.lower()]
 
 
 def _pyplot():
@@ -27,7 +41,7 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buffer, format=plot_format(path), dpi=DPI, bbox_inches="tight")
     _pyplot().close(fig)
     atomic_write_bytes(Path(path), buffer.getvalue())
 
@@ -150,7 +164,9 @@ def forecast(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, tar
 
 
 def overlay(histories: dict[str, list[dict]], path: Path, metrics: list[str] | None = None) -> list[str]:
-    """Overlay several runs' curves (one colour per run; validation dashed). Returns the metrics drawn."""
+    """Overlay several runs' curves (one colour per run; validation dashed) into ``path`` (its suffix names the
+    format: see :func:`plot_format`). Returns the metrics drawn."""
+    plot_format(path)  # an unknown suffix is refused before any drawing
     plt = _pyplot()
     common = None
     for rows in histories.values():

@@ -105,6 +105,9 @@ def test_plot_overlays_runs_into_a_png(two_runs, tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "loss" in result.output
     assert _png_size(target)[0] > 300
+    pdf = tmp_path / "both.pdf"
+    written = runner.invoke(app, ["plot", iris_id, linear_id, "-o", str(pdf), "--runs-dir", str(root)])
+    assert written.exit_code == 0 and pdf.read_bytes().startswith(b"%PDF"), written.output
     none = runner.invoke(app, ["plot", iris_id, linear_id, "-o", str(target), "-m", "accuracy", "--runs-dir", str(root)])
     assert none.exit_code == 2 and "share no metric named accuracy" in none.output
 

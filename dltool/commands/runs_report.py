@@ -212,11 +212,12 @@ def _info_or_empty(run: Run) -> dict:
 
 
 def plot_runs(refs: list[str], root: Path, output: Path, metrics: list[str] | None = None) -> list[str]:
-    """Overlay the runs' curves into ``output``; return the metrics drawn."""
+    """Overlay the runs' curves into ``output`` (.png, .pdf, .svg, .jpg or .jpeg); return the metrics drawn."""
     from ..fileio import check_output_file
-    from ..plots import overlay
+    from ..plots import overlay, plot_format
 
-    check_output_file(output, "plot")
+    check_output_file(output, "plot")  # an unusable path or an unknown suffix is refused before any run is read
+    plot_format(output)
     found = [Run.resolve(r, root) for r in refs]
     histories = {r.id: read_history(r) for r in found}
     empty = [run_id for run_id, rows in histories.items() if not rows]

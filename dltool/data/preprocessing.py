@@ -23,24 +23,35 @@ class Preprocessing:
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
     extra: dict = field(default_factory=dict)
+    # Raw samples lack the model's trailing channel axis of 1 (input_shape [28, 28, 1] on [28, 28] images, as
+    # keras.io writes CNNs); transform adds it. False in runs made before this field existed.
+    add_channel_axis: bool = False
 
     @classmethod
     def fit(cls, x_train: np.ndarray, *, input_shape, task, scale, standardize, per_channel: bool = False,
-            **names) -> Preprocessing:  # fmt: skip
+            add_channel_axis: bool = False, **names) -> Preprocessing:  # fmt: skip
         """Fit on the training inputs (mean and std only when ``standardize``).
 
         Statistics are per input value, or with ``per_channel`` per last-axis
-        entry (a time series' features, an image's colours).
+        entry (a time series' features, an image's colours), taken with the
+        channel axis added when ``add_channel_axis`` (default False).
         """
-        state = cls(input_shape=list(input_shape), task=task, scale=scale, **names)
+        state = cls(input_shape=list(input_shape), task=task, scale=scale, add_channel_axis=add_channel_axis, **names)
         if standardize:
-            x = state._scaled(x_train)
+            x = state._scaled(state._with_channel_axis(x_train))
             axes = tuple(range(x.ndim - 1)) if per_channel else 0
             std = x.std(axis=axes, dtype=np.float64)
             std[std == 0] = 1.0  # a constant feature stays constant instead of dividing by zero
             state.mean = x.mean(axis=axes, dtype=np.float64).tolist()
             state.std = std.tolist()
         return state
+
+    def _with_channel_axis(self, x: np.ndarray) -> np.ndarray:
+        # Samples that already have the axis (an [n, 28, 28, 1] array, an image read as 28x28x1) stay as they are.
+        x = np.asarray(x)
+        if self.add_channel_axis and x.ndim == len(self.input_shape):
+            return x[..., None]
+        return x
 
     def _scaled(self, x: np.ndarray) -> np.ndarray:
         x = np.array(x, dtype=np.float32, order="C")  # always a copy: the operations below work in place
@@ -49,7 +60,9 @@ class Preprocessing:
         return x
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Apply scaling and standardization; returns a new C-contiguous float32 array (texts stay strings)."""
+        """Add the channel axis (if the run adds one), scale and standardize; returns a new C-contiguous float32
+        array (texts stay strings)."""
+        x = self._with_channel_axis(x)
         if self.kind == "text":
             return np.asarray(x, dtype=object)
         x = self._scaled(x)
@@ -59,10 +72,13 @@ class Preprocessing:
         return x
 
     def check_shape(self, x: np.ndarray, where: str) -> None:
-        """Raise InputError unless the samples of ``x`` have the model's input shape."""
-        if list(x.shape[1:]) != list(self.input_shape):
+        """Raise InputError unless the samples of ``x`` have the model's input shape (or, when the run adds the
+        channel axis, that shape without it)."""
+        accepted = [list(self.input_shape)] + ([list(self.input_shape[:-1])] if self.add_channel_axis else [])
+        if list(x.shape[1:]) not in accepted:
+            shapes = " or ".join(str(shape) for shape in accepted)
             raise InputError(
-                f"{where}: expected samples of shape {list(self.input_shape)}, received "
+                f"{where}: expected samples of shape {shapes}, received "
                 f"{list(x.shape[1:])} (array shape {list(x.shape)})"
             )
 

@@ -80,14 +80,19 @@ def _describe(source: RawData) -> str:
     return f"{len(source.x)} samples of shape {list(np.shape(source.x)[1:])}"
 
 
-def _check_input_shape(config, raw: RawData) -> None:
+def _check_input_shape(config, raw: RawData) -> bool:
+    """True when the model's input shape is the data's plus a trailing channel axis of 1 (preprocessing adds it,
+    as keras.io's CNNs take [28, 28, 1] for [28, 28] images); ConfigError for any other mismatch."""
     expected, received = list(config.model.input_shape), list(np.shape(raw.x)[1:])
+    if expected == received + [1]:
+        return True
     if expected != received:
         raise ConfigError(
             f"expected the data's sample shape, received {expected}: the data has "
             f"{_describe(raw)}; set model.input_shape: {received}",
             path="model.input_shape",
         )
+    return False
 
 
 def split_raw(config, raw: RawData):
@@ -126,7 +131,7 @@ def prepare_data(config) -> PreparedData:
     if should_stream(config.data):
         return prepare_streamed(config)
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
-    _check_input_shape(config, raw)
+    add_channel_axis = _check_input_shape(config, raw)
     # Of the data as loaded (4x fewer bytes than float32 pixels); the seeded splits follow from it and the config.
     data_fingerprint = fingerprint(raw.x, raw.y, raw.x_test, raw.y_test)
     where = _data_name(config)
@@ -143,7 +148,8 @@ def prepare_data(config) -> PreparedData:
         x_train, input_shape=config.model.input_shape, scale=config.data.scale,
         standardize=config.data.standardize, task="classification" if config.is_classifier else "regression",
         class_names=class_names, feature_names=raw.feature_names, target_names=_target_names(config.data),
-        per_channel=config.data.source in ("timeseries", "images"), **preprocessing_kind(config.data),
+        per_channel=config.data.source in ("timeseries", "images"), add_channel_axis=add_channel_axis,
+        **preprocessing_kind(config.data),
     )  # fmt: skip
     x_train, x_test = state.transform(x_train), state.transform(x_test)
     if validation == "test":
