@@ -49,6 +49,20 @@ def _init_arguments(cls) -> tuple[list[str], list[str]]:
     return names, required
 
 
+def _plain_defaults(cls) -> dict:
+    """The keyword defaults of ``cls.__init__`` that are plain JSON values (numbers, strings, booleans, null)."""
+    defaults = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        for p in list(inspect.signature(klass.__init__).parameters.values())[1:]:
+            value = p.default
+            if p.name not in defaults and value is not p.empty and (value is None or isinstance(value, (bool, int, float, str))):
+                defaults[p.name] = value
+    defaults.pop("name", None)  # an object's own name says nothing about the experiment
+    return defaults
+
+
 def build_catalog() -> dict:
     """Introspect the installed Keras (imports it) and return the catalog as plain data."""
     import keras
@@ -65,14 +79,16 @@ def build_catalog() -> dict:
             # Layer pops these from **kwargs; dltool puts the input in model.input_shape instead.
             args += [a for a in ("input_shape", "input_dim", "batch_size") if a not in args]
             layers[name] = {"args": args, "required": required}
-    optimizer_args = {}
+    optimizer_args, optimizer_defaults = {}, {}
     for name in sorted(optimizers):
         if name not in _EXCLUDED_OPTIMIZERS and name == name.lower():
             optimizer_args[name] = _init_arguments(optimizers[name])[0]
+            optimizer_defaults[name] = _plain_defaults(optimizers[name])
     return {
         "keras_version": keras.__version__,
         "layers": layers,
         "optimizers": optimizer_args,
+        "optimizer_defaults": optimizer_defaults,  # what `runs compare` shows for an argument a config left out
         "losses": sorted(n for n in losses if n not in _EXCLUDED_LOSSES),
         "metrics": sorted(set(metrics) - _EXCLUDED_METRICS | set(_COMPILE_METRIC_ALIASES)),
         "activations": sorted(activations),

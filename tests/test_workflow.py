@@ -157,3 +157,25 @@ def test_init_with_a_file_name_writes_the_default_template_there_and_names_it(tm
     named = runner.invoke(app, ["init", "csv-classifier", "flowers.yaml"])
     assert named.exit_code == 0
     assert "dltool validate flowers.yaml" in (tmp_path / "flowers.yaml").read_text()
+
+
+def test_config_differences_compare_a_left_out_optimizer_argument_as_its_default():
+    tuned = {"train": {"optimizer": {"name": "adam", "learning_rate": 0.01}}}
+    default = {"train": {"optimizer": {"name": "adam"}}}
+    assert config_differences([tuned, default]) == {"train.optimizer.learning_rate": [0.01, 0.001]}
+
+
+def test_plot_legend_names_what_differs_between_the_runs(tmp_path):
+    from dltool.commands.runs_report import run_labels
+    from dltool.runs import Run
+
+    runs = []
+    for run_id, rate in (("20261124-000000-a-aaaa", 0.01), ("20261124-000001-a-bbbb", None)):
+        folder = tmp_path / run_id
+        folder.mkdir()
+        optimizer = {"name": "adam", **({"learning_rate": rate} if rate else {})}
+        (folder / "config.yaml").write_text(json.dumps({"name": "a", "train": {"optimizer": optimizer, "epochs": 3}}))
+        runs.append(Run(folder))
+    labels = run_labels(runs)
+    assert labels == {"20261124-000000-a-aaaa": "20261124-000000-a-aaaa (learning_rate=0.01)",
+                      "20261124-000001-a-bbbb": "20261124-000001-a-bbbb (learning_rate=0.001)"}  # fmt: skip

@@ -124,9 +124,24 @@ def flatten(data, prefix: str = "") -> dict:
     return out
 
 
+def with_optimizer_defaults(config: dict) -> dict:
+    """The config with the optimizer's Keras defaults filled in where it left them out (adam: learning_rate 0.001)."""
+    from ..keras_catalog import load_catalog
+
+    optimizer = (config.get("train") or {}).get("optimizer")
+    if not isinstance(optimizer, dict):
+        return config
+    defaults = load_catalog().get("optimizer_defaults", {}).get(str(optimizer.get("name", "")).lower(), {})
+    filled = {"name": optimizer.get("name"), **defaults, **{k: v for k, v in optimizer.items() if k != "name"}}
+    return {**config, "train": {**config["train"], "optimizer": filled}}
+
+
 def config_differences(configs: list[dict]) -> dict[str, list]:
-    """Keys whose values differ between configs (missing shown as None), in config order."""
-    flat = [flatten(c) for c in configs]
+    """Keys whose values differ between configs (missing shown as None), in config order.
+
+    An optimizer argument a config left out counts as its Keras default, so a default is compared as a value.
+    """
+    flat = [flatten(with_optimizer_defaults(c)) for c in configs]
     keys: list[str] = []
     for f in flat:
         keys += [k for k in f if k not in keys]
@@ -204,6 +219,20 @@ def removable_runs(refs: list[str], root: Path, status: str | None = None) -> li
     return found
 
 
+MAX_LABEL_DIFFERENCES = 3  # config values named in a plot legend entry
+
+
+def run_labels(runs: list[Run]) -> dict[str, str]:
+    """{run id: legend label}: the id and the config values that differ between the runs (the first few)."""
+    differences = config_differences([read_config(r) for r in runs])
+    labels = {}
+    for index, run in enumerate(runs):
+        shown = [f"{key.rsplit('.', 1)[-1]}={values[index]}" for key, values in differences.items()
+                 if key != "name"][:MAX_LABEL_DIFFERENCES]  # fmt: skip
+        labels[run.id] = run.id + (f" ({', '.join(shown)})" if shown else "")
+    return labels
+
+
 def _info_or_empty(run: Run) -> dict:
     try:
         return run.info
@@ -223,7 +252,8 @@ def plot_runs(refs: list[str], root: Path, output: Path, metrics: list[str] | No
     empty = [run_id for run_id, rows in histories.items() if not rows]
     if empty:
         raise UsageError(f"run {empty[0]} has no history yet")
-    drawn = overlay(histories, output, metrics)
+    labels = run_labels(found)
+    drawn = overlay({labels[r.id]: histories[r.id] for r in found}, output, metrics)
     if not drawn:
         raise UsageError(f"the runs share no metric{' named ' + ', '.join(metrics) if metrics else ''} to draw")
     return drawn
