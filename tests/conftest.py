@@ -10,6 +10,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from e2e_support import IRIS_CONFIG, LINEAR_CONFIG  # noqa: E402
 
+# Fixtures that train a model: a test using one is slow (`pytest -m "not slow"` is the quick loop).
+TRAINED_RUN_FIXTURES = {"iris_run", "linear_run", "csv_run", "image_run", "cnn_run", "shapes_run", "text_run",
+                        "forecast_run", "two_runs"}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that uses a trained-run fixture as slow, so the marker cannot be forgotten."""
+    for item in items:
+        if TRAINED_RUN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 def _train(tmp_path_factory, name: str, text: str, overrides=()):
     from dltool.config import config_from_text

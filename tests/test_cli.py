@@ -16,6 +16,7 @@ from e2e_support import IRIS_CONFIG, REPO, run_cli
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_import_of_cli_does_not_import_tensorflow():
     code = "import sys, dltool.cli; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -395,6 +395,7 @@ def test_keras_source_with_a_missing_local_file(tmp_path):
 
 
 # --------------------------------------------------------------------------- no Keras
+@pytest.mark.slow
 def test_local_sources_do_not_import_keras(tmp_path):
     np.savez(tmp_path / "k.npz", x_train=np.zeros((10, 2, 2)), y_train=np.arange(10), x_test=np.zeros((4, 2, 2)),
              y_test=np.arange(4))  # fmt: skip

@@ -16,6 +16,8 @@ from e2e_support import REPO, run_cli
 
 from dltool.config import load_config
 
+pytestmark = pytest.mark.slow  # every test here trains a shipped config
+
 
 def _train(path, tmp_path, overrides):
     from dltool.commands.train import train
