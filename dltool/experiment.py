@@ -324,7 +324,7 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
 def write_run_plots(run: Run, config: ExperimentConfig, rows: list[dict], model, data) -> None:
     """curves.png, and confusion_matrix.png (classifiers) or predictions.png (regression), into the run."""
     from . import plots
-    from .evaluate import predicted_classes
+    from .metrics import confusion_matrix, predicted_classes
 
     title = f"{config.name} ({run.id})"
     plots.curves(rows, run.file("curves.png"), title)
@@ -335,10 +335,7 @@ def write_run_plots(run: Run, config: ExperimentConfig, rows: list[dict], model,
     outputs = np.concatenate([o for _, o in chunks])
     state = data.preprocessing
     if config.is_classifier:
-        from sklearn.metrics import confusion_matrix
-
-        labels = list(range(len(state.class_names)))
-        matrix = confusion_matrix(y_test, predicted_classes(outputs), labels=labels).tolist()
+        matrix = confusion_matrix(y_test, predicted_classes(outputs), len(state.class_names)).tolist()
         plots.confusion_matrix(matrix, state.class_names, run.file("confusion_matrix.png"), title)
     elif state.kind == "timeseries":
         plots.forecast(y_test, outputs, run.file("predictions.png"), title, state.target_names[0])
