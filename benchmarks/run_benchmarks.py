@@ -50,6 +50,7 @@ ACCURACY_POINTS = 0.3
 START_SECONDS = 0.5
 START_FRACTION = 0.15
 PREDICT_RSS_MB = 1024
+EVALUATE_RSS_RATIO = 1.10  # evaluate --data's peak RSS within 10 % of predict's on the same file
 DISPLAY_COST = 0.02
 
 STATE: dict = {"gpus": None}  # filled by the machine section (or lazily by detect_gpus)
@@ -669,9 +670,84 @@ def predict_section(args) -> list[str]:
                       f"({dl_peaks[-1] / dl_peaks[0]:.2f}× for {sizes[-1] // sizes[0]}× the rows).", ""]
         lines += table(["rows", "comparison", "ratio of medians (paired min–max)", "target", "met?"], cmp_rows)
         lines += failures(all_results)
+        lines += evaluate_vs_predict(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return lines
+
+
+LABELLED_CONFIG = """
+name: labelled-csv
+seed: 0
+data: {{source: csv, path: {path}, target: y, test: 0.2, validation: null}}
+model: {{input_shape: [4], layers: [{{Dense: {{units: 10, activation: relu}}}}, {{Dense: {{units: 1}}}}]}}
+train: {{loss: mse, metrics: [mae], epochs: {epochs}, batch_size: 32}}
+"""
+
+
+def write_labelled_csv(path: Path, rows: int, seed: int = 0, chunk: int = 500_000) -> None:
+    """rows × 4 uniform features (x0..x3) and y = 1.5 x0 - 2 x1 + 3 x2 + 0.5 x3 + 1 + N(0, 0.1), as regression_mlp."""
+    rng = np.random.default_rng(seed)
+    weights = np.array([1.5, -2.0, 3.0, 0.5])
+    with open(path, "w") as handle:
+        handle.write("x0,x1,x2,x3,y\n")
+        for start in range(0, rows, chunk):
+            n = min(chunk, rows - start)
+            x = rng.random((n, 4), dtype=np.float32)
+            y = x @ weights + 1 + rng.normal(scale=0.1, size=n)
+            np.savetxt(handle, np.column_stack([x, y]), fmt="%.6f", delimiter=",")
+
+
+def evaluate_vs_predict(args, work: Path) -> list[str]:
+    """`dltool evaluate RUN --data FILE.csv` against `dltool predict RUN FILE.csv` on one labelled CSV: peak RSS."""
+    size = 500_000 if args.quick else 5_000_000
+    lines = [f"### evaluate --data vs predict on one labelled CSV ({size:,} rows)", ""]
+    small, big = work / "labelled_train.csv", work / f"labelled_{size}.csv"
+    write_labelled_csv(small, 1000, seed=1)
+    config = work / "labelled.yaml"
+    config.write_text(LABELLED_CONFIG.format(path=json.dumps(str(small)), epochs=5 if args.quick else 20))
+    runs_dir = work / "labelled-runs"
+    log("evaluate: training a regression MLP on a 1,000-row labelled CSV")
+    trained = run_measured([DLTOOL, "train", str(config), "-q", "--runs-dir", str(runs_dir)], label="train labelled")
+    if trained["rc"] != 0:
+        return lines + [f"**Failed**: training on a labelled CSV: `{tail(trained['stderr'] or trained['stdout'])}`", ""]
+    run = next(p for p in runs_dir.iterdir() if (p / "model.keras").exists())
+    log(f"evaluate: writing {size:,} labelled rows to {big.name}")
+    write_labelled_csv(big, size)
+    out = work / "out_labelled.csv"
+    variants = {
+        "dltool predict": lambda i: run_measured([DLTOOL, "predict", str(run), str(big), "-o", str(out)],
+                                                 label="predict labelled"),
+        "dltool evaluate --data": lambda i: run_measured([DLTOOL, "evaluate", str(run), "--data", str(big), "--json"],
+                                                         label="evaluate --data"),
+    }
+    results = alternate(variants, args.repeats, f"evaluate vs predict {size:,} rows")
+    rows = []
+    for name, runs in results.items():
+        for r in runs:
+            if r["rc"] == 0:
+                r["rows_per_s"] = size / r["wall"]
+        rows.append([f"{size:,}", name, spread(values(runs, "wall"), 2, " s"), spread(values(runs, "rows_per_s"), 0),
+                     spread(values(runs, "rss_mb"), 0, " MB")])
+    ev, pr = results["dltool evaluate --data"], results["dltool predict"]
+    ratio, text = ratio_cell(ev, pr, "rss_mb")
+    try:
+        samples = next((json.loads(r["stdout"])["samples"] for r in ev if r["rc"] == 0), None)
+    except (ValueError, KeyError):
+        samples = None
+    lines += [f"A regression MLP (Dense(10, relu) → Dense(1), as regression_mlp) trained {5 if args.quick else 20} "
+              "epochs on a 1,000-row labelled CSV; then one CSV of x0..x3 and the target y, given to `dltool predict "
+              "RUN FILE.csv -o OUT.csv` (which ignores the target column) and to `dltool evaluate RUN --data FILE.csv "
+              f"--json`, which reads it twice in bounded chunks (the report, then `model.evaluate` over a tf.data "
+              f"pipeline of the same chunks). {args.repeats} repeat(s), order rotated; wall and peak RSS of the whole "
+              f"process. evaluate counted {samples if samples is None else f'{samples:,}'} samples.", ""]
+    lines += table(["rows", "command", "wall", "rows/s", "peak RSS"], rows)
+    lines += table(["rows", "comparison", "ratio of medians (paired min–max)", "target", "met?"],
+                   [[f"{size:,}", "peak RSS, evaluate --data / predict", text, f"≤ {EVALUATE_RSS_RATIO:.2f}×",
+                     met(None if ratio is None else ratio <= EVALUATE_RSS_RATIO)]])  # fmt: skip
+    for path in (big, out):
+        path.unlink(missing_ok=True)
+    return lines + failures(results)
 
 
 SCALING_CONFIG = """

@@ -19,8 +19,8 @@ __all__ = [
 
 _LAZY = {
     "train": ("commands.train", "train"),
-    "evaluate": ("evaluate", "evaluate"),
-    "predict": ("predict", "predict"),
+    "evaluate": ("commands.evaluate", "evaluate"),
+    "predict": ("commands.predict", "predict"),
     "load_config": ("config", "load_config"),
     "ExperimentConfig": ("config", "ExperimentConfig"),
     "Run": ("runs", "Run"),

@@ -98,7 +98,7 @@ def evaluate(
 
     with reported_errors():
         import_keras(verbose)
-        from .evaluate import evaluate as run_evaluation
+        from .commands.evaluate import evaluate as run_evaluation
 
         result = run_evaluation(run, data_file=data, runs_root=runs_dir)
     if as_json:
@@ -122,7 +122,7 @@ def predict(
 
     with reported_errors():
         import_keras(verbose)
-        from .predict import predict as run_prediction
+        from .commands.predict import predict as run_prediction
 
         target = output if output is not None else sys.stdout
         result = run_prediction(run, [str(p) for p in inputs], output=target, fmt=fmt, runs_root=runs_dir)

@@ -52,26 +52,28 @@ def _json_safe(value):
     return value
 
 
-def check_output_file(path: str | Path, what: str = "output") -> Path:
-    """Refuse, before any work is done, a file path that cannot be written: a missing or unwritable folder, or a folder
-    in place of the file. Every command that writes a file the user names follows this one rule.
+def check_output_file(path: str | Path, what: str = "output", option: str = "the output", error=None) -> Path:
+    """Refuse, before any work is done, a file path that cannot be written: a missing or unwritable folder, or a
+    folder in place of the file. Every command that writes a file the user names follows this one rule.
 
-    Raises :class:`dltool.errors.UsageError` (exit 2) saying what to change.
+    ``option`` names where the path came from (``-o``); ``error`` is the DltoolError subclass to raise
+    (default UsageError; exit 2 either way).
     """
     from .errors import UsageError
 
+    error = error or UsageError
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise UsageError(f"{path}: is a folder; give a file name for the {what}, e.g. {path / 'out'}")
+        raise error(f"{path}: is a folder; give a file name for {option}")
     if not folder.exists():
-        raise UsageError(f"{path}: the folder {folder} does not exist; create it first (mkdir -p {folder}) "
-                         f"or write the {what} elsewhere")  # fmt: skip
+        raise error(f"{path}: the folder {folder} does not exist; create it first (mkdir -p {folder}) "
+                    f"or write the {what} elsewhere")  # fmt: skip
     if not folder.is_dir():
-        raise UsageError(f"{path}: {folder} is a file, not a folder")
+        raise error(f"{path}: {folder} is a file, not a folder")
     try:
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-")
         probe.close()
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write in {folder} ({exc.strerror or exc}); write the {what} elsewhere") from None
+        raise error(f"{path}: cannot write in {folder} ({exc.strerror or exc}); write the {what} elsewhere") from None
     return path

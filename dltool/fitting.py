@@ -21,7 +21,7 @@ from .checkpoints import callback_states, resumable
 from .config import ONE_HOT_LOSSES, ExperimentConfig
 from .data import PreparedData
 from .errors import ConfigError, TrainingError
-from .keras_io import as_model_input, save_model_atomic
+from .keras_io import as_model_input, inference_batch_size, save_model_atomic
 from .model import output_units
 
 
@@ -252,13 +252,15 @@ def _restored_epoch(callbacks: list) -> int | None:
 
 def evaluate_data(model, config: ExperimentConfig, data: PreparedData) -> dict:
     """The model's loss and compiled metrics on the test split of ``data`` (in memory or streamed)."""
-    inputs = data.evaluate_inputs(lambda y: fit_targets(model, config, y), max(config.train.batch_size, 256))
+    batch_size = inference_batch_size(config.train.batch_size)
+    inputs = data.evaluate_inputs(lambda y: fit_targets(model, config, y), batch_size)
     inputs["x"] = as_model_input(inputs["x"])
     return {k: float(v) for k, v in model.evaluate(**inputs, verbose=0, return_dict=True).items()}
 
 
 def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:
     """The model's loss and compiled metrics on (x, y), as floats."""
-    result = model.evaluate(as_model_input(x), fit_targets(model, config, y), batch_size=max(config.train.batch_size, 256),
-                            verbose=0, return_dict=True)  # fmt: skip
+    batch_size = inference_batch_size(config.train.batch_size)
+    result = model.evaluate(as_model_input(x), fit_targets(model, config, y), batch_size=batch_size, verbose=0,
+                            return_dict=True)  # fmt: skip
     return {k: float(v) for k, v in result.items()}

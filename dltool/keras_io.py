@@ -14,6 +14,13 @@ import numpy as np
 
 from .errors import RunStateError
 
+INFERENCE_BATCH_MIN = 256  # evaluation keeps no gradients: bigger batches run faster, and means do not depend on them
+
+
+def inference_batch_size(train_batch_size: int) -> int:
+    """The batch size of evaluate and predict calls: the run's training batch size, at least INFERENCE_BATCH_MIN."""
+    return max(train_batch_size, INFERENCE_BATCH_MIN)
+
 
 def as_model_input(x):
     """Texts (object or str arrays) as a string tensor, which Keras accepts where NumPy strings are refused."""

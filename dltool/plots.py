@@ -197,10 +197,9 @@ MAX_PLOTTED_TEST_SAMPLES = 200_000  # the confusion matrix / scatter of a stream
 
 def write_run_plots(run, config, rows: list[dict], model, data) -> None:
     """curves.png, and confusion_matrix.png (classifiers) or predictions.png (regression), into the run."""
-    from sklearn.metrics import confusion_matrix as count_confusion
-
     from .keras_io import predict_eagerly
-    from .evaluate import predicted_classes  # moves to metrics.py
+    from .metrics import confusion_matrix as count_confusion
+    from .metrics import predicted_classes
 
     title = f"{config.name} ({run.id})"
     curves(rows, run.file("curves.png"), title)
@@ -209,8 +208,7 @@ def write_run_plots(run, config, rows: list[dict], model, data) -> None:
     outputs = np.concatenate([o for _, o in chunks])
     state = data.preprocessing
     if config.is_classifier:
-        labels = list(range(len(state.class_names)))
-        matrix = count_confusion(y_test, predicted_classes(outputs), labels=labels).tolist()
+        matrix = count_confusion(y_test, predicted_classes(outputs), len(state.class_names)).tolist()
         confusion_matrix(matrix, state.class_names, run.file("confusion_matrix.png"), title)
     elif state.kind == "timeseries":
         forecast(y_test, outputs, run.file("predictions.png"), title, state.target_names[0])

@@ -36,7 +36,7 @@ def write_template(name: str, path: str | Path | None = None, *, force: bool = F
     text = template_text(name).replace("{schema}", SCHEMA_PATH.resolve().as_uri())
     default_name = f"{name.replace('-', '_')}.yaml"
     target = Path(path) if path is not None else Path(default_name)
-    check_output_file(target, "config")
+    check_output_file(target, "config", "the config (PATH)")
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; choose another path or add --force")
     # The comments say how to validate and train the file: name the file that was written.

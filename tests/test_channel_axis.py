@@ -102,7 +102,7 @@ def test_the_run_records_the_added_axis(cnn_run):
 def test_predict_takes_arrays_with_or_without_the_axis_and_pngs(cnn_run, tmp_path):
     from PIL import Image
 
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     pixels = np.random.default_rng(5).integers(0, 256, size=(3, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "raw.npy", pixels)
@@ -118,7 +118,7 @@ def test_predict_takes_arrays_with_or_without_the_axis_and_pngs(cnn_run, tmp_pat
 
 @pytest.mark.slow
 def test_predict_still_refuses_other_shapes(cnn_run, tmp_path):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     np.save(tmp_path / "two.npy", np.zeros((3, 8, 8, 2), dtype=np.uint8))
     with pytest.raises(InputError, match=r"two.npy: expected samples of shape \[8, 8, 1\] or \[8, 8\], received \[8, 8, 2\]"):
@@ -127,7 +127,7 @@ def test_predict_still_refuses_other_shapes(cnn_run, tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_on_the_test_split_and_on_a_file_without_the_axis(cnn_run, tmp_path):
-    from dltool.evaluate import evaluate
+    from dltool.commands.evaluate import evaluate
 
     own = evaluate(cnn_run)
     assert own["samples"] == 10

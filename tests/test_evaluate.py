@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dltool.errors import DataError, DltoolError, InputError
-from dltool.evaluate import evaluate
+from dltool.commands.evaluate import evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -290,7 +290,7 @@ def test_csv_with_a_bad_cell_and_with_no_rows(csv_run, tmp_path):
 
 
 def test_predict_ignores_the_target_column_of_a_csv_run(csv_run, tmp_path):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     rows = _blob_rows(6, seed=3)
     with_target = _write(tmp_path / "with.csv", ["a", "b", "kind"], rows)

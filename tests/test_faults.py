@@ -142,7 +142,7 @@ def test_model_carrying_code_is_refused(tmp_path, iris_run):
     shutil.copytree(iris_run.path, copy.path)
     hostile = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(3)])
     hostile.save(copy.file("model.keras"))
-    from dltool.evaluate import evaluate
+    from dltool.commands.evaluate import evaluate
 
     with pytest.raises(RunStateError, match=r"refused to load: the model contains code .*safe_mode=True"):
         evaluate(copy)

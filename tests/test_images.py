@@ -162,7 +162,7 @@ def test_run_saves_class_names_and_image_settings(shapes_run):
 
 
 def test_augmentation_is_saved_with_the_model_and_inactive_at_inference(shapes_run, image_folder):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
     from dltool.saved_run import SavedRun
 
     model = SavedRun.open(shapes_run).load_model()
@@ -177,7 +177,7 @@ def test_augmentation_is_saved_with_the_model_and_inactive_at_inference(shapes_r
 
 
 def test_predict_on_files_and_folders_writes_file_label_and_probabilities(shapes_run, image_folder, tmp_path):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     red = write_image(tmp_path / "new_red.png", COLORS["red"], size=(40, 30), seed=99)
     result = predict(shapes_run, [red, image_folder / "blue"], output=tmp_path / "out.csv")
@@ -194,7 +194,7 @@ def test_predict_on_files_and_folders_writes_file_label_and_probabilities(shapes
 
 def test_predict_reads_images_exactly_as_training_did(shapes_run, image_folder):
     from dltool.data.images import ImageSettings, read_image
-    from dltool.predict import load_image
+    from dltool.inputs import load_image
     from dltool.saved_run import SavedRun
 
     saved = SavedRun.open(shapes_run)
@@ -204,7 +204,7 @@ def test_predict_reads_images_exactly_as_training_did(shapes_run, image_folder):
 
 
 def test_predict_refuses_what_an_image_model_cannot_read(shapes_run, tmp_path):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InputError, match=r"cannot read '.txt' files"):
@@ -219,7 +219,7 @@ def test_predict_refuses_what_an_image_model_cannot_read(shapes_run, tmp_path):
 
 
 def test_evaluate_on_its_test_split_and_on_a_labelled_folder(shapes_run, image_folder, tmp_path):
-    from dltool.evaluate import evaluate
+    from dltool.commands.evaluate import evaluate
 
     own = evaluate(shapes_run)
     assert own["samples"] == 6

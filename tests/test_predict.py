@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dltool.errors import InputError
-from dltool.predict import predict
+from dltool.commands.predict import predict
 
 pytestmark = pytest.mark.slow
 

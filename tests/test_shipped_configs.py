@@ -43,14 +43,14 @@ def _png(path, shape):
 
 
 def _predict_rows(run, files):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     return list(csv.DictReader(predict(run, files).output.splitlines()))
 
 
 @pytest.mark.parametrize("config, shape", [("mnist_cnn.yaml", (28, 28)), ("cifar10_cnn.yaml", (32, 32, 3))])
 def test_cnn_configs_train_evaluate_and_predict_on_pngs(tmp_path, config, shape):
-    from dltool.evaluate import evaluate
+    from dltool.commands.evaluate import evaluate
 
     npz = _keras_layout_npz(tmp_path / "stand-in.npz", shape)
     run = _train(config, tmp_path, [f"data.path={npz}"])
@@ -63,7 +63,7 @@ def test_cnn_configs_train_evaluate_and_predict_on_pngs(tmp_path, config, shape)
 def test_imdb_lstm_config_trains_on_imdb_as_text_and_predicts_raw_reviews(tmp_path, monkeypatch):
     import keras
 
-    from dltool.evaluate import evaluate
+    from dltool.commands.evaluate import evaluate
 
     words = {w: i + 1 for i, w in enumerate("the a film was great awful fun boring loved hated".split())}
     rng = np.random.default_rng(0)

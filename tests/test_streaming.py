@@ -79,9 +79,9 @@ def test_batches_are_full_except_the_last_and_cover_the_split(tmp_path):
 
 @pytest.mark.slow
 def test_streamed_training_evaluate_and_predict(tmp_path):
-    from dltool.evaluate import evaluate
+    from dltool.commands.evaluate import evaluate
+    from dltool.commands.predict import predict
     from dltool.commands.train import train
-    from dltool.predict import predict
 
     path = tmp_path / "d.csv"
     _write_csv(path, 2000)

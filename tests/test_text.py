@@ -155,7 +155,7 @@ def test_vocabulary_is_learned_from_the_training_split_only(text_run, reviews):
 
 
 def test_predict_takes_raw_text_lines_and_csv_columns(text_run, tmp_path):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     (tmp_path / "new.txt").write_text("what a wonderful fun movie\n\n   \nawful, boring, a waste\n", encoding="utf-8")
     write_reviews(tmp_path / "more.csv", rows=3)
@@ -173,7 +173,7 @@ def test_predict_takes_raw_text_lines_and_csv_columns(text_run, tmp_path):
 
 
 def test_predict_refuses_what_a_text_model_cannot_read(text_run, tmp_path):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     (tmp_path / "two.csv").write_text("title,body\na,b\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"no column 'review'"):
@@ -187,7 +187,7 @@ def test_predict_refuses_what_a_text_model_cannot_read(text_run, tmp_path):
 
 
 def test_evaluate_on_its_test_split_and_on_a_labelled_csv(text_run, tmp_path):
-    from dltool.evaluate import evaluate
+    from dltool.commands.evaluate import evaluate
 
     own = evaluate(text_run)
     assert own["samples"] == 12 and set(own["classification"]["per_class"]) == {"neg", "pos"}

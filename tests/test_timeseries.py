@@ -133,7 +133,7 @@ def test_the_model_ends_in_target_units(forecast_run):
 
 
 def test_predict_on_recent_values_gives_one_forecast_per_window(forecast_run, tmp_path):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     recent = write_series(tmp_path / "recent.csv", steps=15, start=240)
     result = predict(forecast_run, [recent], output=tmp_path / "out.csv")
@@ -145,7 +145,7 @@ def test_predict_on_recent_values_gives_one_forecast_per_window(forecast_run, tm
 
 
 def test_predict_refuses_too_few_rows_and_missing_columns(forecast_run, tmp_path):
-    from dltool.predict import predict
+    from dltool.commands.predict import predict
 
     with pytest.raises(InputError, match="expected at least 12 rows"):
         predict(forecast_run, [write_series(tmp_path / "short.csv", steps=5)])
@@ -155,7 +155,7 @@ def test_predict_refuses_too_few_rows_and_missing_columns(forecast_run, tmp_path
 
 
 def test_evaluate_on_its_test_split_and_on_a_later_stretch(forecast_run, tmp_path):
-    from dltool.evaluate import evaluate
+    from dltool.commands.evaluate import evaluate
 
     own = evaluate(forecast_run)
     assert own["samples"] == forecast_run.info["data"]["test"]

@@ -1,1 +1,5 @@
-"""The commands behind the CLI, one module each: whole operations on runs (train, evaluate, predict, reports)."""
+"""The library's commands: whole operations on runs (train, evaluate, predict, reports), through the layers below.
+
+A package of its own so that the lazy functions ``dltool.train``, ``dltool.evaluate`` and ``dltool.predict`` (see
+``dltool/__init__.py``) are not shadowed by submodules of the same names.
+"""

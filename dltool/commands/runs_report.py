@@ -245,7 +245,7 @@ def plot_runs(refs: list[str], root: Path, output: Path, metrics: list[str] | No
     from ..fileio import check_output_file
     from ..plots import overlay, plot_format
 
-    check_output_file(output, "plot")  # an unusable path or an unknown suffix is refused before any run is read
+    check_output_file(output, "plot", "-o")  # an unusable path or an unknown suffix is refused before any run is read
     plot_format(output)
     found = [Run.resolve(r, root) for r in refs]
     histories = {r.id: read_history(r) for r in found}

@@ -49,15 +49,32 @@ def require_columns(header: list[str], names: list[str], path, error=DataError, 
             raise ConfigError(message, path=keys[name]) if keys else error(message)
 
 
-def column_indices(header: list[str], wanted: list[str], path, error=DataError, key: str = "columns") -> list[int]:
-    """Indices of ``wanted`` in ``header``; a missing name is an error with a did-you-mean."""
+def column_problem(path, header: list[str], takes: list[str], *, targets: list[str] = (),
+                   allowed: list[str] | None = None) -> str | None:  # fmt: skip
+    """The one message for a CSV whose columns do not fit a model, or None when they do.
+
+    ``takes`` are the model's input columns and ``targets`` the label columns
+    also needed (evaluate); with ``allowed``, any column outside these and
+    ``allowed`` is unexpected (otherwise other columns are ignored).
+    """
+    wanted = list(dict.fromkeys([*takes, *targets]))
     missing = [name for name in wanted if name not in header]
     if missing:
-        name = missing[0]
-        raise error(
-            f"{path}: missing column '{name}'{did_you_mean(name, header)} "
-            f"(expected {key} {', '.join(wanted)}; the file has {', '.join(header)})"
-        )
+        spare = [h for h in header if h not in wanted]
+        problem = f"missing column '{missing[0]}'{did_you_mean(missing[0], spare)}"
+    elif allowed is not None and (extra := [h for h in header if h not in wanted and h not in allowed]):
+        problem = f"unexpected column(s) {', '.join(extra)}"
+    else:
+        return None
+    target = f"; expected target column {', '.join(targets)}" if targets else ""
+    return f"{path}: {problem} (the model takes {', '.join(takes)}{target}; the file has {', '.join(header)})"
+
+
+def column_indices(header: list[str], wanted: list[str], path, error=DataError) -> list[int]:
+    """Indices of ``wanted`` in ``header``; a missing name is an error with a did-you-mean (see column_problem)."""
+    problem = column_problem(path, header, wanted)
+    if problem:
+        raise error(problem)
     return [header.index(name) for name in wanted]
 
 
@@ -138,7 +155,7 @@ def iter_csv_chunks(path, feature_names: list[str], chunk_rows: int, delimiter: 
     """Yield (first row number, float64 matrix of the feature columns), ``chunk_rows`` lines at a time."""
     handle, _, header = open_csv(path, delimiter, error)
     with handle:
-        indices = column_indices(header, feature_names, path, error, key="feature columns")
+        indices = column_indices(header, feature_names, path, error)
         row_number = 0
         for line, lines in iter_line_chunks(handle, path, chunk_rows, error):
             matrix = parse_numeric_lines(lines, indices, feature_names, path, line, delimiter, error)
@@ -149,26 +166,30 @@ def iter_csv_chunks(path, feature_names: list[str], chunk_rows: int, delimiter: 
 
 @dataclass
 class CsvReader:
-    """Reads a CSV in chunks of lines: chosen feature columns as float64, the target column as text."""
+    """Reads a CSV in chunks of lines: chosen feature columns as float64, the target column as text.
+
+    ``error`` is the exception a bad file raises (a missing column is a ConfigError at its key).
+    """
 
     path: str
     delimiter: str
     features: list[str]
     target: str
     chunk_rows: int = 65536
+    error: type = DataError
     indices: list[int] = field(default_factory=list)
     target_index: int = 0
 
     def open(self):
         """Open the file, check the columns, and return the handle positioned after the header."""
-        handle, _, header = open_csv(self.path, self.delimiter)
+        handle, _, header = open_csv(self.path, self.delimiter, self.error)
         try:
             require_columns(header, [self.target], self.path, keys={self.target: "data.target"})
         except ConfigError:
             handle.close()
             raise
         try:
-            self.indices = column_indices(header, self.features, self.path, ConfigError, key="features")
+            self.indices = column_indices(header, self.features, self.path, ConfigError)
         except ConfigError as exc:
             handle.close()
             raise ConfigError(exc.detail, path="data.features") from None
@@ -180,10 +201,10 @@ class CsvReader:
         handle = self.open()
         row = 0
         with handle:
-            for line, lines in iter_line_chunks(handle, self.path, self.chunk_rows):
+            for line, lines in iter_line_chunks(handle, self.path, self.chunk_rows, self.error):
                 if digest is not None:
                     digest.update("".join(lines).encode())
-                x = parse_numeric_lines(lines, self.indices, self.features, self.path, line, self.delimiter)
+                x = parse_numeric_lines(lines, self.indices, self.features, self.path, line, self.delimiter, self.error)
                 y = self._targets(lines, line)
                 yield np.arange(row, row + len(x)), x, y
                 row += len(x)
@@ -193,11 +214,11 @@ class CsvReader:
             return np.char.strip(np.loadtxt(lines, delimiter=self.delimiter, usecols=[self.target_index], dtype=str,
                                             quotechar='"', comments=None, ndmin=1))  # fmt: skip
         except ValueError:
-            rows, numbers = read_rows(csv.reader(lines, delimiter=self.delimiter), self.path)
+            rows, numbers = read_rows(csv.reader(lines, delimiter=self.delimiter), self.path, self.error)
             for row, number in zip(rows, numbers):
                 if len(row) <= self.target_index:
-                    raise DataError(f"{self.path}:{first_line + number - 1}: expected at least "
-                                    f"{self.target_index + 1} fields, received {len(row)}") from None  # fmt: skip
+                    raise self.error(f"{self.path}:{first_line + number - 1}: expected at least "
+                                     f"{self.target_index + 1} fields, received {len(row)}") from None  # fmt: skip
             return np.array([row[self.target_index].strip() for row in rows], dtype=str)
 
 

@@ -45,6 +45,20 @@ def read_series(path: str | Path, columns: list[str], delimiter: str = ",", erro
     return np.concatenate(chunks) if chunks else np.zeros((0, len(columns)))
 
 
+def _overlapping_chunks(path: Path, columns: list[str], overlap: int, chunk: int,
+                        error=DataError) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
+    """Yield (data row of its first row, rows): the CSV's ``columns`` in chunks, each after the first led by
+    the previous chunk's last ``overlap`` rows, so a window spanning two chunks is whole in the later one.
+    """
+    carry = np.zeros((0, len(columns)))
+    seen = 0
+    for _, rows in iter_csv_chunks(path, columns, max(chunk, overlap + 1), error=error):
+        series = np.concatenate([carry, rows])
+        yield seen - len(carry), series
+        carry = series[max(0, len(series) - overlap):]
+        seen += len(rows)
+
+
 def iter_window_chunks(path: Path, columns: list[str], window: int, chunk: int,
                        error=DataError) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
     """Yield (row of each window's last step, first chunk) with every window of ``window`` consecutive rows.
@@ -52,19 +66,35 @@ def iter_window_chunks(path: Path, columns: list[str], window: int, chunk: int,
     Reads the CSV in chunks and carries the last ``window - 1`` rows over, so a
     long file needs bounded memory. Row numbers are data rows counted from 0.
     """
-    carry = np.zeros((0, len(columns)))
-    seen = 0
-    for _, rows in iter_csv_chunks(path, columns, max(chunk, window), error=error):
-        series = np.concatenate([carry, rows])
+    steps = 0
+    for start, series in _overlapping_chunks(path, columns, window - 1, chunk, error):
+        steps = start + len(series)
         if len(series) >= window:
             windows = make_windows(series, window)
-            first_end = seen + len(rows) - len(windows)  # data row of the first window's last step
-            for start in range(0, len(windows), chunk):
-                yield first_end + start, windows[start : start + chunk]
-        carry = series[-(window - 1):] if window > 1 else series[:0]
-        seen += len(rows)
-    if seen < window:
-        raise error(f"{path}: expected at least {window} rows (one window of the model), received {seen}")
+            for first in range(0, len(windows), chunk):
+                yield start + window - 1 + first, windows[first : first + chunk]
+    if steps < window:
+        raise error(f"{path}: expected at least {window} rows (one window of the model), received {steps}")
+
+
+def iter_labelled_windows(path: Path, features: list[str], targets: list[str], window: int, horizon: int, chunk: int,
+                          error=DataError) -> Iterator[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Yield (windows of ``features``, their ``targets`` rows) in chunks: series_windows in bounded memory."""
+    columns = list(dict.fromkeys(features + targets))
+    inputs, outputs = [columns.index(f) for f in features], [columns.index(t) for t in targets]
+    steps = 0
+    for start, series in _overlapping_chunks(path, columns, window + horizon - 1, chunk, error):
+        steps = start + len(series)
+        count = window_count(len(series), window, horizon)
+        if not count:
+            continue
+        x = make_windows(series[:, inputs], window, 1, count)
+        y = window_targets(series[:, outputs], window, horizon, 1, count)
+        for first in range(0, count, chunk):
+            yield x[first : first + chunk], y[first : first + chunk]
+    if steps < window + horizon:
+        raise error(f"{path}: {steps} rows give no window of {window} steps with a target {horizon} "
+                    f"step(s) ahead; expected at least {window + horizon} rows")  # fmt: skip
 
 
 def series_windows(path: Path, features: list[str], targets: list[str], window: int, horizon: int = 1,

@@ -1,0 +1,99 @@
+"""`evaluate`: a run's model on its own test split (or a given file), with per-class or regression metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..metrics import ClassificationTotals, RegressionTotals
+from ..runs import Run
+from ..saved_run import SavedRun
+
+
+def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: str | Path | None = None) -> dict:
+    """Evaluate a run's saved model; write and return evaluation.json's contents.
+
+    Without ``data_file`` the run's test split is rebuilt deterministically
+    from its saved config; with it, inputs and targets come from that file
+    (.npz, .csv, or for an images run a folder of class folders), read in
+    bounded chunks and given the run's saved preprocessing.
+    """
+    from ..data.streaming import should_stream
+
+    saved = SavedRun.open(ref, runs_root)
+    if data_file is not None:
+        result = _evaluate_file(saved, Path(data_file))
+    elif should_stream(saved.config.data):
+        result = _evaluate_streamed(saved)
+    else:
+        result = _evaluate_test_split(saved)
+    saved.run.write_json("evaluation.json", result)
+    return result
+
+
+def _totals(saved: SavedRun) -> ClassificationTotals | RegressionTotals:
+    return ClassificationTotals(saved.preprocessing.class_names) if saved.is_classifier else RegressionTotals()
+
+
+def _outputs(model, saved: SavedRun, x: np.ndarray) -> np.ndarray:
+    from ..keras_io import as_model_input, inference_batch_size
+
+    return model.predict(as_model_input(x), batch_size=inference_batch_size(saved.config.train.batch_size), verbose=0)
+
+
+def _evaluate_test_split(saved: SavedRun) -> dict:
+    """The test split rebuilt in memory from the run's config."""
+    from ..data import load_test_split
+    from ..fitting import evaluate_arrays
+
+    x, y = load_test_split(saved.config, saved.preprocessing)
+    model = saved.load_model()
+    totals = _totals(saved)
+    totals.add(y, _outputs(model, saved, x))
+    return {"run": saved.run.id, "data": "test split of the run's config", "samples": int(len(x)),
+            "compiled": evaluate_arrays(model, saved.config, x, y), totals.name: totals.report()}  # fmt: skip
+
+
+def _evaluate_streamed(saved: SavedRun) -> dict:
+    """A streamed CSV's test split, chunk by chunk, so memory stays bounded."""
+    from ..data.streaming import prepare_streamed
+    from ..fitting import evaluate_data
+
+    data = prepare_streamed(saved.config)
+    data.preprocessing = saved.preprocessing  # what the model was trained with, not a refit
+    model = saved.load_model()
+    result: dict = {"run": saved.run.id, "data": "test split of the run's config (streamed)",
+                    "samples": data.sizes()["test"], "compiled": evaluate_data(model, saved.config, data)}  # fmt: skip
+    totals = _totals(saved)
+    for x, y in data.test_chunks():
+        totals.add(y, _outputs(model, saved, x))
+    result[totals.name] = totals.report()
+    return result
+
+
+def _evaluate_file(saved: SavedRun, path: Path) -> dict:
+    """A labelled file, read in bounded chunks twice: once for the report, once through Keras for compiled metrics."""
+    from ..inputs import inputs_for
+    from ..fitting import evaluate_data
+
+    labelled = inputs_for(saved.preprocessing).labelled(path)  # refuses an unusable file before the model loads
+    model = saved.load_model()
+    source = str(path.resolve())
+    width = int(model.output_shape[-1] or 1)
+    totals, samples = _totals(saved), 0
+    for x, y in labelled.chunks():
+        if not saved.is_classifier and y.shape[1] != width:
+            raise InputError(f"{source}: expected {width} target value(s) per sample (the model's outputs), "
+                             f"received {y.shape[1]}")  # fmt: skip
+        totals.add(y, _outputs(model, saved, x))
+        samples += len(x)
+    try:
+        compiled = evaluate_data(model, saved.config, labelled)
+    except Exception:
+        if labelled.failure is None:
+            raise
+    if labelled.failure is not None:  # the file changed between the two reads: its own message, not TensorFlow's
+        raise labelled.failure
+    return {"run": saved.run.id, "data": source, "samples": samples, "compiled": compiled, totals.name: totals.report()}

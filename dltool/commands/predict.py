@@ -1,0 +1,172 @@
+"""`predict`: a run's model on new files (CSV, .npy/.npz, images, texts), streamed in bounded chunks.
+
+The run's reader (:mod:`dltool.inputs`) reads the files and applies the run's
+saved preprocessing. Output rows are written as they are predicted, to a
+temporary file renamed into place at the end, so memory stays bounded whatever
+the input size and a failure leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from ..data.preprocessing import Preprocessing
+from ..errors import InputError
+from ..fileio import check_output_file
+from ..inputs import expand_inputs, inputs_for
+from ..keras_io import as_model_input
+from ..metrics import predicted_classes
+from ..runs import Run
+from ..saved_run import SavedRun
+
+
+@dataclass
+class PredictResult:
+    """How many rows were predicted, from which files, and where they went."""
+
+    rows: int
+    inputs: list[str]
+    output: str | None
+
+
+def _csv_field(text: str) -> str:
+    """Quote a CSV field when it needs it."""
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class _Writer:
+    """Streams prediction rows as CSV or JSON (a JSON array of objects)."""
+
+    def __init__(self, stream: TextIO, fmt: str, state: Preprocessing, outputs: int):
+        self.stream, self.fmt, self.state = stream, fmt, state
+        self.count = 0
+        if state.task == "classification":
+            self.columns = ["label"] + [f"prob_{name}" for name in state.class_names]
+        elif state.target_names and len(state.target_names) == outputs:
+            self.columns = list(state.target_names)
+        elif outputs == 1:
+            self.columns = ["value"]
+        else:
+            self.columns = [f"value_{i}" for i in range(outputs)]
+        self.started = False
+
+    def _start(self) -> None:
+        # Written with the first rows, so an input refused before any prediction leaves the output empty.
+        if self.fmt == "csv":
+            self.csv = csv.writer(self.stream, lineterminator="\n")
+            self.csv.writerow(["input", "row"] + self.columns)
+        else:
+            self.stream.write("[")
+        self.started = True
+
+    def write(self, segments: list[tuple[str, range | list[int]]], outputs: np.ndarray) -> None:
+        if not self.started:
+            self._start()
+        outputs = outputs.reshape(len(outputs), -1)
+        if self.state.task == "classification":
+            names = np.asarray(self.state.class_names, dtype=object)
+            labels = names[predicted_classes(outputs)]
+            if outputs.shape[1] == 1:  # a sigmoid gives P(class 1); show both classes
+                outputs = np.hstack([1 - outputs, outputs])
+            values = [[label, *row] for label, row in zip(labels, outputs.tolist())]
+        else:
+            values = outputs.tolist()
+        where = [(name, row) for name, rows in segments for row in rows]
+        if self.fmt == "csv":
+            self._write_csv_rows(segments, values)
+        else:
+            for (name, row), vals in zip(where, values):
+                record = {"input": name, "row": row}
+                if self.state.task == "classification":
+                    record["label"] = vals[0]
+                    record["probabilities"] = dict(zip(self.state.class_names, vals[1:]))
+                else:
+                    record.update(zip(self.columns, vals))
+                self.stream.write(("," if self.count else "") + "\n  " + json.dumps(record))
+                self.count += 1
+            return
+        self.count += len(values)
+
+    def _write_csv_rows(self, segments: list[tuple[str, range | list[int]]], values: list[list]) -> None:
+        # %-formatting whole lines is ~4x the csv module; only names and labels may need CSV quoting.
+        classify = self.state.task == "classification"
+        numbers = ",".join(["%.6g"] * (len(values[0]) - (1 if classify else 0)))
+        lines = []
+        position = 0
+        for name, rows in segments:
+            prefix = _csv_field(name) + ","
+            count = len(rows)
+            for row, vals in zip(rows, values[position : position + count]):
+                if classify:
+                    lines.append(f"{prefix}{row},{_csv_field(str(vals[0]))}," + numbers % tuple(vals[1:]))
+                else:
+                    lines.append(f"{prefix}{row}," + numbers % tuple(vals))
+            position += count
+        self.stream.write("\n".join(lines) + "\n")
+
+    def close(self) -> None:
+        if not self.started:
+            self._start()
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.count else "]\n")
+
+
+def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | TextIO | None = None,
+            fmt: str = "csv", runs_root: str | Path | None = None) -> PredictResult:  # fmt: skip
+    """Predict on ``inputs`` with a run's model and write CSV or JSON rows to ``output``.
+
+    ``output`` is a path (written via a temp file and renamed), an open text
+    stream, or None for an in-memory string returned in ``PredictResult.output``.
+    """
+    if fmt not in ("csv", "json"):
+        raise InputError(f"expected format csv or json, received '{fmt}'")
+    if isinstance(output, (str, Path)):
+        check_output_file(output, "predictions", "-o", InputError)  # before any work: a bad -o used to fail after predicting
+    saved = SavedRun.open(ref, runs_root)
+    state = saved.preprocessing
+    reader = inputs_for(state)
+    files = expand_inputs(inputs, reader)
+    for path in files:  # refuse unusable inputs before the model loads and any output is written
+        reader.check(path)
+    model = saved.load_model()
+
+    # TensorFlow leaves millions of objects for the cyclic GC to rescan whenever row lists are built;
+    # freezing them makes those collections cheap (measured: 2x faster output on 1M rows).
+    gc.freeze()
+    outputs = int(model.output_shape[-1] or 1)
+
+    def run_into(stream: TextIO) -> int:
+        writer = _Writer(stream, fmt, state, outputs)
+        for segments, x in reader.batches(files):
+            writer.write(segments, np.asarray(model.predict_on_batch(as_model_input(x))))
+        writer.close()
+        return writer.count
+
+    if output is None:
+        buffer = io.StringIO()
+        rows = run_into(buffer)
+        return PredictResult(rows=rows, inputs=[str(f) for f in files], output=buffer.getvalue())
+    if not isinstance(output, (str, Path)):
+        return PredictResult(rows=run_into(output), inputs=[str(f) for f in files], output=None)
+    target = Path(output)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
+            rows = run_into(stream)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return PredictResult(rows=rows, inputs=[str(f) for f in files], output=str(target))

@@ -1,0 +1,52 @@
+"""Tabular models: CSV rows (columns by name when the run knows them) and .npy/.npz arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..data.csv_source import CsvReader, column_problem, iter_csv_chunks
+from ..errors import InputError
+from .base import TABLE_SUFFIXES, LabelledFile, ModelInputs, Rows, read_header
+
+
+class TableInputs(ModelInputs):
+    """Samples of numbers: CSV rows (columns by name when the run knows them) or .npy/.npz arrays."""
+
+    def csv_columns(self, path: Path, header: list[str]) -> list[str]:
+        state = self.state
+        if state.feature_names is None:
+            if [len(header)] != list(state.input_shape):
+                raise InputError(f"{path}: expected {state.input_shape} columns, received {len(header)} ({', '.join(header)})")
+            return header
+        problem = column_problem(path, header, state.feature_names, allowed=state.target_names or [])
+        if problem:
+            raise InputError(problem)
+        return state.feature_names
+
+    def read(self, path: Path) -> Iterator[tuple[Rows, np.ndarray]]:
+        if path.suffix.lower() not in TABLE_SUFFIXES:
+            yield from self._read_arrays(path)
+            return
+        rows = 0
+        columns = self.csv_columns(path, read_header(path))
+        for start, x in iter_csv_chunks(path, columns, self.chunk_rows, error=InputError):
+            rows += len(x)
+            yield range(start, start + len(x)), x
+        if rows == 0:
+            raise InputError(f"{path}: no data rows after the header")
+
+    def _labelled_csv(self, path: Path) -> LabelledFile:
+        """The training feature columns and target column of a CSV, streamed in chunks."""
+        state = self.state
+        if not state.feature_names or not state.target_names:
+            return super()._labelled_csv(path)
+        problem = column_problem(path, read_header(path), state.feature_names, targets=state.target_names[:1])
+        if problem:
+            raise InputError(problem)
+        reader = CsvReader(path=str(path), delimiter=",", features=state.feature_names, target=state.target_names[0],
+                           chunk_rows=self.chunk_rows, error=InputError)  # fmt: skip
+        parts = lambda: ((x, y) for _, x, y in reader.chunks())  # noqa: E731
+        return LabelledFile(path, state, parts, "no data rows after the header")
