@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._version import __version__
-from .cli_common import ConfigFile, Overrides, RunRef, RunsDir, Verbose, err, out, reported_errors, say
+from .cli_common import Checkpoint, ConfigFile, Overrides, RunRef, RunsDir, Verbose, err, out, reported_errors, say
 from .cli_runs import runs_app
 from .errors import UsageError
 
@@ -84,15 +84,16 @@ def train(
         print_training_result(out, run)
 
 
-@app.command(epilog="Example: dltool evaluate latest")
+@app.command(epilog="Example: dltool evaluate latest   |   dltool evaluate latest --data holdout.csv --checkpoint best")
 def evaluate(
     run: RunRef = "latest",
     data: Annotated[Optional[Path], typer.Option("--data", metavar="FILE", help="Evaluate on this .npz or .csv (or, for an image model, a folder with one subfolder per class) instead of the run's test split.")] = None,
     runs_dir: RunsDir = None,
-    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print evaluation.json instead of tables.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the evaluation as JSON instead of tables.")] = False,
+    checkpoint: Checkpoint = "final",
     verbose: Verbose = False,
 ) -> None:
-    """Evaluate a run's saved model; write evaluation.json into the run."""
+    """Evaluate a run's saved model; write evaluations/<data set>.json (and evaluation.json) into the run."""
     from .backend import import_keras
     from .display import print_evaluation
 
@@ -100,20 +101,22 @@ def evaluate(
         import_keras(verbose)
         from .commands.evaluate import evaluate as run_evaluation
 
-        result = run_evaluation(run, data_file=data, runs_root=runs_dir)
+        result = run_evaluation(run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint)
     if as_json:
         out.print_json(json.dumps(result))
         return
     print_evaluation(out, result)
-    say("wrote evaluation.json")
+    say(f"wrote evaluations/{result['name']}.json")
 
 
-@app.command(epilog="Example: dltool predict latest new_rows.csv -o predictions.csv")
+@app.command(epilog="Example: dltool predict latest new_rows.csv -o predictions.csv --keep id")
 def predict(
     run: RunRef,
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="What the model takes: CSV, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write here (default: standard output).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="csv|json", help="csv or json.")] = "csv",
+    keep: Annotated[Optional[list[str]], typer.Option("--keep", metavar="COLUMN", help="Copy this CSV column (an id) into each output row; repeatable.")] = None,
+    checkpoint: Checkpoint = "final",
     runs_dir: RunsDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -125,7 +128,8 @@ def predict(
         from .commands.predict import predict as run_prediction
 
         target = output if output is not None else sys.stdout
-        result = run_prediction(run, [str(p) for p in inputs], output=target, fmt=fmt, runs_root=runs_dir)
+        result = run_prediction(run, [str(p) for p in inputs], output=target, fmt=fmt, runs_root=runs_dir, keep=keep,
+                                checkpoint=checkpoint)  # fmt: skip
     if output is not None:
         err.print(f"wrote {result.rows} prediction(s) to {output}", highlight=False)
 

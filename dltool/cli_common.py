@@ -54,6 +54,11 @@ Overrides = Annotated[
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Show TensorFlow's own log messages.")]
 AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print as JSON.")]
 RunRef = Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique id prefix, 'latest', or path to a run folder.")]
+Checkpoint = Annotated[
+    str,
+    typer.Option("--checkpoint", metavar="final|best",
+                 help="Which model: final (model.keras) or best (checkpoints/best.keras, kept by train.callbacks.checkpoint)."),
+]  # fmt: skip
 ConfigFile = Annotated[Path, typer.Argument(metavar="CONFIG", help="The experiment YAML file.")]
 
 

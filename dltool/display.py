@@ -231,11 +231,25 @@ def print_run(console: Console, shown: dict) -> None:
             clean = [v for v in values if v is not None]
             chart.add_row(key, *(format_value(v) for v in (clean[0], clean[-1], min(clean), max(clean))), sparkline(values))
         console.print(chart)
+    if shown.get("evaluations"):
+        console.print(evaluations_table(shown["evaluations"]))
     console.print("[bold]config[/]", highlight=False)
     console.print(dump_yaml(shown["config"]).rstrip(), highlight=False, markup=False)
     files = "  ".join(f"{name} ({file_size(size)})" for name, size in shown["files"].items()
                       if not name.startswith("tensorboard/"))  # fmt: skip
     console.print("[bold]files[/]  " + files, highlight=False)
+
+
+def evaluations_table(evaluations: dict[str, dict]) -> Table:
+    """`runs show`: one line per evaluated data set: its data, samples, model file and compiled metrics."""
+    table = Table(title="evaluations (dltool evaluate)", title_justify="left")
+    for column in ("name", "data", "samples", "model", "metrics"):
+        table.add_column(column, justify="right" if column == "samples" else "left")
+    for name, evaluation in evaluations.items():
+        metrics = "  ".join(f"{k} {format_value(v)}" for k, v in (evaluation.get("compiled") or {}).items())
+        table.add_row(name, str(evaluation.get("data", "")), str(evaluation.get("samples", "")),
+                      str(evaluation.get("model", "model.keras")), metrics)  # fmt: skip
+    return table
 
 
 def print_comparison(console: Console, compared: dict) -> None:

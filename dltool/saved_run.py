@@ -7,9 +7,12 @@ from pathlib import Path
 
 from .config import ExperimentConfig, config_from_text
 from .data.preprocessing import Preprocessing
-from .errors import ConfigError, RunStateError
+from .errors import ConfigError, RunStateError, UsageError
 from .keras_io import load_model_safely
 from .runs import Run, runs_dir
+
+
+CHECKPOINTS = {"final": "model.keras", "best": "checkpoints/best.keras"}  # --checkpoint choices
 
 
 @dataclass
@@ -36,9 +39,18 @@ class SavedRun:
         preprocessing = Preprocessing.from_dict(run.read_json("preprocessing.json"))
         return cls(run=run, config=config, preprocessing=preprocessing)
 
-    def load_model(self):
-        """Load model.keras with ``safe_mode=True``: a model carrying code (a Lambda layer) is refused."""
-        path = self.run.file("model.keras")
+    def load_model(self, checkpoint: str = "final"):
+        """Load model.keras (``final``) or checkpoints/best.keras (``best``) with ``safe_mode=True``.
+
+        A model carrying code (a Lambda layer) is refused.
+        """
+        if checkpoint not in CHECKPOINTS:
+            raise UsageError(f"--checkpoint: expected {' or '.join(CHECKPOINTS)}, received '{checkpoint}'")
+        path = self.run.file(CHECKPOINTS[checkpoint])
+        if checkpoint == "best" and not path.is_file():
+            raise RunStateError(f"run {self.run.id} has no {CHECKPOINTS['best']}: only runs trained with "
+                                "train.callbacks.checkpoint keep their best epoch; use the final model "
+                                "(leave out --checkpoint)")  # fmt: skip
         if not path.is_file():
             status = self.run.status
             raise RunStateError(

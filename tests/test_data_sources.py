@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -413,3 +414,21 @@ print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("source", ["csv", "npz", "text", "timeseries"])
+def test_a_folder_given_as_data_path_is_called_a_folder(tmp_path, source):
+    from dltool.config import config_from_text
+    from dltool.data import prepare_data
+
+    extra = {"csv": "target: y", "npz": "", "text": "text: t, target: y", "timeseries": "target: v, window: 3"}[source]
+    config = config_from_text(f"""
+name: folder
+data: {{source: {source}, path: {json.dumps(str(tmp_path))}{", " + extra if extra else ""}}}
+model: {{input_shape: [1], layers: [{"TextVectorization, " if source == "text" else ""}{{Dense: {{units: 1}}}}]}}
+train: {{loss: mse}}
+""")
+    with pytest.raises(ConfigError) as caught:
+        prepare_data(config)
+    assert caught.value.path == "data.path"
+    assert f"{tmp_path} is a folder; expected " in str(caught.value) and "file not found" not in str(caught.value)

@@ -299,3 +299,50 @@ def test_predict_ignores_the_target_column_of_a_csv_run(csv_run, tmp_path):
     two = predict(csv_run, [without]).output.splitlines()
     assert one[0] == "input,row,label,prob_ant,prob_bee,prob_cat"
     assert [line.split(",", 1)[1] for line in one] == [line.split(",", 1)[1] for line in two]
+
+
+def test_predict_keeps_an_id_column_in_csv_and_json(csv_run, tmp_path):
+    from dltool.commands.predict import predict
+
+    rows = [[f"id-{i}", *row[:2]] for i, row in enumerate(_blob_rows(5, seed=4))]
+    rows[2][0] = "with, comma"
+    data = _write(tmp_path / "ids.csv", ["id", "a", "b"], rows)
+    lines = predict(csv_run, [data], keep=["id"]).output.splitlines()
+    assert lines[0] == "input,row,id,label,prob_ant,prob_bee,prob_cat"
+    assert [line.split(",")[2] for line in lines[1:3]] == ["id-0", "id-1"]
+    assert f'{data},2,"with, comma",' in lines[3]
+    records = json.loads(predict(csv_run, [data], keep=["id"], fmt="json").output)
+    assert [r["id"] for r in records] == ["id-0", "id-1", "with, comma", "id-3", "id-4"]
+    # Without --keep the id column is refused as before; a kept column that is not there is named.
+    with pytest.raises(InputError, match="unexpected column"):
+        predict(csv_run, [data])
+    with pytest.raises(InputError, match=r"ids.csv: no column 'ix' to keep; did you mean 'id'\?"):
+        predict(csv_run, [data], keep=["ix"])
+
+
+def test_a_csv_without_a_header_row_is_told_so(csv_run, tmp_path):
+    from dltool.commands.predict import predict
+
+    data = _write(tmp_path / "bare.csv", ["12.77", "2.39"], [["1.0", "2.0"]])
+    with pytest.raises(InputError, match=r"bare.csv: the first line holds numbers \(12.77, 2.39\), not column names: "
+                                         r"the CSV needs a header row naming its columns, as in a,b"):
+        predict(csv_run, [data])
+
+
+def test_each_evaluated_data_set_keeps_its_own_file(csv_run, tmp_path):
+    own = evaluate(csv_run)
+    other = evaluate(csv_run, data_file=_write(tmp_path / "holdout.csv", ["a", "b", "kind"], _blob_rows(9, seed=5)))
+    assert (own["name"], other["name"]) == ("test", "holdout")
+    folder = csv_run.file("evaluations")
+    assert json.loads((folder / "test.json").read_text()) == own  # not overwritten by the holdout evaluation
+    assert json.loads((folder / "holdout.json").read_text())["samples"] == 9
+    from dltool.commands.runs_report import show_run
+
+    assert set(show_run(csv_run)["evaluations"]) >= {"test", "holdout"}
+
+
+def test_checkpoint_best_needs_a_best_checkpoint(csv_run):
+    from dltool.errors import RunStateError
+
+    with pytest.raises(RunStateError, match="has no checkpoints/best.keras: only runs trained with train.callbacks.checkpoint"):
+        evaluate(csv_run, checkpoint="best")

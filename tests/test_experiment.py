@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -161,6 +162,16 @@ def test_callbacks_early_stopping_and_best_checkpoint(tmp_path):
     metrics = json.loads(run.file("metrics.json").read_text())
     assert metrics["stopped_early"] is True and metrics["epochs"] == 2
     assert run.file("checkpoints/best.keras").is_file()
+    # evaluate and predict can use it instead of the final model
+    from dltool.commands.evaluate import evaluate
+    from dltool.commands.predict import predict
+
+    best = evaluate(run, checkpoint="best")
+    assert (best["name"], best["model"]) == ("test@best", "checkpoints/best.keras")
+    assert run.file("evaluations/test@best.json").is_file()
+    rows = tmp_path / "rows.npy"
+    np.save(rows, np.zeros((2, 4)))
+    assert len(predict(run, [rows], checkpoint="best").output.splitlines()) == 3
 
 
 def test_keras_download_failure_names_data_path(monkeypatch):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,28 +12,59 @@ import numpy as np
 from ..errors import InputError
 from ..metrics import ClassificationTotals, RegressionTotals
 from ..runs import Run
-from ..saved_run import SavedRun
+from ..saved_run import CHECKPOINTS, SavedRun
 
 
-def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: str | Path | None = None) -> dict:
-    """Evaluate a run's saved model; write and return evaluation.json's contents.
+EVALUATIONS = "evaluations"  # one file per evaluated data set (and checkpoint) inside the run
+
+
+def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: str | Path | None = None,
+             checkpoint: str = "final") -> dict:  # fmt: skip
+    """Evaluate a run's saved model; write and return the evaluation.
 
     Without ``data_file`` the run's test split is rebuilt deterministically
     from its saved config; with it, inputs and targets come from that file
     (.npz, .csv, or for an images run a folder of class folders), read in
-    bounded chunks and given the run's saved preprocessing.
+    bounded chunks and given the run's saved preprocessing. ``checkpoint`` is
+    ``final`` (model.keras) or ``best`` (checkpoints/best.keras).
+
+    Each data set keeps its own file, ``evaluations/<name>.json`` (``test`` for
+    the run's own split, the file's stem otherwise, ``@best`` for the best
+    checkpoint); ``evaluation.json`` is the latest of them.
     """
     from ..data.streaming import should_stream
 
     saved = SavedRun.open(ref, runs_root)
     if data_file is not None:
-        result = _evaluate_file(saved, Path(data_file))
+        result = _evaluate_file(saved, Path(data_file), checkpoint)
     elif should_stream(saved.config.data):
-        result = _evaluate_streamed(saved)
+        result = _evaluate_streamed(saved, checkpoint)
     else:
-        result = _evaluate_test_split(saved)
+        result = _evaluate_test_split(saved, checkpoint)
+    result = {**result, "model": CHECKPOINTS[checkpoint]}
+    name = _evaluation_name(saved.run, result["data"], data_file, checkpoint)
+    result["name"] = name
+    saved.run.file(EVALUATIONS).mkdir(exist_ok=True)
+    saved.run.write_json(f"{EVALUATIONS}/{name}.json", result)
     saved.run.write_json("evaluation.json", result)
     return result
+
+
+def _evaluation_name(run: Run, data: str, data_file, checkpoint: str) -> str:
+    """'test', or the data file's stem (with a short hash when another file of that stem was evaluated)."""
+    suffix = "" if checkpoint == "final" else f"@{checkpoint}"
+    if data_file is None:
+        return "test" + suffix
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(data_file).stem or "data")
+    previous = run.file(f"{EVALUATIONS}/{stem}{suffix}.json")
+    if previous.is_file():
+        try:
+            same = json.loads(previous.read_text(encoding="utf-8")).get("data") == data
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            stem += "-" + hashlib.sha1(data.encode()).hexdigest()[:6]
+    return stem + suffix
 
 
 def _totals(saved: SavedRun) -> ClassificationTotals | RegressionTotals:
@@ -43,27 +77,27 @@ def _outputs(model, saved: SavedRun, x: np.ndarray) -> np.ndarray:
     return model.predict(as_model_input(x), batch_size=inference_batch_size(saved.config.train.batch_size), verbose=0)
 
 
-def _evaluate_test_split(saved: SavedRun) -> dict:
+def _evaluate_test_split(saved: SavedRun, checkpoint: str) -> dict:
     """The test split rebuilt in memory from the run's config."""
     from ..data import load_test_split
     from ..fitting import evaluate_arrays
 
     x, y = load_test_split(saved.config, saved.preprocessing)
-    model = saved.load_model()
+    model = saved.load_model(checkpoint)
     totals = _totals(saved)
     totals.add(y, _outputs(model, saved, x))
     return {"run": saved.run.id, "data": "test split of the run's config", "samples": int(len(x)),
             "compiled": evaluate_arrays(model, saved.config, x, y), totals.name: totals.report()}  # fmt: skip
 
 
-def _evaluate_streamed(saved: SavedRun) -> dict:
+def _evaluate_streamed(saved: SavedRun, checkpoint: str) -> dict:
     """A streamed CSV's test split, chunk by chunk, so memory stays bounded."""
     from ..data.streaming import prepare_streamed
     from ..fitting import evaluate_data
 
     data = prepare_streamed(saved.config)
     data.preprocessing = saved.preprocessing  # what the model was trained with, not a refit
-    model = saved.load_model()
+    model = saved.load_model(checkpoint)
     result: dict = {"run": saved.run.id, "data": "test split of the run's config (streamed)",
                     "samples": data.sizes()["test"], "compiled": evaluate_data(model, saved.config, data)}  # fmt: skip
     totals = _totals(saved)
@@ -73,13 +107,13 @@ def _evaluate_streamed(saved: SavedRun) -> dict:
     return result
 
 
-def _evaluate_file(saved: SavedRun, path: Path) -> dict:
+def _evaluate_file(saved: SavedRun, path: Path, checkpoint: str) -> dict:
     """A labelled file, read in bounded chunks twice: once for the report, once through Keras for compiled metrics."""
     from ..inputs import inputs_for
     from ..fitting import evaluate_data
 
     labelled = inputs_for(saved.preprocessing).labelled(path)  # refuses an unusable file before the model loads
-    model = saved.load_model()
+    model = saved.load_model(checkpoint)
     source = str(path.resolve())
     width = int(model.output_shape[-1] or 1)
     totals, samples = _totals(saved), 0

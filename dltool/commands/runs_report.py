@@ -174,10 +174,20 @@ def run_files(run: Run) -> dict[str, int]:
     return {str(p.relative_to(run.path)): p.stat().st_size for p in sorted(run.path.rglob("*")) if p.is_file()}
 
 
+def read_evaluations(run: Run) -> dict[str, dict]:
+    """{name: evaluation} of every data set `dltool evaluate` was run on (evaluations/<name>.json)."""
+    found = {}
+    for path in sorted(run.file("evaluations").glob("*.json")):
+        evaluation = read_json_or_none(path)
+        if isinstance(evaluation, dict):
+            found[path.stem] = evaluation
+    return found
+
+
 def show_run(run: Run) -> dict:
-    """One run in full: its summary, final metrics, config, per-epoch history and files."""
+    """One run in full: its summary, final metrics, config, per-epoch history, evaluations and files."""
     return {**summarize(run), "metrics": read_json_or_none(run.file("metrics.json")), "config": read_config(run),
-            "history": read_history(run), "files": run_files(run)}  # fmt: skip
+            "history": read_history(run), "evaluations": read_evaluations(run), "files": run_files(run)}  # fmt: skip
 
 
 def compare_runs(runs: list[Run]) -> dict:

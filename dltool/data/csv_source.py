@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, did_you_mean
-from .sources import RawData
+from .sources import RawData, require_data_file
 
 
 def open_csv(path: str | Path, delimiter: str = ",", error=DataError):
@@ -59,6 +59,10 @@ def column_problem(path, header: list[str], takes: list[str], *, targets: list[s
     """
     wanted = list(dict.fromkeys([*takes, *targets]))
     missing = [name for name in wanted if name not in header]
+    if missing and header and all(_is_number(h) for h in header):
+        shown = ", ".join(header[:5]) + (", ..." if len(header) > 5 else "")
+        return (f"{path}: the first line holds numbers ({shown}), not column names: the CSV needs a header row "
+                f"naming its columns, as in {','.join(wanted)}")  # fmt: skip
     if missing:
         spare = [h for h in header if h not in wanted]
         problem = f"missing column '{missing[0]}'{did_you_mean(missing[0], spare)}"
@@ -68,6 +72,14 @@ def column_problem(path, header: list[str], takes: list[str], *, targets: list[s
         return None
     target = f"; expected target column {', '.join(targets)}" if targets else ""
     return f"{path}: {problem} (the model takes {', '.join(takes)}{target}; the file has {', '.join(header)})"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def column_indices(header: list[str], wanted: list[str], path, error=DataError) -> list[int]:
@@ -225,8 +237,7 @@ class CsvReader:
 def load(config, **_) -> RawData:
     """Load a CSV: numeric feature columns as x, the target column as y (text, for class labels)."""
     path = config.path
-    if not Path(path).is_file():
-        raise ConfigError(f"data file not found: {path}", path="data.path")
+    require_data_file(path, expected="a CSV file")
     handle, _, header = open_csv(path, config.delimiter)
     handle.close()
     features = config.features or [h for h in header if h != config.target]

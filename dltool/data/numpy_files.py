@@ -8,14 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .sources import RawData
+from .sources import RawData, require_data_file
 
 
 def open_array_file(path: str | Path, key_path: str):
     """np.load a .npy/.npz with pickles refused; a missing or unreadable file is a ConfigError at ``key_path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"data file not found: {path}", path=key_path)
+    path = require_data_file(path, key_path, "an .npy or .npz file")
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,3 +41,15 @@ def preprocessing_kind(data_config) -> dict:
     """Preprocessing's ``kind`` and ``extra`` for a data source: what predict needs to read raw files ({}: arrays)."""
     hook = source_entry(data_config.source).preprocessing
     return _function(hook)(data_config) if hook else {}
+
+
+def require_data_file(path, key: str = "data.path", expected: str = "a data file") -> Path:
+    """``path`` as a Path when it is a file; a missing path, or a folder where a file belongs, is a ConfigError at ``key``."""
+    from ..errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; expected {expected} (give the file's path inside it)", path=key)
+    if not path.is_file():
+        raise ConfigError(f"data file not found: {path}", path=key)
+    return path

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .csv_source import open_csv, read_rows, require_columns
-from .sources import RawData
+from .sources import RawData, require_data_file
 
 # A review can be longer than the csv module's default 128 KiB field limit.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -47,8 +47,7 @@ def load(config, **_) -> RawData:
     if config.dataset == "imdb":
         return _imdb()
     path = Path(config.path)
-    if not path.is_file():
-        raise ConfigError(f"data file not found: {path}", path="data.path")
+    require_data_file(path, expected="a CSV file with a text column and a label column")
     if config.text == config.target:
         raise ConfigError(f"the text column and the target column are both '{config.text}'", path="data.target")
     texts, labels, lines = read_text_column(path, config.text, config.delimiter, label=config.target,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .csv_source import iter_csv_chunks, open_csv, require_columns
-from .sources import RawData
+from .sources import RawData, require_data_file
 
 
 def window_count(steps: int, window: int, horizon: int = 1, stride: int = 1) -> int:
@@ -111,8 +111,7 @@ def series_windows(path: Path, features: list[str], targets: list[str], window: 
 def load(config, **_) -> RawData:
     """Windows of the feature columns as x (n, window, features), the target column(s) as y, in time order."""
     path = Path(config.path)
-    if not path.is_file():
-        raise ConfigError(f"data file not found: {path}", path="data.path")
+    require_data_file(path, expected="a CSV file with one row per time step")
     features = config.features or list(config.target)
     handle, _, header = open_csv(path, config.delimiter)
     handle.close()

@@ -114,6 +114,8 @@ class LabelledFile:
 class ModelInputs:
     """The files a model of one kind reads, and how; :func:`inputs_for` picks the subclass for a run."""
 
+    keep: tuple[str, ...] = ()  # CSV columns predict copies into its output (--keep): allowed beside the inputs
+
     def __init__(self, state: Preprocessing):
         self.state = state
 

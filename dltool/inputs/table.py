@@ -21,7 +21,7 @@ class TableInputs(ModelInputs):
             if [len(header)] != list(state.input_shape):
                 raise InputError(f"{path}: expected {state.input_shape} columns, received {len(header)} ({', '.join(header)})")
             return header
-        problem = column_problem(path, header, state.feature_names, allowed=state.target_names or [])
+        problem = column_problem(path, header, state.feature_names, allowed=[*(state.target_names or []), *self.keep])
         if problem:
             raise InputError(problem)
         return state.feature_names
