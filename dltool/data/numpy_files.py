@@ -23,17 +23,20 @@ def open_array_file(path: str | Path, key_path: str):
 def arrays_from_npz(archive, path: str | Path) -> RawData:
     """Pick x_train/y_train[/x_test/y_test], or x/y, out of an open .npz."""
     keys = set(archive.files)
-    try:
-        if {"x_train", "y_train"} <= keys:
-            has_test = {"x_test", "y_test"} <= keys
-            return RawData(
-                x=archive["x_train"], y=archive["y_train"],
-                x_test=archive["x_test"] if has_test else None, y_test=archive["y_test"] if has_test else None,
-            )  # fmt: skip
-        if {"x", "y"} <= keys:
-            return RawData(x=archive["x"], y=archive["y"])
-    except ValueError as exc:  # object arrays need pickle, which we refuse
-        raise DataError(f"{path}: {exc}") from None
+
+    def array(key: str):
+        try:
+            return archive[key]
+        except ValueError as exc:  # object arrays need pickle, which is refused: it can run code
+            raise DataError(f"{path}: array '{key}' cannot be read without unpickling ({exc}); "
+                            "expected a numeric array") from None  # fmt: skip
+
+    if {"x_train", "y_train"} <= keys:
+        has_test = {"x_test", "y_test"} <= keys
+        return RawData(x=array("x_train"), y=array("y_train"), x_test=array("x_test") if has_test else None,
+                       y_test=array("y_test") if has_test else None)  # fmt: skip
+    if {"x", "y"} <= keys:
+        return RawData(x=array("x"), y=array("y"))
     raise DataError(
         f"{path}: expected arrays x_train and y_train (optionally x_test, y_test) or x and y, "
         f"received {', '.join(sorted(keys)) or 'no arrays'}"
