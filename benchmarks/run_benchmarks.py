@@ -1002,6 +1002,26 @@ SECTION_FUNCS = {"machine": machine_section, "start": start_section, "train": tr
 
 # ----------------------------------------------------------------------------- main
 
+def previous_sections(report: Path, chosen: list[str]) -> dict[str, list[str]]:
+    """{section: its lines} of an existing report, for the sections not chosen this time (--only keeps the rest).
+
+    A section runs from the line after the previous section's footer (`<sub>section NAME: ...`) to its own footer.
+    """
+    if not report.is_file():
+        return {}
+    lines = report.read_text(encoding="utf-8").splitlines()
+    found, start = {}, None
+    for index, line in enumerate(lines):
+        if start is None and line.startswith("## "):
+            start = index
+        if line.startswith("<sub>section "):
+            name = line[len("<sub>section "):].split(":", 1)[0]
+            if start is not None and name in SECTIONS and name not in chosen:
+                found[name] = lines[start : index + 1] + [""]
+            start = None
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1031,8 +1051,15 @@ def main(argv: list[str] | None = None) -> int:
               f"`{shlex.join(['python', 'benchmarks/run_benchmarks.py'] + (argv if argv is not None else sys.argv[1:]))}`"
               f" ({'quick pass, ' if args.quick else ''}{args.repeats} repeat(s); sections: {', '.join(chosen)}). "
               "Figures: median [min–max] over the repeats; see benchmarks/README.md for what each row means.", ""]
+    kept = previous_sections(output, chosen) if args.only else {}
+    if kept:
+        header += [f"Sections {', '.join(kept)} are kept from the previous report (not re-run this time); "
+                   "each section's footer gives its own run time and load.", ""]
     body: list[str] = []
-    for name in chosen:
+    for name in [s for s in SECTIONS if s in chosen or s in kept]:
+        if name in kept:
+            body += kept[name]
+            continue
         t0 = time.perf_counter()
         log(f"=== section {name} (load average {load_snapshot()})")
         try:
