@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .errors import DltoolError
+from .errors import DltoolError, TrainingInterrupted
 from .runs import RUNS_DIR_ENV
 
 def _help_shows_metavars() -> None:
@@ -69,10 +70,24 @@ def reported_errors():
         yield
     except DltoolError as exc:
         err.print(f"error: {exc}", style="red" if err.is_terminal else None, highlight=False, markup=False)
+        if isinstance(exc, TrainingInterrupted):
+            _skip_shutdown_collection()
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
+        _skip_shutdown_collection()
         raise typer.Exit(130) from None
+
+
+def _skip_shutdown_collection() -> None:
+    """Let an interrupted command exit at once: everything it keeps is written and closed already.
+
+    Python's shutdown runs full garbage collections over TensorFlow's ~400,000
+    objects: 1 to 3 s on 2 cores (measured), most of the wait from Ctrl-C to
+    the prompt. Frozen objects are left out of those collections; the
+    operating system frees the memory.
+    """
+    gc.freeze()
 
 
 def say(text: str) -> None:

@@ -9,6 +9,7 @@ logs); the run folder's own files are the caller's.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -213,7 +214,9 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
     callback_states)`` is called after it so the caller can save a resumable
     checkpoint; ``restore`` gives callback states saved that way. Raises
     NonFiniteLoss when the loss stops being finite and StopRequested when
-    ``should_stop()`` turns true.
+    ``should_stop()`` turns true (polled from a helper thread too, so that the
+    running TensorFlow call is cancelled: the model's weights are then those
+    of a half-done step, and only a checkpoint taken before is usable).
     """
     train = config.train
     recorder, callbacks = _make_callbacks(
@@ -225,11 +228,19 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
     if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is
         x_val, y_val = inputs["validation_data"]
         inputs["validation_data"] = (as_model_input(x_val), y_val)
+    from .backend import cancelled_when, is_cancellation
+
     start = time.perf_counter()
     try:
-        model.fit(
-            **inputs, epochs=train.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
-        )  # fmt: skip
+        # A stop request cancels the running steps_per_execution call instead of waiting for its last batch.
+        with cancelled_when(should_stop) if should_stop is not None else contextlib.nullcontext():
+            model.fit(
+                **inputs, epochs=train.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
+            )  # fmt: skip
+    except Exception as exc:
+        if should_stop is not None and should_stop() and is_cancellation(exc):
+            raise StopRequested() from None
+        raise
     finally:
         if observer is not None:
             observer.on_train_end()
