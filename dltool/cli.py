@@ -15,7 +15,10 @@ from typing import Annotated, Optional
 import typer
 
 from ._version import __version__
-from .cli_common import Checkpoint, ConfigFile, Overrides, RunRef, RunsDir, Verbose, err, out, reported_errors, say
+from .cli_common import (
+    Checkpoint, ConfigFile, Overrides, RunRef, RunsDir, Verbose, err, out, reported_errors, say,
+    skip_shutdown_collection,
+)
 from .cli_runs import runs_app
 from .errors import UsageError
 
@@ -202,7 +205,10 @@ def init(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    finally:
+        skip_shutdown_collection()  # 1-1.4 s of shutdown garbage collection over TensorFlow's objects, saved
 
 
 if __name__ == "__main__":
