@@ -17,6 +17,7 @@ import typer
 from ._version import __version__
 from .cli_common import Checkpoint, ConfigFile, Overrides, RunRef, RunsDir, Verbose, err, out, reported_errors, say
 from .cli_runs import runs_app
+from .cli_sweep import SWEEP_EXAMPLE, sweep_command
 from .errors import UsageError
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(runs_app, name="runs")
+app.command("sweep", epilog=SWEEP_EXAMPLE)(sweep_command)
 
 def _version(value: bool) -> None:
     if value:
