@@ -63,6 +63,8 @@ def sweep_command(
             from .display import trial_line
 
             import_keras(verbose)
+            if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
+                __import__("logging").getLogger("tensorflow").setLevel("ERROR")
             metric = sweep_obj.spec.objective.metric
             sweeps.work(sweep_obj, runs_root=runs_dir,
                         on_trial_end=None if quiet else lambda row: say(trial_line(row, metric)))  # fmt: skip

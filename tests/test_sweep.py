@@ -186,3 +186,83 @@ def test_kill_9_then_resume_ends_with_exactly_the_planned_trials(tmp_path):
     assert [t.user_attrs.get("retry_of") for t in study.trials].count(stale[0].number) == 1
     shown = run_cli("sweep", "show", sweep_id, "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=env)
     assert json.loads(shown.stdout)["trials_done"] == 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweep_cleanly_and_leaves_it_resumable(tmp_path):
+    path = write_sweep(tmp_path, "method: random\ntrials: 3\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n",
+                       epochs=200)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "dltool", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/history.csv")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    sweep_id = next((tmp_path / "sweeps").iterdir()).name
+    assert f"sweep {sweep_id} interrupted; finish it with: dltool sweep --resume {sweep_id}" in stderr
+    (run_json,) = (tmp_path / "runs").glob("*/run.json")
+    info = json.loads(run_json.read_text())
+    assert info["status"] == "INTERRUPTED" and info["sweep"] == sweep_id and info["trial"] == 0
+    summary = json.loads((tmp_path / "sweeps" / sweep_id / "summary.json").read_text())
+    assert summary["trials_done"] == 0 and summary["rows"][0]["status"] == "FAILED"
+    assert summary["rows"][0]["reason"].startswith(f"run {run_json.parent.name} interrupted by SIGINT")
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL server of its own on a loopback port, in a temporary folder (initdb + pg_ctl)."""
+    import shutil
+    import socket
+    import tempfile
+
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not on PATH (Debian package postgresql)")
+    pytest.importorskip("psycopg2", reason="a PostgreSQL --storage needs psycopg2: pip install psycopg2-binary")
+    folder = Path(tempfile.mkdtemp(prefix="dltool-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        if not shutil.which("runuser"):
+            pytest.skip("running as root and no runuser to start PostgreSQL as another user")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "dltool", "--auth=trust", "-E", "UTF8"], check=True,
+                   capture_output=True)  # fmt: skip
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(folder / "server.log"), "-w", "-o",
+                    f"-p {port} -k {folder} -h 127.0.0.1", "start"], check=True, capture_output=True)  # fmt: skip
+    try:
+        yield f"postgresql://dltool@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_postgresql_sweep_and_no_trial_runs_twice(tmp_path, postgres_url):
+    import optuna
+
+    path = write_sweep(tmp_path, "method: random\ntrials: 4\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n")
+    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = run_cli("sweep", str(path), "--workers", "2", "--storage", postgres_url, "--runs-dir", str(tmp_path / "runs"),
+                     cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    sweep_id = next((tmp_path / "sweeps").iterdir()).name
+    from dltool.commands.sweep import open_storage
+
+    study = optuna.load_study(study_name=sweep_id, storage=open_storage(None, postgres_url))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len({t.user_attrs["run_id"] for t in study.trials}) == 4
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2  # both workers took trials
+    tags = sorted(json.loads(p.read_text())["trial"] for p in (tmp_path / "runs").glob("*/run.json"))
+    assert tags == [0, 1, 2, 3]  # one run per trial: none ran twice
+    # Another machine would join with the id and the URL alone: the study holds the sweep file and base config.
+    joined = run_cli("sweep", "show", sweep_id, "--storage", postgres_url, "--runs-dir", str(tmp_path / "elsewhere" / "runs"),
+                     "--json", cwd=tmp_path, env=env)  # fmt: skip
+    assert json.loads(joined.stdout)["trials_done"] == 4, joined.stderr
