@@ -28,12 +28,18 @@ def sweep_command(
     runs_dir: RunsDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per trial.")] = False,
     as_json: AsJson = False,
+    schema: Annotated[bool, typer.Option("--schema", metavar="", help="Print the JSON Schema of sweep files and exit.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Search hyperparameters with Optuna: every trial is an ordinary run; the sweep lives in sweeps/<id>/ beside runs/."""
     from .commands import sweep as sweeps
     from .commands.sweep_report import write_plots, write_summary
 
+    if schema:
+        from .sweep_spec import sweep_json_schema
+
+        out.print_json(json.dumps(sweep_json_schema()))
+        return
     with reported_errors():
         if target == "show":
             sweep_obj = sweeps.open_sweep(shown or "latest", runs_root=runs_dir, storage_url=storage)

@@ -186,3 +186,11 @@ def resolved_sweep_yaml(spec: SweepSpec, experiment_file: str = "experiment.yaml
 def base_config_yaml(base: ExperimentConfig) -> str:
     """The base experiment resolved (absolute data paths), as the sweep folder keeps it."""
     return config_to_yaml(resolve_paths(base))
+
+
+def sweep_json_schema() -> dict:
+    """The JSON Schema of sweep files, for editors (dltool/sweep.schema.json; `dltool sweep --schema`)."""
+    schema = SweepSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dltool sweep"
+    return schema

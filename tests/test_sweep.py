@@ -266,3 +266,24 @@ def test_two_workers_share_a_postgresql_sweep_and_no_trial_runs_twice(tmp_path, 
     joined = run_cli("sweep", "show", sweep_id, "--storage", postgres_url, "--runs-dir", str(tmp_path / "elsewhere" / "runs"),
                      "--json", cwd=tmp_path, env=env)  # fmt: skip
     assert json.loads(joined.stdout)["trials_done"] == 4, joined.stderr
+
+
+SHIPPED_SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=lambda p: p.name)
+def test_shipped_sweeps_validate_and_name_the_schema(path):
+    import jsonschema
+    import yaml
+
+    spec, _ = load_sweep(path)
+    assert spec.trials >= 1
+    jsonschema.validate(yaml.safe_load(path.read_text()), json.loads((REPO / "dltool" / "sweep.schema.json").read_text()))
+    assert path.read_text().splitlines()[0] == "# yaml-language-server: $schema=../../dltool/sweep.schema.json"
+
+
+def test_the_shipped_sweep_schema_is_current():
+    from dltool.sweep_spec import sweep_json_schema
+
+    shipped = json.loads((REPO / "dltool" / "sweep.schema.json").read_text())
+    assert shipped == sweep_json_schema(), "regenerate: dltool sweep --schema > dltool/sweep.schema.json"

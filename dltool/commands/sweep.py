@@ -230,6 +230,15 @@ class _TrialObserver:
     def on_train_end(self) -> None: ...
 
 
+def _rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux), else None."""
+    try:
+        kb = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS:"))
+        return round(int(kb.split()[1]) / 1024, 1)
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 class _TrialFailed(Exception):
     """A trial that failed on its own (its reason is in the trial's 'error' attribute); the sweep goes on."""
 
@@ -249,6 +258,7 @@ def _objective(sweep: Sweep, runs_root):
             config = config_from_text(sweep.base_text, source=str(sweep.folder / "experiment.yaml"),
                                       overrides=overrides_for(params))  # fmt: skip
             run = train(config, runs_root=runs_root, observer=observer)
+            trial.set_user_attr("rss_mb", _rss_mb())  # a worker's memory across trials (benchmarks/measure_sweep.py)
             value = objective_value(run, sweep.spec.objective.metric)
         except TrainingInterrupted as exc:
             if observer.pruned:

@@ -81,10 +81,13 @@ def write_summary(sweep) -> dict:
 
 
 def write_plots(sweep, summary: dict) -> list[str]:
-    """objective.png (objective by trial, best so far) and parameters.png (each parameter against the objective)."""
+    """objective.png (objective by trial, best so far) and parameters.png (each parameter against the objective).
+
+    Completed trials only: a pruned trial's last value is from an unfinished run.
+    """
     from ..plots import scatter_panels
 
-    done = sorted((r for r in summary["rows"] if r["objective"] is not None), key=lambda r: r["trial"])
+    done = sorted((r for r in summary["rows"] if r["status"] == "COMPLETED"), key=lambda r: r["trial"])
     if not done:
         return []
     metric, goal = summary["objective"]["metric"], summary["objective"]["goal"]
