@@ -287,3 +287,16 @@ def test_the_shipped_sweep_schema_is_current():
 
     shipped = json.loads((REPO / "dltool" / "sweep.schema.json").read_text())
     assert shipped == sweep_json_schema(), "regenerate: dltool sweep --schema > dltool/sweep.schema.json"
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_journal_file_and_finish_the_sweep(tmp_path):
+    path = write_sweep(tmp_path, "method: grid\nparameters:\n  model.layers[0].Dense.units: {choice: [4, 6, 8, 10]}\n")
+    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = run_cli("sweep", str(path), "--workers", "2", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=env,
+                     timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.count(" COMPLETED ") >= 4  # each worker prints its own trials
+    summary = json.loads(next((tmp_path / "sweeps").glob("*/summary.json")).read_text())
+    assert summary["trials_done"] >= 4 and summary["counts"].get("FAILED", 0) == 0
+    assert len(list((tmp_path / "runs").glob("*/run.json"))) == len(summary["rows"])

@@ -310,7 +310,9 @@ def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] |
         if done + running >= sweep.spec.trials:
             return ran
         try:
-            sweep.study.optimize(objective, n_trials=1, catch=(_TrialFailed,))
+            finished: list = []  # this process's trial (with several workers, study.trials[-1] may be another's)
+            sweep.study.optimize(objective, n_trials=1, catch=(_TrialFailed,),
+                                 callbacks=[lambda study, trial: finished.append(trial)])  # fmt: skip
         except (TrainingInterrupted, KeyboardInterrupt) as exc:
             write_summary(sweep)
             code = getattr(exc, "exit_code", 130)
@@ -318,8 +320,8 @@ def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] |
                                       getattr(exc, "run", None), exit_code=code) from None  # fmt: skip
         ran += 1
         write_summary(sweep)
-        if on_trial_end is not None:
-            on_trial_end(trial_row(sweep.study.trials[-1], sweep))
+        if on_trial_end is not None and finished:
+            on_trial_end(trial_row(finished[-1], sweep))
 
 
 def run_workers(sweep: Sweep, workers: int, *, runs_root=None, storage_url: str | None = None) -> None:
@@ -329,7 +331,7 @@ def run_workers(sweep: Sweep, workers: int, *, runs_root=None, storage_url: str 
     """
     if workers < 1:
         raise UsageError(f"--workers: expected a number >= 1, received {workers}")
-    command = [sys.executable, "-m", "dltool", "sweep", "--join", sweep.id, "--quiet"]
+    command = [sys.executable, "-m", "dltool", "sweep", "--join", sweep.id]
     command += ["--runs-dir", str(runs_dir(runs_root).resolve())]
     if storage_url:
         command += ["--storage", storage_url]
