@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--trials-per-worker", type=int, default=None, help="passed to dltool sweep")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dltool-sweep-bench-") as tmp:
         folder = Path(tmp)
@@ -34,7 +35,8 @@ def main() -> None:
             "  model.layers[0].Dense.units: {int: [16, 128]}\n  train.epochs: {choice: [2]}\n"
         )
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dltool", "sweep", "sweep.yaml", "--runs-dir", "runs", "-q"],
+        recycle = ["--trials-per-worker", str(args.trials_per_worker)] if args.trials_per_worker else []
+        subprocess.run([sys.executable, "-m", "dltool", "sweep", "sweep.yaml", "--runs-dir", "runs", "-q", *recycle],
                        cwd=folder, check=True)  # fmt: skip
         wall = time.perf_counter() - start
         import optuna
@@ -51,7 +53,8 @@ def main() -> None:
             overheads.append((trial.datetime_complete - trial.datetime_start).total_seconds() - metrics["fit_seconds"])
             rss.append(trial.user_attrs.get("rss_mb"))
     later = overheads[1:]  # trial 0 pays for the first tf.function traces of the process
-    print(f"| sweep of {len(overheads)} digits_mlp trials (2 epochs), one worker | wall {wall:.1f} s |")
+    how = f"workers of {args.trials_per_worker} trials each" if args.trials_per_worker else "one worker"
+    print(f"| sweep of {len(overheads)} digits_mlp trials (2 epochs), {how} | wall {wall:.1f} s |")
     print(f"| per-trial overhead beyond fit, median [min–max] of trials 1..{len(overheads) - 1} | "
           f"{statistics.median(later):.2f} s [{min(later):.2f}–{max(later):.2f}] | target ≤ 0.5 s |")
     if len(rss) >= 50 and rss[4] and rss[49]:

@@ -24,6 +24,7 @@ def sweep_command(
     resume: Annotated[Optional[str], typer.Option("--resume", metavar="ID", help="Finish this sweep: run the trials still missing, never one already done.")] = None,
     join: Annotated[Optional[str], typer.Option("--join", metavar="ID", help="Take trials of this running sweep (another terminal or machine; with --storage).")] = None,
     workers: Annotated[int, typer.Option("--workers", "-w", metavar="N", help="Worker processes, each running trials until the sweep is done.")] = 1,
+    trials_per_worker: Annotated[Optional[int], typer.Option("--trials-per-worker", metavar="K", help="Run trials in worker processes that each exit after K trials, a fresh one taking over (bounds TensorFlow's memory growth in long sweeps).")] = None,
     storage: Annotated[Optional[str], typer.Option("--storage", metavar="URL", help="A database the workers share, e.g. postgresql://user@host/db (default: a journal file in the sweep folder).")] = None,
     runs_dir: RunsDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per trial.")] = False,
@@ -62,8 +63,8 @@ def sweep_command(
         else:
             sweep_obj = sweeps.open_sweep(resume or join, runs_root=runs_dir, storage_url=storage,
                                           worker=__import__("os").getpid() if join else 0)  # fmt: skip
-        if workers > 1:
-            sweeps.run_workers(sweep_obj, workers, runs_root=runs_dir, storage_url=storage)
+        if (workers > 1 or trials_per_worker) and not join:
+            sweeps.run_workers(sweep_obj, workers, runs_root=runs_dir, storage_url=storage, trials_per_worker=trials_per_worker)
         else:
             from .backend import import_keras
             from .display import trial_line
@@ -72,7 +73,7 @@ def sweep_command(
             if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
                 __import__("logging").getLogger("tensorflow").setLevel("ERROR")
             metric = sweep_obj.spec.objective.metric
-            sweeps.work(sweep_obj, runs_root=runs_dir,
+            sweeps.work(sweep_obj, runs_root=runs_dir, max_trials=trials_per_worker if join else None,
                         on_trial_end=None if quiet else lambda row: say(trial_line(row, metric)))  # fmt: skip
         if join:
             return

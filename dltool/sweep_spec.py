@@ -97,6 +97,7 @@ class SweepSpec(_Strict):
     trials: Optional[int] = Field(None, ge=1)
     seed: Optional[int] = 0
     pruner: Union[Literal["none", "median", "hyperband"], Pruner] = "none"
+    trial_plots: bool = False  # curves.png etc. in every trial's run: about 1 s a trial (`dltool plot RUN` draws them later)
     parameters: dict[str, Parameter] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -119,9 +120,10 @@ def format_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def overrides_for(params: dict[str, Any]) -> list[str]:
-    """``--set`` strings for sampled parameter values."""
-    return [f"{path}={format_value(value)}" for path, value in params.items()]
+def overrides_for(params: dict[str, Any], spec: SweepSpec | None = None) -> list[str]:
+    """``--set`` strings for sampled parameter values (and train.plots=false unless the sweep keeps trial plots)."""
+    plots = [] if spec is None or spec.trial_plots or "train.plots" in params else ["train.plots=false"]
+    return plots + [f"{path}={format_value(value)}" for path, value in params.items()]
 
 
 def load_sweep(path: str | Path) -> tuple[SweepSpec, ExperimentConfig]:

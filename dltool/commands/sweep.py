@@ -35,6 +35,7 @@ from ..sweep_spec import SweepSpec, base_config_yaml, load_sweep, overrides_for,
 from .sweep_report import objective_value, progress, write_summary
 
 STALE_AFTER_S = 600  # a RUNNING trial on another host with no heartbeat for this long is taken as dead
+HEARTBEAT_EVERY_S = 30  # a trial's heartbeat in the study, at most this often (at the end of an epoch)
 JOURNAL = "study.journal"
 OPTUNA_INSTALL = "pip install 'dltool[sweep]' (or pip install optuna)"
 
@@ -206,6 +207,7 @@ class _TrialObserver:
     def __init__(self, trial, sweep: Sweep):
         self.trial, self.sweep, self.metric = trial, sweep, sweep.spec.objective.metric
         self.pruned = False
+        self.last_heartbeat = time.time()
 
     def on_run_created(self, run: Run) -> None:
         run.update_info(sweep=self.sweep.id, trial=self.trial.number)
@@ -217,9 +219,10 @@ class _TrialObserver:
         if self.metric not in row:
             columns = ", ".join(k for k in row if k not in ("epoch", "learning_rate", "epoch_seconds"))
             raise TrainingError(f"objective.metric '{self.metric}' is not in the history; its columns are {columns}")
-        self.trial.report(float(row[self.metric]), step=int(row["epoch"]))
-        self.trial.set_user_attr("epochs", int(row["epoch"]))
-        self.trial.set_user_attr("heartbeat", time.time())
+        self.trial.report(float(row[self.metric]), step=int(row["epoch"]))  # the epochs shown are the last step
+        if time.time() - self.last_heartbeat > HEARTBEAT_EVERY_S:  # every write is a line in the study's journal
+            self.last_heartbeat = time.time()
+            self.trial.set_user_attr("heartbeat", self.last_heartbeat)
         if self.trial.should_prune():
             self.pruned = True
             raise StopRequested("pruned")
@@ -256,7 +259,7 @@ def _objective(sweep: Sweep, runs_root):
         observer = _TrialObserver(trial, sweep)
         try:
             config = config_from_text(sweep.base_text, source=str(sweep.folder / "experiment.yaml"),
-                                      overrides=overrides_for(params))  # fmt: skip
+                                      overrides=overrides_for(params, sweep.spec))  # fmt: skip
             run = train(config, runs_root=runs_root, observer=observer)
             trial.set_user_attr("rss_mb", _rss_mb())  # a worker's memory across trials (benchmarks/measure_sweep.py)
             value = objective_value(run, sweep.spec.objective.metric)
@@ -295,8 +298,10 @@ def _reclaim_dead_trials(sweep: Sweep) -> None:
             sweep.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
-def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] | None = None) -> int:
-    """Run trials in this process until the sweep has its `trials` done; return how many this process ran.
+def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] | None = None,
+         max_trials: int | None = None) -> int:  # fmt: skip
+    """Run trials in this process until the sweep has its `trials` done (or this process ran ``max_trials``);
+    return how many this process ran.
 
     Raises TrainingInterrupted on Ctrl-C or SIGTERM (the trial's run is INTERRUPTED; the sweep resumable).
     """
@@ -304,7 +309,7 @@ def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] |
 
     objective = _objective(sweep, runs_root)
     ran = 0
-    while True:
+    while max_trials is None or ran < max_trials:
         _reclaim_dead_trials(sweep)
         done, running = progress(sweep)
         if done + running >= sweep.spec.trials:
@@ -322,23 +327,38 @@ def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] |
         write_summary(sweep)
         if on_trial_end is not None and finished:
             on_trial_end(trial_row(finished[-1], sweep))
+    return ran
 
 
-def run_workers(sweep: Sweep, workers: int, *, runs_root=None, storage_url: str | None = None) -> None:
-    """Start ``workers`` processes that each join the sweep and run trials until it is done; wait for them.
+def run_workers(sweep: Sweep, workers: int, *, runs_root=None, storage_url: str | None = None,
+                trials_per_worker: int | None = None) -> None:  # fmt: skip
+    """Keep ``workers`` processes joining the sweep until it is done; each imports TensorFlow once and runs trials.
 
-    Each imports TensorFlow once. Ctrl-C here asks every worker to stop cleanly.
+    With ``trials_per_worker``, a worker exits after that many trials and a fresh one takes its place:
+    TensorFlow keeps about 5 MB of every model it traced (benchmarks/RESULTS-sweep.md), which only a new
+    process gives back. Ctrl-C here asks every worker to stop cleanly.
     """
     if workers < 1:
         raise UsageError(f"--workers: expected a number >= 1, received {workers}")
     command = [sys.executable, "-m", "dltool", "sweep", "--join", sweep.id]
     command += ["--runs-dir", str(runs_dir(runs_root).resolve())]
-    if storage_url:
-        command += ["--storage", storage_url]
-    # Own sessions: a terminal's Ctrl-C reaches this process only, which then asks each worker once.
-    children = [subprocess.Popen(command, start_new_session=True) for _ in range(workers)]
+    command += ["--storage", storage_url] if storage_url else []
+    command += ["--trials-per-worker", str(trials_per_worker)] if trials_per_worker else []
+
+    def start() -> subprocess.Popen:
+        # Its own session: a terminal's Ctrl-C reaches this process only, which then asks each worker once.
+        return subprocess.Popen(command, start_new_session=True)
+
+    children, failed = [start() for _ in range(workers)], []
     try:
-        codes = [child.wait() for child in children]
+        while children:
+            time.sleep(0.2)
+            for child in [c for c in children if c.poll() is not None]:
+                children.remove(child)
+                if child.returncode != 0:
+                    failed.append(child.returncode)
+                elif trials_per_worker and sum(progress(sweep)) < sweep.spec.trials:
+                    children.append(start())
     except KeyboardInterrupt:
         for child in children:
             if child.poll() is None:
@@ -349,8 +369,6 @@ def run_workers(sweep: Sweep, workers: int, *, runs_root=None, storage_url: str 
         raise TrainingInterrupted(f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}",
                                   None) from None  # fmt: skip
     write_summary(sweep)
-    failed = [code for code in codes if code not in (0,)]
     if failed:
-        raise TrainingError(f"{len(failed)} of {workers} sweep workers exited with an error (exit codes {failed}); "
+        raise TrainingError(f"{len(failed)} sweep worker(s) exited with an error (exit codes {failed}); "
                             f"see their messages above; resume with: dltool sweep --resume {sweep.id}")  # fmt: skip
-

@@ -48,7 +48,7 @@ def trial_row(trial, sweep) -> dict:
     if status == "PRUNED":
         reason = f"pruned at epoch {trial.last_step}" if trial.last_step is not None else "pruned"
     return {"trial": trial.number, "status": status, "params": sweep.sample_view(trial.params), "objective": trial.value,
-            "epochs": attrs.get("epochs"), "run": attrs.get("run_id"), "reason": reason,
+            "epochs": trial.last_step, "run": attrs.get("run_id"), "reason": reason,
             **({"retry_of": attrs["retry_of"]} if "retry_of" in attrs else {})}  # fmt: skip
 
 
