@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -62,7 +64,7 @@ def sweep_command(
             say(f"sweep {sweep_obj.id}: {sweep_obj.spec.trials} trials ({sweep_obj.spec.method}) in {sweep_obj.folder}")
         else:
             sweep_obj = sweeps.open_sweep(resume or join, runs_root=runs_dir, storage_url=storage,
-                                          worker=__import__("os").getpid() if join else 0)  # fmt: skip
+                                          worker=os.getpid() if join else 0)  # fmt: skip
         if (workers > 1 or trials_per_worker) and not join:
             sweeps.run_workers(sweep_obj, workers, runs_root=runs_dir, storage_url=storage, trials_per_worker=trials_per_worker)
         else:
@@ -71,7 +73,7 @@ def sweep_command(
 
             import_keras(verbose)
             if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
-                __import__("logging").getLogger("tensorflow").setLevel("ERROR")
+                logging.getLogger("tensorflow").setLevel("ERROR")
             metric = sweep_obj.spec.objective.metric
             sweeps.work(sweep_obj, runs_root=runs_dir, max_trials=trials_per_worker if join else None,
                         on_trial_end=None if quiet else lambda row: say(trial_line(row, metric)))  # fmt: skip
