@@ -20,6 +20,7 @@ from .cli_common import (
     skip_shutdown_collection,
 )
 from .cli_runs import runs_app
+from .cli_sweep import SWEEP_EXAMPLE, sweep_command
 from .errors import UsageError
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(runs_app, name="runs")
+app.command("sweep", epilog=SWEEP_EXAMPLE)(sweep_command)
 
 def _version(value: bool) -> None:
     if value:

@@ -25,6 +25,7 @@ def runs_list(
     since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="Only runs started since: 2h, 3d, 1w or a date 2026-11-24.")] = None,
     sort: Annotated[Optional[str], typer.Option(metavar="METRIC", help="Sort by a test metric, best first (e.g. accuracy, loss).")] = None,
     limit: Annotated[Optional[int], typer.Option(metavar="N", help="Show at most this many (the newest, or the best with --sort).")] = None,
+    sweep: Annotated[Optional[str], typer.Option(metavar="ID", help="Only the trials of this sweep (id or prefix).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """List runs: id, name, status, epochs, test metrics, duration. Subcommands: show, compare, rm."""
@@ -36,11 +37,11 @@ def runs_list(
 
     root = _root(ctx, runs_dir)
     with reported_errors():
-        rows = select_runs(root, status=status, name=name, since=since, sort=sort, limit=limit)
+        rows = select_runs(root, status=status, name=name, since=since, sort=sort, limit=limit, sweep=sweep)
     if as_json:
         out.print_json(json.dumps(rows))
     elif not rows:
-        say(f"no runs{' match' if any((status, name, since)) else ''} in {root}; train one with: dltool train CONFIG")
+        say(f"no runs{' match' if any((status, name, since, sweep)) else ''} in {root}; train one with: dltool train CONFIG")
     else:
         out.print(runs_table(rows, title=f"runs in {root}"))
 

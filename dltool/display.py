@@ -313,3 +313,38 @@ def print_training_result(console: Console, run) -> None:
         console.print(f"learned weights: {learned}", highlight=False)
     console.print(f"run {run.id} COMPLETED in {run.info.get('duration_s', 0):.1f}s -> {run.path}", highlight=False)
     console.print(f"next: dltool evaluate {run.id}", highlight=False)
+
+
+# --------------------------------------------------------------------------- sweep
+def _params_text(params: dict) -> str:
+    return "  ".join(f"{key.rsplit('.', 1)[-1]}={format_value(value)}" for key, value in params.items())
+
+
+def trial_line(row: dict, metric: str) -> str:
+    """One finished trial of a sweep, as a plain line."""
+    result = f"{metric}={format_value(row['objective'])}" if row["objective"] is not None else (row.get("reason") or "")
+    return f"trial {row['trial']:>3} {row['status']:<9} {result}  {_params_text(row['params'])}  run {row.get('run') or '-'}"
+
+
+def print_sweep(console: Console, report: dict) -> None:
+    """`dltool sweep show`: the ranked trials, then the best run and how to use it."""
+    metric = report["objective"]["metric"]
+    counts = ", ".join(f"{n} {s}" for s, n in report["counts"].items())
+    table = Table(title=f"sweep {report['id']}: {report['method']} on {report['experiment']}, "
+                        f"{report['trials_done']}/{report['trials_planned']} trials done ({counts})",
+                  title_justify="left")  # fmt: skip
+    for column in ("trial", "status", metric, "epochs", "parameters", "run / reason"):
+        table.add_column(column, no_wrap=column != "run / reason")
+    for row in report["rows"]:
+        table.add_row(str(row["trial"]), status_markup(row["status"]), format_value(row["objective"]),
+                      format_value(row["epochs"]), _params_text(row["params"]),
+                      row["run"] if row["status"] == "COMPLETED" else (row.get("reason") or row.get("run") or ""))  # fmt: skip
+    console.print(table)
+    best = report["best"]
+    if best is None:
+        console.print("no trial has completed yet", highlight=False)
+        return
+    console.print(f"best: trial {best['trial']}, {metric} {format_value(best['objective'])} ({report['objective']['goal']}), "
+                  f"run {best['run']}", highlight=False, markup=False)  # fmt: skip
+    console.print(f"use it: dltool evaluate {best['run']}   |   dltool predict {best['run']} INPUT   |   "
+                  f"dltool runs show {best['run']}", highlight=False, markup=False)  # fmt: skip

@@ -215,3 +215,21 @@ def write_run_plots(run, config, rows: list[dict], model, data) -> None:
     else:
         target = state.target_names[0] if state.target_names else "target"
         predicted_vs_true(y_test, outputs, run.file("predictions.png"), title, target)
+
+
+def scatter_panels(panels: list[dict], path: Path, title: str) -> None:
+    """One scatter per panel: {title, x, y, xlabel, ylabel, optional line (drawn over x) and line_label, log_x}."""
+    fig, axes = _grid(len(panels))
+    for ax, panel in zip(axes, panels):
+        ax.scatter(panel["x"], panel["y"], color="tab:blue", alpha=0.7)
+        if panel.get("line") is not None:
+            ax.plot(panel["x"], panel["line"], color="tab:orange", drawstyle="steps-post", label=panel.get("line_label"))
+            ax.legend()
+        if panel.get("log_x"):
+            ax.set_xscale("log")
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_ylabel(panel["ylabel"])
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)

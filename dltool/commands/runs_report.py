@@ -34,6 +34,7 @@ def summarize(run: Run) -> dict:
         "best_epoch": metrics.get("best_epoch"), "duration_s": info.get("duration_s"),
         "started": info.get("started"), "ended": info.get("ended"), "error": info.get("error"),
         "device": info.get("device"), "params": info.get("params"), "path": str(run.path),
+        **({"sweep": info["sweep"], "trial": info.get("trial")} if info.get("sweep") else {}),
     }  # fmt: skip
 
 
@@ -65,13 +66,16 @@ def lower_is_better(metric: str) -> bool:
 
 
 def select_runs(root: Path, *, status: str | None = None, name: str | None = None, since: str | None = None,
-                sort: str | None = None, limit: int | None = None) -> list[dict]:  # fmt: skip
+                sort: str | None = None, limit: int | None = None, sweep: str | None = None) -> list[dict]:  # fmt: skip
     """Summaries of the runs in ``root``, filtered (status, name glob or substring, since) and sorted.
 
     ``sort`` is a test metric (best first: ascending for losses and errors,
-    descending otherwise); without it, runs are listed oldest first.
+    descending otherwise); without it, runs are listed oldest first. ``sweep`` (an id or its prefix) keeps
+    the trials of that sweep.
     """
     rows = [summarize(run) for run in list_runs(root)]
+    if sweep:
+        rows = [r for r in rows if str(r.get("sweep") or "").startswith(sweep)]
     if status:
         wanted = {s.strip().upper() for s in status.split(",")}
         rows = [r for r in rows if r["status"] in wanted]

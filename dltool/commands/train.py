@@ -195,6 +195,7 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
     recorder = RunRecorder(run, config.train.epochs, history)
     checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.epochs)
     interrupts = InterruptGuard()
+    stopped_by = ""  # why an observer stopped the run (a sweep prunes with "pruned"); empty for a signal
     try:
         with interrupts:
             try:
@@ -203,7 +204,8 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
                              observer=observer, best_checkpoint=run.file("checkpoints/best.keras"),
                              initial_epoch=initial_epoch, restore=restore, should_stop=interrupts.requested,
                              tensorboard_dir=run.file("tensorboard"))  # fmt: skip
-            except StopRequested:
+            except StopRequested as stop:
+                stopped_by = str(stop)
                 raise KeyboardInterrupt from None
         recorder.flush()
         _finish_completed(run, config, data, model, recorder, result)
@@ -217,9 +219,10 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
         where = (f"resume from epoch {done} with: dltool train --resume {run.id}" if done
                  else "no epoch was checkpointed, so it cannot be resumed")  # fmt: skip
         epochs = f"{recorder.epochs_done} completed epoch(s)"
-        run.finish(INTERRUPTED, error=f"interrupted by {signal_name} after {epochs}")
-        run.append_log(f"INTERRUPTED by {signal_name}; {where}")
-        raise TrainingInterrupted(f"run {run.id} interrupted by {signal_name} after {epochs}; {where}", run,
+        cause = stopped_by or f"interrupted by {signal_name}"
+        run.finish(INTERRUPTED, error=f"{cause} after {epochs}")
+        run.append_log(f"INTERRUPTED ({stopped_by}); {where}" if stopped_by else f"INTERRUPTED by {signal_name}; {where}")
+        raise TrainingInterrupted(f"run {run.id} {cause} after {epochs}; {where}", run,
                                   exit_code=143 if signal_name == "SIGTERM" else 130) from None  # fmt: skip
     except TrainingError as exc:
         recorder.flush()

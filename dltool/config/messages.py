@@ -22,12 +22,17 @@ def type_name(value: Any) -> str:
 
 def _allowed_keys(loc: tuple, model: Any = ExperimentConfig) -> list[str]:
     """The keys the model at ``loc`` (below ``model``) accepts, for did-you-mean on an unknown key."""
+    keyed = False  # the part after a dict[str, Model] field is a free key, not a field name
     for part in loc:
+        if keyed:
+            keyed = False
+            continue
         if isinstance(part, int) or model is None:
             return []
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         if field is None:
             return []
+        keyed = typing.get_origin(field.annotation) is dict
         model = _model_of(field.annotation)
     return list(model.model_fields) if model is not None and hasattr(model, "model_fields") else []
 
@@ -42,8 +47,11 @@ def _model_of(annotation) -> Any:
     return None
 
 
-def first_error(exc: ValidationError) -> ConfigError:
-    """Turn pydantic's first error into a ConfigError with a key path and a plain-words message."""
+def first_error(exc: ValidationError, root: Any = ExperimentConfig) -> ConfigError:
+    """Turn pydantic's first error into a ConfigError with a key path and a plain-words message.
+
+    ``root`` is the model that was validated (default the experiment config), for did-you-mean on unknown keys.
+    """
     errors = exc.errors(include_url=False)
     # In a union every member reports; our own messages already cover the whole union.
     err = next((e for e in errors if e["type"] == "dltool"), None) or next(
@@ -51,7 +59,7 @@ def first_error(exc: ValidationError) -> ConfigError:
     )
     loc = list(err["loc"])
     # Drop the discriminator tag pydantic inserts: ('data', 'csv', 'target') -> ('data', 'target').
-    if len(loc) >= 2 and loc[0] == "data" and loc[1] in source_names():
+    if root is ExperimentConfig and len(loc) >= 2 and loc[0] == "data" and loc[1] in source_names():
         model = source_entry(loc.pop(1)).config
     else:
         model = None
@@ -62,7 +70,7 @@ def first_error(exc: ValidationError) -> ConfigError:
     kind, received = err["type"], err.get("input")
     if kind == "extra_forbidden":
         parent = tuple(loc[:-1])
-        allowed = _allowed_keys(parent[1:], model) if model else _allowed_keys(parent)
+        allowed = _allowed_keys(parent[1:], model) if model else _allowed_keys(parent, root)
         key = str(loc[-1])
         hint = did_you_mean(key, allowed) or (f"; expected one of: {', '.join(allowed)}" if allowed else "")
         return ConfigError(f"unknown key '{key}'{hint}", path=path)

@@ -1,0 +1,374 @@
+"""`dltool sweep`: hyperparameter search on Optuna, every trial an ordinary run folder trained by :func:`train`.
+
+A sweep lives in ``sweeps/<id>/`` beside the runs folder (``<runs-dir>/../sweeps``):
+``sweep.yaml`` (resolved), ``experiment.yaml`` (the base config as it was when
+the sweep started), ``study.journal`` (Optuna's JournalStorage, safe for
+several processes) or ``storage.txt`` (a database URL), and ``summary.json``.
+The study itself also holds the sweep file and the base config (study user
+attributes), so a worker on another machine needs only the id and the URL.
+
+A trial counts as done when it COMPLETEd, was PRUNED or FAILED on its own
+(bad values, NaN loss, an error); a trial stopped by Ctrl-C or whose worker
+died does not, so ``--resume`` runs exactly the trials still missing. A
+RUNNING trial whose worker is gone (its pid on this host, or no heartbeat for
+STALE_AFTER_S) is marked FAILED and retried once with the same parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import config_from_text
+from ..errors import DltoolError, RunNotFoundError, TrainingError, TrainingInterrupted, UsageError
+from ..fileio import atomic_write_text
+from ..runs import RUNNING, Run, _process_start, effective_status, runs_dir
+from ..sweep_spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
+from .sweep_report import objective_value, progress, write_summary
+
+STALE_AFTER_S = 600  # a RUNNING trial on another host with no heartbeat for this long is taken as dead
+HEARTBEAT_EVERY_S = 30  # a trial's heartbeat in the study, at most this often (at the end of an epoch)
+JOURNAL = "study.journal"
+OPTUNA_INSTALL = "pip install 'dltool[sweep]' (or pip install optuna)"
+
+
+def import_optuna():
+    """Optuna, or an exit-2 error naming the pip command."""
+    try:
+        import optuna
+    except ImportError:
+        raise DltoolError(f"sweeps need Optuna, which is not installed: {OPTUNA_INSTALL}") from None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # dltool reports every trial itself
+    return optuna
+
+
+def sweeps_dir(runs_root: str | Path | None = None) -> Path:
+    """Where sweep folders live: ``sweeps/`` beside the runs folder."""
+    return runs_dir(runs_root).resolve().parent / "sweeps"
+
+
+def resolve_sweep(ref: str, root: Path) -> Path:
+    """A sweep folder by id, unique id prefix or 'latest'."""
+    folders = sorted(p for p in Path(root).iterdir() if (p / "sweep.yaml").is_file()) if Path(root).is_dir() else []
+    if ref == "latest" and folders:
+        return folders[-1]
+    matches = [p for p in folders if p.name == ref] or [p for p in folders if p.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunNotFoundError(f"no sweep matches '{ref}' in {root}; start one with `dltool sweep SWEEP.yaml`")
+    raise RunNotFoundError(f"'{ref}' matches {len(matches)} sweeps ({', '.join(p.name for p in matches[:5])}); "
+                           "give more of the id")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- storage and study
+def open_storage(folder: Path | None, url: str | None):
+    """The study's storage: a database URL (with heartbeats), else the journal file in the sweep folder."""
+    optuna = import_optuna()
+    if url:
+        url = _with_installed_driver(url)
+        # Optuna 4.9 renamed the callback that retries a trial whose heartbeat stopped; take whichever it has.
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                callback = {"heartbeat_stale_trial_callback": retry(max_retry=1)} if retry else {
+                    "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}  # fmt: skip
+                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, **callback)
+        except Exception as exc:  # noqa: BLE001  (a driver missing, a server down: one line for the user)
+            hint = " (for PostgreSQL: pip install psycopg2-binary)" if "DB access module" in str(exc) or "psycopg" in str(exc) else ""
+            raise DltoolError(f"--storage {url}: cannot open the database: {exc}{hint}") from None
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
+
+
+def _with_installed_driver(url: str) -> str:
+    """postgresql://... with the driver that is installed (SQLAlchemy 2.1 defaults to psycopg 3, many have psycopg2)."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def _encoded_choices(spec: SweepSpec) -> dict[str, bool]:
+    """Parameters whose choices are not plain scalars go to Optuna as JSON text (Optuna takes scalars only)."""
+    scalar = (type(None), bool, int, float, str)
+    return {k: p.kind == "choice" and not all(isinstance(c, scalar) for c in p.choice) for k, p in spec.parameters.items()}
+
+
+def _sampler(spec: SweepSpec, worker: int):
+    optuna = import_optuna()
+    seed = None if spec.seed is None else spec.seed + worker  # workers sampling the same sequence would collide
+    if spec.method == "grid":
+        encoded = _encoded_choices(spec)
+        space = {k: [json.dumps(c) if encoded[k] else c for c in p.choice] for k, p in spec.parameters.items()}
+        return optuna.samplers.GridSampler(space, seed=seed)
+    if spec.method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(spec: SweepSpec, epochs: int):
+    optuna = import_optuna()
+    if spec.pruner.name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.pruner.startup_trials,
+                                           n_warmup_steps=spec.pruner.warmup_epochs)  # fmt: skip
+    if spec.pruner.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+    return optuna.pruners.NopPruner()
+
+
+class Sweep:
+    """An open sweep: its folder, spec, base config text and Optuna study."""
+
+    def __init__(self, folder: Path, spec: SweepSpec, base_text: str, storage, worker: int = 0):
+        self.folder, self.spec, self.base_text, self.storage = folder, spec, base_text, storage
+        self.id = folder.name
+        self.base = config_from_text(base_text, source=str(folder / "experiment.yaml"))
+        optuna = import_optuna()
+        self.study = optuna.create_study(
+            study_name=self.id, storage=storage, sampler=_sampler(spec, worker), pruner=_pruner(spec, self.base.train.epochs),
+            direction="maximize" if spec.objective.goal == "max" else "minimize", load_if_exists=True,
+        )  # fmt: skip
+
+    def sample_view(self, params: dict) -> dict:
+        """A trial's parameters as config values (JSON-encoded choices decoded)."""
+        encoded = _encoded_choices(self.spec)
+        return {k: json.loads(v) if encoded.get(k) and isinstance(v, str) else v for k, v in params.items()}
+
+    def sample(self, trial) -> dict:
+        """Ask ``trial`` for a value of every parameter (decoded back to config values)."""
+        params = {}
+        encoded = _encoded_choices(self.spec)
+        for key, p in self.spec.parameters.items():
+            if p.kind == "choice":
+                value = trial.suggest_categorical(key, [json.dumps(c) if encoded[key] else c for c in p.choice])
+                params[key] = json.loads(value) if encoded[key] else value
+            elif p.kind == "int":
+                params[key] = trial.suggest_int(key, *p.low_high)
+            else:
+                params[key] = trial.suggest_float(key, *p.low_high, log=p.kind == "loguniform")
+        return params
+
+
+def create_sweep(path: str | Path, *, runs_root=None, storage_url: str | None = None) -> Sweep:
+    """Validate a sweep file and make its folder and study (nothing trains yet)."""
+    spec, base = load_sweep(path)
+    name = spec.name or base.name
+    folder = Run.create(sweeps_dir(runs_root), name).path  # the same atomic, unique-id mkdir as a run folder
+    spec = spec.model_copy(update={"name": name})
+    base_text = base_config_yaml(base)
+    atomic_write_text(folder / "sweep.yaml", resolved_sweep_yaml(spec))
+    atomic_write_text(folder / "experiment.yaml", base_text)
+    if storage_url:
+        atomic_write_text(folder / "storage.txt", storage_url + "\n")
+    sweep = Sweep(folder, spec, base_text, open_storage(folder, storage_url))
+    sweep.study.set_user_attr("sweep_yaml", resolved_sweep_yaml(spec))
+    sweep.study.set_user_attr("experiment_yaml", base_text)
+    return sweep
+
+
+def open_sweep(ref: str, *, runs_root=None, storage_url: str | None = None, worker: int = 0) -> Sweep:
+    """An existing sweep: from its folder here, or (with a database URL) from the study, making the folder."""
+    root = sweeps_dir(runs_root)
+    if storage_url and not (root / ref / "sweep.yaml").is_file():
+        optuna = import_optuna()
+        storage = open_storage(None, storage_url)
+        try:
+            attrs = optuna.load_study(study_name=ref, storage=storage).user_attrs
+        except KeyError:
+            raise RunNotFoundError(f"no sweep '{ref}' in {storage_url}") from None
+        folder = root / ref
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "sweep.yaml", attrs["sweep_yaml"])
+        atomic_write_text(folder / "experiment.yaml", attrs["experiment_yaml"])
+        atomic_write_text(folder / "storage.txt", storage_url + "\n")
+    folder = resolve_sweep(ref, root)
+    spec, _ = sweep_from_text((folder / "sweep.yaml").read_text(encoding="utf-8"), str(folder / "sweep.yaml"), folder)
+    stored = folder / "storage.txt"
+    url = storage_url or (stored.read_text(encoding="utf-8").strip() if stored.is_file() else None)
+    return Sweep(folder, spec, (folder / "experiment.yaml").read_text(encoding="utf-8"), open_storage(folder, url), worker)
+
+
+# --------------------------------------------------------------------------- trials
+class _TrialObserver:
+    """Tags the run with the sweep, reports the objective after every epoch, and prunes."""
+
+    def __init__(self, trial, sweep: Sweep):
+        self.trial, self.sweep, self.metric = trial, sweep, sweep.spec.objective.metric
+        self.pruned = False
+        self.last_heartbeat = time.time()
+
+    def on_run_created(self, run: Run) -> None:
+        run.update_info(sweep=self.sweep.id, trial=self.trial.number)
+        self.trial.set_user_attr("run_id", run.id)
+
+    def on_epoch_end(self, row: dict) -> None:
+        from ..fitting import StopRequested
+
+        if self.metric not in row:
+            columns = ", ".join(k for k in row if k not in ("epoch", "learning_rate", "epoch_seconds"))
+            raise TrainingError(f"objective.metric '{self.metric}' is not in the history; its columns are {columns}")
+        self.trial.report(float(row[self.metric]), step=int(row["epoch"]))  # the epochs shown are the last step
+        if time.time() - self.last_heartbeat > HEARTBEAT_EVERY_S:  # every write is a line in the study's journal
+            self.last_heartbeat = time.time()
+            self.trial.set_user_attr("heartbeat", self.last_heartbeat)
+        if self.trial.should_prune():
+            self.pruned = True
+            raise StopRequested("pruned")
+
+    def on_train_begin(self, epochs, steps) -> None: ...
+    def on_epoch_begin(self, epoch) -> None: ...
+    def on_batch_end(self, batch, logs) -> None: ...
+    def on_train_end(self) -> None: ...
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux), else None."""
+    try:
+        kb = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS:"))
+        return round(int(kb.split()[1]) / 1024, 1)
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+class _TrialFailed(Exception):
+    """A trial that failed on its own (its reason is in the trial's 'error' attribute); the sweep goes on."""
+
+
+def _objective(sweep: Sweep, runs_root):
+    from .train import train
+
+    optuna = import_optuna()
+
+    def objective(trial) -> float:
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(),
+                                       "pid_start": _process_start(os.getpid())})  # fmt: skip
+        trial.set_user_attr("heartbeat", time.time())
+        params = sweep.sample(trial)
+        observer = _TrialObserver(trial, sweep)
+        try:
+            config = config_from_text(sweep.base_text, source=str(sweep.folder / "experiment.yaml"),
+                                      overrides=overrides_for(params, sweep.spec))  # fmt: skip
+            run = train(config, runs_root=runs_root, observer=observer)
+            trial.set_user_attr("rss_mb", _rss_mb())  # a worker's memory across trials (benchmarks/measure_sweep.py)
+            value = objective_value(run, sweep.spec.objective.metric)
+        except TrainingInterrupted as exc:
+            if observer.pruned:
+                raise optuna.TrialPruned("pruned") from None
+            trial.set_user_attr("interrupted", str(exc))
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", "interrupted before training started")
+            raise
+        except Exception as exc:  # noqa: BLE001  (bad values, NaN, any error: this trial fails, the sweep goes on)
+            trial.set_user_attr("error", str(exc) if isinstance(exc, DltoolError) else f"{type(exc).__name__}: {exc}")
+            raise _TrialFailed() from exc
+        return value
+
+    return objective
+
+
+def _reclaim_dead_trials(sweep: Sweep) -> None:
+    """Mark RUNNING trials whose worker is gone FAILED ('stale') and enqueue each once more (never a retry twice)."""
+    optuna = import_optuna()
+    for trial in sweep.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker") or {}
+        heartbeat = trial.user_attrs.get("heartbeat") or trial.datetime_start.timestamp()
+        dead = effective_status({"status": RUNNING, **worker}) != RUNNING if worker else False
+        if not (dead or time.time() - heartbeat > STALE_AFTER_S):
+            continue
+        try:
+            sweep.storage.set_trial_user_attr(trial._trial_id, "stale", f"worker {worker.get('pid')} on {worker.get('host')} died")
+            if not sweep.storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+                continue
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker reclaimed it first
+        if "retry_of" not in trial.user_attrs and "failed_trial" not in trial.system_attrs:
+            sweep.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] | None = None,
+         max_trials: int | None = None) -> int:  # fmt: skip
+    """Run trials in this process until the sweep has its `trials` done (or this process ran ``max_trials``);
+    return how many this process ran.
+
+    Raises TrainingInterrupted on Ctrl-C or SIGTERM (the trial's run is INTERRUPTED; the sweep resumable).
+    """
+    from .sweep_report import trial_row
+
+    objective = _objective(sweep, runs_root)
+    ran = 0
+    while max_trials is None or ran < max_trials:
+        _reclaim_dead_trials(sweep)
+        done, running = progress(sweep)
+        if done + running >= sweep.spec.trials:
+            return ran
+        try:
+            finished: list = []  # this process's trial (with several workers, study.trials[-1] may be another's)
+            sweep.study.optimize(objective, n_trials=1, catch=(_TrialFailed,),
+                                 callbacks=[lambda study, trial: finished.append(trial)])  # fmt: skip
+        except (TrainingInterrupted, KeyboardInterrupt) as exc:
+            write_summary(sweep)
+            code = getattr(exc, "exit_code", 130)
+            raise TrainingInterrupted(f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}",
+                                      getattr(exc, "run", None), exit_code=code) from None  # fmt: skip
+        ran += 1
+        write_summary(sweep)
+        if on_trial_end is not None and finished:
+            on_trial_end(trial_row(finished[-1], sweep))
+    return ran
+
+
+def run_workers(sweep: Sweep, workers: int, *, runs_root=None, storage_url: str | None = None,
+                trials_per_worker: int | None = None) -> None:  # fmt: skip
+    """Keep ``workers`` processes joining the sweep until it is done; each imports TensorFlow once and runs trials.
+
+    With ``trials_per_worker``, a worker exits after that many trials and a fresh one takes its place:
+    TensorFlow keeps about 5 MB of every model it traced (benchmarks/RESULTS-sweep.md), which only a new
+    process gives back. Ctrl-C here asks every worker to stop cleanly.
+    """
+    if workers < 1:
+        raise UsageError(f"--workers: expected a number >= 1, received {workers}")
+    command = [sys.executable, "-m", "dltool", "sweep", "--join", sweep.id]
+    command += ["--runs-dir", str(runs_dir(runs_root).resolve())]
+    command += ["--storage", storage_url] if storage_url else []
+    command += ["--trials-per-worker", str(trials_per_worker)] if trials_per_worker else []
+
+    def start() -> subprocess.Popen:
+        # Its own session: a terminal's Ctrl-C reaches this process only, which then asks each worker once.
+        return subprocess.Popen(command, start_new_session=True)
+
+    children, failed = [start() for _ in range(workers)], []
+    try:
+        while children:
+            time.sleep(0.2)
+            for child in [c for c in children if c.poll() is not None]:
+                children.remove(child)
+                if child.returncode != 0:
+                    failed.append(child.returncode)
+                elif trials_per_worker and sum(progress(sweep)) < sweep.spec.trials:
+                    children.append(start())
+    except KeyboardInterrupt:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        for child in children:
+            child.wait()
+        write_summary(sweep)
+        raise TrainingInterrupted(f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}",
+                                  None) from None  # fmt: skip
+    write_summary(sweep)
+    if failed:
+        raise TrainingError(f"{len(failed)} sweep worker(s) exited with an error (exit codes {failed}); "
+                            f"see their messages above; resume with: dltool sweep --resume {sweep.id}")  # fmt: skip

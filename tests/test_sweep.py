@@ -1,0 +1,305 @@
+"""dltool sweep: the sweep file, samplers, trials as runs, failures, pruning, kill -9 and --resume (issue 12)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e_support import IRIS_CONFIG, REPO, run_cli
+
+pytest.importorskip("optuna", reason="sweeps need optuna: pip install -e '.[sweep]'")
+
+from dltool.errors import ConfigError, DltoolError  # noqa: E402
+from dltool.sweep_spec import load_sweep  # noqa: E402
+
+
+def write_sweep(folder: Path, body: str, experiment: str = IRIS_CONFIG, epochs: int = 1) -> Path:
+    """A sweep file over the iris config (``epochs`` epochs) in ``folder``; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "iris.yaml").write_text(experiment.replace("epochs: 5", f"epochs: {epochs}"))
+    path = folder / "sweep.yaml"
+    path.write_text("experiment: iris.yaml\n" + body)
+    return path
+
+
+# --------------------------------------------------------------------------- the sweep file (no TensorFlow)
+def test_a_grid_sweep_counts_its_own_trials(tmp_path):
+    path = write_sweep(tmp_path, "method: grid\nparameters:\n  train.batch_size: {choice: [8, 16, 32]}\n"
+                                 "  model.layers[0].Dense.units: {choice: [4, 8]}\n")  # fmt: skip
+    spec, base = load_sweep(path)
+    assert spec.trials == 6 and base.name == "iris-test"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("method: tpe\ntrials: 3\nparameters:\n  train.batch_size: {choise: [8, 16]}\n",
+     "sweep.yaml:5: parameters.train.batch_size.choise: unknown key 'choise'; did you mean 'choice'?"),
+    ("method: tpe\ntrials: 3\nparameters:\n  model.layers[0].Dense.unitz: {choice: [4, 8]}\n",
+     "sweep.yaml:5: parameters.model.layers[0].Dense.unitz: unknown argument 'unitz' for Dense; did you mean 'units'? "
+     "(with model.layers[0].Dense.unitz=4)"),
+    ("method: tpe\ntrials: 3\nparameters:\n  train.epochs: {int: [0, 3]}\n",
+     "sweep.yaml:5: parameters.train.epochs: expected an integer >= 1, received 0 (with train.epochs=0)"),
+    ("method: tpe\ntrials: 3\nparameters:\n  model.layers[7].Dense.units: {choice: [4]}\n",
+     "sweep.yaml:5: parameters.model.layers[7].Dense.units: no list item [7] at model.layers[7]"),
+    ("method: grid\nparameters:\n  train.optimizer.learning_rate: {loguniform: [0.001, 0.1]}\n",
+     "grid needs choice: [...] for every parameter; train.optimizer.learning_rate has loguniform"),
+    ("method: random\nparameters:\n  train.batch_size: {choice: [8]}\n", "method random needs trials: N"),
+    ("objective: {metric: test_accuracy, goal: max}\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n",
+     "sweep.yaml:2: objective: objective.metric 'test_accuracy' would tune on the test split"),
+    ("mehtod: tpe\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n",
+     "sweep.yaml:2: mehtod: unknown key 'mehtod'; did you mean 'method'?"),
+    ("trials: 2\nparameters:\n  train.optimizer.learning_rate: {loguniform: [0, 0.1]}\n",
+     "sweep.yaml:4: parameters.train.optimizer.learning_rate: loguniform: expected low > 0 (a log scale), received 0"),
+])  # fmt: skip
+def test_bad_sweep_files_are_refused_before_any_trial(tmp_path, body, message):
+    with pytest.raises(ConfigError) as caught:
+        load_sweep(write_sweep(tmp_path, body))
+    assert message in str(caught.value)
+    assert str(caught.value).startswith(str(tmp_path / "sweep.yaml"))
+
+
+def test_a_missing_optuna_names_the_pip_command(monkeypatch):
+    from dltool.commands.sweep import import_optuna
+
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(DltoolError, match=r"sweeps need Optuna, which is not installed: pip install 'dltool\[sweep\]'"):
+        import_optuna()
+
+
+def _sampled(tmp_path, method: str, seed: int) -> list[dict]:
+    """The parameters a fresh sweep samples for 12 trials, told a value that depends on them (no training)."""
+    from dltool.commands.sweep import create_sweep
+
+    path = write_sweep(tmp_path, f"method: {method}\ntrials: 12\nseed: {seed}\nparameters:\n"
+                                 "  train.optimizer.learning_rate: {loguniform: [0.0001, 0.1]}\n"
+                                 "  model.layers[0].Dense.units: {int: [2, 64]}\n"
+                                 "  train.batch_size: {choice: [8, 16, 32]}\n")  # fmt: skip
+    sweep = create_sweep(path, runs_root=tmp_path / "runs")
+    sampled = []
+    for _ in range(12):
+        trial = sweep.study.ask()
+        params = sweep.sample(trial)
+        sweep.study.tell(trial, params["train.optimizer.learning_rate"] * params["model.layers[0].Dense.units"])
+        sampled.append(params)
+    return sampled
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_random_and_tpe_are_reproducible_with_a_seed(tmp_path, method):
+    first, again = _sampled(tmp_path / "a", method, 3), _sampled(tmp_path / "b", method, 3)
+    assert first == again
+    assert _sampled(tmp_path / "c", method, 4) != first
+
+
+# --------------------------------------------------------------------------- trials that train (slow)
+@pytest.mark.slow
+def test_grid_runs_exactly_the_product_as_tagged_runs(tmp_path):
+    from dltool.commands.runs_report import select_runs
+    from dltool.commands.sweep import create_sweep, work
+    from dltool.commands.sweep_report import write_summary
+
+    units, batches = [4, 8], [16, 32]
+    path = write_sweep(tmp_path, "method: grid\nobjective: {metric: val_accuracy, goal: max}\nparameters:\n"
+                                 f"  model.layers[0].Dense.units: {{choice: {units}}}\n"
+                                 f"  train.batch_size: {{choice: {batches}}}\n")  # fmt: skip
+    sweep = create_sweep(path, runs_root=tmp_path / "runs")
+    assert work(sweep, runs_root=tmp_path / "runs") == 4
+    summary = write_summary(sweep)
+    seen = sorted((r["params"]["model.layers[0].Dense.units"], r["params"]["train.batch_size"]) for r in summary["rows"])
+    assert seen == sorted(itertools.product(units, batches))
+    assert summary["trials_done"] == 4 and summary["counts"] == {"COMPLETED": 4}
+    runs = select_runs(tmp_path / "runs", sweep=sweep.id)
+    assert sorted(r["trial"] for r in runs) == [0, 1, 2, 3]
+    assert {r["id"] for r in runs} == {r["run"] for r in summary["rows"]}
+    assert (sweep.folder / "summary.json").is_file() and (sweep.folder / "study.journal").is_file()
+    assert "experiment: experiment.yaml" in (sweep.folder / "sweep.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_one_failing_trial_does_not_stop_the_others(tmp_path):
+    from dltool.commands.sweep import create_sweep, work
+    from dltool.commands.sweep_report import write_summary
+
+    # 5 output units validate as a config, but iris has 3 classes: that trial fails before its run exists.
+    path = write_sweep(tmp_path, "method: grid\nparameters:\n  model.layers[1].Dense.units: {choice: [5, 3]}\n")
+    sweep = create_sweep(path, runs_root=tmp_path / "runs")
+    work(sweep, runs_root=tmp_path / "runs")
+    rows = {r["params"]["model.layers[1].Dense.units"]: r for r in write_summary(sweep)["rows"]}
+    assert rows[3]["status"] == "COMPLETED"
+    assert rows[5]["status"] == "FAILED"
+    assert "the last layer has 5 outputs but the data has 3 classes" in rows[5]["reason"]
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_stops_before_its_last_epoch(tmp_path):
+    from dltool.commands.sweep import create_sweep, work
+    from dltool.commands.sweep_report import write_summary
+    from dltool.runs import Run
+
+    path = write_sweep(tmp_path, "method: random\ntrials: 2\nobjective: {metric: val_accuracy, goal: max}\n"
+                                 "pruner: {name: median, startup_trials: 1, warmup_epochs: 0}\nparameters:\n"
+                                 "  train.optimizer.learning_rate: {choice: [0.05, 0.000001]}\n", epochs=4)  # fmt: skip
+    sweep = create_sweep(path, runs_root=tmp_path / "runs")
+    key = "train.optimizer.learning_rate"
+    sweep.study.enqueue_trial({key: 0.05})  # a good trial first: the median the hopeless one is compared with
+    sweep.study.enqueue_trial({key: 0.000001})
+    work(sweep, runs_root=tmp_path / "runs")
+    rows = {r["params"][key]: r for r in write_summary(sweep)["rows"]}
+    assert rows[0.05]["status"] == "COMPLETED"
+    pruned = rows[0.000001]
+    assert pruned["status"] == "PRUNED" and pruned["epochs"] < 4
+    info = Run(tmp_path / "runs" / pruned["run"]).info
+    assert info["status"] == "INTERRUPTED" and info["error"].startswith("pruned after")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_ends_with_exactly_the_planned_trials(tmp_path):
+    import optuna
+
+    from dltool.commands.sweep import open_sweep
+
+    path = write_sweep(tmp_path, "method: random\ntrials: 3\nseed: 1\nparameters:\n"
+                                 "  model.layers[0].Dense.units: {int: [4, 16]}\n", epochs=15)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "dltool", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "runs").glob("*/run.json"))) < 2:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # in the middle of the second trial
+    process.wait()
+    sweep_id = next((tmp_path / "sweeps").iterdir()).name
+    result = run_cli("sweep", "--resume", sweep_id, "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    study = open_sweep(sweep_id, runs_root=tmp_path / "runs").study
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3
+    stale = [t for t in study.trials if "stale" in t.user_attrs]
+    assert len(stale) == 1 and stale[0].state == optuna.trial.TrialState.FAIL
+    assert [t.user_attrs.get("retry_of") for t in study.trials].count(stale[0].number) == 1
+    shown = run_cli("sweep", "show", sweep_id, "--json", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=env)
+    assert json.loads(shown.stdout)["trials_done"] == 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweep_cleanly_and_leaves_it_resumable(tmp_path):
+    path = write_sweep(tmp_path, "method: random\ntrials: 3\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n",
+                       epochs=200)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "dltool", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/history.csv")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    sweep_id = next((tmp_path / "sweeps").iterdir()).name
+    assert f"sweep {sweep_id} interrupted; finish it with: dltool sweep --resume {sweep_id}" in stderr
+    (run_json,) = (tmp_path / "runs").glob("*/run.json")
+    info = json.loads(run_json.read_text())
+    assert info["status"] == "INTERRUPTED" and info["sweep"] == sweep_id and info["trial"] == 0
+    summary = json.loads((tmp_path / "sweeps" / sweep_id / "summary.json").read_text())
+    assert summary["trials_done"] == 0 and summary["rows"][0]["status"] == "FAILED"
+    assert summary["rows"][0]["reason"].startswith(f"run {run_json.parent.name} interrupted by SIGINT")
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL server of its own on a loopback port, in a temporary folder (initdb + pg_ctl)."""
+    import shutil
+    import socket
+    import tempfile
+
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not on PATH (Debian package postgresql)")
+    pytest.importorskip("psycopg2", reason="a PostgreSQL --storage needs psycopg2: pip install psycopg2-binary")
+    folder = Path(tempfile.mkdtemp(prefix="dltool-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        if not shutil.which("runuser"):
+            pytest.skip("running as root and no runuser to start PostgreSQL as another user")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "dltool", "--auth=trust", "-E", "UTF8"], check=True,
+                   capture_output=True)  # fmt: skip
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(folder / "server.log"), "-w", "-o",
+                    f"-p {port} -k {folder} -h 127.0.0.1", "start"], check=True, capture_output=True)  # fmt: skip
+    try:
+        yield f"postgresql://dltool@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_postgresql_sweep_and_no_trial_runs_twice(tmp_path, postgres_url):
+    import optuna
+
+    path = write_sweep(tmp_path, "method: random\ntrials: 4\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n")
+    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = run_cli("sweep", str(path), "--workers", "2", "--storage", postgres_url, "--runs-dir", str(tmp_path / "runs"),
+                     cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    sweep_id = next((tmp_path / "sweeps").iterdir()).name
+    from dltool.commands.sweep import open_storage
+
+    study = optuna.load_study(study_name=sweep_id, storage=open_storage(None, postgres_url))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len({t.user_attrs["run_id"] for t in study.trials}) == 4
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2  # both workers took trials
+    tags = sorted(json.loads(p.read_text())["trial"] for p in (tmp_path / "runs").glob("*/run.json"))
+    assert tags == [0, 1, 2, 3]  # one run per trial: none ran twice
+    # Another machine would join with the id and the URL alone: the study holds the sweep file and base config.
+    joined = run_cli("sweep", "show", sweep_id, "--storage", postgres_url, "--runs-dir", str(tmp_path / "elsewhere" / "runs"),
+                     "--json", cwd=tmp_path, env=env)  # fmt: skip
+    assert json.loads(joined.stdout)["trials_done"] == 4, joined.stderr
+
+
+SHIPPED_SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=lambda p: p.name)
+def test_shipped_sweeps_validate_and_name_the_schema(path):
+    import jsonschema
+    import yaml
+
+    spec, _ = load_sweep(path)
+    assert spec.trials >= 1
+    jsonschema.validate(yaml.safe_load(path.read_text()), json.loads((REPO / "dltool" / "sweep.schema.json").read_text()))
+    assert path.read_text().splitlines()[0] == "# yaml-language-server: $schema=../../dltool/sweep.schema.json"
+
+
+def test_the_shipped_sweep_schema_is_current():
+    from dltool.sweep_spec import sweep_json_schema
+
+    shipped = json.loads((REPO / "dltool" / "sweep.schema.json").read_text())
+    assert shipped == sweep_json_schema(), "regenerate: dltool sweep --schema > dltool/sweep.schema.json"
+
+
+@pytest.mark.slow
+def test_workers_share_the_journal_file_and_a_fresh_worker_replaces_a_retired_one(tmp_path):
+    from dltool.commands.sweep import open_sweep
+
+    path = write_sweep(tmp_path, "method: grid\nparameters:\n  model.layers[0].Dense.units: {choice: [4, 6, 8]}\n")
+    env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = run_cli("sweep", str(path), "--workers", "2", "--trials-per-worker", "1", "--runs-dir", str(tmp_path / "runs"),
+                     cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.count(" COMPLETED ") == 3  # each worker prints its own trial
+    study = open_sweep("latest", runs_root=tmp_path / "runs").study
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 3  # one trial per worker process
+    assert len(list((tmp_path / "runs").glob("*/run.json"))) == 3
