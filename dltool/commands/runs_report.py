@@ -34,6 +34,7 @@ def summarize(run: Run) -> dict:
         "best_epoch": metrics.get("best_epoch"), "duration_s": info.get("duration_s"),
         "started": info.get("started"), "ended": info.get("ended"), "error": info.get("error"),
         "device": info.get("device"), "params": info.get("params"), "path": str(run.path),
+        "expectations": info.get("expectations"), "expectations_met": info.get("expectations_met"),
     }  # fmt: skip
 
 
