@@ -84,11 +84,11 @@ def _ci_outputs(junit: Optional[Path], cases: list, summary: str, package: str) 
 
 def _annotate(errors: list[tuple[str, Optional[str], Optional[int]]]) -> None:
     """In GitHub Actions, print each error as an annotation on its config file and line."""
-    from .reports import github_annotation, in_github_actions
+    from .reports import github_annotation, in_github_actions, is_file_source
 
     if in_github_actions():
         for message, file, line in errors:
-            say(github_annotation(message, file, line))
+            say(github_annotation(message, file, line) if is_file_source(file) else github_annotation(message))
 
 
 @contextmanager

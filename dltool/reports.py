@@ -153,9 +153,14 @@ def github_annotation(message: str, file: str | None = None, line: int | None = 
     return f"::{level} {','.join(fields)}::{_escape_data(message)}"
 
 
+def is_file_source(source: str | None) -> bool:
+    """Whether an error's source is a file (not an option such as ``--set k=v`` or ``--expect ...``)."""
+    return bool(source) and not source.startswith("--")
+
+
 def config_error_annotation(error: ConfigError) -> str:
     """A config error as an annotation on its file and line (a ``--set`` or ``--expect`` error has no file)."""
-    from_file = bool(error.source) and not error.source.startswith("--")
+    from_file = is_file_source(error.source)
     message = (f"{error.path}: " if error.path else "") + error.detail if from_file else str(error)
     return github_annotation(message, error.source if from_file else None, error.line if from_file else None)
 

@@ -114,3 +114,17 @@ def test_markdown_tables_and_the_step_summary(tmp_path, monkeypatch):
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     assert append_step_summary(table) is True
     assert summary.read_text() == "earlier step\n" + table + "\n"
+
+
+def test_train_writes_a_junit_failure_and_a_summary_for_a_config_it_refuses(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndata: {source: sklearn, name: iris}\nmodel: {input_shape: [4], layers: [Dense]}\n"
+                   "train: {loss: mse, epochs: five}\n")  # fmt: skip
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = runner.invoke(app, ["train", str(bad), "--junit", str(tmp_path / "train.xml")])
+    assert result.exit_code == 2
+    failure = check_junit((tmp_path / "train.xml").read_text()).find("testsuite/testcase/failure")
+    assert failure.get("type") == "ConfigError"
+    assert failure.get("message") == f"{bad}:4: train.epochs: expected an integer >= 1, received 'five'"
+    assert summary.read_text().startswith(f"### dltool train {bad}: failed\n")

@@ -135,8 +135,8 @@ def test_sources_without_files_keep_their_own_data(tmp_path):
 # --------------------------------------------------------------------------- whole smoke runs
 @pytest.mark.slow
 def test_smoke_with_fake_data_trains_each_kind_and_reports_to_ci(tmp_path, monkeypatch):
-    folder = _folder(tmp_path, iris=IRIS_CONFIG, text=TEXT_CONFIG, forecast=FORECAST_CONFIG, images=IMAGES_CONFIG,
-                     bad=BAD_CONFIG, sweep="sweep: {base: iris.yaml}\n")  # fmt: skip
+    _folder(tmp_path, iris=IRIS_CONFIG, text=TEXT_CONFIG, forecast=FORECAST_CONFIG, images=IMAGES_CONFIG,
+              bad=BAD_CONFIG, sweep="sweep: {base: iris.yaml}\n")  # fmt: skip
     summary = tmp_path / "summary.md"
     junit = tmp_path / "smoke.xml"
     monkeypatch.chdir(tmp_path)
