@@ -72,8 +72,8 @@ def train(
         if (config is None and from_run is None) == (resume is None):
             raise UsageError("give either a CONFIG to train (or --from RUN) or --resume RUN (not both)")
         if resume is not None and (overrides or expect or deterministic):
-            raise UsageError("--resume continues a run with its own saved config; --set, --expect and --deterministic "
-                             "cannot change it. Train a new run with them instead")  # fmt: skip
+            raise UsageError("--resume continues a run with its own saved config; --set cannot change it, nor can "
+                             "--expect or --deterministic. Train a new run with them instead")  # fmt: skip
         display = TrainingDisplay(out, plain=use_plain_output(out, quiet))
         if resume is not None:
             import_keras(verbose)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DltoolError, TrainingInterrupted, UsageError
+from ..errors import ConfigError, DataError, DltoolError, TrainingInterrupted, UsageError
 from ..reports import JUnitCase, flat_metrics
 
 PASSED, FAILED, SKIPPED, UNMET = "passed", "failed", "skipped", "unmet"
@@ -97,11 +97,11 @@ class SmokeReport:
 
 def _skip_reason(path: Path) -> str | None:
     """Why a YAML file found in a folder is not an experiment config (a sweep spec, other YAML), or None."""
-    import yaml
+    from ..config.yamlio import load_yaml, read_config_text
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    try:  # the guarded reader: a folder may hold hostile YAML (alias bombs, Python tags)
+        data, _ = load_yaml(read_config_text(path), str(path))
+    except ConfigError:
         return None  # meant as a config or not, validation says what is wrong with it
     if not isinstance(data, dict):
         return "not an experiment config (not a mapping)"
@@ -223,6 +223,8 @@ def _smoke_one(path: Path, *, epochs, samples, fake_data, runs_root, stand_ins, 
         raise
     except ConfigError as exc:
         result.message, result.file, result.line = str(exc), exc.source, exc.line
+    except DataError as exc:  # training loads the data first: a data file it cannot read is the data's stage
+        result.stage, result.message = "data", str(exc)
     except DltoolError as exc:
         result.message = str(exc)
     except Exception as exc:  # noqa: BLE001  (whatever Keras raises for one config, the others still run)
