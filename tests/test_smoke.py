@@ -45,6 +45,7 @@ data: {source: images, path: pictures, image_size: [8, 8], color_mode: grayscale
 model: {input_shape: [8, 8, 1], layers: [Flatten, {Dense: {units: 3, activation: softmax}}]}
 train: {loss: sparse_categorical_crossentropy, epochs: 1}
 """
+SWEEP_SPEC = "experiment: iris.yaml\nobjective: {metric: val_accuracy, goal: max}\nparameters: {train.epochs: {choice: [1, 2]}}\n"
 BAD_CONFIG = "name: bad\ndata: {source: sklearn, name: iris}\nmodel:\n  input_shape: [4]\n  layers:\n    - Dense: {unit: 3}\ntrain: {loss: mse}\n"
 
 
@@ -58,7 +59,7 @@ def _folder(tmp_path, **files):
 
 # --------------------------------------------------------------------------- finding configs (no TensorFlow)
 def test_a_folder_gives_its_yaml_configs_and_skips_sweeps_and_other_yaml(tmp_path):
-    folder = _folder(tmp_path, iris=IRIS_CONFIG, sweep="sweep: {base: iris.yaml}\n", notes="- a list\n",
+    folder = _folder(tmp_path, iris=IRIS_CONFIG, sweep=SWEEP_SPEC, notes="- a list\n",
                      compose="services: {web: {image: nginx}}\n", broken="name: [unclosed\n")  # fmt: skip
     (folder / "README.md").write_text("not yaml")
     found = {path.name: reason for path, reason in find_configs([folder, folder / "iris.yaml"])}
@@ -136,7 +137,7 @@ def test_sources_without_files_keep_their_own_data(tmp_path):
 @pytest.mark.slow
 def test_smoke_with_fake_data_trains_each_kind_and_reports_to_ci(tmp_path, monkeypatch):
     _folder(tmp_path, iris=IRIS_CONFIG, text=TEXT_CONFIG, forecast=FORECAST_CONFIG, images=IMAGES_CONFIG,
-              bad=BAD_CONFIG, sweep="sweep: {base: iris.yaml}\n")  # fmt: skip
+              bad=BAD_CONFIG, sweep=SWEEP_SPEC)  # fmt: skip
     summary = tmp_path / "summary.md"
     junit = tmp_path / "smoke.xml"
     monkeypatch.chdir(tmp_path)

@@ -30,7 +30,7 @@ PREDICT_SAMPLES = 4  # raw samples given to predict
 RELOAD_SAMPLES = 8  # test samples the reloaded model must predict as the trained one did
 RTOL, ATOL = 1e-4, 1e-5  # predict prints float32 outputs; a reloaded model may run other kernels
 CONFIG_SUFFIXES = (".yaml", ".yml")
-SWEEP_KEYS = {"sweep", "search_space", "parameters", "study"}
+SWEEP_KEYS = {"experiment", "objective", "parameters", "sweep", "search_space"}  # `dltool sweep` specs (issue 12)
 
 
 @dataclass
