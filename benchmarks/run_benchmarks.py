@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/run_benchmarks.py --quick         # smoke pass, 1 repeat, fewer epochs/rows
     .venv/bin/python benchmarks/run_benchmarks.py --only start,predict --repeats 5
 
-Sections: machine, start, train, display, predict, scaling, kinds (images, text, time series). Each measured command runs in a
+Sections: machine, start, train, display, predict, scaling, kinds (images, text, time series), ci (smoke, determinism). Each measured command runs in a
 subprocess under /usr/bin/time (peak RSS, %M) with time.perf_counter around it (wall time); the
 variants of a comparison alternate (their order rotates every repeat) and are reported as
 median [min-max]. Results go to benchmarks/RESULTS.md (see benchmarks/README.md).
@@ -40,7 +40,7 @@ PYTHON = sys.executable
 _DLTOOL = Path(sys.executable).parent / "dltool"
 DLTOOL = str(_DLTOOL) if _DLTOOL.exists() else (shutil.which("dltool") or "dltool")
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
-SECTIONS = ["machine", "start", "train", "display", "predict", "scaling", "kinds"]
+SECTIONS = ["machine", "start", "train", "display", "predict", "scaling", "kinds", "ci"]
 MNIST_TRAIN_SAMPLES = 60000
 
 # Targets stated in the issue.
@@ -52,6 +52,7 @@ START_FRACTION = 0.15
 PREDICT_RSS_MB = 1024
 EVALUATE_RSS_RATIO = 1.10  # evaluate --data's peak RSS within 10 % of predict's on the same file
 DISPLAY_COST = 0.02
+SMOKE_SECONDS = 60  # `dltool smoke configs/ --fake-data`, TensorFlow's start included (issue 13)
 
 STATE: dict = {"gpus": None}  # filled by the machine section (or lazily by detect_gpus)
 
@@ -995,9 +996,59 @@ def kinds_section(args) -> list[str]:
     return lines
 
 
+def ci_section(args) -> list[str]:
+    """`dltool smoke configs/ --fake-data` against its 60 s target, and what train.deterministic costs."""
+    lines = ["## CI: `dltool smoke` and deterministic training", ""]
+    smoke = alternate({"smoke": lambda i: run_measured([DLTOOL, "smoke", "configs/", "--fake-data", "--json"],
+                                                       label="smoke")}, args.repeats, "ci")  # fmt: skip
+    runs = smoke["smoke"]
+    per_config: dict[str, list[float]] = {}
+    for r in runs:
+        if r["rc"] == 0:
+            report = json.loads(r["stdout"])
+            r["passed"] = f"{report['passed']}/{len(report['configs'])}"
+            for row in report["configs"]:
+                per_config.setdefault(row["config"], []).append(row["seconds"])
+    wall = med(values(runs, "wall"))
+    lines += [f"`dltool smoke configs/ --fake-data` over the {len(per_config)} shipped configs (1 epoch of 256 "
+              f"samples each, then evaluate, reload and predict), {args.repeats} repeat(s), load average at start "
+              f"{load_snapshot()}. Wall time of the whole process, TensorFlow's start included.", ""]
+    lines += table(["command", "configs passed", "wall", "peak RSS", "target", "met?"],
+                   [["`dltool smoke configs/ --fake-data`", runs[-1].get("passed", "n/a"), spread(values(runs, "wall"), 1, " s"),
+                     spread(values(runs, "rss_mb"), 0, " MB"), f"≤ {SMOKE_SECONDS} s",
+                     met(None if wall is None else wall <= SMOKE_SECONDS)]])  # fmt: skip
+    lines += table(["config", "seconds in the smoke run"], [[f"`{c}`", spread(t, 1, " s")] for c, t in per_config.items()])
+    mnist = Path(args.mnist)
+    if not mnist.is_absolute():
+        mnist = (REPO / mnist).resolve()
+    epochs = 1 if args.quick else 3
+    quiet = [f"train.epochs={epochs}", "train.tensorboard=false", "train.plots=false", "train.checkpoint_every=0"]
+    configs = {"digits_mlp": ("configs/digits_mlp.yaml", [])}
+    if mnist.exists():
+        configs["mnist_mlp"] = ("configs/mnist_mlp.yaml", [f"data.path={mnist}"])
+        configs["mnist_cnn"] = ("configs/mnist_cnn.yaml", [f"data.path={mnist}", "train.epochs=1"])
+    rows, all_results = [], dict(smoke)
+    for name, (config, sets) in configs.items():
+        variants = {mode: (lambda i, on=(mode == "deterministic"): dltool_train(
+                       config, quiet + sets + ([f"train.deterministic={str(on).lower()}"]), label=f"{name} {mode}"))
+                    for mode in ("default", "deterministic")}  # fmt: skip
+        results = alternate(variants, args.repeats, f"ci {name}")
+        all_results.update({f"{name} {mode}": r for mode, r in results.items()})
+        _, ratio = ratio_cell(results["deterministic"], results["default"], "fit_seconds")
+        same = {mode: len({r.get("test_loss") for r in rs if r["rc"] == 0}) == 1 for mode, rs in results.items()}
+        rows.append([f"`{config}` ({(sets[-1] if name == 'mnist_cnn' else f'train.epochs={epochs}')})",
+                     spread(values(results["default"], "fit_seconds"), 2, " s"),
+                     spread(values(results["deterministic"], "fit_seconds"), 2, " s"), ratio,
+                     "yes" if same["default"] else "no", "yes" if same["deterministic"] else "no"])
+    lines += ["`train.deterministic: true` (TensorFlow op determinism) against the default, same config and seed, "
+              "alternating; fit time from run.json. \"identical\" says whether every repeat gave the same test loss.", ""]
+    lines += table(["config", "fit, default", "fit, deterministic", "cost", "default identical", "deterministic identical"], rows)
+    return lines + failures(all_results)
+
+
 SECTION_FUNCS = {"machine": machine_section, "start": start_section, "train": train_section,
                  "display": display_section, "predict": predict_section, "scaling": scaling_section,
-                 "kinds": kinds_section}
+                 "kinds": kinds_section, "ci": ci_section}
 
 
 # ----------------------------------------------------------------------------- main

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import threading
@@ -44,6 +45,22 @@ def device_description() -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+def set_determinism(enabled: bool) -> None:
+    """Make TensorFlow's ops deterministic, or not, for the runs that follow in this process.
+
+    With the seeds Keras sets, deterministic ops make two runs of a config give identical
+    results, at some cost in speed (benchmarks/RESULTS.md). It is a process-wide switch:
+    a run that does not ask for it turns it back off (one smoke process trains many configs).
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    elif getattr(tf_config, "is_op_determinism_enabled", lambda: False)():
+        tf_config.disable_op_determinism()
+
+
 def import_keras(verbose: bool = False):
     """Import Keras (and TensorFlow) with their start-up chatter on stderr hidden unless ``verbose``.
 
@@ -65,6 +82,10 @@ def import_keras(verbose: bool = False):
         os.dup2(captured.fileno(), 2)
         try:
             import keras
+
+            # Python-side warnings such as "5 out of the last 6 calls ... triggered tf.function retracing", which
+            # `dltool smoke` meets by design (a new model per config), are noise unless asked for with -v.
+            logging.getLogger("tensorflow").setLevel(logging.ERROR)
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)

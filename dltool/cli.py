@@ -21,6 +21,7 @@ from .cli_common import (
 )
 from .cli_runs import runs_app
 from .cli_sweep import SWEEP_EXAMPLE, sweep_command
+from .cli_smoke import SMOKE_EPILOG, JUnitFile, smoke, train_reports
 from .errors import UsageError
 
 app = typer.Typer(
@@ -57,20 +58,27 @@ def train(
     from_run: Annotated[Optional[str], typer.Option("--from", metavar="RUN",
                         help="Start from this run's trained weights (fine-tune, or train a finished run for more epochs) "
                              "in a new run; with no CONFIG, that run's own config.")] = None,
+    expect: Annotated[Optional[list[str]], typer.Option("--expect", metavar="KEY<OP>NUMBER",
+                      help="Expect a final metric, e.g. --expect 'test.accuracy>=0.95'; exit 3 when missed.")] = None,
+    deterministic: Annotated[bool, typer.Option("--deterministic", metavar="", help="Deterministic ops: identical metrics on every run (slower).")] = False,
+    junit: JUnitFile = None,
     runs_dir: RunsDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Plain lines, one per epoch (for CI logs).")] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Train the model a config describes and save everything in a new run folder."""
+    """Train the model a config describes and save everything in a new run folder.
+
+    Exits 0 on success, 2 for bad input, 1 when training fails, 3 when the run misses an expectation (--expect, expect:).
+    """
     from .backend import import_keras
     from .display import TrainingDisplay, print_training_result, use_plain_output
 
-    with reported_errors():
+    with reported_errors(), train_reports(junit, str(config or from_run or resume)) as report:
         if (config is None and from_run is None) == (resume is None):
             raise UsageError("give either a CONFIG to train (or --from RUN) or --resume RUN (not both)")
-        if resume is not None and overrides:
-            raise UsageError("--resume continues a run with its own saved config; --set cannot change it. "
-                             "Train a new run with --set instead")  # fmt: skip
+        if resume is not None and (overrides or expect or deterministic):
+            raise UsageError("--resume continues a run with its own saved config; --set cannot change it, nor can "
+                             "--expect or --deterministic. Train a new run with them instead")  # fmt: skip
         display = TrainingDisplay(out, plain=use_plain_output(out, quiet))
         if resume is not None:
             import_keras(verbose)
@@ -79,14 +87,21 @@ def train(
             run = resume_training(resume, runs_root=runs_dir, observer=display)
         else:
             from .commands.runs_report import config_file_of
-            from .config import load_config
+            from .config import load_config, with_expectations
 
-            experiment = load_config(config or config_file_of(from_run, runs_dir), overrides or [])
+            overrides = (overrides or []) + (["train.deterministic=true"] if deterministic else [])
+            experiment = with_expectations(load_config(config or config_file_of(from_run, runs_dir), overrides), expect or [])
             import_keras(verbose)
             from .commands.train import train as run_training
 
             run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run)
+        report["run"] = run
         print_training_result(out, run)
+    if run.info.get("expectations_met") is False:
+        raise typer.Exit(3)
+
+
+app.command(epilog=SMOKE_EPILOG)(smoke)
 
 
 @app.command(epilog="Example: dltool evaluate latest   |   dltool evaluate latest --data holdout.csv --checkpoint best")
@@ -191,18 +206,19 @@ def plot(
     say(f"wrote {output} ({', '.join(drawn)} for {len(runs)} runs)")
 
 
-@app.command(epilog="Example: dltool init csv-classifier my_experiment.yaml")
+@app.command(epilog="Example: dltool init csv-classifier my_experiment.yaml   |   dltool init ci")
 def init(
-    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster")] = "mnist-mlp",
+    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster; or ci (a GitHub Actions workflow)")] = "mnist-mlp",
     path: Annotated[Optional[Path], typer.Argument(metavar="PATH", help="Where to write (default: <template>.yaml here).")] = None,
     force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter config that validates as written."""
+    """Write a commented starter config that validates as written (or, with ci, a GitHub Actions workflow)."""
     from .templates import write_template
 
     with reported_errors():
         written = write_template(template, path, force=force)
-    say(f"wrote {written}; check it with: dltool validate {written}")
+    say(f"wrote {written}; " + ("commit it, and every push runs `dltool smoke` on configs/" if template == "ci"
+                                else f"check it with: dltool validate {written}"))  # fmt: skip
 
 
 def main() -> None:

@@ -70,6 +70,7 @@ def reported_errors():
         yield
     except DltoolError as exc:
         err.print(f"error: {exc}", style="red" if err.is_terminal else None, highlight=False, markup=False)
+        _annotate_in_github(exc)
         if isinstance(exc, TrainingInterrupted):
             skip_shutdown_collection()
         raise typer.Exit(exc.exit_code) from None
@@ -88,6 +89,15 @@ def skip_shutdown_collection() -> None:
     operating system frees the memory.
     """
     gc.freeze()
+
+
+def _annotate_in_github(error: DltoolError) -> None:
+    """In a GitHub Actions step, also show a config error on its file and line of the pull request (stdout)."""
+    from .errors import ConfigError
+    from .reports import config_error_annotation, in_github_actions
+
+    if isinstance(error, ConfigError) and in_github_actions():
+        say(config_error_annotation(error))
 
 
 def say(text: str) -> None:

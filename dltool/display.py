@@ -169,7 +169,8 @@ def metrics_table(metrics: dict, title: str = "Results") -> Table:
 
 
 # --------------------------------------------------------------------------- runs, runs show, runs compare, evaluate
-STATUS_COLOURS = {"COMPLETED": "green", "FAILED": "red", "INTERRUPTED": "yellow", "RUNNING": "cyan", "DIED": "magenta"}
+STATUS_COLOURS = {"COMPLETED": "green", "FAILED": "red", "INTERRUPTED": "yellow", "RUNNING": "cyan", "DIED": "magenta",
+                  "passed": "green", "failed": "red", "skipped": "yellow", "unmet": "magenta"}  # fmt: skip
 
 
 def status_markup(status: str) -> str:
@@ -186,18 +187,37 @@ def file_size(size: float) -> str:
     return str(size)
 
 
+def expectations_cell(checked: list[dict] | None) -> str:
+    """'met', 'met 2/2' or '1 of 2 unmet' in colour ('-' when the run expected nothing)."""
+    if not checked:
+        return "-"
+    unmet = sum(not e["met"] for e in checked)
+    return f"[red]{unmet} of {len(checked)} unmet[/]" if unmet else f"[green]met {len(checked)}/{len(checked)}[/]"
+
+
 def runs_table(rows: list[dict], title: str) -> Table:
-    """`dltool runs`: one line per run."""
+    """`dltool runs`: one line per run (an expect column when any run has expectations)."""
     table = Table(title=title, title_justify="left")
-    for column in ("id", "name", "status", "epochs", "test metrics", "duration"):
+    expect = any(row.get("expectations") for row in rows)
+    for column in ("id", "name", "status", "epochs", "test metrics", "duration") + (("expect",) if expect else ()):
         table.add_column(column, no_wrap=True)
     for row in rows:
         metrics = "  ".join(f"{k} {format_value(v)}" for k, v in list(row["test"].items())[:3])
         duration = f"{row['duration_s']:.1f}s" if row.get("duration_s") is not None else "-"
         epochs = f"{row.get('epochs_done') or 0}/{row.get('epochs_planned') or '?'}"
         table.add_row(row["id"], row.get("name") or "-", status_markup(row["status"]), epochs,
-                      metrics or (row.get("error") or "")[:70], duration)  # fmt: skip
+                      metrics or (row.get("error") or "")[:70], duration,
+                      *((expectations_cell(row.get("expectations")),) if expect else ()))  # fmt: skip
     return table
+
+
+def print_expectations(console: Console, checked: list[dict] | None) -> None:
+    """One line per expectation: key = value (condition): met or NOT met."""
+    from .config.expectations import describe_expectation
+
+    for result in checked or []:
+        colour = "green" if result["met"] else "red"
+        console.print(f"expect [{colour}]{describe_expectation(result)}[/]", highlight=False)
 
 
 def print_run(console: Console, shown: dict) -> None:
@@ -210,6 +230,7 @@ def print_run(console: Console, shown: dict) -> None:
                   f"{shown.get('params') or 0:,} parameters", highlight=False)  # fmt: skip
     if shown.get("error"):
         console.print(f"reason: {shown['error']}", highlight=False)
+    print_expectations(console, shown.get("expectations"))
     metrics = shown.get("metrics")
     if metrics:
         restored = f" (weights of epoch {metrics['restored_epoch']}: restore_best_weights)" if metrics.get("restored_epoch") else ""
@@ -311,6 +332,7 @@ def print_training_result(console: Console, run) -> None:
         learned = "  ".join(f"{layer}.{name}={[round(v, 4) for v in values]}"
                             for layer, weights in metrics["weights"].items() for name, values in weights.items())  # fmt: skip
         console.print(f"learned weights: {learned}", highlight=False)
+    print_expectations(console, run.info.get("expectations"))
     console.print(f"run {run.id} COMPLETED in {run.info.get('duration_s', 0):.1f}s -> {run.path}", highlight=False)
     console.print(f"next: dltool evaluate {run.id}", highlight=False)
 
@@ -348,3 +370,23 @@ def print_sweep(console: Console, report: dict) -> None:
                   f"run {best['run']}", highlight=False, markup=False)  # fmt: skip
     console.print(f"use it: dltool evaluate {best['run']}   |   dltool predict {best['run']} INPUT   |   "
                   f"dltool runs show {best['run']}", highlight=False, markup=False)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- smoke
+def smoke_line(result: dict) -> str:
+    """One config's result as it finishes: status, seconds, config, and what failed or why it was skipped."""
+    why = f"  {result['stage']}: {result['message']}" if result["status"] != "passed" else ""
+    return f"{result['status']:<8} {result['seconds']:6.1f}s  {result['config']}{why}"
+
+
+def smoke_table(report: dict) -> Table:
+    """`dltool smoke`: one row per config (config, status, seconds, what failed), totals in the title."""
+    counts = ", ".join(f"{report[s]} {s}" for s in ("passed", "failed", "unmet", "skipped") if report[s] or s == "passed")
+    table = Table(title=f"smoke: {len(report['configs'])} configs, {counts} in {report['seconds']:.1f}s",
+                  title_justify="left")  # fmt: skip
+    for column in ("config", "status", "seconds", "what failed"):
+        table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
+    for row in report["configs"]:
+        failed = "" if row["status"] == "passed" else f"{row['stage']}: {row['message']}"
+        table.add_row(row["config"], status_markup(row["status"]), f"{row['seconds']:.1f}", Text(failed))
+    return table

@@ -35,6 +35,7 @@ def summarize(run: Run) -> dict:
         "started": info.get("started"), "ended": info.get("ended"), "error": info.get("error"),
         "device": info.get("device"), "params": info.get("params"), "path": str(run.path),
         **({"sweep": info["sweep"], "trial": info.get("trial")} if info.get("sweep") else {}),
+        "expectations": info.get("expectations"), "expectations_met": info.get("expectations_met"),
     }  # fmt: skip
 
 

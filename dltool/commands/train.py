@@ -32,21 +32,25 @@ def small_model_weights(model) -> dict:
     }
 
 
-def prepare(config: ExperimentConfig):
+def prepare(config: ExperimentConfig, *, samples: int | None = None):
     """Everything that can refuse the config before a run folder exists: data, model, shapes.
 
     Returns (data, compiled model). ConfigErrors come back with file and line.
+    ``samples`` keeps a random ``samples`` of the training split (smoke runs;
+    default None: all of it).
     """
     import keras
 
+    from ..backend import set_determinism
     from ..data import prepare_data
     from ..fitting import check_outputs_fit_targets
     from ..model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
 
     keras.backend.clear_session()  # fresh layer names (dense, dense_1, ...) and memory for every run
     keras.utils.set_random_seed(config.seed)
+    set_determinism(config.train.deterministic)
     try:
-        data = prepare_data(config)
+        data = prepare_data(config, samples=samples)
         model = build_model(config)
         if any(hasattr(layer, "adapt") for layer in model.layers):
             if not hasattr(data, "x_train"):
@@ -111,7 +115,8 @@ def _now() -> str:
 
 
 def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = None, *,
-          runs_root: str | Path | None = None, observer=None, init_from: str | Run | None = None) -> Run:  # fmt: skip
+          runs_root: str | Path | None = None, observer=None, init_from: str | Run | None = None,
+          samples: int | None = None) -> Run:  # fmt: skip
     """Train the experiment and return its completed :class:`Run`.
 
     ``config`` is a config from :func:`dltool.config.load_config` (which
@@ -124,6 +129,13 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
     ``init_from`` (a run or run reference) starts from that run's trained
     weights instead of fresh ones: fine-tuning, or more epochs of a finished
     run. The optimizer starts fresh; run.json names the parent run.
+
+    ``samples`` trains on a random ``samples`` of the training split (and
+    tests on at most as many samples): what `dltool smoke` does. The
+    config's ``expect:`` entries are checked against metrics.json; the
+    result goes into run.json (``expectations``, ``expectations_met``).
+    An observer with ``on_run_completed(run, model, data)`` gets the trained
+    model and its data once the run is COMPLETED.
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, overrides)
@@ -132,7 +144,7 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
                           "(or pass the config file's path to train)")  # fmt: skip
     overrides = list(config.overrides)
     config = resolve_paths(config)
-    data, model = prepare(config)
+    data, model = prepare(config, samples=samples)
     parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
     run = Run.create(runs_dir(runs_root), config.name)
     try:
@@ -154,6 +166,7 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     """
     import keras
 
+    from ..backend import set_determinism
     from ..config import config_from_text
     from ..data import prepare_data
     from ..keras_io import load_model_safely
@@ -171,6 +184,7 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed + state["epoch"])  # a fresh but reproducible shuffle order
+    set_determinism(config.train.deterministic)
     data = prepare_data(config)
     if data.fingerprint != info.get("data_fingerprint"):
         raise RunStateError(f"the data of run {run.id} has changed since it started (fingerprint "
@@ -210,6 +224,8 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
         recorder.flush()
         _finish_completed(run, config, data, model, recorder, result)
         drop_resume_checkpoints(run)
+        if observer is not None and hasattr(observer, "on_run_completed"):
+            observer.on_run_completed(run, model, data)
         return run
     except KeyboardInterrupt:
         recorder.flush()
@@ -244,6 +260,7 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
 
 def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder: RunRecorder, result) -> None:
     """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
+    from ..config.expectations import check_expectations, describe_expectation
     from ..fitting import evaluate_data
     from ..keras_io import save_model_atomic
     from ..plots import write_run_plots
@@ -252,17 +269,22 @@ def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder:
     save_model_atomic(model, run.file("model.keras"))
     # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
     train_metrics, val_metrics = recorder.final_metrics(result.restored_epoch)
-    run.write_json("metrics.json", {
+    metrics = {
         "train": train_metrics, "validation": val_metrics or None, "test": test,
         "epochs": recorder.epochs_done, "stopped_early": result.stopped_early,
         **({"restored_epoch": result.restored_epoch} if result.restored_epoch is not None else {}),
         "best_epoch": recorder.best_epoch(), "fit_seconds": round(result.seconds, 3),
         **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
-    })  # fmt: skip
+    }  # fmt: skip
+    run.write_json("metrics.json", metrics)
     run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
+    expectations = check_expectations(config.expect, metrics)
+    for checked in expectations:
+        run.append_log("expect  " + describe_expectation(checked))
     if config.train.plots:
         write_run_plots(run, config, recorder.rows, model, data)
-    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3))
+    met = {"expectations": expectations, "expectations_met": all(e["met"] for e in expectations)} if expectations else {}
+    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), **met)
 
 
 def check(config: ExperimentConfig) -> tuple[str, dict, list]:

@@ -15,6 +15,7 @@ overrides, validation), :mod:`.messages` (pydantic errors in words),
 from __future__ import annotations
 
 from .data import DATA_SOURCES, DataCommon, DataConfig
+from .expectations import check_expectations, with_expectations
 from .keras_names import STRING_INPUT_LAYERS, check_keras_names, check_layer, layer_name_and_args
 from .loading import (
     apply_overrides,
@@ -41,7 +42,7 @@ from .schema import (
 __all__ = [
     "CLASSIFICATION_LOSSES", "DATA_SOURCES", "ONE_HOT_LOSSES", "STRING_INPUT_LAYERS", "Callbacks", "DataCommon",
     "DataConfig", "ExperimentConfig", "LayerSpec", "ModelConfig", "OptimizerConfig", "SourceEntry", "TrainConfig",
-    "apply_overrides", "check_keras_names", "check_layer", "config_from_text", "config_to_dict", "config_to_yaml",
+    "apply_overrides", "check_expectations", "check_keras_names", "check_layer", "config_from_text", "config_to_dict", "config_to_yaml",
     "json_schema", "layer_name_and_args", "load_config", "register_source", "resolve_paths", "source_entry",
-    "source_names", "validate_config",
+    "source_names", "validate_config", "with_expectations",
 ]  # fmt: skip

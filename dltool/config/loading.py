@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError, did_you_mean
+from .expectations import check_config_expectations
 from .keras_names import check_keras_names
 from .messages import first_error, type_name
 from .registry import source_names
@@ -122,6 +123,7 @@ def validate_config(
         raise locate(first_error(exc)) from None
     try:
         check_keras_names(config)
+        check_config_expectations(config, lambda key: line_map.lines.get(("expect", key)))
     except ConfigError as exc:
         raise locate(exc) from None
     config._source = source

@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, field_vali
 
 from ..errors import ConfigError
 from .data import DataConfig
+from .expectations import CONDITION_PATTERN
 from .values import FiniteFloat, Fraction, NonNegativeInt, PositiveInt, Seed, Strict, auto_or_bool
 from .yamlio import LineMap
 
@@ -107,6 +108,10 @@ class TrainConfig(Strict):
     checkpoint_every: NonNegativeInt = Field(
         1, description="Save a resumable checkpoint every this many epochs (0: never; then --resume cannot resume)."
     )
+    deterministic: bool = Field(
+        False, description="Seed everything and make TensorFlow's ops deterministic: two runs give identical "
+        "metrics, at some cost in speed."
+    )
 
     @field_validator("optimizer", mode="before", json_schema_input_type=Union[OptimizerConfig, str])
     @classmethod
@@ -133,6 +138,15 @@ class ExperimentConfig(Strict):
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
+    expect: dict[str, str] = Field(
+        default_factory=dict,
+        description="Metric expectations checked after training, e.g. {test.accuracy: '>= 0.95'}: a run that misses "
+        "one stays COMPLETED and `dltool train` exits 3.",
+        json_schema_extra={
+            "propertyNames": {"pattern": r"^((train|validation|test)\.[^.]+|epochs)$"},
+            "additionalProperties": {"type": "string", "pattern": CONDITION_PATTERN},
+        },
+    )
 
     _source: str | None = PrivateAttr(None)
     _line_map: LineMap = PrivateAttr(default_factory=LineMap)

@@ -120,11 +120,23 @@ def _targets(config, splits: list, class_names, where: str):
     return [regression_targets(y, where) for y in splits], None
 
 
-def prepare_data(config) -> PreparedData:
+def _keep_random(x, y, count: int | None, seed: int):
+    """A random ``count`` of the samples (all of them when there are no more), in their original order."""
+    if count is None or len(x) <= count:
+        return x, y
+    keep = np.sort(np.random.default_rng(seed).choice(len(x), size=count, replace=False))
+    return x[keep], y[keep]
+
+
+def prepare_data(config, *, samples: int | None = None) -> PreparedData:
     """Load the configured data, split, encode targets and fit preprocessing on the training split.
 
     A CSV that is streamed (``data.stream``) is scanned once instead and read
     from disk batch by batch while training (see :mod:`dltool.data.streaming`).
+    ``samples`` (smoke runs; default None: all) keeps a random ``samples`` of
+    the training split and at most as many test samples, drawn with the split
+    seed after the labels are numbered, so the classes are those of the whole
+    data. A streamed CSV is read whole.
     """
     from .streaming import prepare_streamed, should_stream
 
@@ -137,12 +149,14 @@ def prepare_data(config) -> PreparedData:
     where = _data_name(config)
     x_train, y_train, x_test, y_test, test_source = split_raw(config, raw)
     (y_train, y_test), class_names = _targets(config, [y_train, y_test], raw.class_names, where)
+    seed = config.data.split_seed if config.data.split_seed is not None else config.seed
+    x_train, y_train = _keep_random(x_train, y_train, samples, seed)
+    x_test, y_test = _keep_random(x_test, y_test, samples, seed + 1)
     x_val = y_val = None
     validation = config.data.validation
     if validation == "test":
         pass
     elif validation is not None:
-        seed = config.data.split_seed if config.data.split_seed is not None else config.seed
         x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed, _in_time_order(config))
     state = Preprocessing.fit(
         x_train, input_shape=config.model.input_shape, scale=config.data.scale,

@@ -1,0 +1,71 @@
+"""The CI recipe: `dltool init ci` writes a valid workflow naming real commands; the README shows the same."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import typer
+import yaml
+from e2e_support import REPO
+from typer.testing import CliRunner
+
+from dltool.cli import app
+from dltool.templates import ci_workflow_text
+
+runner = CliRunner()
+
+
+def _check_dltool_command(line: str) -> None:
+    """`dltool SUBCOMMAND --option ...` names a subcommand and options the CLI has."""
+    words = shlex.split(line)
+    assert words[0] == "dltool"
+    command = typer.main.get_command(app).commands.get(words[1])
+    assert command is not None, f"no command {words[1]!r} in: {line}"
+    options = {opt for param in command.params for opt in param.opts}
+    unknown = [w.split("=")[0] for w in words[2:] if w.startswith("-") and w.split("=")[0] not in options]
+    assert unknown == [], f"{line}: unknown options {unknown}"
+
+
+def test_init_ci_writes_a_workflow_that_installs_with_a_pip_cache_and_runs_smoke(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["init", "ci"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("wrote .github/workflows/dltool-smoke.yml; ")
+    text = (tmp_path / ".github" / "workflows" / "dltool-smoke.yml").read_text()
+    assert text.startswith("# GitHub Actions: ")
+    workflow = yaml.safe_load(text)
+    assert workflow["name"] == "dltool smoke" and set(workflow[True]) == {"push", "pull_request"}  # YAML 1.1: on -> True
+    steps = workflow["jobs"]["smoke"]["steps"]
+    setup = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"]["cache"] == "pip"
+    commands = [line.strip() for step in steps for line in step.get("run", "").splitlines()]
+    assert commands == ["pip install dltool", "dltool smoke configs/ --fake-data --junit smoke.xml"]
+    _check_dltool_command(commands[1])
+    again = runner.invoke(app, ["init", "ci"])
+    assert again.exit_code == 2 and "already exists; choose another path or add --force" in again.output
+
+
+def test_in_a_checkout_of_dltool_the_workflow_installs_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "dltool"\n')
+    assert runner.invoke(app, ["init", "ci", "ci.yml"]).exit_code == 0
+    assert "        run: pip install -e .\n" in (tmp_path / "ci.yml").read_text()
+
+
+def test_the_readme_shows_the_workflow_and_names_only_real_commands():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Use in CI", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    assert blocks[0] == ci_workflow_text(install="pip install dltool")
+    gitlab = yaml.safe_load(blocks[1])["dltool-smoke"]
+    assert gitlab["artifacts"]["reports"]["junit"] == "smoke.xml"
+    lines = [line.strip().lstrip("$- ").split("  #")[0] for line in section.splitlines()]
+    for line in [line for line in lines if line.startswith("dltool ") and not line.startswith("dltool-")]:
+        _check_dltool_command(line.rstrip("`"))
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 130 |", "| 143 |"):
+        assert code in readme
+
+
+def test_ci_runs_smoke_over_the_shipped_configs():
+    assert "\ndltool smoke configs/ --fake-data\n" in (REPO / ".ci" / "run").read_text()

@@ -1,0 +1,130 @@
+"""Reports for CI servers: JUnit XML that CI schemas accept, GitHub annotations and step summaries."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from typer.testing import CliRunner
+
+from dltool.cli import app
+from dltool.errors import ConfigError
+from dltool.reports import (
+    JUnitCase,
+    append_step_summary,
+    config_error_annotation,
+    github_annotation,
+    junit_xml,
+    markdown_table,
+)
+
+runner = CliRunner()
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+DECIMAL = re.compile(r"^\d+(\.\d+)?$")
+
+
+def check_junit(text: str) -> ET.Element:
+    """Parse with a real XML parser and check what the Ant JUnit schema (windyroad JUnit.xsd, the strictest CI
+    servers use) and Jenkins' junit-10.xsd both require; return the root."""
+    root = ET.fromstring(text.encode("utf-8"))
+    assert root.tag == "testsuites" and root.attrib == {}  # the Ant schema allows no attributes here
+    for index, suite in enumerate(root):
+        assert suite.tag == "testsuite"
+        for required in ("package", "id", "name", "timestamp", "hostname", "tests", "failures", "errors", "time"):
+            assert suite.get(required), f"testsuite lacks {required}"
+        assert suite.get("id") == str(index) and TIMESTAMP.match(suite.get("timestamp"))
+        assert DECIMAL.match(suite.get("time"))
+        tags = [child.tag for child in suite]
+        assert tags[0] == "properties" and tags[-2:] == ["system-out", "system-err"]
+        assert set(tags[1:-2]) <= {"testcase"}
+        for prop in suite.find("properties"):
+            assert prop.tag == "property" and prop.get("name") and prop.get("value") is not None
+        cases = suite.findall("testcase")
+        failures = skipped = 0
+        for case in cases:
+            assert case.get("name") and case.get("classname") and DECIMAL.match(case.get("time"))
+            children = list(case)
+            assert len(children) <= 1 and all(c.tag in ("failure", "skipped") for c in children)
+            for child in children:
+                if child.tag == "failure":
+                    assert child.get("type") and child.get("message") is not None
+                    failures += 1
+                else:
+                    skipped += 1
+        assert int(suite.get("tests")) == len(cases) and int(suite.get("failures")) == failures
+        assert int(suite.get("skipped", "0")) == skipped and suite.get("errors") == "0"
+    return root
+
+
+def test_junit_xml_holds_passed_failed_and_skipped_cases_with_properties():
+    text = junit_xml([
+        JUnitCase("configs/a.yaml", "dltool.smoke", 1.5, properties={"test.accuracy": 0.97, "name": "a"}),
+        JUnitCase("configs/b.yaml", "dltool.smoke", 0.2, failure="train: loss became NaN at epoch 1", failure_type="train"),
+        JUnitCase("configs/c.yaml", "dltool.smoke", 0.0, skipped="keras dataset 'mnist' needs a download"),
+    ], package="dltool.smoke")  # fmt: skip
+    root = check_junit(text)
+    first, second, third = root
+    assert {p.get("name"): p.get("value") for p in first.find("properties")} == {"test.accuracy": "0.97", "name": "a"}
+    assert second.find("testcase/failure").get("message") == "train: loss became NaN at epoch 1"
+    assert second.find("testcase/failure").text == "train: loss became NaN at epoch 1"
+    assert third.find("testcase/skipped").get("message") == "keras dataset 'mnist' needs a download"
+
+
+def test_junit_xml_replaces_characters_xml_cannot_hold():
+    root = check_junit(junit_xml([JUnitCase("x", "dltool.train", failure="bad \x1b[31mcolour\x00 & <tags>")]))
+    assert root.find("testsuite/testcase/failure").get("message") == "bad ?[31mcolour? & <tags>"
+
+
+def test_github_annotations_escape_what_the_workflow_command_format_reserves():
+    assert github_annotation("unknown key 'unit'", "configs/bad.yaml", 14) == (
+        "::error file=configs/bad.yaml,line=14,title=dltool::unknown key 'unit'"
+    )
+    assert github_annotation("50% done\nnext", "a,b:c.yaml") == "::error file=a%2Cb%3Ac.yaml,title=dltool::50%25 done%0Anext"
+
+
+def test_a_config_error_is_annotated_on_its_file_and_line_and_a_set_error_without_a_file():
+    located = ConfigError("unknown argument 'unit' for Dense; did you mean 'units'?", source="configs/bad.yaml",
+                          path="model.layers[1].Dense.unit", line=14)  # fmt: skip
+    assert config_error_annotation(located) == (
+        "::error file=configs/bad.yaml,line=14,title=dltool::model.layers[1].Dense.unit: unknown argument 'unit' "
+        "for Dense; did you mean 'units'?"
+    )
+    override = ConfigError("expected an integer >= 1", source="--set train.epochs=five", path="train.epochs")
+    assert config_error_annotation(override) == "::error title=dltool::--set train.epochs=five: train.epochs: expected an integer >= 1"
+
+
+def test_validate_prints_an_annotation_in_github_actions_only(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndata: {source: sklearn, name: iris}\nmodel:\n  input_shape: [4]\n  layers:\n"
+                   "    - Dense: {unit: 3}\ntrain: {loss: mse}\n")  # fmt: skip
+    inside = runner.invoke(app, ["validate", str(bad), "--schema-only"], env={"GITHUB_ACTIONS": "true"})
+    assert inside.exit_code == 2
+    assert f"::error file={bad.as_posix()},line=6,title=dltool::model.layers[0].Dense.unit: unknown argument 'unit'" in inside.output
+    outside = runner.invoke(app, ["validate", str(bad), "--schema-only"], env={"GITHUB_ACTIONS": ""})
+    assert outside.exit_code == 2 and "::error" not in outside.output
+
+
+def test_markdown_tables_and_the_step_summary(tmp_path, monkeypatch):
+    table = markdown_table(["config", "status"], [["a|b.yaml", "passed"], ["c.yaml", None]])
+    assert table == "| config | status |\n|---|---|\n| a\\|b.yaml | passed |\n| c.yaml |  |\n"
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    assert append_step_summary(table) is False
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert append_step_summary(table) is True
+    assert summary.read_text() == "earlier step\n" + table + "\n"
+
+
+def test_train_writes_a_junit_failure_and_a_summary_for_a_config_it_refuses(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndata: {source: sklearn, name: iris}\nmodel: {input_shape: [4], layers: [Dense]}\n"
+                   "train: {loss: mse, epochs: five}\n")  # fmt: skip
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = runner.invoke(app, ["train", str(bad), "--junit", str(tmp_path / "train.xml")])
+    assert result.exit_code == 2
+    failure = check_junit((tmp_path / "train.xml").read_text()).find("testsuite/testcase/failure")
+    assert failure.get("type") == "ConfigError"
+    assert failure.get("message") == f"{bad}:4: train.epochs: expected an integer >= 1, received 'five'"
+    assert summary.read_text().startswith(f"### dltool train {bad}: failed\n")
