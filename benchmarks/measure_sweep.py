@@ -36,8 +36,11 @@ def main() -> None:
         )
         start = time.perf_counter()
         recycle = ["--trials-per-worker", str(args.trials_per_worker)] if args.trials_per_worker else []
-        subprocess.run([sys.executable, "-m", "dltool", "sweep", "sweep.yaml", "--runs-dir", "runs", "-q", *recycle],
-                       cwd=folder, check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "dltool", "sweep", "sweep.yaml", "--runs-dir", "runs", "-q", *recycle],
+            cwd=folder,
+            check=True,
+        )
         wall = time.perf_counter() - start
         import optuna
 
@@ -55,11 +58,15 @@ def main() -> None:
     later = overheads[1:]  # trial 0 pays for the first tf.function traces of the process
     how = f"workers of {args.trials_per_worker} trials each" if args.trials_per_worker else "one worker"
     print(f"| sweep of {len(overheads)} digits_mlp trials (2 epochs), {how} | wall {wall:.1f} s |")
-    print(f"| per-trial overhead beyond fit, median [min–max] of trials 1..{len(overheads) - 1} | "
-          f"{statistics.median(later):.2f} s [{min(later):.2f}–{max(later):.2f}] | target ≤ 0.5 s |")
+    print(
+        f"| per-trial overhead beyond fit, median [min–max] of trials 1..{len(overheads) - 1} | "
+        f"{statistics.median(later):.2f} s [{min(later):.2f}–{max(later):.2f}] | target ≤ 0.5 s |"
+    )
     if len(rss) >= 50 and rss[4] and rss[49]:
-        print(f"| worker RSS after trial 5 → trial 50 | {rss[4]:.0f} MB → {rss[49]:.0f} MB "
-              f"(growth {rss[49] - rss[4]:+.0f} MB) | target ≤ 100 MB |")
+        print(
+            f"| worker RSS after trial 5 → trial 50 | {rss[4]:.0f} MB → {rss[49]:.0f} MB "
+            f"(growth {rss[49] - rss[4]:+.0f} MB) | target ≤ 100 MB |"
+        )
     elif rss and rss[0]:
         print(f"| worker RSS after trial 1 → trial {len(rss)} | {rss[0]:.0f} MB → {rss[-1]:.0f} MB |")
 

@@ -48,8 +48,15 @@ KEPT_MARKER = "<!-- Written by hand below this line; measure_templates.py keeps 
 IMAGE_COUNT = 2000  # MNIST digits written as PNGs: the "small set" of the issue
 
 # One case per (template, dataset); BUILDERS below writes each case's data and says what a user would --set.
-CASES = ["mnist-mlp", "csv-classifier/wine", "csv-classifier/breast_cancer", "csv-regression/diabetes",
-         "image-classifier", "text-classifier", "forecaster"]  # fmt: skip
+CASES = [
+    "mnist-mlp",
+    "csv-classifier/wine",
+    "csv-classifier/breast_cancer",
+    "csv-regression/diabetes",
+    "image-classifier",
+    "text-classifier",
+    "forecaster",
+]
 
 
 def log(message: str) -> None:
@@ -73,13 +80,9 @@ def build_digit_pngs(work: Path, mnist: Path) -> tuple[list[str], dict]:
     folder = Path("digits")  # relative to the case's folder, where dltool runs
     for index, (pixels, label) in enumerate(zip(images, labels)):
         (work / folder / str(label)).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels, mode="L").save(
-            work / folder / str(label) / f"{index:05d}.png"
-        )
+        Image.fromarray(pixels, mode="L").save(work / folder / str(label) / f"{index:05d}.png")
     majority = np.bincount(labels).max() / len(labels)
-    return [f"data.path={folder}", "model.layers[LAST].Dense.units=10"], {
-        "majority class accuracy": majority
-    }
+    return [f"data.path={folder}", "model.layers[LAST].Dense.units=10"], {"majority class accuracy": majority}
 
 
 def _write_csv(path: Path, columns: list[str], rows) -> None:
@@ -104,8 +107,12 @@ def build_sklearn_classes(name: str):
             ([*x, names[y]] for x, y in zip(bunch.data, bunch.target)),
         )
         majority = np.bincount(bunch.target).max() / len(bunch.target)
-        overrides = [f"data.path={path}", "data.target=label", f"model.input_shape=[{len(columns)}]",
-                     f"model.layers[LAST].Dense.units={len(names)}"]  # fmt: skip
+        overrides = [
+            f"data.path={path}",
+            "data.target=label",
+            f"model.input_shape=[{len(columns)}]",
+            f"model.layers[LAST].Dense.units={len(names)}",
+        ]
         return overrides, {"majority class accuracy": majority}
 
     return build
@@ -133,8 +140,10 @@ def build_diabetes(work: Path, mnist: Path) -> tuple[list[str], dict]:
         "data.target=progression",
         f"model.input_shape=[{bunch.data.shape[1]}]",
     ]
-    return overrides, {"mse of predicting the mean": float(np.var(bunch.target)),
-                       "mse of a linear regression (5-fold)": float(linear.mean())}  # fmt: skip
+    return overrides, {
+        "mse of predicting the mean": float(np.var(bunch.target)),
+        "mse of a linear regression (5-fold)": float(linear.mean()),
+    }
 
 
 def build_series(work: Path, mnist: Path) -> tuple[list[str], dict]:
@@ -142,9 +151,7 @@ def build_series(work: Path, mnist: Path) -> tuple[list[str], dict]:
     values = np.loadtxt(SERIES, delimiter=",", skiprows=1)[:, 1]
     tail = values[int(len(values) * 0.8) - 1 :]
     return [f"data.path={SERIES}", "data.target=value"], {
-        "mae of repeating the last value (last 20 %)": float(
-            np.abs(np.diff(tail)).mean()
-        ),
+        "mae of repeating the last value (last 20 %)": float(np.abs(np.diff(tail)).mean()),
         "mae of a perfect model (noise std 0.5)": 0.5 * float(np.sqrt(2 / np.pi)),
     }
 
@@ -153,13 +160,17 @@ def build_series(work: Path, mnist: Path) -> tuple[list[str], dict]:
 BUILDERS = {
     "mnist-mlp": ("the real MNIST (60,000 train, 10,000 test)", build_mnist_mlp),
     "csv-classifier/wine": ("scikit-learn wine CSV, 178 rows, 13 features, 3 classes", build_sklearn_classes("wine")),
-    "csv-classifier/breast_cancer": ("scikit-learn breast_cancer CSV, 569 rows, 30 features, 2 classes",
-                                     build_sklearn_classes("breast_cancer")),
+    "csv-classifier/breast_cancer": (
+        "scikit-learn breast_cancer CSV, 569 rows, 30 features, 2 classes",
+        build_sklearn_classes("breast_cancer"),
+    ),
     "csv-regression/diabetes": ("scikit-learn diabetes CSV, 442 rows, 10 features", build_diabetes),
-    "image-classifier": (f"{IMAGE_COUNT:,} MNIST digit PNGs (28x28 grayscale, read as rgb 64x64), 10 classes",
-                         build_digit_pngs),
+    "image-classifier": (
+        f"{IMAGE_COUNT:,} MNIST digit PNGs (28x28 grayscale, read as rgb 64x64), 10 classes",
+        build_digit_pngs,
+    ),
     "forecaster": ("configs/data/seasonal_series.csv, 2,000 steps", build_series),
-}  # fmt: skip
+}
 
 
 def run_case(case: str, work: Path, mnist: Path, extra: list[str]) -> dict:
@@ -192,14 +203,13 @@ def run_case(case: str, work: Path, mnist: Path, extra: list[str]) -> dict:
         capture_output=True,
     )
     written = yaml.safe_load(config.read_text())
-    overrides = [
-        o.replace("LAST", str(len(written["model"]["layers"]) - 1)) for o in overrides
-    ]
+    overrides = [o.replace("LAST", str(len(written["model"]["layers"]) - 1)) for o in overrides]
     sets = [a for o in overrides + extra for a in ("--set", o)]
     log(f"{case}: training ({dataset})")
     start = time.perf_counter()
-    done = subprocess.run([*dltool, "train", str(config), "-q", *sets], check=False, env=env, cwd=folder,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [*dltool, "train", str(config), "-q", *sets], check=False, env=env, cwd=folder, capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         return {
@@ -210,31 +220,43 @@ def run_case(case: str, work: Path, mnist: Path, extra: list[str]) -> dict:
     (run_dir,) = (folder / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     run_info = json.loads((run_dir / "run.json").read_text())
-    result = {"case": case, "dataset": dataset, "test": metrics["test"], "epochs_run": metrics["epochs"],
-              "default_epochs": written["train"]["epochs"], "restored_epoch": metrics.get("restored_epoch"),
-              "stopped_early": metrics["stopped_early"], "fit_seconds": metrics["fit_seconds"],
-              "wall_seconds": round(wall, 1),
-              "samples": run_info["data"], "params": run_info["params"], "reference": reference,
-              "overrides": overrides + extra}  # fmt: skip
+    result = {
+        "case": case,
+        "dataset": dataset,
+        "test": metrics["test"],
+        "epochs_run": metrics["epochs"],
+        "default_epochs": written["train"]["epochs"],
+        "restored_epoch": metrics.get("restored_epoch"),
+        "stopped_early": metrics["stopped_early"],
+        "fit_seconds": metrics["fit_seconds"],
+        "wall_seconds": round(wall, 1),
+        "samples": run_info["data"],
+        "params": run_info["params"],
+        "reference": reference,
+        "overrides": overrides + extra,
+    }
     log(f"{case}: test {metrics['test']}, {metrics['epochs']} epochs, {wall:.0f} s")
     return result
 
 
 def machine() -> list[str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    versions = ", ".join(
-        f"{p} {metadata.version(p)}"
-        for p in ("tensorflow", "keras", "numpy", "scikit-learn")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
     )
-    return [f"- Machine: {cpu}, {os.cpu_count()} cores (shared with other work), Python {platform.python_version()}",
-            f"- Versions: {versions}"]  # fmt: skip
+    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("tensorflow", "keras", "numpy", "scikit-learn"))
+    return [
+        f"- Machine: {cpu}, {os.cpu_count()} cores (shared with other work), Python {platform.python_version()}",
+        f"- Versions: {versions}",
+    ]
 
 
 def format_metrics(values: dict) -> str:
-    return ", ".join(
-        f"{k} {v:.4g}" if abs(v) >= 10 else f"{k} {v:.3f}" for k, v in values.items()
-    )
+    return ", ".join(f"{k} {v:.4g}" if abs(v) >= 10 else f"{k} {v:.3f}" for k, v in values.items())
 
 
 def _shorten(override: str) -> str:
@@ -243,56 +265,57 @@ def _shorten(override: str) -> str:
 
 
 def report(results: list[dict], loads: tuple, command: str) -> str:
-    lines = ["# Templates on small real datasets", "",
-             "Every `dltool init` template trained as written (its epochs, callbacks and seed), pointed at a small",
-             "real dataset with `--set` the way a user edits it. Regenerate (about 3 minutes on 2 cores):", "",
-             "```bash", command, "```", "",
-             f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", *machine(),
-             f"- Load average before / after: {loads[0]:.2f} / {loads[1]:.2f} (timings vary with it)", "",
-             ("| template | dataset | samples train / val / test | params | test | epochs run / default | fit s "
-              "| wall s | reference |"),
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        "# Templates on small real datasets",
+        "",
+        "Every `dltool init` template trained as written (its epochs, callbacks and seed), pointed at a small",
+        "real dataset with `--set` the way a user edits it. Regenerate (about 3 minutes on 2 cores):",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        *machine(),
+        f"- Load average before / after: {loads[0]:.2f} / {loads[1]:.2f} (timings vary with it)",
+        "",
+        (
+            "| template | dataset | samples train / val / test | params | test | epochs run / default | fit s "
+            "| wall s | reference |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in results:
         if "test" not in r:
-            lines.append(
-                f"| {r['case']} | {r.get('dataset', '-')} | | | {r.get('skipped') or 'FAILED'} | | | | |"
-            )
+            lines.append(f"| {r['case']} | {r.get('dataset', '-')} | | | {r.get('skipped') or 'FAILED'} | | | | |")
             continue
         epochs = f"{r['epochs_run']} / {r['default_epochs']}"
         if r["stopped_early"]:
-            epochs += (
-                f" (stopped early, best {r['restored_epoch']})"
-                if r["restored_epoch"]
-                else " (stopped early)"
-            )
-        sizes = " / ".join(
-            f"{r['samples'].get(split, 0):,}"
-            for split in ("train", "validation", "test")
+            epochs += f" (stopped early, best {r['restored_epoch']})" if r["restored_epoch"] else " (stopped early)"
+        sizes = " / ".join(f"{r['samples'].get(split, 0):,}" for split in ("train", "validation", "test"))
+        lines.append(
+            f"| {r['case']} | {r['dataset']} | {sizes} | {r['params']:,} | {format_metrics(r['test'])} "
+            f"| {epochs} | {r['fit_seconds']:.0f} "
+            f"| {r['wall_seconds']:.0f} | {format_metrics(r['reference'])} |"
         )
-        lines.append(f"| {r['case']} | {r['dataset']} | {sizes} | {r['params']:,} | {format_metrics(r['test'])} "
-                     f"| {epochs} | {r['fit_seconds']:.0f} "
-                     f"| {r['wall_seconds']:.0f} | {format_metrics(r['reference'])} |")  # fmt: skip
     lines += [
         "",
         "Overrides given to each run (after `dltool init TEMPLATE FILE`):",
         "",
     ]
-    lines += [f"- {r['case']}: `" + " ".join(f"--set {_shorten(o)}" for o in r["overrides"]) + "`"
-              for r in results if "test" in r]  # fmt: skip
-    failed = [r for r in results if "failed" in r]
     lines += [
-        x
-        for r in failed
-        for x in ["", f"{r['case']} failed:", "```", r["failed"], "```"]
+        f"- {r['case']}: `" + " ".join(f"--set {_shorten(o)}" for o in r["overrides"]) + "`"
+        for r in results
+        if "test" in r
     ]
+    failed = [r for r in results if "failed" in r]
+    lines += [x for r in failed for x in ["", f"{r['case']} failed:", "```", r["failed"], "```"]]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--only", help=f"comma-separated cases or templates among: {', '.join(CASES)}"
-    )
+    parser.add_argument("--only", help=f"comma-separated cases or templates among: {', '.join(CASES)}")
     parser.add_argument(
         "--mnist",
         type=Path,
@@ -305,8 +328,14 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_OUTPUT,
         help="the report (default %(default)s)",
     )
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="an extra override for every selected case (to try a variant)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra override for every selected case (to try a variant)",
+    )
     args = parser.parse_args(argv)
     wanted = args.only.split(",") if args.only else CASES
     cases = [c for c in CASES if c in wanted or c.split("/")[0] in wanted]
@@ -314,10 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only: no case among {', '.join(CASES)}")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="dltool-templates-") as work:
-        results = [
-            run_case(case, Path(work), args.mnist.resolve(), args.extra)
-            for case in cases
-        ]
+        results = [run_case(case, Path(work), args.mnist.resolve(), args.extra) for case in cases]
     command = shlex.join(
         [
             "python",

@@ -10,9 +10,8 @@ import json
 import sys
 import time
 
-import numpy as np
-
 import keras
+import numpy as np
 
 path = sys.argv[1]
 tuned = "--tuned" in sys.argv
@@ -24,14 +23,20 @@ if tuned:
 else:
     x_train, x_test = x_train / 255.0, x_test / 255.0
 
-model = keras.Sequential([
-    keras.Input((28, 28)),
-    keras.layers.Flatten(),
-    keras.layers.Dense(128, activation="relu"),
-    keras.layers.Dense(10, activation="softmax"),
-])
-model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-              **({"steps_per_execution": 32} if tuned else {}))
+model = keras.Sequential(
+    [
+        keras.Input((28, 28)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ]
+)
+model.compile(
+    optimizer="adam",
+    loss="sparse_categorical_crossentropy",
+    metrics=["accuracy"],
+    **({"steps_per_execution": 32} if tuned else {}),
+)
 start = time.perf_counter()
 model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_data=(x_test, y_test), verbose=0)
 fit_seconds = time.perf_counter() - start

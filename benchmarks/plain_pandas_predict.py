@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 import keras
+import pandas as pd
 
 run, source, target = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 start = time.perf_counter()

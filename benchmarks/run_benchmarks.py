@@ -59,6 +59,7 @@ STATE: dict = {"gpus": None}  # filled by the machine section (or lazily by dete
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -71,8 +72,9 @@ def base_env() -> dict:
     return env
 
 
-def run_measured(cmd: list[str], *, env: dict | None = None, label: str = "", retries: int = 2,
-                 expected_rc: int = 0) -> dict:
+def run_measured(
+    cmd: list[str], *, env: dict | None = None, label: str = "", retries: int = 2, expected_rc: int = 0
+) -> dict:
     """Run cmd once: wall seconds (perf_counter around subprocess.run), peak RSS in MB, output.
 
     A dltool run that dies with ImportError/SyntaxError (someone editing the source right now) is
@@ -83,21 +85,28 @@ def run_measured(cmd: list[str], *, env: dict | None = None, label: str = "", re
             rss_file = handle.name
         full = ([GNU_TIME, "-q", "-f", "%M", "-o", rss_file] if GNU_TIME else []) + cmd
         start = time.perf_counter()
-        proc = subprocess.run(full, cwd=REPO, env=env or base_env(), capture_output=True, text=True,
-                              errors="replace")
+        proc = subprocess.run(full, cwd=REPO, env=env or base_env(), capture_output=True, text=True, errors="replace")
         wall = time.perf_counter() - start
         rss_mb = None
         try:
-            lines = [l for l in Path(rss_file).read_text().split("\n") if l.strip().isdigit()]
+            lines = [text for text in Path(rss_file).read_text().split("\n") if text.strip().isdigit()]
             rss_mb = int(lines[-1]) / 1024 if lines else None
         except OSError:
             pass
         finally:
             Path(rss_file).unlink(missing_ok=True)
-        result = {"wall": wall, "rss_mb": rss_mb, "rc": proc.returncode, "stdout": proc.stdout,
-                  "stderr": proc.stderr, "cmd": cmd, "expected_rc": expected_rc}
-        transient = proc.returncode != expected_rc and any(word in proc.stderr for word in
-                                                 ("ImportError", "SyntaxError", "ModuleNotFoundError"))
+        result = {
+            "wall": wall,
+            "rss_mb": rss_mb,
+            "rc": proc.returncode,
+            "stdout": proc.stdout,
+            "stderr": proc.stderr,
+            "cmd": cmd,
+            "expected_rc": expected_rc,
+        }
+        transient = proc.returncode != expected_rc and any(
+            word in proc.stderr for word in ("ImportError", "SyntaxError", "ModuleNotFoundError")
+        )
         if not transient or attempt == retries:
             break
         log(f"  {label}: exit {proc.returncode} with an import/syntax error (source being edited?); retry in 60 s")
@@ -155,8 +164,9 @@ def ratio_cell(a: list[dict], b: list[dict], key: str, digits: int = 2) -> tuple
     ma, mb = med(values(a, key)), med(values(b, key))
     if ma is None or not mb:
         return None, "n/a"
-    paired = [x[key] / y[key] for x, y in zip(a, b)
-              if x.get(key) is not None and y.get(key) and x["rc"] == 0 and y["rc"] == 0]
+    paired = [
+        x[key] / y[key] for x, y in zip(a, b) if x.get(key) is not None and y.get(key) and x["rc"] == 0 and y["rc"] == 0
+    ]
     ratio = ma / mb
     text = f"{ratio:.{digits}f}×"
     if len(paired) > 1:
@@ -179,8 +189,10 @@ def failures(results: dict[str, list[dict]]) -> list[str]:
     for name, runs in results.items():
         for r in runs:
             if r["rc"] != r.get("expected_rc", 0):
-                lines.append(f"- **{name} failed** (exit {r['rc']}): `{shlex.join(r['cmd'])}`: "
-                             f"`{tail(r['stderr'] or r['stdout'], 300)}`")
+                lines.append(
+                    f"- **{name} failed** (exit {r['rc']}): `{shlex.join(r['cmd'])}`: "
+                    f"`{tail(r['stderr'] or r['stdout'], 300)}`"
+                )
     return lines + ([""] if lines else [])
 
 
@@ -195,11 +207,17 @@ def read_run(runs_dir: Path) -> dict:
     test = metrics.get("test", {})
     config = (folder / "config.yaml").read_text() if (folder / "config.yaml").exists() else ""
     spe = re.search(r"steps_per_execution:\s*(\d+)", config)
-    return {"fit_seconds": run.get("fit_seconds"), "test_accuracy": test.get("accuracy"),
-            "test_loss": test.get("loss"), "device": run.get("device"), "epochs_done": run.get("epochs_done"),
-            "mixed_precision": run.get("mixed_precision"),
-            "spe_recorded": spe.group(1) if spe else "?", "run_dir": str(folder), "train_samples":
-            (run.get("data") or {}).get("train")}
+    return {
+        "fit_seconds": run.get("fit_seconds"),
+        "test_accuracy": test.get("accuracy"),
+        "test_loss": test.get("loss"),
+        "device": run.get("device"),
+        "epochs_done": run.get("epochs_done"),
+        "mixed_precision": run.get("mixed_precision"),
+        "spe_recorded": spe.group(1) if spe else "?",
+        "run_dir": str(folder),
+        "train_samples": (run.get("data") or {}).get("train"),
+    }
 
 
 def dltool_train(config: str, sets: list[str], *, quiet: bool = True, pty: bool = False, label: str = "") -> dict:
@@ -223,7 +241,9 @@ def dltool_train(config: str, sets: list[str], *, quiet: bool = True, pty: bool 
 
 
 def plain_script(mnist: Path, tuned: bool, epochs: int, label: str) -> dict:
-    cmd = [PYTHON, str(BENCH / "plain_keras_mnist.py"), str(mnist), f"--epochs={epochs}"] + (["--tuned"] if tuned else [])
+    cmd = [PYTHON, str(BENCH / "plain_keras_mnist.py"), str(mnist), f"--epochs={epochs}"] + (
+        ["--tuned"] if tuned else []
+    )
     result = run_measured(cmd, label=label)
     for line in reversed(result["stdout"].splitlines()):
         if line.startswith("{"):
@@ -241,19 +261,22 @@ def load_snapshot() -> str:
 
 # ----------------------------------------------------------------------------- sections
 
+
 def detect_gpus() -> dict:
     """Visible GPUs according to TensorFlow, asked in a subprocess (the harness never imports TF)."""
     if STATE["gpus"] is not None:
         return STATE["gpus"]
-    code = ("import json, tensorflow as tf\n"
-            "gpus = tf.config.list_physical_devices('GPU')\n"
-            "names = [tf.config.experimental.get_device_details(g).get('device_name', g.name) for g in gpus]\n"
-            "print('GPUS=' + json.dumps(names))\n")
+    code = (
+        "import json, tensorflow as tf\n"
+        "gpus = tf.config.list_physical_devices('GPU')\n"
+        "names = [tf.config.experimental.get_device_details(g).get('device_name', g.name) for g in gpus]\n"
+        "print('GPUS=' + json.dumps(names))\n"
+    )
     env = base_env()
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     try:
         proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("GPUS=")), None)
+        line = next((text for text in proc.stdout.splitlines() if text.startswith("GPUS=")), None)
         names = json.loads(line[5:]) if line else None
         error = None if line else tail(proc.stderr)
     except (subprocess.TimeoutExpired, OSError) as exc:
@@ -261,7 +284,9 @@ def detect_gpus() -> dict:
     smi = None
     if shutil.which("nvidia-smi"):
         try:
-            smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout.strip() or None
+            smi = (
+                subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout.strip() or None
+            )
         except (subprocess.TimeoutExpired, OSError):
             pass
     STATE["gpus"] = {"names": names or [], "error": error, "nvidia_smi": smi}
@@ -274,7 +299,9 @@ def gpu_line() -> str:
         return "GPU visible to TensorFlow: " + ", ".join(gpus["names"])
     if gpus["error"]:
         return f"GPU detection failed ({gpus['error']}); treated as CPU only"
-    return "CPU only: no GPU visible" + (f" to TensorFlow (nvidia-smi: {gpus['nvidia_smi']})" if gpus["nvidia_smi"] else "")
+    return "CPU only: no GPU visible" + (
+        f" to TensorFlow (nvidia-smi: {gpus['nvidia_smi']})" if gpus["nvidia_smi"] else ""
+    )
 
 
 def version_of(*names: str) -> str:
@@ -298,7 +325,11 @@ def machine_section(args) -> list[str]:
         pass
     ram = "unknown"
     try:
-        kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        kb = int(
+            next(
+                text for text in Path("/proc/meminfo").read_text().splitlines() if text.startswith("MemTotal")
+            ).split()[1]
+        )
         ram = f"{kb / 2**20:.1f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
@@ -321,11 +352,13 @@ def machine_section(args) -> list[str]:
 
 
 START_TF_IMPORT = "import tensorflow"
-_TF_CHECK = ("import atexit, sys\n"
-             "atexit.register(lambda: sys.__stderr__.write('\\nTF_IMPORTED=%s\\n' % ('tensorflow' in sys.modules)))\n"
-             "sys.argv = ['dltool'] + sys.argv[1:]\n"
-             "from dltool.cli import main\n"
-             "main()\n")
+_TF_CHECK = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: sys.__stderr__.write('\\nTF_IMPORTED=%s\\n' % ('tensorflow' in sys.modules)))\n"
+    "sys.argv = ['dltool'] + sys.argv[1:]\n"
+    "from dltool.cli import main\n"
+    "main()\n"
+)
 
 
 def start_section(args) -> list[str]:
@@ -334,12 +367,16 @@ def start_section(args) -> list[str]:
     try:
         runs_dir = work / "runs"
         log("start: training one tiny run (smoke.yaml, 1 epoch) so `dltool runs` lists something")
-        seeded = run_measured([DLTOOL, "train", "configs/smoke.yaml", "-q", "--runs-dir", str(runs_dir),
-                               "--set", "train.epochs=1"], label="seed run")
+        seeded = run_measured(
+            [DLTOOL, "train", "configs/smoke.yaml", "-q", "--runs-dir", str(runs_dir), "--set", "train.epochs=1"],
+            label="seed run",
+        )
         bad = work / "bad.yaml"
-        bad.write_text("name: bad\ndata: {source: sklearn, name: digits}\n"
-                       "model:\n  input_shape: [64]\n  layers:\n    - Dense: {unit: 10}\n"
-                       "train: {loss: sparse_categorical_crossentropy}\n")
+        bad.write_text(
+            "name: bad\ndata: {source: sklearn, name: digits}\n"
+            "model:\n  input_shape: [64]\n  layers:\n    - Dense: {unit: 10}\n"
+            "train: {loss: sparse_categorical_crossentropy}\n"
+        )
         commands = {
             "dltool --help": ["--help"],
             "dltool --version": ["--version"],
@@ -348,20 +385,25 @@ def start_section(args) -> list[str]:
             "dltool train BAD_CONFIG (refused, exit 2)": ["train", str(bad), "--runs-dir", str(runs_dir)],
         }
         expected_rc = {name: (2 if "BAD" in name else 0) for name in commands}
-        variants = {name: (lambda i, a=a, n=name: run_measured([DLTOOL] + a, label=n, expected_rc=expected_rc[n]))
-                    for name, a in commands.items()}
-        variants["python -c \"import tensorflow\""] = lambda i: run_measured([PYTHON, "-c", START_TF_IMPORT], label="import tf")
+        variants = {
+            name: (lambda i, a=a, n=name: run_measured([DLTOOL] + a, label=n, expected_rc=expected_rc[n]))
+            for name, a in commands.items()
+        }
+        variants['python -c "import tensorflow"'] = lambda i: run_measured(
+            [PYTHON, "-c", START_TF_IMPORT], label="import tf"
+        )
         results = alternate(variants, repeats, "start")
         # Which commands import TensorFlow: the same argv through dltool.cli.main, with an atexit probe.
         imports = {}
         for name, a in commands.items():
-            probe = subprocess.run([PYTHON, "-c", _TF_CHECK] + a, cwd=REPO, capture_output=True, text=True,
-                                   env=base_env())
-            line = next((l for l in probe.stderr.splitlines() if l.startswith("TF_IMPORTED=")), None)
+            probe = subprocess.run(
+                [PYTHON, "-c", _TF_CHECK] + a, cwd=REPO, capture_output=True, text=True, env=base_env()
+            )
+            line = next((text for text in probe.stderr.splitlines() if text.startswith("TF_IMPORTED=")), None)
             imports[name] = None if line is None else line.endswith("True")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    tf_runs = results["python -c \"import tensorflow\""]
+    tf_runs = results['python -c "import tensorflow"']
     tf_med = med(values(tf_runs, "wall"))
     rows = []
     for name in commands:
@@ -371,22 +413,50 @@ def start_section(args) -> list[str]:
         m = med(walls)
         fraction = (m / tf_med) if (m is not None and tf_med) else None
         wrong_rc = [r["rc"] for r in runs if r["rc"] != expected_rc[name]]
-        rows.append([f"`{name}`" + (f" (unexpected exit {wrong_rc[0]})" if wrong_rc else ""),
-                     spread(walls, 3, " s"), spread([r["rss_mb"] for r in ok_runs if r["rss_mb"]], 0, " MB"),
-                     {None: "?", True: "**yes**", False: "no"}[imports[name]],
-                     "< 0.5 s", met(None if m is None else m < START_SECONDS),
-                     "n/a" if fraction is None else f"{100 * fraction:.1f} %", "< 15 %",
-                     met(None if fraction is None else fraction < START_FRACTION and not imports[name])])
-    rows.append(["`python -c \"import tensorflow\"` (reference)", spread(values(tf_runs, "wall"), 3, " s"),
-                 spread(values(tf_runs, "rss_mb"), 0, " MB"), "yes", "", "", "100 %", "", ""])
-    lines = ["## Start (commands that must not import TensorFlow)", "",
-             f"{repeats} repeat(s), order rotated each repeat; wall time of the whole process, median [min–max]. "
-             "\"imports TF\" runs the same arguments through `dltool.cli.main` with an exit hook that checks "
-             "`sys.modules`.", ""]
+        rows.append(
+            [
+                f"`{name}`" + (f" (unexpected exit {wrong_rc[0]})" if wrong_rc else ""),
+                spread(walls, 3, " s"),
+                spread([r["rss_mb"] for r in ok_runs if r["rss_mb"]], 0, " MB"),
+                {None: "?", True: "**yes**", False: "no"}[imports[name]],
+                "< 0.5 s",
+                met(None if m is None else m < START_SECONDS),
+                "n/a" if fraction is None else f"{100 * fraction:.1f} %",
+                "< 15 %",
+                met(None if fraction is None else fraction < START_FRACTION and not imports[name]),
+            ]
+        )
+    rows.append(
+        [
+            '`python -c "import tensorflow"` (reference)',
+            spread(values(tf_runs, "wall"), 3, " s"),
+            spread(values(tf_runs, "rss_mb"), 0, " MB"),
+            "yes",
+            "",
+            "",
+            "100 %",
+            "",
+            "",
+        ]
+    )
+    lines = [
+        "## Start (commands that must not import TensorFlow)",
+        "",
+        f"{repeats} repeat(s), order rotated each repeat; wall time of the whole process, median [min–max]. "
+        '"imports TF" runs the same arguments through `dltool.cli.main` with an exit hook that checks '
+        "`sys.modules`.",
+        "",
+    ]
     if seeded["rc"] != 0:
         lines += [f"- note: the seed run for `dltool runs` failed: `{tail(seeded['stderr'])}`", ""]
-    return lines + table(["command", "wall", "peak RSS", "imports TF", "target", "met?",
-                          "% of import tensorflow", "target", "met?"], rows) + failures(results)
+    return (
+        lines
+        + table(
+            ["command", "wall", "peak RSS", "imports TF", "target", "met?", "% of import tensorflow", "target", "met?"],
+            rows,
+        )
+        + failures(results)
+    )
 
 
 def train_section(args) -> list[str]:
@@ -397,13 +467,17 @@ def train_section(args) -> list[str]:
         mnist = (REPO / mnist).resolve()
     if not mnist.exists():
         log(f"train: {mnist} not found; skipping the MNIST rows")
-        lines += [f"**Skipped**: real MNIST not found at `{mnist}` (give `--mnist PATH`); "
-                  "no train-speed rows were measured.", ""]
+        lines += [
+            f"**Skipped**: real MNIST not found at `{mnist}` (give `--mnist PATH`); no train-speed rows were measured.",
+            "",
+        ]
     else:
         sets = [f"data.path={mnist}"] + ([f"train.epochs={epochs}"] if epochs != 10 else [])
         variants = {
             # One seed per repeat: the plain scripts are unseeded, so both accuracies are medians over initializations.
-            "dltool train (-q)": lambda i: dltool_train("configs/mnist_mlp.yaml", sets + [f"seed={i}"], label="dltool train"),
+            "dltool train (-q)": lambda i: dltool_train(
+                "configs/mnist_mlp.yaml", sets + [f"seed={i}"], label="dltool train"
+            ),
             "plain script": lambda i: plain_script(mnist, False, epochs, "plain"),
             "tuned plain script": lambda i: plain_script(mnist, True, epochs, "tuned"),
         }
@@ -417,14 +491,24 @@ def train_section(args) -> list[str]:
                     r["samples_per_s"] = train_samples * epochs / r["fit_seconds"]
         rows = []
         for name, runs in results.items():
-            rows.append([name, spread(values(runs, "wall"), 1, " s"), spread(values(runs, "fit_seconds"), 1, " s"),
-                         spread(values(runs, "samples_per_s"), 0), spread(values(runs, "test_accuracy"), 4),
-                         spread(values(runs, "rss_mb"), 0, " MB")])
-        lines += [f"{args.repeats} repeat(s), {epochs} epochs of batch 32 on {train_samples:,} samples, validation "
-                  f"on the 10,000 test images, data from `{mnist}`; order rotated each repeat. Wall = whole "
-                  "process (Python start, imports, data, fit, evaluate, saving); fit = `model.fit` only "
-                  "(dltool: `run.json` fit_seconds; scripts: their own timer). samples/s = training samples "
-                  "× epochs / fit seconds.", ""]
+            rows.append(
+                [
+                    name,
+                    spread(values(runs, "wall"), 1, " s"),
+                    spread(values(runs, "fit_seconds"), 1, " s"),
+                    spread(values(runs, "samples_per_s"), 0),
+                    spread(values(runs, "test_accuracy"), 4),
+                    spread(values(runs, "rss_mb"), 0, " MB"),
+                ]
+            )
+        lines += [
+            f"{args.repeats} repeat(s), {epochs} epochs of batch 32 on {train_samples:,} samples, validation "
+            f"on the 10,000 test images, data from `{mnist}`; order rotated each repeat. Wall = whole "
+            "process (Python start, imports, data, fit, evaluate, saving); fit = `model.fit` only "
+            "(dltool: `run.json` fit_seconds; scripts: their own timer). samples/s = training samples "
+            "× epochs / fit seconds.",
+            "",
+        ]
         if args.quick:
             lines += ["*Quick pass: fewer epochs, one repeat; the figures are indicative only.*", ""]
         lines += table(["variant", "wall", "fit", "samples/s (fit)", "test accuracy", "peak RSS"], rows)
@@ -436,27 +520,57 @@ def train_section(args) -> list[str]:
         d_plain = None if acc_dl is None or acc_plain is None else 100 * (acc_dl - acc_plain)
         d_tuned = None if acc_dl is None or acc_tuned is None else 100 * (acc_dl - acc_tuned)
         cmp_rows = [
-            ["wall, dltool / plain script", wall_t, f"≤ {TRAIN_WALL_RATIO}×", met(None if wall_r is None else wall_r <= TRAIN_WALL_RATIO)],
-            ["fit, dltool / plain script", fit_t, f"≤ {TRAIN_FIT_RATIO}×", met(None if fit_r is None else fit_r <= TRAIN_FIT_RATIO)],
-            ["test accuracy, dltool − plain script", "n/a" if d_plain is None else f"{d_plain:+.2f} points",
-             f"within ±{ACCURACY_POINTS} points", met(None if d_plain is None else abs(d_plain) <= ACCURACY_POINTS)],
+            [
+                "wall, dltool / plain script",
+                wall_t,
+                f"≤ {TRAIN_WALL_RATIO}×",
+                met(None if wall_r is None else wall_r <= TRAIN_WALL_RATIO),
+            ],
+            [
+                "fit, dltool / plain script",
+                fit_t,
+                f"≤ {TRAIN_FIT_RATIO}×",
+                met(None if fit_r is None else fit_r <= TRAIN_FIT_RATIO),
+            ],
+            [
+                "test accuracy, dltool − plain script",
+                "n/a" if d_plain is None else f"{d_plain:+.2f} points",
+                f"within ±{ACCURACY_POINTS} points",
+                met(None if d_plain is None else abs(d_plain) <= ACCURACY_POINTS),
+            ],
             ["wall, dltool / tuned plain script", twall_t, "(none)", ""],
             ["fit, dltool / tuned plain script", tfit_t, "(none)", ""],
-            ["test accuracy, dltool − tuned plain script", "n/a" if d_tuned is None else f"{d_tuned:+.2f} points", "(none)", ""],
+            [
+                "test accuracy, dltool − tuned plain script",
+                "n/a" if d_tuned is None else f"{d_tuned:+.2f} points",
+                "(none)",
+                "",
+            ],
         ]
-        lines += ["Ratios are of the medians; in brackets the min–max of the per-repeat paired ratios. Accuracy "
-                  "differences are of the medians (the plain scripts are not seeded; dltool runs with seed 0, 1, 2, ... one per repeat).", ""]
+        lines += [
+            "Ratios are of the medians; in brackets the min–max of the per-repeat paired ratios. Accuracy "
+            "differences are of the medians (the plain scripts are not seeded; dltool runs with seed 0, 1, 2, ... one per repeat).",
+            "",
+        ]
         lines += table(["comparison", "figure", "target", "met?"], cmp_rows)
         devices = sorted({r.get("device") for r in dl_ok if r.get("device")})
         gpus = detect_gpus()
         if gpus["names"]:
             mp = sorted({str(r.get("mixed_precision")) for r in dl_ok if r.get("mixed_precision") is not None})
-            mp_text = ", ".join(mp) if mp else "off (run.json records no mixed-precision policy; dltool sets none, float32)"
-            lines += [f"- Accelerator: {', '.join(gpus['names'])}; dltool's run.json device: {', '.join(devices) or 'n/a'}. "
-                      f"GPU samples/s (dltool fit): {spread(values(dl, 'samples_per_s'), 0)}; mixed precision: {mp_text}.", ""]
+            mp_text = (
+                ", ".join(mp) if mp else "off (run.json records no mixed-precision policy; dltool sets none, float32)"
+            )
+            lines += [
+                f"- Accelerator: {', '.join(gpus['names'])}; dltool's run.json device: {', '.join(devices) or 'n/a'}. "
+                f"GPU samples/s (dltool fit): {spread(values(dl, 'samples_per_s'), 0)}; mixed precision: {mp_text}.",
+                "",
+            ]
         else:
-            lines += [f"- CPU only: no GPU visible; every samples/s figure above is a CPU figure (dltool's run.json "
-                      f"device: {', '.join(devices) or 'n/a'}); mixed precision: not applicable.", ""]
+            lines += [
+                f"- CPU only: no GPU visible; every samples/s figure above is a CPU figure (dltool's run.json "
+                f"device: {', '.join(devices) or 'n/a'}); mixed precision: not applicable.",
+                "",
+            ]
         lines += failures(results)
     lines += spe_invariance(args)
     return lines
@@ -466,31 +580,62 @@ def spe_invariance(args) -> list[str]:
     """configs/digits_mlp.yaml with steps_per_execution 1 vs 32 (and 32 again: run-to-run float noise)."""
     log("train: steps_per_execution invariance on configs/digits_mlp.yaml (1, 32, 32 again)")
     runs = {}
-    for label, spe in (("steps_per_execution=1", 1), ("steps_per_execution=32", 32), ("steps_per_execution=32 (again)", 32)):
+    for label, spe in (
+        ("steps_per_execution=1", 1),
+        ("steps_per_execution=32", 32),
+        ("steps_per_execution=32 (again)", 32),
+    ):
         runs[label] = dltool_train("configs/digits_mlp.yaml", [f"train.steps_per_execution={spe}"], label=label)
         r = runs[label]
-        log(f"  -> {label}: exit {r['rc']}, test loss {r.get('test_loss')}, accuracy {r.get('test_accuracy')}, "
-            f"fit {r.get('fit_seconds')} s")
+        log(
+            f"  -> {label}: exit {r['rc']}, test loss {r.get('test_loss')}, accuracy {r.get('test_accuracy')}, "
+            f"fit {r.get('fit_seconds')} s"
+        )
     rows = []
     for label, r in runs.items():
         ok = r["rc"] == 0
-        rows.append([label, r.get("spe_recorded", "?"), f"{r['test_loss']:.6f}" if ok else "failed", f"{r['test_accuracy']:.4f}" if ok else "failed",
-                     str(r.get("epochs_done", "")) if ok else "", f"{r['fit_seconds']:.2f} s" if ok and r.get("fit_seconds") else ""])
+        rows.append(
+            [
+                label,
+                r.get("spe_recorded", "?"),
+                f"{r['test_loss']:.6f}" if ok else "failed",
+                f"{r['test_accuracy']:.4f}" if ok else "failed",
+                str(r.get("epochs_done", "")) if ok else "",
+                f"{r['fit_seconds']:.2f} s" if ok and r.get("fit_seconds") else "",
+            ]
+        )
     a, b, c = runs.values()
-    lines = ["### Metrics vs steps_per_execution (configs/digits_mlp.yaml, seeded)", "",
-             "Same config and seed, `--set train.steps_per_execution=1` vs `32`; a second `32` run shows the "
-             "run-to-run float noise. Target: equal within float noise (absolute Δ test loss ≤ 1e-3, test "
-             "accuracy within one test sample). \"recorded\" is the value in the run's resolved config.yaml.", ""]
+    lines = [
+        "### Metrics vs steps_per_execution (configs/digits_mlp.yaml, seeded)",
+        "",
+        "Same config and seed, `--set train.steps_per_execution=1` vs `32`; a second `32` run shows the "
+        "run-to-run float noise. Target: equal within float noise (absolute Δ test loss ≤ 1e-3, test "
+        'accuracy within one test sample). "recorded" is the value in the run\'s resolved config.yaml.',
+        "",
+    ]
     lines += table(["run", "recorded", "test loss", "test accuracy", "epochs run", "fit"], rows)
     if all(r["rc"] == 0 for r in (a, b, c)):
         d_loss, d_acc = abs(a["test_loss"] - b["test_loss"]), abs(a["test_accuracy"] - b["test_accuracy"])
         noise = abs(b["test_loss"] - c["test_loss"])
         test_n = 360
         ok = d_loss <= 1e-3 and d_acc <= 1 / test_n + 1e-9
-        lines += table(["comparison", "figure", "target", "met?"], [
-            ["Δ test loss (absolute), spe 1 vs 32", f"{d_loss:.2e} (32 vs 32 again: {noise:.2e})", "≤ 1e-3 (float noise)", met(d_loss <= 1e-3)],
-            ["Δ test accuracy (absolute), spe 1 vs 32", f"{100 * d_acc:.2f} points", f"≤ 1 of {test_n} test samples", met(ok)],
-        ])
+        lines += table(
+            ["comparison", "figure", "target", "met?"],
+            [
+                [
+                    "Δ test loss (absolute), spe 1 vs 32",
+                    f"{d_loss:.2e} (32 vs 32 again: {noise:.2e})",
+                    "≤ 1e-3 (float noise)",
+                    met(d_loss <= 1e-3),
+                ],
+                [
+                    "Δ test accuracy (absolute), spe 1 vs 32",
+                    f"{100 * d_acc:.2f} points",
+                    f"≤ 1 of {test_n} test samples",
+                    met(ok),
+                ],
+            ],
+        )
     else:
         lines += failures({k: [v] for k, v in runs.items()})
     return lines
@@ -556,43 +701,72 @@ def display_section(args) -> list[str]:
     variants = {
         "quiet (-q), TensorBoard on (default)": lambda i: dltool_train(config, sets, label="quiet"),
         "live display (pty), TensorBoard on": lambda i: dltool_train(config, sets, quiet=False, pty=True, label="live"),
-        "quiet (-q), train.tensorboard=false": lambda i: dltool_train(config, sets + ["train.tensorboard=false"], label="no-tb"),
+        "quiet (-q), train.tensorboard=false": lambda i: dltool_train(
+            config, sets + ["train.tensorboard=false"], label="no-tb"
+        ),
     }
     results = alternate(variants, args.repeats, "display")
     quiet, live, notb = results.values()
     log("display: time spent inside the live display's callbacks (in-process, rendering to a forced terminal)")
     self_times = [display_self_time(config, sets) for _ in range(args.repeats)]
     shares = values(self_times, "share")
-    rows = [[name, spread(values(r, "fit_seconds"), 2, " s"), spread(values(r, "wall"), 2, " s"),
-             spread(values(r, "rss_mb"), 0, " MB")] for name, r in results.items()]
+    rows = [
+        [
+            name,
+            spread(values(r, "fit_seconds"), 2, " s"),
+            spread(values(r, "wall"), 2, " s"),
+            spread(values(r, "rss_mb"), 0, " MB"),
+        ]
+        for name, r in results.items()
+    ]
     live_seen = [r.get("live_display") for r in live if r["rc"] == 0]
     disp_r, disp_t = ratio_cell(live, quiet, "fit_seconds", 3)
     tb_r, tb_t = ratio_cell(quiet, notb, "fit_seconds", 3)
     cost = None if disp_r is None else disp_r - 1
     tb_cost = None if tb_r is None else tb_r - 1
-    lines = ["## Progress display and TensorBoard cost", "",
-             f"{data_note}, {args.repeats} repeat(s), order rotated each repeat. The live display runs under a "
-             "pseudo-terminal: `script -qec \"dltool train ...\" /dev/null` "
-             f"(ANSI output seen: {'yes' if live_seen and all(live_seen) else 'NO, the display may not have been live'}). "
-             "Costs compare fit seconds (run.json). On this shared 2-core machine identical runs differ by up to "
-             "±15 %, and `script` itself competes for the CPU, so the wall-clock ratio cannot resolve 2 %; the "
-             "direct measure is the time spent inside the display's callbacks (all its rendering happens there: "
-             "it has no refresh thread), timed in-process while training with the live display on a terminal.", ""]
+    lines = [
+        "## Progress display and TensorBoard cost",
+        "",
+        f"{data_note}, {args.repeats} repeat(s), order rotated each repeat. The live display runs under a "
+        'pseudo-terminal: `script -qec "dltool train ..." /dev/null` '
+        f"(ANSI output seen: {'yes' if live_seen and all(live_seen) else 'NO, the display may not have been live'}). "
+        "Costs compare fit seconds (run.json). On this shared 2-core machine identical runs differ by up to "
+        "±15 %, and `script` itself competes for the CPU, so the wall-clock ratio cannot resolve 2 %; the "
+        "direct measure is the time spent inside the display's callbacks (all its rendering happens there: "
+        "it has no refresh thread), timed in-process while training with the live display on a terminal.",
+        "",
+    ]
     if args.quick:
         lines += ["*Quick pass: one repeat, one epoch; indicative only.*", ""]
     lines += table(["variant", "fit", "wall", "peak RSS"], rows)
     calls = values(self_times, "calls")
-    lines += table(["comparison", "figure", "cost", "target", "met?"], [
-        ["time inside the live display / fit time (in-process)",
-         f"{spread(values(self_times, 'display_seconds'), 3, ' s')} of {spread(values(self_times, 'fit_seconds'), 1, ' s')}"
-         f" ({int(med(calls)) if calls else 'n/a'} callback calls)",
-         "n/a" if not shares else f"{100 * med(shares):.2f} % [{100 * min(shares):.2f}–{100 * max(shares):.2f}]",
-         f"< {100 * DISPLAY_COST:.0f} %", met(None if not shares else max(shares) < DISPLAY_COST)],
-        ["live display (pty) vs quiet, fit ratio (paired min–max; noisy)", disp_t,
-         "n/a" if cost is None else f"{100 * cost:+.1f} %", "(reported)", ""],
-        ["TensorBoard on (default) vs train.tensorboard=false", tb_t, "n/a" if tb_cost is None else f"{100 * tb_cost:+.1f} %",
-         "(none; reported)", ""],
-    ])
+    lines += table(
+        ["comparison", "figure", "cost", "target", "met?"],
+        [
+            [
+                "time inside the live display / fit time (in-process)",
+                f"{spread(values(self_times, 'display_seconds'), 3, ' s')} of {spread(values(self_times, 'fit_seconds'), 1, ' s')}"
+                f" ({int(med(calls)) if calls else 'n/a'} callback calls)",
+                "n/a" if not shares else f"{100 * med(shares):.2f} % [{100 * min(shares):.2f}–{100 * max(shares):.2f}]",
+                f"< {100 * DISPLAY_COST:.0f} %",
+                met(None if not shares else max(shares) < DISPLAY_COST),
+            ],
+            [
+                "live display (pty) vs quiet, fit ratio (paired min–max; noisy)",
+                disp_t,
+                "n/a" if cost is None else f"{100 * cost:+.1f} %",
+                "(reported)",
+                "",
+            ],
+            [
+                "TensorBoard on (default) vs train.tensorboard=false",
+                tb_t,
+                "n/a" if tb_cost is None else f"{100 * tb_cost:+.1f} %",
+                "(none; reported)",
+                "",
+            ],
+        ],
+    )
     return lines + failures({**results, "display self-time": self_times})
 
 
@@ -613,10 +787,16 @@ def predict_section(args) -> list[str]:
     try:
         runs_dir = work / "runs"
         log("predict: training configs/regression_mlp.yaml once" + (" (5 epochs)" if args.quick else ""))
-        trained = run_measured([DLTOOL, "train", "configs/regression_mlp.yaml", "-q", "--runs-dir", str(runs_dir)]
-                               + (["--set", "train.epochs=5"] if args.quick else []), label="train regression_mlp")
+        trained = run_measured(
+            [DLTOOL, "train", "configs/regression_mlp.yaml", "-q", "--runs-dir", str(runs_dir)]
+            + (["--set", "train.epochs=5"] if args.quick else []),
+            label="train regression_mlp",
+        )
         if trained["rc"] != 0:
-            return lines + [f"**Failed**: training regression_mlp: `{tail(trained['stderr'] or trained['stdout'])}`", ""]
+            return lines + [
+                f"**Failed**: training regression_mlp: `{tail(trained['stderr'] or trained['stdout'])}`",
+                "",
+            ]
         run = next(p for p in runs_dir.iterdir() if (p / "model.keras").exists())
         rows, cmp_rows, all_results = [], [], {}
         for size in sizes:
@@ -627,15 +807,19 @@ def predict_section(args) -> list[str]:
             log(f"  -> {csv_path.stat().st_size / 2**20:.0f} MB in {time.perf_counter() - t0:.1f} s")
             out_dl, out_pd = work / "out_dltool.csv", work / "out_pandas.csv"
             variants = {
-                "dltool predict": lambda i: run_measured([DLTOOL, "predict", str(run), str(csv_path), "-o", str(out_dl)],
-                                                         label="dltool predict"),
+                "dltool predict": lambda i: run_measured(
+                    [DLTOOL, "predict", str(run), str(csv_path), "-o", str(out_dl)], label="dltool predict"
+                ),
                 "pandas script (model.predict default batch 32)": lambda i: run_measured(
-                    [PYTHON, str(BENCH / "plain_pandas_predict.py"), str(run), str(csv_path), str(out_pd)], label="pandas"),
+                    [PYTHON, str(BENCH / "plain_pandas_predict.py"), str(run), str(csv_path), str(out_pd)],
+                    label="pandas",
+                ),
             }
             if size == sizes[0]:
                 variants["pandas script, batch_size=1024 (reference)"] = lambda i: run_measured(
                     [PYTHON, str(BENCH / "plain_pandas_predict.py"), str(run), str(csv_path), str(out_pd), "1024"],
-                    label="pandas 1024")
+                    label="pandas 1024",
+                )
             results = alternate(variants, args.repeats, f"predict {size:,} rows")
             for name, runs in results.items():
                 for r in runs:
@@ -643,32 +827,55 @@ def predict_section(args) -> list[str]:
                         r["rows_per_s"] = size / r["wall"]
                 all_results[f"{name}, {size:,} rows"] = runs
                 peak = values(runs, "rss_mb")
-                rows.append([f"{size:,}", name, spread(values(runs, "wall"), 2, " s"), spread(values(runs, "rows_per_s"), 0),
-                             spread(peak, 0, " MB"),
-                             f"< {PREDICT_RSS_MB} MB" if name == "dltool predict" else "",
-                             met(None if not peak else max(peak) < PREDICT_RSS_MB) if name == "dltool predict" else ""])
+                rows.append(
+                    [
+                        f"{size:,}",
+                        name,
+                        spread(values(runs, "wall"), 2, " s"),
+                        spread(values(runs, "rows_per_s"), 0),
+                        spread(peak, 0, " MB"),
+                        f"< {PREDICT_RSS_MB} MB" if name == "dltool predict" else "",
+                        met(None if not peak else max(peak) < PREDICT_RSS_MB) if name == "dltool predict" else "",
+                    ]
+                )
             dl, pd_runs = results["dltool predict"], results["pandas script (model.predict default batch 32)"]
             r, t = ratio_cell(dl, pd_runs, "wall")
-            cmp_rows.append([f"{size:,}", "wall, dltool predict / pandas script", t, "≤ 1.00×", met(None if r is None else r <= 1.0)])
+            cmp_rows.append(
+                [
+                    f"{size:,}",
+                    "wall, dltool predict / pandas script",
+                    t,
+                    "≤ 1.00×",
+                    met(None if r is None else r <= 1.0),
+                ]
+            )
             ref = results.get("pandas script, batch_size=1024 (reference)")
             if ref:
                 r2, t2 = ratio_cell(dl, ref, "wall")
-                cmp_rows.append([f"{size:,}", "wall, dltool predict / pandas script with batch_size=1024", t2, "(none)", ""])
+                cmp_rows.append(
+                    [f"{size:,}", "wall, dltool predict / pandas script with batch_size=1024", t2, "(none)", ""]
+                )
             for path in (csv_path, out_dl, out_pd):
                 path.unlink(missing_ok=True)
-        lines += [f"One regression_mlp run{' (5 epochs)' if args.quick else ''}; CSVs of uniform x0..x3 generated "
-                  f"with numpy; {args.repeats} repeat(s), order rotated each repeat. Wall and peak RSS (`/usr/bin/time "
-                  "%M`) of the whole process, output written to a CSV file; rows/s = rows / wall. The pandas script "
-                  "(`benchmarks/plain_pandas_predict.py`) holds the whole file in memory: read_csv → load_model → "
-                  "model.predict(df.values) → to_csv.", ""]
+        lines += [
+            f"One regression_mlp run{' (5 epochs)' if args.quick else ''}; CSVs of uniform x0..x3 generated "
+            f"with numpy; {args.repeats} repeat(s), order rotated each repeat. Wall and peak RSS (`/usr/bin/time "
+            "%M`) of the whole process, output written to a CSV file; rows/s = rows / wall. The pandas script "
+            "(`benchmarks/plain_pandas_predict.py`) holds the whole file in memory: read_csv → load_model → "
+            "model.predict(df.values) → to_csv.",
+            "",
+        ]
         if args.quick:
             lines += ["*Quick pass: smaller files (100k and 500k rows), one repeat; indicative only.*", ""]
         lines += table(["rows", "command", "wall", "rows/s", "peak RSS", "target", "met?"], rows)
         dl_peaks = [med(values(all_results[f"dltool predict, {s:,} rows"], "rss_mb")) for s in sizes]
         if all(dl_peaks):
-            lines += [f"Scaling of dltool predict's peak RSS: {' → '.join(f'{p:.0f} MB' for p in dl_peaks)} for "
-                      f"{' → '.join(f'{s:,}' for s in sizes)} rows "
-                      f"({dl_peaks[-1] / dl_peaks[0]:.2f}× for {sizes[-1] // sizes[0]}× the rows).", ""]
+            lines += [
+                f"Scaling of dltool predict's peak RSS: {' → '.join(f'{p:.0f} MB' for p in dl_peaks)} for "
+                f"{' → '.join(f'{s:,}' for s in sizes)} rows "
+                f"({dl_peaks[-1] / dl_peaks[0]:.2f}× for {sizes[-1] // sizes[0]}× the rows).",
+                "",
+            ]
         lines += table(["rows", "comparison", "ratio of medians (paired min–max)", "target", "met?"], cmp_rows)
         lines += failures(all_results)
         lines += evaluate_vs_predict(args, work)
@@ -717,10 +924,12 @@ def evaluate_vs_predict(args, work: Path) -> list[str]:
     write_labelled_csv(big, size)
     out = work / "out_labelled.csv"
     variants = {
-        "dltool predict": lambda i: run_measured([DLTOOL, "predict", str(run), str(big), "-o", str(out)],
-                                                 label="predict labelled"),
-        "dltool evaluate --data": lambda i: run_measured([DLTOOL, "evaluate", str(run), "--data", str(big), "--json"],
-                                                         label="evaluate --data"),
+        "dltool predict": lambda i: run_measured(
+            [DLTOOL, "predict", str(run), str(big), "-o", str(out)], label="predict labelled"
+        ),
+        "dltool evaluate --data": lambda i: run_measured(
+            [DLTOOL, "evaluate", str(run), "--data", str(big), "--json"], label="evaluate --data"
+        ),
     }
     results = alternate(variants, args.repeats, f"evaluate vs predict {size:,} rows")
     rows = []
@@ -728,24 +937,43 @@ def evaluate_vs_predict(args, work: Path) -> list[str]:
         for r in runs:
             if r["rc"] == 0:
                 r["rows_per_s"] = size / r["wall"]
-        rows.append([f"{size:,}", name, spread(values(runs, "wall"), 2, " s"), spread(values(runs, "rows_per_s"), 0),
-                     spread(values(runs, "rss_mb"), 0, " MB")])
+        rows.append(
+            [
+                f"{size:,}",
+                name,
+                spread(values(runs, "wall"), 2, " s"),
+                spread(values(runs, "rows_per_s"), 0),
+                spread(values(runs, "rss_mb"), 0, " MB"),
+            ]
+        )
     ev, pr = results["dltool evaluate --data"], results["dltool predict"]
     ratio, text = ratio_cell(ev, pr, "rss_mb")
     try:
         samples = next((json.loads(r["stdout"])["samples"] for r in ev if r["rc"] == 0), None)
     except (ValueError, KeyError):
         samples = None
-    lines += [f"A regression MLP (Dense(10, relu) → Dense(1), as regression_mlp) trained {5 if args.quick else 20} "
-              "epochs on a 1,000-row labelled CSV; then one CSV of x0..x3 and the target y, given to `dltool predict "
-              "RUN FILE.csv -o OUT.csv` (which ignores the target column) and to `dltool evaluate RUN --data FILE.csv "
-              f"--json`, which reads it twice in bounded chunks (the report, then `model.evaluate` over a tf.data "
-              f"pipeline of the same chunks). {args.repeats} repeat(s), order rotated; wall and peak RSS of the whole "
-              f"process. evaluate counted {samples if samples is None else f'{samples:,}'} samples.", ""]
+    lines += [
+        f"A regression MLP (Dense(10, relu) → Dense(1), as regression_mlp) trained {5 if args.quick else 20} "
+        "epochs on a 1,000-row labelled CSV; then one CSV of x0..x3 and the target y, given to `dltool predict "
+        "RUN FILE.csv -o OUT.csv` (which ignores the target column) and to `dltool evaluate RUN --data FILE.csv "
+        f"--json`, which reads it twice in bounded chunks (the report, then `model.evaluate` over a tf.data "
+        f"pipeline of the same chunks). {args.repeats} repeat(s), order rotated; wall and peak RSS of the whole "
+        f"process. evaluate counted {samples if samples is None else f'{samples:,}'} samples.",
+        "",
+    ]
     lines += table(["rows", "command", "wall", "rows/s", "peak RSS"], rows)
-    lines += table(["rows", "comparison", "ratio of medians (paired min–max)", "target", "met?"],
-                   [[f"{size:,}", "peak RSS, evaluate --data / predict", text, f"≤ {EVALUATE_RSS_RATIO:.2f}×",
-                     met(None if ratio is None else ratio <= EVALUATE_RSS_RATIO)]])  # fmt: skip
+    lines += table(
+        ["rows", "comparison", "ratio of medians (paired min–max)", "target", "met?"],
+        [
+            [
+                f"{size:,}",
+                "peak RSS, evaluate --data / predict",
+                text,
+                f"≤ {EVALUATE_RSS_RATIO:.2f}×",
+                met(None if ratio is None else ratio <= EVALUATE_RSS_RATIO),
+            ]
+        ],
+    )
     for path in (big, out):
         path.unlink(missing_ok=True)
     return lines + failures(results)
@@ -799,38 +1027,56 @@ def scaling_section(args) -> list[str]:
             modes = ["stream"] + (["memory"] if factor < 16 else [])
             for mode in modes:
                 config = work / f"scaling_{mode}_{factor}.yaml"
-                config.write_text(SCALING_CONFIG.format(path=csv_path, stream="true" if mode == "stream" else "false",
-                                                        epochs=epochs))
+                config.write_text(
+                    SCALING_CONFIG.format(path=csv_path, stream="true" if mode == "stream" else "false", epochs=epochs)
+                )
                 results = []
                 for repeat in range(repeats):
                     runs_dir = work / f"runs_{mode}_{factor}_{repeat}"
                     log(f"scaling: {rows:,} rows, {mode}, repeat {repeat + 1}/{repeats}")
-                    result = run_measured([DLTOOL, "train", str(config), "-q", "--runs-dir", str(runs_dir)],
-                                          label=f"scaling {mode} {rows}")
+                    result = run_measured(
+                        [DLTOOL, "train", str(config), "-q", "--runs-dir", str(runs_dir)],
+                        label=f"scaling {mode} {rows}",
+                    )
                     if result["rc"] == 0:
                         result["epoch_s"] = _epoch_seconds(runs_dir)[-1]
                         result.update(read_run(runs_dir))
                     results.append(result)
                     shutil.rmtree(runs_dir, ignore_errors=True)
-                    log(f"  -> wall {result['wall']:.1f} s, epoch {result.get('epoch_s', float('nan')):.2f} s, "
-                        f"peak RSS {result.get('rss_mb') or 0:.0f} MB")
+                    log(
+                        f"  -> wall {result['wall']:.1f} s, epoch {result.get('epoch_s', float('nan')):.2f} s, "
+                        f"peak RSS {result.get('rss_mb') or 0:.0f} MB"
+                    )
                 per_size[(mode, factor)] = results
                 epoch = values(results, "epoch_s")
                 per_million = [e / rows * 1e6 for e in epoch]
                 rss = values(results, "rss_mb")
-                rows_out.append([f"{factor}×", f"{rows:,}", f"{size_mb:.0f} MB", "streamed" if mode == "stream" else "in memory",
-                                 spread(epoch, 2, " s"), spread(per_million, 2, " s"), spread(rss, 0, " MB"),
-                                 spread(values(results, "wall"), 1, " s"),
-                                 f"{med(values(results, 'test_loss')):.4f}" if values(results, "test_loss") else "—"])
+                rows_out.append(
+                    [
+                        f"{factor}×",
+                        f"{rows:,}",
+                        f"{size_mb:.0f} MB",
+                        "streamed" if mode == "stream" else "in memory",
+                        spread(epoch, 2, " s"),
+                        spread(per_million, 2, " s"),
+                        spread(rss, 0, " MB"),
+                        spread(values(results, "wall"), 1, " s"),
+                        f"{med(values(results, 'test_loss')):.4f}" if values(results, "test_loss") else "—",
+                    ]
+                )
             csv_path.unlink(missing_ok=True)
-        lines += [f"CSV files of 8 uniform features and y = x·(1..8) + N(0, 0.1) (9 columns, written with numpy), "
-                  f"{epochs} epoch(s) of batch 1024, test 0.1, no validation; Dense(32, relu) → Dense(1). "
-                  f"{repeats} repeat(s). Epoch = `epoch_seconds` of the last epoch in history.csv (reading, parsing, "
-                  "preprocessing and training the streamed rows; the first epoch also traces the train function); wall = the whole `dltool train` process "
-                  "(TensorFlow import, the scan pass, training, the streamed test evaluation, plots); peak RSS by "
-                  "`/usr/bin/time %M`. The in-memory loader is shown beside it at 1× and 4× for contrast.", ""]
-        lines += table(["rows", "count", "file", "mode", "epoch", "epoch per 1M rows", "peak RSS", "wall", "test mse"],
-                       rows_out)
+        lines += [
+            f"CSV files of 8 uniform features and y = x·(1..8) + N(0, 0.1) (9 columns, written with numpy), "
+            f"{epochs} epoch(s) of batch 1024, test 0.1, no validation; Dense(32, relu) → Dense(1). "
+            f"{repeats} repeat(s). Epoch = `epoch_seconds` of the last epoch in history.csv (reading, parsing, "
+            "preprocessing and training the streamed rows; the first epoch also traces the train function); wall = the whole `dltool train` process "
+            "(TensorFlow import, the scan pass, training, the streamed test evaluation, plots); peak RSS by "
+            "`/usr/bin/time %M`. The in-memory loader is shown beside it at 1× and 4× for contrast.",
+            "",
+        ]
+        lines += table(
+            ["rows", "count", "file", "mode", "epoch", "epoch per 1M rows", "peak RSS", "wall", "test mse"], rows_out
+        )
         stream_epoch = {f: med(values(per_size[("stream", f)], "epoch_s")) for f in (1, 4, 16)}
         stream_rss = {f: med(values(per_size[("stream", f)], "rss_mb")) for f in (1, 4, 16)}
         cmp_rows = []
@@ -839,21 +1085,41 @@ def scaling_section(args) -> list[str]:
             times = np.array([stream_epoch[f] for f in (1, 4, 16)])
             slope, intercept = np.polyfit(counts, times, 1)
             r2 = 1 - np.sum((times - (slope * counts + intercept)) ** 2) / np.sum((times - times.mean()) ** 2)
-            cmp_rows.append(["epoch time = a + b·rows (least squares over 1×, 4×, 16×)",
-                             f"a = {intercept:.2f} s, b = {slope * 1e6:.2f} s per 1M rows, R² = {r2:.4f}",
-                             "linear: R² ≥ 0.99", met(r2 >= 0.99)])
+            cmp_rows.append(
+                [
+                    "epoch time = a + b·rows (least squares over 1×, 4×, 16×)",
+                    f"a = {intercept:.2f} s, b = {slope * 1e6:.2f} s per 1M rows, R² = {r2:.4f}",
+                    "linear: R² ≥ 0.99",
+                    met(r2 >= 0.99),
+                ]
+            )
             for f in (4, 16):
-                cmp_rows.append([f"epoch time {f}× / 1×", f"{stream_epoch[f] / stream_epoch[1]:.2f}× (rows: {f}×)",
-                                 "(reported)", ""])
+                cmp_rows.append(
+                    [
+                        f"epoch time {f}× / 1×",
+                        f"{stream_epoch[f] / stream_epoch[1]:.2f}× (rows: {f}×)",
+                        "(reported)",
+                        "",
+                    ]
+                )
         if all(stream_rss.values()):
             growth = stream_rss[16] / stream_rss[1]
-            cmp_rows.append(["peak RSS 16× / 1× (streamed)", f"{growth:.2f}× ({stream_rss[1]:.0f} → {stream_rss[16]:.0f} MB)",
-                             "bounded (≤ 1.2×)", met(growth <= 1.2)])
+            cmp_rows.append(
+                [
+                    "peak RSS 16× / 1× (streamed)",
+                    f"{growth:.2f}× ({stream_rss[1]:.0f} → {stream_rss[16]:.0f} MB)",
+                    "bounded (≤ 1.2×)",
+                    met(growth <= 1.2),
+                ]
+            )
         lines += table(["comparison", "figure", "target", "met?"], cmp_rows)
-        lines += ["Memory stays flat because nothing but one chunk (at most 16 MB of features) is held at a time: "
-                  "a file many times larger than the process's ~0.8 GB trains the same way, each epoch taking time "
-                  "in proportion to its rows. Most of that 0.8 GB is TensorFlow itself (importing it peaks at "
-                  "~0.66 GB).", ""]
+        lines += [
+            "Memory stays flat because nothing but one chunk (at most 16 MB of features) is held at a time: "
+            "a file many times larger than the process's ~0.8 GB trains the same way, each epoch taking time "
+            "in proportion to its rows. Most of that 0.8 GB is TensorFlow itself (importing it peaks at "
+            "~0.66 GB).",
+            "",
+        ]
         lines += failures({f"{m} {f}×": r for (m, f), r in per_size.items()})
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -935,8 +1201,10 @@ def _decode_rows(work: Path, count: int, repeats: int) -> list[list[str]]:
         for path in files:
             Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
         settings = ImageSettings(size=(size, size))
-        variants = {"one thread": lambda: np.stack([read_image(f, settings) for f in files]),
-                    "dltool read_images": lambda: read_images(files, settings)}
+        variants = {
+            "one thread": lambda: np.stack([read_image(f, settings) for f in files]),
+            "dltool read_images": lambda: read_images(files, settings),
+        }
         for label, read in variants.items():
             seconds = []
             for _ in range(repeats):
@@ -949,8 +1217,11 @@ def _decode_rows(work: Path, count: int, repeats: int) -> list[list[str]]:
 
 def kinds_section(args) -> list[str]:
     """Reading an image folder (threads vs one), and predict throughput on raw images, texts and series."""
-    counts = {"images": 1000 if args.quick else 4000, "text": 5000 if args.quick else 20000,
-              "timeseries": 20000 if args.quick else 200000}
+    counts = {
+        "images": 1000 if args.quick else 4000,
+        "text": 5000 if args.quick else 20000,
+        "timeseries": 20000 if args.quick else 200000,
+    }
     work = Path(tempfile.mkdtemp(prefix="dltool-bench-kinds-"))
     lines = ["## Images, text and time series (data loading and predict on raw files)", ""]
     rows, decode_rows, all_results = [], [], {}
@@ -964,30 +1235,59 @@ def kinds_section(args) -> list[str]:
             config = work / kind / "config.yaml"
             config.write_text(KIND_CONFIGS[kind].format(path=json.dumps(str(train_path))))
             runs_dir = work / kind / "runs"
-            trained = run_measured([DLTOOL, "train", str(config), "-q", "--runs-dir", str(runs_dir)], label=f"train {kind}")
+            trained = run_measured(
+                [DLTOOL, "train", str(config), "-q", "--runs-dir", str(runs_dir)], label=f"train {kind}"
+            )
             if trained["rc"] != 0:
-                lines += [f"**Failed**: training the {kind} model: `{tail(trained['stderr'] or trained['stdout'])}`", ""]
+                lines += [
+                    f"**Failed**: training the {kind} model: `{tail(trained['stderr'] or trained['stdout'])}`",
+                    "",
+                ]
                 continue
             run = next(p for p in runs_dir.iterdir() if (p / "model.keras").exists())
             out = work / kind / "out.csv"
-            results = alternate({"predict": lambda i: run_measured([DLTOOL, "predict", str(run), str(predict_path), "-o", str(out)],
-                                                                   label=f"predict {kind}")}, args.repeats, f"predict {kind}")  # fmt: skip
+            results = alternate(
+                {
+                    "predict": lambda i: run_measured(
+                        [DLTOOL, "predict", str(run), str(predict_path), "-o", str(out)], label=f"predict {kind}"
+                    )
+                },
+                args.repeats,
+                f"predict {kind}",
+            )
             runs = results["predict"]
             predicted = sum(1 for _ in open(out)) - 1 if out.exists() else 0
             for r in runs:
                 if r["rc"] == 0:
                     r["per_s"] = predicted / r["wall"]
             all_results[f"predict {kind}"] = runs
-            what = {"images": "a folder of PNGs", "text": "a .txt, one text of 40 words per line",
-                    "timeseries": "a CSV series (one forecast per 60-row window)"}[kind]
-            rows.append([kind, what, f"{predicted:,}", spread(values(runs, "wall"), 2, " s"),
-                         spread(values(runs, "per_s"), 0), spread(values(runs, "rss_mb"), 0, " MB")])
-        lines += ["Generated data: PNGs of random pixels in 4 class folders, texts of 40 words from a 3,000-word "
-                  "vocabulary, a noisy sine series. Models trained one epoch (predict speed does not depend on "
-                  f"accuracy). {args.repeats} repeat(s); wall and peak RSS of the whole `dltool predict` process, "
-                  "TensorFlow's start included.", ""]
-        lines += ["Reading image files (in the harness process, files in the page cache): `read_images` times its "
-                  "first 32 files on one thread and uses threads only above 0.5 ms per image.", ""]
+            what = {
+                "images": "a folder of PNGs",
+                "text": "a .txt, one text of 40 words per line",
+                "timeseries": "a CSV series (one forecast per 60-row window)",
+            }[kind]
+            rows.append(
+                [
+                    kind,
+                    what,
+                    f"{predicted:,}",
+                    spread(values(runs, "wall"), 2, " s"),
+                    spread(values(runs, "per_s"), 0),
+                    spread(values(runs, "rss_mb"), 0, " MB"),
+                ]
+            )
+        lines += [
+            "Generated data: PNGs of random pixels in 4 class folders, texts of 40 words from a 3,000-word "
+            "vocabulary, a noisy sine series. Models trained one epoch (predict speed does not depend on "
+            f"accuracy). {args.repeats} repeat(s); wall and peak RSS of the whole `dltool predict` process, "
+            "TensorFlow's start included.",
+            "",
+        ]
+        lines += [
+            "Reading image files (in the harness process, files in the page cache): `read_images` times its "
+            "first 32 files on one thread and uses threads only above 0.5 ms per image.",
+            "",
+        ]
         lines += table(["files", "reader", "wall", "images/s"], decode_rows)
         lines += table(["data", "predict input", "predictions", "wall", "predictions/s", "peak RSS"], rows)
         lines += failures(all_results)
@@ -999,8 +1299,11 @@ def kinds_section(args) -> list[str]:
 def ci_section(args) -> list[str]:
     """`dltool smoke configs/ --fake-data` against its 60 s target, and what train.deterministic costs."""
     lines = ["## CI: `dltool smoke` and deterministic training", ""]
-    smoke = alternate({"smoke": lambda i: run_measured([DLTOOL, "smoke", "configs/", "--fake-data", "--json"],
-                                                       label="smoke")}, args.repeats, "ci")  # fmt: skip
+    smoke = alternate(
+        {"smoke": lambda i: run_measured([DLTOOL, "smoke", "configs/", "--fake-data", "--json"], label="smoke")},
+        args.repeats,
+        "ci",
+    )
     runs = smoke["smoke"]
     per_config: dict[str, list[float]] = {}
     for r in runs:
@@ -1010,14 +1313,28 @@ def ci_section(args) -> list[str]:
             for row in report["configs"]:
                 per_config.setdefault(row["config"], []).append(row["seconds"])
     wall = med(values(runs, "wall"))
-    lines += [f"`dltool smoke configs/ --fake-data` over the {len(per_config)} shipped configs (1 epoch of 256 "
-              f"samples each, then evaluate, reload and predict), {args.repeats} repeat(s), load average at start "
-              f"{load_snapshot()}. Wall time of the whole process, TensorFlow's start included.", ""]
-    lines += table(["command", "configs passed", "wall", "peak RSS", "target", "met?"],
-                   [["`dltool smoke configs/ --fake-data`", runs[-1].get("passed", "n/a"), spread(values(runs, "wall"), 1, " s"),
-                     spread(values(runs, "rss_mb"), 0, " MB"), f"≤ {SMOKE_SECONDS} s",
-                     met(None if wall is None else wall <= SMOKE_SECONDS)]])  # fmt: skip
-    lines += table(["config", "seconds in the smoke run"], [[f"`{c}`", spread(t, 1, " s")] for c, t in per_config.items()])
+    lines += [
+        f"`dltool smoke configs/ --fake-data` over the {len(per_config)} shipped configs (1 epoch of 256 "
+        f"samples each, then evaluate, reload and predict), {args.repeats} repeat(s), load average at start "
+        f"{load_snapshot()}. Wall time of the whole process, TensorFlow's start included.",
+        "",
+    ]
+    lines += table(
+        ["command", "configs passed", "wall", "peak RSS", "target", "met?"],
+        [
+            [
+                "`dltool smoke configs/ --fake-data`",
+                runs[-1].get("passed", "n/a"),
+                spread(values(runs, "wall"), 1, " s"),
+                spread(values(runs, "rss_mb"), 0, " MB"),
+                f"≤ {SMOKE_SECONDS} s",
+                met(None if wall is None else wall <= SMOKE_SECONDS),
+            ]
+        ],
+    )
+    lines += table(
+        ["config", "seconds in the smoke run"], [[f"`{c}`", spread(t, 1, " s")] for c, t in per_config.items()]
+    )
     mnist = Path(args.mnist)
     if not mnist.is_absolute():
         mnist = (REPO / mnist).resolve()
@@ -1029,29 +1346,53 @@ def ci_section(args) -> list[str]:
         configs["mnist_cnn"] = ("configs/mnist_cnn.yaml", [f"data.path={mnist}", "train.epochs=1"])
     rows, all_results = [], dict(smoke)
     for name, (config, sets) in configs.items():
-        variants = {mode: (lambda i, on=(mode == "deterministic"): dltool_train(
-                       config, quiet + sets + ([f"train.deterministic={str(on).lower()}"]), label=f"{name} {mode}"))
-                    for mode in ("default", "deterministic")}  # fmt: skip
+        variants = {
+            mode: (
+                lambda i, on=(mode == "deterministic"): dltool_train(
+                    config, quiet + sets + ([f"train.deterministic={str(on).lower()}"]), label=f"{name} {mode}"
+                )
+            )
+            for mode in ("default", "deterministic")
+        }
         results = alternate(variants, args.repeats, f"ci {name}")
         all_results.update({f"{name} {mode}": r for mode, r in results.items()})
         _, ratio = ratio_cell(results["deterministic"], results["default"], "fit_seconds")
         same = {mode: len({r.get("test_loss") for r in rs if r["rc"] == 0}) == 1 for mode, rs in results.items()}
-        rows.append([f"`{config}` ({(sets[-1] if name == 'mnist_cnn' else f'train.epochs={epochs}')})",
-                     spread(values(results["default"], "fit_seconds"), 2, " s"),
-                     spread(values(results["deterministic"], "fit_seconds"), 2, " s"), ratio,
-                     "yes" if same["default"] else "no", "yes" if same["deterministic"] else "no"])
-    lines += ["`train.deterministic: true` (TensorFlow op determinism) against the default, same config and seed, "
-              "alternating; fit time from run.json. \"identical\" says whether every repeat gave the same test loss.", ""]
-    lines += table(["config", "fit, default", "fit, deterministic", "cost", "default identical", "deterministic identical"], rows)
+        rows.append(
+            [
+                f"`{config}` ({(sets[-1] if name == 'mnist_cnn' else f'train.epochs={epochs}')})",
+                spread(values(results["default"], "fit_seconds"), 2, " s"),
+                spread(values(results["deterministic"], "fit_seconds"), 2, " s"),
+                ratio,
+                "yes" if same["default"] else "no",
+                "yes" if same["deterministic"] else "no",
+            ]
+        )
+    lines += [
+        "`train.deterministic: true` (TensorFlow op determinism) against the default, same config and seed, "
+        'alternating; fit time from run.json. "identical" says whether every repeat gave the same test loss.',
+        "",
+    ]
+    lines += table(
+        ["config", "fit, default", "fit, deterministic", "cost", "default identical", "deterministic identical"], rows
+    )
     return lines + failures(all_results)
 
 
-SECTION_FUNCS = {"machine": machine_section, "start": start_section, "train": train_section,
-                 "display": display_section, "predict": predict_section, "scaling": scaling_section,
-                 "kinds": kinds_section, "ci": ci_section}
+SECTION_FUNCS = {
+    "machine": machine_section,
+    "start": start_section,
+    "train": train_section,
+    "display": display_section,
+    "predict": predict_section,
+    "scaling": scaling_section,
+    "kinds": kinds_section,
+    "ci": ci_section,
+}
 
 
 # ----------------------------------------------------------------------------- main
+
 
 def previous_sections(report: Path, chosen: list[str]) -> dict[str, list[str]]:
     """{section: its lines} of an existing report, for the sections not chosen this time (--only keeps the rest).
@@ -1066,7 +1407,7 @@ def previous_sections(report: Path, chosen: list[str]) -> dict[str, list[str]]:
         if start is None and line.startswith("## "):
             start = index
         if line.startswith("<sub>section "):
-            name = line[len("<sub>section "):].split(":", 1)[0]
+            name = line[len("<sub>section ") :].split(":", 1)[0]
             if start is not None and name in SECTIONS and name not in chosen:
                 found[name] = lines[start : index + 1] + [""]
             start = None
@@ -1074,14 +1415,20 @@ def previous_sections(report: Path, chosen: list[str]) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3, help="repeats of every comparison (default 3)")
     parser.add_argument("--quick", action="store_true", help="smoke pass: 1 repeat, fewer epochs and rows")
-    parser.add_argument("--mnist", default="../shared/data/mnist.npz",
-                        help="real MNIST npz, relative to the repo root (default ../shared/data/mnist.npz)")
+    parser.add_argument(
+        "--mnist",
+        default="../shared/data/mnist.npz",
+        help="real MNIST npz, relative to the repo root (default ../shared/data/mnist.npz)",
+    )
     parser.add_argument("--only", default=None, help=f"comma-separated sections among {','.join(SECTIONS)}")
-    parser.add_argument("--output", default=str(BENCH / "RESULTS.md"), help="markdown report (default benchmarks/RESULTS.md)")
+    parser.add_argument(
+        "--output", default=str(BENCH / "RESULTS.md"), help="markdown report (default benchmarks/RESULTS.md)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats = 1
@@ -1097,15 +1444,22 @@ def main(argv: list[str] | None = None) -> int:
     if not output.is_absolute():
         output = Path.cwd() / output
     started = time.perf_counter()
-    header = ["# dltool benchmark results", "",
-              f"Generated {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} by "
-              f"`{shlex.join(['python', 'benchmarks/run_benchmarks.py'] + (argv if argv is not None else sys.argv[1:]))}`"
-              f" ({'quick pass, ' if args.quick else ''}{args.repeats} repeat(s); sections: {', '.join(chosen)}). "
-              "Figures: median [min–max] over the repeats; see benchmarks/README.md for what each row means.", ""]
+    header = [
+        "# dltool benchmark results",
+        "",
+        f"Generated {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')} by "
+        f"`{shlex.join(['python', 'benchmarks/run_benchmarks.py'] + (argv if argv is not None else sys.argv[1:]))}`"
+        f" ({'quick pass, ' if args.quick else ''}{args.repeats} repeat(s); sections: {', '.join(chosen)}). "
+        "Figures: median [min–max] over the repeats; see benchmarks/README.md for what each row means.",
+        "",
+    ]
     kept = previous_sections(output, chosen) if args.only else {}
     if kept:
-        header += [f"Sections {', '.join(kept)} are kept from the previous report (not re-run this time); "
-                   "each section's footer gives its own run time and load.", ""]
+        header += [
+            f"Sections {', '.join(kept)} are kept from the previous report (not re-run this time); "
+            "each section's footer gives its own run time and load.",
+            "",
+        ]
     body: list[str] = []
     for name in [s for s in SECTIONS if s in chosen or s in kept]:
         if name in kept:
@@ -1118,7 +1472,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # one broken section must not lose the others
             log(f"section {name} crashed: {exc!r}")
             body += [f"## {name}", "", f"**Harness error**: `{exc!r}`", ""]
-        body += [f"<sub>section {name}: {time.perf_counter() - t0:.0f} s, load average after: {load_snapshot()}</sub>", ""]
+        body += [
+            f"<sub>section {name}: {time.perf_counter() - t0:.0f} s, load average after: {load_snapshot()}</sub>",
+            "",
+        ]
         output.write_text("\n".join(header + body + ["*(in progress)*"]) + "\n")
     footer = [f"Total harness time: {(time.perf_counter() - started) / 60:.1f} min."]
     output.write_text("\n".join(header + body + footer) + "\n")

@@ -13,9 +13,16 @@ from __future__ import annotations
 from ._version import __version__
 
 __all__ = [
-    "ConfigError", "DltoolError", "ExperimentConfig", "Run", "__version__",
-    "evaluate", "load_config", "predict", "train",
-]  # fmt: skip
+    "ConfigError",
+    "DltoolError",
+    "ExperimentConfig",
+    "Run",
+    "__version__",
+    "evaluate",
+    "load_config",
+    "predict",
+    "train",
+]
 
 _LAZY = {
     "train": ("commands.train", "train"),

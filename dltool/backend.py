@@ -29,9 +29,12 @@ def versions() -> dict:
     from ._version import __version__
 
     return {
-        "dltool": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
-        "numpy": numpy.__version__, "python": platform.python_version(),
-    }  # fmt: skip
+        "dltool": __version__,
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def device_description() -> str:

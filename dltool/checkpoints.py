@@ -48,7 +48,9 @@ def resumable(callback_class, key: str, restore: dict):
 
 def callback_states(stateful: dict) -> dict:
     """{key: {attribute: value}} of the stateful callbacks ({key: callback}), as plain JSON values."""
-    return {key: {name: _plain(getattr(cb, name, None)) for name in RESUMABLE_STATE[key]} for key, cb in stateful.items()}
+    return {
+        key: {name: _plain(getattr(cb, name, None)) for name in RESUMABLE_STATE[key]} for key, cb in stateful.items()
+    }
 
 
 def state_variables(model) -> list:

@@ -10,18 +10,27 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ._version import __version__
 from .cli_common import (
-    Checkpoint, ConfigFile, Overrides, RunRef, RunsDir, Verbose, err, out, reported_errors, say,
+    Checkpoint,
+    Overrides,
+    RunRef,
+    RunsDir,
+    Verbose,
+    err,
+    out,
+    reported_errors,
+    say,
     skip_shutdown_collection,
 )
-from .cli_runs import runs_app
-from .cli_sweep import SWEEP_EXAMPLE, sweep_command
+from .cli_config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
+from .cli_runs import PLOT_EPILOG, plot, runs_app
 from .cli_smoke import SMOKE_EPILOG, JUnitFile, smoke, train_reports
+from .cli_sweep import SWEEP_EXAMPLE, sweep_command
 from .errors import UsageError
 
 app = typer.Typer(
@@ -35,6 +44,7 @@ app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 app.command("sweep", epilog=SWEEP_EXAMPLE)(sweep_command)
 
+
 def _version(value: bool) -> None:
     if value:
         say(f"dltool {__version__}")
@@ -43,27 +53,54 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="", help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, metavar="", help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """Train Keras 3 models from YAML experiments."""
 
 
-@app.command(epilog="Example: dltool train configs/digits_mlp.yaml --set train.epochs=5   |   dltool train --resume latest"
-             "   |   dltool train --from latest --set train.epochs=5")
+@app.command(
+    epilog="Example: dltool train configs/digits_mlp.yaml --set train.epochs=5   |   dltool train --resume latest"
+    "   |   dltool train --from latest --set train.epochs=5"
+)
 def train(
-    config: Annotated[Optional[Path], typer.Argument(metavar="CONFIG", help="The experiment YAML file.")] = None,
+    config: Annotated[Path | None, typer.Argument(metavar="CONFIG", help="The experiment YAML file.")] = None,
     overrides: Overrides = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", metavar="RUN",
-                      help="Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own config.")] = None,
-    from_run: Annotated[Optional[str], typer.Option("--from", metavar="RUN",
-                        help="Start from this run's trained weights (fine-tune, or train a finished run for more epochs) "
-                             "in a new run; with no CONFIG, that run's own config.")] = None,
-    expect: Annotated[Optional[list[str]], typer.Option("--expect", metavar="KEY<OP>NUMBER",
-                      help="Expect a final metric, e.g. --expect 'test.accuracy>=0.95'; exit 3 when missed.")] = None,
-    deterministic: Annotated[bool, typer.Option("--deterministic", metavar="", help="Deterministic ops: identical metrics on every run (slower).")] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN",
+            help="Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own config.",
+        ),
+    ] = None,
+    from_run: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="RUN",
+            help="Start from this run's trained weights (fine-tune, or train a finished run for more epochs) "
+            "in a new run; with no CONFIG, that run's own config.",
+        ),
+    ] = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect",
+            metavar="KEY<OP>NUMBER",
+            help="Expect a final metric, e.g. --expect 'test.accuracy>=0.95'; exit 3 when missed.",
+        ),
+    ] = None,
+    deterministic: Annotated[
+        bool,
+        typer.Option("--deterministic", metavar="", help="Deterministic ops: identical metrics on every run (slower)."),
+    ] = False,
     junit: JUnitFile = None,
     runs_dir: RunsDir = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Plain lines, one per epoch (for CI logs).")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", metavar="", help="Plain lines, one per epoch (for CI logs).")
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Train the model a config describes and save everything in a new run folder.
@@ -77,8 +114,10 @@ def train(
         if (config is None and from_run is None) == (resume is None):
             raise UsageError("give either a CONFIG to train (or --from RUN) or --resume RUN (not both)")
         if resume is not None and (overrides or expect or deterministic):
-            raise UsageError("--resume continues a run with its own saved config; --set cannot change it, nor can "
-                             "--expect or --deterministic. Train a new run with them instead")  # fmt: skip
+            raise UsageError(
+                "--resume continues a run with its own saved config; --set cannot change it, nor can "
+                "--expect or --deterministic. Train a new run with them instead"
+            )
         display = TrainingDisplay(out, plain=use_plain_output(out, quiet))
         if resume is not None:
             import_keras(verbose)
@@ -90,7 +129,9 @@ def train(
             from .config import load_config, with_expectations
 
             overrides = (overrides or []) + (["train.deterministic=true"] if deterministic else [])
-            experiment = with_expectations(load_config(config or config_file_of(from_run, runs_dir), overrides), expect or [])
+            experiment = with_expectations(
+                load_config(config or config_file_of(from_run, runs_dir), overrides), expect or []
+            )
             import_keras(verbose)
             from .commands.train import train as run_training
 
@@ -107,15 +148,24 @@ app.command(epilog=SMOKE_EPILOG)(smoke)
 @app.command(epilog="Example: dltool evaluate latest   |   dltool evaluate latest --data holdout.csv --checkpoint best")
 def evaluate(
     run: RunRef = "latest",
-    data: Annotated[Optional[Path], typer.Option("--data", metavar="FILE", help="Evaluate on this .npz or .csv (or, for an image model, a folder with one subfolder per class) instead of the run's test split.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="Evaluate on this .npz or .csv (or, for an image model, a folder with one subfolder per class) instead of the run's test split.",
+        ),
+    ] = None,
     runs_dir: RunsDir = None,
-    as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the evaluation as JSON instead of tables.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="Print the evaluation as JSON instead of tables.")
+    ] = False,
     checkpoint: Checkpoint = "final",
     verbose: Verbose = False,
 ) -> None:
     """Evaluate a run's saved model; write evaluations/<data set>.json (and evaluation.json) into the run."""
     from .backend import import_keras
-    from .display import print_evaluation
+    from .display_reports import print_evaluation
 
     with reported_errors():
         import_keras(verbose)
@@ -132,10 +182,21 @@ def evaluate(
 @app.command(epilog="Example: dltool predict latest new_rows.csv -o predictions.csv --keep id")
 def predict(
     run: RunRef,
-    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", help="What the model takes: CSV, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write here (default: standard output).")] = None,
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="INPUT",
+            help="What the model takes: CSV, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.",
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here (default: standard output).")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="csv|json", help="csv or json.")] = "csv",
-    keep: Annotated[Optional[list[str]], typer.Option("--keep", metavar="COLUMN", help="Copy this CSV column (an id) into each output row; repeatable.")] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", metavar="COLUMN", help="Copy this CSV column (an id) into each output row; repeatable."),
+    ] = None,
     checkpoint: Checkpoint = "final",
     runs_dir: RunsDir = None,
     verbose: Verbose = False,
@@ -148,77 +209,17 @@ def predict(
         from .commands.predict import predict as run_prediction
 
         target = output if output is not None else sys.stdout
-        result = run_prediction(run, [str(p) for p in inputs], output=target, fmt=fmt, runs_root=runs_dir, keep=keep,
-                                checkpoint=checkpoint)  # fmt: skip
+        result = run_prediction(
+            run, [str(p) for p in inputs], output=target, fmt=fmt, runs_root=runs_dir, keep=keep, checkpoint=checkpoint
+        )
     if output is not None:
         err.print(f"wrote {result.rows} prediction(s) to {output}", highlight=False)
 
 
-@app.command(epilog="Example: dltool validate configs/mnist_mlp.yaml --set data.path=mnist.npz")
-def validate(
-    config: ConfigFile,
-    overrides: Overrides = None,
-    schema_only: Annotated[bool, typer.Option("--schema-only", metavar="", help="Check the config alone: no data, no TensorFlow.")] = False,
-    verbose: Verbose = False,
-) -> None:
-    """Check a config without training: print it resolved, then load the data and build the model."""
-    from .config import config_to_yaml, load_config, resolve_paths
-
-    with reported_errors():
-        experiment = load_config(config, overrides or [])
-        say(config_to_yaml(resolve_paths(experiment)))
-        if schema_only:
-            say(f"{config}: config is valid")
-            return
-        from .backend import import_keras
-
-        import_keras(verbose)
-        from .commands.train import check
-
-        summary, sizes, shape = check(experiment)
-    say(summary)
-    val = "the test split" if sizes["validation_is_test"] else (sizes["validation"] or "none")
-    say(f"data: {sizes['train']} train, validation {val}, {sizes['test']} test ({sizes['test_split']}); samples {shape}")
-    say(f"{config}: config, data and model are valid")
-
-
-@app.command(epilog="Example: dltool schema > dltool.schema.json")
-def schema() -> None:
-    """Print the JSON Schema of config files (for editor completion and inline errors)."""
-    from .config import json_schema
-
-    out.print_json(json.dumps(json_schema()))
-
-
-@app.command(epilog="Example: dltool plot 20261124-1012 20261124-1030 -o compare.png --metric loss")
-def plot(
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to overlay.")],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The image to write: .png, .pdf, .svg, .jpg or .jpeg.")] = Path("runs.png"),
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", metavar="METRIC", help="Metrics to draw (default: all shared).")] = None,
-    runs_dir: RunsDir = None,
-) -> None:
-    """Overlay the training curves of several runs in one image (PNG, PDF, SVG or JPEG, chosen by the suffix)."""
-    from .commands.runs_report import plot_runs
-    from .runs import runs_dir as resolve_runs_dir
-
-    with reported_errors():
-        drawn = plot_runs(runs, resolve_runs_dir(runs_dir), output, metric)
-    say(f"wrote {output} ({', '.join(drawn)} for {len(runs)} runs)")
-
-
-@app.command(epilog="Example: dltool init csv-classifier my_experiment.yaml   |   dltool init ci")
-def init(
-    template: Annotated[str, typer.Argument(metavar="TEMPLATE", help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster; or ci (a GitHub Actions workflow)")] = "mnist-mlp",
-    path: Annotated[Optional[Path], typer.Argument(metavar="PATH", help="Where to write (default: <template>.yaml here).")] = None,
-    force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite an existing file.")] = False,
-) -> None:
-    """Write a commented starter config that validates as written (or, with ci, a GitHub Actions workflow)."""
-    from .templates import write_template
-
-    with reported_errors():
-        written = write_template(template, path, force=force)
-    say(f"wrote {written}; " + ("commit it, and every push runs `dltool smoke` on configs/" if template == "ci"
-                                else f"check it with: dltool validate {written}"))  # fmt: skip
+app.command(epilog=VALIDATE_EPILOG)(validate)
+app.command(epilog=SCHEMA_EPILOG)(schema)
+app.command(epilog=PLOT_EPILOG)(plot)
+app.command(epilog=INIT_EPILOG)(init)
 
 
 def main() -> None:

@@ -7,13 +7,14 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from .errors import DltoolError, TrainingInterrupted
 from .runs import RUNS_DIR_ENV
+
 
 def _help_shows_metavars() -> None:
     """Typer 0.2x prints Python types in help (<bool>, <list[Path]>); show what each parameter takes instead.
@@ -44,22 +45,36 @@ out = Console(soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, soft_wrap=True)
 
 RunsDir = Annotated[
-    Optional[Path],
-    typer.Option("--runs-dir", envvar=RUNS_DIR_ENV, metavar="DIR", help=f"Folder of run folders (default ./runs, or ${RUNS_DIR_ENV})."),
+    Path | None,
+    typer.Option(
+        "--runs-dir",
+        envvar=RUNS_DIR_ENV,
+        metavar="DIR",
+        help=f"Folder of run folders (default ./runs, or ${RUNS_DIR_ENV}).",
+    ),
 ]
 Overrides = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", metavar="KEY=VALUE",
-                 help="Override a config value; VALUE is YAML: --set train.epochs=3 --set 'train.optimizer={name: sgd}'."),
-]  # fmt: skip
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config value; VALUE is YAML: --set train.epochs=3 --set 'train.optimizer={name: sgd}'.",
+    ),
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Show TensorFlow's own log messages.")]
 AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print as JSON.")]
-RunRef = Annotated[str, typer.Argument(metavar="RUN", help="Run id, unique id prefix, 'latest', or path to a run folder.")]
+RunRef = Annotated[
+    str, typer.Argument(metavar="RUN", help="Run id, unique id prefix, 'latest', or path to a run folder.")
+]
 Checkpoint = Annotated[
     str,
-    typer.Option("--checkpoint", metavar="final|best",
-                 help="Which model: final (model.keras) or best (checkpoints/best.keras, kept by train.callbacks.checkpoint)."),
-]  # fmt: skip
+    typer.Option(
+        "--checkpoint",
+        metavar="final|best",
+        help="Which model: final (model.keras) or best (checkpoints/best.keras, kept by train.callbacks.checkpoint).",
+    ),
+]
 ConfigFile = Annotated[Path, typer.Argument(metavar="CONFIG", help="The experiment YAML file.")]
 
 

@@ -5,27 +5,42 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .cli_common import AsJson, RunRef, RunsDir, out, reported_errors, say
 from .errors import UsageError
 
+PLOT_EPILOG = "Example: dltool plot 20261124-1012 20261124-1030 -o compare.png --metric loss"
+
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=False)
 
 
-@runs_app.callback(invoke_without_command=True,
-                   epilog="Example: dltool runs --status COMPLETED --sort accuracy --limit 5")  # fmt: skip
+@runs_app.callback(
+    invoke_without_command=True, epilog="Example: dltool runs --status COMPLETED --sort accuracy --limit 5"
+)
 def runs_list(
     ctx: typer.Context,
     runs_dir: RunsDir = None,
-    status: Annotated[Optional[str], typer.Option(metavar="STATUS", help="Only these statuses, e.g. FAILED or COMPLETED,INTERRUPTED.")] = None,
-    name: Annotated[Optional[str], typer.Option(metavar="NAME", help="Only runs whose name contains this (or matches this glob).")] = None,
-    since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="Only runs started since: 2h, 3d, 1w or a date 2026-11-24.")] = None,
-    sort: Annotated[Optional[str], typer.Option(metavar="METRIC", help="Sort by a test metric, best first (e.g. accuracy, loss).")] = None,
-    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Show at most this many (the newest, or the best with --sort).")] = None,
-    sweep: Annotated[Optional[str], typer.Option(metavar="ID", help="Only the trials of this sweep (id or prefix).")] = None,
+    status: Annotated[
+        str | None, typer.Option(metavar="STATUS", help="Only these statuses, e.g. FAILED or COMPLETED,INTERRUPTED.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only runs whose name contains this (or matches this glob).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(metavar="WHEN", help="Only runs started since: 2h, 3d, 1w or a date 2026-11-24.")
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option(metavar="METRIC", help="Sort by a test metric, best first (e.g. accuracy, loss).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(metavar="N", help="Show at most this many (the newest, or the best with --sort).")
+    ] = None,
+    sweep: Annotated[
+        str | None, typer.Option(metavar="ID", help="Only the trials of this sweep (id or prefix).")
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """List runs: id, name, status, epochs, test metrics, duration. Subcommands: show, compare, rm."""
@@ -33,7 +48,7 @@ def runs_list(
         ctx.obj = runs_dir
         return
     from .commands.runs_report import select_runs
-    from .display import runs_table
+    from .display_reports import runs_table
 
     root = _root(ctx, runs_dir)
     with reported_errors():
@@ -41,12 +56,14 @@ def runs_list(
     if as_json:
         out.print_json(json.dumps(rows))
     elif not rows:
-        say(f"no runs{' match' if any((status, name, since, sweep)) else ''} in {root}; train one with: dltool train CONFIG")
+        say(
+            f"no runs{' match' if any((status, name, since, sweep)) else ''} in {root}; train one with: dltool train CONFIG"
+        )
     else:
         out.print(runs_table(rows, title=f"runs in {root}"))
 
 
-def _root(ctx: typer.Context, runs_dir: Optional[Path]) -> Path:
+def _root(ctx: typer.Context, runs_dir: Path | None) -> Path:
     from .runs import runs_dir as resolve_runs_dir
 
     return resolve_runs_dir(runs_dir or (ctx.parent.obj if ctx.parent else None))
@@ -56,7 +73,7 @@ def _root(ctx: typer.Context, runs_dir: Optional[Path]) -> Path:
 def runs_show(ctx: typer.Context, run: RunRef = "latest", runs_dir: RunsDir = None, as_json: AsJson = False) -> None:
     """Show one run: status, final metrics, per-epoch history as a chart, config and files."""
     from .commands.runs_report import show_run
-    from .display import print_run
+    from .display_reports import print_run
     from .runs import Run
 
     with reported_errors():
@@ -68,11 +85,15 @@ def runs_show(ctx: typer.Context, run: RunRef = "latest", runs_dir: RunsDir = No
 
 
 @runs_app.command("compare", epilog="Example: dltool runs compare 20261124-1012 20261124-1030")
-def runs_compare(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more runs.")],
-                 runs_dir: RunsDir = None, as_json: AsJson = False) -> None:  # fmt: skip
+def runs_compare(
+    ctx: typer.Context,
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more runs.")],
+    runs_dir: RunsDir = None,
+    as_json: AsJson = False,
+) -> None:
     """Compare runs: the config values that differ, final metrics side by side, best epochs."""
     from .commands.runs_report import compare_runs
-    from .display import print_comparison
+    from .display_reports import print_comparison
     from .runs import Run
 
     with reported_errors():
@@ -84,10 +105,16 @@ def runs_compare(ctx: typer.Context, runs: Annotated[list[str], typer.Argument(m
 
 
 @runs_app.command("rm", epilog="Example: dltool runs rm 20261124-1012 --yes   |   dltool runs rm --status FAILED")
-def runs_rm(ctx: typer.Context, runs: Annotated[Optional[list[str]], typer.Argument(metavar="RUN", help="Runs to delete.", show_default=False)] = None,
-            status: Annotated[Optional[str], typer.Option(metavar="STATUS", help="Also every run with this status, e.g. FAILED or FAILED,DIED.")] = None,
-            runs_dir: RunsDir = None,
-            yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Do not ask for confirmation.")] = False) -> None:  # fmt: skip
+def runs_rm(
+    ctx: typer.Context,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Runs to delete.", show_default=False)] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(metavar="STATUS", help="Also every run with this status, e.g. FAILED or FAILED,DIED."),
+    ] = None,
+    runs_dir: RunsDir = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Do not ask for confirmation.")] = False,
+) -> None:
     """Delete run folders (asks first unless --yes; a live RUNNING run is never deleted)."""
     from .commands.runs_report import removable_runs
     from .runs import remove_run
@@ -106,3 +133,24 @@ def runs_rm(ctx: typer.Context, runs: Annotated[Optional[list[str]], typer.Argum
         for run in found:
             remove_run(run)
     say(f"deleted {len(found)} run(s)")
+
+
+def plot(
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs to overlay.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", metavar="FILE", help="The image to write: .png, .pdf, .svg, .jpg or .jpeg."),
+    ] = Path("runs.png"),
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", metavar="METRIC", help="Metrics to draw (default: all shared)."),
+    ] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Overlay the training curves of several runs in one image (PNG, PDF, SVG or JPEG, chosen by the suffix)."""
+    from .commands.runs_report import plot_runs
+    from .runs import runs_dir as resolve_runs_dir
+
+    with reported_errors():
+        drawn = plot_runs(runs, resolve_runs_dir(runs_dir), output, metric)
+    say(f"wrote {output} ({', '.join(drawn)} for {len(runs)} runs)")

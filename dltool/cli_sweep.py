@@ -6,32 +6,74 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .cli_common import AsJson, RunsDir, Verbose, out, reported_errors, say
 from .errors import UsageError
 
-SweepTarget = Annotated[Optional[str], typer.Argument(metavar="SWEEP.yaml | show", help="The sweep file to start; or `show ID`.")]
+SweepTarget = Annotated[
+    str | None, typer.Argument(metavar="SWEEP.yaml | show", help="The sweep file to start; or `show ID`.")
+]
 
 
-SWEEP_EXAMPLE = ("Example: dltool sweep configs/sweeps/digits_lr.yaml   |   dltool sweep --resume latest   |   "
-                 "dltool sweep show latest --json")
+SWEEP_EXAMPLE = (
+    "Example: dltool sweep configs/sweeps/digits_lr.yaml   |   dltool sweep --resume latest   |   "
+    "dltool sweep show latest --json"
+)
 
 
 def sweep_command(
     target: SweepTarget = None,
-    shown: Annotated[Optional[str], typer.Argument(metavar="ID", help="With `show`: the sweep id, a unique prefix or 'latest'.", show_default=False)] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", metavar="ID", help="Finish this sweep: run the trials still missing, never one already done.")] = None,
-    join: Annotated[Optional[str], typer.Option("--join", metavar="ID", help="Take trials of this running sweep (another terminal or machine; with --storage).")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-w", metavar="N", help="Worker processes, each running trials until the sweep is done.")] = 1,
-    trials_per_worker: Annotated[Optional[int], typer.Option("--trials-per-worker", metavar="K", help="Run trials in worker processes that each exit after K trials, a fresh one taking over (bounds TensorFlow's memory growth in long sweeps).")] = None,
-    storage: Annotated[Optional[str], typer.Option("--storage", metavar="URL", help="A database the workers share, e.g. postgresql://user@host/db (default: a journal file in the sweep folder).")] = None,
+    shown: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="ID", help="With `show`: the sweep id, a unique prefix or 'latest'.", show_default=False
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", metavar="ID", help="Finish this sweep: run the trials still missing, never one already done."
+        ),
+    ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option(
+            "--join",
+            metavar="ID",
+            help="Take trials of this running sweep (another terminal or machine; with --storage).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", "-w", metavar="N", help="Worker processes, each running trials until the sweep is done."
+        ),
+    ] = 1,
+    trials_per_worker: Annotated[
+        int | None,
+        typer.Option(
+            "--trials-per-worker",
+            metavar="K",
+            help="Run trials in worker processes that each exit after K trials, a fresh one taking over (bounds TensorFlow's memory growth in long sweeps).",
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            metavar="URL",
+            help="A database the workers share, e.g. postgresql://user@host/db (default: a journal file in the sweep folder).",
+        ),
+    ] = None,
     runs_dir: RunsDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per trial.")] = False,
     as_json: AsJson = False,
-    schema: Annotated[bool, typer.Option("--schema", metavar="", help="Print the JSON Schema of sweep files and exit.")] = False,
+    schema: Annotated[
+        bool, typer.Option("--schema", metavar="", help="Print the JSON Schema of sweep files and exit.")
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Search hyperparameters with Optuna: every trial is an ordinary run; the sweep lives in sweeps/<id>/ beside runs/."""
@@ -51,7 +93,7 @@ def sweep_command(
             if as_json:
                 out.print_json(json.dumps(summary))
                 return
-            from .display import print_sweep
+            from .display_reports import print_sweep
 
             print_sweep(out, summary)
             if plots:
@@ -63,26 +105,38 @@ def sweep_command(
             sweep_obj = sweeps.create_sweep(Path(target), runs_root=runs_dir, storage_url=storage)
             say(f"sweep {sweep_obj.id}: {sweep_obj.spec.trials} trials ({sweep_obj.spec.method}) in {sweep_obj.folder}")
         else:
-            sweep_obj = sweeps.open_sweep(resume or join, runs_root=runs_dir, storage_url=storage,
-                                          worker=os.getpid() if join else 0)  # fmt: skip
+            sweep_obj = sweeps.open_sweep(
+                resume or join, runs_root=runs_dir, storage_url=storage, worker=os.getpid() if join else 0
+            )
         if (workers > 1 or trials_per_worker) and not join:
-            sweeps.run_workers(sweep_obj, workers, runs_root=runs_dir, storage_url=storage, trials_per_worker=trials_per_worker)
+            sweeps.run_workers(
+                sweep_obj, workers, runs_root=runs_dir, storage_url=storage, trials_per_worker=trials_per_worker
+            )
         else:
             from .backend import import_keras
-            from .display import trial_line
+            from .display_reports import trial_line
 
             import_keras(verbose)
             if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
                 logging.getLogger("tensorflow").setLevel("ERROR")
             metric = sweep_obj.spec.objective.metric
-            sweeps.work(sweep_obj, runs_root=runs_dir, max_trials=trials_per_worker if join else None,
-                        on_trial_end=None if quiet else lambda row: say(trial_line(row, metric)))  # fmt: skip
+            sweeps.work(
+                sweep_obj,
+                runs_root=runs_dir,
+                max_trials=trials_per_worker if join else None,
+                on_trial_end=None if quiet else lambda row: say(trial_line(row, metric)),
+            )
         if join:
             return
         summary = write_summary(sweep_obj)
         write_plots(sweep_obj, summary)
     best = summary["best"]
-    say(f"sweep {sweep_obj.id}: {summary['trials_done']}/{summary['trials_planned']} trials done; "
-        + (f"best {summary['objective']['metric']} {best['objective']:.4g} in trial {best['trial']}, run {best['run']}"
-           if best else "no trial completed"))  # fmt: skip
+    say(
+        f"sweep {sweep_obj.id}: {summary['trials_done']}/{summary['trials_planned']} trials done; "
+        + (
+            f"best {summary['objective']['metric']} {best['objective']:.4g} in trial {best['trial']}, run {best['run']}"
+            if best
+            else "no trial completed"
+        )
+    )
     say(f"the ranked table: dltool sweep show {sweep_obj.id}")

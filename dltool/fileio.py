@@ -67,8 +67,10 @@ def check_output_file(path: str | Path, what: str = "output", option: str = "the
     if path.is_dir():
         raise error(f"{path}: is a folder; give a file name for {option}")
     if not folder.exists():
-        raise error(f"{path}: the folder {folder} does not exist; create it first (mkdir -p {folder}) "
-                    f"or write the {what} elsewhere")  # fmt: skip
+        raise error(
+            f"{path}: the folder {folder} does not exist; create it first (mkdir -p {folder}) "
+            f"or write the {what} elsewhere"
+        )
     if not folder.is_dir():
         raise error(f"{path}: {folder} is a file, not a folder")
     try:

@@ -59,25 +59,40 @@ def check_outputs_fit_targets(model, config: ExperimentConfig, data: PreparedDat
         classes = len(data.preprocessing.class_names or [])
         if units == 1:
             if classes > 2:
-                raise ConfigError(f"the last layer has 1 output but the data has {classes} classes; "
-                                  f"use {{Dense: {{units: {classes}, activation: softmax}}}}", path=last)  # fmt: skip
+                raise ConfigError(
+                    f"the last layer has 1 output but the data has {classes} classes; "
+                    f"use {{Dense: {{units: {classes}, activation: softmax}}}}",
+                    path=last,
+                )
             if "binary" not in config.train.loss and "hinge" not in config.train.loss.lower():
-                raise ConfigError(f"a single output needs a binary loss such as binary_crossentropy, "
-                                  f"received loss '{config.train.loss}'", path="train.loss")  # fmt: skip
+                raise ConfigError(
+                    f"a single output needs a binary loss such as binary_crossentropy, "
+                    f"received loss '{config.train.loss}'",
+                    path="train.loss",
+                )
         elif "binary" in config.train.loss.lower():
-            raise ConfigError(f"{config.train.loss} takes one sigmoid output per sample, but the last layer has "
-                              f"{units} outputs; for the {classes} classes use {{Dense: {{units: 1, activation: sigmoid}}}}, "
-                              f"or loss sparse_categorical_crossentropy with units: {classes}", path=last)  # fmt: skip
+            raise ConfigError(
+                f"{config.train.loss} takes one sigmoid output per sample, but the last layer has "
+                f"{units} outputs; for the {classes} classes use {{Dense: {{units: 1, activation: sigmoid}}}}, "
+                f"or loss sparse_categorical_crossentropy with units: {classes}",
+                path=last,
+            )
         elif units != classes:
             names = ", ".join(data.preprocessing.class_names[:12]) + (", ..." if classes > 12 else "")
             extra = " (each output is one class's probability; the extra ones would be classes that never occur)"
-            raise ConfigError(f"the last layer has {units} outputs but the data has {classes} classes ({names}); "
-                              f"set units: {classes}" + (extra if units > classes else ""), path=last)  # fmt: skip
+            raise ConfigError(
+                f"the last layer has {units} outputs but the data has {classes} classes ({names}); "
+                f"set units: {classes}" + (extra if units > classes else ""),
+                path=last,
+            )
     else:
         targets = data.target_width
         if units != targets:
-            raise ConfigError(f"the last layer has {units} outputs but each sample has {targets} target "
-                              f"value(s); set units: {targets}", path=last)  # fmt: skip
+            raise ConfigError(
+                f"the last layer has {units} outputs but each sample has {targets} target "
+                f"value(s); set units: {targets}",
+                path=last,
+            )
 
 
 def _column_order(item) -> tuple:
@@ -97,8 +112,17 @@ class StopRequested(Exception):
     """Raised inside ``fit`` when ``should_stop()`` turns true (a first Ctrl-C or SIGTERM)."""
 
 
-def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, observer, best_path,
-                    restore: dict, should_stop, tensorboard_dir):  # fmt: skip
+def _make_callbacks(
+    config: ExperimentConfig,
+    *,
+    on_epoch_end,
+    on_checkpoint,
+    observer,
+    best_path,
+    restore: dict,
+    should_stop,
+    tensorboard_dir,
+):
     import keras
 
     cfg = config.train.callbacks
@@ -119,8 +143,12 @@ def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, ob
             if logs is not None:
                 logs.setdefault("learning_rate", learning_rate)  # callbacks after this one may monitor it
             logs = {k: float(v) for k, v in sorted((logs or {}).items(), key=_column_order) if k != "learning_rate"}
-            row = {"epoch": epoch + 1, **logs, "learning_rate": learning_rate,
-                   "epoch_seconds": round(time.perf_counter() - self._start, 4)}  # fmt: skip
+            row = {
+                "epoch": epoch + 1,
+                **logs,
+                "learning_rate": learning_rate,
+                "epoch_seconds": round(time.perf_counter() - self._start, 4),
+            }
             bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(v)]
             if bad:
                 self.failure = NonFiniteLoss(
@@ -187,11 +215,13 @@ def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, ob
     callbacks: list = [recorder]
     stateful: dict = {}
     if cfg.early_stopping:
-        stateful["early_stopping"] = resumable(keras.callbacks.EarlyStopping, "early_stopping", restore)(**cfg.early_stopping.model_dump())
-    if cfg.reduce_lr_on_plateau:
-        stateful["reduce_lr_on_plateau"] = resumable(keras.callbacks.ReduceLROnPlateau, "reduce_lr_on_plateau", restore)(
-            **cfg.reduce_lr_on_plateau.model_dump()
+        stateful["early_stopping"] = resumable(keras.callbacks.EarlyStopping, "early_stopping", restore)(
+            **cfg.early_stopping.model_dump()
         )
+    if cfg.reduce_lr_on_plateau:
+        stateful["reduce_lr_on_plateau"] = resumable(
+            keras.callbacks.ReduceLROnPlateau, "reduce_lr_on_plateau", restore
+        )(**cfg.reduce_lr_on_plateau.model_dump())
     if cfg.checkpoint and best_path is not None:
         stateful["best_checkpoint"] = resumable(BestCheckpoint, "best_checkpoint", restore)(
             cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path
@@ -204,10 +234,20 @@ def _make_callbacks(config: ExperimentConfig, *, on_epoch_end, on_checkpoint, ob
     return recorder, callbacks
 
 
-def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Callable[[dict], None] | None = None,
-        on_checkpoint: Callable[[int, dict], None] | None = None, observer=None, best_checkpoint: Path | None = None,
-        initial_epoch: int = 0, restore: dict | None = None, should_stop: Callable[[], bool] | None = None,
-        tensorboard_dir: Path | None = None) -> FitResult:  # fmt: skip
+def fit(
+    model,
+    config: ExperimentConfig,
+    data: PreparedData,
+    *,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    on_checkpoint: Callable[[int, dict], None] | None = None,
+    observer=None,
+    best_checkpoint: Path | None = None,
+    initial_epoch: int = 0,
+    restore: dict | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    tensorboard_dir: Path | None = None,
+) -> FitResult:
     """Train ``model`` (compiled) on ``data`` from ``initial_epoch``.
 
     ``on_epoch_end(row)`` gets each finished epoch; ``on_checkpoint(epoch,
@@ -220,9 +260,15 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
     """
     train = config.train
     recorder, callbacks = _make_callbacks(
-        config, on_epoch_end=on_epoch_end, on_checkpoint=on_checkpoint, observer=observer,
-        best_path=best_checkpoint, restore=restore or {}, should_stop=should_stop, tensorboard_dir=tensorboard_dir,
-    )  # fmt: skip
+        config,
+        on_epoch_end=on_epoch_end,
+        on_checkpoint=on_checkpoint,
+        observer=observer,
+        best_path=best_checkpoint,
+        restore=restore or {},
+        should_stop=should_stop,
+        tensorboard_dir=tensorboard_dir,
+    )
     inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), train.batch_size, train.shuffle)
     inputs["x"] = as_model_input(inputs["x"])
     if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is
@@ -235,8 +281,12 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
         # A stop request cancels the running steps_per_execution call instead of waiting for its last batch.
         with cancelled_when(should_stop) if should_stop is not None else contextlib.nullcontext():
             model.fit(
-                **inputs, epochs=train.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0,
-            )  # fmt: skip
+                **inputs,
+                epochs=train.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                verbose=0,
+            )
     except Exception as exc:
         if should_stop is not None and should_stop() and is_cancellation(exc):
             raise StopRequested() from None
@@ -246,8 +296,12 @@ def fit(model, config: ExperimentConfig, data: PreparedData, *, on_epoch_end: Ca
             observer.on_train_end()
     if recorder.failure is not None:
         raise recorder.failure
-    return FitResult(history=recorder.rows, stopped_early=initial_epoch + len(recorder.rows) < train.epochs,
-                     seconds=time.perf_counter() - start, restored_epoch=_restored_epoch(callbacks))  # fmt: skip
+    return FitResult(
+        history=recorder.rows,
+        stopped_early=initial_epoch + len(recorder.rows) < train.epochs,
+        seconds=time.perf_counter() - start,
+        restored_epoch=_restored_epoch(callbacks),
+    )
 
 
 def _restored_epoch(callbacks: list) -> int | None:
@@ -272,6 +326,7 @@ def evaluate_data(model, config: ExperimentConfig, data: PreparedData) -> dict:
 def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:
     """The model's loss and compiled metrics on (x, y), as floats."""
     batch_size = inference_batch_size(config.train.batch_size)
-    result = model.evaluate(as_model_input(x), fit_targets(model, config, y), batch_size=batch_size, verbose=0,
-                            return_dict=True)  # fmt: skip
+    result = model.evaluate(
+        as_model_input(x), fit_targets(model, config, y), batch_size=batch_size, verbose=0, return_dict=True
+    )
     return {k: float(v) for k, v in result.items()}

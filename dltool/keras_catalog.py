@@ -57,7 +57,11 @@ def _plain_defaults(cls) -> dict:
             continue
         for p in list(inspect.signature(klass.__init__).parameters.values())[1:]:
             value = p.default
-            if p.name not in defaults and value is not p.empty and (value is None or isinstance(value, (bool, int, float, str))):
+            if (
+                p.name not in defaults
+                and value is not p.empty
+                and (value is None or isinstance(value, (bool, int, float, str)))
+            ):
                 defaults[p.name] = value
     defaults.pop("name", None)  # an object's own name says nothing about the experiment
     return defaults

@@ -39,8 +39,16 @@ def predict_eagerly(model, x: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
     """
     import keras
 
-    return np.concatenate([keras.ops.convert_to_numpy(model(as_model_input(x[i : i + batch_rows]), training=False))
-                           for i in range(0, len(x), batch_rows)]) if len(x) else np.zeros((0,))  # fmt: skip
+    return (
+        np.concatenate(
+            [
+                keras.ops.convert_to_numpy(model(as_model_input(x[i : i + batch_rows]), training=False))
+                for i in range(0, len(x), batch_rows)
+            ]
+        )
+        if len(x)
+        else np.zeros((0,))
+    )
 
 
 def save_model_atomic(model, path: Path) -> None:
@@ -65,6 +73,8 @@ def load_model_safely(path: Path):
     except Exception as exc:  # noqa: BLE001  (a corrupt or unsafe file is reported, whatever Keras raised)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            raise RunStateError(f"{path}: refused to load: the model contains code (e.g. a Lambda layer) "
-                                f"and dltool loads models with safe_mode=True ({message})") from None  # fmt: skip
+            raise RunStateError(
+                f"{path}: refused to load: the model contains code (e.g. a Lambda layer) "
+                f"and dltool loads models with safe_mode=True ({message})"
+            ) from None
         raise RunStateError(f"{path}: cannot load the model ({type(exc).__name__}: {message})") from None

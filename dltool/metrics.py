@@ -45,14 +45,15 @@ def classification_report(matrix: np.ndarray, class_names: list[str]) -> dict:
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     return {
         "accuracy": float(true_positive.sum() / max(matrix.sum(), 1)),
-        "macro_precision": float(np.mean(precision)), "macro_recall": float(np.mean(recall)),
+        "macro_precision": float(np.mean(precision)),
+        "macro_recall": float(np.mean(recall)),
         "macro_f1": float(np.mean(f1)),
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
             for name, p, r, f, n in zip(class_names, precision, recall, f1, support)
         },
         "confusion_matrix": matrix.tolist(),
-    }  # fmt: skip
+    }
 
 
 class ClassificationTotals:
@@ -87,8 +88,12 @@ class RegressionTotals:
         y_true = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
         y_pred = np.asarray(y_pred, dtype=np.float64).reshape(y_true.shape)
         error = y_true - y_pred
-        parts = {"sse": np.square(error).sum(axis=0), "sae": np.abs(error).sum(axis=0),
-                 "sy": y_true.sum(axis=0), "syy": np.square(y_true).sum(axis=0)}  # fmt: skip
+        parts = {
+            "sse": np.square(error).sum(axis=0),
+            "sae": np.abs(error).sum(axis=0),
+            "sy": y_true.sum(axis=0),
+            "syy": np.square(y_true).sum(axis=0),
+        }
         for key, value in parts.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
         self.count += len(y_true)

@@ -42,7 +42,9 @@ def build_model(config: ExperimentConfig):
     import keras
 
     dtype = "string" if config.data.source == "text" else None  # raw texts go into the model's TextVectorization
-    model = keras.Sequential([keras.Input(tuple(config.model.input_shape), dtype=dtype)], name=config.name.replace("-", "_"))
+    model = keras.Sequential(
+        [keras.Input(tuple(config.model.input_shape), dtype=dtype)], name=config.name.replace("-", "_")
+    )
     for index, spec in enumerate(config.model.layers):
         path = f"model.layers[{index}]"
         layer = build_layer(spec, path)
@@ -81,8 +83,10 @@ def adapt_preprocessing_layers(model, x_train) -> list[str]:
             try:
                 layer.adapt(x)
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{type(layer).__name__} could not adapt to the training data: "
-                                  f"{str(exc).strip().splitlines()[0]}", path=path) from None  # fmt: skip
+                raise ConfigError(
+                    f"{type(layer).__name__} could not adapt to the training data: {str(exc).strip().splitlines()[0]}",
+                    path=path,
+                ) from None
             adapted.append(_adapted_description(layer))
         if index < last:
             x = keras.ops.convert_to_tensor(layer(x))
@@ -115,9 +119,12 @@ def _check_vocabulary_fits(model) -> None:
             vocabulary = layer.vocabulary_size()
         elif type(layer).__name__ == "Embedding" and vocabulary is not None:
             if layer.input_dim < vocabulary:
-                raise ConfigError(f"Embedding input_dim {layer.input_dim} is smaller than the vocabulary of the "
-                                  f"TextVectorization before it ({vocabulary} tokens); set input_dim: {vocabulary} "
-                                  "or lower max_tokens", path=f"model.layers[{index}].Embedding.input_dim")  # fmt: skip
+                raise ConfigError(
+                    f"Embedding input_dim {layer.input_dim} is smaller than the vocabulary of the "
+                    f"TextVectorization before it ({vocabulary} tokens); set input_dim: {vocabulary} "
+                    "or lower max_tokens",
+                    path=f"model.layers[{index}].Embedding.input_dim",
+                )
             return
 
 
@@ -131,8 +138,9 @@ def build_optimizer(config: ExperimentConfig):
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"Keras refused optimizer {opt.name}({_show_args(params)}): {exc}",
-                          path="train.optimizer") from None  # fmt: skip
+        raise ConfigError(
+            f"Keras refused optimizer {opt.name}({_show_args(params)}): {exc}", path="train.optimizer"
+        ) from None
 
 
 def compile_model(model, config: ExperimentConfig) -> None:
@@ -140,9 +148,12 @@ def compile_model(model, config: ExperimentConfig) -> None:
     train = config.train
     try:
         model.compile(
-            optimizer=build_optimizer(config), loss=train.loss, metrics=list(train.metrics),
-            steps_per_execution=train.steps_per_execution, jit_compile=train.jit_compile,
-        )  # fmt: skip
+            optimizer=build_optimizer(config),
+            loss=train.loss,
+            metrics=list(train.metrics),
+            steps_per_execution=train.steps_per_execution,
+            jit_compile=train.jit_compile,
+        )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Keras could not compile the model: {exc}", path="train") from None
 
@@ -152,7 +163,9 @@ def layer_table(model) -> list[tuple[str, str, int]]:
     rows = []
     for layer in model.layers:
         shape = tuple(layer.output.shape) if hasattr(layer, "output") else ()
-        rows.append((f"{layer.name} ({type(layer).__name__})", str(shape).replace("None", "batch"), layer.count_params()))
+        rows.append(
+            (f"{layer.name} ({type(layer).__name__})", str(shape).replace("None", "batch"), layer.count_params())
+        )
     return rows
 
 
@@ -164,7 +177,10 @@ def summary_text(model) -> str:
     lines.insert(1, "-" * len(lines[0]))
     trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
     total = model.count_params()
-    lines += ["-" * len(lines[0]), f"Total params: {total:,}  (trainable {trainable:,}, non-trainable {total - trainable:,})"]
+    lines += [
+        "-" * len(lines[0]),
+        f"Total params: {total:,}  (trainable {trainable:,}, non-trainable {total - trainable:,})",
+    ]
     return "\n".join(lines) + "\n"
 
 

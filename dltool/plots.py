@@ -84,7 +84,9 @@ def curves(rows: list[dict], path: Path, title: str) -> None:
     for ax, name in zip(axes, names):
         ax.plot(epochs, _values(rows, name), label=f"train {name}", color="tab:blue")
         if f"val_{name}" in rows[0]:
-            ax.plot(epochs, _values(rows, f"val_{name}"), label=f"validation {name}", color="tab:orange", linestyle="--")
+            ax.plot(
+                epochs, _values(rows, f"val_{name}"), label=f"validation {name}", color="tab:orange", linestyle="--"
+            )
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
@@ -111,14 +113,26 @@ def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path
     image = ax.imshow(counts, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="samples")
     if size <= 30:
-        ax.set_xticks(range(size), labels=class_names, rotation=45 if max(map(len, class_names)) > 3 else 0, ha="right" if max(map(len, class_names)) > 3 else "center")
+        ax.set_xticks(
+            range(size),
+            labels=class_names,
+            rotation=45 if max(map(len, class_names)) > 3 else 0,
+            ha="right" if max(map(len, class_names)) > 3 else "center",
+        )
         ax.set_yticks(range(size), labels=class_names)
     if size <= 20:
         threshold = counts.max() / 2 if counts.size else 0
         for i in range(size):
             for j in range(size):
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=9,
-                        color="white" if counts[i, j] > threshold else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if counts[i, j] > threshold else "black",
+                )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     accuracy = np.trace(counts) / counts.sum() if counts.sum() else 0.0
@@ -144,8 +158,9 @@ def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title:
     _save(fig, path)
 
 
-def forecast(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, target: str = "target",
-             first_step: int = 0) -> None:  # fmt: skip
+def forecast(
+    y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str, target: str = "target", first_step: int = 0
+) -> None:
     """The test stretch of a series in time order: true values and one-step forecasts (first output only)."""
     plt = _pyplot()
     true = np.asarray(y_true).reshape(len(y_true), -1)[:, 0]
@@ -223,7 +238,9 @@ def scatter_panels(panels: list[dict], path: Path, title: str) -> None:
     for ax, panel in zip(axes, panels):
         ax.scatter(panel["x"], panel["y"], color="tab:blue", alpha=0.7)
         if panel.get("line") is not None:
-            ax.plot(panel["x"], panel["line"], color="tab:orange", drawstyle="steps-post", label=panel.get("line_label"))
+            ax.plot(
+                panel["x"], panel["line"], color="tab:orange", drawstyle="steps-post", label=panel.get("line_label")
+            )
             ax.legend()
         if panel.get("log_x"):
             ax.set_xscale("log")

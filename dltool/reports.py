@@ -55,16 +55,30 @@ def junit_xml(cases: list[JUnitCase], package: str = "dltool") -> str:
     timestamp = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
     host = socket.gethostname() or "localhost"
     for index, case in enumerate(cases):
-        suite = ET.SubElement(root, "testsuite", {
-            "package": package, "id": str(index), "name": _text(case.name) or "unnamed", "timestamp": timestamp,
-            "hostname": host, "tests": "1", "failures": str(int(case.failure is not None)), "errors": "0",
-            "skipped": str(int(case.skipped is not None and case.failure is None)), "time": _seconds(case.seconds),
-        })  # fmt: skip
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            {
+                "package": package,
+                "id": str(index),
+                "name": _text(case.name) or "unnamed",
+                "timestamp": timestamp,
+                "hostname": host,
+                "tests": "1",
+                "failures": str(int(case.failure is not None)),
+                "errors": "0",
+                "skipped": str(int(case.skipped is not None and case.failure is None)),
+                "time": _seconds(case.seconds),
+            },
+        )
         properties = ET.SubElement(suite, "properties")
         for name, value in case.properties.items():
             ET.SubElement(properties, "property", {"name": _text(name), "value": _text(value)})
-        testcase = ET.SubElement(suite, "testcase", {"name": _text(case.name) or "unnamed",
-                                                     "classname": _text(case.classname), "time": _seconds(case.seconds)})  # fmt: skip
+        testcase = ET.SubElement(
+            suite,
+            "testcase",
+            {"name": _text(case.name) or "unnamed", "classname": _text(case.classname), "time": _seconds(case.seconds)},
+        )
         if case.failure is not None:
             failure = ET.SubElement(
                 testcase, "failure", {"message": _text(case.failure), "type": _text(case.failure_type)}
@@ -86,8 +100,11 @@ def write_junit(path: str | Path, cases: list[JUnitCase], package: str = "dltool
 def flat_metrics(metrics: dict | None) -> dict:
     """metrics.json's final figures as {"train.loss": ..., "test.accuracy": ...}."""
     metrics = metrics or {}
-    return {f"{split}.{name}": value for split in ("train", "validation", "test")
-            for name, value in (metrics.get(split) or {}).items()}  # fmt: skip
+    return {
+        f"{split}.{name}": value
+        for split in ("train", "validation", "test")
+        for name, value in (metrics.get(split) or {}).items()
+    }
 
 
 def run_case(run, name: str, classname: str = "dltool.train") -> JUnitCase:
@@ -98,8 +115,12 @@ def run_case(run, name: str, classname: str = "dltool.train") -> JUnitCase:
     info = run.info
     metrics = run.read_json("metrics.json") if run.file("metrics.json").is_file() else {}
     checked = info.get("expectations") or []
-    properties = {"run": run.id, "status": info.get("status"), **flat_metrics(metrics),
-                  **{f"expect {e['key']}": describe_expectation(e) for e in checked}}  # fmt: skip
+    properties = {
+        "run": run.id,
+        "status": info.get("status"),
+        **flat_metrics(metrics),
+        **{f"expect {e['key']}": describe_expectation(e) for e in checked},
+    }
     case = JUnitCase(name=name, classname=classname, seconds=info.get("duration_s") or 0.0, properties=properties)
     unmet = [describe_expectation(e) for e in checked if not e["met"]]
     if info.get("status") != "COMPLETED":
@@ -111,8 +132,9 @@ def run_case(run, name: str, classname: str = "dltool.train") -> JUnitCase:
 
 def error_case(name: str, classname: str, error: DltoolError, seconds: float = 0.0) -> JUnitCase:
     """A command that stopped with ``error`` before or while training, as a failed testcase."""
-    return JUnitCase(name=name, classname=classname, seconds=seconds, failure=str(error),
-                     failure_type=type(error).__name__)  # fmt: skip
+    return JUnitCase(
+        name=name, classname=classname, seconds=seconds, failure=str(error), failure_type=type(error).__name__
+    )
 
 
 # --------------------------------------------------------------------------- GitHub Actions
@@ -141,8 +163,9 @@ def _workspace_relative(file: str) -> str:
     return path.as_posix()
 
 
-def github_annotation(message: str, file: str | None = None, line: int | None = None, title: str = "dltool",
-                      level: str = "error") -> str:  # fmt: skip
+def github_annotation(
+    message: str, file: str | None = None, line: int | None = None, title: str = "dltool", level: str = "error"
+) -> str:
     """A workflow command (``::error file=F,line=L,title=T::message``) that GitHub shows on that line of the diff."""
     fields = []
     if file:

@@ -143,8 +143,10 @@ class Run:
         if len(matches) > 1:
             shown = ", ".join(run.id for run in matches[:AMBIGUOUS_SHOWN])
             more = f" and {len(matches) - AMBIGUOUS_SHOWN} more" if len(matches) > AMBIGUOUS_SHOWN else ""
-            raise RunNotFoundError(f"'{ref}' matches {len(matches)} runs ({shown}{more}); give more of the id, "
-                                   "or `dltool runs` to list them")  # fmt: skip
+            raise RunNotFoundError(
+                f"'{ref}' matches {len(matches)} runs ({shown}{more}); give more of the id, "
+                "or `dltool runs` to list them"
+            )
         return matches[0]
 
     # ---- files
@@ -189,8 +191,9 @@ class Run:
 
     def start(self, **fields) -> dict:
         """Write the first run.json: status RUNNING, this process's pid and a heartbeat."""
-        return self.update_info(id=self.id, created=now_iso(), started=now_iso(), started_ts=time.time(),
-                                **self._running_fields(), **fields)  # fmt: skip
+        return self.update_info(
+            id=self.id, created=now_iso(), started=now_iso(), started_ts=time.time(), **self._running_fields(), **fields
+        )
 
     def restart(self, **fields) -> dict:
         """Mark a stopped run RUNNING again in this process (resume); its start time is kept."""
@@ -199,8 +202,15 @@ class Run:
     @staticmethod
     def _running_fields() -> dict:
         pid = os.getpid()
-        return {"status": RUNNING, "ended": None, "error": None, "pid": pid, "pid_start": _process_start(pid),
-                "host": socket.gethostname(), "heartbeat": time.time()}  # fmt: skip
+        return {
+            "status": RUNNING,
+            "ended": None,
+            "error": None,
+            "pid": pid,
+            "pid_start": _process_start(pid),
+            "host": socket.gethostname(),
+            "heartbeat": time.time(),
+        }
 
     def heartbeat(self, **fields) -> dict:
         """Mark the run alive now (called once per epoch), with progress fields."""

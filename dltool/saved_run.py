@@ -11,7 +11,6 @@ from .errors import ConfigError, RunStateError, UsageError
 from .keras_io import load_model_safely
 from .runs import Run, runs_dir
 
-
 CHECKPOINTS = {"final": "model.keras", "best": "checkpoints/best.keras"}  # --checkpoint choices
 
 
@@ -48,14 +47,20 @@ class SavedRun:
             raise UsageError(f"--checkpoint: expected {' or '.join(CHECKPOINTS)}, received '{checkpoint}'")
         path = self.run.file(CHECKPOINTS[checkpoint])
         if checkpoint == "best" and not path.is_file():
-            raise RunStateError(f"run {self.run.id} has no {CHECKPOINTS['best']}: only runs trained with "
-                                "train.callbacks.checkpoint keep their best epoch; use the final model "
-                                "(leave out --checkpoint)")  # fmt: skip
+            raise RunStateError(
+                f"run {self.run.id} has no {CHECKPOINTS['best']}: only runs trained with "
+                "train.callbacks.checkpoint keep their best epoch; use the final model "
+                "(leave out --checkpoint)"
+            )
         if not path.is_file():
             status = self.run.status
             raise RunStateError(
                 f"run {self.run.id} has no model.keras (status {status}); "
-                + ("wait for it to finish" if status == "RUNNING" else f"resume it with `dltool train --resume {self.run.id}`")
+                + (
+                    "wait for it to finish"
+                    if status == "RUNNING"
+                    else f"resume it with `dltool train --resume {self.run.id}`"
+                )
             )
         return load_model_safely(path)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -39,28 +39,36 @@ class Objective(_Strict):
     @model_validator(mode="after")
     def _not_test(self) -> Objective:
         if self.metric.startswith("test"):
-            raise PydanticCustomError("dltool", f"objective.metric '{self.metric}' would tune on the test split; use a validation "
-                             "metric such as val_accuracy or val_loss")  # fmt: skip
+            raise PydanticCustomError(
+                "dltool",
+                f"objective.metric '{self.metric}' would tune on the test split; use a validation "
+                "metric such as val_accuracy or val_loss",
+            )
         return self
 
 
 class Parameter(_Strict):
     """One searched value: exactly one of choice, uniform, loguniform, int."""
 
-    choice: Optional[list[Any]] = Field(None, min_length=1)
-    uniform: Optional[tuple[float, float]] = None
-    loguniform: Optional[tuple[float, float]] = None
-    int_range: Optional[tuple[int, int]] = Field(None, alias="int")  # `int` in the file
+    choice: list[Any] | None = Field(None, min_length=1)
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = Field(None, alias="int")  # `int` in the file
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Parameter:
         given = [k for k in KINDS if getattr(self, KINDS[k]) is not None]
         if len(given) != 1:
-            raise PydanticCustomError("dltool", "expected exactly one of choice: [a, b, ...], uniform: [low, high], "
-                             f"loguniform: [low, high], int: [low, high]; received {given or 'none'}")  # fmt: skip
+            raise PydanticCustomError(
+                "dltool",
+                "expected exactly one of choice: [a, b, ...], uniform: [low, high], "
+                f"loguniform: [low, high], int: [low, high]; received {given or 'none'}",
+            )
         low_high = getattr(self, KINDS[given[0]]) if given[0] != "choice" else None
         if low_high is not None and not low_high[0] < low_high[1]:
-            raise PydanticCustomError("dltool", f"{given[0]}: expected [low, high] with low < high, received {list(low_high)}")
+            raise PydanticCustomError(
+                "dltool", f"{given[0]}: expected [low, high] with low < high, received {list(low_high)}"
+            )
         if given[0] == "loguniform" and low_high[0] <= 0:
             raise PydanticCustomError("dltool", f"loguniform: expected low > 0 (a log scale), received {low_high[0]}")
         return self
@@ -90,14 +98,16 @@ class Pruner(_Strict):
 class SweepSpec(_Strict):
     """A sweep file (see configs/sweeps/)."""
 
-    name: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     experiment: str
     objective: Objective = Objective()
     method: Literal["grid", "random", "tpe"] = "tpe"
-    trials: Optional[int] = Field(None, ge=1)
-    seed: Optional[int] = 0
-    pruner: Union[Literal["none", "median", "hyperband"], Pruner] = "none"
-    trial_plots: bool = False  # curves.png etc. in every trial's run: about 1 s a trial (`dltool plot RUN` draws them later)
+    trials: int | None = Field(None, ge=1)
+    seed: int | None = 0
+    pruner: Literal["none", "median", "hyperband"] | Pruner = "none"
+    trial_plots: bool = (
+        False  # curves.png etc. in every trial's run: about 1 s a trial (`dltool plot RUN` draws them later)
+    )
     parameters: dict[str, Parameter] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -105,7 +115,10 @@ class SweepSpec(_Strict):
         if self.method == "grid":
             not_choices = [k for k, p in self.parameters.items() if p.kind != "choice"]
             if not_choices:
-                raise PydanticCustomError("dltool", f"grid needs choice: [...] for every parameter; {not_choices[0]} has {self.parameters[not_choices[0]].kind}")
+                raise PydanticCustomError(
+                    "dltool",
+                    f"grid needs choice: [...] for every parameter; {not_choices[0]} has {self.parameters[not_choices[0]].kind}",
+                )
             if self.trials is None:
                 self.trials = math.prod(len(p.choice) for p in self.parameters.values())
         elif self.trials is None:
@@ -140,8 +153,9 @@ def sweep_from_text(text: str, source: str, base_dir: Path) -> tuple[SweepSpec, 
     """Validate sweep YAML text; ``experiment`` is relative to ``base_dir``."""
     data, line_map = load_yaml(text, source)
     if not isinstance(data, dict):
-        raise ConfigError("expected a mapping with keys experiment, objective, method, trials, parameters",
-                          source=source, line=1)  # fmt: skip
+        raise ConfigError(
+            "expected a mapping with keys experiment, objective, method, trials, parameters", source=source, line=1
+        )
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
@@ -150,18 +164,25 @@ def sweep_from_text(text: str, source: str, base_dir: Path) -> tuple[SweepSpec, 
     try:
         base = load_config(experiment)
     except ConfigError as exc:
-        raise ConfigError(f"the base experiment does not validate: {exc}", source=source, path="experiment",
-                          line=line_map.line_of(("experiment",))) from None  # fmt: skip
+        raise ConfigError(
+            f"the base experiment does not validate: {exc}",
+            source=source,
+            path="experiment",
+            line=line_map.line_of(("experiment",)),
+        ) from None
     for key, parameter in spec.parameters.items():
         for value in parameter.edge_values():
             try:
                 load_config(experiment, [f"{key}={format_value(value)}"])
             except ConfigError as exc:
                 where = f"{exc.path}: " if exc.path and exc.path != key else ""
-                raise ConfigError(f"{where}{exc.detail} (with {key}={format_value(value)}); a parameter is a "
-                                  "--set path of the base experiment and each of its values must validate",
-                                  source=source, path=f"parameters.{key}",
-                                  line=line_map.line_of(("parameters", key))) from None  # fmt: skip
+                raise ConfigError(
+                    f"{where}{exc.detail} (with {key}={format_value(value)}); a parameter is a "
+                    "--set path of the base experiment and each of its values must validate",
+                    source=source,
+                    path=f"parameters.{key}",
+                    line=line_map.line_of(("parameters", key)),
+                ) from None
     return spec, base
 
 
@@ -171,7 +192,7 @@ def _locate(error: ConfigError, source: str, line_map: LineMap, data: dict) -> C
     line = None
     for key in (data.get("parameters") or {}) if isinstance(data.get("parameters"), dict) else {}:
         if path == f"parameters.{key}" or path.startswith(f"parameters.{key}."):
-            rest = path[len(f"parameters.{key}."):].split(".") if path != f"parameters.{key}" else []
+            rest = path[len(f"parameters.{key}.") :].split(".") if path != f"parameters.{key}" else []
             line = line_map.lines.get(("parameters", key, *rest[:1])) or line_map.lines.get(("parameters", key))
     line = line or (line_map.line_of(path) if path else None)
     return ConfigError(error.detail, source=source, path=error.path, line=line)

@@ -11,8 +11,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from e2e_support import IRIS_CONFIG, LINEAR_CONFIG  # noqa: E402
 
 # Fixtures that train a model: a test using one is slow (`pytest -m "not slow"` is the quick loop).
-TRAINED_RUN_FIXTURES = {"iris_run", "linear_run", "csv_run", "image_run", "cnn_run", "shapes_run", "text_run",
-                        "forecast_run", "two_runs"}  # fmt: skip
+TRAINED_RUN_FIXTURES = {
+    "iris_run",
+    "linear_run",
+    "csv_run",
+    "image_run",
+    "cnn_run",
+    "shapes_run",
+    "text_run",
+    "forecast_run",
+    "two_runs",
+}
 
 
 def pytest_collection_modifyitems(items):
@@ -23,8 +32,8 @@ def pytest_collection_modifyitems(items):
 
 
 def _train(tmp_path_factory, name: str, text: str, overrides=()):
-    from dltool.config import config_from_text
     from dltool.commands.train import train
+    from dltool.config import config_from_text
 
     root = tmp_path_factory.mktemp(name)
     config = config_from_text(text, source=f"{name}.yaml", overrides=list(overrides))

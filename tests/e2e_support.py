@@ -39,9 +39,13 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 180) 
     """Run `python -m dltool ARGS` in a subprocess, as a user would, without a terminal."""
     full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "dltool", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        [sys.executable, "-m", "dltool", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
-    )  # fmt: skip
+    )
 
 
 def config_with_data_path(template: str, path, overrides=(), source: str = "test.yaml"):

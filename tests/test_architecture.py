@@ -51,8 +51,11 @@ def _strongly_connected(graph) -> list[set[str]]:
 def test_the_import_graph_has_no_cycle():
     graph = grimp.build_graph("dltool", include_external_packages=False)
     # A package's __init__ re-exporting its submodules is not a cycle of jobs; every other cycle is.
-    cycles = [group for group in _strongly_connected(graph)
-              if not all(m == g or m.startswith(g + ".") or g.startswith(m + ".") for m in group for g in group)]  # fmt: skip
+    cycles = [
+        group
+        for group in _strongly_connected(graph)
+        if not all(m == g or m.startswith(g + ".") or g.startswith(m + ".") for m in group for g in group)
+    ]
     assert cycles == []
 
 

@@ -42,8 +42,9 @@ def _config(npz, input_shape):
 # --------------------------------------------------------------------------- pure: preprocessing and splits
 def test_preprocessing_adds_the_channel_axis_to_raw_samples_only():
     raw = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8)
-    state = Preprocessing.fit(raw, input_shape=[8, 8, 1], task="classification", scale=255, standardize=True,
-                              add_channel_axis=True)  # fmt: skip
+    state = Preprocessing.fit(
+        raw, input_shape=[8, 8, 1], task="classification", scale=255, standardize=True, add_channel_axis=True
+    )
     assert np.shape(state.mean) == (8, 8, 1)  # statistics of the model's inputs, axis included
     assert state.transform(raw).shape == (2, 8, 8, 1)
     np.testing.assert_array_equal(state.transform(raw[..., None]), state.transform(raw))
@@ -51,7 +52,10 @@ def test_preprocessing_adds_the_channel_axis_to_raw_samples_only():
     state.check_shape(raw[..., None], "with-axis.npy")
     with pytest.raises(InputError) as caught:
         state.check_shape(np.zeros((2, 8, 8, 2)), "two.npy")
-    assert str(caught.value) == "two.npy: expected samples of shape [8, 8, 1] or [8, 8], received [8, 8, 2] (array shape [2, 8, 8, 2])"
+    assert (
+        str(caught.value)
+        == "two.npy: expected samples of shape [8, 8, 1] or [8, 8], received [8, 8, 2] (array shape [2, 8, 8, 2])"
+    )
 
 
 def test_preprocessing_json_of_older_runs_reads_without_the_field():
@@ -121,7 +125,9 @@ def test_predict_still_refuses_other_shapes(cnn_run, tmp_path):
     from dltool.commands.predict import predict
 
     np.save(tmp_path / "two.npy", np.zeros((3, 8, 8, 2), dtype=np.uint8))
-    with pytest.raises(InputError, match=r"two.npy: expected samples of shape \[8, 8, 1\] or \[8, 8\], received \[8, 8, 2\]"):
+    with pytest.raises(
+        InputError, match=r"two.npy: expected samples of shape \[8, 8, 1\] or \[8, 8\], received \[8, 8, 2\]"
+    ):
         predict(cnn_run, [tmp_path / "two.npy"])
 
 
@@ -133,4 +139,3 @@ def test_evaluate_on_the_test_split_and_on_a_file_without_the_axis(cnn_run, tmp_
     assert own["samples"] == 10
     given = evaluate(cnn_run, data_file=_images(tmp_path / "more.npz", count=12, seed=3))
     assert given["samples"] == 12 and 0.0 <= given["compiled"]["accuracy"] <= 1.0
-

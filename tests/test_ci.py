@@ -35,7 +35,10 @@ def test_init_ci_writes_a_workflow_that_installs_with_a_pip_cache_and_runs_smoke
     text = (tmp_path / ".github" / "workflows" / "dltool-smoke.yml").read_text()
     assert text.startswith("# GitHub Actions: ")
     workflow = yaml.safe_load(text)
-    assert workflow["name"] == "dltool smoke" and set(workflow[True]) == {"push", "pull_request"}  # YAML 1.1: on -> True
+    assert workflow["name"] == "dltool smoke" and set(workflow[True]) == {
+        "push",
+        "pull_request",
+    }  # YAML 1.1: on -> True
     steps = workflow["jobs"]["smoke"]["steps"]
     setup = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python@"))
     assert setup["with"]["cache"] == "pip"

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from e2e_support import IRIS_CONFIG, REPO, run_cli
 from typer.testing import CliRunner
 
 from dltool.cli import app
-from e2e_support import IRIS_CONFIG, REPO, run_cli
 
 runner = CliRunner()
 
@@ -47,9 +47,18 @@ def test_every_command_has_help_with_an_example(command):
 
 def test_the_command_list_is_complete():
     assert {" ".join(c) for c in _every_command()} >= {
-        "train", "evaluate", "predict", "validate", "schema", "plot", "init", "runs", "runs show", "runs compare",
+        "train",
+        "evaluate",
+        "predict",
+        "validate",
+        "schema",
+        "plot",
+        "init",
+        "runs",
+        "runs show",
+        "runs compare",
         "runs rm",
-    }  # fmt: skip
+    }
 
 
 def test_version():
@@ -126,8 +135,9 @@ def test_train_evaluate_predict_end_to_end_through_the_real_cli(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"])
         writer.writerows([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
-    predicted = run_cli("predict", run_dir.name[:15], str(rows), "-o", str(tmp_path / "out.csv"),
-                        "--runs-dir", str(runs), cwd=tmp_path)  # fmt: skip
+    predicted = run_cli(
+        "predict", run_dir.name[:15], str(rows), "-o", str(tmp_path / "out.csv"), "--runs-dir", str(runs), cwd=tmp_path
+    )
     assert predicted.returncode == 0, predicted.stderr
     out = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert [r["row"] for r in out] == ["0", "1"]
@@ -142,8 +152,16 @@ def test_train_evaluate_predict_end_to_end_through_the_real_cli(tmp_path):
 def test_failed_run_exits_1_and_is_listed_failed(tmp_path):
     config = tmp_path / "nan.yaml"
     config.write_text(IRIS_CONFIG)
-    result = run_cli("train", str(config), "--set", "train.optimizer={name: sgd, learning_rate: 1e12}",
-                     "--runs-dir", str(tmp_path / "runs"), "-q", cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "train",
+        str(config),
+        "--set",
+        "train.optimizer={name: sgd, learning_rate: 1e12}",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "-q",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "loss became" in result.stderr and "Traceback" not in result.stderr
     listed = json.loads(run_cli("runs", "--runs-dir", str(tmp_path / "runs"), "--json", cwd=tmp_path).stdout)

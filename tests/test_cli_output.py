@@ -36,28 +36,60 @@ def _write_run(root, run_id, name, config, history, test, duration):
     folder = root / run_id
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(config)
-    info = {"id": run_id, "name": name, "status": "COMPLETED", "epochs_done": len(history),
-            "epochs_planned": len(history), "duration_s": duration, "started": "2026-11-24T10:12:00+00:00",
-            "started_ts": 0, "device": "CPU (2 cores)", "params": 67, "error": None}  # fmt: skip
+    info = {
+        "id": run_id,
+        "name": name,
+        "status": "COMPLETED",
+        "epochs_done": len(history),
+        "epochs_planned": len(history),
+        "duration_s": duration,
+        "started": "2026-11-24T10:12:00+00:00",
+        "started_ts": 0,
+        "device": "CPU (2 cores)",
+        "params": 67,
+        "error": None,
+    }
     (folder / "run.json").write_text(json.dumps(info))
     columns = list(history[0])
     lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in history]
     (folder / "history.csv").write_text("\n".join(lines) + "\n")
     best = min(history, key=lambda r: r["loss"])
-    metrics = {"train": {"loss": history[-1]["loss"]}, "validation": None, "test": test, "epochs": len(history),
-               "stopped_early": False, "best_epoch": best}  # fmt: skip
+    metrics = {
+        "train": {"loss": history[-1]["loss"]},
+        "validation": None,
+        "test": test,
+        "epochs": len(history),
+        "stopped_early": False,
+        "best_epoch": best,
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
 @pytest.fixture
 def runs_root(tmp_path):
     root = tmp_path / "runs"
-    _write_run(root, IRIS_ID, "iris-test", IRIS_CONFIG,
-               [{"epoch": 1, "loss": 1.0, "learning_rate": 0.05}, {"epoch": 2, "loss": 0.5, "learning_rate": 0.05},
-                {"epoch": 3, "loss": 0.25, "learning_rate": 0.05}], {"loss": 0.3, "accuracy": 0.9}, 1.25)  # fmt: skip
-    _write_run(root, LINEAR_ID, "linear-test", LINEAR_CONFIG,
-               [{"epoch": 1, "loss": 2.0, "learning_rate": 0.1}, {"epoch": 2, "loss": 1.5, "learning_rate": 0.1}],
-               {"loss": 0.2, "accuracy": 0.95}, 2.5)  # fmt: skip
+    _write_run(
+        root,
+        IRIS_ID,
+        "iris-test",
+        IRIS_CONFIG,
+        [
+            {"epoch": 1, "loss": 1.0, "learning_rate": 0.05},
+            {"epoch": 2, "loss": 0.5, "learning_rate": 0.05},
+            {"epoch": 3, "loss": 0.25, "learning_rate": 0.05},
+        ],
+        {"loss": 0.3, "accuracy": 0.9},
+        1.25,
+    )
+    _write_run(
+        root,
+        LINEAR_ID,
+        "linear-test",
+        LINEAR_CONFIG,
+        [{"epoch": 1, "loss": 2.0, "learning_rate": 0.1}, {"epoch": 2, "loss": 1.5, "learning_rate": 0.1}],
+        {"loss": 0.2, "accuracy": 0.95},
+        2.5,
+    )
     return root
 
 
@@ -86,11 +118,16 @@ def test_runs_compare_output(runs_root):
 
 def test_config_error_output(tmp_path):
     config = tmp_path / "bad.yaml"
-    config.write_text(IRIS_CONFIG.replace("  epochs: 3", "  epochs: 3\n  epoch: 4")
-                      + "model:\n  input_shape: [4]\n  layers: [{Dense: {units: 3}}]\n")  # fmt: skip
+    config.write_text(
+        IRIS_CONFIG.replace("  epochs: 3", "  epochs: 3\n  epoch: 4")
+        + "model:\n  input_shape: [4]\n  layers: [{Dense: {units: 3}}]\n"
+    )
     result = CliRunner().invoke(app, ["validate", str(config), "--schema-only"], env=ENV)
     assert result.exit_code == 2
-    assert result.output.replace(str(config), "bad.yaml") == "error: bad.yaml:12: train.epoch: unknown key 'epoch'; did you mean 'epochs'?\n"
+    assert (
+        result.output.replace(str(config), "bad.yaml")
+        == "error: bad.yaml:12: train.epoch: unknown key 'epoch'; did you mean 'epochs'?\n"
+    )
 
 
 RUNS_LIST = """\

@@ -89,24 +89,38 @@ def test_defaults_are_filled_in(tmp_path):
     assert config.seed == 42
     assert config.model.input_shape == [4]  # an int is a shape of one axis
     data = config.data
-    assert (data.test, data.validation, data.scale, data.standardize, data.split_seed) == ("auto", 0.1, None, False, None)
+    assert (data.test, data.validation, data.scale, data.standardize, data.split_seed) == (
+        "auto",
+        0.1,
+        None,
+        False,
+        None,
+    )
     train = config.train
     assert train.optimizer.name == "adam" and train.optimizer.model_extra == {}
     assert (train.epochs, train.batch_size, train.shuffle, train.steps_per_execution, train.jit_compile) == (
-        10, 32, True, 32, "auto",
-    )  # fmt: skip
+        10,
+        32,
+        True,
+        32,
+        "auto",
+    )
     assert train.metrics == []
     assert (train.callbacks.early_stopping, train.callbacks.reduce_lr_on_plateau, train.callbacks.checkpoint) == (
-        None, None, None,
-    )  # fmt: skip
+        None,
+        None,
+        None,
+    )
     assert config.is_classifier
 
 
 def test_shorthands_are_expanded(tmp_path):
     text = edit(
-        "  optimizer: adam\n", "  optimizer: ADAM\n",
-        "  metrics: [mae]\n", "  metrics: mae\n  callbacks: {early_stopping: true, checkpoint: false}\n",
-    )  # fmt: skip
+        "  optimizer: adam\n",
+        "  optimizer: ADAM\n",
+        "  metrics: [mae]\n",
+        "  metrics: mae\n  callbacks: {early_stopping: true, checkpoint: false}\n",
+    )
     train = load_config(write(tmp_path, text)).train
     assert train.optimizer.name == "adam"  # case normalised
     assert train.metrics == ["mae"]
@@ -136,9 +150,16 @@ def test_set_layer_argument(tmp_path):
 def test_set_values_are_yaml_and_apply_in_order(tmp_path):
     config = load_config(
         write(tmp_path, BASE),
-        ["train.epochs=3", "train.epochs=7", "data.validation=null", "train.metrics=[mae, mse]", "data.noise.std=0.5",
-         "name=from-set", "model.layers[0].Dense.activation=tanh"],
-    )  # fmt: skip
+        [
+            "train.epochs=3",
+            "train.epochs=7",
+            "data.validation=null",
+            "train.metrics=[mae, mse]",
+            "data.noise.std=0.5",
+            "name=from-set",
+            "model.layers[0].Dense.activation=tanh",
+        ],
+    )
     assert config.train.epochs == 7
     assert config.data.validation is None
     assert config.train.metrics == ["mae", "mse"]
@@ -254,122 +275,343 @@ def test_design_example_message(tmp_path, monkeypatch):
     assert str(info.value) == (
         "configs/bad.yaml:14: model.layers[1].Dense.unit: unknown argument 'unit' for Dense; did you mean 'units'?"
     )
-    assert (info.value.line, info.value.path, info.value.source) == (14, "model.layers[1].Dense.unit", "configs/bad.yaml")
+    assert (info.value.line, info.value.path, info.value.source) == (
+        14,
+        "model.layers[1].Dense.unit",
+        "configs/bad.yaml",
+    )
 
 
 # --------------------------------------------------------------------------- corpus of malformed configs
 # (id, text, line, key path, phrase); line None means "FILE: " without a line; path None means none shown.
 CORPUS = [
-    ("layer-arg-typo", edit("        units: 1\n", "        unit: 1\n"), 13, "model.layers[1].Dense.unit",
-     "unknown argument 'unit' for Dense; did you mean 'units'?"),
+    (
+        "layer-arg-typo",
+        edit("        units: 1\n", "        unit: 1\n"),
+        13,
+        "model.layers[1].Dense.unit",
+        "unknown argument 'unit' for Dense; did you mean 'units'?",
+    ),
     ("epochs-word", edit("epochs: 5", "epochs: five"), 18, "train.epochs", "expected an integer >= 1, received 'five'"),
     ("epochs-zero", edit("epochs: 5", "epochs: 0"), 18, "train.epochs", "expected an integer >= 1, received 0"),
     ("epochs-fraction", edit("epochs: 5", "epochs: 2.5"), 18, "train.epochs", "expected an integer >= 1, received 2.5"),
     ("epochs-bool", edit("epochs: 5", "epochs: true"), 18, "train.epochs", "expected an integer >= 1, received True"),
-    ("batch-negative", edit("batch_size: 8", "batch_size: -1"), 19, "train.batch_size",
-     "expected an integer >= 1, received -1"),
-    ("validation-1.5", edit("validation: 0.1", "validation: 1.5"), 7, "data.validation",
-     "expected a fraction between 0 and 1 (exclusive) or 'test' or null, received 1.5"),
-    ("test-zero", edit("test: 0.2", "test: 0"), 6, "data.test",
-     "expected a fraction between 0 and 1 (exclusive) or 'auto' or 'builtin', received 0"),
+    (
+        "batch-negative",
+        edit("batch_size: 8", "batch_size: -1"),
+        19,
+        "train.batch_size",
+        "expected an integer >= 1, received -1",
+    ),
+    (
+        "validation-1.5",
+        edit("validation: 0.1", "validation: 1.5"),
+        7,
+        "data.validation",
+        "expected a fraction between 0 and 1 (exclusive) or 'test' or null, received 1.5",
+    ),
+    (
+        "test-zero",
+        edit("test: 0.2", "test: 0"),
+        6,
+        "data.test",
+        "expected a fraction between 0 and 1 (exclusive) or 'auto' or 'builtin', received 0",
+    ),
     ("test-word", edit("test: 0.2", "test: half"), 6, "data.test", "received 'half'"),
     ("top-level-typo", BASE + "trian: {}\n", 20, "trian", "unknown key 'trian'; did you mean 'train'?"),
-    ("top-level-unknown", BASE + "epochs: 3\n", 20, "epochs",
-     "unknown key 'epochs'; expected one of: name, seed, data, model, train"),
-    ("data-key-typo", edit("  n_samples: 20\n", "  n_sample: 20\n"), 5, "data.n_sample",
-     "unknown key 'n_sample'; did you mean 'n_samples'?"),
-    ("train-key-typo", edit("  epochs: 5\n", "  epoch: 5\n"), 18, "train.epoch", "unknown key 'epoch'; did you mean 'epochs'?"),
-    ("callback-typo", edit("  batch_size: 8\n", "  callbacks: {early_stoping: true}\n"), 19,
-     "train.callbacks.early_stoping", "unknown key 'early_stoping'; did you mean 'early_stopping'?"),
-    ("callback-arg-typo", edit("  batch_size: 8\n", "  callbacks: {early_stopping: {patince: 1}}\n"), 19,
-     "train.callbacks.early_stopping.patince", "unknown key 'patince'; did you mean 'patience'?"),
-    ("unknown-source", edit("source: synthetic", "source: synthetc"), 4, "data.source",
-     "unknown data source 'synthetc'; expected one of keras, npz, npy, csv, sklearn, synthetic, images, text, timeseries; did you mean 'synthetic'?"),
-    ("missing-source", edit("  source: synthetic\n", "  generator: linear\n"), 3, "data",
-     "missing key 'source'; expected one of keras, npz, npy, csv, sklearn, synthetic"),
-    ("keras-dataset-typo", edit("source: synthetic\n  n_samples: 20", "source: keras\n  name: mnsit"), 5, "data.name",
-     "expected one of 'mnist', 'fashion_mnist', 'cifar10', 'cifar100' or 'boston_housing', received 'mnsit'; did you mean 'mnist'?"),
-    ("sklearn-dataset-typo", edit("source: synthetic\n  n_samples: 20", "source: sklearn\n  name: irs"), 5, "data.name",
-     "received 'irs'; did you mean 'iris'?"),
-    ("npz-missing-path", edit("source: synthetic\n  n_samples: 20", "source: npz\n  scale: 2"), 3, "data.path",
-     "missing required key 'path'"),
-    ("csv-missing-target", edit("source: synthetic\n  n_samples: 20", "source: csv\n  path: a.csv"), 3, "data.target",
-     "missing required key 'target'"),
-    ("csv-delimiter", edit("source: synthetic\n  n_samples: 20", "source: csv\n  path: a.csv\n  target: y\n  delimiter: ';;'")
-     .replace("  test: 0.2\n  validation: 0.1\n", ""), 7, "data.delimiter", "received ';;'"),
-    ("layer-class-typo", edit("    - Dense: {units: 4", "    - Dens: {units: 4"), 11, "model.layers[0]",
-     "unknown layer class 'Dens'; did you mean 'Dense'? (any class of keras.layers)"),
-    ("layer-class-case", edit("    - Dense: {units: 4, activation: relu}\n", "    - dense\n"), 11, "model.layers[0]",
-     "unknown layer class 'dense'; did you mean 'Dense'?"),
-    ("activation-typo", edit("activation: relu", "activation: rleu"), 11, "model.layers[0].Dense.activation",
-     "unknown activation 'rleu'; did you mean 'relu'?"),
-    ("layer-missing-required", edit("{units: 4, activation: relu}", "{activation: relu}"), 11, "model.layers[0].Dense",
-     "Dense needs argument 'units', as in {Dense: {units: ...}}"),
-    ("layer-input-shape", edit("{units: 4, activation: relu}", "{units: 4, input_shape: [1]}"), 11,
-     "model.layers[0].Dense.input_shape", "'input_shape' does not belong to a layer here; set model.input_shape instead"),
-    ("nested-layer-typo", edit("    - Dense: {units: 4, activation: relu}\n", "    - Bidirectional: {layer: {LSTM: {unit: 3}}}\n"),
-     11, "model.layers[0].Bidirectional.layer.LSTM.unit", "unknown argument 'unit' for LSTM; did you mean 'units'?"),
-    ("layer-two-keys", edit("    - Dense: {units: 4, activation: relu}\n", "    - {Dense: {units: 4}, Dropout: {rate: 0.1}}\n"),
-     11, "model.layers[0]", "expected one layer class per list item such as {Dense: {units: 10}}, received keys ['Dense', 'Dropout']"),
-    ("layers-empty", edit("  layers:\n    - Dense: {units: 4, activation: relu}\n    - Dense:\n        units: 1\n", "  layers: []\n"),
-     10, "model.layers", "expected at least one item"),
-    ("input-shape-zero", edit("input_shape: [1]", "input_shape: [0]"), 9, "model.input_shape[0]",
-     "expected an integer >= 1, received 0"),
-    ("optimizer-typo", edit("optimizer: adam", "optimizer: adma"), 15, "train.optimizer.name",
-     "unknown optimizer 'adma'; expected one of "),
-    ("optimizer-unknown", edit("optimizer: adam", "optimizer: {name: newton}"), 15, "train.optimizer.name",
-     "unknown optimizer 'newton'; expected one of adadelta, "),
-    ("optimizer-arg-typo", edit("optimizer: adam", "optimizer: {name: sgd, learnin_rate: 0.1}"), 15,
-     "train.optimizer.learnin_rate", "unknown argument 'learnin_rate' for optimizer sgd; did you mean 'learning_rate'?"),
-    ("optimizer-no-name", edit("optimizer: adam", "optimizer: {learning_rate: 0.1}"), 15, "train.optimizer.name",
-     "missing required key 'name'"),
+    (
+        "top-level-unknown",
+        BASE + "epochs: 3\n",
+        20,
+        "epochs",
+        "unknown key 'epochs'; expected one of: name, seed, data, model, train",
+    ),
+    (
+        "data-key-typo",
+        edit("  n_samples: 20\n", "  n_sample: 20\n"),
+        5,
+        "data.n_sample",
+        "unknown key 'n_sample'; did you mean 'n_samples'?",
+    ),
+    (
+        "train-key-typo",
+        edit("  epochs: 5\n", "  epoch: 5\n"),
+        18,
+        "train.epoch",
+        "unknown key 'epoch'; did you mean 'epochs'?",
+    ),
+    (
+        "callback-typo",
+        edit("  batch_size: 8\n", "  callbacks: {early_stoping: true}\n"),
+        19,
+        "train.callbacks.early_stoping",
+        "unknown key 'early_stoping'; did you mean 'early_stopping'?",
+    ),
+    (
+        "callback-arg-typo",
+        edit("  batch_size: 8\n", "  callbacks: {early_stopping: {patince: 1}}\n"),
+        19,
+        "train.callbacks.early_stopping.patince",
+        "unknown key 'patince'; did you mean 'patience'?",
+    ),
+    (
+        "unknown-source",
+        edit("source: synthetic", "source: synthetc"),
+        4,
+        "data.source",
+        "unknown data source 'synthetc'; expected one of keras, npz, npy, csv, sklearn, synthetic, images, text, timeseries; did you mean 'synthetic'?",
+    ),
+    (
+        "missing-source",
+        edit("  source: synthetic\n", "  generator: linear\n"),
+        3,
+        "data",
+        "missing key 'source'; expected one of keras, npz, npy, csv, sklearn, synthetic",
+    ),
+    (
+        "keras-dataset-typo",
+        edit("source: synthetic\n  n_samples: 20", "source: keras\n  name: mnsit"),
+        5,
+        "data.name",
+        "expected one of 'mnist', 'fashion_mnist', 'cifar10', 'cifar100' or 'boston_housing', received 'mnsit'; did you mean 'mnist'?",
+    ),
+    (
+        "sklearn-dataset-typo",
+        edit("source: synthetic\n  n_samples: 20", "source: sklearn\n  name: irs"),
+        5,
+        "data.name",
+        "received 'irs'; did you mean 'iris'?",
+    ),
+    (
+        "npz-missing-path",
+        edit("source: synthetic\n  n_samples: 20", "source: npz\n  scale: 2"),
+        3,
+        "data.path",
+        "missing required key 'path'",
+    ),
+    (
+        "csv-missing-target",
+        edit("source: synthetic\n  n_samples: 20", "source: csv\n  path: a.csv"),
+        3,
+        "data.target",
+        "missing required key 'target'",
+    ),
+    (
+        "csv-delimiter",
+        edit(
+            "source: synthetic\n  n_samples: 20", "source: csv\n  path: a.csv\n  target: y\n  delimiter: ';;'"
+        ).replace("  test: 0.2\n  validation: 0.1\n", ""),
+        7,
+        "data.delimiter",
+        "received ';;'",
+    ),
+    (
+        "layer-class-typo",
+        edit("    - Dense: {units: 4", "    - Dens: {units: 4"),
+        11,
+        "model.layers[0]",
+        "unknown layer class 'Dens'; did you mean 'Dense'? (any class of keras.layers)",
+    ),
+    (
+        "layer-class-case",
+        edit("    - Dense: {units: 4, activation: relu}\n", "    - dense\n"),
+        11,
+        "model.layers[0]",
+        "unknown layer class 'dense'; did you mean 'Dense'?",
+    ),
+    (
+        "activation-typo",
+        edit("activation: relu", "activation: rleu"),
+        11,
+        "model.layers[0].Dense.activation",
+        "unknown activation 'rleu'; did you mean 'relu'?",
+    ),
+    (
+        "layer-missing-required",
+        edit("{units: 4, activation: relu}", "{activation: relu}"),
+        11,
+        "model.layers[0].Dense",
+        "Dense needs argument 'units', as in {Dense: {units: ...}}",
+    ),
+    (
+        "layer-input-shape",
+        edit("{units: 4, activation: relu}", "{units: 4, input_shape: [1]}"),
+        11,
+        "model.layers[0].Dense.input_shape",
+        "'input_shape' does not belong to a layer here; set model.input_shape instead",
+    ),
+    (
+        "nested-layer-typo",
+        edit("    - Dense: {units: 4, activation: relu}\n", "    - Bidirectional: {layer: {LSTM: {unit: 3}}}\n"),
+        11,
+        "model.layers[0].Bidirectional.layer.LSTM.unit",
+        "unknown argument 'unit' for LSTM; did you mean 'units'?",
+    ),
+    (
+        "layer-two-keys",
+        edit("    - Dense: {units: 4, activation: relu}\n", "    - {Dense: {units: 4}, Dropout: {rate: 0.1}}\n"),
+        11,
+        "model.layers[0]",
+        "expected one layer class per list item such as {Dense: {units: 10}}, received keys ['Dense', 'Dropout']",
+    ),
+    (
+        "layers-empty",
+        edit(
+            "  layers:\n    - Dense: {units: 4, activation: relu}\n    - Dense:\n        units: 1\n", "  layers: []\n"
+        ),
+        10,
+        "model.layers",
+        "expected at least one item",
+    ),
+    (
+        "input-shape-zero",
+        edit("input_shape: [1]", "input_shape: [0]"),
+        9,
+        "model.input_shape[0]",
+        "expected an integer >= 1, received 0",
+    ),
+    (
+        "optimizer-typo",
+        edit("optimizer: adam", "optimizer: adma"),
+        15,
+        "train.optimizer.name",
+        "unknown optimizer 'adma'; expected one of ",
+    ),
+    (
+        "optimizer-unknown",
+        edit("optimizer: adam", "optimizer: {name: newton}"),
+        15,
+        "train.optimizer.name",
+        "unknown optimizer 'newton'; expected one of adadelta, ",
+    ),
+    (
+        "optimizer-arg-typo",
+        edit("optimizer: adam", "optimizer: {name: sgd, learnin_rate: 0.1}"),
+        15,
+        "train.optimizer.learnin_rate",
+        "unknown argument 'learnin_rate' for optimizer sgd; did you mean 'learning_rate'?",
+    ),
+    (
+        "optimizer-no-name",
+        edit("optimizer: adam", "optimizer: {learning_rate: 0.1}"),
+        15,
+        "train.optimizer.name",
+        "missing required key 'name'",
+    ),
     ("loss-unknown", edit("loss: mse", "loss: mse2x"), 16, "train.loss", "unknown loss 'mse2x'; did you mean 'mse'?"),
     ("loss-missing", edit("  loss: mse\n", ""), 14, "train.loss", "missing required key 'loss'"),  # the parent's line
-    ("metric-unknown", edit("metrics: [mae]", "metrics: [mae, accuracyy]"), 17, "train.metrics[1]",
-     "unknown metric 'accuracyy'; did you mean 'accuracy'?"),
-    ("shuffle-word", edit("  batch_size: 8\n", "  shuffle: maybe\n"), 19, "train.shuffle", "expected true or false, received 'maybe'"),
-    ("reduce-lr-factor", edit("  batch_size: 8\n", "  callbacks: {reduce_lr_on_plateau: {factor: 2}}\n"), 19,
-     "train.callbacks.reduce_lr_on_plateau.factor", "expected a fraction between 0 and 1 (exclusive), received 2"),
-    ("name-with-spaces", edit("name: bad", "name: my run"), 1, "name",
-     "expected letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit), received 'my run'"),
+    (
+        "metric-unknown",
+        edit("metrics: [mae]", "metrics: [mae, accuracyy]"),
+        17,
+        "train.metrics[1]",
+        "unknown metric 'accuracyy'; did you mean 'accuracy'?",
+    ),
+    (
+        "shuffle-word",
+        edit("  batch_size: 8\n", "  shuffle: maybe\n"),
+        19,
+        "train.shuffle",
+        "expected true or false, received 'maybe'",
+    ),
+    (
+        "reduce-lr-factor",
+        edit("  batch_size: 8\n", "  callbacks: {reduce_lr_on_plateau: {factor: 2}}\n"),
+        19,
+        "train.callbacks.reduce_lr_on_plateau.factor",
+        "expected a fraction between 0 and 1 (exclusive), received 2",
+    ),
+    (
+        "name-with-spaces",
+        edit("name: bad", "name: my run"),
+        1,
+        "name",
+        "expected letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit), received 'my run'",
+    ),
     ("name-missing", edit("name: bad\n", ""), None, "name", "missing required key 'name'"),
     ("seed-negative", edit("seed: 0", "seed: -1"), 2, "seed", "expected an integer >= 0, received -1"),
     ("scale-zero", edit("  n_samples: 20\n", "  scale: 0\n"), 5, "data.scale", "expected a number > 0, received 0"),
-    ("weights-nan", edit("  n_samples: 20\n", "  weights: .nan\n"), 5, "data.weights", "expected a finite number, received nan"),
-    ("uniform-low-high", edit("  n_samples: 20\n", "  noise: {distribution: uniform, low: 1, high: 1}\n"), 5, "data.noise",
-     "expected low < high, received low=1, high=1"),
-    ("uniform-low-above-high", edit("  n_samples: 20\n", "  noise: {distribution: uniform, low: 2, high: 1}\n"), 5,
-     "data.noise", "expected low < high, received low=2, high=1"),
-    ("train-null", edit("train:\n  optimizer: adam\n  loss: mse\n  metrics: [mae]\n  epochs: 5\n  batch_size: 8\n", "train:\n"),
-     14, "train", "expected a mapping, received null"),
-    ("top-level-list", "- name: a\n- name: b\n", 1, None,
-     "expected a mapping at the top level (keys name, data, model, train), received a list"),
+    (
+        "weights-nan",
+        edit("  n_samples: 20\n", "  weights: .nan\n"),
+        5,
+        "data.weights",
+        "expected a finite number, received nan",
+    ),
+    (
+        "uniform-low-high",
+        edit("  n_samples: 20\n", "  noise: {distribution: uniform, low: 1, high: 1}\n"),
+        5,
+        "data.noise",
+        "expected low < high, received low=1, high=1",
+    ),
+    (
+        "uniform-low-above-high",
+        edit("  n_samples: 20\n", "  noise: {distribution: uniform, low: 2, high: 1}\n"),
+        5,
+        "data.noise",
+        "expected low < high, received low=2, high=1",
+    ),
+    (
+        "train-null",
+        edit("train:\n  optimizer: adam\n  loss: mse\n  metrics: [mae]\n  epochs: 5\n  batch_size: 8\n", "train:\n"),
+        14,
+        "train",
+        "expected a mapping, received null",
+    ),
+    (
+        "top-level-list",
+        "- name: a\n- name: b\n",
+        1,
+        None,
+        "expected a mapping at the top level (keys name, data, model, train), received a list",
+    ),
     ("top-level-string", "just a string\n", 1, None, "received a string"),
     ("empty-file", "", None, None, "the config is empty; expected a mapping with keys name, data, model, train"),
     ("comment-only", "# nothing\n", None, None, "the config is empty"),
-    ("python-tag", edit("seed: 0", "seed: !!python/object/apply:os.system ['true']"), 2, None,
-     "YAML tag '!!python/object/apply:os.system' is not allowed"),
-    ("duplicate-key", BASE + "train: {}\n", 20, None, "duplicate key 'train' (first at line 14); each key may appear once"),
+    (
+        "python-tag",
+        edit("seed: 0", "seed: !!python/object/apply:os.system ['true']"),
+        2,
+        None,
+        "YAML tag '!!python/object/apply:os.system' is not allowed",
+    ),
+    (
+        "duplicate-key",
+        BASE + "train: {}\n",
+        20,
+        None,
+        "duplicate key 'train' (first at line 14); each key may appear once",
+    ),
     ("syntax-error", edit("metrics: [mae]", "metrics: [mae"), 18, None, "YAML syntax error: "),
-]  # fmt: skip
+]
 
 BUGGY = {
     "weights-count": pytest.param(
-        "weights-count", edit("  n_samples: 20\n", "  n_features: 2\n  weights: [1, 2, 3]\n"), 6, "data.weights",
+        "weights-count",
+        edit("  n_samples: 20\n", "  n_features: 2\n  weights: [1, 2, 3]\n"),
+        6,
+        "data.weights",
         "expected one weight per feature (2), received 3 weights",
         id="weights-count",
     ),
     "nested-data-key-typo": pytest.param(
-        "nested-data-key-typo", edit("  n_samples: 20\n", "  noise: {distribution: uniform, lo: 0}\n"), 5, "data.noise.lo",
+        "nested-data-key-typo",
+        edit("  n_samples: 20\n", "  noise: {distribution: uniform, lo: 0}\n"),
+        5,
+        "data.noise.lo",
         "unknown key 'lo'; did you mean 'low'?",
         id="nested-data-key-typo",
     ),
     "jit-compile-word": pytest.param(
-        "jit-compile-word", edit("  batch_size: 8\n", "  jit_compile: sometimes\n"), 19, "train.jit_compile",
+        "jit-compile-word",
+        edit("  batch_size: 8\n", "  jit_compile: sometimes\n"),
+        19,
+        "train.jit_compile",
         "true or false",
         id="jit-compile-word",
     ),
-}  # fmt: skip
+}
 
 assert len(CORPUS) >= 30
 
@@ -403,19 +645,30 @@ def test_malformed_config(tmp_path, case, text, line, key_path, phrase):
         ("model.layers[5].Dense.units=3", "--set model.layers[5].Dense.units=3: no list item [5] at model.layers[5]"),
         ("model.layers[2]=Dense", "--set model.layers[2]=Dense: no list item [2] at model.layers[2]"),
         ("model.layers.0=1", "--set model.layers.0=1: model.layers is not a mapping"),
-        ("model.layers[x].Dense=1", "--set: expected a key path such as 'train.epochs' or 'model.layers[1].Dense.units', "
-                                    "received 'model.layers[x].Dense'"),
+        (
+            "model.layers[x].Dense=1",
+            "--set: expected a key path such as 'train.epochs' or 'model.layers[1].Dense.units', "
+            "received 'model.layers[x].Dense'",
+        ),
         ("train.epochs=zero", "--set train.epochs=zero: train.epochs: expected an integer >= 1, received 'zero'"),
         ("data=5", "--set data=5: data: expected a mapping, received 5"),
-        ("model.layers[1].Dense.unit=64",
-         "--set model.layers[1].Dense.unit=64: model.layers[1].Dense.unit: unknown argument 'unit' for Dense; did you mean 'units'?"),
-        ("train.metrics=accuracyy", "--set train.metrics=accuracyy: train.metrics[0]: unknown metric 'accuracyy'; did you mean 'accuracy'?"),
-        ("train.optimizer=adma", "--set train.optimizer=adma: train.optimizer.name: unknown optimizer 'adma'; expected one of "),
+        (
+            "model.layers[1].Dense.unit=64",
+            "--set model.layers[1].Dense.unit=64: model.layers[1].Dense.unit: unknown argument 'unit' for Dense; did you mean 'units'?",
+        ),
+        (
+            "train.metrics=accuracyy",
+            "--set train.metrics=accuracyy: train.metrics[0]: unknown metric 'accuracyy'; did you mean 'accuracy'?",
+        ),
+        (
+            "train.optimizer=adma",
+            "--set train.optimizer=adma: train.optimizer.name: unknown optimizer 'adma'; expected one of ",
+        ),
         ("train.extra=1", "--set train.extra=1: train.extra: unknown key 'extra'"),
         ("seed=!!python/object/apply:os.system ['true']", "YAML tag '!!python/object/apply:os.system' is not allowed"),
         ("train.epochs=[1", "YAML syntax error"),
     ],
-)  # fmt: skip
+)
 def test_bad_override(tmp_path, override, expected):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, BASE), [override])
@@ -462,14 +715,22 @@ def test_cli_import_and_validation_do_not_import_tensorflow_or_keras():
 
 
 # --------------------------------------------------------------------------- callback monitors
-@pytest.mark.parametrize(("callbacks", "expected"), [
-    ("{early_stopping: {monitor: val_los}}",
-     "train.callbacks.early_stopping.monitor: unknown monitor 'val_los' (this run logs loss, mae, val_loss, "
-     "val_mae, learning_rate); did you mean 'val_loss'?"),
-    ("{early_stopping: {monitor: val_los, mode: min}}", "unknown monitor 'val_los' (this run logs"),
-    ("{reduce_lr_on_plateau: {monitor: accuracy}}", "train.callbacks.reduce_lr_on_plateau.monitor: unknown monitor 'accuracy'"),
-    ("{checkpoint: {monitor: val_mea}}", "train.callbacks.checkpoint.monitor: unknown monitor 'val_mea' (this run"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("callbacks", "expected"),
+    [
+        (
+            "{early_stopping: {monitor: val_los}}",
+            "train.callbacks.early_stopping.monitor: unknown monitor 'val_los' (this run logs loss, mae, val_loss, "
+            "val_mae, learning_rate); did you mean 'val_loss'?",
+        ),
+        ("{early_stopping: {monitor: val_los, mode: min}}", "unknown monitor 'val_los' (this run logs"),
+        (
+            "{reduce_lr_on_plateau: {monitor: accuracy}}",
+            "train.callbacks.reduce_lr_on_plateau.monitor: unknown monitor 'accuracy'",
+        ),
+        ("{checkpoint: {monitor: val_mea}}", "train.callbacks.checkpoint.monitor: unknown monitor 'val_mea' (this run"),
+    ],
+)
 def test_callback_monitor_must_be_logged(tmp_path, callbacks, expected):
     path = write(tmp_path, BASE + f"  callbacks: {callbacks}\n")
     with pytest.raises(ConfigError) as caught:
@@ -479,8 +740,13 @@ def test_callback_monitor_must_be_logged(tmp_path, callbacks, expected):
 
 
 def test_val_monitor_without_validation_says_why(tmp_path):
-    path = write(tmp_path, edit("  validation: 0.1\n", "  validation: null\n") + "  callbacks: {early_stopping: true}\n")
-    with pytest.raises(ConfigError, match=r"unknown monitor 'val_loss' \(this run logs loss, mae, learning_rate\); data.validation is null, so no val_"):
+    path = write(
+        tmp_path, edit("  validation: 0.1\n", "  validation: null\n") + "  callbacks: {early_stopping: true}\n"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown monitor 'val_loss' \(this run logs loss, mae, learning_rate\); data.validation is null, so no val_",
+    ):
         load_config(path)
 
 

@@ -54,9 +54,16 @@ def test_sklearn_iris():
 
 # --------------------------------------------------------------------------- synthetic
 LINEAR = {
-    "source": "synthetic", "generator": "linear", "n_samples": 100, "n_features": 1, "weights": 3, "bias": 0,
-    "noise": {"distribution": "uniform", "low": 0, "high": 1}, "test": 0.2, "validation": None,
-}  # fmt: skip
+    "source": "synthetic",
+    "generator": "linear",
+    "n_samples": 100,
+    "n_features": 1,
+    "weights": 3,
+    "bias": 0,
+    "noise": {"distribution": "uniform", "low": 0, "high": 1},
+    "test": 0.2,
+    "validation": None,
+}
 
 
 def test_synthetic_linear_shapes():
@@ -99,8 +106,16 @@ def test_synthetic_own_seed_wins_over_the_top_level_seed():
 
 
 def test_synthetic_several_features():
-    data = {"source": "synthetic", "n_samples": 50, "n_features": 3, "weights": [1.0, -2.0, 0.5], "bias": 1,
-            "noise": {"std": 0}, "test": 0.2, "validation": 0.25}  # fmt: skip
+    data = {
+        "source": "synthetic",
+        "n_samples": 50,
+        "n_features": 3,
+        "weights": [1.0, -2.0, 0.5],
+        "bias": 1,
+        "noise": {"std": 0},
+        "test": 0.2,
+        "validation": 0.25,
+    }
     prepared = prepare_data(make_config(data, [3]))
     assert prepared.x_train.shape == (30, 3) and prepared.x_val.shape == (10, 3) and prepared.x_test.shape == (10, 3)
     expected = prepared.x_train @ np.array([[1.0], [-2.0], [0.5]], dtype=np.float32) + 1
@@ -108,8 +123,14 @@ def test_synthetic_several_features():
 
 
 def test_synthetic_regression_generator():
-    data = {"source": "synthetic", "generator": "regression", "n_samples": 40, "n_features": 2, "test": 0.25,
-            "validation": None}  # fmt: skip
+    data = {
+        "source": "synthetic",
+        "generator": "regression",
+        "n_samples": 40,
+        "n_features": 2,
+        "test": 0.25,
+        "validation": None,
+    }
     prepared = prepare_data(make_config(data, [2]))
     assert prepared.x_train.shape == (30, 2) and prepared.y_train.shape == (30, 1) and prepared.x_test.shape == (10, 2)
 
@@ -137,7 +158,9 @@ def test_npz_x_y_is_split_by_fraction(tmp_path):
     x, y = tiny_classification(40)
     path = tmp_path / "xy.npz"
     np.savez(path, x=x, y=y)
-    prepared = prepare_data(make_config({"source": "npz", "path": str(path), "test": 0.25, "validation": 0.2}, [3], CLASSIFY))
+    prepared = prepare_data(
+        make_config({"source": "npz", "path": str(path), "test": 0.25, "validation": 0.2}, [3], CLASSIFY)
+    )
     assert prepared.x_test.shape == (10, 3) and prepared.x_train.shape == (24, 3) and prepared.x_val.shape == (6, 3)
     assert prepared.test_source == "fraction 0.25 of the data (seed 0)"
 
@@ -168,7 +191,13 @@ def test_npy_x_and_y_files(tmp_path):
     y = x.sum(axis=1)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
-    data = {"source": "npy", "x": str(tmp_path / "x.npy"), "y": str(tmp_path / "y.npy"), "test": 0.2, "validation": None}
+    data = {
+        "source": "npy",
+        "x": str(tmp_path / "x.npy"),
+        "y": str(tmp_path / "y.npy"),
+        "test": 0.2,
+        "validation": None,
+    }
     prepared = prepare_data(make_config(data, [2]))
     assert prepared.x_train.shape == (8, 2) and prepared.y_train.shape == (8, 1) and prepared.x_test.shape == (2, 2)
     np.testing.assert_allclose(prepared.y_train.ravel(), prepared.x_train.sum(axis=1))
@@ -191,8 +220,9 @@ IRIS_CSV = "sepal,petal,species\n" + "".join(
 def test_csv_string_class_labels(tmp_path):
     path = tmp_path / "flowers.csv"
     path.write_text(IRIS_CSV)
-    config = make_config({"source": "csv", "path": str(path), "target": "species", "test": 0.2, "validation": None},
-                         [2], CLASSIFY)  # fmt: skip
+    config = make_config(
+        {"source": "csv", "path": str(path), "target": "species", "test": 0.2, "validation": None}, [2], CLASSIFY
+    )
     prepared = prepare_data(config)
     state = prepared.preprocessing
     assert state.class_names == ["setosa", "versicolor", "virginica"]  # sorted
@@ -201,15 +231,27 @@ def test_csv_string_class_labels(tmp_path):
     assert prepared.x_train.shape == (24, 2) and prepared.x_test.shape == (6, 2)
     # petal is 2 + (i % 3) and species cycles virginica, setosa, versicolor: check the mapping row by row.
     expected = {2.0: 2, 3.0: 0, 4.0: 1}
-    for x, label in zip(np.concatenate([prepared.x_train, prepared.x_test]), np.concatenate([prepared.y_train, prepared.y_test])):
+    for x, label in zip(
+        np.concatenate([prepared.x_train, prepared.x_test]), np.concatenate([prepared.y_train, prepared.y_test])
+    ):
         assert expected[float(x[1])] == label
 
 
 def test_csv_features_subset_and_numeric_labels(tmp_path):
     path = tmp_path / "n.csv"
     path.write_text("a,b,c,label\n" + "".join(f"{i},{i * 2},{-i},{1 + i % 3}\n" for i in range(20)))
-    config = make_config({"source": "csv", "path": str(path), "target": "label", "features": ["c", "a"],
-                          "test": 0.2, "validation": None}, [2], CLASSIFY)  # fmt: skip
+    config = make_config(
+        {
+            "source": "csv",
+            "path": str(path),
+            "target": "label",
+            "features": ["c", "a"],
+            "test": 0.2,
+            "validation": None,
+        },
+        [2],
+        CLASSIFY,
+    )
     prepared = prepare_data(config)
     assert prepared.preprocessing.feature_names == ["c", "a"]
     np.testing.assert_array_equal(prepared.x_train[:, 0], -prepared.x_train[:, 1])
@@ -237,8 +279,9 @@ def test_csv_missing_target_column(tmp_path):
 def test_csv_missing_feature_column(tmp_path):
     path = tmp_path / "flowers.csv"
     path.write_text(IRIS_CSV)
-    config = make_config({"source": "csv", "path": str(path), "target": "species", "features": ["sepal", "petl"]},
-                         [2], CLASSIFY)  # fmt: skip
+    config = make_config(
+        {"source": "csv", "path": str(path), "target": "species", "features": ["sepal", "petl"]}, [2], CLASSIFY
+    )
     with pytest.raises(ConfigError) as info:
         prepare_data(config)
     assert info.value.path == "data.features"
@@ -306,8 +349,9 @@ def test_standardize_keeps_a_constant_feature_finite(tmp_path):
 def test_scale_divides_inputs(tmp_path):
     x = np.full((10, 2, 2), 255, dtype=np.uint8)
     np.savez(tmp_path / "img.npz", x=x, y=np.arange(10) % 2)
-    config = make_config({"source": "npz", "path": str(tmp_path / "img.npz"), "scale": 255, "validation": None},
-                         [2, 2], CLASSIFY)  # fmt: skip
+    config = make_config(
+        {"source": "npz", "path": str(tmp_path / "img.npz"), "scale": 255, "validation": None}, [2, 2], CLASSIFY
+    )
     prepared = prepare_data(config)
     assert prepared.preprocessing.scale == 255
     np.testing.assert_array_equal(prepared.x_train, np.ones((8, 2, 2), dtype=np.float32))
@@ -326,8 +370,9 @@ def test_split_seed_changes_only_the_split():
     b = prepare_data(make_config({**LINEAR, "seed": 5, "split_seed": 1}, [1], seed=0))
     assert a.fingerprint == b.fingerprint  # the fingerprint is of the data as loaded, before splitting
     assert not np.array_equal(a.x_test, b.x_test)
-    np.testing.assert_allclose(np.sort(np.concatenate([a.x_train, a.x_test]).ravel()),
-                               np.sort(np.concatenate([b.x_train, b.x_test]).ravel()))  # fmt: skip
+    np.testing.assert_allclose(
+        np.sort(np.concatenate([a.x_train, a.x_test]).ravel()), np.sort(np.concatenate([b.x_train, b.x_test]).ravel())
+    )
 
 
 def test_input_shape_mismatch_names_both_shapes():
@@ -356,11 +401,16 @@ def test_keras_source_with_a_local_npz(tmp_path):
     path = tmp_path / "mnist.npz"
     np.savez(
         path,
-        x_train=rng.integers(0, 256, size=(20, 4, 4), dtype=np.uint8), y_train=(np.arange(20) % 10).reshape(-1, 1),
-        x_test=rng.integers(0, 256, size=(6, 4, 4), dtype=np.uint8), y_test=np.arange(6).astype(np.uint8),
-    )  # fmt: skip
-    config = make_config({"source": "keras", "name": "mnist", "path": str(path), "scale": 255, "test": "builtin",
-                          "validation": "test"}, [4, 4], CLASSIFY)  # fmt: skip
+        x_train=rng.integers(0, 256, size=(20, 4, 4), dtype=np.uint8),
+        y_train=(np.arange(20) % 10).reshape(-1, 1),
+        x_test=rng.integers(0, 256, size=(6, 4, 4), dtype=np.uint8),
+        y_test=np.arange(6).astype(np.uint8),
+    )
+    config = make_config(
+        {"source": "keras", "name": "mnist", "path": str(path), "scale": 255, "test": "builtin", "validation": "test"},
+        [4, 4],
+        CLASSIFY,
+    )
     prepared = prepare_data(config)
     assert prepared.test_source == "builtin"
     assert prepared.x_train.shape == (20, 4, 4) and prepared.x_test.shape == (6, 4, 4)
@@ -374,8 +424,9 @@ def test_keras_source_with_a_local_npz(tmp_path):
 def test_keras_fashion_mnist_names_from_a_local_npz(tmp_path):
     path = tmp_path / "fm.npz"
     np.savez(path, x_train=np.zeros((10, 2, 2)), y_train=np.arange(10), x_test=np.zeros((3, 2, 2)), y_test=np.arange(3))
-    config = make_config({"source": "keras", "name": "fashion_mnist", "path": str(path), "validation": None},
-                         [2, 2], CLASSIFY)  # fmt: skip
+    config = make_config(
+        {"source": "keras", "name": "fashion_mnist", "path": str(path), "validation": None}, [2, 2], CLASSIFY
+    )
     assert prepare_data(config).preprocessing.class_names[:2] == ["T-shirt/top", "Trouser"]
 
 
@@ -398,8 +449,13 @@ def test_keras_source_with_a_missing_local_file(tmp_path):
 # --------------------------------------------------------------------------- no Keras
 @pytest.mark.slow
 def test_local_sources_do_not_import_keras(tmp_path):
-    np.savez(tmp_path / "k.npz", x_train=np.zeros((10, 2, 2)), y_train=np.arange(10), x_test=np.zeros((4, 2, 2)),
-             y_test=np.arange(4))  # fmt: skip
+    np.savez(
+        tmp_path / "k.npz",
+        x_train=np.zeros((10, 2, 2)),
+        y_train=np.arange(10),
+        x_test=np.zeros((4, 2, 2)),
+        y_test=np.arange(4),
+    )
     (tmp_path / "t.csv").write_text(IRIS_CSV)
     code = f"""
 import sys

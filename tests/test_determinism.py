@@ -32,8 +32,21 @@ def test_two_deterministic_runs_give_identical_metrics_and_history(tmp_path):
     quiet = ["train.tensorboard=false", "train.plots=false"]
     first = train(config_from_text(IRIS_CONFIG, overrides=["train.deterministic=true", *quiet]), runs_root=tmp_path)
     assert tf_config.is_op_determinism_enabled()
-    result = CliRunner().invoke(app, ["train", "--deterministic", "-q", "--runs-dir", str(tmp_path), "--set", quiet[0],
-                                      "--set", quiet[1], str(_write(tmp_path / "iris.yaml", IRIS_CONFIG))])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--deterministic",
+            "-q",
+            "--runs-dir",
+            str(tmp_path),
+            "--set",
+            quiet[0],
+            "--set",
+            quiet[1],
+            str(_write(tmp_path / "iris.yaml", IRIS_CONFIG)),
+        ],
+    )
     assert result.exit_code == 0, result.output
     second = Run.resolve("latest", tmp_path)
     assert second != first and "deterministic: true" in second.file("config.yaml").read_text()

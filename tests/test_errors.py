@@ -83,8 +83,12 @@ def test_did_you_mean_is_empty_when_nothing_close_or_exact(word, choices):
 
 # --------------------------------------------------------------------------- ConfigError
 def test_config_error_full_format():
-    err = ConfigError("unknown argument 'unit' for Dense; did you mean 'units'?",
-                      source="configs/bad.yaml", path="model.layers[1].Dense.unit", line=14)  # fmt: skip
+    err = ConfigError(
+        "unknown argument 'unit' for Dense; did you mean 'units'?",
+        source="configs/bad.yaml",
+        path="model.layers[1].Dense.unit",
+        line=14,
+    )
     assert str(err) == (
         "configs/bad.yaml:14: model.layers[1].Dense.unit: unknown argument 'unit' for Dense; did you mean 'units'?"
     )

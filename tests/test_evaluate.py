@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from dltool.errors import DataError, DltoolError, InputError
 from dltool.commands.evaluate import evaluate
+from dltool.errors import DataError, DltoolError, InputError
 
 pytestmark = pytest.mark.slow
 
@@ -95,8 +95,13 @@ def test_npz_with_x_and_y_for_a_regression_run(linear_run, tmp_path):
 
 
 def test_npz_prefers_its_test_arrays(linear_run, tmp_path):
-    np.savez(tmp_path / "keras-layout.npz", x_train=np.zeros((20, 1)), y_train=np.zeros(20),
-             x_test=np.ones((5, 1)), y_test=np.full(5, 4.0))  # fmt: skip
+    np.savez(
+        tmp_path / "keras-layout.npz",
+        x_train=np.zeros((20, 1)),
+        y_train=np.zeros(20),
+        x_test=np.ones((5, 1)),
+        y_test=np.full(5, 4.0),
+    )
     assert evaluate(linear_run, data_file=tmp_path / "keras-layout.npz")["samples"] == 5
 
 
@@ -122,8 +127,11 @@ def test_object_arrays_are_not_unpickled(linear_run, tmp_path):
     x = np.empty((2, 1), dtype=object)
     x[:] = 1.0
     np.savez(tmp_path / "objects.npz", x=x, y=np.zeros(2))
-    with pytest.raises(DataError, match=r"objects.npz: array 'x' cannot be read without unpickling \(Object arrays "
-                                        r"cannot be loaded when allow_pickle=False\); expected a numeric array"):
+    with pytest.raises(
+        DataError,
+        match=r"objects.npz: array 'x' cannot be read without unpickling \(Object arrays "
+        r"cannot be loaded when allow_pickle=False\); expected a numeric array",
+    ):
         evaluate(linear_run, data_file=tmp_path / "objects.npz")
 
 
@@ -141,15 +149,21 @@ def test_inputs_and_targets_of_different_lengths(linear_run, tmp_path):
 
 def test_targets_of_the_wrong_width(linear_run, tmp_path):
     np.savez(tmp_path / "two.npz", x=np.zeros((3, 1)), y=np.zeros((3, 2)))
-    with pytest.raises(InputError, match=r"two.npz: expected 1 target value\(s\) per sample \(the model's outputs\), "
-                                         r"received 2"):
+    with pytest.raises(
+        InputError,
+        match=r"two.npz: expected 1 target value\(s\) per sample \(the model's outputs\), "
+        r"received 2",
+    ):
         evaluate(linear_run, data_file=tmp_path / "two.npz")
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("nowhere.npz", "nowhere.npz: file not found"),
-    ("rows.json", "rows.json: expected an .npz or .csv file with inputs and targets, received '.json'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("nowhere.npz", "nowhere.npz: file not found"),
+        ("rows.json", "rows.json: expected an .npz or .csv file with inputs and targets, received '.json'"),
+    ],
+)
 def test_unusable_data_files(linear_run, tmp_path, name, expected):
     if name.endswith(".json"):
         (tmp_path / name).write_text("{}")
@@ -183,11 +197,14 @@ def test_iris_npz_with_class_names_as_labels(iris_run, tmp_path):
     assert by_index["classification"] == report["classification"]
 
 
-@pytest.mark.parametrize(("labels", "named"), [
-    (["setosa", "daisy", "virginica"], "'daisy'"),
-    (["setosa", "3", "virginica"], "'3'"),
-    ([0, 7, 1], "'7'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("labels", "named"),
+    [
+        (["setosa", "daisy", "virginica"], "'daisy'"),
+        (["setosa", "3", "virginica"], "'3'"),
+        ([0, 7, 1], "'7'"),
+    ],
+)
 def test_a_label_not_among_the_classes(iris_run, tmp_path, labels, named):
     np.savez(tmp_path / "odd.npz", x=np.full((3, 4), 5.0), y=np.array(labels))
     with pytest.raises(DataError) as caught:
@@ -244,13 +261,14 @@ def _write(path, header, rows):
 @pytest.fixture(scope="module")
 def csv_run(tmp_path_factory):
     """A COMPLETED 2-epoch classifier trained on a CSV with string labels ant/bee/cat in column 'kind'."""
-    from dltool.config import config_from_text
     from dltool.commands.train import train
+    from dltool.config import config_from_text
 
     root = tmp_path_factory.mktemp("csv-run")
     data = _write(root / "blobs.csv", ["a", "b", "kind"], _blob_rows(60, seed=0))
-    return train(config_from_text(CSV_CONFIG.format(path=json.dumps(str(data))), source="csv.yaml"),
-                 runs_root=root / "runs")  # fmt: skip
+    return train(
+        config_from_text(CSV_CONFIG.format(path=json.dumps(str(data))), source="csv.yaml"), runs_root=root / "runs"
+    )
 
 
 def test_csv_with_the_training_columns_and_string_labels(csv_run, tmp_path):
@@ -326,8 +344,11 @@ def test_a_csv_without_a_header_row_is_told_so(csv_run, tmp_path):
     from dltool.commands.predict import predict
 
     data = _write(tmp_path / "bare.csv", ["12.77", "2.39"], [["1.0", "2.0"]])
-    with pytest.raises(InputError, match=r"bare.csv: the first line holds numbers \(12.77, 2.39\), not column names: "
-                                         r"the CSV needs a header row naming its columns, as in a,b"):
+    with pytest.raises(
+        InputError,
+        match=r"bare.csv: the first line holds numbers \(12.77, 2.39\), not column names: "
+        r"the CSV needs a header row naming its columns, as in a,b",
+    ):
         predict(csv_run, [data])
 
 
@@ -346,5 +367,7 @@ def test_each_evaluated_data_set_keeps_its_own_file(csv_run, tmp_path):
 def test_checkpoint_best_needs_a_best_checkpoint(csv_run):
     from dltool.errors import RunStateError
 
-    with pytest.raises(RunStateError, match="has no checkpoints/best.keras: only runs trained with train.callbacks.checkpoint"):
+    with pytest.raises(
+        RunStateError, match="has no checkpoints/best.keras: only runs trained with train.callbacks.checkpoint"
+    ):
         evaluate(csv_run, checkpoint="best")

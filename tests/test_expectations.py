@@ -17,26 +17,41 @@ runner = CliRunner()
 WIDE = {"COLUMNS": "250", "NO_COLOR": "1"}
 
 
-@pytest.mark.parametrize("text, parsed", [(">= 0.95", (">=", 0.95)), ("<=0.2", ("<=", 0.2)), (" < 1e-3 ", ("<", 0.001)),
-                                          ("> -2", (">", -2.0)), ("== 10", ("==", 10.0))])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        (">= 0.95", (">=", 0.95)),
+        ("<=0.2", ("<=", 0.2)),
+        (" < 1e-3 ", ("<", 0.001)),
+        ("> -2", (">", -2.0)),
+        ("== 10", ("==", 10.0)),
+    ],
+)
 def test_conditions_are_an_operator_and_a_number(text, parsed):
     assert parse_condition(text) == parsed
 
 
 def test_expectations_in_a_config_validate_with_their_line():
-    config = config_from_text(IRIS_CONFIG + 'expect: {test.accuracy: ">= 0.9", validation.loss: "<= 0.5", epochs: "== 5"}\n')
+    config = config_from_text(
+        IRIS_CONFIG + 'expect: {test.accuracy: ">= 0.9", validation.loss: "<= 0.5", epochs: "== 5"}\n'
+    )
     assert config.expect == {"test.accuracy": ">= 0.9", "validation.loss": "<= 0.5", "epochs": "== 5"}
     text = IRIS_CONFIG + 'expect:\n  test.accuracy: ">= 0.9"\n  test.acuracy: ">= 0.9"\n'
     with pytest.raises(ConfigError) as caught:
         config_from_text(text, source="iris.yaml")
     line = text.splitlines().index('  test.acuracy: ">= 0.9"') + 1
-    assert str(caught.value) == (f"iris.yaml:{line}: expect.test.acuracy: unknown metric 'test.acuracy' "
-                                 "(metrics.json will have 7 entries); did you mean 'test.accuracy'?")  # fmt: skip
+    assert str(caught.value) == (
+        f"iris.yaml:{line}: expect.test.acuracy: unknown metric 'test.acuracy' "
+        "(metrics.json will have 7 entries); did you mean 'test.accuracy'?"
+    )
 
 
 def test_a_condition_that_is_not_a_comparison_is_refused():
-    with pytest.raises(ConfigError, match=r"expect.test.loss: expected a comparison such as '>= 0.95' .* received "
-                                          r"'at most 0.2'"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"expect.test.loss: expected a comparison such as '>= 0.95' .* received "
+        r"'at most 0.2'",
+    ):
         config_from_text(IRIS_CONFIG + 'expect: {test.loss: "at most 0.2"}\n', source="iris.yaml")
 
 
@@ -69,8 +84,9 @@ def test_an_unmet_expectation_completes_the_run_exits_3_and_shows_in_runs(tmp_pa
     config = tmp_path / "iris.yaml"
     config.write_text(IRIS_CONFIG + 'expect: {test.loss: "<= 100"}\n')
     root = str(tmp_path / "runs")
-    result = runner.invoke(app, ["train", str(config), "--expect", "test.accuracy>=1.5", "-q", "--runs-dir", root],
-                           env=WIDE)  # fmt: skip
+    result = runner.invoke(
+        app, ["train", str(config), "--expect", "test.accuracy>=1.5", "-q", "--runs-dir", root], env=WIDE
+    )
     assert result.exit_code == 3, result.output
     assert "expect test.accuracy = " in result.output and "expected >= 1.5: NOT met" in result.output
     assert "expect test.loss = " in result.output and "expected <= 100: met" in result.output

@@ -8,19 +8,27 @@ import json
 import numpy as np
 import pytest
 import yaml
+from e2e_support import IRIS_CONFIG, LINEAR_CONFIG
 
+from dltool.commands.train import train
 from dltool.config import config_from_text
 from dltool.errors import ConfigError, TrainingError
-from dltool.commands.train import train
-from e2e_support import IRIS_CONFIG, LINEAR_CONFIG
 
 pytestmark = pytest.mark.slow
 
 
 def test_run_folder_holds_every_promised_file(iris_run):
     names = {p.name for p in iris_run.path.iterdir()}
-    assert {"config.yaml", "run.json", "history.csv", "metrics.json", "model.keras", "summary.txt",
-            "preprocessing.json", "train.log"} <= names  # fmt: skip
+    assert {
+        "config.yaml",
+        "run.json",
+        "history.csv",
+        "metrics.json",
+        "model.keras",
+        "summary.txt",
+        "preprocessing.json",
+        "train.log",
+    } <= names
     assert not [n for n in names if n.endswith(".tmp")], "no temporary file may be left behind"
 
 
@@ -32,8 +40,13 @@ def test_run_json_records_status_versions_and_data(iris_run):
     assert info["device"].startswith(("CPU", "GPU"))
     assert info["params"] == 4 * 8 + 8 + 8 * 3 + 3
     assert len(info["data_fingerprint"]) == 16
-    assert info["data"] == {"train": 96, "validation": 24, "test": 30, "validation_is_test": False,
-                            "test_split": "fraction 0.2 of the data (seed 0)"}  # fmt: skip
+    assert info["data"] == {
+        "train": 96,
+        "validation": 24,
+        "test": 30,
+        "validation_is_test": False,
+        "test_split": "fraction 0.2 of the data (seed 0)",
+    }
     assert info["ended"] and info["error"] is None
 
 
@@ -107,15 +120,24 @@ def test_config_error_found_at_build_time_creates_no_run_folder(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    (["model.layers[1].Dense.units=4"],
-     r"iris.yaml:\d+: model.layers\[1\]: the last layer has 4 outputs but the data has 3 classes "
-     r"\(setosa, versicolor, virginica\); set units: 3 \(each output is one class's probability"),
-    (["model.layers[1].Dense={units: 1, activation: sigmoid}", "train.loss=binary_crossentropy"],
-     r"the last layer has 1 output but the data has 3 classes; use \{Dense: \{units: 3, activation: softmax\}\}"),
-    (["train.loss=binary_crossentropy"],
-     r"binary_crossentropy takes one sigmoid output per sample, but the last layer has 3 outputs"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["model.layers[1].Dense.units=4"],
+            r"iris.yaml:\d+: model.layers\[1\]: the last layer has 4 outputs but the data has 3 classes "
+            r"\(setosa, versicolor, virginica\); set units: 3 \(each output is one class's probability",
+        ),
+        (
+            ["model.layers[1].Dense={units: 1, activation: sigmoid}", "train.loss=binary_crossentropy"],
+            r"the last layer has 1 output but the data has 3 classes; use \{Dense: \{units: 3, activation: softmax\}\}",
+        ),
+        (
+            ["train.loss=binary_crossentropy"],
+            r"binary_crossentropy takes one sigmoid output per sample, but the last layer has 3 outputs",
+        ),
+    ],
+)
 def test_output_width_that_does_not_fit_the_classes_is_refused(tmp_path, overrides, expected):
     # More outputs than classes used to train, and predict then wrote a header shorter than its rows.
     config = config_from_text(IRIS_CONFIG, source="iris.yaml", overrides=overrides)
@@ -155,9 +177,13 @@ def test_keras_refusing_a_layer_argument_is_a_config_error(tmp_path):
 
 
 def test_callbacks_early_stopping_and_best_checkpoint(tmp_path):
-    config = config_from_text(IRIS_CONFIG, overrides=[
-        "train.epochs=40", "train.callbacks={early_stopping: {patience: 0, min_delta: 10}, checkpoint: true}",
-    ])  # fmt: skip
+    config = config_from_text(
+        IRIS_CONFIG,
+        overrides=[
+            "train.epochs=40",
+            "train.callbacks={early_stopping: {patience: 0, min_delta: 10}, checkpoint: true}",
+        ],
+    )
     run = train(config, runs_root=tmp_path)
     metrics = json.loads(run.file("metrics.json").read_text())
     assert metrics["stopped_early"] is True and metrics["epochs"] == 2
@@ -231,10 +257,14 @@ def test_from_run_refuses_a_model_of_another_shape(tmp_path, linear_run):
 
 
 def test_restored_best_weights_report_the_best_epochs_figures(tmp_path):
-    config = config_from_text(IRIS_CONFIG, overrides=[
-        "train.epochs=8", "train.optimizer.learning_rate=0.3",
-        "train.callbacks={early_stopping: {patience: 8, restore_best_weights: true}}",
-    ])  # fmt: skip
+    config = config_from_text(
+        IRIS_CONFIG,
+        overrides=[
+            "train.epochs=8",
+            "train.optimizer.learning_rate=0.3",
+            "train.callbacks={early_stopping: {patience: 8, restore_best_weights: true}}",
+        ],
+    )
     run = train(config, runs_root=tmp_path)
     rows = list(csv.DictReader(run.file("history.csv").open()))
     best = min(rows, key=lambda r: float(r["val_loss"]))

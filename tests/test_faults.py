@@ -12,11 +12,11 @@ import sys
 import time
 
 import pytest
-
-from dltool.errors import RunNotFoundError, RunStateError
-from dltool.commands.train import resume
-from dltool.runs import Run
 from e2e_support import run_cli
+
+from dltool.commands.train import resume
+from dltool.errors import RunNotFoundError, RunStateError
+from dltool.runs import Run
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,12 @@ def _start_training(tmp_path, *extra) -> subprocess.Popen:
     env = {**os.environ, "NO_COLOR": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "dltool", "train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q", *extra],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_checkpoint(tmp_path, epoch: int, timeout: float = 120) -> Run:
@@ -112,8 +116,13 @@ def test_four_concurrent_starts_make_four_complete_runs(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(SLOW_CONFIG.replace("epochs: 16", "epochs: 2").replace("n_samples: 4000", "n_samples: 200"))
     processes = [
-        subprocess.Popen([sys.executable, "-m", "dltool", "train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"],
-                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-m", "dltool", "train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     assert [p.wait(timeout=300) for p in processes] == [0, 0, 0, 0]

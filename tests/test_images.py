@@ -74,7 +74,9 @@ def image_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory, image_folder):
-    return train_in(tmp_path_factory.mktemp("shapes"), config_with_data_path(IMAGES_CONFIG, image_folder, source="shapes.yaml"))
+    return train_in(
+        tmp_path_factory.mktemp("shapes"), config_with_data_path(IMAGES_CONFIG, image_folder, source="shapes.yaml")
+    )
 
 
 # --------------------------------------------------------------------------- loading
@@ -90,8 +92,10 @@ def test_folder_per_class_gives_sorted_classes_resized_uint8_images(image_folder
 def test_grayscale_mode_and_chosen_classes(image_folder):
     from dltool.data.images import load as load_images
 
-    config = config_from_text(IMAGES_CONFIG.format(path=json.dumps(str(image_folder))),
-                              overrides=["data.color_mode=grayscale", "data.classes=[red, blue]"])  # fmt: skip
+    config = config_from_text(
+        IMAGES_CONFIG.format(path=json.dumps(str(image_folder))),
+        overrides=["data.color_mode=grayscale", "data.classes=[red, blue]"],
+    )
     raw = load_images(config.data)
     assert raw.class_names == ["red", "blue"]
     assert raw.x.shape == (16, 12, 16, 1)
@@ -102,11 +106,18 @@ def test_image_size_may_be_one_number():
     assert config.data.image_size == [32, 32]
 
 
-@pytest.mark.parametrize("setup, key, phrase", [
-    ("missing", "data.path", "image folder not found"),
-    ("flat", "data.path", "expected one subfolder per class (at least 2), found 0 subfolder(s) and 2 loose image(s)"),
-    ("unknown-class", "data.classes", "no class folder 'gren'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "setup, key, phrase",
+    [
+        ("missing", "data.path", "image folder not found"),
+        (
+            "flat",
+            "data.path",
+            "expected one subfolder per class (at least 2), found 0 subfolder(s) and 2 loose image(s)",
+        ),
+        ("unknown-class", "data.classes", "no class folder 'gren'"),
+    ],
+)
 def test_folder_mistakes_are_config_errors(tmp_path, setup, key, phrase):
     root = tmp_path / "pics"
     extra = []
@@ -141,8 +152,11 @@ def test_an_empty_class_folder_and_a_corrupt_image_are_named(tmp_path):
 def test_input_shape_that_does_not_match_image_size_says_what_to_set(tmp_path, image_folder):
     from dltool.commands.train import prepare
 
-    config = config_from_text(IMAGES_CONFIG.format(path=json.dumps(str(image_folder))), source="shapes.yaml",
-                              overrides=["model.input_shape=[12, 16, 1]"])  # fmt: skip
+    config = config_from_text(
+        IMAGES_CONFIG.format(path=json.dumps(str(image_folder))),
+        source="shapes.yaml",
+        overrides=["model.input_shape=[12, 16, 1]"],
+    )
     with pytest.raises(ConfigError, match=r"set model.input_shape: \[12, 16, 3\]"):
         prepare(config)
 
@@ -153,8 +167,12 @@ def test_run_saves_class_names_and_image_settings(shapes_run):
     state = shapes_run.read_json("preprocessing.json")
     assert state["kind"] == "image"
     assert state["class_names"] == ["blue", "green", "red"]
-    assert state["extra"]["image"] == {"size": [12, 16], "color_mode": "rgb", "interpolation": "bilinear",
-                                       "channel_axis": True}  # fmt: skip
+    assert state["extra"]["image"] == {
+        "size": [12, 16],
+        "color_mode": "rgb",
+        "interpolation": "bilinear",
+        "channel_axis": True,
+    }
     sizes = shapes_run.info["data"]
     assert (sizes["train"], sizes["validation"], sizes["test"]) == (14, 4, 6)
     assert "seed 3" in sizes["test_split"]
@@ -225,7 +243,9 @@ def test_evaluate_on_its_test_split_and_on_a_labelled_folder(shapes_run, image_f
     assert own["samples"] == 6
     assert own["classification"]["per_class"].keys() == {"blue", "green", "red"}
     assert evaluate(shapes_run)["compiled"] == own["compiled"]  # the same test split again
-    other = make_class_folders(tmp_path / "holdout", per_class=2, classes={"red": COLORS["red"], "blue": COLORS["blue"]})
+    other = make_class_folders(
+        tmp_path / "holdout", per_class=2, classes={"red": COLORS["red"], "blue": COLORS["blue"]}
+    )
     result = evaluate(shapes_run, data_file=other)
     assert result["samples"] == 4
     assert result["classification"]["per_class"]["green"]["support"] == 0

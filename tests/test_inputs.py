@@ -11,12 +11,25 @@ from dltool.data.preprocessing import Preprocessing
 from dltool.errors import InputError
 from dltool.inputs import ImageInputs, SeriesInputs, TableInputs, TextInputs, base, inputs_for
 
-TABLE = Preprocessing(input_shape=[2], task="classification", class_names=["no", "yes"], feature_names=["a", "b"],
-                      target_names=["label"])  # fmt: skip
-SERIES = Preprocessing(input_shape=[3, 1], task="regression", kind="timeseries", feature_names=["value"],
-                       target_names=["value"], extra={"timeseries": {"window": 3, "horizon": 1}})  # fmt: skip
-TEXT = Preprocessing(input_shape=[1], task="classification", kind="text", class_names=["neg", "pos"],
-                     feature_names=["review"], target_names=["sentiment"])  # fmt: skip
+TABLE = Preprocessing(
+    input_shape=[2], task="classification", class_names=["no", "yes"], feature_names=["a", "b"], target_names=["label"]
+)
+SERIES = Preprocessing(
+    input_shape=[3, 1],
+    task="regression",
+    kind="timeseries",
+    feature_names=["value"],
+    target_names=["value"],
+    extra={"timeseries": {"window": 3, "horizon": 1}},
+)
+TEXT = Preprocessing(
+    input_shape=[1],
+    task="classification",
+    kind="text",
+    class_names=["neg", "pos"],
+    feature_names=["review"],
+    target_names=["sentiment"],
+)
 
 
 def _refusal(action, *args) -> str:
@@ -44,9 +57,14 @@ def test_predict_and_evaluate_refuse_a_missing_column_with_one_message(tmp_path)
     reader = inputs_for(TABLE)
     for_predict = _refusal(reader.check, path)
     for_evaluate = _refusal(reader.labelled, path)
-    assert for_predict == f"{path}: missing column 'b'; did you mean 'bb'? (the model takes a, b; the file has a, bb, label)"
-    assert for_evaluate == (f"{path}: missing column 'b'; did you mean 'bb'? (the model takes a, b; expected target "
-                            "column label; the file has a, bb, label)")  # fmt: skip
+    assert (
+        for_predict
+        == f"{path}: missing column 'b'; did you mean 'bb'? (the model takes a, b; the file has a, bb, label)"
+    )
+    assert for_evaluate == (
+        f"{path}: missing column 'b'; did you mean 'bb'? (the model takes a, b; expected target "
+        "column label; the file has a, bb, label)"
+    )
 
 
 def test_a_missing_target_column_and_an_unexpected_column(tmp_path):
@@ -55,10 +73,12 @@ def test_a_missing_target_column_and_an_unexpected_column(tmp_path):
     reader = inputs_for(TABLE)
     assert _refusal(reader.labelled, tmp_path / "unlabelled.csv") == (
         f"{tmp_path / 'unlabelled.csv'}: missing column 'label' (the model takes a, b; expected target column label; "
-        "the file has a, b)")  # fmt: skip
+        "the file has a, b)"
+    )
     reader.check(tmp_path / "unlabelled.csv")  # predict needs no target
     assert _refusal(reader.check, tmp_path / "extra.csv") == (
-        f"{tmp_path / 'extra.csv'}: unexpected column(s) colour (the model takes a, b; the file has a, b, colour)")
+        f"{tmp_path / 'extra.csv'}: unexpected column(s) colour (the model takes a, b; the file has a, b, colour)"
+    )
     (tmp_path / "labelled.csv").write_text("a,b,label,colour\n1,2,yes,blue\n")
     assert len(list(reader.labelled(tmp_path / "labelled.csv").chunks())) == 1  # evaluate ignores other columns
 
@@ -69,11 +89,13 @@ def test_series_and_text_models_use_the_same_message(tmp_path):
     expected = f"{tmp_path / 'wrong.csv'}: missing column 'value'; did you mean 'valu'? (the model takes value"
     assert _refusal(series.check, tmp_path / "wrong.csv") == f"{expected}; the file has date, valu)"
     assert _refusal(series.labelled, tmp_path / "wrong.csv") == (
-        f"{expected}; expected target column value; the file has date, valu)")  # fmt: skip
+        f"{expected}; expected target column value; the file has date, valu)"
+    )
     (tmp_path / "two.csv").write_text("title,body\na,b\n")
     assert _refusal(inputs_for(TEXT).check, tmp_path / "two.csv") == (
         f"{tmp_path / 'two.csv'}: missing column 'review' (the model takes review; the file has title, body); "
-        "a CSV with no column 'review' is read only when it has a single column of texts")  # fmt: skip
+        "a CSV with no column 'review' is read only when it has a single column of texts"
+    )
 
 
 def test_the_training_source_names_a_missing_feature_column_the_same_way(tmp_path):
@@ -163,13 +185,15 @@ train: {{optimizer: {{name: adam, learning_rate: 0.1}}, loss: binary_crossentrop
 @pytest.fixture(scope="module")
 def binary_run(tmp_path_factory):
     """A COMPLETED 2-epoch binary classifier (sigmoid, accuracy and AUC) trained on a CSV with labels no/yes."""
-    from dltool.config import config_from_text
     from dltool.commands.train import train
+    from dltool.config import config_from_text
 
     root = tmp_path_factory.mktemp("binary")
     data = _labelled_csv(root / "train.csv", 80)
-    return train(config_from_text(BINARY_CONFIG.format(path=json.dumps(str(data))), source="binary.yaml"),
-                 runs_root=root / "runs")  # fmt: skip
+    return train(
+        config_from_text(BINARY_CONFIG.format(path=json.dumps(str(data))), source="binary.yaml"),
+        runs_root=root / "runs",
+    )
 
 
 @pytest.mark.slow

@@ -48,10 +48,23 @@ def test_ctrl_c_in_epoch_2_exits_within_2_seconds_interrupted_and_resumable(tmp_
     _random_digits(tmp_path / "digits.npz")
     sets = [arg for value in [f"data.path={tmp_path / 'digits.npz'}", *OVERRIDES] for arg in ("--set", value)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "dltool", "train", str(REPO / "configs/mnist_cnn.yaml"), *sets,
-         "--runs-dir", str(tmp_path / "runs"), "-q"],
-        cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "dltool",
+            "train",
+            str(REPO / "configs/mnist_cnn.yaml"),
+            *sets,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "-q",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run = _wait_for_state(tmp_path / "runs")  # epoch 1 is checkpointed: epoch 2 starts now
     time.sleep(0.5)
     signalled = time.monotonic()
@@ -65,8 +78,9 @@ def test_ctrl_c_in_epoch_2_exits_within_2_seconds_interrupted_and_resumable(tmp_
     assert process.returncode == 130, stderr
     assert seconds < STOP_SECONDS, f"Ctrl-C took {seconds:.2f} s to end the process"
     assert "Traceback" not in stderr
-    assert (f"interrupted by SIGINT after 1 completed epoch(s); resume from epoch 1 with: "
-            f"dltool train --resume {run.id}") in stderr  # fmt: skip
+    assert (
+        f"interrupted by SIGINT after 1 completed epoch(s); resume from epoch 1 with: dltool train --resume {run.id}"
+    ) in stderr
     assert json.loads(run.file("run.json").read_text())["status"] == INTERRUPTED
     state = read_state(run, INTERRUPTED)
     assert state["epoch"] == 1 and [row["epoch"] for row in state["history"]] == [1]

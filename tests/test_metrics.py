@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from dltool.metrics import ClassificationTotals, RegressionTotals, classification_report, confusion_matrix
-from dltool.metrics import predicted_classes, regression_report
+from dltool.metrics import (
+    ClassificationTotals,
+    RegressionTotals,
+    classification_report,
+    confusion_matrix,
+    predicted_classes,
+    regression_report,
+)
 
 CLASSES = ["ant", "bee", "cat", "dog"]
 
@@ -49,7 +55,9 @@ def test_precision_recall_f1_equal_scikit_learn(seed):
     y_true, y_pred = _labels(seed, n=300)
     y_pred[y_pred == 3] = 0  # class 3 is never predicted: its precision is 0 (zero_division=0)
     report = classification_report(confusion_matrix(y_true, y_pred, 4), CLASSES)
-    precision, recall, f1, support = sk.precision_recall_fscore_support(y_true, y_pred, labels=range(4), zero_division=0)
+    precision, recall, f1, support = sk.precision_recall_fscore_support(
+        y_true, y_pred, labels=range(4), zero_division=0
+    )
     assert list(report["per_class"]) == CLASSES
     for i, name in enumerate(CLASSES):
         scores = report["per_class"][name]

@@ -16,8 +16,10 @@ from dltool.model import build_layer, build_model, summary_text
 def test_catalog_matches_the_installed_keras():
     shipped = json.loads(CATALOG_PATH.read_text())
     if shipped["keras_version"] != keras.__version__:
-        pytest.fail(f"keras_catalog.json is for Keras {shipped['keras_version']} but {keras.__version__} is "
-                    "installed: run `python -m dltool.keras_catalog` and commit the result")  # fmt: skip
+        pytest.fail(
+            f"keras_catalog.json is for Keras {shipped['keras_version']} but {keras.__version__} is "
+            "installed: run `python -m dltool.keras_catalog` and commit the result"
+        )
     assert build_catalog() == shipped
 
 
@@ -59,11 +61,13 @@ def test_a_leading_normalization_layer_is_adapted_on_the_training_split_only():
     import numpy as np
     from e2e_support import IRIS_CONFIG
 
-    from dltool.config import config_from_text
     from dltool.commands.train import prepare
+    from dltool.config import config_from_text
 
-    config = config_from_text(IRIS_CONFIG, overrides=["data.standardize=false", "model.layers=[Normalization, "
-                                                      "{Dense: {units: 3, activation: softmax}}]"])  # fmt: skip
+    config = config_from_text(
+        IRIS_CONFIG,
+        overrides=["data.standardize=false", "model.layers=[Normalization, {Dense: {units: 3, activation: softmax}}]"],
+    )
     data, model = prepare(config)
     assert data.adapted == ["Normalization"]
     np.testing.assert_allclose(np.asarray(model.layers[0].mean).ravel(), data.x_train.mean(axis=0), rtol=1e-5)

@@ -56,8 +56,17 @@ def test_init(bad_path):
 def test_plot(bad_path, tmp_path):
     # The path is checked before the runs are even looked up: no run folder is needed to be refused.
     path, expected = bad_path
-    _refused(["plot", "latest", "-o", str(path.with_suffix(".png") if path.suffix else path),
-              "--runs-dir", str(tmp_path / "runs")], expected)  # fmt: skip
+    _refused(
+        [
+            "plot",
+            "latest",
+            "-o",
+            str(path.with_suffix(".png") if path.suffix else path),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        expected,
+    )
 
 
 @pytest.mark.slow
@@ -67,5 +76,7 @@ def test_predict(bad_path, iris_run, tmp_path):
     import numpy as np
 
     np.save(rows, np.zeros((2, 4)))
-    _refused(["predict", str(iris_run.path), str(rows), "-o", str(path.with_suffix(".csv") if path.suffix else path)],
-             expected)  # fmt: skip
+    _refused(
+        ["predict", str(iris_run.path), str(rows), "-o", str(path.with_suffix(".csv") if path.suffix else path)],
+        expected,
+    )

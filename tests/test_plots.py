@@ -49,8 +49,9 @@ def test_an_unknown_suffix_is_refused_before_drawing(tmp_path, name):
 def test_plot_refuses_an_unknown_suffix_before_reading_any_run(tmp_path):
     with pytest.raises(UsageError, match="received '.bmp'"):
         plot_runs(["no-such-run"], tmp_path / "runs", tmp_path / "x.bmp")
-    result = CliRunner().invoke(app, ["plot", "no-such-run", "-o", str(tmp_path / "x.bmp"),
-                                      "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["plot", "no-such-run", "-o", str(tmp_path / "x.bmp"), "--runs-dir", str(tmp_path / "runs")]
+    )
     assert result.exit_code == 2
     assert "expected one of .png, .pdf, .svg, .jpg, .jpeg, received '.bmp'" in " ".join(result.output.split())
     assert "Traceback" not in result.output

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from dltool.errors import InputError
 from dltool.commands.predict import predict
+from dltool.errors import InputError
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +52,12 @@ train: {{loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 2, 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     """A COMPLETED 2-epoch classifier of 8x8 grayscale images, classes '0' and '1'."""
-    from dltool.config import config_from_text
     from dltool.commands.train import train
+    from dltool.config import config_from_text
 
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
-    np.savez(root / "tiny.npz", x=rng.integers(0, 256, size=(40, 8, 8), dtype=np.uint8),
-             y=np.arange(40) % 2)  # fmt: skip
+    np.savez(root / "tiny.npz", x=rng.integers(0, 256, size=(40, 8, 8), dtype=np.uint8), y=np.arange(40) % 2)
     config = config_from_text(IMAGE_CONFIG.format(path=json.dumps(str(root / "tiny.npz"))), source="images.yaml")
     return train(config, runs_root=root / "runs")
 
@@ -251,8 +250,13 @@ def test_object_dtype_npz_is_not_unpickled(iris_run, tmp_path):
     array = np.empty((2, 4), dtype=object)
     array[:] = 1.0
     np.savez(tmp_path / "objects.npz", x=array)
-    _refused(iris_run, [tmp_path / "objects.npz"], tmp_path, "objects.npz: array 'x' cannot be read without unpickling",
-             "expected a numeric array")
+    _refused(
+        iris_run,
+        [tmp_path / "objects.npz"],
+        tmp_path,
+        "objects.npz: array 'x' cannot be read without unpickling",
+        "expected a numeric array",
+    )
 
 
 def test_string_dtype_npy(iris_run, tmp_path):
@@ -310,8 +314,9 @@ def test_missing_csv_column(iris_run, tmp_path):
 
 def test_extra_unknown_csv_column(iris_run, tmp_path):
     source = _write_csv(tmp_path / "extra.csv", IRIS_FEATURES + ["colour"], [r + ["blue"] for r in IRIS_ROWS])
-    _refused(iris_run, [source], tmp_path, "extra.csv", "unexpected column(s) colour",
-             "the model takes sepal length (cm)")  # fmt: skip
+    _refused(
+        iris_run, [source], tmp_path, "extra.csv", "unexpected column(s) colour", "the model takes sepal length (cm)"
+    )
 
 
 def test_misspelled_csv_column(iris_run, tmp_path):
@@ -332,8 +337,14 @@ def test_header_only_csv(iris_run, tmp_path):
 
 def test_text_file_named_png(image_run, tmp_path):
     (tmp_path / "fake.png").write_text("this is not an image\n")
-    _refused(image_run, [tmp_path / "fake.png"], tmp_path, "fake.png", "cannot read as an image",
-             "expected a PNG, JPEG, BMP, GIF or WebP file")  # fmt: skip
+    _refused(
+        image_run,
+        [tmp_path / "fake.png"],
+        tmp_path,
+        "fake.png",
+        "cannot read as an image",
+        "expected a PNG, JPEG, BMP, GIF or WebP file",
+    )
 
 
 def test_folder_with_no_usable_files(iris_run, tmp_path):
@@ -346,8 +357,14 @@ def test_folder_with_no_usable_files(iris_run, tmp_path):
 
 def test_unsupported_suffix(iris_run, tmp_path):
     (tmp_path / "rows.xlsx").write_bytes(b"PK")
-    _refused(iris_run, [tmp_path / "rows.xlsx"], tmp_path, "rows.xlsx", "this model cannot read '.xlsx' files",
-             "expected .csv, .npy, .npz (samples of shape [4])")  # fmt: skip
+    _refused(
+        iris_run,
+        [tmp_path / "rows.xlsx"],
+        tmp_path,
+        "rows.xlsx",
+        "this model cannot read '.xlsx' files",
+        "expected .csv, .npy, .npz (samples of shape [4])",
+    )
 
 
 def test_missing_file(iris_run, tmp_path):
@@ -361,8 +378,14 @@ def test_csv_given_to_the_image_model(image_run, tmp_path):
 
 def test_image_given_to_a_table_model(iris_run, tmp_path):
     _png(tmp_path / "pic.png", "L", (8, 8))
-    _refused(iris_run, [tmp_path / "pic.png"], tmp_path, "pic.png", "cannot read '.png' files",
-             "expected .csv, .npy, .npz (samples of shape [4])")  # fmt: skip
+    _refused(
+        iris_run,
+        [tmp_path / "pic.png"],
+        tmp_path,
+        "pic.png",
+        "cannot read '.png' files",
+        "expected .csv, .npy, .npz (samples of shape [4])",
+    )
 
 
 def test_output_that_is_a_folder(iris_run, tmp_path):
@@ -396,7 +419,7 @@ def test_streams_a_200000_row_csv(linear_run, tmp_path):
         assert next(reader) == ["input", "row", "value"]
         last = None
         count = 0
-        for last in reader:
+        for last in reader:  # noqa: B007  (the last row is checked after the loop)
             count += 1
     assert count == n
     assert int(last[1]) == n - 1, "row numbers continue across chunks"

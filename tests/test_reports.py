@@ -57,11 +57,16 @@ def check_junit(text: str) -> ET.Element:
 
 
 def test_junit_xml_holds_passed_failed_and_skipped_cases_with_properties():
-    text = junit_xml([
-        JUnitCase("configs/a.yaml", "dltool.smoke", 1.5, properties={"test.accuracy": 0.97, "name": "a"}),
-        JUnitCase("configs/b.yaml", "dltool.smoke", 0.2, failure="train: loss became NaN at epoch 1", failure_type="train"),
-        JUnitCase("configs/c.yaml", "dltool.smoke", 0.0, skipped="keras dataset 'mnist' needs a download"),
-    ], package="dltool.smoke")  # fmt: skip
+    text = junit_xml(
+        [
+            JUnitCase("configs/a.yaml", "dltool.smoke", 1.5, properties={"test.accuracy": 0.97, "name": "a"}),
+            JUnitCase(
+                "configs/b.yaml", "dltool.smoke", 0.2, failure="train: loss became NaN at epoch 1", failure_type="train"
+            ),
+            JUnitCase("configs/c.yaml", "dltool.smoke", 0.0, skipped="keras dataset 'mnist' needs a download"),
+        ],
+        package="dltool.smoke",
+    )
     root = check_junit(text)
     first, second, third = root
     assert {p.get("name"): p.get("value") for p in first.find("properties")} == {"test.accuracy": "0.97", "name": "a"}
@@ -79,27 +84,42 @@ def test_github_annotations_escape_what_the_workflow_command_format_reserves():
     assert github_annotation("unknown key 'unit'", "configs/bad.yaml", 14) == (
         "::error file=configs/bad.yaml,line=14,title=dltool::unknown key 'unit'"
     )
-    assert github_annotation("50% done\nnext", "a,b:c.yaml") == "::error file=a%2Cb%3Ac.yaml,title=dltool::50%25 done%0Anext"
+    assert (
+        github_annotation("50% done\nnext", "a,b:c.yaml")
+        == "::error file=a%2Cb%3Ac.yaml,title=dltool::50%25 done%0Anext"
+    )
 
 
 def test_a_config_error_is_annotated_on_its_file_and_line_and_a_set_error_without_a_file():
-    located = ConfigError("unknown argument 'unit' for Dense; did you mean 'units'?", source="configs/bad.yaml",
-                          path="model.layers[1].Dense.unit", line=14)  # fmt: skip
+    located = ConfigError(
+        "unknown argument 'unit' for Dense; did you mean 'units'?",
+        source="configs/bad.yaml",
+        path="model.layers[1].Dense.unit",
+        line=14,
+    )
     assert config_error_annotation(located) == (
         "::error file=configs/bad.yaml,line=14,title=dltool::model.layers[1].Dense.unit: unknown argument 'unit' "
         "for Dense; did you mean 'units'?"
     )
     override = ConfigError("expected an integer >= 1", source="--set train.epochs=five", path="train.epochs")
-    assert config_error_annotation(override) == "::error title=dltool::--set train.epochs=five: train.epochs: expected an integer >= 1"
+    assert (
+        config_error_annotation(override)
+        == "::error title=dltool::--set train.epochs=five: train.epochs: expected an integer >= 1"
+    )
 
 
 def test_validate_prints_an_annotation_in_github_actions_only(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\ndata: {source: sklearn, name: iris}\nmodel:\n  input_shape: [4]\n  layers:\n"
-                   "    - Dense: {unit: 3}\ntrain: {loss: mse}\n")  # fmt: skip
+    bad.write_text(
+        "name: bad\ndata: {source: sklearn, name: iris}\nmodel:\n  input_shape: [4]\n  layers:\n"
+        "    - Dense: {unit: 3}\ntrain: {loss: mse}\n"
+    )
     inside = runner.invoke(app, ["validate", str(bad), "--schema-only"], env={"GITHUB_ACTIONS": "true"})
     assert inside.exit_code == 2
-    assert f"::error file={bad.as_posix()},line=6,title=dltool::model.layers[0].Dense.unit: unknown argument 'unit'" in inside.output
+    assert (
+        f"::error file={bad.as_posix()},line=6,title=dltool::model.layers[0].Dense.unit: unknown argument 'unit'"
+        in inside.output
+    )
     outside = runner.invoke(app, ["validate", str(bad), "--schema-only"], env={"GITHUB_ACTIONS": ""})
     assert outside.exit_code == 2 and "::error" not in outside.output
 
@@ -118,8 +138,10 @@ def test_markdown_tables_and_the_step_summary(tmp_path, monkeypatch):
 
 def test_train_writes_a_junit_failure_and_a_summary_for_a_config_it_refuses(tmp_path, monkeypatch):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\ndata: {source: sklearn, name: iris}\nmodel: {input_shape: [4], layers: [Dense]}\n"
-                   "train: {loss: mse, epochs: five}\n")  # fmt: skip
+    bad.write_text(
+        "name: bad\ndata: {source: sklearn, name: iris}\nmodel: {input_shape: [4], layers: [Dense]}\n"
+        "train: {loss: mse, epochs: five}\n"
+    )
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result = runner.invoke(app, ["train", str(bad), "--junit", str(tmp_path / "train.xml")])

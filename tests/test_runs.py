@@ -73,7 +73,10 @@ def test_create_retries_when_the_random_suffix_collides(tmp_path, frozen_clock, 
 def test_create_refuses_an_unwritable_runs_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(runs_module.DltoolError, match=r"runs folder .*file/runs is not writable \(Not a directory\); choose another with --runs-dir"):
+    with pytest.raises(
+        runs_module.DltoolError,
+        match=r"runs folder .*file/runs is not writable \(Not a directory\); choose another with --runs-dir",
+    ):
         Run.create(blocker / "runs", "x")
 
 
@@ -244,8 +247,12 @@ def test_running_run_with_a_dead_pid_on_this_host_is_died():
 
 
 def test_running_run_with_our_own_pid_is_running():
-    info = {"status": "RUNNING", "host": socket.gethostname(), "pid": os.getpid(),
-            "pid_start": runs_module._process_start(os.getpid())}  # fmt: skip
+    info = {
+        "status": "RUNNING",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_start": runs_module._process_start(os.getpid()),
+    }
     assert effective_status(info) == "RUNNING"
 
 

@@ -39,8 +39,10 @@ def _schema_errors(data) -> list[str]:
 
 
 SHIPPED = [(f"configs/{p.name}", p.read_text(encoding="utf-8")) for p in sorted((REPO / "configs").glob("*.yaml"))]
-TEMPLATES = [(f"templates/{p.name}", p.read_text(encoding="utf-8").replace("{schema}", SCHEMA_PATH.as_uri()))
-             for p in sorted(TEMPLATE_DIR.glob("*.yaml"))]  # fmt: skip
+TEMPLATES = [
+    (f"templates/{p.name}", p.read_text(encoding="utf-8").replace("{schema}", SCHEMA_PATH.as_uri()))
+    for p in sorted(TEMPLATE_DIR.glob("*.yaml"))
+]
 README = [(f"README example {i}", text) for i, text in enumerate(_readme_examples())]
 
 
@@ -82,12 +84,15 @@ SHORT_FORMS = {
     "optimizer name": _with("train", optimizer="adam"),
     "optimizer mapping": _with("train", optimizer={"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}),
     "one metric": _with("train", metrics="accuracy"),
-    "callbacks true": _with("train", callbacks={"early_stopping": True, "checkpoint": False,
-                                                "reduce_lr_on_plateau": {"factor": 0.5}}),
+    "callbacks true": _with(
+        "train", callbacks={"early_stopping": True, "checkpoint": False, "reduce_lr_on_plateau": {"factor": 0.5}}
+    ),
     "callbacks null": _with("train", callbacks=None),
     "jit_compile auto": _with("train", jit_compile="auto"),
     "input_shape number": _with("model", input_shape=4),
-    "bare layer, null arguments": _with("model", layers=["Flatten", {"Dropout": {"rate": 0.1}}, {"BatchNormalization": None}]),
+    "bare layer, null arguments": _with(
+        "model", layers=["Flatten", {"Dropout": {"rate": 0.1}}, {"BatchNormalization": None}]
+    ),
     "stream true": _with("data", stream=True),
     "validation test": _with("data", validation="test"),
     "validation null": _with("data", validation=None),
@@ -96,7 +101,7 @@ SHORT_FORMS = {
     "image_size number": _data(source="images", path="pics", image_size=64),
     "timeseries target name": _data(source="timeseries", path="s.csv", target="value", window=8),
     "timeseries target list": _data(source="timeseries", path="s.csv", target=["a", "b"], window=8),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("data", SHORT_FORMS.values(), ids=SHORT_FORMS.keys())
@@ -122,9 +127,12 @@ INVALID = {
     "missing model": ({k: v for k, v in BASE.items() if k != "model"}, "<top>: 'model' is a required property"),
     "name with a space": (_with(None, name="my run"), "name: 'my run' does not match"),
     "shuffle a word": (_with("train", shuffle="maybe"), "train.shuffle: 'maybe' is not of type 'boolean'"),
-    "image_size of three": (_data(source="images", path="p", image_size=[1, 2, 3]), "data.image_size: [1, 2, 3] is too long"),
+    "image_size of three": (
+        _data(source="images", path="p", image_size=[1, 2, 3]),
+        "data.image_size: [1, 2, 3] is too long",
+    ),
     "empty layers": (_with("model", layers=[]), "model.layers: [] should be non-empty"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("data, expected", INVALID.values(), ids=INVALID.keys())

@@ -29,8 +29,13 @@ def _train(path, tmp_path, overrides):
 def _keras_layout_npz(path, shape, classes=10, samples=(64, 16)):
     rng = np.random.default_rng(0)
     train, test = samples
-    np.savez(path, x_train=rng.integers(0, 256, (train, *shape), dtype=np.uint8), y_train=np.arange(train) % classes,
-             x_test=rng.integers(0, 256, (test, *shape), dtype=np.uint8), y_test=np.arange(test) % classes)  # fmt: skip
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (train, *shape), dtype=np.uint8),
+        y_train=np.arange(train) % classes,
+        x_test=rng.integers(0, 256, (test, *shape), dtype=np.uint8),
+        y_test=np.arange(test) % classes,
+    )
     return path
 
 
@@ -71,8 +76,11 @@ def test_imdb_lstm_config_trains_on_imdb_as_text_and_predicts_raw_reviews(tmp_pa
     def sequences(n):
         return np.array([[1] + list(rng.integers(4, 14, 12)) for _ in range(n)], dtype=object)
 
-    monkeypatch.setattr(keras.datasets.imdb, "load_data",
-                        lambda: ((sequences(40), np.arange(40) % 2), (sequences(10), np.arange(10) % 2)))  # fmt: skip
+    monkeypatch.setattr(
+        keras.datasets.imdb,
+        "load_data",
+        lambda: ((sequences(40), np.arange(40) % 2), (sequences(10), np.arange(10) % 2)),
+    )
     monkeypatch.setattr(keras.datasets.imdb, "get_word_index", lambda: words)
     run = _train("imdb_lstm.yaml", tmp_path, [])
     assert run.status == "COMPLETED"
@@ -87,11 +95,21 @@ def test_lstm_forecaster_config_trains_and_forecasts_from_recent_values(tmp_path
     lines = series.read_text().splitlines()
     (tmp_path / "recent.csv").write_text("\n".join([lines[0]] + lines[-60:]) + "\n")
     # The shipped path is relative to the repository, as the README runs it.
-    result = run_cli("train", str(REPO / "configs" / "lstm_forecaster.yaml"), "--set", "train.epochs=1",
-                     "--set", f"data.path={series}", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "train",
+        str(REPO / "configs" / "lstm_forecaster.yaml"),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        f"data.path={series}",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
-    predicted = run_cli("predict", "latest", str(tmp_path / "recent.csv"), "--runs-dir", str(tmp_path / "runs"),
-                        cwd=tmp_path)  # fmt: skip
+    predicted = run_cli(
+        "predict", "latest", str(tmp_path / "recent.csv"), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path
+    )
     assert predicted.returncode == 0, predicted.stderr
     rows = list(csv.DictReader(predicted.stdout.splitlines()))
     assert [(row["row"]) for row in rows] == ["59"]

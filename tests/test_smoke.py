@@ -59,13 +59,23 @@ def _folder(tmp_path, **files):
 
 # --------------------------------------------------------------------------- finding configs (no TensorFlow)
 def test_a_folder_gives_its_yaml_configs_and_skips_sweeps_and_other_yaml(tmp_path):
-    folder = _folder(tmp_path, iris=IRIS_CONFIG, sweep=SWEEP_SPEC, notes="- a list\n",
-                     compose="services: {web: {image: nginx}}\n", broken="name: [unclosed\n")  # fmt: skip
+    folder = _folder(
+        tmp_path,
+        iris=IRIS_CONFIG,
+        sweep=SWEEP_SPEC,
+        notes="- a list\n",
+        compose="services: {web: {image: nginx}}\n",
+        broken="name: [unclosed\n",
+    )
     (folder / "README.md").write_text("not yaml")
     found = {path.name: reason for path, reason in find_configs([folder, folder / "iris.yaml"])}
-    assert found == {"broken.yaml": None, "compose.yaml": "not an experiment config (no data, model or train key)",
-                     "iris.yaml": None, "notes.yaml": "not an experiment config (not a mapping)",
-                     "sweep.yaml": "a sweep spec, not an experiment config"}  # fmt: skip
+    assert found == {
+        "broken.yaml": None,
+        "compose.yaml": "not an experiment config (no data, model or train key)",
+        "iris.yaml": None,
+        "notes.yaml": "not an experiment config (not a mapping)",
+        "sweep.yaml": "a sweep spec, not an experiment config",
+    }
 
 
 def test_paths_that_give_no_config_are_usage_errors(tmp_path):
@@ -79,10 +89,13 @@ def test_paths_that_give_no_config_are_usage_errors(tmp_path):
 
 def test_data_that_needs_a_download_or_a_missing_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    mnist = config_from_text(IRIS_CONFIG.replace("{source: sklearn, name: iris,", "{source: keras, name: mnist,")
-                             .replace("[4]", "[28, 28]"))  # fmt: skip
-    assert missing_data(mnist) == (f"keras dataset 'mnist' needs a download (not in {tmp_path / 'datasets'}); "
-                                   "set data.path to a local copy, or use --fake-data")  # fmt: skip
+    mnist = config_from_text(
+        IRIS_CONFIG.replace("{source: sklearn, name: iris,", "{source: keras, name: mnist,").replace("[4]", "[28, 28]")
+    )
+    assert missing_data(mnist) == (
+        f"keras dataset 'mnist' needs a download (not in {tmp_path / 'datasets'}); "
+        "set data.path to a local copy, or use --fake-data"
+    )
     (tmp_path / "datasets").mkdir()
     (tmp_path / "datasets" / "mnist.npz").touch()
     assert missing_data(mnist) is None
@@ -97,15 +110,30 @@ STAND_INS = {
     "keras boston": ("{source: keras, name: boston_housing}", "[13]", "Dense: {units: 1}", (13,), None),
     "npz": ("{source: npz, path: x.npz, test: 0.2}", "[3, 2]", "Dense: {units: 4}", (3, 2), 4),
     "npy": ("{source: npy, x: x.npy, y: y.npy, test: 0.2}", "[5]", "Dense: {units: 1}", (5,), None),
-    "csv": ("{source: csv, path: t.csv, target: kind, features: [a, b, c], test: 0.2}", "[3]", "Dense: {units: 3}",
-            (3,), 3),
+    "csv": (
+        "{source: csv, path: t.csv, target: kind, features: [a, b, c], test: 0.2}",
+        "[3]",
+        "Dense: {units: 3}",
+        (3,),
+        3,
+    ),
     "csv regression": ("{source: csv, path: t.csv, target: y, test: 0.2}", "[7]", "Dense: {units: 1}", (7,), None),
     "imdb": ("{source: text, dataset: imdb}", "[1]", "Dense: {units: 1, activation: sigmoid}", (1,), 2),
-    "timeseries": ("{source: timeseries, path: s.csv, target: [a, b], window: 5, stride: 2, test: 0.2}", "[5, 2]",
-                   "Dense: {units: 2}", (5, 2), None),
-    "images": ("{source: images, path: pics, image_size: [6, 4], classes: [cat, dog]}", "[6, 4, 3]",
-               "Dense: {units: 2}", (6, 4, 3), 2),
-}  # fmt: skip
+    "timeseries": (
+        "{source: timeseries, path: s.csv, target: [a, b], window: 5, stride: 2, test: 0.2}",
+        "[5, 2]",
+        "Dense: {units: 2}",
+        (5, 2),
+        None,
+    ),
+    "images": (
+        "{source: images, path: pics, image_size: [6, 4], classes: [cat, dog]}",
+        "[6, 4, 3]",
+        "Dense: {units: 2}",
+        (6, 4, 3),
+        2,
+    ),
+}
 
 
 @pytest.mark.parametrize("name", STAND_INS)
@@ -136,23 +164,52 @@ def test_sources_without_files_keep_their_own_data(tmp_path):
 # --------------------------------------------------------------------------- whole smoke runs
 @pytest.mark.slow
 def test_smoke_with_fake_data_trains_each_kind_and_reports_to_ci(tmp_path, monkeypatch):
-    _folder(tmp_path, iris=IRIS_CONFIG, text=TEXT_CONFIG, forecast=FORECAST_CONFIG, images=IMAGES_CONFIG,
-              bad=BAD_CONFIG, sweep=SWEEP_SPEC)  # fmt: skip
+    _folder(
+        tmp_path,
+        iris=IRIS_CONFIG,
+        text=TEXT_CONFIG,
+        forecast=FORECAST_CONFIG,
+        images=IMAGES_CONFIG,
+        bad=BAD_CONFIG,
+        sweep=SWEEP_SPEC,
+    )
     summary = tmp_path / "summary.md"
     junit = tmp_path / "smoke.xml"
     monkeypatch.chdir(tmp_path)
     env = {**WIDE, "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
-    result = runner.invoke(app, ["smoke", "configs", "--fake-data", "--samples", "64", "--junit", str(junit), "--json",
-                                 "--keep-runs", "--runs-dir", "runs"], env=env)  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "smoke",
+            "configs",
+            "--fake-data",
+            "--samples",
+            "64",
+            "--junit",
+            str(junit),
+            "--json",
+            "--keep-runs",
+            "--runs-dir",
+            "runs",
+        ],
+        env=env,
+    )
     assert result.exit_code == 1, result.output
     annotation, report_text = result.output.split("\n", 1)
-    assert annotation == ("::error file=configs/bad.yaml,line=6,title=dltool::model.layers[0].Dense.unit: unknown "
-                          "argument 'unit' for Dense; did you mean 'units'?")  # fmt: skip
+    assert annotation == (
+        "::error file=configs/bad.yaml,line=6,title=dltool::model.layers[0].Dense.unit: unknown "
+        "argument 'unit' for Dense; did you mean 'units'?"
+    )
     report = json.loads(report_text)
     status = {r["config"]: (r["status"], r["stage"]) for r in report["configs"]}
-    assert status == {"configs/bad.yaml": ("failed", "validate"), "configs/forecast.yaml": ("passed", None),
-                      "configs/images.yaml": ("passed", None), "configs/iris.yaml": ("passed", None),
-                      "configs/sweep.yaml": ("skipped", "validate"), "configs/text.yaml": ("passed", None)}  # fmt: skip
+    assert status == {
+        "configs/bad.yaml": ("failed", "validate"),
+        "configs/forecast.yaml": ("passed", None),
+        "configs/images.yaml": ("passed", None),
+        "configs/iris.yaml": ("passed", None),
+        "configs/sweep.yaml": ("skipped", "validate"),
+        "configs/text.yaml": ("passed", None),
+    }
     assert (report["passed"], report["failed"], report["skipped"], report["unmet"]) == (4, 1, 1, 0)
     iris = next(r for r in report["configs"] if r["config"] == "configs/iris.yaml")
     assert set(iris["stages"]) == {"train", "evaluate", "reload", "predict"} and "test.accuracy" in iris["metrics"]
@@ -172,9 +229,16 @@ def test_smoke_without_fake_data_skips_missing_data_and_checks_expectations_when
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["smoke", str(folder), "--samples", "32"], env=WIDE)
     assert result.exit_code == 0, result.output
-    assert "skipped     0.0s  " in result.output and "data: data.path: reviews.csv not found; use --fake-data" in result.output
+    assert (
+        "skipped     0.0s  " in result.output
+        and "data: data.path: reviews.csv not found; use --fake-data" in result.output
+    )
     assert "smoke: 2 configs, 1 passed, 1 skipped in" in result.output
     assert not (tmp_path / "runs").exists()
     expected = runner.invoke(app, ["smoke", str(folder / "iris.yaml"), "--expect-from-configs"], env=WIDE)
     assert expected.exit_code == 3, expected.output
-    assert "unmet" in expected.output and "test.accuracy = " in expected.output and "expected >= 2: NOT met" in expected.output
+    assert (
+        "unmet" in expected.output
+        and "test.accuracy = " in expected.output
+        and "expected >= 2: NOT met" in expected.output
+    )

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from dltool.config import config_from_text
-from dltool.data import prepare_data
-from dltool.data import streaming
+from dltool.data import prepare_data, streaming
 from dltool.data.streaming import TEST, TRAIN, VALIDATION, should_stream, split_codes
 
 
@@ -19,7 +18,7 @@ def _write_csv(path, rows: int, seed: int = 0) -> None:
     label = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
     with path.open("w") as handle:
         handle.write("a,b,c,answer\n")
-        handle.writelines(f"{a:.4f},{b:.4f},{c:.4f},{l}\n" for (a, b, c), l in zip(x, label))
+        handle.writelines(f"{a:.4f},{b:.4f},{c:.4f},{answer}\n" for (a, b, c), answer in zip(x, label))
 
 
 def _config(path, stream: str = "true") -> object:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from e2e_support import IRIS_CONFIG, REPO, run_cli
 
 pytest.importorskip("optuna", reason="sweeps need optuna: pip install -e '.[sweep]'")
@@ -32,32 +31,54 @@ def write_sweep(folder: Path, body: str, experiment: str = IRIS_CONFIG, epochs: 
 
 # --------------------------------------------------------------------------- the sweep file (no TensorFlow)
 def test_a_grid_sweep_counts_its_own_trials(tmp_path):
-    path = write_sweep(tmp_path, "method: grid\nparameters:\n  train.batch_size: {choice: [8, 16, 32]}\n"
-                                 "  model.layers[0].Dense.units: {choice: [4, 8]}\n")  # fmt: skip
+    path = write_sweep(
+        tmp_path,
+        "method: grid\nparameters:\n  train.batch_size: {choice: [8, 16, 32]}\n"
+        "  model.layers[0].Dense.units: {choice: [4, 8]}\n",
+    )
     spec, base = load_sweep(path)
     assert spec.trials == 6 and base.name == "iris-test"
 
 
-@pytest.mark.parametrize("body, message", [
-    ("method: tpe\ntrials: 3\nparameters:\n  train.batch_size: {choise: [8, 16]}\n",
-     "sweep.yaml:5: parameters.train.batch_size.choise: unknown key 'choise'; did you mean 'choice'?"),
-    ("method: tpe\ntrials: 3\nparameters:\n  model.layers[0].Dense.unitz: {choice: [4, 8]}\n",
-     "sweep.yaml:5: parameters.model.layers[0].Dense.unitz: unknown argument 'unitz' for Dense; did you mean 'units'? "
-     "(with model.layers[0].Dense.unitz=4)"),
-    ("method: tpe\ntrials: 3\nparameters:\n  train.epochs: {int: [0, 3]}\n",
-     "sweep.yaml:5: parameters.train.epochs: expected an integer >= 1, received 0 (with train.epochs=0)"),
-    ("method: tpe\ntrials: 3\nparameters:\n  model.layers[7].Dense.units: {choice: [4]}\n",
-     "sweep.yaml:5: parameters.model.layers[7].Dense.units: no list item [7] at model.layers[7]"),
-    ("method: grid\nparameters:\n  train.optimizer.learning_rate: {loguniform: [0.001, 0.1]}\n",
-     "grid needs choice: [...] for every parameter; train.optimizer.learning_rate has loguniform"),
-    ("method: random\nparameters:\n  train.batch_size: {choice: [8]}\n", "method random needs trials: N"),
-    ("objective: {metric: test_accuracy, goal: max}\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n",
-     "sweep.yaml:2: objective: objective.metric 'test_accuracy' would tune on the test split"),
-    ("mehtod: tpe\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n",
-     "sweep.yaml:2: mehtod: unknown key 'mehtod'; did you mean 'method'?"),
-    ("trials: 2\nparameters:\n  train.optimizer.learning_rate: {loguniform: [0, 0.1]}\n",
-     "sweep.yaml:4: parameters.train.optimizer.learning_rate: loguniform: expected low > 0 (a log scale), received 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "method: tpe\ntrials: 3\nparameters:\n  train.batch_size: {choise: [8, 16]}\n",
+            "sweep.yaml:5: parameters.train.batch_size.choise: unknown key 'choise'; did you mean 'choice'?",
+        ),
+        (
+            "method: tpe\ntrials: 3\nparameters:\n  model.layers[0].Dense.unitz: {choice: [4, 8]}\n",
+            "sweep.yaml:5: parameters.model.layers[0].Dense.unitz: unknown argument 'unitz' for Dense; did you mean 'units'? "
+            "(with model.layers[0].Dense.unitz=4)",
+        ),
+        (
+            "method: tpe\ntrials: 3\nparameters:\n  train.epochs: {int: [0, 3]}\n",
+            "sweep.yaml:5: parameters.train.epochs: expected an integer >= 1, received 0 (with train.epochs=0)",
+        ),
+        (
+            "method: tpe\ntrials: 3\nparameters:\n  model.layers[7].Dense.units: {choice: [4]}\n",
+            "sweep.yaml:5: parameters.model.layers[7].Dense.units: no list item [7] at model.layers[7]",
+        ),
+        (
+            "method: grid\nparameters:\n  train.optimizer.learning_rate: {loguniform: [0.001, 0.1]}\n",
+            "grid needs choice: [...] for every parameter; train.optimizer.learning_rate has loguniform",
+        ),
+        ("method: random\nparameters:\n  train.batch_size: {choice: [8]}\n", "method random needs trials: N"),
+        (
+            "objective: {metric: test_accuracy, goal: max}\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n",
+            "sweep.yaml:2: objective: objective.metric 'test_accuracy' would tune on the test split",
+        ),
+        (
+            "mehtod: tpe\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n",
+            "sweep.yaml:2: mehtod: unknown key 'mehtod'; did you mean 'method'?",
+        ),
+        (
+            "trials: 2\nparameters:\n  train.optimizer.learning_rate: {loguniform: [0, 0.1]}\n",
+            "sweep.yaml:4: parameters.train.optimizer.learning_rate: loguniform: expected low > 0 (a log scale), received 0",
+        ),
+    ],
+)
 def test_bad_sweep_files_are_refused_before_any_trial(tmp_path, body, message):
     with pytest.raises(ConfigError) as caught:
         load_sweep(write_sweep(tmp_path, body))
@@ -66,7 +87,7 @@ def test_bad_sweep_files_are_refused_before_any_trial(tmp_path, body, message):
 
 
 def test_a_missing_optuna_names_the_pip_command(monkeypatch):
-    from dltool.commands.sweep import import_optuna
+    from dltool.commands.sweep_storage import import_optuna
 
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(DltoolError, match=r"sweeps need Optuna, which is not installed: pip install 'dltool\[sweep\]'"):
@@ -77,10 +98,13 @@ def _sampled(tmp_path, method: str, seed: int) -> list[dict]:
     """The parameters a fresh sweep samples for 12 trials, told a value that depends on them (no training)."""
     from dltool.commands.sweep import create_sweep
 
-    path = write_sweep(tmp_path, f"method: {method}\ntrials: 12\nseed: {seed}\nparameters:\n"
-                                 "  train.optimizer.learning_rate: {loguniform: [0.0001, 0.1]}\n"
-                                 "  model.layers[0].Dense.units: {int: [2, 64]}\n"
-                                 "  train.batch_size: {choice: [8, 16, 32]}\n")  # fmt: skip
+    path = write_sweep(
+        tmp_path,
+        f"method: {method}\ntrials: 12\nseed: {seed}\nparameters:\n"
+        "  train.optimizer.learning_rate: {loguniform: [0.0001, 0.1]}\n"
+        "  model.layers[0].Dense.units: {int: [2, 64]}\n"
+        "  train.batch_size: {choice: [8, 16, 32]}\n",
+    )
     sweep = create_sweep(path, runs_root=tmp_path / "runs")
     sampled = []
     for _ in range(12):
@@ -106,13 +130,18 @@ def test_grid_runs_exactly_the_product_as_tagged_runs(tmp_path):
     from dltool.commands.sweep_report import write_summary
 
     units, batches = [4, 8], [16, 32]
-    path = write_sweep(tmp_path, "method: grid\nobjective: {metric: val_accuracy, goal: max}\nparameters:\n"
-                                 f"  model.layers[0].Dense.units: {{choice: {units}}}\n"
-                                 f"  train.batch_size: {{choice: {batches}}}\n")  # fmt: skip
+    path = write_sweep(
+        tmp_path,
+        "method: grid\nobjective: {metric: val_accuracy, goal: max}\nparameters:\n"
+        f"  model.layers[0].Dense.units: {{choice: {units}}}\n"
+        f"  train.batch_size: {{choice: {batches}}}\n",
+    )
     sweep = create_sweep(path, runs_root=tmp_path / "runs")
     assert work(sweep, runs_root=tmp_path / "runs") == 4
     summary = write_summary(sweep)
-    seen = sorted((r["params"]["model.layers[0].Dense.units"], r["params"]["train.batch_size"]) for r in summary["rows"])
+    seen = sorted(
+        (r["params"]["model.layers[0].Dense.units"], r["params"]["train.batch_size"]) for r in summary["rows"]
+    )
     assert seen == sorted(itertools.product(units, batches))
     assert summary["trials_done"] == 4 and summary["counts"] == {"COMPLETED": 4}
     runs = select_runs(tmp_path / "runs", sweep=sweep.id)
@@ -143,9 +172,13 @@ def test_a_pruned_trial_stops_before_its_last_epoch(tmp_path):
     from dltool.commands.sweep_report import write_summary
     from dltool.runs import Run
 
-    path = write_sweep(tmp_path, "method: random\ntrials: 2\nobjective: {metric: val_accuracy, goal: max}\n"
-                                 "pruner: {name: median, startup_trials: 1, warmup_epochs: 0}\nparameters:\n"
-                                 "  train.optimizer.learning_rate: {choice: [0.05, 0.000001]}\n", epochs=4)  # fmt: skip
+    path = write_sweep(
+        tmp_path,
+        "method: random\ntrials: 2\nobjective: {metric: val_accuracy, goal: max}\n"
+        "pruner: {name: median, startup_trials: 1, warmup_epochs: 0}\nparameters:\n"
+        "  train.optimizer.learning_rate: {choice: [0.05, 0.000001]}\n",
+        epochs=4,
+    )
     sweep = create_sweep(path, runs_root=tmp_path / "runs")
     key = "train.optimizer.learning_rate"
     sweep.study.enqueue_trial({key: 0.05})  # a good trial first: the median the hopeless one is compared with
@@ -165,11 +198,19 @@ def test_kill_9_then_resume_ends_with_exactly_the_planned_trials(tmp_path):
 
     from dltool.commands.sweep import open_sweep
 
-    path = write_sweep(tmp_path, "method: random\ntrials: 3\nseed: 1\nparameters:\n"
-                                 "  model.layers[0].Dense.units: {int: [4, 16]}\n", epochs=15)  # fmt: skip
+    path = write_sweep(
+        tmp_path,
+        "method: random\ntrials: 3\nseed: 1\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n",
+        epochs=15,
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen([sys.executable, "-m", "dltool", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dltool", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list((tmp_path / "runs").glob("*/run.json"))) < 2:
         time.sleep(0.2)
@@ -190,11 +231,18 @@ def test_kill_9_then_resume_ends_with_exactly_the_planned_trials(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_cleanly_and_leaves_it_resumable(tmp_path):
-    path = write_sweep(tmp_path, "method: random\ntrials: 3\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n",
-                       epochs=200)  # fmt: skip
+    path = write_sweep(
+        tmp_path, "method: random\ntrials: 3\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n", epochs=200
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen([sys.executable, "-m", "dltool", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dltool", "sweep", str(path), "--runs-dir", str(tmp_path / "runs")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "runs").glob("*/history.csv")):
         time.sleep(0.2)
@@ -233,10 +281,27 @@ def postgres_url():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     data = folder / "data"
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "dltool", "--auth=trust", "-E", "UTF8"], check=True,
-                   capture_output=True)  # fmt: skip
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(folder / "server.log"), "-w", "-o",
-                    f"-p {port} -k {folder} -h 127.0.0.1", "start"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-U", "dltool", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "server.log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {folder} -h 127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://dltool@127.0.0.1:{port}/postgres"
     finally:
@@ -248,13 +313,26 @@ def postgres_url():
 def test_two_workers_share_a_postgresql_sweep_and_no_trial_runs_twice(tmp_path, postgres_url):
     import optuna
 
-    path = write_sweep(tmp_path, "method: random\ntrials: 4\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n")
+    path = write_sweep(
+        tmp_path, "method: random\ntrials: 4\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n"
+    )
     env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = run_cli("sweep", str(path), "--workers", "2", "--storage", postgres_url, "--runs-dir", str(tmp_path / "runs"),
-                     cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    result = run_cli(
+        "sweep",
+        str(path),
+        "--workers",
+        "2",
+        "--storage",
+        postgres_url,
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     sweep_id = next((tmp_path / "sweeps").iterdir()).name
-    from dltool.commands.sweep import open_storage
+    from dltool.commands.sweep_storage import open_storage
 
     study = optuna.load_study(study_name=sweep_id, storage=open_storage(None, postgres_url))
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
@@ -263,8 +341,18 @@ def test_two_workers_share_a_postgresql_sweep_and_no_trial_runs_twice(tmp_path, 
     tags = sorted(json.loads(p.read_text())["trial"] for p in (tmp_path / "runs").glob("*/run.json"))
     assert tags == [0, 1, 2, 3]  # one run per trial: none ran twice
     # Another machine would join with the id and the URL alone: the study holds the sweep file and base config.
-    joined = run_cli("sweep", "show", sweep_id, "--storage", postgres_url, "--runs-dir", str(tmp_path / "elsewhere" / "runs"),
-                     "--json", cwd=tmp_path, env=env)  # fmt: skip
+    joined = run_cli(
+        "sweep",
+        "show",
+        sweep_id,
+        "--storage",
+        postgres_url,
+        "--runs-dir",
+        str(tmp_path / "elsewhere" / "runs"),
+        "--json",
+        cwd=tmp_path,
+        env=env,
+    )
     assert json.loads(joined.stdout)["trials_done"] == 4, joined.stderr
 
 
@@ -278,7 +366,9 @@ def test_shipped_sweeps_validate_and_name_the_schema(path):
 
     spec, _ = load_sweep(path)
     assert spec.trials >= 1
-    jsonschema.validate(yaml.safe_load(path.read_text()), json.loads((REPO / "dltool" / "sweep.schema.json").read_text()))
+    jsonschema.validate(
+        yaml.safe_load(path.read_text()), json.loads((REPO / "dltool" / "sweep.schema.json").read_text())
+    )
     assert path.read_text().splitlines()[0] == "# yaml-language-server: $schema=../../dltool/sweep.schema.json"
 
 
@@ -295,8 +385,19 @@ def test_workers_share_the_journal_file_and_a_fresh_worker_replaces_a_retired_on
 
     path = write_sweep(tmp_path, "method: grid\nparameters:\n  model.layers[0].Dense.units: {choice: [4, 6, 8]}\n")
     env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = run_cli("sweep", str(path), "--workers", "2", "--trials-per-worker", "1", "--runs-dir", str(tmp_path / "runs"),
-                     cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    result = run_cli(
+        "sweep",
+        str(path),
+        "--workers",
+        "2",
+        "--trials-per-worker",
+        "1",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert result.stdout.count(" COMPLETED ") == 3  # each worker prints its own trial
     study = open_sweep("latest", runs_root=tmp_path / "runs").study

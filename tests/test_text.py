@@ -73,10 +73,13 @@ def test_csv_texts_become_one_string_per_sample(reviews):
     assert set(raw.y) == {"pos", "neg"}
 
 
-@pytest.mark.parametrize("overrides, key, phrase", [
-    (["data.text=reveiw"], "data.text", "no column 'reveiw'"),
-    (["data.target=sentimnt"], "data.target", "did you mean 'sentiment'?"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, key, phrase",
+    [
+        (["data.text=reveiw"], "data.text", "no column 'reveiw'"),
+        (["data.target=sentimnt"], "data.target", "did you mean 'sentiment'?"),
+    ],
+)
 def test_a_missing_column_is_named_with_its_key(reviews, overrides, key, phrase):
     from dltool.data.text import load
 
@@ -85,10 +88,13 @@ def test_a_missing_column_is_named_with_its_key(reviews, overrides, key, phrase)
     assert info.value.path == key and phrase in str(info.value)
 
 
-@pytest.mark.parametrize("overrides, phrase", [
-    (["data.dataset=imdb"], "expected exactly one of path (a CSV) or dataset (imdb)"),
-    (["data.scale=255"], "texts cannot be scaled or standardized"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, phrase",
+    [
+        (["data.dataset=imdb"], "expected exactly one of path (a CSV) or dataset (imdb)"),
+        (["data.scale=255"], "texts cannot be scaled or standardized"),
+    ],
+)
 def test_text_config_mistakes(reviews, overrides, phrase):
     with pytest.raises(ConfigError, match=phrase.replace("(", r"\(").replace(")", r"\)")):
         _config(reviews, overrides)
@@ -143,6 +149,7 @@ def test_vocabulary_is_learned_from_the_training_split_only(text_run, reviews):
     saved = SavedRun.open(text_run)
     vocabulary = set(saved.load_model().layers[0].get_vocabulary())
     data = prepare_data(saved.config)
+
     def words(texts):  # as TextVectorization's default standardize: lower case, no punctuation, split on spaces
         return {w for text in texts for w in re.sub(r"[^\w\s]", "", text.lower()).split()}
 
@@ -160,12 +167,19 @@ def test_predict_takes_raw_text_lines_and_csv_columns(text_run, tmp_path):
     (tmp_path / "new.txt").write_text("what a wonderful fun movie\n\n   \nawful, boring, a waste\n", encoding="utf-8")
     write_reviews(tmp_path / "more.csv", rows=3)
     (tmp_path / "plain.csv").write_text("anything\nloved it\n", encoding="utf-8")
-    result = predict(text_run, [tmp_path / "new.txt", tmp_path / "more.csv", tmp_path / "plain.csv"],
-                     output=tmp_path / "out.csv")  # fmt: skip
+    result = predict(
+        text_run, [tmp_path / "new.txt", tmp_path / "more.csv", tmp_path / "plain.csv"], output=tmp_path / "out.csv"
+    )
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert result.rows == 2 + 3 + 1
     assert [(r["input"].rsplit("/", 1)[-1], r["row"]) for r in rows] == [
-        ("new.txt", "0"), ("new.txt", "3"), ("more.csv", "0"), ("more.csv", "1"), ("more.csv", "2"), ("plain.csv", "0")]
+        ("new.txt", "0"),
+        ("new.txt", "3"),
+        ("more.csv", "0"),
+        ("more.csv", "1"),
+        ("more.csv", "2"),
+        ("plain.csv", "0"),
+    ]
     assert list(rows[0]) == ["input", "row", "label", "prob_neg", "prob_pos"]
     for row in rows:
         assert float(row["prob_neg"]) + float(row["prob_pos"]) == pytest.approx(1, abs=1e-5)

@@ -63,9 +63,13 @@ def test_windows_and_targets_match_keras_timeseries_dataset_from_array(window, h
     ours_x = make_windows(series, window, stride, count)
     ours_y = window_targets(targets, window, horizon, stride, count)
     dataset = keras.utils.timeseries_dataset_from_array(
-        series[: -horizon], targets[window - 1 + horizon :], sequence_length=window, sequence_stride=stride,
-        batch_size=1000, shuffle=False,
-    )  # fmt: skip
+        series[:-horizon],
+        targets[window - 1 + horizon :],
+        sequence_length=window,
+        sequence_stride=stride,
+        batch_size=1000,
+        shuffle=False,
+    )
     keras_x, keras_y = (np.asarray(a) for a in next(iter(dataset)))
     assert np.array_equal(ours_x, keras_x)
     assert np.array_equal(ours_y, keras_y)
@@ -89,22 +93,29 @@ def test_splits_are_in_time_order(tmp_path):
     steps = 100
     (tmp_path / "t.csv").write_text("value\n" + "".join(f"{t}\n" for t in range(steps)))  # each value is its time
     data = prepare_data(_config(tmp_path / "t.csv", ["data.standardize=false"]))
-    times = {name: y[:, 0].astype(int).tolist() for name, y in (("train", data.y_train), ("val", data.y_val),
-                                                               ("test", data.y_test))}  # fmt: skip
+    times = {
+        name: y[:, 0].astype(int).tolist()
+        for name, y in (("train", data.y_train), ("val", data.y_val), ("test", data.y_test))
+    }
     assert times["train"] == sorted(times["train"]) and times["test"] == sorted(times["test"])
     assert max(times["train"]) < min(times["val"]) <= max(times["val"]) < min(times["test"])
     assert times["test"][-1] == steps - 1
     assert data.x_test[0, :, 0].tolist() == list(range(times["test"][0] - 12, times["test"][0]))
     assert "in time order" in data.sizes()["test_split"]
-    assert prepare_data(_config(tmp_path / "t.csv")).preprocessing.mean == [pytest.approx(36.5)]  # per feature, not per step
+    assert prepare_data(_config(tmp_path / "t.csv")).preprocessing.mean == [
+        pytest.approx(36.5)
+    ]  # per feature, not per step
 
 
-@pytest.mark.parametrize("overrides, error, phrase", [
-    (["data.target=valeu"], ConfigError, "no column 'valeu'"),
-    (["data.features=[value, temp]"], ConfigError, "no column 'temp'"),
-    (["data.window=240"], DataError, "240 rows give 0 window(s) of 240 steps"),
-    (["model.input_shape=[12, 2]"], ConfigError, "set model.input_shape: [12, 1]"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, error, phrase",
+    [
+        (["data.target=valeu"], ConfigError, "no column 'valeu'"),
+        (["data.features=[value, temp]"], ConfigError, "no column 'temp'"),
+        (["data.window=240"], DataError, "240 rows give 0 window(s) of 240 steps"),
+        (["model.input_shape=[12, 2]"], ConfigError, "set model.input_shape: [12, 1]"),
+    ],
+)
 def test_series_mistakes(series, overrides, error, phrase):
     from dltool.commands.train import prepare
 

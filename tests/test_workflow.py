@@ -6,13 +6,13 @@ import json
 import shutil
 
 import pytest
+from e2e_support import REPO
 from typer.testing import CliRunner
 
 from dltool.cli import app
-from dltool.config import json_schema, load_config
 from dltool.commands.runs_report import config_differences, parse_since, sparkline
+from dltool.config import json_schema, load_config
 from dltool.templates import SCHEMA_PATH, template_names
-from e2e_support import REPO
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250", "NO_COLOR": "1"}
@@ -54,8 +54,14 @@ def test_runs_show_prints_metrics_history_chart_config_and_files(two_runs):
     root, iris_id, _ = two_runs
     result = runner.invoke(app, ["runs", "show", iris_id[:17], "--runs-dir", str(root)], env=WIDE)
     assert result.exit_code == 0, result.output
-    for text in ("COMPLETED", "final metrics", "history (first → last epoch)", "val_accuracy", "name: iris-test",
-                 "model.keras"):  # fmt: skip
+    for text in (
+        "COMPLETED",
+        "final metrics",
+        "history (first → last epoch)",
+        "val_accuracy",
+        "name: iris-test",
+        "model.keras",
+    ):
         assert text in result.output
     shown = json.loads(runner.invoke(app, ["runs", "show", iris_id, "--runs-dir", str(root), "--json"]).output)
     assert len(shown["history"]) == 5 and shown["config"]["name"] == "iris-test"
@@ -77,7 +83,9 @@ def test_runs_filters_and_sort(two_runs):
     root, iris_id, linear_id = two_runs
 
     def ids(*args):
-        return [r["id"] for r in json.loads(runner.invoke(app, ["runs", "--runs-dir", str(root), "--json", *args]).output)]
+        return [
+            r["id"] for r in json.loads(runner.invoke(app, ["runs", "--runs-dir", str(root), "--json", *args]).output)
+        ]
 
     assert ids("--name", "iris") == [iris_id]
     assert ids("--status", "FAILED") == []
@@ -108,7 +116,9 @@ def test_plot_overlays_runs_into_a_png(two_runs, tmp_path):
     pdf = tmp_path / "both.pdf"
     written = runner.invoke(app, ["plot", iris_id, linear_id, "-o", str(pdf), "--runs-dir", str(root)])
     assert written.exit_code == 0 and pdf.read_bytes().startswith(b"%PDF"), written.output
-    none = runner.invoke(app, ["plot", iris_id, linear_id, "-o", str(target), "-m", "accuracy", "--runs-dir", str(root)])
+    none = runner.invoke(
+        app, ["plot", iris_id, linear_id, "-o", str(target), "-m", "accuracy", "--runs-dir", str(root)]
+    )
     assert none.exit_code == 2 and "share no metric named accuracy" in none.output
 
 
@@ -177,5 +187,7 @@ def test_plot_legend_names_what_differs_between_the_runs(tmp_path):
         (folder / "config.yaml").write_text(json.dumps({"name": "a", "train": {"optimizer": optimizer, "epochs": 3}}))
         runs.append(Run(folder))
     labels = run_labels(runs)
-    assert labels == {"20261124-000000-a-aaaa": "20261124-000000-a-aaaa (learning_rate=0.01)",
-                      "20261124-000001-a-bbbb": "20261124-000001-a-bbbb (learning_rate=0.001)"}  # fmt: skip
+    assert labels == {
+        "20261124-000000-a-aaaa": "20261124-000000-a-aaaa (learning_rate=0.01)",
+        "20261124-000001-a-bbbb": "20261124-000001-a-bbbb (learning_rate=0.001)",
+    }

@@ -8,7 +8,6 @@ import time
 import pytest
 
 from dltool.config import load_config
-from dltool.errors import ConfigError
 from dltool.config.yamlio import (
     MAX_CONFIG_BYTES,
     LineMap,
@@ -18,6 +17,7 @@ from dltool.config.yamlio import (
     parse_path,
     read_config_text,
 )
+from dltool.errors import ConfigError
 
 DOC = """\
 name: demo
@@ -292,7 +292,9 @@ def test_empty_file_is_refused_clearly(tmp_path, content):
     assert load_yaml(content, "x") == (None, LineMap())
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert str(info.value).startswith(f"{path}: the config is empty; expected a mapping with keys name, data, model, train")
+    assert str(info.value).startswith(
+        f"{path}: the config is empty; expected a mapping with keys name, data, model, train"
+    )
 
 
 def test_missing_file_and_directory(tmp_path):

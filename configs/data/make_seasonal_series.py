@@ -17,7 +17,13 @@ def seasonal_series(steps: int = STEPS, seed: int = 7) -> np.ndarray:
     """The noisy series: 20 + 0.004 t + 5 sin(2πt/60) + 2 sin(2πt/7) + N(0, 0.5²)."""
     t = np.arange(steps)
     rng = np.random.default_rng(seed)
-    return 20 + 0.004 * t + 5 * np.sin(2 * np.pi * t / 60) + 2 * np.sin(2 * np.pi * t / 7) + rng.normal(0, NOISE_STD, steps)
+    return (
+        20
+        + 0.004 * t
+        + 5 * np.sin(2 * np.pi * t / 60)
+        + 2 * np.sin(2 * np.pi * t / 7)
+        + rng.normal(0, NOISE_STD, steps)
+    )
 
 
 if __name__ == "__main__":

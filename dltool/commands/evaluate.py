@@ -14,12 +14,16 @@ from ..metrics import ClassificationTotals, RegressionTotals
 from ..runs import Run
 from ..saved_run import CHECKPOINTS, SavedRun
 
-
 EVALUATIONS = "evaluations"  # one file per evaluated data set (and checkpoint) inside the run
 
 
-def evaluate(ref: str | Run, *, data_file: str | Path | None = None, runs_root: str | Path | None = None,
-             checkpoint: str = "final") -> dict:  # fmt: skip
+def evaluate(
+    ref: str | Run,
+    *,
+    data_file: str | Path | None = None,
+    runs_root: str | Path | None = None,
+    checkpoint: str = "final",
+) -> dict:
     """Evaluate a run's saved model; write and return the evaluation.
 
     Without ``data_file`` the run's test split is rebuilt deterministically
@@ -86,8 +90,13 @@ def _evaluate_test_split(saved: SavedRun, checkpoint: str) -> dict:
     model = saved.load_model(checkpoint)
     totals = _totals(saved)
     totals.add(y, _outputs(model, saved, x))
-    return {"run": saved.run.id, "data": "test split of the run's config", "samples": int(len(x)),
-            "compiled": evaluate_arrays(model, saved.config, x, y), totals.name: totals.report()}  # fmt: skip
+    return {
+        "run": saved.run.id,
+        "data": "test split of the run's config",
+        "samples": int(len(x)),
+        "compiled": evaluate_arrays(model, saved.config, x, y),
+        totals.name: totals.report(),
+    }
 
 
 def _evaluate_streamed(saved: SavedRun, checkpoint: str) -> dict:
@@ -98,8 +107,12 @@ def _evaluate_streamed(saved: SavedRun, checkpoint: str) -> dict:
     data = prepare_streamed(saved.config)
     data.preprocessing = saved.preprocessing  # what the model was trained with, not a refit
     model = saved.load_model(checkpoint)
-    result: dict = {"run": saved.run.id, "data": "test split of the run's config (streamed)",
-                    "samples": data.sizes()["test"], "compiled": evaluate_data(model, saved.config, data)}  # fmt: skip
+    result: dict = {
+        "run": saved.run.id,
+        "data": "test split of the run's config (streamed)",
+        "samples": data.sizes()["test"],
+        "compiled": evaluate_data(model, saved.config, data),
+    }
     totals = _totals(saved)
     for x, y in data.test_chunks():
         totals.add(y, _outputs(model, saved, x))
@@ -109,8 +122,8 @@ def _evaluate_streamed(saved: SavedRun, checkpoint: str) -> dict:
 
 def _evaluate_file(saved: SavedRun, path: Path, checkpoint: str) -> dict:
     """A labelled file, read in bounded chunks twice: once for the report, once through Keras for compiled metrics."""
-    from ..inputs import inputs_for
     from ..fitting import evaluate_data
+    from ..inputs import inputs_for
 
     labelled = inputs_for(saved.preprocessing).labelled(path)  # refuses an unusable file before the model loads
     model = saved.load_model(checkpoint)
@@ -119,8 +132,9 @@ def _evaluate_file(saved: SavedRun, path: Path, checkpoint: str) -> dict:
     totals, samples = _totals(saved), 0
     for x, y in labelled.chunks():
         if not saved.is_classifier and y.shape[1] != width:
-            raise InputError(f"{source}: expected {width} target value(s) per sample (the model's outputs), "
-                             f"received {y.shape[1]}")  # fmt: skip
+            raise InputError(
+                f"{source}: expected {width} target value(s) per sample (the model's outputs), received {y.shape[1]}"
+            )
         totals.add(y, _outputs(model, saved, x))
         samples += len(x)
     try:

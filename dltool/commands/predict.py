@@ -14,8 +14,8 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -64,8 +64,10 @@ class KeptColumns:
             header = read_header(path)
             missing = [name for name in self.columns if name not in header]
             if missing:
-                raise InputError(f"{path}: no column '{missing[0]}' to keep{did_you_mean(missing[0], header)} "
-                                 f"(the file has {', '.join(header)})")  # fmt: skip
+                raise InputError(
+                    f"{path}: no column '{missing[0]}' to keep{did_you_mean(missing[0], header)} "
+                    f"(the file has {', '.join(header)})"
+                )
             self._readers[str(path)] = self._values(path, [header.index(name) for name in self.columns])
 
     @staticmethod
@@ -166,9 +168,16 @@ class _Writer:
             self.stream.write("\n]\n" if self.count else "]\n")
 
 
-def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | TextIO | None = None,
-            fmt: str = "csv", runs_root: str | Path | None = None, keep: list[str] | None = None,
-            checkpoint: str = "final") -> PredictResult:  # fmt: skip
+def predict(
+    ref: str | Run,
+    inputs: list[str | Path],
+    *,
+    output: str | Path | TextIO | None = None,
+    fmt: str = "csv",
+    runs_root: str | Path | None = None,
+    keep: list[str] | None = None,
+    checkpoint: str = "final",
+) -> PredictResult:
     """Predict on ``inputs`` with a run's model and write CSV or JSON rows to ``output``.
 
     ``output`` is a path (written via a temp file and renamed), an open text
@@ -179,7 +188,9 @@ def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | Te
     if fmt not in ("csv", "json"):
         raise InputError(f"expected format csv or json, received '{fmt}'")
     if isinstance(output, (str, Path)):
-        check_output_file(output, "predictions", "-o", InputError)  # before any work: a bad -o used to fail after predicting
+        check_output_file(
+            output, "predictions", "-o", InputError
+        )  # before any work: a bad -o used to fail after predicting
     saved = SavedRun.open(ref, runs_root)
     state = saved.preprocessing
     reader = inputs_for(state)
@@ -209,7 +220,9 @@ def predict(ref: str | Run, inputs: list[str | Path], *, output: str | Path | Te
     if not isinstance(output, (str, Path)):
         return PredictResult(rows=run_into(output), inputs=[str(f) for f in files], output=None)
     target = Path(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else ".")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else "."
+    )
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
             rows = run_into(stream)

@@ -28,15 +28,25 @@ def summarize(run: Run) -> dict:
         return {"id": run.id, "name": None, "status": "UNREADABLE", "error": str(exc), "test": {}}
     metrics = read_json_or_none(run.file("metrics.json")) or {}
     return {
-        "id": run.id, "name": info.get("name"), "status": effective_status(info),
-        "epochs_done": info.get("epochs_done"), "epochs_planned": info.get("epochs_planned"),
-        "test": metrics.get("test") or {}, "validation": metrics.get("validation") or {},
-        "best_epoch": metrics.get("best_epoch"), "duration_s": info.get("duration_s"),
-        "started": info.get("started"), "ended": info.get("ended"), "error": info.get("error"),
-        "device": info.get("device"), "params": info.get("params"), "path": str(run.path),
+        "id": run.id,
+        "name": info.get("name"),
+        "status": effective_status(info),
+        "epochs_done": info.get("epochs_done"),
+        "epochs_planned": info.get("epochs_planned"),
+        "test": metrics.get("test") or {},
+        "validation": metrics.get("validation") or {},
+        "best_epoch": metrics.get("best_epoch"),
+        "duration_s": info.get("duration_s"),
+        "started": info.get("started"),
+        "ended": info.get("ended"),
+        "error": info.get("error"),
+        "device": info.get("device"),
+        "params": info.get("params"),
+        "path": str(run.path),
         **({"sweep": info["sweep"], "trial": info.get("trial")} if info.get("sweep") else {}),
-        "expectations": info.get("expectations"), "expectations_met": info.get("expectations_met"),
-    }  # fmt: skip
+        "expectations": info.get("expectations"),
+        "expectations_met": info.get("expectations_met"),
+    }
 
 
 def read_json_or_none(path: Path):
@@ -57,7 +67,9 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--since: expected a duration such as 2h, 3d, 1w or a date such as 2026-11-24, received '{text}'") from None
+        raise UsageError(
+            f"--since: expected a duration such as 2h, 3d, 1w or a date such as 2026-11-24, received '{text}'"
+        ) from None
     return moment if moment.tzinfo else moment.astimezone()
 
 
@@ -66,8 +78,16 @@ def lower_is_better(metric: str) -> bool:
     return any(word in metric for word in LOWER_IS_BETTER)
 
 
-def select_runs(root: Path, *, status: str | None = None, name: str | None = None, since: str | None = None,
-                sort: str | None = None, limit: int | None = None, sweep: str | None = None) -> list[dict]:  # fmt: skip
+def select_runs(
+    root: Path,
+    *,
+    status: str | None = None,
+    name: str | None = None,
+    since: str | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+    sweep: str | None = None,
+) -> list[dict]:
     """Summaries of the runs in ``root``, filtered (status, name glob or substring, since) and sorted.
 
     ``sort`` is a test metric (best first: ascending for losses and errors,
@@ -104,7 +124,9 @@ def read_history(run: Run) -> list[dict]:
     if not path.is_file():
         return []
     with path.open(newline="", encoding="utf-8") as handle:
-        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [
+            {k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(handle)
+        ]
 
 
 def read_config(run: Run) -> dict:
@@ -191,8 +213,14 @@ def read_evaluations(run: Run) -> dict[str, dict]:
 
 def show_run(run: Run) -> dict:
     """One run in full: its summary, final metrics, config, per-epoch history, evaluations and files."""
-    return {**summarize(run), "metrics": read_json_or_none(run.file("metrics.json")), "config": read_config(run),
-            "history": read_history(run), "evaluations": read_evaluations(run), "files": run_files(run)}  # fmt: skip
+    return {
+        **summarize(run),
+        "metrics": read_json_or_none(run.file("metrics.json")),
+        "config": read_config(run),
+        "history": read_history(run),
+        "evaluations": read_evaluations(run),
+        "files": run_files(run),
+    }
 
 
 def compare_runs(runs: list[Run]) -> dict:
@@ -225,7 +253,9 @@ def removable_runs(refs: list[str], root: Path, status: str | None = None) -> li
         wanted = {s.strip().upper() for s in status.split(",")}
         if RUNNING in wanted:
             raise UsageError("--status RUNNING: a live run cannot be deleted; a run whose process is gone is DIED")
-        found += [run for run in list_runs(root) if effective_status(_info_or_empty(run)) in wanted and run not in found]
+        found += [
+            run for run in list_runs(root) if effective_status(_info_or_empty(run)) in wanted and run not in found
+        ]
     if not refs and not status:
         raise UsageError("give the runs to delete, or --status (e.g. --status FAILED)")
     live = [r for r in found if r.status == RUNNING]
@@ -242,8 +272,9 @@ def run_labels(runs: list[Run]) -> dict[str, str]:
     differences = config_differences([read_config(r) for r in runs])
     labels = {}
     for index, run in enumerate(runs):
-        shown = [f"{key.rsplit('.', 1)[-1]}={values[index]}" for key, values in differences.items()
-                 if key != "name"][:MAX_LABEL_DIFFERENCES]  # fmt: skip
+        shown = [f"{key.rsplit('.', 1)[-1]}={values[index]}" for key, values in differences.items() if key != "name"][
+            :MAX_LABEL_DIFFERENCES
+        ]
         labels[run.id] = run.id + (f" ({', '.join(shown)})" if shown else "")
     return labels
 

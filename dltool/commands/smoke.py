@@ -80,8 +80,12 @@ class SmokeReport:
         """One testcase per config: failed or unmet with the stage and message, skipped with the reason."""
         cases = []
         for r in self.results:
-            case = JUnitCase(name=r.config, classname="dltool.smoke", seconds=r.seconds,
-                             properties={**({"name": r.name} if r.name else {}), **r.metrics})  # fmt: skip
+            case = JUnitCase(
+                name=r.config,
+                classname="dltool.smoke",
+                seconds=r.seconds,
+                properties={**({"name": r.name} if r.name else {}), **r.metrics},
+            )
             if r.status in (FAILED, UNMET):
                 case.failure, case.failure_type = f"{r.stage}: {r.message}", r.stage or "failure"
             elif r.status == SKIPPED:
@@ -90,9 +94,12 @@ class SmokeReport:
         return cases
 
     def to_dict(self) -> dict:
-        return {"configs": [r.to_dict() for r in self.results], "seconds": round(self.seconds, 2),
-                **{status: self.count(status) for status in (PASSED, FAILED, SKIPPED, UNMET)},
-                "settings": self.settings}  # fmt: skip
+        return {
+            "configs": [r.to_dict() for r in self.results],
+            "seconds": round(self.seconds, 2),
+            **{status: self.count(status) for status in (PASSED, FAILED, SKIPPED, UNMET)},
+            "settings": self.settings,
+        }
 
 
 def _skip_reason(path: Path) -> str | None:
@@ -151,9 +158,17 @@ class _Keeper:
         self.model, self.data = model, data
 
 
-def smoke(paths: list[str | Path], *, epochs: int = 1, samples: int = 256, fake_data: bool = False,
-          keep_runs: bool = False, runs_root: str | Path | None = None, expect_from_configs: bool = False,
-          on_result=None) -> SmokeReport:  # fmt: skip
+def smoke(
+    paths: list[str | Path],
+    *,
+    epochs: int = 1,
+    samples: int = 256,
+    fake_data: bool = False,
+    keep_runs: bool = False,
+    runs_root: str | Path | None = None,
+    expect_from_configs: bool = False,
+    on_result=None,
+) -> SmokeReport:
     """Smoke-test every config in ``paths`` (files, or folders searched for *.yaml); see the module docstring.
 
     ``epochs`` (default 1) and ``samples`` (default 256) bound the training;
@@ -178,8 +193,16 @@ def smoke(paths: list[str | Path], *, epochs: int = 1, samples: int = 256, fake_
                 result = SmokeResult(str(path), SKIPPED, stage="validate", message=skip)
             else:
                 stand_ins = (root / ".smoke-data" if keep_runs else scratch / "data") / f"{index:03d}-{path.stem}"
-                result = _smoke_one(path, epochs=epochs, samples=samples, fake_data=fake_data, runs_root=root,
-                                    stand_ins=stand_ins, scratch=scratch, expect=expect_from_configs)  # fmt: skip
+                result = _smoke_one(
+                    path,
+                    epochs=epochs,
+                    samples=samples,
+                    fake_data=fake_data,
+                    runs_root=root,
+                    stand_ins=stand_ins,
+                    scratch=scratch,
+                    expect=expect_from_configs,
+                )
             if not keep_runs:
                 result.run = None  # its folder goes with the scratch folder
             results.append(result)
@@ -187,8 +210,13 @@ def smoke(paths: list[str | Path], *, epochs: int = 1, samples: int = 256, fake_
                 on_result(result)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    settings = {"epochs": epochs, "samples": samples, "fake_data": fake_data, "keep_runs": keep_runs,
-                "expect_from_configs": expect_from_configs}  # fmt: skip
+    settings = {
+        "epochs": epochs,
+        "samples": samples,
+        "fake_data": fake_data,
+        "keep_runs": keep_runs,
+        "expect_from_configs": expect_from_configs,
+    }
     return SmokeReport(results, time.perf_counter() - start, settings)
 
 
@@ -211,8 +239,11 @@ def _smoke_one(path: Path, *, epochs, samples, fake_data, runs_root, stand_ins, 
         if fake_data:
             overrides = write_stand_in(config, stand_ins, samples, seed=config.seed)
         else:
-            reason = missing_data(config) or (f"data.stream reads all of {config.data.path} every epoch; use "
-                                              "--fake-data" if should_stream(config.data) else None)  # fmt: skip
+            reason = missing_data(config) or (
+                f"data.stream reads all of {config.data.path} every epoch; use --fake-data"
+                if should_stream(config.data)
+                else None
+            )
             if reason is not None:
                 result.status, result.message = SKIPPED, reason
                 return result

@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,21 +32,10 @@ from ..fileio import atomic_write_text
 from ..runs import RUNNING, Run, _process_start, effective_status, runs_dir
 from ..sweep_spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
 from .sweep_report import objective_value, progress, write_summary
+from .sweep_storage import import_optuna, open_storage
 
 STALE_AFTER_S = 600  # a RUNNING trial on another host with no heartbeat for this long is taken as dead
 HEARTBEAT_EVERY_S = 30  # a trial's heartbeat in the study, at most this often (at the end of an epoch)
-JOURNAL = "study.journal"
-OPTUNA_INSTALL = "pip install 'dltool[sweep]' (or pip install optuna)"
-
-
-def import_optuna():
-    """Optuna, or an exit-2 error naming the pip command."""
-    try:
-        import optuna
-    except ImportError:
-        raise DltoolError(f"sweeps need Optuna, which is not installed: {OPTUNA_INSTALL}") from None
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # dltool reports every trial itself
-    return optuna
 
 
 def sweeps_dir(runs_root: str | Path | None = None) -> Path:
@@ -65,45 +53,17 @@ def resolve_sweep(ref: str, root: Path) -> Path:
         return matches[0]
     if not matches:
         raise RunNotFoundError(f"no sweep matches '{ref}' in {root}; start one with `dltool sweep SWEEP.yaml`")
-    raise RunNotFoundError(f"'{ref}' matches {len(matches)} sweeps ({', '.join(p.name for p in matches[:5])}); "
-                           "give more of the id")  # fmt: skip
-
-
-# --------------------------------------------------------------------------- storage and study
-def open_storage(folder: Path | None, url: str | None):
-    """The study's storage: a database URL (with heartbeats), else the journal file in the sweep folder."""
-    optuna = import_optuna()
-    if url:
-        url = _with_installed_driver(url)
-        # Optuna 4.9 renamed the callback that retries a trial whose heartbeat stopped; take whichever it has.
-        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                callback = {"heartbeat_stale_trial_callback": retry(max_retry=1)} if retry else {
-                    "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}  # fmt: skip
-                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, **callback)
-        except Exception as exc:  # noqa: BLE001  (a driver missing, a server down: one line for the user)
-            hint = " (for PostgreSQL: pip install psycopg2-binary)" if "DB access module" in str(exc) or "psycopg" in str(exc) else ""
-            raise DltoolError(f"--storage {url}: cannot open the database: {exc}{hint}") from None
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
-
-
-def _with_installed_driver(url: str) -> str:
-    """postgresql://... with the driver that is installed (SQLAlchemy 2.1 defaults to psycopg 3, many have psycopg2)."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
+    raise RunNotFoundError(
+        f"'{ref}' matches {len(matches)} sweeps ({', '.join(p.name for p in matches[:5])}); give more of the id"
+    )
 
 
 def _encoded_choices(spec: SweepSpec) -> dict[str, bool]:
     """Parameters whose choices are not plain scalars go to Optuna as JSON text (Optuna takes scalars only)."""
     scalar = (type(None), bool, int, float, str)
-    return {k: p.kind == "choice" and not all(isinstance(c, scalar) for c in p.choice) for k, p in spec.parameters.items()}
+    return {
+        k: p.kind == "choice" and not all(isinstance(c, scalar) for c in p.choice) for k, p in spec.parameters.items()
+    }
 
 
 def _sampler(spec: SweepSpec, worker: int):
@@ -121,8 +81,9 @@ def _sampler(spec: SweepSpec, worker: int):
 def _pruner(spec: SweepSpec, epochs: int):
     optuna = import_optuna()
     if spec.pruner.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec.pruner.startup_trials,
-                                           n_warmup_steps=spec.pruner.warmup_epochs)  # fmt: skip
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.pruner.startup_trials, n_warmup_steps=spec.pruner.warmup_epochs
+        )
     if spec.pruner.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
     return optuna.pruners.NopPruner()
@@ -137,9 +98,13 @@ class Sweep:
         self.base = config_from_text(base_text, source=str(folder / "experiment.yaml"))
         optuna = import_optuna()
         self.study = optuna.create_study(
-            study_name=self.id, storage=storage, sampler=_sampler(spec, worker), pruner=_pruner(spec, self.base.train.epochs),
-            direction="maximize" if spec.objective.goal == "max" else "minimize", load_if_exists=True,
-        )  # fmt: skip
+            study_name=self.id,
+            storage=storage,
+            sampler=_sampler(spec, worker),
+            pruner=_pruner(spec, self.base.train.epochs),
+            direction="maximize" if spec.objective.goal == "max" else "minimize",
+            load_if_exists=True,
+        )
 
     def sample_view(self, params: dict) -> dict:
         """A trial's parameters as config values (JSON-encoded choices decoded)."""
@@ -197,7 +162,9 @@ def open_sweep(ref: str, *, runs_root=None, storage_url: str | None = None, work
     spec, _ = sweep_from_text((folder / "sweep.yaml").read_text(encoding="utf-8"), str(folder / "sweep.yaml"), folder)
     stored = folder / "storage.txt"
     url = storage_url or (stored.read_text(encoding="utf-8").strip() if stored.is_file() else None)
-    return Sweep(folder, spec, (folder / "experiment.yaml").read_text(encoding="utf-8"), open_storage(folder, url), worker)
+    return Sweep(
+        folder, spec, (folder / "experiment.yaml").read_text(encoding="utf-8"), open_storage(folder, url), worker
+    )
 
 
 # --------------------------------------------------------------------------- trials
@@ -252,14 +219,18 @@ def _objective(sweep: Sweep, runs_root):
     optuna = import_optuna()
 
     def objective(trial) -> float:
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(),
-                                       "pid_start": _process_start(os.getpid())})  # fmt: skip
+        trial.set_user_attr(
+            "worker", {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid())}
+        )
         trial.set_user_attr("heartbeat", time.time())
         params = sweep.sample(trial)
         observer = _TrialObserver(trial, sweep)
         try:
-            config = config_from_text(sweep.base_text, source=str(sweep.folder / "experiment.yaml"),
-                                      overrides=overrides_for(params, sweep.spec))  # fmt: skip
+            config = config_from_text(
+                sweep.base_text,
+                source=str(sweep.folder / "experiment.yaml"),
+                overrides=overrides_for(params, sweep.spec),
+            )
             run = train(config, runs_root=runs_root, observer=observer)
             trial.set_user_attr("rss_mb", _rss_mb())  # a worker's memory across trials (benchmarks/measure_sweep.py)
             value = objective_value(run, sweep.spec.objective.metric)
@@ -289,7 +260,9 @@ def _reclaim_dead_trials(sweep: Sweep) -> None:
         if not (dead or time.time() - heartbeat > STALE_AFTER_S):
             continue
         try:
-            sweep.storage.set_trial_user_attr(trial._trial_id, "stale", f"worker {worker.get('pid')} on {worker.get('host')} died")
+            sweep.storage.set_trial_user_attr(
+                trial._trial_id, "stale", f"worker {worker.get('pid')} on {worker.get('host')} died"
+            )
             if not sweep.storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
                 continue
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
@@ -298,8 +271,9 @@ def _reclaim_dead_trials(sweep: Sweep) -> None:
             sweep.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
-def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] | None = None,
-         max_trials: int | None = None) -> int:  # fmt: skip
+def work(
+    sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] | None = None, max_trials: int | None = None
+) -> int:
     """Run trials in this process until the sweep has its `trials` done (or this process ran ``max_trials``);
     return how many this process ran.
 
@@ -316,13 +290,20 @@ def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] |
             return ran
         try:
             finished: list = []  # this process's trial (with several workers, study.trials[-1] may be another's)
-            sweep.study.optimize(objective, n_trials=1, catch=(_TrialFailed,),
-                                 callbacks=[lambda study, trial: finished.append(trial)])  # fmt: skip
+            sweep.study.optimize(
+                objective,
+                n_trials=1,
+                catch=(_TrialFailed,),
+                callbacks=[lambda study, trial, finished=finished: finished.append(trial)],
+            )
         except (TrainingInterrupted, KeyboardInterrupt) as exc:
             write_summary(sweep)
             code = getattr(exc, "exit_code", 130)
-            raise TrainingInterrupted(f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}",
-                                      getattr(exc, "run", None), exit_code=code) from None  # fmt: skip
+            raise TrainingInterrupted(
+                f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}",
+                getattr(exc, "run", None),
+                exit_code=code,
+            ) from None
         ran += 1
         write_summary(sweep)
         if on_trial_end is not None and finished:
@@ -330,8 +311,9 @@ def work(sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] |
     return ran
 
 
-def run_workers(sweep: Sweep, workers: int, *, runs_root=None, storage_url: str | None = None,
-                trials_per_worker: int | None = None) -> None:  # fmt: skip
+def run_workers(
+    sweep: Sweep, workers: int, *, runs_root=None, storage_url: str | None = None, trials_per_worker: int | None = None
+) -> None:
     """Keep ``workers`` processes joining the sweep until it is done; each imports TensorFlow once and runs trials.
 
     With ``trials_per_worker``, a worker exits after that many trials and a fresh one takes its place:
@@ -366,9 +348,12 @@ def run_workers(sweep: Sweep, workers: int, *, runs_root=None, storage_url: str 
         for child in children:
             child.wait()
         write_summary(sweep)
-        raise TrainingInterrupted(f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}",
-                                  None) from None  # fmt: skip
+        raise TrainingInterrupted(
+            f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}", None
+        ) from None
     write_summary(sweep)
     if failed:
-        raise TrainingError(f"{len(failed)} sweep worker(s) exited with an error (exit codes {failed}); "
-                            f"see their messages above; resume with: dltool sweep --resume {sweep.id}")  # fmt: skip
+        raise TrainingError(
+            f"{len(failed)} sweep worker(s) exited with an error (exit codes {failed}); "
+            f"see their messages above; resume with: dltool sweep --resume {sweep.id}"
+        )

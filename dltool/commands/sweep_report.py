@@ -19,8 +19,10 @@ def objective_value(run: Run, metric: str) -> float:
     split, key = ("validation", metric[4:]) if metric.startswith("val_") else ("train", metric)
     value = (metrics.get(split) or {}).get(key)
     if value is None:
-        raise TrainingError(f"objective.metric '{metric}' is not in {run.id}'s metrics.json ({split}: "
-                            f"{', '.join(metrics.get(split) or {}) or 'none'})")  # fmt: skip
+        raise TrainingError(
+            f"objective.metric '{metric}' is not in {run.id}'s metrics.json ({split}: "
+            f"{', '.join(metrics.get(split) or {}) or 'none'})"
+        )
     if not math.isfinite(float(value)):
         raise TrainingError(f"objective.metric '{metric}' is {value} in run {run.id}")
     return float(value)
@@ -34,8 +36,8 @@ def counted(trial) -> bool:
     return state == "FAIL" and "error" in trial.user_attrs  # failed on its own, not stopped or died
 
 
-def progress(sweep: Sweep) -> tuple[int, int]:
-    """(trials done, trials running now)."""
+def progress(sweep) -> tuple[int, int]:
+    """(trials done, trials running now) of a :class:`dltool.commands.sweep.Sweep`."""
     trials = sweep.study.get_trials(deepcopy=False)
     return sum(counted(t) for t in trials), sum(t.state.name == "RUNNING" for t in trials)
 
@@ -47,17 +49,30 @@ def trial_row(trial, sweep) -> dict:
     reason = attrs.get("error") or attrs.get("stale") or attrs.get("interrupted")
     if status == "PRUNED":
         reason = f"pruned at epoch {trial.last_step}" if trial.last_step is not None else "pruned"
-    return {"trial": trial.number, "status": status, "params": sweep.sample_view(trial.params), "objective": trial.value,
-            "epochs": trial.last_step, "run": attrs.get("run_id"), "reason": reason,
-            **({"retry_of": attrs["retry_of"]} if "retry_of" in attrs else {})}  # fmt: skip
+    return {
+        "trial": trial.number,
+        "status": status,
+        "params": sweep.sample_view(trial.params),
+        "objective": trial.value,
+        "epochs": trial.last_step,
+        "run": attrs.get("run_id"),
+        "reason": reason,
+        **({"retry_of": attrs["retry_of"]} if "retry_of" in attrs else {}),
+    }
 
 
 def ranked_rows(sweep) -> list[dict]:
     """Every trial, best first: completed by objective, then pruned, running, waiting, failed."""
     rows = [trial_row(t, sweep) for t in sweep.study.get_trials(deepcopy=False)]
     sign = -1.0 if sweep.spec.objective.goal == "max" else 1.0
-    return sorted(rows, key=lambda r: (RANK.get(r["status"], 5), sign * r["objective"] if r["objective"] is not None else 0.0,
-                                       r["trial"]))  # fmt: skip
+    return sorted(
+        rows,
+        key=lambda r: (
+            RANK.get(r["status"], 5),
+            sign * r["objective"] if r["objective"] is not None else 0.0,
+            r["trial"],
+        ),
+    )
 
 
 def report(sweep) -> dict:
@@ -66,11 +81,18 @@ def report(sweep) -> dict:
     done, running = progress(sweep)
     best = next((r for r in rows if r["status"] == "COMPLETED"), None)
     return {
-        "id": sweep.id, "folder": str(sweep.folder), "experiment": sweep.base.name, "method": sweep.spec.method,
-        "objective": sweep.spec.objective.model_dump(), "trials_planned": sweep.spec.trials, "trials_done": done,
-        "running": running, "counts": {s: sum(r["status"] == s for r in rows) for s in RANK if any(r["status"] == s for r in rows)},
-        "best": best, "rows": rows,
-    }  # fmt: skip
+        "id": sweep.id,
+        "folder": str(sweep.folder),
+        "experiment": sweep.base.name,
+        "method": sweep.spec.method,
+        "objective": sweep.spec.objective.model_dump(),
+        "trials_planned": sweep.spec.trials,
+        "trials_done": done,
+        "running": running,
+        "counts": {s: sum(r["status"] == s for r in rows) for s in RANK if any(r["status"] == s for r in rows)},
+        "best": best,
+        "rows": rows,
+    }
 
 
 def write_summary(sweep) -> dict:
@@ -95,14 +117,34 @@ def write_plots(sweep, summary: dict) -> list[str]:
     values = [r["objective"] for r in done]
     best = [max(values[: i + 1]) if goal == "max" else min(values[: i + 1]) for i in range(len(values))]
     folder = Path(sweep.folder)
-    scatter_panels([{"title": f"{metric} by trial ({goal})", "x": trials, "y": values, "xlabel": "trial",
-                     "ylabel": metric, "line": best, "line_label": "best so far"}],
-                   folder / "objective.png", f"sweep {sweep.id}")  # fmt: skip
+    scatter_panels(
+        [
+            {
+                "title": f"{metric} by trial ({goal})",
+                "x": trials,
+                "y": values,
+                "xlabel": "trial",
+                "ylabel": metric,
+                "line": best,
+                "line_label": "best so far",
+            }
+        ],
+        folder / "objective.png",
+        f"sweep {sweep.id}",
+    )
     panels = []
     for key, parameter in sweep.spec.parameters.items():
         xs = [r["params"].get(key) for r in done]
         numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
-        panels.append({"title": key, "x": xs if numeric else [str(x) for x in xs], "y": values, "xlabel": key,
-                       "ylabel": metric, "log_x": parameter.kind == "loguniform"})  # fmt: skip
+        panels.append(
+            {
+                "title": key,
+                "x": xs if numeric else [str(x) for x in xs],
+                "y": values,
+                "xlabel": key,
+                "ylabel": metric,
+                "log_x": parameter.kind == "loguniform",
+            }
+        )
     scatter_panels(panels, folder / "parameters.png", f"sweep {sweep.id}: parameters against {metric}")
     return ["objective.png", "parameters.png"]

@@ -54,14 +54,19 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
         model = build_model(config)
         if any(hasattr(layer, "adapt") for layer in model.layers):
             if not hasattr(data, "x_train"):
-                raise ConfigError("layers that adapt to the data (TextVectorization, Normalization, ...) need the "
-                                  "training split in memory; set data.stream: false", path="data.stream")  # fmt: skip
+                raise ConfigError(
+                    "layers that adapt to the data (TextVectorization, Normalization, ...) need the "
+                    "training split in memory; set data.stream: false",
+                    path="data.stream",
+                )
             data.adapted = adapt_preprocessing_layers(model, data.x_train)
         if config.data.standardize_targets:
             if config.is_classifier or not hasattr(data, "y_train"):
-                raise ConfigError("standardize_targets applies to in-memory regression targets only; "
-                                  + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
-                                  path="data.standardize_targets")  # fmt: skip
+                raise ConfigError(
+                    "standardize_targets applies to in-memory regression targets only; "
+                    + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
+                    path="data.standardize_targets",
+                )
             append_target_scaling(model, data.y_train)
         compile_model(model, config)
         check_outputs_fit_targets(model, config, data)
@@ -76,19 +81,29 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
 
     run.write_text("config.yaml", config_to_yaml(config))
     run.start(
-        name=config.name, seed=config.seed, epochs_planned=config.train.epochs, epochs_done=0,
-        overrides=list(overrides or []), command=sys.argv, versions=backend.versions(),
-        device=backend.device_description(), params=model.count_params(), data_fingerprint=data.fingerprint,
-        data=data.sizes(), **({"parent": parent.id} if parent is not None else {}),
-    )  # fmt: skip
+        name=config.name,
+        seed=config.seed,
+        epochs_planned=config.train.epochs,
+        epochs_done=0,
+        overrides=list(overrides or []),
+        command=sys.argv,
+        versions=backend.versions(),
+        device=backend.device_description(),
+        params=model.count_params(),
+        data_fingerprint=data.fingerprint,
+        data=data.sizes(),
+        **({"parent": parent.id} if parent is not None else {}),
+    )
     if observer is not None and hasattr(observer, "on_run_created"):
         observer.on_run_created(run)
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
     adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if getattr(data, "adapted", None) else ""
     start = f"; weights from run {parent.id}" if parent is not None else ""
-    run.append_log(f"{_now()} run {run.id} started: {data.sizes()['train']} training samples, "
-                   f"{model.count_params():,} parameters, device {run.info['device']}{adapted}{start}")  # fmt: skip
+    run.append_log(
+        f"{_now()} run {run.id} started: {data.sizes()['train']} training samples, "
+        f"{model.count_params():,} parameters, device {run.info['device']}{adapted}{start}"
+    )
 
 
 def _load_parent_weights(model, ref: str | Run, runs_root) -> Run:
@@ -98,13 +113,18 @@ def _load_parent_weights(model, ref: str | Run, runs_root) -> Run:
     parent = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
     path = parent.file("model.keras")
     if not path.is_file():
-        raise RunStateError(f"run {parent.id} has no model.keras ({parent.status}) to start from; "
-                            f"resume it with `dltool train --resume {parent.id}` first")  # fmt: skip
+        raise RunStateError(
+            f"run {parent.id} has no model.keras ({parent.status}) to start from; "
+            f"resume it with `dltool train --resume {parent.id}` first"
+        )
     trained = load_model_safely(path).weights
     shapes = [tuple(w.shape) for w in model.weights], [tuple(w.shape) for w in trained]
     if shapes[0] != shapes[1]:
-        raise ConfigError(f"--from {parent.id}: its model has weights of shapes {shapes[1]}, this config's model "
-                          f"{shapes[0]}; start from a run of the same architecture", path="model.layers")  # fmt: skip
+        raise ConfigError(
+            f"--from {parent.id}: its model has weights of shapes {shapes[1]}, this config's model "
+            f"{shapes[0]}; start from a run of the same architecture",
+            path="model.layers",
+        )
     for variable, value in zip(model.weights, trained):
         variable.assign(value)
     return parent
@@ -114,9 +134,15 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = None, *,
-          runs_root: str | Path | None = None, observer=None, init_from: str | Run | None = None,
-          samples: int | None = None) -> Run:  # fmt: skip
+def train(
+    config: ExperimentConfig | str | Path,
+    overrides: list[str] | None = None,
+    *,
+    runs_root: str | Path | None = None,
+    observer=None,
+    init_from: str | Run | None = None,
+    samples: int | None = None,
+) -> Run:
     """Train the experiment and return its completed :class:`Run`.
 
     ``config`` is a config from :func:`dltool.config.load_config` (which
@@ -140,8 +166,10 @@ def train(config: ExperimentConfig | str | Path, overrides: list[str] | None = N
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, overrides)
     elif overrides:
-        raise ConfigError("overrides of an already loaded config would not be applied: pass them to load_config "
-                          "(or pass the config file's path to train)")  # fmt: skip
+        raise ConfigError(
+            "overrides of an already loaded config would not be applied: pass them to load_config "
+            "(or pass the config file's path to train)"
+        )
     overrides = list(config.overrides)
     config = resolve_paths(config)
     data, model = prepare(config, samples=samples)
@@ -175,11 +203,15 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     info = run.info
     status = run.status
     if status == COMPLETED:
-        raise RunStateError(f"run {run.id} is COMPLETED: there is nothing to resume; "
-                            f"start a new run with `dltool train {run.path / 'config.yaml'}`")  # fmt: skip
+        raise RunStateError(
+            f"run {run.id} is COMPLETED: there is nothing to resume; "
+            f"start a new run with `dltool train {run.path / 'config.yaml'}`"
+        )
     if status == RUNNING:
-        raise RunStateError(f"run {run.id} is still RUNNING (pid {info.get('pid')} on {info.get('host')}); "
-                            "stop it first (Ctrl-C or kill) or wait for it")  # fmt: skip
+        raise RunStateError(
+            f"run {run.id} is still RUNNING (pid {info.get('pid')} on {info.get('host')}); "
+            "stop it first (Ctrl-C or kill) or wait for it"
+        )
     state = read_state(run, status)
     config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
     keras.backend.clear_session()
@@ -187,8 +219,10 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     set_determinism(config.train.deterministic)
     data = prepare_data(config)
     if data.fingerprint != info.get("data_fingerprint"):
-        raise RunStateError(f"the data of run {run.id} has changed since it started (fingerprint "
-                            f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets")  # fmt: skip
+        raise RunStateError(
+            f"the data of run {run.id} has changed since it started (fingerprint "
+            f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets"
+        )
     model = load_model_safely(run.file(state["model"]))
     history = state["history"]
     run.write_text("history.csv", history_csv(history))
@@ -197,12 +231,29 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     run.append_log(f"{_now()} resumed from epoch {state['epoch']} (was {status})")
     if observer is not None and hasattr(observer, "on_run_created"):
         observer.on_run_created(run)
-    return _execute(run, config, data, model, observer=observer, history=history, initial_epoch=state["epoch"],
-                    restore=state.get("callbacks", {}))  # fmt: skip
+    return _execute(
+        run,
+        config,
+        data,
+        model,
+        observer=observer,
+        history=history,
+        initial_epoch=state["epoch"],
+        restore=state.get("callbacks", {}),
+    )
 
 
-def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, history: list[dict] | None = None,
-             initial_epoch: int = 0, restore: dict | None = None) -> Run:  # fmt: skip
+def _execute(
+    run: Run,
+    config: ExperimentConfig,
+    data,
+    model,
+    *,
+    observer=None,
+    history: list[dict] | None = None,
+    initial_epoch: int = 0,
+    restore: dict | None = None,
+) -> Run:
     """Fit, checkpoint, evaluate and save into an open RUNNING run; set its final status."""
     from ..fitting import StopRequested, fit
 
@@ -213,11 +264,19 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
     try:
         with interrupts:
             try:
-                result = fit(model, config, data, on_epoch_end=recorder.on_epoch_end,
-                             on_checkpoint=lambda epoch, states: checkpoints.on_epoch_end(epoch, states, recorder.rows),
-                             observer=observer, best_checkpoint=run.file("checkpoints/best.keras"),
-                             initial_epoch=initial_epoch, restore=restore, should_stop=interrupts.requested,
-                             tensorboard_dir=run.file("tensorboard"))  # fmt: skip
+                result = fit(
+                    model,
+                    config,
+                    data,
+                    on_epoch_end=recorder.on_epoch_end,
+                    on_checkpoint=lambda epoch, states: checkpoints.on_epoch_end(epoch, states, recorder.rows),
+                    observer=observer,
+                    best_checkpoint=run.file("checkpoints/best.keras"),
+                    initial_epoch=initial_epoch,
+                    restore=restore,
+                    should_stop=interrupts.requested,
+                    tensorboard_dir=run.file("tensorboard"),
+                )
             except StopRequested as stop:
                 stopped_by = str(stop)
                 raise KeyboardInterrupt from None
@@ -232,14 +291,20 @@ def _execute(run: Run, config: ExperimentConfig, data, model, *, observer=None, 
         checkpoints.write_pending()
         signal_name = interrupts.signal_name or "SIGINT"
         done = checkpointed_epoch(run)
-        where = (f"resume from epoch {done} with: dltool train --resume {run.id}" if done
-                 else "no epoch was checkpointed, so it cannot be resumed")  # fmt: skip
+        where = (
+            f"resume from epoch {done} with: dltool train --resume {run.id}"
+            if done
+            else "no epoch was checkpointed, so it cannot be resumed"
+        )
         epochs = f"{recorder.epochs_done} completed epoch(s)"
         cause = stopped_by or f"interrupted by {signal_name}"
         run.finish(INTERRUPTED, error=f"{cause} after {epochs}")
-        run.append_log(f"INTERRUPTED ({stopped_by}); {where}" if stopped_by else f"INTERRUPTED by {signal_name}; {where}")
-        raise TrainingInterrupted(f"run {run.id} {cause} after {epochs}; {where}", run,
-                                  exit_code=143 if signal_name == "SIGTERM" else 130) from None  # fmt: skip
+        run.append_log(
+            f"INTERRUPTED ({stopped_by}); {where}" if stopped_by else f"INTERRUPTED by {signal_name}; {where}"
+        )
+        raise TrainingInterrupted(
+            f"run {run.id} {cause} after {epochs}; {where}", run, exit_code=143 if signal_name == "SIGTERM" else 130
+        ) from None
     except TrainingError as exc:
         recorder.flush()
         checkpoints.write_pending()
@@ -270,12 +335,16 @@ def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder:
     # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
     train_metrics, val_metrics = recorder.final_metrics(result.restored_epoch)
     metrics = {
-        "train": train_metrics, "validation": val_metrics or None, "test": test,
-        "epochs": recorder.epochs_done, "stopped_early": result.stopped_early,
+        "train": train_metrics,
+        "validation": val_metrics or None,
+        "test": test,
+        "epochs": recorder.epochs_done,
+        "stopped_early": result.stopped_early,
         **({"restored_epoch": result.restored_epoch} if result.restored_epoch is not None else {}),
-        "best_epoch": recorder.best_epoch(), "fit_seconds": round(result.seconds, 3),
+        "best_epoch": recorder.best_epoch(),
+        "fit_seconds": round(result.seconds, 3),
         **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
-    }  # fmt: skip
+    }
     run.write_json("metrics.json", metrics)
     run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
     expectations = check_expectations(config.expect, metrics)
@@ -283,7 +352,9 @@ def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder:
         run.append_log("expect  " + describe_expectation(checked))
     if config.train.plots:
         write_run_plots(run, config, recorder.rows, model, data)
-    met = {"expectations": expectations, "expectations_met": all(e["met"] for e in expectations)} if expectations else {}
+    met = (
+        {"expectations": expectations, "expectations_met": all(e["met"] for e in expectations)} if expectations else {}
+    )
     run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), **met)
 
 

@@ -19,25 +19,34 @@ class DataCommon(Strict):
     """Keys every source accepts: scaling, standardizing and the test/validation splits."""
 
     scale: PositiveFloat | None = Field(None, description="Divide every input by this (255 for 8-bit pixels).")
-    standardize: bool = Field(False, description="Subtract the mean and divide by the std per feature, fitted on the training split only.")
+    standardize: bool = Field(
+        False, description="Subtract the mean and divide by the std per feature, fitted on the training split only."
+    )
     standardize_targets: bool = Field(
-        False, description="Regression: the model ends in a Rescaling layer by the training targets' std and mean, so "
-        "its last layer learns values near 0 while losses, metrics and predictions stay in target units."
+        False,
+        description="Regression: the model ends in a Rescaling layer by the training targets' std and mean, so "
+        "its last layer learns values near 0 while losses, metrics and predictions stay in target units.",
     )
     test: Annotated[Literal["auto", "builtin"] | Fraction, BeforeValidator(fraction_or("auto", "builtin"))] = Field(
-        "auto", description="'builtin': the dataset's own test split; a fraction: held out with the seed; 'auto': builtin where the dataset has one, else 0.2."
+        "auto",
+        description="'builtin': the dataset's own test split; a fraction: held out with the seed; 'auto': builtin where the dataset has one, else 0.2.",
     )
     validation: Annotated[Literal["test"] | Fraction | None, BeforeValidator(fraction_or("test", None))] = Field(
         0.1, description="A fraction of the training split, 'test' to validate on the test split, or null for none."
     )
-    split_seed: Seed | None = Field(None, description="Seed of the test/validation split; null means the top-level seed.")
+    split_seed: Seed | None = Field(
+        None, description="Seed of the test/validation split; null means the top-level seed."
+    )
 
 
 @register_source(loader="dltool.data.keras_datasets:load")
 class KerasData(DataCommon):
     source: Literal["keras"]
     name: Literal["mnist", "fashion_mnist", "cifar10", "cifar100", "boston_housing"]
-    path: str | None = Field(None, description="A local .npz in the Keras layout (x_train, y_train, x_test, y_test) used instead of downloading.")
+    path: str | None = Field(
+        None,
+        description="A local .npz in the Keras layout (x_train, y_train, x_test, y_test) used instead of downloading.",
+    )
 
 
 @register_source(loader="dltool.data.numpy_files:load_npz")
@@ -61,8 +70,9 @@ class CsvData(DataCommon):
     features: list[str] | None = Field(None, description="Input columns; null means every column but the target.")
     delimiter: str = Field(",", min_length=1, max_length=1)
     stream: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
-        "auto", description="Read the CSV from disk batch by batch (tf.data) instead of into memory: "
-        "true, false, or auto (files over 1 GiB)."
+        "auto",
+        description="Read the CSV from disk batch by batch (tf.data) instead of into memory: "
+        "true, false, or auto (files over 1 GiB).",
     )
 
 
@@ -81,9 +91,7 @@ class Noise(Strict):
     @model_validator(mode="after")
     def _bounds(self):
         if self.distribution == "uniform" and self.low >= self.high:
-            raise PydanticCustomError(
-                "dltool", f"expected low < high, received low={self.low:g}, high={self.high:g}"
-            )
+            raise PydanticCustomError("dltool", f"expected low < high, received low={self.low:g}, high={self.high:g}")
         return self
 
 
@@ -91,7 +99,8 @@ class Noise(Strict):
 class SyntheticData(DataCommon):
     source: Literal["synthetic"]
     generator: Literal["linear", "regression"] = Field(
-        "linear", description="linear: y = x·weights + bias + noise, x ~ U(0, 1); regression: scikit-learn make_regression."
+        "linear",
+        description="linear: y = x·weights + bias + noise, x ~ U(0, 1); regression: scikit-learn make_regression.",
     )
     n_samples: PositiveInt = 100
     n_features: PositiveInt = 1
@@ -116,7 +125,9 @@ def _pair_from_int(value):
 
 
 _Pair = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
-ImageSize = Annotated[_Pair, BeforeValidator(_pair_from_int, json_schema_input_type=_Pair | PositiveInt)]  # 64: [64, 64]
+ImageSize = Annotated[
+    _Pair, BeforeValidator(_pair_from_int, json_schema_input_type=_Pair | PositiveInt)
+]  # 64: [64, 64]
 
 
 @register_source(loader="dltool.data.images:load", preprocessing="dltool.data.images:preprocessing_kind")
@@ -128,14 +139,18 @@ class ImageData(DataCommon):
     )
     color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="Channels: grayscale 1, rgb 3, rgba 4.")
     interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos"] = "bilinear"
-    classes: list[str] | None = Field(None, description="The class subfolders to use, in label order; null: every subfolder, sorted.")
+    classes: list[str] | None = Field(
+        None, description="The class subfolders to use, in label order; null: every subfolder, sorted."
+    )
 
 
 @register_source(loader="dltool.data.text:load", preprocessing="dltool.data.text:preprocessing_kind")
 class TextData(DataCommon):
     source: Literal["text"]
     path: str | None = Field(None, description="A CSV with a text column and a label column.")
-    dataset: Literal["imdb"] | None = Field(None, description="Instead of path: keras.datasets.imdb, decoded back to review texts.")
+    dataset: Literal["imdb"] | None = Field(
+        None, description="Instead of path: keras.datasets.imdb, decoded back to review texts."
+    )
     text: str = Field("text", description="The column holding the texts.")
     target: str = Field("label", description="The column holding the labels (or numbers, for a regression loss).")
     delimiter: str = Field(",", min_length=1, max_length=1)
@@ -145,8 +160,11 @@ class TextData(DataCommon):
         if (self.path is None) == (self.dataset is None):
             raise PydanticCustomError("dltool", "expected exactly one of path (a CSV) or dataset (imdb)")
         if self.scale is not None or self.standardize:
-            raise PydanticCustomError("dltool", "texts cannot be scaled or standardized: remove scale and standardize "
-                                      "(a TextVectorization layer in model.layers turns texts into numbers)")
+            raise PydanticCustomError(
+                "dltool",
+                "texts cannot be scaled or standardized: remove scale and standardize "
+                "(a TextVectorization layer in model.layers turns texts into numbers)",
+            )
         return self
 
 
@@ -171,5 +189,6 @@ class TimeseriesData(DataCommon):
 
 
 # Built from the registry, so a registered model is a valid `data:` without being listed again.
-DataConfig = Annotated[Union[tuple(source_entry(name).config for name in source_names())], Field(discriminator="source")]
+_SOURCE_MODELS = tuple(source_entry(name).config for name in source_names())
+DataConfig = Annotated[Union[_SOURCE_MODELS], Field(discriminator="source")]  # noqa: UP007  (built at runtime)
 DATA_SOURCES = source_names()

@@ -17,8 +17,12 @@ from collections.abc import Callable
 from ..errors import ConfigError, did_you_mean
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
-}  # fmt: skip
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+}
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 CONDITION_PATTERN = rf"^\s*(>=|<=|==|>|<)\s*({_NUMBER})\s*$"
 SPLITS = ("train", "validation", "test")
@@ -29,8 +33,9 @@ def parse_condition(text: str) -> tuple[str, float]:
     """'>= 0.95' -> ('>=', 0.95); ValueError with the expected form otherwise."""
     match = re.match(CONDITION_PATTERN, str(text))
     if not match:
-        raise ValueError(f"expected a comparison such as '>= 0.95' (one of {', '.join(OPERATORS)} and a number), "
-                         f"received {text!r}")  # fmt: skip
+        raise ValueError(
+            f"expected a comparison such as '>= 0.95' (one of {', '.join(OPERATORS)} and a number), received {text!r}"
+        )
     return match.group(1), float(match.group(2))
 
 
@@ -38,8 +43,9 @@ def split_expect_option(text: str) -> tuple[str, str]:
     """'test.accuracy>=0.95' -> ('test.accuracy', '>=0.95'), as ``--expect`` takes it."""
     match = re.match(r"^\s*([^<>=\s]+)\s*((?:>=|<=|==|>|<).*)$", text)
     if not match:
-        raise ConfigError(f"expected KEY OPERATOR NUMBER such as test.accuracy>=0.95, received '{text}'",
-                          source="--expect")  # fmt: skip
+        raise ConfigError(
+            f"expected KEY OPERATOR NUMBER such as test.accuracy>=0.95, received '{text}'", source="--expect"
+        )
     return match.group(1), match.group(2).strip()
 
 

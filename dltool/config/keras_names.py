@@ -19,7 +19,7 @@ def layer_name_and_args(spec: LayerSpec) -> tuple[str, dict]:
         raise ConfigError(
             f"expected one layer class per list item such as {{Dense: {{units: 10}}}}, received keys {sorted(spec)}"
         )
-    (name, args), = spec.items()
+    ((name, args),) = spec.items()
     return name, dict(args or {})
 
 
@@ -36,30 +36,33 @@ def check_layer(spec: LayerSpec, path: str, catalog: dict) -> None:
         raise ConfigError(exc.detail, path=path) from None
     layers = catalog["layers"]
     if name not in layers:
-        raise ConfigError(f"unknown layer class '{name}'" + did_you_mean(name, layers)
-                          + " (any class of keras.layers)", path=path)  # fmt: skip
+        raise ConfigError(
+            f"unknown layer class '{name}'" + did_you_mean(name, layers) + " (any class of keras.layers)", path=path
+        )
     known = layers[name]["args"]
     for arg, value in args.items():
         arg_path = f"{path}.{name}.{arg}"
         if arg not in known:
             raise ConfigError(
-                f"unknown argument '{arg}' for {name}" + (did_you_mean(arg, known) or f"; expected one of: {', '.join(known)}"),
+                f"unknown argument '{arg}' for {name}"
+                + (did_you_mean(arg, known) or f"; expected one of: {', '.join(known)}"),
                 path=arg_path,
             )
         # Every layer takes these through **kwargs; Embedding's input_dim is its own (required) argument.
         if arg in ("input_shape", "input_dim", "batch_size") and arg not in layers[name]["required"]:
-            raise ConfigError(f"'{arg}' does not belong to a layer here; set model.input_shape instead",
-                              path=arg_path)  # fmt: skip
+            raise ConfigError(f"'{arg}' does not belong to a layer here; set model.input_shape instead", path=arg_path)
         if arg in _ACTIVATION_ARGS or (name == "Activation" and arg == "activation"):
             if isinstance(value, str) and value not in catalog["activations"]:
-                raise ConfigError(f"unknown activation '{value}'" + did_you_mean(value, catalog["activations"]),
-                                  path=arg_path)  # fmt: skip
+                raise ConfigError(
+                    f"unknown activation '{value}'" + did_you_mean(value, catalog["activations"]), path=arg_path
+                )
         if arg in _NESTED_LAYER_ARGS and isinstance(value, (dict, str)):
             check_layer(value, f"{arg_path}", catalog)
     missing = [a for a in layers[name]["required"] if a not in args]
     if missing:
-        raise ConfigError(f"{name} needs argument '{missing[0]}', as in {{{name}: {{{missing[0]}: ...}}}}",
-                          path=f"{path}.{name}")  # fmt: skip
+        raise ConfigError(
+            f"{name} needs argument '{missing[0]}', as in {{{name}: {{{missing[0]}: ...}}}}", path=f"{path}.{name}"
+        )
 
 
 def check_keras_names(config: ExperimentConfig) -> None:
@@ -70,28 +73,38 @@ def check_keras_names(config: ExperimentConfig) -> None:
     opt = config.train.optimizer
     optimizers = catalog["optimizers"]
     if opt.name.lower() not in optimizers:
-        raise ConfigError(f"unknown optimizer '{opt.name}'; expected one of {', '.join(optimizers)}"
-                          + did_you_mean(opt.name, optimizers), path="train.optimizer.name")  # fmt: skip
+        raise ConfigError(
+            f"unknown optimizer '{opt.name}'; expected one of {', '.join(optimizers)}"
+            + did_you_mean(opt.name, optimizers),
+            path="train.optimizer.name",
+        )
     opt.name = opt.name.lower()
     for arg in opt.model_extra or {}:
         if arg not in optimizers[opt.name]:
-            raise ConfigError(f"unknown argument '{arg}' for optimizer {opt.name}"
-                              + (did_you_mean(arg, optimizers[opt.name]) or f"; expected one of: {', '.join(optimizers[opt.name])}"),
-                              path=f"train.optimizer.{arg}")  # fmt: skip
+            raise ConfigError(
+                f"unknown argument '{arg}' for optimizer {opt.name}"
+                + (did_you_mean(arg, optimizers[opt.name]) or f"; expected one of: {', '.join(optimizers[opt.name])}"),
+                path=f"train.optimizer.{arg}",
+            )
     if config.data.source == "text":
         first = layer_name_and_args(config.model.layers[0])[0]
         if first not in STRING_INPUT_LAYERS:
-            raise ConfigError(f"texts reach the model as strings, and {first} cannot take strings; start "
-                              "model.layers with TextVectorization (or StringLookup, Hashing), e.g. "
-                              "{TextVectorization: {max_tokens: 20000, output_sequence_length: 200}}",
-                              path="model.layers[0]")  # fmt: skip
+            raise ConfigError(
+                f"texts reach the model as strings, and {first} cannot take strings; start "
+                "model.layers with TextVectorization (or StringLookup, Hashing), e.g. "
+                "{TextVectorization: {max_tokens: 20000, output_sequence_length: 200}}",
+                path="model.layers[0]",
+            )
     if config.train.loss not in catalog["losses"]:
-        raise ConfigError(f"unknown loss '{config.train.loss}'" + did_you_mean(config.train.loss, catalog["losses"]),
-                          path="train.loss")  # fmt: skip
+        raise ConfigError(
+            f"unknown loss '{config.train.loss}'" + did_you_mean(config.train.loss, catalog["losses"]),
+            path="train.loss",
+        )
     for index, metric in enumerate(config.train.metrics):
         if metric not in catalog["metrics"]:
-            raise ConfigError(f"unknown metric '{metric}'" + did_you_mean(metric, catalog["metrics"]),
-                              path=f"train.metrics[{index}]")  # fmt: skip
+            raise ConfigError(
+                f"unknown metric '{metric}'" + did_you_mean(metric, catalog["metrics"]), path=f"train.metrics[{index}]"
+            )
     check_monitors(config)
 
 
@@ -115,5 +128,7 @@ def check_monitors(config: ExperimentConfig) -> None:
         hint = did_you_mean(settings.monitor, logged)
         if settings.monitor.startswith("val_") and config.data.validation is None:
             hint = "; data.validation is null, so no val_ value is logged: set data.validation to a fraction or 'test'"
-        raise ConfigError(f"unknown monitor '{settings.monitor}' (this run logs {', '.join(logged)}){hint}",
-                          path=f"train.callbacks.{key}.monitor")  # fmt: skip
+        raise ConfigError(
+            f"unknown monitor '{settings.monitor}' (this run logs {', '.join(logged)}){hint}",
+            path=f"train.callbacks.{key}.monitor",
+        )

@@ -37,8 +37,7 @@ def config_from_text(text: str, source: str = "<config>", overrides: list[str] |
         )
     if not isinstance(data, dict):
         raise ConfigError(
-            f"expected a mapping at the top level (keys name, data, model, train), "
-            f"received {type_name(data)}",
+            f"expected a mapping at the top level (keys name, data, model, train), received {type_name(data)}",
             source=source,
             line=1,
         )
@@ -54,9 +53,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict[tuple, str]:
     for text in overrides:
         key, sep, value_text = text.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(
-                f"expected KEY=VALUE such as train.epochs=3, received '{text}'", source="--set"
-            )
+            raise ConfigError(f"expected KEY=VALUE such as train.epochs=3, received '{text}'", source="--set")
         path = parse_path(key.strip())
         value, _ = load_yaml(value_text, source=f"--set {text}")
         target = data
@@ -138,7 +135,8 @@ def _check_source(data: dict, locate) -> None:
     if source not in known:
         raise locate(
             ConfigError(
-                f"unknown data source {source!r}; expected one of {', '.join(known)}" + did_you_mean(str(source), known),
+                f"unknown data source {source!r}; expected one of {', '.join(known)}"
+                + did_you_mean(str(source), known),
                 path="data.source",
             )
         )

@@ -16,8 +16,15 @@ from .yamlio import format_path
 
 def type_name(value: Any) -> str:
     """A value's type in words: 'a list', 'a mapping', 'nothing (null)'."""
-    return {list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-            dict: "a mapping", type(None): "nothing (null)"}.get(type(value), type(value).__name__)  # fmt: skip
+    return {
+        list: "a list",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        dict: "a mapping",
+        type(None): "nothing (null)",
+    }.get(type(value), type(value).__name__)
 
 
 def _allowed_keys(loc: tuple, model: Any = ExperimentConfig) -> list[str]:
@@ -64,8 +71,17 @@ def first_error(exc: ValidationError, root: Any = ExperimentConfig) -> ConfigErr
     else:
         model = None
     # Union members add their type name to the location ('str', 'dict[str,...]'); drop them.
-    loc = [p for p in loc if not (isinstance(p, str) and (p in ("str", "int", "float", "bool", "list[str]")
-                                                         or p.startswith(("dict[", "list[", "function-", "literal["))))]  # fmt: skip
+    loc = [
+        p
+        for p in loc
+        if not (
+            isinstance(p, str)
+            and (
+                p in ("str", "int", "float", "bool", "list[str]")
+                or p.startswith(("dict[", "list[", "function-", "literal["))
+            )
+        )
+    ]
     path = format_path(tuple(loc))
     kind, received = err["type"], err.get("input")
     if kind == "extra_forbidden":

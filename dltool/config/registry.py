@@ -35,8 +35,9 @@ def register_source(*, loader: str, preprocessing: str | None = None):
     def register(model: type[BaseModel]) -> type[BaseModel]:
         (name,) = get_args(model.model_fields["source"].annotation)
         if name in _SOURCES:
-            raise ValueError(f"data source {name!r} is registered twice ({_SOURCES[name].config.__name__}, "
-                             f"{model.__name__})")  # fmt: skip
+            raise ValueError(
+                f"data source {name!r} is registered twice ({_SOURCES[name].config.__name__}, {model.__name__})"
+            )
         _SOURCES[name] = SourceEntry(name=name, config=model, loader=loader, preprocessing=preprocessing)
         return model
 

@@ -19,24 +19,46 @@ from .values import FiniteFloat, Fraction, NonNegativeInt, PositiveInt, Seed, St
 from .yamlio import LineMap
 
 CLASSIFICATION_LOSSES = {
-    "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy",
-    "categorical_crossentropy", "CategoricalCrossentropy",
-    "binary_crossentropy", "BinaryCrossentropy", "bce", "BCE",
-    "binary_focal_crossentropy", "BinaryFocalCrossentropy",
-    "categorical_focal_crossentropy", "CategoricalFocalCrossentropy",
-    "categorical_hinge", "CategoricalHinge", "hinge", "Hinge", "squared_hinge", "SquaredHinge",
-}  # fmt: skip
-ONE_HOT_LOSSES = {"categorical_crossentropy", "CategoricalCrossentropy", "categorical_focal_crossentropy",
-                  "CategoricalFocalCrossentropy", "categorical_hinge", "CategoricalHinge"}  # fmt: skip
+    "sparse_categorical_crossentropy",
+    "SparseCategoricalCrossentropy",
+    "categorical_crossentropy",
+    "CategoricalCrossentropy",
+    "binary_crossentropy",
+    "BinaryCrossentropy",
+    "bce",
+    "BCE",
+    "binary_focal_crossentropy",
+    "BinaryFocalCrossentropy",
+    "categorical_focal_crossentropy",
+    "CategoricalFocalCrossentropy",
+    "categorical_hinge",
+    "CategoricalHinge",
+    "hinge",
+    "Hinge",
+    "squared_hinge",
+    "SquaredHinge",
+}
+ONE_HOT_LOSSES = {
+    "categorical_crossentropy",
+    "CategoricalCrossentropy",
+    "categorical_focal_crossentropy",
+    "CategoricalFocalCrossentropy",
+    "categorical_hinge",
+    "CategoricalHinge",
+}
 
 
 # --------------------------------------------------------------------------- model
-LayerSpec = Union[str, dict[str, Union[dict[str, Any], None]]]
+LayerSpec = Union[str, dict[str, dict[str, Any] | None]]
 
 
 class ModelConfig(Strict):
-    input_shape: list[PositiveInt] = Field(description="Shape of one input sample, without the batch axis (one number: [n]).")
-    layers: list[LayerSpec] = Field(min_length=1, description="Keras layer classes, bare (Flatten) or with arguments ({Dense: {units: 10}}).")
+    input_shape: list[PositiveInt] = Field(
+        description="Shape of one input sample, without the batch axis (one number: [n])."
+    )
+    layers: list[LayerSpec] = Field(
+        min_length=1, description="Keras layer classes, bare (Flatten) or with arguments ({Dense: {units: 10}})."
+    )
 
     @field_validator("input_shape", mode="before", json_schema_input_type=Union[list[PositiveInt], PositiveInt])
     @classmethod
@@ -78,8 +100,9 @@ def _true_means_defaults(value):
 
 def _switch(model: type) -> Any:
     """The type of a callback: off (null or false), on with its defaults (true), or on with the settings given."""
-    return Annotated[Union[model, None],
-                     BeforeValidator(_true_means_defaults, json_schema_input_type=Union[model, bool, None])]  # fmt: skip
+    return Annotated[
+        model | None, BeforeValidator(_true_means_defaults, json_schema_input_type=Union[model, bool, None])
+    ]
 
 
 class Callbacks(Strict):
@@ -101,7 +124,9 @@ class TrainConfig(Strict):
     steps_per_execution: PositiveInt = Field(
         32, description="Batches run per call into TensorFlow; larger is faster, results are the same."
     )
-    jit_compile: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field("auto", description="XLA compilation: auto, true or false.")
+    jit_compile: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
+        "auto", description="XLA compilation: auto, true or false."
+    )
     callbacks: Callbacks = Field(default_factory=Callbacks)
     tensorboard: bool = Field(True, description="Write TensorBoard logs to the run's tensorboard/ folder.")
     plots: bool = Field(True, description="Write curves.png and confusion_matrix.png or predictions.png into the run.")
@@ -109,8 +134,9 @@ class TrainConfig(Strict):
         1, description="Save a resumable checkpoint every this many epochs (0: never; then --resume cannot resume)."
     )
     deterministic: bool = Field(
-        False, description="Seed everything and make TensorFlow's ops deterministic: two runs give identical "
-        "metrics, at some cost in speed."
+        False,
+        description="Seed everything and make TensorFlow's ops deterministic: two runs give identical "
+        "metrics, at some cost in speed.",
     )
 
     @field_validator("optimizer", mode="before", json_schema_input_type=Union[OptimizerConfig, str])
@@ -133,7 +159,9 @@ class TrainConfig(Strict):
 class ExperimentConfig(Strict):
     """A whole experiment: what `dltool train` reads."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Letters, digits, '.', '_', '-'; part of the run id.")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Letters, digits, '.', '_', '-'; part of the run id."
+    )
     seed: Seed = 42
     data: DataConfig
     model: ModelConfig

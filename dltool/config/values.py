@@ -15,8 +15,10 @@ from pydantic_core import PydanticCustomError
 
 def _integer_at_least(minimum: int):
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            isinstance(value, float) and not value.is_integer()
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not value.is_integer())
         ):
             raise PydanticCustomError("dltool", f"expected an integer >= {minimum}")
         if value < minimum:

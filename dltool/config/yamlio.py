@@ -9,11 +9,10 @@ Each accepted document comes with a :class:`LineMap` from key paths to lines.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import re
 
 import yaml
 
@@ -23,11 +22,7 @@ MAX_CONFIG_BYTES = 1_000_000  # a real config is a few KB; anything bigger is a 
 MAX_EXPANDED_NODES = 100_000  # values after expanding aliases (billion-laughs guard)
 MAX_DEPTH = 64  # nesting levels of mappings and sequences
 
-_STANDARD_TAGS = {
-    "tag:yaml.org,2002:" + t
-    for t in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp")
-}
-
+_STANDARD_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp")}
 
 
 class _Loader(yaml.SafeLoader):
@@ -88,8 +83,7 @@ def parse_path(text: str) -> KeyPath:
             index, _, rest = rest.partition("]")
             if not index.strip().isdigit():
                 raise ConfigError(
-                    f"expected a key path such as 'train.epochs' or 'model.layers[1].Dense.units', "
-                    f"received '{text}'",
+                    f"expected a key path such as 'train.epochs' or 'model.layers[1].Dense.units', received '{text}'",
                     source="--set",
                 )
             parts.append(int(index))

@@ -11,7 +11,7 @@ only and returns float32 arrays ready for ``model.fit``.
 from __future__ import annotations
 
 from .preprocessing import Preprocessing
-from .splits import PreparedData, load_test_split, prepare_data
 from .sources import RawData, load_source
+from .splits import PreparedData, load_test_split, prepare_data
 
 __all__ = ["PreparedData", "Preprocessing", "RawData", "load_source", "load_test_split", "prepare_data"]

@@ -49,8 +49,9 @@ def require_columns(header: list[str], names: list[str], path, error=DataError, 
             raise ConfigError(message, path=keys[name]) if keys else error(message)
 
 
-def column_problem(path, header: list[str], takes: list[str], *, targets: list[str] = (),
-                   allowed: list[str] | None = None) -> str | None:  # fmt: skip
+def column_problem(
+    path, header: list[str], takes: list[str], *, targets: list[str] = (), allowed: list[str] | None = None
+) -> str | None:
     """The one message for a CSV whose columns do not fit a model, or None when they do.
 
     ``takes`` are the model's input columns and ``targets`` the label columns
@@ -61,8 +62,10 @@ def column_problem(path, header: list[str], takes: list[str], *, targets: list[s
     missing = [name for name in wanted if name not in header]
     if missing and header and all(_is_number(h) for h in header):
         shown = ", ".join(header[:5]) + (", ..." if len(header) > 5 else "")
-        return (f"{path}: the first line holds numbers ({shown}), not column names: the CSV needs a header row "
-                f"naming its columns, as in {','.join(wanted)}")  # fmt: skip
+        return (
+            f"{path}: the first line holds numbers ({shown}), not column names: the CSV needs a header row "
+            f"naming its columns, as in {','.join(wanted)}"
+        )
     if missing:
         spare = [h for h in header if h not in wanted]
         problem = f"missing column '{missing[0]}'{did_you_mean(missing[0], spare)}"
@@ -90,8 +93,9 @@ def column_indices(header: list[str], wanted: list[str], path, error=DataError) 
     return [header.index(name) for name in wanted]
 
 
-def to_float_matrix(rows: list[list[str]], indices: list[int], names: list[str], path, lines: list[int],
-                    error=DataError) -> np.ndarray:  # fmt: skip
+def to_float_matrix(
+    rows: list[list[str]], indices: list[int], names: list[str], path, lines: list[int], error=DataError
+) -> np.ndarray:
     """Convert the chosen cells of ``rows`` to float64; the first bad cell is named by its file line and column.
 
     ``lines[i]`` is the line number of ``rows[i]`` in the file.
@@ -101,7 +105,9 @@ def to_float_matrix(rows: list[list[str]], indices: list[int], names: list[str],
     except (ValueError, IndexError):
         for line, row in zip(lines, rows):
             if len(row) <= max(indices):
-                raise error(f"{path}:{line}: expected at least {max(indices) + 1} fields, received {len(row)}") from None
+                raise error(
+                    f"{path}:{line}: expected at least {max(indices) + 1} fields, received {len(row)}"
+                ) from None
             for i, name in zip(indices, names):
                 try:
                     float(row[i])
@@ -111,8 +117,10 @@ def to_float_matrix(rows: list[list[str]], indices: list[int], names: list[str],
         raise
     if not np.isfinite(matrix).all():
         offset, col = map(int, np.argwhere(~np.isfinite(matrix))[0])
-        raise error(f"{path}:{lines[offset]}: column '{names[col]}': expected a finite number, "
-                    f"received {rows[offset][indices[col]]!r}")  # fmt: skip
+        raise error(
+            f"{path}:{lines[offset]}: column '{names[col]}': expected a finite number, "
+            f"received {rows[offset][indices[col]]!r}"
+        )
     return matrix
 
 
@@ -143,8 +151,9 @@ def iter_line_chunks(handle, path, chunk_rows: int, error=DataError) -> Iterator
         line += len(lines)
 
 
-def parse_numeric_lines(lines: list[str], indices: list[int], names: list[str], path, first_line: int,
-                        delimiter: str = ",", error=DataError) -> np.ndarray:  # fmt: skip
+def parse_numeric_lines(
+    lines: list[str], indices: list[int], names: list[str], path, first_line: int, delimiter: str = ",", error=DataError
+) -> np.ndarray:
     """The chosen columns of raw CSV lines as float64, blank lines skipped.
 
     NumPy's C reader parses the lines (about 10x the csv module); lines it
@@ -152,8 +161,9 @@ def parse_numeric_lines(lines: list[str], indices: list[int], names: list[str], 
     Records must be one per line (no line breaks inside quotes).
     """
     try:
-        matrix = np.loadtxt(lines, delimiter=delimiter, usecols=indices, ndmin=2, dtype=np.float64,
-                            quotechar='"', comments=None)  # fmt: skip
+        matrix = np.loadtxt(
+            lines, delimiter=delimiter, usecols=indices, ndmin=2, dtype=np.float64, quotechar='"', comments=None
+        )
         if np.isfinite(matrix).all():
             return matrix
     except ValueError:
@@ -162,8 +172,9 @@ def parse_numeric_lines(lines: list[str], indices: list[int], names: list[str], 
     return to_float_matrix(rows, indices, names, path, [first_line + n - 1 for n in numbers], error)
 
 
-def iter_csv_chunks(path, feature_names: list[str], chunk_rows: int, delimiter: str = ",",
-                    error=DataError) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
+def iter_csv_chunks(
+    path, feature_names: list[str], chunk_rows: int, delimiter: str = ",", error=DataError
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first row number, float64 matrix of the feature columns), ``chunk_rows`` lines at a time."""
     handle, _, header = open_csv(path, delimiter, error)
     with handle:
@@ -223,14 +234,25 @@ class CsvReader:
 
     def _targets(self, lines: list[str], first_line: int) -> np.ndarray:
         try:
-            return np.char.strip(np.loadtxt(lines, delimiter=self.delimiter, usecols=[self.target_index], dtype=str,
-                                            quotechar='"', comments=None, ndmin=1))  # fmt: skip
+            return np.char.strip(
+                np.loadtxt(
+                    lines,
+                    delimiter=self.delimiter,
+                    usecols=[self.target_index],
+                    dtype=str,
+                    quotechar='"',
+                    comments=None,
+                    ndmin=1,
+                )
+            )
         except ValueError:
             rows, numbers = read_rows(csv.reader(lines, delimiter=self.delimiter), self.path, self.error)
             for row, number in zip(rows, numbers):
                 if len(row) <= self.target_index:
-                    raise self.error(f"{self.path}:{first_line + number - 1}: expected at least "
-                                     f"{self.target_index + 1} fields, received {len(row)}") from None  # fmt: skip
+                    raise self.error(
+                        f"{self.path}:{first_line + number - 1}: expected at least "
+                        f"{self.target_index + 1} fields, received {len(row)}"
+                    ) from None
             return np.array([row[self.target_index].strip() for row in rows], dtype=str)
 
 

@@ -73,7 +73,9 @@ def read_image(path: Path, settings: ImageSettings, error=DataError) -> np.ndarr
                 image = image.resize((width, height), resample=resample)
             pixels = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise error(f"{path}: cannot read as an image ({type(exc).__name__}); expected a PNG, JPEG, BMP, GIF or WebP file") from None
+        raise error(
+            f"{path}: cannot read as an image ({type(exc).__name__}); expected a PNG, JPEG, BMP, GIF or WebP file"
+        ) from None
     if settings.channel_axis and pixels.ndim == 2:
         pixels = pixels[..., None]
     return pixels
@@ -118,18 +120,24 @@ def subfolders(root: Path) -> list[str]:
 def class_folders(root: Path, classes: list[str] | None, error=DataError) -> list[str]:
     """The class subfolder names of ``root``: ``classes`` in that order, else every subfolder, sorted."""
     if not root.is_dir():
-        raise error(f"{root}: {'is a file' if root.exists() else 'not found'}; expected a folder with one subfolder per class")
+        raise error(
+            f"{root}: {'is a file' if root.exists() else 'not found'}; expected a folder with one subfolder per class"
+        )
     found = subfolders(root)
     if classes is None:
         if len(found) < 2:
             loose = sum(1 for p in root.iterdir() if is_image_file(p))
-            raise error(f"{root}: expected one subfolder per class (at least 2), found {len(found)} subfolder(s)"
-                        + (f" and {loose} loose image(s); move each image into the folder of its class" if loose else ""))
+            raise error(
+                f"{root}: expected one subfolder per class (at least 2), found {len(found)} subfolder(s)"
+                + (f" and {loose} loose image(s); move each image into the folder of its class" if loose else "")
+            )
         return found
     for name in classes:
         if name not in found:
-            raise error(f"no class folder '{name}' in {root}{did_you_mean(name, found)}; "
-                        f"its subfolders are {', '.join(found) or 'none'}")  # fmt: skip
+            raise error(
+                f"no class folder '{name}' in {root}{did_you_mean(name, found)}; "
+                f"its subfolders are {', '.join(found) or 'none'}"
+            )
     return list(classes)
 
 
@@ -153,21 +161,28 @@ def _check_fits_in_memory(count: int, settings: ImageSettings, root: Path) -> No
         return
     needed = count * int(np.prod(settings.shape)) * (1 + 4)
     if needed > 0.8 * memory:
-        raise DataError(f"{root}: {count:,} images of {settings.shape} need about {needed / 2**30:.1f} GiB in memory "
-                        f"(uint8, then float32), more than this machine's {memory / 2**30:.1f} GiB allows; "
-                        "use a smaller data.image_size or fewer images")  # fmt: skip
+        raise DataError(
+            f"{root}: {count:,} images of {settings.shape} need about {needed / 2**30:.1f} GiB in memory "
+            f"(uint8, then float32), more than this machine's {memory / 2**30:.1f} GiB allows; "
+            "use a smaller data.image_size or fewer images"
+        )
 
 
 def settings_from_config(config) -> ImageSettings:
-    return ImageSettings(size=tuple(config.image_size), color_mode=config.color_mode, interpolation=config.interpolation)
+    return ImageSettings(
+        size=tuple(config.image_size), color_mode=config.color_mode, interpolation=config.interpolation
+    )
 
 
 def load(config, **_) -> RawData:
     """Read every image of every class folder, resized to ``image_size``, as uint8."""
     root = Path(config.path)
     if not root.is_dir():
-        raise ConfigError(f"image folder {'is a file' if root.exists() else 'not found'}: {root}; "
-                          "expected a folder with one subfolder per class", path="data.path")  # fmt: skip
+        raise ConfigError(
+            f"image folder {'is a file' if root.exists() else 'not found'}: {root}; "
+            "expected a folder with one subfolder per class",
+            path="data.path",
+        )
     try:
         classes = class_folders(root, config.classes, error=ConfigError)
     except ConfigError as exc:

@@ -68,8 +68,10 @@ def regression_targets(y: np.ndarray, where: str) -> np.ndarray:
         out = y.astype(np.float32)
     except (ValueError, TypeError):
         bad = next(v for v in y.ravel() if _numeric(np.array([v])) is None)
-        raise DataError(f"{where}: expected numeric targets for a regression loss, received {str(bad)!r} "
-                        "(use a classification loss such as sparse_categorical_crossentropy for class labels)") from None  # fmt: skip
+        raise DataError(
+            f"{where}: expected numeric targets for a regression loss, received {str(bad)!r} "
+            "(use a classification loss such as sparse_categorical_crossentropy for class labels)"
+        ) from None
     if not np.isfinite(out).all():
         raise DataError(f"{where}: targets contain NaN or infinite values")
     return out.reshape(len(out), -1)
@@ -87,7 +89,12 @@ def labels_to_indices(y: np.ndarray, class_names: list[str], where: str) -> np.n
     if all(t in lookup for t in texts):
         return np.array([lookup[t] for t in texts], dtype=np.int32)
     numeric = _numeric(flat)
-    if numeric is not None and np.all(numeric == np.round(numeric)) and numeric.min() >= 0 and numeric.max() < len(class_names):
+    if (
+        numeric is not None
+        and np.all(numeric == np.round(numeric))
+        and numeric.min() >= 0
+        and numeric.max() < len(class_names)
+    ):
         return numeric.astype(np.int32)
     if numeric is not None and np.all(numeric == np.round(numeric)):
         unknown = next(t for t, v in zip(texts, numeric) if t not in lookup and not 0 <= v < len(class_names))

@@ -28,13 +28,18 @@ def arrays_from_npz(archive, path: str | Path) -> RawData:
         try:
             return archive[key]
         except ValueError as exc:  # object arrays need pickle, which is refused: it can run code
-            raise DataError(f"{path}: array '{key}' cannot be read without unpickling ({exc}); "
-                            "expected a numeric array") from None  # fmt: skip
+            raise DataError(
+                f"{path}: array '{key}' cannot be read without unpickling ({exc}); expected a numeric array"
+            ) from None
 
     if {"x_train", "y_train"} <= keys:
         has_test = {"x_test", "y_test"} <= keys
-        return RawData(x=array("x_train"), y=array("y_train"), x_test=array("x_test") if has_test else None,
-                       y_test=array("y_test") if has_test else None)  # fmt: skip
+        return RawData(
+            x=array("x_train"),
+            y=array("y_train"),
+            x_test=array("x_test") if has_test else None,
+            y_test=array("y_test") if has_test else None,
+        )
     if {"x", "y"} <= keys:
         return RawData(x=array("x"), y=array("y"))
     raise DataError(

@@ -15,7 +15,9 @@ class Preprocessing:
 
     input_shape: list[int]
     task: str  # "classification" | "regression"
-    kind: str = "array"  # "array" (numbers), "image" (extra["image"]), "text" (raw strings), "timeseries" (extra["timeseries"])
+    kind: str = (
+        "array"  # "array" (numbers), "image" (extra["image"]), "text" (raw strings), "timeseries" (extra["timeseries"])
+    )
     scale: float | None = None
     mean: list | None = None  # per feature (nested like one sample), after scaling
     std: list | None = None
@@ -28,8 +30,18 @@ class Preprocessing:
     add_channel_axis: bool = False
 
     @classmethod
-    def fit(cls, x_train: np.ndarray, *, input_shape, task, scale, standardize, per_channel: bool = False,
-            add_channel_axis: bool = False, **names) -> Preprocessing:  # fmt: skip
+    def fit(
+        cls,
+        x_train: np.ndarray,
+        *,
+        input_shape,
+        task,
+        scale,
+        standardize,
+        per_channel: bool = False,
+        add_channel_axis: bool = False,
+        **names,
+    ) -> Preprocessing:
         """Fit on the training inputs (mean and std only when ``standardize``).
 
         Statistics are per input value, or with ``per_channel`` per last-axis

@@ -36,8 +36,13 @@ class PreparedData:
 
     def sizes(self) -> dict:
         """Sample counts of each split, as recorded in run.json."""
-        return {"train": len(self.x_train), "validation": None if self.x_val is None else len(self.x_val),
-                "test": len(self.x_test), "validation_is_test": self.validation_is_test, "test_split": self.test_source}  # fmt: skip
+        return {
+            "train": len(self.x_train),
+            "validation": None if self.x_val is None else len(self.x_val),
+            "test": len(self.x_test),
+            "validation_is_test": self.validation_is_test,
+            "test_split": self.test_source,
+        }
 
     @property
     def target_width(self) -> int:
@@ -159,22 +164,34 @@ def prepare_data(config, *, samples: int | None = None) -> PreparedData:
     elif validation is not None:
         x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed, _in_time_order(config))
     state = Preprocessing.fit(
-        x_train, input_shape=config.model.input_shape, scale=config.data.scale,
-        standardize=config.data.standardize, task="classification" if config.is_classifier else "regression",
-        class_names=class_names, feature_names=raw.feature_names, target_names=_target_names(config.data),
-        per_channel=config.data.source in ("timeseries", "images"), add_channel_axis=add_channel_axis,
+        x_train,
+        input_shape=config.model.input_shape,
+        scale=config.data.scale,
+        standardize=config.data.standardize,
+        task="classification" if config.is_classifier else "regression",
+        class_names=class_names,
+        feature_names=raw.feature_names,
+        target_names=_target_names(config.data),
+        per_channel=config.data.source in ("timeseries", "images"),
+        add_channel_axis=add_channel_axis,
         **preprocessing_kind(config.data),
-    )  # fmt: skip
+    )
     x_train, x_test = state.transform(x_train), state.transform(x_test)
     if validation == "test":
         x_val, y_val = x_test, y_test
     elif x_val is not None:
         x_val = state.transform(x_val)
     return PreparedData(
-        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
-        preprocessing=state, fingerprint=data_fingerprint,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        preprocessing=state,
+        fingerprint=data_fingerprint,
         test_source=test_source,
-    )  # fmt: skip
+    )
 
 
 def _target_names(data) -> list[str] | None:
@@ -197,7 +214,9 @@ def load_test_split(config, preprocessing: Preprocessing) -> tuple[np.ndarray, n
 
 def _data_name(config) -> str:
     data = config.data
-    return getattr(data, "path", None) or getattr(data, "y", None) or f"{data.source} {getattr(data, 'name', '')}".strip()
+    return (
+        getattr(data, "path", None) or getattr(data, "y", None) or f"{data.source} {getattr(data, 'name', '')}".strip()
+    )
 
 
 def fingerprint(*arrays) -> str:

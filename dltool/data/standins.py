@@ -31,8 +31,10 @@ FILE_KEYS = ("path", "x", "y")  # data keys that name files
 TEST_SHARE = 4  # a stand-in's test split has a quarter as many samples as its training split (at least MIN_TEST)
 MIN_TEST = 8
 MAX_IMAGES = 160  # stand-in PNGs written per images config: decoding them is most of such a smoke run
-WORDS = ("the a film movie plot actor scene story great awful fun boring loved hated music slow fast brilliant dull "
-         "funny sad long short ending start character director script camera light dark good bad").split()  # fmt: skip
+WORDS = (
+    "the a film movie plot actor scene story great awful fun boring loved hated music slow fast brilliant dull "
+    "funny sad long short ending start character director script camera light dark good bad"
+).split()
 
 
 def keras_cache() -> Path:
@@ -45,8 +47,10 @@ def missing_data(config) -> str | None:
     data = config.data
     if data.source == "keras" and not data.path:
         if not all((keras_cache() / name).exists() for name in KERAS_LAYOUTS[data.name][3]):
-            return (f"keras dataset '{data.name}' needs a download (not in {keras_cache()}); set data.path to a "
-                    "local copy, or use --fake-data")  # fmt: skip
+            return (
+                f"keras dataset '{data.name}' needs a download (not in {keras_cache()}); set data.path to a "
+                "local copy, or use --fake-data"
+            )
     if data.source == "text" and data.dataset == "imdb":
         if not all((keras_cache() / name).exists() for name in IMDB_CACHE):
             return f"keras dataset 'imdb' needs a download (not in {keras_cache()}); use --fake-data"
@@ -162,8 +166,12 @@ def _csv(config, folder, total, test, rng) -> list[str]:
     values = rng.normal(size=(total, len(features)))
     labels = _label_texts(config, total, rng)
     path = folder / "stand-in.csv"
-    _write_csv(path, features + [data.target], [[f"{v:.6g}" for v in row] + [label] for row, label in zip(values, labels, strict=True)],
-               data.delimiter)  # fmt: skip
+    _write_csv(
+        path,
+        features + [data.target],
+        [[f"{v:.6g}" for v in row] + [label] for row, label in zip(values, labels, strict=True)],
+        data.delimiter,
+    )
     return [_set("data.path", str(path))]
 
 
@@ -171,8 +179,12 @@ def _text(config, folder, total, test, rng) -> list[str]:
     data = config.data
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 30)))) for _ in range(total)]
     path = folder / "stand-in.csv"
-    _write_csv(path, [data.text, data.target], [[t, label] for t, label in zip(texts, _label_texts(config, total, rng), strict=True)],
-               data.delimiter)  # fmt: skip
+    _write_csv(
+        path,
+        [data.text, data.target],
+        [[t, label] for t, label in zip(texts, _label_texts(config, total, rng), strict=True)],
+        data.delimiter,
+    )
     return [_set("data.dataset", None), _set("data.path", str(path))]
 
 
@@ -203,5 +215,12 @@ def _images(config, folder, total, test, rng) -> list[str]:
     return [_set("data.path", str(root))]
 
 
-_WRITERS = {"keras": _keras, "npz": _npz, "npy": _npy, "csv": _csv, "text": _text, "timeseries": _timeseries,
-            "images": _images}  # fmt: skip
+_WRITERS = {
+    "keras": _keras,
+    "npz": _npz,
+    "npy": _npy,
+    "csv": _csv,
+    "text": _text,
+    "timeseries": _timeseries,
+    "images": _images,
+}

@@ -55,8 +55,15 @@ def split_codes(rows: np.ndarray, seed: int, test: float, validation: float | No
 class StreamedData:
     """Training data read from a CSV on disk each epoch; the same interface as PreparedData."""
 
-    def __init__(self, config, reader: CsvReader, counts: dict, preprocessing: Preprocessing, fingerprint: str,
-                 test_fraction: float):  # fmt: skip
+    def __init__(
+        self,
+        config,
+        reader: CsvReader,
+        counts: dict,
+        preprocessing: Preprocessing,
+        fingerprint: str,
+        test_fraction: float,
+    ):
         self.config, self.reader, self.counts = config, reader, counts
         self.preprocessing, self.fingerprint = preprocessing, fingerprint
         self.test_fraction = test_fraction
@@ -72,8 +79,14 @@ class StreamedData:
     def sizes(self) -> dict:
         """Sample counts of each split, as recorded in run.json."""
         val = self.counts[TEST] if self.validation_is_test else (self.counts[VALIDATION] if self.validation else None)
-        return {"train": self.counts[TRAIN], "validation": val, "test": self.counts[TEST],
-                "validation_is_test": self.validation_is_test, "test_split": self.test_source, "streamed": True}  # fmt: skip
+        return {
+            "train": self.counts[TRAIN],
+            "validation": val,
+            "test": self.counts[TEST],
+            "validation_is_test": self.validation_is_test,
+            "test_split": self.test_source,
+            "streamed": True,
+        }
 
     target_width = 1
 
@@ -112,11 +125,14 @@ class StreamedData:
 
         sample_x, sample_y = next(self.iter_split(split, 1, False, targets))
         self._epoch -= 1
-        signature = (tf.TensorSpec((None, *sample_x.shape[1:]), tf.float32),
-                     tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype)))  # fmt: skip
+        signature = (
+            tf.TensorSpec((None, *sample_x.shape[1:]), tf.float32),
+            tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype)),
+        )
         steps = -(-self.counts[split] // batch_size)
-        data = tf.data.Dataset.from_generator(lambda: self.iter_split(split, batch_size, shuffle, targets),
-                                              output_signature=signature)  # fmt: skip
+        data = tf.data.Dataset.from_generator(
+            lambda: self.iter_split(split, batch_size, shuffle, targets), output_signature=signature
+        )
         return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
     def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
@@ -147,17 +163,26 @@ def prepare_streamed(config) -> StreamedData:
     """Scan the CSV once (counts, labels, standardization on training rows, fingerprint); return its streams."""
     data = config.data
     if data.test == "builtin":
-        raise ConfigError("a CSV has no test split of its own; set data.test to a fraction such as 0.2", path="data.test")
+        raise ConfigError(
+            "a CSV has no test split of its own; set data.test to a fraction such as 0.2", path="data.test"
+        )
     test_fraction = 0.2 if data.test == "auto" else data.test
     handle, _, header = open_csv(data.path, data.delimiter)
     handle.close()
     features = data.features or [h for h in header if h != data.target]
     if [len(features)] != list(config.model.input_shape):
-        raise ConfigError(f"expected the data's sample shape, received {list(config.model.input_shape)}: "
-                          f"{data.path} has {len(features)} feature columns; set model.input_shape: [{len(features)}]",
-                          path="model.input_shape")  # fmt: skip
-    reader = CsvReader(path=data.path, delimiter=data.delimiter, features=features, target=data.target,
-                     chunk_rows=max(1, min(65536, CHUNK_BYTES // (8 * len(features)))))  # fmt: skip
+        raise ConfigError(
+            f"expected the data's sample shape, received {list(config.model.input_shape)}: "
+            f"{data.path} has {len(features)} feature columns; set model.input_shape: [{len(features)}]",
+            path="model.input_shape",
+        )
+    reader = CsvReader(
+        path=data.path,
+        delimiter=data.delimiter,
+        features=features,
+        target=data.target,
+        chunk_rows=max(1, min(65536, CHUNK_BYTES // (8 * len(features)))),
+    )
     seed = data.split_seed if data.split_seed is not None else config.seed
     val_fraction = data.validation if isinstance(data.validation, float) else None
     counts = {TRAIN: 0, VALIDATION: 0, TEST: 0}
@@ -181,10 +206,14 @@ def prepare_streamed(config) -> StreamedData:
     class_names = None
     if config.is_classifier:
         _, class_names = encode_labels([np.array(sorted(labels), dtype=object)], None, data.path)
-    state = Preprocessing(input_shape=list(config.model.input_shape),
-                          task="classification" if config.is_classifier else "regression",
-                          scale=data.scale, class_names=class_names, feature_names=features,
-                          target_names=[data.target])  # fmt: skip
+    state = Preprocessing(
+        input_shape=list(config.model.input_shape),
+        task="classification" if config.is_classifier else "regression",
+        scale=data.scale,
+        class_names=class_names,
+        feature_names=features,
+        target_names=[data.target],
+    )
     if data.standardize:
         mean = total / counts[TRAIN]
         std = np.sqrt(np.maximum(squares / counts[TRAIN] - mean**2, 0.0))

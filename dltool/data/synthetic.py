@@ -15,9 +15,12 @@ def load(config, seed: int, **_) -> RawData:
         from sklearn.datasets import make_regression
 
         x, y = make_regression(
-            n_samples=config.n_samples, n_features=config.n_features,
-            noise=config.noise.std, bias=config.bias, random_state=seed,
-        )  # fmt: skip
+            n_samples=config.n_samples,
+            n_features=config.n_features,
+            noise=config.noise.std,
+            bias=config.bias,
+            random_state=seed,
+        )
         return RawData(x=x, y=y.reshape(-1, 1), feature_names=names)
     # The legacy RandomState and this draw order reproduce `np.random.seed(s); X = np.random.rand(n, f)`
     # followed by the noise draw, as hand-written scripts do.

@@ -21,8 +21,9 @@ from .sources import RawData, require_data_file
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def read_text_column(path: Path, column: str, delimiter: str = ",", error=DataError, label: str | None = None,
-                     keys: dict | None = None) -> tuple[np.ndarray, np.ndarray | None, list[int]]:  # fmt: skip
+def read_text_column(
+    path: Path, column: str, delimiter: str = ",", error=DataError, label: str | None = None, keys: dict | None = None
+) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
     """The texts of ``column`` (and labels of ``label``) of a CSV, with the file line of each row.
 
     ``keys`` ({column: config key}) makes a missing column a ConfigError at that key (see require_columns).
@@ -50,8 +51,13 @@ def load(config, **_) -> RawData:
     require_data_file(path, expected="a CSV file with a text column and a label column")
     if config.text == config.target:
         raise ConfigError(f"the text column and the target column are both '{config.text}'", path="data.target")
-    texts, labels, lines = read_text_column(path, config.text, config.delimiter, label=config.target,
-                                            keys={config.text: "data.text", config.target: "data.target"})
+    texts, labels, lines = read_text_column(
+        path,
+        config.text,
+        config.delimiter,
+        label=config.target,
+        keys={config.text: "data.text", config.target: "data.target"},
+    )
     if not len(texts):
         raise DataError(f"{path}: no data rows after the header")
     empty = [line for text, line in zip(texts, lines) if not text.strip()]
@@ -77,8 +83,13 @@ def _imdb() -> RawData:
             f"could not load keras dataset 'imdb': the download failed ({type(exc).__name__}: {exc}). Without "
             "internet, copy imdb.npz and imdb_word_index.json into ~/.keras/datasets/, or give a CSV with data.path"
         ) from None
-    return RawData(x=decode_imdb(x, word_index), y=np.asarray(y), x_test=decode_imdb(x_test, word_index),
-                   y_test=np.asarray(y_test), class_names=["negative", "positive"])  # fmt: skip
+    return RawData(
+        x=decode_imdb(x, word_index),
+        y=np.asarray(y),
+        x_test=decode_imdb(x_test, word_index),
+        y_test=np.asarray(y_test),
+        class_names=["negative", "positive"],
+    )
 
 
 def preprocessing_kind(config) -> dict:

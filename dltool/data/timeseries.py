@@ -45,8 +45,9 @@ def read_series(path: str | Path, columns: list[str], delimiter: str = ",", erro
     return np.concatenate(chunks) if chunks else np.zeros((0, len(columns)))
 
 
-def _overlapping_chunks(path: Path, columns: list[str], overlap: int, chunk: int,
-                        error=DataError) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
+def _overlapping_chunks(
+    path: Path, columns: list[str], overlap: int, chunk: int, error=DataError
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (data row of its first row, rows): the CSV's ``columns`` in chunks, each after the first led by
     the previous chunk's last ``overlap`` rows, so a window spanning two chunks is whole in the later one.
     """
@@ -55,12 +56,13 @@ def _overlapping_chunks(path: Path, columns: list[str], overlap: int, chunk: int
     for _, rows in iter_csv_chunks(path, columns, max(chunk, overlap + 1), error=error):
         series = np.concatenate([carry, rows])
         yield seen - len(carry), series
-        carry = series[max(0, len(series) - overlap):]
+        carry = series[max(0, len(series) - overlap) :]
         seen += len(rows)
 
 
-def iter_window_chunks(path: Path, columns: list[str], window: int, chunk: int,
-                       error=DataError) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
+def iter_window_chunks(
+    path: Path, columns: list[str], window: int, chunk: int, error=DataError
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (row of each window's last step, first chunk) with every window of ``window`` consecutive rows.
 
     Reads the CSV in chunks and carries the last ``window - 1`` rows over, so a
@@ -77,8 +79,9 @@ def iter_window_chunks(path: Path, columns: list[str], window: int, chunk: int,
         raise error(f"{path}: expected at least {window} rows (one window of the model), received {steps}")
 
 
-def iter_labelled_windows(path: Path, features: list[str], targets: list[str], window: int, horizon: int, chunk: int,
-                          error=DataError) -> Iterator[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+def iter_labelled_windows(
+    path: Path, features: list[str], targets: list[str], window: int, horizon: int, chunk: int, error=DataError
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (windows of ``features``, their ``targets`` rows) in chunks: series_windows in bounded memory."""
     columns = list(dict.fromkeys(features + targets))
     inputs, outputs = [columns.index(f) for f in features], [columns.index(t) for t in targets]
@@ -93,12 +96,22 @@ def iter_labelled_windows(path: Path, features: list[str], targets: list[str], w
         for first in range(0, count, chunk):
             yield x[first : first + chunk], y[first : first + chunk]
     if steps < window + horizon:
-        raise error(f"{path}: {steps} rows give no window of {window} steps with a target {horizon} "
-                    f"step(s) ahead; expected at least {window + horizon} rows")  # fmt: skip
+        raise error(
+            f"{path}: {steps} rows give no window of {window} steps with a target {horizon} "
+            f"step(s) ahead; expected at least {window + horizon} rows"
+        )
 
 
-def series_windows(path: Path, features: list[str], targets: list[str], window: int, horizon: int = 1,
-                   stride: int = 1, delimiter: str = ",", error=DataError) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+def series_windows(
+    path: Path,
+    features: list[str],
+    targets: list[str],
+    window: int,
+    horizon: int = 1,
+    stride: int = 1,
+    delimiter: str = ",",
+    error=DataError,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """(windows of ``features``, their ``targets`` rows, rows in the file) of a CSV series, in time order."""
     columns = list(dict.fromkeys(features + targets))
     series = read_series(path, columns, delimiter, error)
@@ -117,15 +130,20 @@ def load(config, **_) -> RawData:
     handle.close()
     require_columns(header, config.target, path, keys={name: "data.target" for name in config.target})
     require_columns(header, features, path, keys={name: "data.features" for name in features})
-    x, y, steps = series_windows(path, features, list(config.target), config.window, config.horizon, config.stride,
-                                 config.delimiter)  # fmt: skip
+    x, y, steps = series_windows(
+        path, features, list(config.target), config.window, config.horizon, config.stride, config.delimiter
+    )
     if len(x) < 2:
-        raise DataError(f"{path}: {steps} rows give {len(x)} window(s) of {config.window} steps with a target "
-                        f"{config.horizon} step(s) ahead; expected many more rows, or a shorter data.window")  # fmt: skip
+        raise DataError(
+            f"{path}: {steps} rows give {len(x)} window(s) of {config.window} steps with a target "
+            f"{config.horizon} step(s) ahead; expected many more rows, or a shorter data.window"
+        )
     return RawData(x=x, y=y[:, 0] if y.shape[1] == 1 else y, feature_names=features)
 
 
 def preprocessing_kind(config) -> dict:
     """Preprocessing's kind and extra for a time-series config: predict cuts new series into the same windows."""
-    return {"kind": "timeseries", "extra": {"timeseries": {"window": config.window, "horizon": config.horizon,
-                                                           "stride": config.stride}}}  # fmt: skip
+    return {
+        "kind": "timeseries",
+        "extra": {"timeseries": {"window": config.window, "horizon": config.horizon, "stride": config.stride}},
+    }

@@ -26,9 +26,17 @@ from .table import TableInputs
 from .text import TextInputs
 
 __all__ = [
-    "ImageInputs", "LabelledFile", "ModelInputs", "SeriesInputs", "TableInputs", "TextInputs",
-    "expand_inputs", "image_settings", "inputs_for", "load_image",
-]  # fmt: skip
+    "ImageInputs",
+    "LabelledFile",
+    "ModelInputs",
+    "SeriesInputs",
+    "TableInputs",
+    "TextInputs",
+    "expand_inputs",
+    "image_settings",
+    "inputs_for",
+    "load_image",
+]
 
 
 def image_settings(state: Preprocessing) -> ImageSettings | None:
@@ -65,17 +73,21 @@ def expand_inputs(paths: list[str | Path], reader: ModelInputs) -> list[Path]:
         path = Path(given)
         if path.is_dir():
             usable = reader.suffixes(in_folder=True)
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in usable
-                           and not p.name.startswith("."))  # fmt: skip
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in usable and not p.name.startswith(".")
+            )
             if not found:
-                raise InputError(f"{path}: the folder holds no files this model can read "
-                                 f"(expected {', '.join(sorted(usable))})")  # fmt: skip
+                raise InputError(
+                    f"{path}: the folder holds no files this model can read (expected {', '.join(sorted(usable))})"
+                )
             files += found
         elif not path.exists():
             raise InputError(f"{path}: file not found")
         elif path.suffix.lower() not in reader.suffixes():
-            raise InputError(f"{path}: this model cannot read '{path.suffix}' files; expected "
-                             f"{', '.join(sorted(reader.suffixes()))} ({reader.describe()})")  # fmt: skip
+            raise InputError(
+                f"{path}: this model cannot read '{path.suffix}' files; expected "
+                f"{', '.join(sorted(reader.suffixes()))} ({reader.describe()})"
+            )
         else:
             files.append(path)
     return files

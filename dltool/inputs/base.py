@@ -54,8 +54,13 @@ def preprocess(state: Preprocessing, raw: np.ndarray, name_row: Callable[[int], 
 class LabelledFile:
     """A file of inputs with targets for ``evaluate --data``, already checked; read in chunks, as often as needed."""
 
-    def __init__(self, path: Path, state: Preprocessing, read: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
-                 empty: str = "holds no samples"):  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        state: Preprocessing,
+        read: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+        empty: str = "holds no samples",
+    ):
         self.path, self.state, self._read, self._empty = path, state, read, empty
         self.failure: DltoolError | None = None  # what stopped a tf.data pass (see evaluate_inputs)
         self._sample: tuple[np.ndarray, np.ndarray] | None = None  # the first (x, y), for tf.data's signature
@@ -90,8 +95,10 @@ class LabelledFile:
         if self._sample is None:
             next(iter(self.chunks()))
         sample_x, sample_y = self._sample
-        signature = tuple(tf.TensorSpec((None, *a.shape[1:]), tf.string if a.dtype.kind in "OUS" else a.dtype)
-                          for a in (sample_x, targets(sample_y)))  # fmt: skip
+        signature = tuple(
+            tf.TensorSpec((None, *a.shape[1:]), tf.string if a.dtype.kind in "OUS" else a.dtype)
+            for a in (sample_x, targets(sample_y))
+        )
 
         def batches():
             # An error raised here would reach the caller as a TensorFlow error without its message:
@@ -153,7 +160,12 @@ class ModelInputs:
     def batches(self, files: list[Path]) -> Iterator[tuple[list[Segment], np.ndarray]]:
         """Yield (segments, model inputs) over ``files``, one model call each, preprocessed and checked."""
         for segments, raw in self._raw_batches(files):
-            yield segments, preprocess(self.state, raw, lambda i: [(n, r) for n, rows in segments for r in rows][i])
+            yield (
+                segments,
+                preprocess(
+                    self.state, raw, lambda i, segments=segments: [(n, r) for n, rows in segments for r in rows][i]
+                ),
+            )
 
     def _raw_batches(self, files: list[Path]) -> Iterator[tuple[list[Segment], np.ndarray]]:
         for path in files:
@@ -172,12 +184,15 @@ class ModelInputs:
                 keys = loaded.files
                 key = next((k for k in ("x", "x_test", "x_train") if k in keys), keys[0] if len(keys) == 1 else None)
                 if key is None:
-                    raise InputError(f"{path}: expected an array named x (or a single array), received {', '.join(keys)}")
+                    raise InputError(
+                        f"{path}: expected an array named x (or a single array), received {', '.join(keys)}"
+                    )
                 try:
                     array = loaded[key]
                 except ValueError as exc:  # object arrays need pickle, which is refused
-                    raise InputError(f"{path}: array '{key}' cannot be read without unpickling ({exc}); "
-                                     "expected a numeric array") from None  # fmt: skip
+                    raise InputError(
+                        f"{path}: array '{key}' cannot be read without unpickling ({exc}); expected a numeric array"
+                    ) from None
         else:
             array = loaded
         if list(array.shape) == list(state.input_shape):

@@ -56,8 +56,9 @@ class ImageInputs(TableInputs):
         if self.class_folders and path.is_dir():
             return self._labelled_folder(path)
         if self.class_folders and not path.is_file():
-            raise InputError(f"{path}: file not found; for an image model give a folder with one subfolder per "
-                             "class, or an .npz")  # fmt: skip
+            raise InputError(
+                f"{path}: file not found; for an image model give a folder with one subfolder per class, or an .npz"
+            )
         return super().labelled(path)
 
     def _labelled_folder(self, root: Path) -> LabelledFile:
@@ -66,7 +67,9 @@ class ImageInputs(TableInputs):
         found = images.subfolders(root)
         unknown = [name for name in found if name not in class_names]
         if unknown:
-            raise InputError(f"{root}: subfolder '{unknown[0]}' is not one of the run's classes ({', '.join(class_names)})")
+            raise InputError(
+                f"{root}: subfolder '{unknown[0]}' is not one of the run's classes ({', '.join(class_names)})"
+            )
         if not found:
             raise InputError(f"{root}: expected one subfolder per class ({', '.join(class_names)}), found none")
         files, labels = images.list_class_images(root, found, error=InputError)
@@ -74,7 +77,9 @@ class ImageInputs(TableInputs):
 
         def read():
             for start in range(0, len(files), chunk):
-                yield (images.read_images(files[start : start + chunk], self.settings, error=InputError),
-                       np.array(labels[start : start + chunk], dtype=object))  # fmt: skip
+                yield (
+                    images.read_images(files[start : start + chunk], self.settings, error=InputError),
+                    np.array(labels[start : start + chunk], dtype=object),
+                )
 
         return LabelledFile(root, self.state, read)

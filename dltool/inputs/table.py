@@ -19,7 +19,9 @@ class TableInputs(ModelInputs):
         state = self.state
         if state.feature_names is None:
             if [len(header)] != list(state.input_shape):
-                raise InputError(f"{path}: expected {state.input_shape} columns, received {len(header)} ({', '.join(header)})")
+                raise InputError(
+                    f"{path}: expected {state.input_shape} columns, received {len(header)} ({', '.join(header)})"
+                )
             return header
         problem = column_problem(path, header, state.feature_names, allowed=[*(state.target_names or []), *self.keep])
         if problem:
@@ -46,7 +48,13 @@ class TableInputs(ModelInputs):
         problem = column_problem(path, read_header(path), state.feature_names, targets=state.target_names[:1])
         if problem:
             raise InputError(problem)
-        reader = CsvReader(path=str(path), delimiter=",", features=state.feature_names, target=state.target_names[0],
-                           chunk_rows=self.chunk_rows, error=InputError)  # fmt: skip
+        reader = CsvReader(
+            path=str(path),
+            delimiter=",",
+            features=state.feature_names,
+            target=state.target_names[0],
+            chunk_rows=self.chunk_rows,
+            error=InputError,
+        )
         parts = lambda: ((x, y) for _, x, y in reader.chunks())  # noqa: E731
         return LabelledFile(path, state, parts, "no data rows after the header")

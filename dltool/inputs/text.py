@@ -35,8 +35,10 @@ class TextInputs(ModelInputs):
             return [self.column]
         if len(header) == 1:
             return header  # a one-column CSV of texts, whatever its header says
-        raise InputError(f"{column_problem(path, header, [self.column])}; a CSV with no column '{self.column}' "
-                         "is read only when it has a single column of texts")  # fmt: skip
+        raise InputError(
+            f"{column_problem(path, header, [self.column])}; a CSV with no column '{self.column}' "
+            "is read only when it has a single column of texts"
+        )
 
     def read(self, path: Path) -> Iterator[tuple[Rows, np.ndarray]]:
         if path.suffix.lower() in TABLE_SUFFIXES:

@@ -1,0 +1,81 @@
+"""`dltool validate`, `schema` and `init`: the commands about config files. Parse, one library call, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli_common import ConfigFile, Overrides, Verbose, out, reported_errors, say
+
+VALIDATE_EPILOG = "Example: dltool validate configs/mnist_mlp.yaml --set data.path=mnist.npz"
+SCHEMA_EPILOG = "Example: dltool schema > dltool.schema.json"
+INIT_EPILOG = "Example: dltool init csv-classifier my_experiment.yaml   |   dltool init ci"
+
+
+def validate(
+    config: ConfigFile,
+    overrides: Overrides = None,
+    schema_only: Annotated[
+        bool, typer.Option("--schema-only", metavar="", help="Check the config alone: no data, no TensorFlow.")
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Check a config without training: print it resolved, then load the data and build the model."""
+    from .config import config_to_yaml, load_config, resolve_paths
+
+    with reported_errors():
+        experiment = load_config(config, overrides or [])
+        say(config_to_yaml(resolve_paths(experiment)))
+        if schema_only:
+            say(f"{config}: config is valid")
+            return
+        from .backend import import_keras
+
+        import_keras(verbose)
+        from .commands.train import check
+
+        summary, sizes, shape = check(experiment)
+    say(summary)
+    val = "the test split" if sizes["validation_is_test"] else (sizes["validation"] or "none")
+    say(
+        f"data: {sizes['train']} train, validation {val}, {sizes['test']} test ({sizes['test_split']}); samples {shape}"
+    )
+    say(f"{config}: config, data and model are valid")
+
+
+def schema() -> None:
+    """Print the JSON Schema of config files (for editor completion and inline errors)."""
+    from .config import json_schema
+
+    out.print_json(json.dumps(json_schema()))
+
+
+def init(
+    template: Annotated[
+        str,
+        typer.Argument(
+            metavar="TEMPLATE",
+            help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster; or ci (a GitHub Actions workflow)",
+        ),
+    ] = "mnist-mlp",
+    path: Annotated[
+        Path | None, typer.Argument(metavar="PATH", help="Where to write (default: <template>.yaml here).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config that validates as written (or, with ci, a GitHub Actions workflow)."""
+    from .templates import write_template
+
+    with reported_errors():
+        written = write_template(template, path, force=force)
+    say(
+        f"wrote {written}; "
+        + (
+            "commit it, and every push runs `dltool smoke` on configs/"
+            if template == "ci"
+            else f"check it with: dltool validate {written}"
+        )
+    )

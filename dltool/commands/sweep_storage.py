@@ -1,0 +1,62 @@
+"""Where a sweep's study lives: Optuna imported on demand, and its storage (a journal file or a database URL)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from ..errors import DltoolError
+
+JOURNAL = "study.journal"
+OPTUNA_INSTALL = "pip install 'dltool[sweep]' (or pip install optuna)"
+
+
+def import_optuna():
+    """Optuna, or an exit-2 error naming the pip command."""
+    try:
+        import optuna
+    except ImportError:
+        raise DltoolError(f"sweeps need Optuna, which is not installed: {OPTUNA_INSTALL}") from None
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # dltool reports every trial itself
+    return optuna
+
+
+def open_storage(folder: Path | None, url: str | None):
+    """The study's storage: a database URL (with heartbeats), else the journal file in the sweep folder."""
+    optuna = import_optuna()
+    if url:
+        url = _with_installed_driver(url)
+        # Optuna 4.9 renamed the callback that retries a trial whose heartbeat stopped; take whichever it has.
+        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                callback = (
+                    {"heartbeat_stale_trial_callback": retry(max_retry=1)}
+                    if retry
+                    else {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+                )
+                return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, **callback)
+        except Exception as exc:  # noqa: BLE001  (a driver missing, a server down: one line for the user)
+            hint = (
+                " (for PostgreSQL: pip install psycopg2-binary)"
+                if "DB access module" in str(exc) or "psycopg" in str(exc)
+                else ""
+            )
+            raise DltoolError(f"--storage {url}: cannot open the database: {exc}{hint}") from None
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
+
+
+def _with_installed_driver(url: str) -> str:
+    """postgresql://... with the driver that is installed (SQLAlchemy 2.1 defaults to psycopg 3, many have psycopg2)."""
+    import importlib.util
+
+    if (
+        url.startswith("postgresql://")
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2")
+    ):
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
