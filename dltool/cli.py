@@ -17,6 +17,7 @@ import typer
 from ._version import __version__
 from .cli_common import (
     Checkpoint,
+    JUnitFile,
     Overrides,
     RunRef,
     RunsDir,
@@ -29,7 +30,7 @@ from .cli_common import (
 )
 from .cli_config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
 from .cli_runs import PLOT_EPILOG, plot, runs_app
-from .cli_smoke import SMOKE_EPILOG, JUnitFile, smoke, train_reports
+from .cli_smoke import SMOKE_EPILOG, smoke, train_reports
 from .cli_sweep import SWEEP_EXAMPLE, sweep_command
 from .errors import UsageError
 

@@ -75,6 +75,10 @@ Checkpoint = Annotated[
         help="Which model: final (model.keras) or best (checkpoints/best.keras, kept by train.callbacks.checkpoint).",
     ),
 ]
+JUnitFile = Annotated[
+    Path | None,
+    typer.Option("--junit", metavar="FILE", help="Also write a JUnit XML report here (for CI servers)."),
+]
 ConfigFile = Annotated[Path, typer.Argument(metavar="CONFIG", help="The experiment YAML file.")]
 
 

@@ -10,12 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import RunsDir, Verbose, out, reported_errors, say
-
-JUnitFile = Annotated[
-    Path | None,
-    typer.Option("--junit", metavar="FILE", help="Also write a JUnit XML report here (for CI servers)."),
-]
+from .cli_common import JUnitFile, RunsDir, Verbose, out, reported_errors, say
 
 SMOKE_EPILOG = (
     "Example: dltool smoke configs/ --fake-data --junit smoke.xml   |   dltool smoke configs/smoke.yaml "

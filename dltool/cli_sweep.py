@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import AsJson, RunsDir, Verbose, out, reported_errors, say
+from .cli_common import AsJson, JUnitFile, RunsDir, Verbose, out, reported_errors, say
 from .errors import UsageError
 
 SweepTarget = Annotated[
@@ -69,6 +69,7 @@ def sweep_command(
         ),
     ] = None,
     runs_dir: RunsDir = None,
+    junit: JUnitFile = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per trial.")] = False,
     as_json: AsJson = False,
     schema: Annotated[
@@ -101,6 +102,10 @@ def sweep_command(
             return
         if sum(x is not None for x in (target, resume, join)) != 1:
             raise UsageError("give one of: a SWEEP.yaml to start, --resume ID, --join ID (or `show ID`)")
+        if junit is not None:
+            from .fileio import check_output_file
+
+            check_output_file(junit, "JUnit report", "--junit")
         if target is not None:
             sweep_obj = sweeps.create_sweep(Path(target), runs_root=runs_dir, storage_url=storage)
             say(f"sweep {sweep_obj.id}: {sweep_obj.spec.trials} trials ({sweep_obj.spec.method}) in {sweep_obj.folder}")
@@ -130,6 +135,10 @@ def sweep_command(
             return
         summary = write_summary(sweep_obj)
         write_plots(sweep_obj, summary)
+        if junit is not None:
+            from .reports import sweep_cases, write_junit
+
+            write_junit(junit, sweep_cases(summary))
     best = summary["best"]
     say(
         f"sweep {sweep_obj.id}: {summary['trials_done']}/{summary['trials_planned']} trials done; "

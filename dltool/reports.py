@@ -137,6 +137,24 @@ def error_case(name: str, classname: str, error: DltoolError, seconds: float = 0
     )
 
 
+def sweep_cases(summary: dict) -> list[JUnitCase]:
+    """A sweep's trials as testcases (from `sweep show`'s summary): FAILED trials fail with their reason, PRUNED ones
+    are skipped, and the objective, parameters and run are properties."""
+    metric, cases = summary["objective"]["metric"], []
+    for row in sorted(summary["rows"], key=lambda r: r["trial"]):
+        properties = {"status": row["status"], "run": row.get("run") or "", metric: row.get("objective")}
+        properties.update({f"param {k}": v for k, v in row["params"].items()})
+        case = JUnitCase(name=f"trial {row['trial']}", classname=f"dltool.sweep.{summary['id']}", properties=properties)
+        if row["status"] == "FAILED":
+            case.failure, case.failure_type = row.get("reason") or "failed", "TrialFailed"
+        elif row["status"] == "PRUNED":
+            case.skipped = row.get("reason") or "pruned"
+        elif row["status"] != "COMPLETED":
+            case.skipped = f"not finished ({row['status']})"
+        cases.append(case)
+    return cases
+
+
 # --------------------------------------------------------------------------- GitHub Actions
 def in_github_actions() -> bool:
     """Whether this runs as a step of a GitHub Actions workflow."""

@@ -217,8 +217,25 @@ def test_kill_9_then_resume_ends_with_exactly_the_planned_trials(tmp_path):
     process.send_signal(signal.SIGKILL)  # in the middle of the second trial
     process.wait()
     sweep_id = next((tmp_path / "sweeps").iterdir()).name
-    result = run_cli("sweep", "--resume", sweep_id, "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=env)
+    junit = tmp_path / "sweep.xml"
+    result = run_cli(
+        "sweep",
+        "--resume",
+        sweep_id,
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--junit",
+        str(junit),
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
+    # one testcase per trial: the stale one failed with its reason, the three completed ones passed
+    import xml.etree.ElementTree as ElementTree
+
+    cases = ElementTree.parse(junit).getroot().iter("testcase")
+    outcomes = {case.get("name"): [child.tag for child in case if child.tag != "properties"] for case in cases}
+    assert len(outcomes) == 4 and sorted(map(tuple, outcomes.values())) == [(), (), (), ("failure",)]
     study = open_sweep(sweep_id, runs_root=tmp_path / "runs").study
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3
