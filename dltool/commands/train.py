@@ -39,16 +39,11 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
     ``samples`` keeps a random ``samples`` of the training split (smoke runs;
     default None: all of it).
     """
-    import keras
-
-    from ..backend import set_determinism
     from ..data import prepare_data
     from ..fitting import check_outputs_fit_targets
     from ..model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
 
-    keras.backend.clear_session()  # fresh layer names (dense, dense_1, ...) and memory for every run
-    keras.utils.set_random_seed(config.seed)
-    set_determinism(config.train.deterministic)
+    _fresh_session(config.seed, config.train.deterministic)
     try:
         data = prepare_data(config, samples=samples)
         model = build_model(config)
@@ -75,10 +70,22 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
     return data, model
 
 
+def _fresh_session(seed: int, deterministic: bool) -> None:
+    """A clean Keras session (fresh layer names dense, dense_1, ... and memory for every run), seeded."""
+    import keras
+
+    from ..backend import set_determinism
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    set_determinism(deterministic)
+
+
 def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, observer, parent=None) -> None:
     from .. import backend
     from ..model import summary_text
 
+    device = backend.device_description()
     run.write_text("config.yaml", config_to_yaml(config))
     run.start(
         name=config.name,
@@ -88,7 +95,7 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         overrides=list(overrides or []),
         command=sys.argv,
         versions=backend.versions(),
-        device=backend.device_description(),
+        device=device,
         params=model.count_params(),
         data_fingerprint=data.fingerprint,
         data=data.sizes(),
@@ -102,7 +109,7 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
     start = f"; weights from run {parent.id}" if parent is not None else ""
     run.append_log(
         f"{_now()} run {run.id} started: {data.sizes()['train']} training samples, "
-        f"{model.count_params():,} parameters, device {run.info['device']}{adapted}{start}"
+        f"{model.count_params():,} parameters, device {device}{adapted}{start}"
     )
 
 
@@ -192,9 +199,6 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     the callbacks' progress are restored; history.csv continues where the
     checkpoint was taken.
     """
-    import keras
-
-    from ..backend import set_determinism
     from ..config import config_from_text
     from ..data import prepare_data
     from ..keras_io import load_model_safely
@@ -214,9 +218,7 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
         )
     state = read_state(run, status)
     config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed + state["epoch"])  # a fresh but reproducible shuffle order
-    set_determinism(config.train.deterministic)
+    _fresh_session(config.seed + state["epoch"], config.train.deterministic)  # a new but reproducible shuffle order
     data = prepare_data(config)
     if data.fingerprint != info.get("data_fingerprint"):
         raise RunStateError(
@@ -348,8 +350,8 @@ def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder:
     run.write_json("metrics.json", metrics)
     run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
     expectations = check_expectations(config.expect, metrics)
-    for checked in expectations:
-        run.append_log("expect  " + describe_expectation(checked))
+    if expectations:
+        run.append_log("\n".join("expect  " + describe_expectation(checked) for checked in expectations))
     if config.train.plots:
         write_run_plots(run, config, recorder.rows, model, data)
     met = (
