@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .cli_common import ConfigFile, Overrides, Verbose, out, reported_errors, say
+from .errors import UsageError
 
 VALIDATE_EPILOG = "Example: dltool validate configs/mnist_mlp.yaml --set data.path=mnist.npz"
 SCHEMA_EPILOG = "Example: dltool schema > dltool.schema.json"
@@ -58,24 +59,31 @@ def init(
         str,
         typer.Argument(
             metavar="TEMPLATE",
-            help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster; or ci (a GitHub Actions workflow)",
+            help="Template: mnist-mlp, csv-classifier, csv-regression, image-classifier, text-classifier, forecaster; or ci (a GitHub Actions workflow); or sweep (a sweep file for --experiment CONFIG)",
         ),
     ] = "mnist-mlp",
     path: Annotated[
         Path | None, typer.Argument(metavar="PATH", help="Where to write (default: <template>.yaml here).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", metavar="", help="Overwrite an existing file.")] = False,
+    experiment: Annotated[
+        Path | None,
+        typer.Option("--experiment", metavar="CONFIG", help="With sweep: the experiment config the sweep tunes."),
+    ] = None,
 ) -> None:
-    """Write a commented starter config that validates as written (or, with ci, a GitHub Actions workflow)."""
-    from .templates import write_template
+    """Write a commented starter config that validates as written (or, with ci, a GitHub Actions workflow; with sweep, a sweep file)."""
+    from .templates import write_sweep_template, write_template
 
     with reported_errors():
-        written = write_template(template, path, force=force)
-    say(
-        f"wrote {written}; "
-        + (
-            "commit it, and every push runs `dltool smoke` on configs/"
-            if template == "ci"
-            else f"check it with: dltool validate {written}"
-        )
-    )
+        if template == "sweep" and experiment is not None:
+            written = write_sweep_template(experiment, path, force=force)
+        elif experiment is not None:
+            raise UsageError(f"--experiment goes with `dltool init sweep`, not with the {template} template")
+        else:
+            written = write_template(template, path, force=force)
+    if template == "ci":
+        say(f"wrote {written}; commit it, and every push runs `dltool smoke` on configs/")
+    elif template == "sweep":
+        say(f"wrote {written}; run it with: dltool sweep {written}")
+    else:
+        say(f"wrote {written}; check it with: dltool validate {written}")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import AsJson, JUnitFile, RunsDir, Verbose, out, reported_errors, say
+from .cli_common import AsJson, JUnitFile, RunsDir, Verbose, err, out, reported_errors, say
 from .errors import UsageError
 
 SweepTarget = Annotated[
@@ -57,7 +57,8 @@ def sweep_command(
         typer.Option(
             "--trials-per-worker",
             metavar="K",
-            help="Run trials in worker processes that each exit after K trials, a fresh one taking over (bounds TensorFlow's memory growth in long sweeps).",
+            help="Each worker process exits after K trials and a fresh one takes over, which keeps TensorFlow's memory flat in long sweeps [default: 20; with --join: until the sweep is done]. 0: run the trials in this process.",
+            show_default=False,
         ),
     ] = None,
     storage: Annotated[
@@ -65,7 +66,9 @@ def sweep_command(
         typer.Option(
             "--storage",
             metavar="URL",
-            help="A database the workers share, e.g. postgresql://user@host/db (default: a journal file in the sweep folder).",
+            envvar="DLTOOL_SWEEP_STORAGE",
+            show_envvar=True,
+            help="A database the workers share, e.g. postgresql://user@host/db (default: a journal file in the sweep folder). Its password is never written to disk: give it here or in the variable, or through PGPASSWORD / ~/.pgpass.",
         ),
     ] = None,
     runs_dir: RunsDir = None,
@@ -113,9 +116,23 @@ def sweep_command(
             sweep_obj = sweeps.open_sweep(
                 resume or join, runs_root=runs_dir, storage_url=storage, worker=os.getpid() if join else 0
             )
+        if trials_per_worker is not None and trials_per_worker < 0:
+            raise UsageError(f"--trials-per-worker: expected a number >= 0, received {trials_per_worker}")
+        if trials_per_worker is None and not join:
+            trials_per_worker = sweeps.TRIALS_PER_WORKER
         if (workers > 1 or trials_per_worker) and not join:
             sweeps.run_workers(
-                sweep_obj, workers, runs_root=runs_dir, storage_url=storage, trials_per_worker=trials_per_worker
+                sweep_obj,
+                workers,
+                runs_root=runs_dir,
+                storage_url=storage,
+                trials_per_worker=trials_per_worker or None,
+                quiet=quiet,
+                on_worker_died=lambda pid, sig: err.print(
+                    f"worker {pid} died (signal {sig}); its trial will be retried once, a new worker takes over",
+                    highlight=False,
+                    markup=False,
+                ),
             )
         else:
             from .backend import import_keras
@@ -128,7 +145,7 @@ def sweep_command(
             sweeps.work(
                 sweep_obj,
                 runs_root=runs_dir,
-                max_trials=trials_per_worker if join else None,
+                max_trials=(trials_per_worker or None) if join else None,
                 on_trial_end=None if quiet else lambda row: say(trial_line(row, metric)),
             )
         if join:

@@ -170,6 +170,19 @@ def sweep_from_text(text: str, source: str, base_dir: Path) -> tuple[SweepSpec, 
             path="experiment",
             line=line_map.line_of(("experiment",)),
         ) from None
+    if (
+        base.data.validation == "test"
+        and spec.objective.metric.startswith("val_")
+        and "data.validation" not in spec.parameters
+    ):
+        raise ConfigError(
+            f"the base experiment validates on its test split (data.validation: test), so objective.metric "
+            f"'{spec.objective.metric}' would tune on the test split; hold out part of the training data "
+            "instead: add `data.validation: {choice: [0.1]}` to parameters (or set it in the base config)",
+            source=source,
+            path="objective.metric",
+            line=line_map.line_of(("objective",)) or line_map.line_of(("experiment",)),
+        )
     for key, parameter in spec.parameters.items():
         for value in parameter.edge_values():
             try:

@@ -13,6 +13,11 @@ SCHEMA_PATH = Path(__file__).with_name("schema.json")  # regenerate with: dltool
 CI_TEMPLATE = "ci"  # `dltool init ci`: a GitHub Actions workflow, not a config
 CI_WORKFLOW = TEMPLATE_DIR / "github-ci.yml"
 CI_DEFAULT_PATH = Path(".github/workflows/dltool-smoke.yml")
+SWEEP_TEMPLATE = "sweep"  # `dltool init sweep --experiment CONFIG`: a sweep file, not a config
+SWEEP_FILE = TEMPLATE_DIR / "sweep.yml"
+SWEEP_SCHEMA_PATH = Path(__file__).with_name("sweep.schema.json")
+WIDTH_ARGUMENTS = {"Dense": "units", "LSTM": "units", "GRU": "units", "SimpleRNN": "units", "Conv1D": "filters"}
+WIDTH_ARGUMENTS.update({"Conv2D": "filters", "Conv3D": "filters"})
 
 
 def template_names() -> list[str]:
@@ -23,7 +28,7 @@ def template_names() -> list[str]:
 def template_text(name: str) -> str:
     """The text of one template; an unknown name gets a did-you-mean."""
     if name not in template_names():
-        known = template_names() + [CI_TEMPLATE]
+        known = template_names() + [CI_TEMPLATE, SWEEP_TEMPLATE]
         raise UsageError(f"unknown template '{name}'; expected one of {', '.join(known)}" + did_you_mean(name, known))
     return (TEMPLATE_DIR / f"{name}.yaml").read_text(encoding="utf-8")
 
@@ -36,6 +41,8 @@ def write_template(name: str, path: str | Path | None = None, *, force: bool = F
     """
     if name == CI_TEMPLATE:
         return write_ci_workflow(path, force=force)
+    if name == SWEEP_TEMPLATE:
+        raise UsageError("`dltool init sweep` needs the config to tune: dltool init sweep --experiment CONFIG")
     if path is None and name not in template_names() and _looks_like_path(name):
         name, path = DEFAULT_TEMPLATE, name
     text = template_text(name).replace("{schema}", SCHEMA_PATH.resolve().as_uri())
@@ -76,4 +83,59 @@ def write_ci_workflow(path: str | Path | None = None, *, force: bool = False) ->
     if target.exists() and not force:
         raise UsageError(f"{target} already exists; choose another path or add --force")
     atomic_write_text(target, ci_workflow_text())
+    return target
+
+
+def sweep_template_text(experiment: str | Path, path: str | Path) -> str:
+    """A commented sweep file for the experiment config ``experiment``, to be written at ``path``.
+
+    It tunes the learning rate and batch size, and the width of the first hidden layer that has one;
+    the objective is the validation accuracy of a classifier with an accuracy metric, else the validation loss.
+    """
+    import os
+
+    from .config import load_config
+
+    config = load_config(experiment)  # a config that does not validate is refused here, with its own message
+    relative = Path(os.path.relpath(Path(experiment).resolve(), Path(path).resolve().parent)).as_posix()
+    if relative.startswith("../.."):  # far away: the absolute path says more
+        relative = Path(experiment).resolve().as_posix()
+    extra = []
+    for index, layer in enumerate(config.model.layers[:-1]):  # the last layer's width is the output's
+        (kind, arguments), *_ = layer.items() if isinstance(layer, dict) else [(layer, {})]
+        argument = WIDTH_ARGUMENTS.get(kind)
+        if argument and isinstance((arguments or {}).get(argument), int):
+            width = arguments[argument]
+            choices = sorted({max(1, width // 2), width, width * 2})
+            extra.append(f"  model.layers[{index}].{kind}.{argument}: {{choice: {choices}}}   # the first hidden layer")
+            break
+    if config.data.validation == "test":
+        extra.append(
+            "  data.validation: {choice: [0.1]}   # the base config validates on its test split: hold out 10 %"
+        )
+    elif not config.data.validation:
+        extra.append("  data.validation: {choice: [0.2]}   # the base config holds out no validation split: 20 %")
+    objective = (
+        "{metric: val_accuracy, goal: max}"
+        if config.is_classifier and "accuracy" in config.train.metrics
+        else "{metric: val_loss, goal: min}"
+    )
+    return (
+        SWEEP_FILE.read_text(encoding="utf-8")
+        .replace("{schema}", SWEEP_SCHEMA_PATH.resolve().as_uri())
+        .replace("{experiment_name}", Path(experiment).name)
+        .replace("{experiment}", relative)
+        .replace("{objective}", objective)
+        .replace("{path}", Path(path).as_posix())
+        .replace("{extra_parameters}\n", "".join(line + "\n" for line in extra))
+    )
+
+
+def write_sweep_template(experiment: str | Path, path: str | Path | None = None, *, force: bool = False) -> Path:
+    """Write a sweep file for ``experiment`` to ``path`` (default ./sweep.yaml); refuse to overwrite unless ``force``."""
+    target = Path(path) if path is not None else Path("sweep.yaml")
+    check_output_file(target, "sweep file", "the sweep file (PATH)")
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists; choose another path or add --force")
+    atomic_write_text(target, sweep_template_text(experiment, target))
     return target

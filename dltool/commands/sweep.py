@@ -3,7 +3,9 @@
 A sweep lives in ``sweeps/<id>/`` beside the runs folder (``<runs-dir>/../sweeps``):
 ``sweep.yaml`` (resolved), ``experiment.yaml`` (the base config as it was when
 the sweep started), ``study.journal`` (Optuna's JournalStorage, safe for
-several processes) or ``storage.txt`` (a database URL), and ``summary.json``.
+several processes) or ``storage.txt`` (a database URL, its password left out:
+that comes from --storage, DLTOOL_SWEEP_STORAGE, PGPASSWORD or ~/.pgpass), and
+``summary.json``.
 The study itself also holds the sweep file and the base config (study user
 attributes), so a worker on another machine needs only the id and the URL.
 
@@ -32,10 +34,13 @@ from ..fileio import atomic_write_text
 from ..runs import RUNNING, Run, _process_start, effective_status, runs_dir
 from ..sweep_spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
 from .sweep_report import objective_value, progress, write_summary
-from .sweep_storage import import_optuna, open_storage
+from .sweep_storage import STORAGE_ENV, import_optuna, open_storage, url_without_password
 
 STALE_AFTER_S = 600  # a RUNNING trial on another host with no heartbeat for this long is taken as dead
 HEARTBEAT_EVERY_S = 30  # a trial's heartbeat in the study, at most this often (at the end of an epoch)
+# A worker process runs this many trials, then a fresh one takes over: TensorFlow keeps ~5 MB of every traced
+# model until its process exits, and the new import (4-5 s) spread over 20 trials costs ~0.2 s each.
+TRIALS_PER_WORKER = 20
 
 
 def sweeps_dir(runs_root: str | Path | None = None) -> Path:
@@ -136,7 +141,7 @@ def create_sweep(path: str | Path, *, runs_root=None, storage_url: str | None = 
     atomic_write_text(folder / "sweep.yaml", resolved_sweep_yaml(spec))
     atomic_write_text(folder / "experiment.yaml", base_text)
     if storage_url:
-        atomic_write_text(folder / "storage.txt", storage_url + "\n")
+        atomic_write_text(folder / "storage.txt", url_without_password(storage_url) + "\n")
     sweep = Sweep(folder, spec, base_text, open_storage(folder, storage_url))
     sweep.study.set_user_attr("sweep_yaml", resolved_sweep_yaml(spec))
     sweep.study.set_user_attr("experiment_yaml", base_text)
@@ -157,7 +162,7 @@ def open_sweep(ref: str, *, runs_root=None, storage_url: str | None = None, work
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "sweep.yaml", attrs["sweep_yaml"])
         atomic_write_text(folder / "experiment.yaml", attrs["experiment_yaml"])
-        atomic_write_text(folder / "storage.txt", storage_url + "\n")
+        atomic_write_text(folder / "storage.txt", url_without_password(storage_url) + "\n")
     folder = resolve_sweep(ref, root)
     spec, _ = sweep_from_text((folder / "sweep.yaml").read_text(encoding="utf-8"), str(folder / "sweep.yaml"), folder)
     stored = folder / "storage.txt"
@@ -311,42 +316,89 @@ def work(
     return ran
 
 
+def _die_with_parent() -> None:
+    """In a worker, before exec: SIGTERM it when the sweep process dies (Linux), so no orphan trains on.
+
+    Workers run in their own session (a terminal's Ctrl-C reaches the sweep process only, which then asks
+    each worker once), so they would otherwise outlive a ``kill -9`` of the sweep process.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: a worker outliving a killed sweep finishes its trials, which is safe
+
+
+def _stop_workers(children: list[subprocess.Popen]) -> None:
+    """Ask each worker once to stop cleanly (SIGINT: its trial's run INTERRUPTED); a second Ctrl-C asks again,
+    which a worker takes as "stop at once", as `dltool train` does."""
+    for attempt in range(2):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        try:
+            for child in children:
+                child.wait()
+            return
+        except KeyboardInterrupt:
+            if attempt == 1:
+                raise
+
+
 def run_workers(
-    sweep: Sweep, workers: int, *, runs_root=None, storage_url: str | None = None, trials_per_worker: int | None = None
+    sweep: Sweep,
+    workers: int,
+    *,
+    runs_root=None,
+    storage_url: str | None = None,
+    trials_per_worker: int | None = TRIALS_PER_WORKER,
+    quiet: bool = False,
+    on_worker_died: Callable[[int, int], None] | None = None,
 ) -> None:
     """Keep ``workers`` processes joining the sweep until it is done; each imports TensorFlow once and runs trials.
 
-    With ``trials_per_worker``, a worker exits after that many trials and a fresh one takes its place:
-    TensorFlow keeps about 5 MB of every model it traced (benchmarks/RESULTS-sweep.md), which only a new
-    process gives back. Ctrl-C here asks every worker to stop cleanly.
+    With ``trials_per_worker`` (default TRIALS_PER_WORKER; None: never), a worker exits after that many trials
+    and a fresh one takes its place: TensorFlow keeps about 5 MB of every model it traced
+    (benchmarks/RESULTS-sweep.md), which only a new process gives back. A worker killed by a signal (``kill -9``,
+    the OOM killer) is replaced too, and ``on_worker_died(pid, signal)`` is told; its trial is reclaimed and
+    retried once by the next worker. Ctrl-C here asks every worker to stop cleanly.
     """
     if workers < 1:
         raise UsageError(f"--workers: expected a number >= 1, received {workers}")
     command = [sys.executable, "-m", "dltool", "sweep", "--join", sweep.id]
     command += ["--runs-dir", str(runs_dir(runs_root).resolve())]
-    command += ["--storage", storage_url] if storage_url else []
+    # The URL goes to the workers in their environment: on their command line, its password would show in `ps`.
+    environment = {**os.environ, STORAGE_ENV: storage_url} if storage_url else None
     command += ["--trials-per-worker", str(trials_per_worker)] if trials_per_worker else []
+    command += ["--quiet"] if quiet else []
 
     def start() -> subprocess.Popen:
-        # Its own session: a terminal's Ctrl-C reaches this process only, which then asks each worker once.
-        return subprocess.Popen(command, start_new_session=True)
+        return subprocess.Popen(command, env=environment, start_new_session=True, preexec_fn=_die_with_parent)
 
-    children, failed = [start() for _ in range(workers)], []
+    children, failed, replacements = [start() for _ in range(workers)], [], 0
     try:
         while children:
             time.sleep(0.2)
             for child in [c for c in children if c.poll() is not None]:
                 children.remove(child)
-                if child.returncode != 0:
+                done, running = progress(sweep)
+                unfinished = done + running < sweep.spec.trials
+                if child.returncode < 0 and child.returncode != -signal.SIGINT:
+                    if on_worker_died is not None:
+                        on_worker_died(child.pid, -child.returncode)
+                    unfinished = done < sweep.spec.trials  # its own trial still shows RUNNING until reclaimed
+                    if unfinished and replacements < 3 * workers:  # a bound: a worker that always dies is an error
+                        replacements += 1
+                        children.append(start())
+                    elif unfinished:
+                        failed.append(child.returncode)
+                elif child.returncode != 0:
                     failed.append(child.returncode)
-                elif trials_per_worker and sum(progress(sweep)) < sweep.spec.trials:
+                elif trials_per_worker and unfinished:
                     children.append(start())
     except KeyboardInterrupt:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
-            child.wait()
+        _stop_workers(children)
         write_summary(sweep)
         raise TrainingInterrupted(
             f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}", None

@@ -9,6 +9,22 @@ from ..errors import DltoolError
 
 JOURNAL = "study.journal"
 OPTUNA_INSTALL = "pip install 'dltool[sweep]' (or pip install optuna)"
+STORAGE_ENV = "DLTOOL_SWEEP_STORAGE"  # --storage's default; how `dltool sweep --workers N` hands the URL to workers
+
+
+def url_without_password(url: str) -> str:
+    """``url`` with its password removed (what is written to disk); unchanged if it has none or is not a URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{user}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def import_optuna():
