@@ -20,31 +20,106 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
+BACKENDS = {  # Keras backend -> (the module that must be importable, how to install it)
+    "tensorflow": ("tensorflow", "pip install -e .  (TensorFlow is a dependency of dltool)"),
+    "jax": ("jax", 'pip install -e ".[jax]"  (or: pip install jax)'),
+    "torch": ("torch", 'pip install -e ".[torch]"  (or: pip install torch)'),
+}
+
+
+def select_backend(name: str | None) -> str:
+    """Make ``name`` (default: KERAS_BACKEND, else tensorflow) the Keras backend of this process; return it.
+
+    Keras reads its backend once, when it is first imported, so this must run before that. A backend that
+    is not installed, or a process whose Keras already runs on another one, is an exit-2 error.
+    """
+    import importlib.util
+    import sys
+
+    from .errors import UsageError
+
+    name = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend '{name}'; expected one of {', '.join(BACKENDS)}")
+    if "keras" in sys.modules:
+        running = sys.modules["keras"].backend.backend()
+        if running != name:
+            raise UsageError(
+                f"backend {name} was asked for, but Keras already runs on {running} in this process (Keras picks "
+                f"its backend once, at import); run it in a process of its own: KERAS_BACKEND={name} or "
+                f"`backend: {name}` in the config"
+            )
+        return name
+    module, install = BACKENDS[name]
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(f"backend {name} is not installed: {install}")
+    os.environ["KERAS_BACKEND"] = name
+    if name == "jax":  # JAX takes the whole GPU's memory at start-up unless told not to; TF shares the process
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    return name
+
+
+def running_backend() -> dict:
+    """The Keras backend this process runs on, with its version: {"name": "jax", "version": "0.10.2"}."""
+    import importlib.metadata
+
+    import keras
+
+    name = keras.backend.backend()
+    package = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(name, name)
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {"name": name, "version": version}
+
+
 def versions() -> dict:
-    """Versions of everything that shapes a result."""
+    """Versions of everything that shapes a result (the Keras backend and its version included)."""
     import keras
     import numpy
     import tensorflow as tf
 
     from ._version import __version__
 
+    backend = running_backend()
     return {
         "dltool": __version__,
         "keras": keras.__version__,
+        "backend": backend["name"],
+        **({backend["name"]: backend["version"]} if backend["name"] != "tensorflow" else {}),
         "tensorflow": tf.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
 
 
-def device_description() -> str:
-    """'GPU: <name>' for the first visible GPU, else 'CPU (<n> cores)'."""
+def gpu_names() -> list[str]:
+    """Names of the GPUs the running Keras backend sees (empty on a CPU-only machine)."""
+    import keras
+
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+    if name == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
+    return [
+        tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
+
+
+def device_description() -> str:
+    """'GPU: <name>' for the first GPU the Keras backend sees, else 'CPU (<n> cores)'."""
+    gpus = gpu_names()
     if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU: {details.get('device_name', gpus[0].name)}" + (f" (+{len(gpus) - 1})" if len(gpus) > 1 else "")
+        return f"GPU: {gpus[0]}" + (f" (+{len(gpus) - 1})" if len(gpus) > 1 else "")
     return f"CPU ({os.cpu_count()} cores)"
 
 
@@ -64,16 +139,19 @@ def set_determinism(enabled: bool) -> None:
         tf_config.disable_op_determinism()
 
 
-def import_keras(verbose: bool = False):
-    """Import Keras (and TensorFlow) with their start-up chatter on stderr hidden unless ``verbose``.
+def import_keras(verbose: bool = False, backend: str | None = None):
+    """Import Keras on ``backend`` (see :func:`select_backend`) and TensorFlow, the data layer on every backend,
+    with their start-up chatter on stderr hidden unless ``verbose``.
 
     TensorFlow's C++ side writes a few lines straight to file descriptor 2
     while it loads, before any Python setting can silence it; they are
     captured and shown only if the import fails.
     """
+    select_backend(backend)
     quiet_tensorflow(verbose)
     if verbose:
         import keras
+        import tensorflow  # noqa: F401
 
         _freeze_imported_objects()
         return keras
@@ -86,6 +164,7 @@ def import_keras(verbose: bool = False):
         os.dup2(captured.fileno(), 2)
         try:
             import keras
+            import tensorflow  # noqa: F401  (on jax or torch too: tf.data reads the data)
 
             # Python-side warnings such as "5 out of the last 6 calls ... triggered tf.function retracing", which
             # `dltool smoke` meets by design (a new model per config), are noise unless asked for with -v.

@@ -16,6 +16,7 @@ import typer
 
 from ._version import __version__
 from .cli_common import (
+    Backend,
     Checkpoint,
     JUnitFile,
     Overrides,
@@ -25,6 +26,7 @@ from .cli_common import (
     err,
     out,
     reported_errors,
+    run_backend,
     say,
     skip_shutdown_collection,
 )
@@ -99,6 +101,7 @@ def train(
     ] = False,
     junit: JUnitFile = None,
     runs_dir: RunsDir = None,
+    backend: Backend = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", metavar="", help="Plain lines, one per epoch (for CI logs).")
     ] = False,
@@ -121,7 +124,7 @@ def train(
             )
         display = TrainingDisplay(out, plain=use_plain_output(out, quiet))
         if resume is not None:
-            import_keras(verbose)
+            import_keras(verbose, backend=backend or run_backend(resume, runs_dir))
             from .commands.train import resume as resume_training
 
             run = resume_training(resume, runs_root=runs_dir, observer=display)
@@ -130,10 +133,11 @@ def train(
             from .config import load_config, with_expectations
 
             overrides = (overrides or []) + (["train.deterministic=true"] if deterministic else [])
+            overrides += [f"backend={backend}"] if backend else []
             experiment = with_expectations(
                 load_config(config or config_file_of(from_run, runs_dir), overrides), expect or []
             )
-            import_keras(verbose)
+            import_keras(verbose, backend=experiment.backend)
             from .commands.train import train as run_training
 
             run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run)
@@ -162,6 +166,7 @@ def evaluate(
         bool, typer.Option("--json", metavar="", help="Print the evaluation as JSON instead of tables.")
     ] = False,
     checkpoint: Checkpoint = "final",
+    backend: Backend = None,
     verbose: Verbose = False,
 ) -> None:
     """Evaluate a run's saved model; write evaluations/<data set>.json (and evaluation.json) into the run."""
@@ -169,7 +174,7 @@ def evaluate(
     from .display_reports import print_evaluation
 
     with reported_errors():
-        import_keras(verbose)
+        import_keras(verbose, backend=backend or run_backend(run, runs_dir))
         from .commands.evaluate import evaluate as run_evaluation
 
         result = run_evaluation(run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint)
@@ -199,6 +204,7 @@ def predict(
         typer.Option("--keep", metavar="COLUMN", help="Copy this CSV column (an id) into each output row; repeatable."),
     ] = None,
     checkpoint: Checkpoint = "final",
+    backend: Backend = None,
     runs_dir: RunsDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -206,7 +212,7 @@ def predict(
     from .backend import import_keras
 
     with reported_errors():
-        import_keras(verbose)
+        import_keras(verbose, backend=backend or run_backend(run, runs_dir))
         from .commands.predict import predict as run_prediction
 
         target = output if output is not None else sys.stdout

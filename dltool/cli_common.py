@@ -75,6 +75,38 @@ Checkpoint = Annotated[
         help="Which model: final (model.keras) or best (checkpoints/best.keras, kept by train.callbacks.checkpoint).",
     ),
 ]
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        metavar="tensorflow|jax|torch",
+        help="The Keras backend: tensorflow, jax or torch [default: the config's backend key; for a saved run, the one it trained on; else $KERAS_BACKEND, else tensorflow].",
+        show_default=False,
+    ),
+]
+
+
+def run_backend(ref: str, runs_root) -> str | None:
+    """The backend a run trained on (its config.yaml's ``backend``), read without Keras; None if unknown.
+
+    $KERAS_BACKEND, when set, wins: it is how a user asks for another backend without --backend.
+    """
+    import os
+
+    if os.environ.get("KERAS_BACKEND"):
+        return None
+    from .config.yamlio import load_yaml
+    from .errors import DltoolError
+    from .runs import Run, runs_dir
+
+    try:
+        path = Run.resolve(ref, runs_dir(runs_root)).file("config.yaml")
+        data, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (DltoolError, OSError):
+        return None  # the command itself will say what is wrong with the run
+    return data.get("backend") if isinstance(data, dict) else None
+
+
 JUnitFile = Annotated[
     Path | None,
     typer.Option("--junit", metavar="FILE", help="Also write a JUnit XML report here (for CI servers)."),

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from .cli_common import JUnitFile, RunsDir, Verbose, out, reported_errors, say
+from .errors import UsageError
 
 SMOKE_EPILOG = (
     "Example: dltool smoke configs/ --fake-data --junit smoke.xml   |   dltool smoke configs/smoke.yaml "
@@ -49,6 +50,15 @@ def smoke(
     junit: JUnitFile = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="Print the results as JSON.")] = False,
     runs_dir: RunsDir = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            metavar="tensorflow|jax|torch",
+            help="Train every config on this Keras backend (a config it cannot run is skipped) [default: the configs' own].",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Smoke-test configs in one process: validate, train briefly, evaluate, save and reload, predict.
@@ -56,7 +66,7 @@ def smoke(
     Exits 0 when every config passes or is skipped, 1 when any fails, 3 when any misses its expectations (--expect-from-configs), 2 for usage errors. Without --fake-data, a config whose data needs a download or a missing file is skipped.
     """  # noqa: E501  (one paragraph: rich wraps it)
     from .backend import import_keras
-    from .commands.smoke import find_configs
+    from .commands.smoke import config_backends, find_configs
     from .commands.smoke import smoke as run_smoke
     from .display_reports import smoke_line, smoke_table
     from .fileio import check_output_file
@@ -65,7 +75,14 @@ def smoke(
         if junit is not None:
             check_output_file(junit, "JUnit report", "--junit")
         find_configs(paths)  # a usage error is reported before TensorFlow starts
-        import_keras(verbose)
+        named = {} if backend else config_backends(paths)
+        if len(set(named.values())) > 1:
+            listed = ", ".join(f"{Path(p).name}: {b}" for p, b in named.items())
+            raise UsageError(
+                f"these configs name different backends ({listed}), and Keras runs one backend per process: "
+                "smoke them separately, or train all of them on one with --backend"
+            )
+        import_keras(verbose, backend=backend or next(iter(named.values()), None))
         report = run_smoke(
             paths,
             epochs=epochs,
@@ -74,6 +91,7 @@ def smoke(
             keep_runs=keep_runs,
             runs_root=runs_dir,
             expect_from_configs=expect_from_configs,
+            backend=backend,
             on_result=None if as_json else lambda result: say(smoke_line(result.to_dict())),
         )
     results = report.to_dict()

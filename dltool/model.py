@@ -20,9 +20,14 @@ def _layer_class(name: str, path: str):
     return cls
 
 
-def build_layer(spec, path: str):
-    """Instantiate one layer entry (``Flatten`` or ``{Dense: {units: 10}}``); nested layers allowed."""
+def build_layer(spec, path: str, dtype: str | None = None):
+    """Instantiate one layer entry (``Flatten`` or ``{Dense: {units: 10}}``); nested layers allowed.
+
+    ``dtype`` (default None: the global policy) is the layer's dtype policy unless the entry names one.
+    """
     name, args = layer_name_and_args(spec)
+    if dtype is not None:
+        args.setdefault("dtype", dtype)
     cls = _layer_class(name, path)
     for arg in _NESTED_LAYER_ARGS:
         if isinstance(args.get(arg), (dict, str)):
@@ -45,9 +50,12 @@ def build_model(config: ExperimentConfig):
     model = keras.Sequential(
         [keras.Input(tuple(config.model.input_shape), dtype=dtype)], name=config.name.replace("-", "_")
     )
+    last = len(config.model.layers) - 1
+    mixed = config.train.precision != "float32"
     for index, spec in enumerate(config.model.layers):
         path = f"model.layers[{index}]"
-        layer = build_layer(spec, path)
+        # Mixed precision: the last layer (its softmax) computes in float32, as Keras's mixed-precision guide asks.
+        layer = build_layer(spec, path, dtype="float32" if mixed and index == last else None)
         try:
             model.add(layer)
         except (TypeError, ValueError) as exc:

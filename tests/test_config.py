@@ -324,7 +324,7 @@ CORPUS = [
         BASE + "epochs: 3\n",
         20,
         "epochs",
-        "unknown key 'epochs'; expected one of: name, seed, data, model, train",
+        "unknown key 'epochs'; expected one of: name, seed, backend, data, model, train",
     ),
     (
         "data-key-typo",

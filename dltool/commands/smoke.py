@@ -24,13 +24,14 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, DltoolError, TrainingInterrupted, UsageError
 from ..reports import JUnitCase, flat_metrics
+from .smoke_configs import config_backends, find_configs
+
+__all__ = ["SmokeReport", "SmokeResult", "config_backends", "find_configs", "smoke", "smoke_overrides"]
 
 PASSED, FAILED, SKIPPED, UNMET = "passed", "failed", "skipped", "unmet"
 PREDICT_SAMPLES = 4  # raw samples given to predict
 RELOAD_SAMPLES = 8  # test samples the reloaded model must predict as the trained one did
 RTOL, ATOL = 1e-4, 1e-5  # predict prints float32 outputs; a reloaded model may run other kernels
-CONFIG_SUFFIXES = (".yaml", ".yml")
-SWEEP_KEYS = {"experiment", "objective", "parameters", "sweep", "search_space"}  # `dltool sweep` specs (issue 12)
 
 
 @dataclass
@@ -102,47 +103,6 @@ class SmokeReport:
         }
 
 
-def _skip_reason(path: Path) -> str | None:
-    """Why a YAML file found in a folder is not an experiment config (a sweep spec, other YAML), or None."""
-    from ..config.yamlio import load_yaml, read_config_text
-
-    try:  # the guarded reader: a folder may hold hostile YAML (alias bombs, Python tags)
-        data, _ = load_yaml(read_config_text(path), str(path))
-    except ConfigError:
-        return None  # meant as a config or not, validation says what is wrong with it
-    if not isinstance(data, dict):
-        return "not an experiment config (not a mapping)"
-    keys = set(map(str, data))
-    if keys & {"data", "model", "train"}:
-        return None
-    if keys & SWEEP_KEYS:
-        return "a sweep spec, not an experiment config"
-    return "not an experiment config (no data, model or train key)"
-
-
-def find_configs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
-    """(file, reason to skip it or None) for each config given or found in a given folder (*.yaml, *.yml)."""
-    found: list[tuple[Path, str | None]] = []
-    seen: set[Path] = set()
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CONFIG_SUFFIXES)
-            if not files:
-                raise UsageError(f"{path}: no *.yaml files in this folder; give config files or a folder of them")
-        elif path.is_file():
-            files = [path]
-        else:
-            raise UsageError(f"{path}: no such file or folder")
-        for file in files:
-            if file.resolve() not in seen:
-                seen.add(file.resolve())
-                found.append((file, _skip_reason(file)))
-    if not found:
-        raise UsageError("give at least one config file or folder of configs, e.g. dltool smoke configs/")
-    return found
-
-
 class _Keeper:
     """A training observer that shows nothing and keeps the trained model and its data for the checks after."""
 
@@ -167,6 +127,7 @@ def smoke(
     keep_runs: bool = False,
     runs_root: str | Path | None = None,
     expect_from_configs: bool = False,
+    backend: str | None = None,
     on_result=None,
 ) -> SmokeReport:
     """Smoke-test every config in ``paths`` (files, or folders searched for *.yaml); see the module docstring.
@@ -176,7 +137,9 @@ def smoke(
     whose data needs a download or a missing file is skipped. ``keep_runs``
     (default False) keeps the run folders in ``runs_root`` (default ./runs).
     ``expect_from_configs`` checks each config's ``expect:`` (unmet: status
-    'unmet'). ``on_result(result)`` is called as each config finishes.
+    'unmet'). ``backend`` (default None: each config's own) trains every config on that Keras backend; a
+    config the backend cannot run (TextVectorization outside TensorFlow) is skipped with the reason.
+    ``on_result(result)`` is called as each config finishes.
     """
     from ..runs import runs_dir
 
@@ -202,6 +165,7 @@ def smoke(
                     stand_ins=stand_ins,
                     scratch=scratch,
                     expect=expect_from_configs,
+                    backend=backend,
                 )
             if not keep_runs:
                 result.run = None  # its folder goes with the scratch folder
@@ -226,15 +190,24 @@ def smoke_overrides(epochs: int, expect: bool) -> list[str]:
     return changes + ([] if expect else ["expect={}"])
 
 
-def _smoke_one(path: Path, *, epochs, samples, fake_data, runs_root, stand_ins, scratch, expect) -> SmokeResult:
+def _smoke_one(
+    path: Path, *, epochs, samples, fake_data, runs_root, stand_ins, scratch, expect, backend=None
+) -> SmokeResult:
     from ..config import load_config
     from ..data.standins import missing_data, write_stand_in
     from ..data.streaming import should_stream
 
     start = time.perf_counter()
     result = SmokeResult(str(path), FAILED, stage="validate")
+    forced = [f"backend={backend}"] if backend else []
     try:
-        config = load_config(path)
+        try:
+            config = load_config(path, forced)
+        except ConfigError as exc:
+            if not (forced and exc.path == "backend"):
+                raise
+            result.status, result.message = SKIPPED, str(exc)  # the backend cannot run it, by design
+            return result
         result.name, result.stage = config.name, "data"
         if fake_data:
             overrides = write_stand_in(config, stand_ins, samples, seed=config.seed)
@@ -248,7 +221,7 @@ def _smoke_one(path: Path, *, epochs, samples, fake_data, runs_root, stand_ins, 
                 result.status, result.message = SKIPPED, reason
                 return result
             overrides = []
-        config = load_config(path, smoke_overrides(epochs, expect) + overrides)
+        config = load_config(path, forced + smoke_overrides(epochs, expect) + overrides)
         _check_run(config, result, runs_root, samples, scratch)
     except TrainingInterrupted:
         raise

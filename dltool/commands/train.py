@@ -17,6 +17,7 @@ from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrup
 from ..interrupts import InterruptGuard
 from ..recorder import RunRecorder, history_csv
 from ..runs import COMPLETED, FAILED, INTERRUPTED, RUNNING, Run, now_iso, runs_dir
+from ..session import check_precision, fresh_session, on_running_backend
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 
@@ -43,8 +44,9 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
     from ..fitting import check_outputs_fit_targets
     from ..model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
 
-    _fresh_session(config.seed, config.train.deterministic)
+    fresh_session(config.seed, config.train.deterministic, config.train.precision)
     try:
+        check_precision(config)
         data = prepare_data(config, samples=samples)
         model = build_model(config)
         if any(hasattr(layer, "adapt") for layer in model.layers):
@@ -68,17 +70,6 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
     except ConfigError as exc:
         raise config.locate(exc) from None
     return data, model
-
-
-def _fresh_session(seed: int, deterministic: bool) -> None:
-    """A clean Keras session (fresh layer names dense, dense_1, ... and memory for every run), seeded."""
-    import keras
-
-    from ..backend import set_determinism
-
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    set_determinism(deterministic)
 
 
 def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, observer, parent=None) -> None:
@@ -178,7 +169,7 @@ def train(
             "(or pass the config file's path to train)"
         )
     overrides = list(config.overrides)
-    config = resolve_paths(config)
+    config = on_running_backend(resolve_paths(config))
     data, model = prepare(config, samples=samples)
     parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
     run = Run.create(runs_dir(runs_root), config.name)
@@ -218,7 +209,11 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
         )
     state = read_state(run, status)
     config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
-    _fresh_session(config.seed + state["epoch"], config.train.deterministic)  # a new but reproducible shuffle order
+    trained_on = config.backend or "tensorflow"
+    config = config.model_copy(update={"backend": None})
+    config = on_running_backend(config)  # a run may resume on another backend than it started on
+    # A new but reproducible shuffle order.
+    fresh_session(config.seed + state["epoch"], config.train.deterministic, config.train.precision)
     data = prepare_data(config)
     if data.fingerprint != info.get("data_fingerprint"):
         raise RunStateError(
@@ -230,7 +225,8 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     run.write_text("history.csv", history_csv(history))
     resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]
     run.restart(resumes=resumes, epochs_done=state["epoch"])
-    run.append_log(f"{_now()} resumed from epoch {state['epoch']} (was {status})")
+    moved = f"; on backend {config.backend}, trained on {trained_on}" if config.backend != trained_on else ""
+    run.append_log(f"{_now()} resumed from epoch {state['epoch']} (was {status}){moved}")
     if observer is not None and hasattr(observer, "on_run_created"):
         observer.on_run_created(run)
     return _execute(

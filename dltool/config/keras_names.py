@@ -86,6 +86,7 @@ def check_keras_names(config: ExperimentConfig) -> None:
                 + (did_you_mean(arg, optimizers[opt.name]) or f"; expected one of: {', '.join(optimizers[opt.name])}"),
                 path=f"train.optimizer.{arg}",
             )
+    check_backend_support(config)
     if config.data.source == "text":
         first = layer_name_and_args(config.model.layers[0])[0]
         if first not in STRING_INPUT_LAYERS:
@@ -131,4 +132,46 @@ def check_monitors(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"unknown monitor '{settings.monitor}' (this run logs {', '.join(logged)}){hint}",
             path=f"train.callbacks.{key}.monitor",
+        )
+
+
+TENSORFLOW_ONLY_LAYERS = ("TextVectorization",)  # string ops: they run only inside TensorFlow graphs
+
+
+def _layer_names(spec) -> list[str]:
+    """Every layer class named in one layer spec, wrapped layers (Bidirectional's LSTM) included."""
+    if isinstance(spec, str):
+        return [spec]
+    names = []
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            names.append(key)
+            if isinstance(value, dict):
+                names += [n for inner in value.values() if isinstance(inner, (dict, str)) for n in _layer_names(inner)]
+    return names
+
+
+def check_backend_support(config: ExperimentConfig) -> None:
+    """Refuse what the chosen backend cannot run: TextVectorization outside TensorFlow, steps_per_execution > 1
+    on torch. (A backend that is not installed is refused when dltool selects it.)"""
+    backend = config.backend_name
+    if backend == "tensorflow":
+        return
+    for index, spec in enumerate(config.model.layers):
+        found = [name for name in _layer_names(spec) if name in TENSORFLOW_ONLY_LAYERS]
+        if found:
+            raise ConfigError(
+                f"{found[0]} runs only inside TensorFlow graphs, so backend {backend} cannot train this model "
+                f"(model.layers[{index}]); remove `backend: {backend}` (TensorFlow is the default)",
+                path="backend",
+            )
+    if (
+        backend == "torch"
+        and "steps_per_execution" in config.train.model_fields_set
+        and config.train.steps_per_execution > 1
+    ):
+        raise ConfigError(
+            f"the torch backend runs one batch per call; expected steps_per_execution: 1 with backend torch, "
+            f"received {config.train.steps_per_execution}",
+            path="train.steps_per_execution",
         )

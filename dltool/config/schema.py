@@ -133,6 +133,11 @@ class TrainConfig(Strict):
     checkpoint_every: NonNegativeInt = Field(
         1, description="Save a resumable checkpoint every this many epochs (0: never; then --resume cannot resume)."
     )
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        "float32",
+        description="float32; mixed_bfloat16 (CPUs and TPUs with bfloat16, recent GPUs) or mixed_float16 (GPUs): "
+        "layers compute in 16 bits and keep float32 weights; the last layer computes in float32.",
+    )
     deterministic: bool = Field(
         False,
         description="Seed everything and make TensorFlow's ops deterministic: two runs give identical "
@@ -163,6 +168,11 @@ class ExperimentConfig(Strict):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Letters, digits, '.', '_', '-'; part of the run id."
     )
     seed: Seed = 42
+    backend: Literal["tensorflow", "jax", "torch"] | None = Field(
+        None,
+        description="The Keras backend that trains the model: tensorflow, jax or torch (default: the KERAS_BACKEND "
+        "variable, else tensorflow). TensorFlow stays the data layer on every backend.",
+    )
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
@@ -184,6 +194,13 @@ class ExperimentConfig(Strict):
     def overrides(self) -> list[str]:
         """The ``--set`` overrides (``key.path=value``) applied when this config was loaded."""
         return list(self._overrides)
+
+    @property
+    def backend_name(self) -> str:
+        """The backend this config trains on: ``backend``, else the KERAS_BACKEND variable, else tensorflow."""
+        import os
+
+        return self.backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
 
     @property
     def is_classifier(self) -> bool:

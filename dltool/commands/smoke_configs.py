@@ -1,0 +1,67 @@
+"""Which files `dltool smoke` tests: configs given or found in folders (sweep specs and other YAML skipped),
+and the Keras backend each trains on. No Keras here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError, DltoolError, UsageError
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+SWEEP_KEYS = {"experiment", "objective", "parameters", "sweep", "search_space"}  # `dltool sweep` specs
+
+
+def _skip_reason(path: Path) -> str | None:
+    """Why a YAML file found in a folder is not an experiment config (a sweep spec, other YAML), or None."""
+    from ..config.yamlio import load_yaml, read_config_text
+
+    try:  # the guarded reader: a folder may hold hostile YAML (alias bombs, Python tags)
+        data, _ = load_yaml(read_config_text(path), str(path))
+    except ConfigError:
+        return None  # meant as a config or not, validation says what is wrong with it
+    if not isinstance(data, dict):
+        return "not an experiment config (not a mapping)"
+    keys = set(map(str, data))
+    if keys & {"data", "model", "train"}:
+        return None
+    if keys & SWEEP_KEYS:
+        return "a sweep spec, not an experiment config"
+    return "not an experiment config (no data, model or train key)"
+
+
+def find_configs(paths: list[str | Path]) -> list[tuple[Path, str | None]]:
+    """(file, reason to skip it or None) for each config given or found in a given folder (*.yaml, *.yml)."""
+    found: list[tuple[Path, str | None]] = []
+    seen: set[Path] = set()
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CONFIG_SUFFIXES)
+            if not files:
+                raise UsageError(f"{path}: no *.yaml files in this folder; give config files or a folder of them")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+        for file in files:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                found.append((file, _skip_reason(file)))
+    if not found:
+        raise UsageError("give at least one config file or folder of configs, e.g. dltool smoke configs/")
+    return found
+
+
+def config_backends(paths: list[str | Path]) -> dict[str, str]:
+    """{config file: the backend it trains on (its ``backend``, else $KERAS_BACKEND, else tensorflow)} for the
+    configs in ``paths`` that validate."""
+    from ..config import load_config
+
+    named = {}
+    for path, skip in find_configs(paths):
+        if skip is None:
+            try:
+                named[str(path)] = load_config(path).backend_name
+            except DltoolError:
+                continue  # smoke itself reports it
+    return named
