@@ -2,8 +2,8 @@
 
 A client of an exported model sends feature values as they were in the
 training file. The run's ``scale`` and ``standardize`` (its saved
-:class:`~dltool.data.preprocessing.Preprocessing`) become a Rescaling and a
-Normalization layer in front of the trained layers, and the channel axis the
+:class:`~dltool.data.preprocessing.Preprocessing`) become two Rescaling
+layers in front of the trained layers (x / scale, then (x - mean) / std), and the channel axis the
 run adds to raw samples a Reshape. Random augmentation and dropout layers are
 identity at inference; they are left out, because their random ops are what
 converters cannot translate (ONNX: keras-team/keras#21346). The trained layers
@@ -96,15 +96,6 @@ def raw_input_shape(state: Preprocessing) -> list[int]:
     return list(state.input_shape[:-1]) if state.add_channel_axis else list(state.input_shape)
 
 
-def _normalization_axes(state: Preprocessing) -> tuple[int, ...] | None:
-    """Axes of the model's input (batch axis 0) that the saved mean and std vary along (per value or per channel)."""
-    dims = np.asarray(state.mean).ndim
-    if dims == 0:
-        return None
-    rank = len(state.input_shape)
-    return tuple(range(rank - dims + 1, rank + 1))
-
-
 def inference_model(model, state: Preprocessing):
     """A functional model taking raw samples: the run's preprocessing in front of the trained layers (shared),
     random augmentation and dropout left out. Named after the trained model; input named ``inputs``."""
@@ -118,11 +109,12 @@ def inference_model(model, state: Preprocessing):
     if state.kind != "text" and state.scale is not None:
         x = keras.layers.Rescaling(1.0 / float(state.scale), name="scale", dtype="float32")(x)
     if state.kind != "text" and state.mean is not None:
-        std = np.asarray(state.std, dtype=np.float64)
-        x = keras.layers.Normalization(
-            axis=_normalization_axes(state),
-            mean=np.asarray(state.mean, dtype=np.float32),
-            variance=(std**2).astype(np.float32),
+        # (x - mean) / std as one Rescaling: a Normalization layer keeps mean and variance as captured tensors,
+        # which tf2onnx turns into extra graph inputs instead of constants.
+        mean, std = np.asarray(state.mean, dtype=np.float64), np.asarray(state.std, dtype=np.float64)
+        x = keras.layers.Rescaling(
+            scale=(1.0 / std).astype(np.float32).tolist(),
+            offset=(-mean / std).astype(np.float32).tolist(),
             name="standardize",
             dtype="float32",
         )(x)
