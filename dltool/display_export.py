@@ -45,18 +45,25 @@ def _shape(record: dict) -> str:
     return "[" + ", ".join(str(v) for v in shape) + "]"
 
 
-def exports_table(records: list[dict]) -> Table:
+def _shown_path(path: str, run_path: str | None) -> str:
+    """A path inside the run folder relative to it (the table stays narrow), any other path as it is."""
+    if run_path and path.startswith(run_path.rstrip("/") + "/"):
+        return path[len(run_path.rstrip("/")) + 1 :]
+    return path
+
+
+def exports_table(records: list[dict], run_path: str | None = None) -> Table:
     """`runs show`: one line per verified export: format, path, runtime, max abs difference, samples, seconds."""
     table = Table(title="exports (dltool export)", title_justify="left")
-    for column in ("format", "path", "runtime", "max abs diff", "samples", "seconds", "created"):
-        table.add_column(column, justify="right" if column in ("max abs diff", "samples", "seconds") else "left")
+    for column in ("format", "path", "runtime", "max abs diff", "samples", "verify s", "created"):
+        table.add_column(column, justify="right" if column in ("max abs diff", "samples", "verify s") else "left")
     for record in records:
         runtime = f"{record.get('runtime', '')} {record.get('runtime_version', '')}".strip()
         if record.get("opset"):
             runtime += f" (opset {record['opset']})"
         table.add_row(
             str(record.get("format", "")),
-            str(record.get("path", "")),
+            _shown_path(str(record.get("path", "")), run_path),
             runtime,
             format_value(record.get("max_abs_diff")),
             str(record.get("samples", "")),

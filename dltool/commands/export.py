@@ -250,16 +250,6 @@ def _append_record(run: Run, record: dict) -> None:
     run.write_json(EXPORTS, [*(records if isinstance(records, list) else []), record])
 
 
-def read_exports(run: Run) -> list[dict]:
-    """The run's recorded exports, oldest first ([] when none)."""
-    path = run.file(EXPORTS)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-    except (OSError, ValueError):
-        return []
-    return records if isinstance(records, list) else []
-
-
 def serving_commands(record: dict) -> tuple[str, str]:
     """The `docker run` line that serves a saved_model export with TF Serving, and a `curl` request for it."""
     name = record["model_name"]
