@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.preprocessing import Preprocessing
 from ..errors import ExportError
-from .inference import is_recurrent, raw_input_shape, text_layers
+from .inference import is_recurrent, text_layers
 from .runtimes import first_line, quiet_converters, quiet_stderr, require
 
 RUNTIME = "ai-edge-litert"
@@ -95,7 +95,3 @@ class Runner:
             parts.append(next(iter(outputs.values())))
         return np.concatenate(parts)
 
-
-def input_shape_of(state: Preprocessing, batch: int | None) -> list:
-    """The .tflite input shape as shown to users: [batch, *raw sample shape] (None: any batch)."""
-    return [batch, *raw_input_shape(state)]
