@@ -94,4 +94,3 @@ class Runner:
                 raise ExportError(f"litert: the interpreter cannot run the model: {first_line(exc)}") from None
             parts.append(next(iter(outputs.values())))
         return np.concatenate(parts)
-
