@@ -31,6 +31,7 @@ from .cli_common import (
     skip_shutdown_collection,
 )
 from .cli_config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
+from .cli_export import EXPORT_EPILOG, export_command
 from .cli_runs import PLOT_EPILOG, plot, runs_app
 from .cli_smoke import SMOKE_EPILOG, smoke, train_reports
 from .cli_sweep import SWEEP_EXAMPLE, sweep_command
@@ -223,6 +224,7 @@ def predict(
         err.print(f"wrote {result.rows} prediction(s) to {output}", highlight=False)
 
 
+app.command("export", epilog=EXPORT_EPILOG)(export_command)
 app.command(epilog=VALIDATE_EPILOG)(validate)
 app.command(epilog=SCHEMA_EPILOG)(schema)
 app.command(epilog=PLOT_EPILOG)(plot)

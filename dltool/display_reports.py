@@ -5,6 +5,8 @@ The live training display and the shared formatting helpers are in :mod:`dltool.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -80,6 +82,10 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(chart)
     if shown.get("evaluations"):
         console.print(evaluations_table(shown["evaluations"]))
+    if shown.get("exports"):
+        from .display_export import exports_table
+
+        console.print(exports_table(shown["exports"], str(Path(shown["path"]).resolve())))
     console.print("[bold]config[/]", highlight=False)
     console.print(dump_yaml(shown["config"]).rstrip(), highlight=False, markup=False)
     files = "  ".join(

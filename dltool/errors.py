@@ -74,6 +74,16 @@ class UsageError(DltoolError):
     """The command line asks for something contradictory."""
 
 
+class ExportError(DltoolError):
+    """A run's model cannot be exported in the asked format (a converter or runtime limit, a missing runtime)."""
+
+
+class VerificationError(DltoolError):
+    """An exported model answers differently from the run's model.keras; nothing was left at the output path."""
+
+    exit_code = 1
+
+
 class TrainingError(DltoolError):
     """Training started but could not finish (NaN loss, write failure, Keras error)."""
 

@@ -211,14 +211,21 @@ def read_evaluations(run: Run) -> dict[str, dict]:
     return found
 
 
+def read_exports(run: Run) -> list[dict]:
+    """The run's verified exports (exports.json, written by `dltool export`), oldest first; [] when none."""
+    records = read_json_or_none(run.file("exports.json"))
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+
+
 def show_run(run: Run) -> dict:
-    """One run in full: its summary, final metrics, config, per-epoch history, evaluations and files."""
+    """One run in full: its summary, final metrics, config, per-epoch history, evaluations, exports and files."""
     return {
         **summarize(run),
         "metrics": read_json_or_none(run.file("metrics.json")),
         "config": read_config(run),
         "history": read_history(run),
         "evaluations": read_evaluations(run),
+        "exports": read_exports(run),
         "files": run_files(run),
     }
 

@@ -212,6 +212,17 @@ def load_test_split(config, preprocessing: Preprocessing) -> tuple[np.ndarray, n
     return preprocessing.transform(x_test), y_test
 
 
+def load_raw_test_inputs(config) -> np.ndarray:
+    """A run's test inputs as its data source gives them, before any preprocessing (what an exported model takes)."""
+    from .streaming import should_stream
+
+    if should_stream(config.data):
+        raise DataError(f"{config.data.path} is streamed from disk; its test split is not loaded into memory")
+    raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
+    _check_input_shape(config, raw)
+    return split_raw(config, raw)[2]
+
+
 def _data_name(config) -> str:
     data = config.data
     return (

@@ -1,0 +1,60 @@
+"""`dltool export`: parse, call :func:`dltool.commands.export.export`, print the verified artifact and how to use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli_common import Checkpoint, RunRef, RunsDir, Verbose, out, reported_errors
+
+EXPORT_EPILOG = (
+    "Example: dltool export latest --format saved_model   |   dltool export latest --format onnx -o model.onnx"
+    "   |   dltool export latest --format litert --data rows.csv"
+)
+
+
+def export_command(
+    run: RunRef,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="saved_model|onnx|litert",
+            help="saved_model (TensorFlow Serving), onnx (ONNX Runtime) or litert (.tflite, LiteRT).",
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="saved_model: the folder TF Serving serves from (the model goes to PATH/<name>/<version>/); "
+            "onnx/litert: the file, or a folder for <name>.onnx / <name>.tflite. Default: the run's exports/ folder.",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="Verify on up to 256 samples of this file (what predict reads) instead of the run's test split.",
+        ),
+    ] = None,
+    checkpoint: Checkpoint = "final",
+    runs_dir: RunsDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Export a run's model with its preprocessing inside, verified against model.keras in the target runtime."""
+    from .backend import import_keras
+
+    with reported_errors():
+        import_keras(verbose)
+        from .commands.export import export, serving_commands
+        from .display_export import print_export
+
+        record = export(run, fmt, output=output, data_file=data, checkpoint=checkpoint, runs_root=runs_dir)
+    print_export(out, record, serving_commands(record) if record["format"] == "saved_model" else None)
