@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import DltoolError, RequestError
@@ -60,8 +60,9 @@ def _error(message: str, status: int, headers: dict | None = None) -> JSONRespon
 class Guard:
     """ASGI middleware: token check, body size limit, request metrics, and JSON 500s for the unexpected."""
 
-    def __init__(self, app, *, metrics: ServeMetrics, token: str | None, max_body: int):
-        self.app, self.metrics, self.token, self.max_body = app, metrics, token, max_body
+    def __init__(self, app, *, metrics: ServeMetrics, token: str | None, max_body_mb: float):
+        self.app, self.metrics, self.token = app, metrics, token
+        self.max_body_mb, self.max_body = max_body_mb, int(max_body_mb * 2**20)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -119,9 +120,8 @@ class Guard:
         return None
 
     def _too_large(self, received: str) -> RequestError:
-        limit = self.max_body / 2**20
         return RequestError(
-            f"Request body too large: expected at most {limit:g} MB ({self.max_body:,} bytes; "
+            f"Request body too large: expected at most {self.max_body_mb:g} MB ({self.max_body:,} bytes; "
             f"dltool serve --max-body-mb), {received}",
             413,
         )
@@ -207,12 +207,9 @@ def build_app(
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/v1/models/{rest:path}", model_route, methods=["GET", "POST"]),
         ],
-        middleware=[Middleware(Guard, metrics=metrics, token=token, max_body=int(max_body_mb * 2**20))],
+        middleware=[Middleware(Guard, metrics=metrics, token=token, max_body_mb=max_body_mb)],
         exception_handlers={DltoolError: refused, HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.served, app.state.batcher, app.state.metrics = served, batcher, metrics
     return app
-
-
-__all__ = ["Guard", "PlainTextResponse", "build_app", "endpoint_of"]
