@@ -218,3 +218,33 @@ def test_endpoint_labels_are_a_fixed_set():
     assert endpoint_of("/v1/models/x/versions/3:predict") == "predict"
     assert endpoint_of("/v1/models/anything/at/all") == "status"
     assert endpoint_of("/random/path") == "other"
+
+
+def test_cli_refuses_bad_options_and_a_missing_extra_with_exit_2(monkeypatch):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from dltool.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["serve", "latest", "--max-batch", "0"])
+    assert bad.exit_code == 2 and "--max-batch: expected an integer >= 1, received 0" in bad.output
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else find_spec(name))
+    missing = runner.invoke(app, ["serve", "latest"])
+    assert missing.exit_code == 2 and 'pip install -e ".[serve]"' in missing.output
+    assert "dltool serve latest" in runner.invoke(app, ["serve", "--help"]).output
+
+
+def test_a_busy_port_is_a_usage_error():
+    from dltool.commands.serve import bind_socket
+    from dltool.errors import UsageError
+
+    taken = bind_socket("127.0.0.1", 0)
+    taken.listen()
+    try:
+        with pytest.raises(UsageError, match="choose another --port"):
+            bind_socket("127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()

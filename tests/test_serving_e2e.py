@@ -189,8 +189,7 @@ def test_load_32_clients_for_20_seconds_gets_no_errors(iris_server):
 
 def test_sigterm_finishes_the_requests_in_flight_then_exits_0(iris_run):
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
-    # A long batch wait keeps the requests queued in the server when SIGTERM arrives.
-    command = [sys.executable, "-m", "dltool", "serve", str(iris_run.path), "--port", "0", "--batch-wait-ms", "1500"]
+    command = [sys.executable, "-m", "dltool", "serve", str(iris_run.path), "--port", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         first = server.stdout.readline()
@@ -198,8 +197,13 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits_0(iris_run):
         url = first.rsplit(" at ", 1)[1].strip()
         codes = []
 
+        def slow_body():  # half the body now, the rest after SIGTERM: the request is in flight when it comes
+            yield b'{"instances": [[5.1, 3.5,'
+            time.sleep(1.0)
+            yield b" 1.4, 0.2]]}"
+
         def ask():
-            answer = httpx.post(f"{url}/v1/models/iris-test:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+            answer = httpx.post(f"{url}/v1/models/iris-test:predict", content=slow_body(), timeout=30)
             codes.append(answer.status_code)
 
         asking = [threading.Thread(target=ask) for _ in range(8)]

@@ -83,6 +83,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise UsageError(f"--host: cannot listen on '{host}' ({exc}); expected an address such as 127.0.0.1") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: without, a response written in two parts waits for the client's
+        # delayed ACK (40 ms per request with uvicorn's h11 protocol, measured).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()

@@ -164,15 +164,22 @@ def build_app(
         if method == "GET" and verb in (None, "/metadata"):
             return JSONResponse(served.status() if verb is None else served.metadata())
         if method == "POST" and verb == ":predict":
-            raw, form = parse_predict(parse_json(await request.body()), served.signature)
-            outputs = await batcher.predict(served.prepare(raw, "instances" if form == "row" else "inputs"))
-            return JSONResponse(predict_answer(outputs, form))
+            with batcher.arriving():
+                raw, form = parse_predict(parse_json(await request.body()), served.signature)
+                x = served.prepare(raw, "instances" if form == "row" else "inputs")
+            return JSONResponse(predict_answer(await batcher.predict(x), form))
         if method == "POST" and verb == ":label" and match["version"] is None:
             return await label(request)
         wanted = "POST" if verb in (":predict", ":label") else "GET"
         raise RequestError(f"Malformed request: {method} {path}; expected {wanted}", 405 if method != wanted else 404)
 
     async def label(request: Request) -> Response:
+        with batcher.arriving():
+            x, rows = await label_inputs(request)
+        outputs = await batcher.predict(x)
+        return JSONResponse({"model": served.name, "predictions": served.labelled(outputs, rows)})
+
+    async def label_inputs(request: Request) -> tuple:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form(max_files=MAX_UPLOADS, max_fields=MAX_UPLOADS)
             try:
@@ -183,8 +190,7 @@ def build_app(
         else:
             raw, rows = label_json(parse_json(await request.body()), served)
             x = served.prepare(raw, "rows")
-        outputs = await batcher.predict(x)
-        return JSONResponse({"model": served.name, "predictions": served.labelled(outputs, rows)})
+        return x, rows
 
     async def refused(request: Request, exc: Exception) -> Response:
         return _error(str(exc), getattr(exc, "status", 400))

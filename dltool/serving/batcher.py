@@ -6,14 +6,20 @@ model on a single worker thread so the event loop keeps accepting requests
 meanwhile. A request larger than ``max_batch`` is split into pieces that are
 batched like any other. ``max_batch=1`` calls the model once per sample: no
 merging (the baseline of the benchmark).
+
+The wait ends early once no request is on its way: the server announces each
+request it is reading (:meth:`DynamicBatcher.arriving`), so a lone client is
+not kept waiting for companions that cannot come, while under load the batch
+still fills with the requests being read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +51,17 @@ class DynamicBatcher:
         self._idle.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dltool-model")
         self._task: asyncio.Task | None = None
+        self._arriving = 0  # requests being read that will bring samples
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Wrap the reading of a request that will call :meth:`predict`: the batch being formed waits for it."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            self._arrived.set()  # its samples are queued (or it failed): a waiting batch looks again
 
     def start(self) -> None:
         """Start taking batches (call from the running event loop)."""
@@ -102,9 +119,9 @@ class DynamicBatcher:
                 start += len(piece.x)
 
     async def _gather_more(self, deadline: float) -> None:
-        """Wait until ``max_batch`` samples are queued or ``deadline`` passes."""
+        """Wait until ``max_batch`` samples are queued, no request is on its way, or ``deadline`` passes."""
         loop = asyncio.get_running_loop()
-        while sum(len(p.x) for p in self._pieces) < self.max_batch:
+        while self._arriving and sum(len(p.x) for p in self._pieces) < self.max_batch:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
