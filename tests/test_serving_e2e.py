@@ -137,9 +137,9 @@ def test_fuzzing_every_endpoint_from_the_openapi_schema_gets_no_5xx(iris_server)
 
 
 def fuzz(client: httpx.Client, model: str, method: str, path: str, bodies) -> None:
-    """Send one operation up to 30 generated requests; none may get a 5xx, and every 4xx says why in JSON."""
+    """Send one operation up to 50 generated requests; none may get a 5xx, and every 4xx says why in JSON."""
 
-    @settings(max_examples=30, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=50, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(
         body=bodies,
         name=st.one_of(st.just(model), st.text(min_size=1, max_size=12)),
