@@ -33,6 +33,7 @@ from .cli_common import (
 from .cli_config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
 from .cli_export import EXPORT_EPILOG, export_command
 from .cli_runs import PLOT_EPILOG, plot, runs_app
+from .cli_serve import SERVE_EPILOG, serve_command
 from .cli_smoke import SMOKE_EPILOG, smoke, train_reports
 from .cli_sweep import SWEEP_EXAMPLE, sweep_command
 from .errors import UsageError
@@ -47,6 +48,7 @@ app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 app.command("sweep", epilog=SWEEP_EXAMPLE)(sweep_command)
+app.command("serve", epilog=SERVE_EPILOG)(serve_command)
 
 
 def _version(value: bool) -> None:

@@ -84,6 +84,14 @@ class VerificationError(DltoolError):
     exit_code = 1
 
 
+class RequestError(DltoolError):
+    """A request to ``dltool serve`` that cannot be answered as sent; ``status`` is its HTTP status (4xx)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
 class TrainingError(DltoolError):
     """Training started but could not finish (NaN loss, write failure, Keras error)."""
 

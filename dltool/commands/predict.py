@@ -27,7 +27,7 @@ from ..fileio import check_output_file
 from ..inputs import expand_inputs, inputs_for
 from ..inputs.base import read_header
 from ..keras_io import as_model_input
-from ..metrics import predicted_classes
+from ..predictions import labelled_values, prediction_record, value_columns
 from ..runs import Run
 from ..saved_run import SavedRun
 
@@ -93,14 +93,7 @@ class _Writer:
     def __init__(self, stream: TextIO, fmt: str, state: Preprocessing, outputs: int, kept: KeptColumns | None = None):
         self.stream, self.fmt, self.state, self.kept = stream, fmt, state, kept
         self.count = 0
-        if state.task == "classification":
-            self.columns = ["label"] + [f"prob_{name}" for name in state.class_names]
-        elif state.target_names and len(state.target_names) == outputs:
-            self.columns = list(state.target_names)
-        elif outputs == 1:
-            self.columns = ["value"]
-        else:
-            self.columns = [f"value_{i}" for i in range(outputs)]
+        self.columns = value_columns(state, outputs)
         self.started = False
 
     def _start(self) -> None:
@@ -115,15 +108,7 @@ class _Writer:
     def write(self, segments: list[tuple[str, range | list[int]]], outputs: np.ndarray) -> None:
         if not self.started:
             self._start()
-        outputs = outputs.reshape(len(outputs), -1)
-        if self.state.task == "classification":
-            names = np.asarray(self.state.class_names, dtype=object)
-            labels = names[predicted_classes(outputs)]
-            if outputs.shape[1] == 1:  # a sigmoid gives P(class 1); show both classes
-                outputs = np.hstack([1 - outputs, outputs])
-            values = [[label, *row] for label, row in zip(labels, outputs.tolist())]
-        else:
-            values = outputs.tolist()
+        values = labelled_values(self.state, outputs)
         where = [(name, row) for name, rows in segments for row in rows]
         if self.fmt == "csv":
             self._write_csv_rows(segments, values)
@@ -132,11 +117,7 @@ class _Writer:
                 record = {"input": name, "row": row}
                 if self.kept is not None:
                     record.update(zip(self.kept.columns, self.kept.values(name, row)))
-                if self.state.task == "classification":
-                    record["label"] = vals[0]
-                    record["probabilities"] = dict(zip(self.state.class_names, vals[1:]))
-                else:
-                    record.update(zip(self.columns, vals))
+                record.update(prediction_record(self.state, self.columns, vals))
                 self.stream.write(("," if self.count else "") + "\n  " + json.dumps(record))
                 self.count += 1
             return

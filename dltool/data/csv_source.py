@@ -50,13 +50,20 @@ def require_columns(header: list[str], names: list[str], path, error=DataError, 
 
 
 def column_problem(
-    path, header: list[str], takes: list[str], *, targets: list[str] = (), allowed: list[str] | None = None
+    path,
+    header: list[str],
+    takes: list[str],
+    *,
+    targets: list[str] = (),
+    allowed: list[str] | None = None,
+    holder: str = "the file",
 ) -> str | None:
     """The one message for a CSV whose columns do not fit a model, or None when they do.
 
     ``takes`` are the model's input columns and ``targets`` the label columns
     also needed (evaluate); with ``allowed``, any column outside these and
-    ``allowed`` is unexpected (otherwise other columns are ignored).
+    ``allowed`` is unexpected (otherwise other columns are ignored). ``holder``
+    names what has the columns in the message (a served JSON row: "the row").
     """
     wanted = list(dict.fromkeys([*takes, *targets]))
     missing = [name for name in wanted if name not in header]
@@ -74,7 +81,7 @@ def column_problem(
     else:
         return None
     target = f"; expected target column {', '.join(targets)}" if targets else ""
-    return f"{path}: {problem} (the model takes {', '.join(takes)}{target}; the file has {', '.join(header)})"
+    return f"{path}: {problem} (the model takes {', '.join(takes)}{target}; {holder} has {', '.join(header)})"
 
 
 def _is_number(text: str) -> bool:

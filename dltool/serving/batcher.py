@@ -1,0 +1,142 @@
+"""Dynamic batching: samples of concurrent requests merged into one model call, as TF Serving's batching does.
+
+Requests queue their samples; one asyncio task takes up to ``max_batch`` of them,
+waiting at most ``wait_ms`` after the first for more to arrive, and runs the
+model on a single worker thread so the event loop keeps accepting requests
+meanwhile. A request larger than ``max_batch`` is split into pieces that are
+batched like any other. ``max_batch=1`` calls the model once per sample: no
+merging (the baseline of the benchmark).
+
+The wait ends early once no request is on its way: the server announces each
+request it is reading (:meth:`DynamicBatcher.arriving`), so a lone client is
+not kept waiting for companions that cannot come, while under load the batch
+still fills with the requests being read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class _Piece:
+    x: np.ndarray
+    done: asyncio.Future
+
+
+class DynamicBatcher:
+    """Merge concurrent ``predict`` calls into model calls of at most ``max_batch`` samples."""
+
+    def __init__(
+        self,
+        call: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch: int = 64,
+        wait_ms: float = 5.0,
+        observe: Callable[[int, float], None] | None = None,
+    ):
+        """``call`` runs the model on a batch (on the worker thread); ``observe(batch size, seconds)`` per call."""
+        self.call, self.max_batch, self.wait = call, max(1, int(max_batch)), max(0.0, wait_ms) / 1000
+        self.observe = observe
+        self._pieces: collections.deque[_Piece] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dltool-model")
+        self._task: asyncio.Task | None = None
+        self._arriving = 0  # requests being read that will bring samples
+
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Wrap the reading of a request that will call :meth:`predict`: the batch being formed waits for it."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            self._arrived.set()  # its samples are queued (or it failed): a waiting batch looks again
+
+    def start(self) -> None:
+        """Start taking batches (call from the running event loop)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="dltool-batcher")
+
+    async def predict(self, x: np.ndarray) -> np.ndarray:
+        """The model's outputs for the samples ``x``, computed in whichever batches they join."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the batcher is not running")
+        loop = asyncio.get_running_loop()
+        pieces = [_Piece(x[i : i + self.max_batch], loop.create_future()) for i in range(0, len(x), self.max_batch)]
+        self._pieces.extend(pieces)
+        self._idle.clear()
+        self._arrived.set()
+        results = await asyncio.gather(*(p.done for p in pieces))
+        return results[0] if len(results) == 1 else np.concatenate(results)
+
+    async def stop(self) -> None:
+        """Answer every queued sample, then stop the task and the worker thread."""
+        if self._task is not None and not self._task.done():
+            await self._idle.wait()  # set once the queue is empty and no call is running
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._pieces:
+                self._idle.set()
+                self._arrived.clear()
+                await self._arrived.wait()
+            if self.max_batch > 1 and self.wait > 0:
+                await self._gather_more(loop.time() + self.wait)
+            batch = self._take()
+            x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
+            started = loop.time()
+            try:
+                y = await loop.run_in_executor(self._executor, self.call, x)
+            except Exception as exc:  # noqa: BLE001  (the requests of this batch get the error, the server goes on)
+                for piece in batch:
+                    if not piece.done.done():
+                        piece.done.set_exception(exc)
+                continue
+            if self.observe is not None:
+                self.observe(len(x), loop.time() - started)
+            start = 0
+            for piece in batch:
+                if not piece.done.done():  # a client that went away cancelled its future
+                    piece.done.set_result(y[start : start + len(piece.x)])
+                start += len(piece.x)
+
+    async def _gather_more(self, deadline: float) -> None:
+        """Wait until ``max_batch`` samples are queued, no request is on its way, or ``deadline`` passes."""
+        loop = asyncio.get_running_loop()
+        while self._arriving and sum(len(p.x) for p in self._pieces) < self.max_batch:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
+    def _take(self) -> list[_Piece]:
+        """The queued pieces that fit in one call (always at least one)."""
+        batch = [self._pieces.popleft()]
+        rows = len(batch[0].x)
+        while self._pieces and rows + len(self._pieces[0].x) <= self.max_batch:
+            piece = self._pieces.popleft()
+            batch.append(piece)
+            rows += len(piece.x)
+        return batch
