@@ -1,12 +1,14 @@
 """Requests/s and latency of `dltool serve` at 1, 8 and 32 concurrent clients: dynamic batching vs none.
 
-Trains configs/digits_mlp.yaml once (seconds) unless --run names a run, starts
+Trains --config (default configs/digits_mlp.yaml; --set as for dltool train) once unless --run names a run, starts
 `dltool serve` as a subprocess per mode, and drives it from this process with
 keep-alive HTTP/1.1 connections written on raw asyncio streams (an HTTP client
 library would cost more CPU than the server on a 2-core machine). Each cell
 runs --seconds after a short warm-up. Writes a section into RESULTS-serve.md.
 
-    python benchmarks/measure_serve.py [--run RUN] [--seconds 4] [--out benchmarks/RESULTS-serve.md]
+    python benchmarks/measure_serve.py [--run RUN | --config CONFIG [--set K=V ...]] [--seconds 4]
+
+Each model gets its own section in --out (default benchmarks/RESULTS-serve.md), replaced when measured again.
 """
 
 from __future__ import annotations
@@ -30,16 +32,26 @@ MODES["one model call per request (--max-batch 1)"] = ["--max-batch", "1"]
 CLIENTS = (1, 8, 32)
 
 
-def train_digits(root: Path) -> str:
-    """A digits-mlp run under ``root``: its folder."""
+def train_run(root: Path, config: str, overrides: list[str]) -> str:
+    """A run of ``config`` under ``root``: its folder."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "DLTOOL_RUNS_DIR": str(root)}
+    sets = [arg for item in overrides for arg in ("--set", item)]
     subprocess.run(
-        [sys.executable, "-m", "dltool", "train", str(REPO / "configs/digits_mlp.yaml"), "--quiet"],
-        env=env,
-        check=True,
-        capture_output=True,
+        [sys.executable, "-m", "dltool", "train", config, "--quiet", *sets], env=env, check=True, capture_output=True
     )
     return str(next(p for p in root.iterdir() if p.is_dir()))
+
+
+def raw_sample(run: str) -> tuple[list, str]:
+    """One random raw sample of the run's input shape (values in the range its data had), and a description."""
+    import yaml
+
+    config = yaml.safe_load((Path(run) / "config.yaml").read_text())
+    shape = config["model"]["input_shape"]
+    top = 255 if config["data"].get("scale") == 255 or "mnist" in config["name"] else 16
+    sample = np.random.default_rng(0).integers(0, top + 1, size=shape).tolist()
+    params = json.loads((Path(run) / "run.json").read_text()).get("params")
+    return sample, f"{config['name']} (input {shape}, {params:,} parameters)"
 
 
 def start_server(run: str, options: list[str]) -> tuple[subprocess.Popen, str, str]:
@@ -85,13 +97,15 @@ def _headers(head: bytes):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="a run to serve (default: train configs/digits_mlp.yaml)")
+    parser.add_argument("--run", help="a run to serve (default: train --config)")
+    parser.add_argument("--config", default=str(REPO / "configs/digits_mlp.yaml"), help="the config to train")
+    parser.add_argument("--set", action="append", default=[], help="an override for the training, as dltool train")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per cell")
     parser.add_argument("--out", default=str(REPO / "benchmarks/RESULTS-serve.md"))
     args = parser.parse_args()
     scratch = tempfile.TemporaryDirectory(prefix="dltool-serve-bench-")
-    run = args.run or train_digits(Path(scratch.name))
-    sample = np.random.default_rng(0).integers(0, 17, size=64).tolist()  # one raw 8x8 digit's pixel values
+    run = args.run or train_run(Path(scratch.name), args.config, args.set)
+    sample, model = raw_sample(run)
     rows = []
     for mode, options in MODES.items():
         server, url, name = start_server(run, options)
@@ -118,23 +132,30 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    write_results(Path(args.out), rows, args.seconds)
+    write_results(Path(args.out), rows, args.seconds, model)
 
 
-def write_results(path: Path, rows: list[tuple], seconds: float) -> None:
+HEADER = """# dltool serve: dynamic batching
+
+`python benchmarks/measure_serve.py [--config CONFIG]`: a run served by `dltool serve`, one raw sample per
+`:predict` request, closed-loop keep-alive clients on loopback in the same machine (the client shares the
+cores with the server). Each request costs the server about 0.3-0.5 ms of Python (HTTP, JSON, preprocessing)
+whatever the batching, so batching can at most remove the model's share of the time: the ratio grows with the
+model's cost per call and with spare cores for the event loop.
+"""
+
+
+def write_results(path: Path, rows: list[tuple], seconds: float, model: str) -> None:
+    """Write this model's section into ``path``, keeping the other models' sections."""
     batched = {c: r for m, c, r, *_ in rows if m.startswith("batching")}
     single = {c: r for m, c, r, *_ in rows if not m.startswith("batching")}
+    title = f"## {model}"
     lines = [
-        "# dltool serve: dynamic batching",
+        title,
         "",
-        "`python benchmarks/measure_serve.py`: a digits-mlp run (`configs/digits_mlp.yaml`, 64 inputs, 4,810 parameters)",
-        "served by `dltool serve`, one raw 8x8 digit per `:predict` request, closed-loop keep-alive clients on loopback",
-        f"in the same machine, {seconds:g} s per cell after a 0.5 s warm-up.",
+        f"{time.strftime('%Y-%m-%d')}, {seconds:g} s per cell after a 0.5 s warm-up. "
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-        f"load average {os.getloadavg()[0]:.1f} at the end (the client shares the cores with the server).",
-        "Each request costs the server about 0.3-0.5 ms of Python (HTTP, JSON, preprocessing) whatever the batching,",
-        "and this model's call about 1 ms, so batching can at most remove the model's share: the ratio grows with",
-        "the model's cost per call and with spare cores for the event loop.",
+        f"load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| server | clients | requests/s | p50 latency (ms) | p99 latency (ms) |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -145,7 +166,10 @@ def write_results(path: Path, rows: list[tuple], seconds: float) -> None:
         + ".",
         "",
     ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    sections = [f"## {part}" for part in old.split("\n## ")[1:] if not part.startswith(model.split(" (")[0])]
+    sections.append("\n".join(lines))
+    path.write_text(HEADER + "\n" + "\n".join(s.rstrip() + "\n" for s in sections), encoding="utf-8")
     print(f"wrote {path}")
 
 

@@ -32,6 +32,7 @@ from .cli_common import (
 )
 from .cli_config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
 from .cli_export import EXPORT_EPILOG, export_command
+from .cli_info import INFO_EPILOG, info
 from .cli_runs import PLOT_EPILOG, plot, runs_app
 from .cli_serve import SERVE_EPILOG, serve_command
 from .cli_smoke import SMOKE_EPILOG, smoke, train_reports
@@ -231,6 +232,7 @@ app.command(epilog=VALIDATE_EPILOG)(validate)
 app.command(epilog=SCHEMA_EPILOG)(schema)
 app.command(epilog=PLOT_EPILOG)(plot)
 app.command(epilog=INIT_EPILOG)(init)
+app.command(epilog=INFO_EPILOG)(info)
 
 
 def main() -> None:

@@ -52,7 +52,9 @@ def export_command(
     from .backend import import_keras
 
     with reported_errors():
-        import_keras(verbose)
+        # The converters (SavedModel, tf2onnx, LiteRT) work on TensorFlow graphs: a run trained on jax or torch
+        # is loaded on TensorFlow (model.keras is portable) and verified against that.
+        import_keras(verbose, backend="tensorflow")
         from .commands.export import export, serving_commands
         from .display_export import print_export
 

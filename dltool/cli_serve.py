@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import Checkpoint, RunRef, RunsDir, Verbose, reported_errors, say
+from .cli_common import Backend, Checkpoint, RunRef, RunsDir, Verbose, reported_errors, run_backend, say
 
 SERVE_EPILOG = (
     "Example: dltool serve latest   |   dltool serve latest --port 8080 --max-batch 128 --token $TOKEN   |   "
@@ -44,6 +44,7 @@ def serve_command(
     ] = 32.0,
     checkpoint: Checkpoint = "final",
     runs_dir: RunsDir = None,
+    backend: Backend = None,
     verbose: Verbose = False,
 ) -> None:
     """Serve a run's model over TensorFlow Serving's REST API, with dynamic batching and Prometheus metrics."""
@@ -55,7 +56,7 @@ def serve_command(
         require_serve_extra()  # before TensorFlow's seconds of import
         settings = ServeSettings(host, port, max_batch, batch_wait_ms, token, max_body_mb, checkpoint)
         settings.check()
-        import_keras(verbose)
+        import_keras(verbose, backend=backend or run_backend(run, runs_dir))
         serve(run, settings, runs_root=runs_dir, on_ready=_announce)
     say("stopped")
 

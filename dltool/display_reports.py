@@ -212,6 +212,11 @@ def print_sweep(console: Console, report: dict) -> None:
         highlight=False,
         markup=False,
     )
+    console.print(
+        f"deploy it: dltool export {best['run']} --format saved_model   |   dltool serve {best['run']}",
+        highlight=False,
+        markup=False,
+    )
 
 
 # --------------------------------------------------------------------------- smoke

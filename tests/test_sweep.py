@@ -569,3 +569,6 @@ def test_workers_share_the_journal_file_and_a_fresh_worker_replaces_a_retired_on
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 3  # one trial per worker process
     assert len(list((tmp_path / "runs").glob("*/run.json"))) == 3
+    shown = run_cli("sweep", "show", "latest", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=env)
+    best = study.best_trial.user_attrs["run_id"]
+    assert f"deploy it: dltool export {best} --format saved_model   |   dltool serve {best}" in shown.stdout
