@@ -459,6 +459,9 @@ def start_section(args) -> list[str]:
     )
 
 
+JAX_WALL_RATIO = 0.70  # issue 14: dltool on the JAX backend against the tuned plain script, whole process
+
+
 def train_section(args) -> list[str]:
     lines = ["## Train speed (configs/mnist_mlp.yaml vs the plain Keras script)", ""]
     epochs = 2 if args.quick else 10
@@ -481,8 +484,15 @@ def train_section(args) -> list[str]:
             "plain script": lambda i: plain_script(mnist, False, epochs, "plain"),
             "tuned plain script": lambda i: plain_script(mnist, True, epochs, "tuned"),
         }
+        import importlib.util
+
+        if importlib.util.find_spec("jax") is not None:  # issue 14: the same config on the JAX backend
+            variants["dltool train --backend jax (-q)"] = lambda i: dltool_train(
+                "configs/mnist_mlp.yaml", sets + [f"seed={i}", "backend=jax"], label="dltool train (jax)"
+            )
         results = alternate(variants, args.repeats, "train")
-        dl, plain, tuned = (results[k] for k in variants)
+        dl, plain, tuned = (results[k] for k in list(variants)[:3])
+        on_jax = results.get("dltool train --backend jax (-q)")
         dl_ok = [r for r in dl if r["rc"] == 0]
         train_samples = next((r["train_samples"] for r in dl_ok if r.get("train_samples")), MNIST_TRAIN_SAMPLES)
         for runs in results.values():
@@ -547,6 +557,26 @@ def train_section(args) -> list[str]:
                 "",
             ],
         ]
+        if on_jax is not None:
+            jwall_r, jwall_t = ratio_cell(on_jax, tuned, "wall")
+            jfit_r, jfit_t = ratio_cell(on_jax, tuned, "fit_seconds")
+            acc_jax = med(values(on_jax, "test_accuracy"))
+            d_jax = None if acc_jax is None or acc_tuned is None else 100 * (acc_jax - acc_tuned)
+            cmp_rows += [
+                [
+                    "wall, dltool on jax / tuned plain script",
+                    jwall_t,
+                    f"≤ {JAX_WALL_RATIO}× (issue 14)",
+                    met(None if jwall_r is None else jwall_r <= JAX_WALL_RATIO),
+                ],
+                ["fit, dltool on jax / tuned plain script", jfit_t, "(none)", ""],
+                [
+                    "test accuracy, dltool on jax − tuned plain script",
+                    "n/a" if d_jax is None else f"{d_jax:+.2f} points",
+                    "within ±0.3 points",
+                    met(None if d_jax is None else abs(d_jax) <= 0.3),
+                ],
+            ]
         lines += [
             "Ratios are of the medians; in brackets the min–max of the per-repeat paired ratios. Accuracy "
             "differences are of the medians (the plain scripts are not seeded; dltool runs with seed 0, 1, 2, ... one per repeat).",

@@ -101,7 +101,10 @@ class Guard:
 
     def _refusal(self, scope) -> Response | None:
         """A 401 or 413 answered before the app reads anything, or None."""
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {}
+        for key, value in scope["headers"]:  # only the two it needs: this runs for every request
+            if key.lower() in (b"authorization", b"content-length"):
+                headers[key.decode("latin-1").lower()] = value.decode("latin-1")
         if self.token and scope["path"] not in OPEN_PATHS:
             sent = headers.get("authorization", "")
             if not hmac.compare_digest(sent.encode(), f"Bearer {self.token}".encode()):

@@ -76,8 +76,9 @@ class DynamicBatcher:
         self._pieces.extend(pieces)
         self._idle.clear()
         self._arrived.set()
-        results = await asyncio.gather(*(p.done for p in pieces))
-        return results[0] if len(results) == 1 else np.concatenate(results)
+        if len(pieces) == 1:  # the common case; gather() would add a future of its own per request
+            return await pieces[0].done
+        return np.concatenate(await asyncio.gather(*(p.done for p in pieces)))
 
     async def stop(self) -> None:
         """Answer every queued sample, then stop the task and the worker thread."""

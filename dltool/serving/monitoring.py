@@ -31,6 +31,7 @@ class ServeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, int], tuple] = {}
         sizes = sorted({1, *(2**i for i in range(1, 16) if 2**i < max_batch), max_batch})
         self.batch_size = Histogram(
             "dltool_serve_batch_size",
@@ -47,10 +48,20 @@ class ServeMetrics:
 
     def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
         """Count one answered request."""
-        self.requests.labels(endpoint, str(code)).inc()
-        if code >= 400:
-            self.errors.labels(endpoint, str(code)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        # The labelled children are looked up once per (endpoint, code): `labels()` takes a lock and builds
+        # tuples, a measurable share of a request that costs the server ~0.2 ms in all.
+        children = self._children.get((endpoint, code))
+        if children is None:
+            children = self._children[(endpoint, code)] = (
+                self.requests.labels(endpoint, str(code)),
+                self.errors.labels(endpoint, str(code)) if code >= 400 else None,
+                self.latency.labels(endpoint),
+            )
+        requests, errors, latency = children
+        requests.inc()
+        if errors is not None:
+            errors.inc()
+        latency.observe(seconds)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         """Count one model call of ``size`` samples."""
