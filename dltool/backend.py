@@ -139,20 +139,60 @@ def set_determinism(enabled: bool) -> None:
         tf_config.disable_op_determinism()
 
 
-def import_keras(verbose: bool = False, backend: str | None = None):
+def device_count(devices) -> int:
+    """How many devices ``train.devices`` asks for: 1 for auto, cpu and gpu; N; or the list's length."""
+    if isinstance(devices, list):
+        return len(devices)
+    return devices if isinstance(devices, int) else 1
+
+
+def _before_import(backend: str, devices) -> None:
+    """What must be said before a backend starts: JAX's platform and its count of CPU devices."""
+    if backend != "jax":
+        return
+    if devices == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    count = device_count(devices)
+    if count > 1:  # on a machine without GPUs, the CPU split into as many devices (harmless where GPUs exist)
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+        os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={count}"])
+
+
+def _after_import(backend: str, devices) -> None:
+    """TensorFlow's devices, set before its runtime starts: GPUs hidden where TensorFlow only reads data (or
+    ``devices: cpu``), and the CPU split into N logical devices when N are asked for and there is no GPU."""
+    import tensorflow as tf
+
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus and (backend != "tensorflow" or devices == "cpu"):
+            tf.config.set_visible_devices([], "GPU")
+            gpus = []
+        count = device_count(devices)
+        if backend == "tensorflow" and count > 1 and not gpus:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        pass  # the runtime already started in this process (a library user): devices stay as they are
+
+
+def import_keras(verbose: bool = False, backend: str | None = None, devices="auto"):
     """Import Keras on ``backend`` (see :func:`select_backend`) and TensorFlow, the data layer on every backend,
-    with their start-up chatter on stderr hidden unless ``verbose``.
+    with their start-up chatter on stderr hidden unless ``verbose``. ``devices`` (``train.devices``) sets what
+    must be set before the backend starts (see :func:`_before_import`, :func:`_after_import`).
 
     TensorFlow's C++ side writes a few lines straight to file descriptor 2
     while it loads, before any Python setting can silence it; they are
     captured and shown only if the import fails.
     """
-    select_backend(backend)
+    backend = select_backend(backend)
+    _before_import(backend, devices)
     quiet_tensorflow(verbose)
     if verbose:
         import keras
         import tensorflow  # noqa: F401
 
+        _after_import(backend, devices)
         _freeze_imported_objects()
         return keras
     import sys
@@ -177,6 +217,7 @@ def import_keras(verbose: bool = False, backend: str | None = None):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    _after_import(backend, devices)
     _freeze_imported_objects()
     return keras
 
@@ -274,107 +315,3 @@ def is_cancellation(exc: BaseException) -> bool:
     import tensorflow as tf
 
     return isinstance(exc, tf.errors.CancelledError)
-
-
-OPTIONAL_PACKAGES = {  # what each extra brings, for `dltool info`
-    "jax": "jax",
-    "torch": "torch",
-    "optuna": "sweep",
-    "psycopg2": "sweep (PostgreSQL storage)",
-    "onnxruntime": "export",
-    "tf2onnx": "export",
-    "ai_edge_litert": "export",
-    "starlette": "serve",
-    "uvicorn": "serve",
-}
-
-
-def _package_version(module: str) -> str | None:
-    import importlib.metadata
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        return None
-    distribution = {"psycopg2": "psycopg2-binary", "ai_edge_litert": "ai-edge-litert"}.get(module, module)
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        try:
-            return importlib.metadata.version(module)
-        except importlib.metadata.PackageNotFoundError:
-            return "installed"
-
-
-def _cpu_name() -> str:
-    """The CPU's model name (Linux), else what the platform module knows."""
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _devices(backend: str) -> list[dict]:
-    """The devices the running backend sees: kind, name and (GPUs) memory in MB where the backend tells."""
-    if backend == "jax":
-        import jax
-
-        devices = []
-        for device in jax.devices():
-            stats = device.memory_stats() if device.platform == "gpu" else None
-            memory = round(stats["bytes_limit"] / 2**20) if stats and "bytes_limit" in stats else None
-            kind = device.platform.upper()
-            devices.append(
-                {"kind": kind, "name": _cpu_name() if kind == "CPU" else device.device_kind, "memory_mb": memory}
-            )
-        return devices
-    if backend == "torch":
-        import torch
-
-        devices = [{"kind": "CPU", "name": _cpu_name(), "memory_mb": None}]
-        for index in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(index)
-            devices.append({"kind": "GPU", "name": props.name, "memory_mb": round(props.total_memory / 2**20)})
-        return devices
-    import tensorflow as tf
-
-    devices = []
-    for device in tf.config.list_physical_devices():
-        if device.device_type not in ("CPU", "GPU", "TPU"):
-            continue
-        details = tf.config.experimental.get_device_details(device) if device.device_type == "GPU" else {}
-        name = details.get("device_name") or _cpu_name()
-        devices.append({"kind": device.device_type, "name": name, "memory_mb": None})
-    return devices
-
-
-def system_info() -> dict:
-    """What a bug report needs: versions, the Keras backend, the devices it sees, XLA, optional packages."""
-    import keras
-
-    backend = running_backend()
-    name = backend["name"]
-    devices = _devices(name)
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        xla = "on for models that allow it (train.jit_compile: auto); TensorFlow's global auto-JIT " + (
-            "on" if tf.config.optimizer.get_jit() else "off"
-        )
-    elif name == "jax":
-        xla = "always (JAX compiles every function with XLA)"
-    else:
-        xla = "off (torch runs eagerly)"
-    return {
-        "versions": versions(),
-        "backend": name,
-        "backend_version": backend["version"],
-        "devices": devices,
-        "cpu_cores": os.cpu_count(),
-        "xla": xla,
-        "mixed_precision_policy": keras.config.dtype_policy().name,
-        "optional": {module: _package_version(module) for module in OPTIONAL_PACKAGES},
-        "platform": platform.platform(),
-    }

@@ -1,8 +1,7 @@
 """The `dltool` command line: parse, make one library call, print. Imports the library lazily.
 
-`dltool --help`, `--version`, `runs`, `validate`'s schema part and `schema`
-never import TensorFlow (a test checks `import dltool.cli` leaves it out).
-Rendering lives in :mod:`dltool.display`; the work in :mod:`dltool.commands`.
+`dltool --help`, `--version`, `runs`, `validate`'s schema part and `schema` never import TensorFlow (a test
+checks `import dltool.cli` leaves it out). Rendering lives in :mod:`dltool.display`; the work in :mod:`dltool.commands`.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from ._version import __version__
 from .cli_common import (
     Backend,
     Checkpoint,
+    Devices,
     JUnitFile,
     Overrides,
     RunRef,
@@ -27,6 +27,7 @@ from .cli_common import (
     out,
     reported_errors,
     run_backend,
+    run_config_value,
     say,
     skip_shutdown_collection,
 )
@@ -106,6 +107,7 @@ def train(
     junit: JUnitFile = None,
     runs_dir: RunsDir = None,
     backend: Backend = None,
+    devices: Devices = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", metavar="", help="Plain lines, one per epoch (for CI logs).")
     ] = False,
@@ -121,14 +123,15 @@ def train(
     with reported_errors(), train_reports(junit, str(config or from_run or resume)) as report:
         if (config is None and from_run is None) == (resume is None):
             raise UsageError("give either a CONFIG to train (or --from RUN) or --resume RUN (not both)")
-        if resume is not None and (overrides or expect or deterministic):
+        if resume is not None and (overrides or expect or deterministic or devices):
             raise UsageError(
                 "--resume continues a run with its own saved config; --set cannot change it, nor can "
-                "--expect or --deterministic. Train a new run with them instead"
+                "--expect, --deterministic or --devices. Train a new run with them instead"
             )
         display = TrainingDisplay(out, plain=use_plain_output(out, quiet))
         if resume is not None:
-            import_keras(verbose, backend=backend or run_backend(resume, runs_dir))
+            devices = run_config_value(resume, runs_dir, "train", "devices") or "auto"  # as the run started
+            import_keras(verbose, backend=backend or run_backend(resume, runs_dir), devices=devices)
             from .commands.train import resume as resume_training
 
             run = resume_training(resume, runs_root=runs_dir, observer=display)
@@ -137,11 +140,11 @@ def train(
             from .config import load_config, with_expectations
 
             overrides = (overrides or []) + (["train.deterministic=true"] if deterministic else [])
-            overrides += [f"backend={backend}"] if backend else []
+            overrides += ([f"backend={backend}"] if backend else []) + ([f"train.devices={devices}"] if devices else [])
             experiment = with_expectations(
                 load_config(config or config_file_of(from_run, runs_dir), overrides), expect or []
             )
-            import_keras(verbose, backend=experiment.backend)
+            import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
             from .commands.train import train as run_training
 
             run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run)

@@ -86,27 +86,41 @@ Backend = Annotated[
 ]
 
 
-def run_backend(ref: str, runs_root) -> str | None:
-    """The backend a run trained on (its config.yaml's ``backend``), read without Keras; None if unknown.
-
-    $KERAS_BACKEND, when set, wins: it is how a user asks for another backend without --backend.
-    """
-    import os
-
-    if os.environ.get("KERAS_BACKEND"):
-        return None
+def run_config_value(ref: str, runs_root, *keys: str):
+    """A value of a run's config.yaml (e.g. "train", "devices"), read without Keras; None if there is none."""
     from .config.yamlio import load_yaml
     from .errors import DltoolError
     from .runs import Run, runs_dir
 
     try:
         path = Run.resolve(ref, runs_dir(runs_root)).file("config.yaml")
-        data, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
+        value, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except (DltoolError, OSError):
         return None  # the command itself will say what is wrong with the run
-    return data.get("backend") if isinstance(data, dict) else None
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
+def run_backend(ref: str, runs_root) -> str | None:
+    """The backend a run trained on (its config.yaml's ``backend``); None if unknown.
+
+    $KERAS_BACKEND, when set, wins: it is how a user asks for another backend without --backend.
+    """
+    import os
+
+    return None if os.environ.get("KERAS_BACKEND") else run_config_value(ref, runs_root, "backend")
+
+
+Devices = Annotated[
+    str | None,
+    typer.Option(
+        "--devices",
+        metavar="auto|cpu|gpu|N|[gpu:0,gpu:1]",
+        help="Where to train (train.devices): several devices train synchronous data parallel; batch_size is the global batch.",
+        show_default=False,
+    ),
+]
 JUnitFile = Annotated[
     Path | None,
     typer.Option("--junit", metavar="FILE", help="Also write a JUnit XML report here (for CI servers)."),

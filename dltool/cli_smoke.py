@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from .cli_common import JUnitFile, RunsDir, Verbose, out, reported_errors, say
-from .errors import UsageError
 
 SMOKE_EPILOG = (
     "Example: dltool smoke configs/ --fake-data --junit smoke.xml   |   dltool smoke configs/smoke.yaml "
@@ -61,7 +60,7 @@ def smoke(
     ] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Smoke-test configs in one process: validate, train briefly, evaluate, save and reload, predict.
+    """Smoke-test configs in one process (one per Keras backend): validate, train briefly, evaluate, save, reload, predict.
 
     Exits 0 when every config passes or is skipped, 1 when any fails, 3 when any misses its expectations (--expect-from-configs), 2 for usage errors. Without --fake-data, a config whose data needs a download or a missing file is skipped.
     """  # noqa: E501  (one paragraph: rich wraps it)
@@ -75,14 +74,9 @@ def smoke(
         if junit is not None:
             check_output_file(junit, "JUnit report", "--junit")
         find_configs(paths)  # a usage error is reported before TensorFlow starts
-        named = {} if backend else config_backends(paths)
-        if len(set(named.values())) > 1:
-            listed = ", ".join(f"{Path(p).name}: {b}" for p, b in named.items())
-            raise UsageError(
-                f"these configs name different backends ({listed}), and Keras runs one backend per process: "
-                "smoke them separately, or train all of them on one with --backend"
-            )
-        import_keras(verbose, backend=backend or next(iter(named.values()), None))
+        # This process takes the backend most configs train on; the others run in processes of their own.
+        named = list(config_backends(paths).values()) if backend is None else [backend]
+        import_keras(verbose, backend=max(sorted(set(named)), key=named.count) if named else None)
         report = run_smoke(
             paths,
             epochs=epochs,

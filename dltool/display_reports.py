@@ -18,7 +18,8 @@ def runs_table(rows: list[dict], title: str) -> Table:
     """`dltool runs`: one line per run (an expect column when any run has expectations)."""
     table = Table(title=title, title_justify="left")
     expect = any(row.get("expectations") for row in rows)
-    for column in ("id", "name", "status", "epochs", "test metrics", "duration") + (("expect",) if expect else ()):
+    columns = ("id", "name", "status", "backend", "epochs", "test metrics", "duration")
+    for column in columns + (("expect",) if expect else ()):
         table.add_column(column, no_wrap=True)
     for row in rows:
         metrics = "  ".join(f"{k} {format_value(v)}" for k, v in list(row["test"].items())[:3])
@@ -28,6 +29,7 @@ def runs_table(rows: list[dict], title: str) -> Table:
             row["id"],
             row.get("name") or "-",
             status_markup(row["status"]),
+            row.get("backend") or "-",
             epochs,
             metrics or (row.get("error") or "")[:70],
             duration,
@@ -43,7 +45,8 @@ def print_run(console: Console, shown: dict) -> None:
 
     console.print(
         f"[bold]{shown['id']}[/]  {status_markup(shown['status'])}  {shown.get('epochs_done') or 0}/"
-        f"{shown.get('epochs_planned') or '?'} epochs  {shown.get('device') or ''}  "
+        f"{shown.get('epochs_planned') or '?'} epochs  "
+        f"{(shown['backend'] + ' on ') if shown.get('backend') else ''}{shown.get('device') or ''}  "
         f"{shown.get('params') or 0:,} parameters",
         highlight=False,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
+from .backend import device_count
 from .config import ExperimentConfig
 from .errors import ConfigError
 
@@ -14,6 +17,8 @@ def fresh_session(seed: int, deterministic: bool, precision: str = "float32") ->
     from .backend import set_determinism
 
     keras.backend.clear_session()
+    if keras.backend.backend() == "jax":
+        keras.distribution.set_distribution(None)  # a global in Keras: one run's devices never reach the next
     keras.utils.set_random_seed(seed)
     keras.config.set_dtype_policy(precision)
     set_determinism(deterministic)
@@ -45,4 +50,126 @@ def on_running_backend(config: ExperimentConfig) -> ExperimentConfig:
                 path="backend",
             )
         )
-    return config.model_copy(update={"backend": running})
+    train = config.train
+    several = device_count(train.devices) > 1
+    # Keras's multi-batch loop (steps_per_execution > 1) fails under tf.distribute.MirroredStrategy, and torch
+    # runs one batch per call: there the default of 32 becomes 1, and an explicit value above 1 is refused.
+    if (running == "torch" or (running == "tensorflow" and several)) and train.steps_per_execution > 1:
+        if "steps_per_execution" in train.model_fields_set:
+            where = "backend torch" if running == "torch" else "several devices on tensorflow"
+            raise config.locate(
+                ConfigError(
+                    f"expected steps_per_execution: 1 with {where} (Keras runs one batch per call there), "
+                    f"received {train.steps_per_execution}",
+                    path="train.steps_per_execution",
+                )
+            )
+        train = train.model_copy(update={"steps_per_execution": 1})
+    return config.model_copy(update={"backend": running, "train": train})
+
+
+def even_splits(data, count: int) -> dict[str, int]:
+    """Leave out the last few samples of each in-memory split so its size is a multiple of ``count`` devices.
+
+    On JAX every batch, the last one included, must split evenly over the devices; with batch_size a multiple
+    of ``count`` that holds once the split's size is. At most ``count - 1`` samples per split; returns how many.
+    """
+    left_out = {}
+    for name, (x, y) in {
+        "train": ("x_train", "y_train"),
+        "validation": ("x_val", "y_val"),
+        "test": ("x_test", "y_test"),
+    }.items():
+        array = getattr(data, x, None)
+        extra = 0 if array is None else len(array) % count
+        if extra:
+            same = data.x_val is data.x_test if name == "test" else False
+            setattr(data, x, array[: len(array) - extra])
+            setattr(data, y, getattr(data, y)[: len(array) - extra])
+            if same:  # validation is the test split: keep them one array
+                data.x_val, data.y_val = data.x_test, data.y_test
+            left_out[name] = extra
+    return left_out
+
+
+def _device_pool(backend: str) -> tuple[list, str]:
+    """The devices several-device training takes from (GPUs if any, else CPUs), and their kind."""
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        return devices, devices[0].platform
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return (gpus, "gpu") if gpus else (tf.config.list_logical_devices("CPU"), "cpu")
+
+
+def _named_device(backend: str, name: str):
+    kind, index = name.split(":")
+    if backend == "jax":
+        import jax
+
+        try:
+            found = jax.devices(kind)
+        except RuntimeError:
+            found = []
+    else:
+        import tensorflow as tf
+
+        found = tf.config.list_logical_devices(kind.upper())
+    if int(index) >= len(found):
+        raise ConfigError(
+            f"device {name} does not exist: this machine has {len(found)} {kind.upper()} device(s) "
+            f"for {backend}; `dltool info` lists them",
+            path="train.devices",
+        )
+    return found[int(index)]
+
+
+def training_devices(config: ExperimentConfig) -> AbstractContextManager:
+    """The scope a run's model is built and compiled in, for ``train.devices``.
+
+    One device: the backend's default (``auto``; ``cpu`` hid the GPUs when Keras was imported). Several:
+    synchronous data parallel, ``keras.distribution.DataParallel`` on JAX (set here, process-wide, until the
+    next run's :func:`fresh_session`) and ``tf.distribute.MirroredStrategy`` on TensorFlow (its scope is
+    returned). ``batch_size`` is the global batch, split evenly across the devices.
+    """
+    import keras
+
+    from .backend import gpu_names
+
+    devices, backend = config.train.devices, keras.backend.backend()
+    if devices == "gpu" and not gpu_names():
+        raise ConfigError(
+            "train.devices is gpu, but no GPU is visible (`dltool info` lists the devices)", path="train.devices"
+        )
+    count = device_count(devices)
+    if count == 1 and not isinstance(devices, list):
+        return nullcontext()
+    if backend == "torch":
+        raise ConfigError(
+            "several devices need the tensorflow or jax backend; torch trains on one", path="train.devices"
+        )
+    if isinstance(devices, list):
+        chosen = [_named_device(backend, name) for name in devices]
+    else:
+        pool, kind = _device_pool(backend)
+        if count > len(pool):
+            raise ConfigError(
+                f"train.devices asks for {count} devices, and {backend} sees {len(pool)} {kind.upper()} device(s)",
+                path="train.devices",
+            )
+        chosen = pool[:count]
+    if config.train.batch_size % len(chosen):
+        raise ConfigError(
+            f"batch_size {config.train.batch_size} does not split evenly over {len(chosen)} devices; "
+            f"expected a multiple of {len(chosen)}",
+            path="train.batch_size",
+        )
+    if backend == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+        return nullcontext()
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(devices=[d.name for d in chosen]).scope()

@@ -181,6 +181,10 @@ def test_a_jax_run_resumes_evaluates_and_predicts_on_tensorflow_with_equal_outpu
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "INTERRUPTED" and info["versions"]["backend"] == "jax" and info["versions"]["jax"]
     assert "backend: jax" in (folder / "config.yaml").read_text()
+    from dltool.commands.runs_report import summarize
+    from dltool.runs import Run
+
+    assert summarize(Run(folder))["backend"] == "jax"  # what `dltool runs` and `runs show` print
 
     assert resume(str(folder)).status == "COMPLETED"  # this process runs Keras on TensorFlow
     assert "on backend tensorflow, trained on jax" in (folder / "train.log").read_text()

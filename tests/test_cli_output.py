@@ -46,6 +46,7 @@ def _write_run(root, run_id, name, config, history, test, duration):
         "started": "2026-11-24T10:12:00+00:00",
         "started_ts": 0,
         "device": "CPU (2 cores)",
+        "versions": {"keras": "3.15.1", "backend": "jax" if name == "linear-test" else "tensorflow"},
         "params": 67,
         "error": None,
     }
@@ -132,16 +133,16 @@ def test_config_error_output(tmp_path):
 
 RUNS_LIST = """\
 runs in RUNS
-┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┓
-┃ id                               ┃ name        ┃ status    ┃ epochs ┃ test metrics            ┃ duration ┃
-┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━┩
-│ 20261124-101200-iris-test-ab12   │ iris-test   │ COMPLETED │ 3/3    │ loss 0.3  accuracy 0.9  │ 1.2s     │
-│ 20261124-103000-linear-test-cd34 │ linear-test │ COMPLETED │ 2/2    │ loss 0.2  accuracy 0.95 │ 2.5s     │
-└──────────────────────────────────┴─────────────┴───────────┴────────┴─────────────────────────┴──────────┘
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┓
+┃ id                               ┃ name        ┃ status    ┃ backend    ┃ epochs ┃ test metrics            ┃ duration ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━┩
+│ 20261124-101200-iris-test-ab12   │ iris-test   │ COMPLETED │ tensorflow │ 3/3    │ loss 0.3  accuracy 0.9  │ 1.2s     │
+│ 20261124-103000-linear-test-cd34 │ linear-test │ COMPLETED │ jax        │ 2/2    │ loss 0.2  accuracy 0.95 │ 2.5s     │
+└──────────────────────────────────┴─────────────┴───────────┴────────────┴────────┴─────────────────────────┴──────────┘
 """
 
 RUNS_SHOW = """\
-20261124-101200-iris-test-ab12  COMPLETED  3/3 epochs  CPU (2 cores)  67 parameters
+20261124-101200-iris-test-ab12  COMPLETED  3/3 epochs  tensorflow on CPU (2 cores)  67 parameters
 final metrics
 ┏━━━━━━━━━━┳━━━━━━━┳━━━━━━┓
 ┃ metric   ┃ train ┃ test ┃
@@ -165,7 +166,7 @@ train:
   optimizer: {name: adam, learning_rate: 0.05}
   loss: sparse_categorical_crossentropy
   epochs: 3
-files  config.yaml (172 B)  history.csv (59 B)  metrics.json (187 B)  run.json (256 B)
+files  config.yaml (172 B)  history.csv (59 B)  metrics.json (187 B)  run.json (314 B)
 """
 
 RUNS_COMPARE = """\

@@ -41,6 +41,7 @@ def summarize(run: Run) -> dict:
         "ended": info.get("ended"),
         "error": info.get("error"),
         "device": info.get("device"),
+        "backend": (info.get("versions") or {}).get("backend", "tensorflow" if info.get("versions") else None),
         "params": info.get("params"),
         "path": str(run.path),
         **({"sweep": info["sweep"], "trial": info.get("trial")} if info.get("sweep") else {}),

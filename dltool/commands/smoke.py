@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, DltoolError, TrainingInterrupted, UsageError
 from ..reports import JUnitCase, flat_metrics
-from .smoke_configs import config_backends, find_configs
+from .smoke_configs import config_backends, configs_for_other_backends, find_configs, smoke_elsewhere
 
 __all__ = ["SmokeReport", "SmokeResult", "config_backends", "find_configs", "smoke", "smoke_overrides"]
 
@@ -139,6 +139,7 @@ def smoke(
     ``expect_from_configs`` checks each config's ``expect:`` (unmet: status
     'unmet'). ``backend`` (default None: each config's own) trains every config on that Keras backend; a
     config the backend cannot run (TextVectorization outside TensorFlow) is skipped with the reason.
+    Without it, configs naming another backend than this process's run in a `dltool smoke` process of theirs.
     ``on_result(result)`` is called as each config finishes.
     """
     from ..runs import runs_dir
@@ -149,9 +150,19 @@ def smoke(
     start = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="dltool-smoke-"))
     root = runs_dir(runs_root) if keep_runs else scratch / "runs"
+    settings = {
+        "epochs": epochs,
+        "samples": samples,
+        "fake_data": fake_data,
+        "keep_runs": keep_runs,
+        "expect_from_configs": expect_from_configs,
+    }
+    elsewhere = {} if backend else configs_for_other_backends(configs)
     results = []
     try:
         for index, (path, skip) in enumerate(configs):
+            if str(path) in elsewhere:
+                continue  # below, in a process of their backend
             if skip is not None:
                 result = SmokeResult(str(path), SKIPPED, stage="validate", message=skip)
             else:
@@ -172,15 +183,16 @@ def smoke(
             results.append(result)
             if on_result is not None:
                 on_result(result)
+        for other in sorted(set(elsewhere.values())):
+            group = [Path(p) for p, b in elsewhere.items() if b == other]
+            for found in smoke_elsewhere(group, other, settings, root if keep_runs else None):
+                results.append(SmokeResult(**found))
+                if on_result is not None:
+                    on_result(results[-1])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    settings = {
-        "epochs": epochs,
-        "samples": samples,
-        "fake_data": fake_data,
-        "keep_runs": keep_runs,
-        "expect_from_configs": expect_from_configs,
-    }
+    order = {str(path): index for index, (path, _) in enumerate(configs)}
+    results.sort(key=lambda r: order.get(r.config, len(order)))
     return SmokeReport(results, time.perf_counter() - start, settings)
 
 

@@ -3,6 +3,10 @@ and the Keras backend each trains on. No Keras here."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DltoolError, UsageError
@@ -65,3 +69,33 @@ def config_backends(paths: list[str | Path]) -> dict[str, str]:
             except DltoolError:
                 continue  # smoke itself reports it
     return named
+
+
+def configs_for_other_backends(configs: list[tuple[Path, str | None]]) -> dict[str, str]:
+    """{config file: its backend} for the configs that name another backend than the one Keras runs on here."""
+    import keras
+
+    running = keras.backend.backend()
+    named = config_backends([path for path, skip in configs if skip is None])
+    return {path: backend for path, backend in named.items() if backend != running}
+
+
+def smoke_elsewhere(configs: list[Path], backend: str, settings: dict, runs_root: Path | None) -> list[dict]:
+    """Smoke-test ``configs`` in a `dltool smoke --backend B --json` process (Keras runs one backend per process);
+    their results as SmokeResult fields. If that process cannot report, each config fails with its reason."""
+    command = [sys.executable, "-m", "dltool", "smoke", *map(str, configs), "--backend", backend, "--json"]
+    command += ["--epochs", str(settings["epochs"]), "--samples", str(settings["samples"])]
+    command += ["--fake-data"] if settings["fake_data"] else []
+    command += ["--expect-from-configs"] if settings["expect_from_configs"] else []
+    command += ["--keep-runs", "--runs-dir", str(runs_root)] if runs_root is not None else []
+    env = {**os.environ, "NO_COLOR": "1", "GITHUB_ACTIONS": ""}  # this process writes the CI outputs, once
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    try:
+        return json.loads(done.stdout)["configs"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return [
+            {"config": str(path), "status": "failed", "stage": "validate", "message": f"smoke on {backend}: {reason}"}
+            for path in configs
+        ]

@@ -11,13 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+from ..backend import device_count
 from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints, read_state
 from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrupted
 from ..interrupts import InterruptGuard
 from ..recorder import RunRecorder, history_csv
 from ..runs import COMPLETED, FAILED, INTERRUPTED, RUNNING, Run, now_iso, runs_dir
-from ..session import check_precision, fresh_session, on_running_backend
+from ..session import check_precision, even_splits, fresh_session, on_running_backend, training_devices
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 
@@ -48,24 +49,27 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
     try:
         check_precision(config)
         data = prepare_data(config, samples=samples)
-        model = build_model(config)
-        if any(hasattr(layer, "adapt") for layer in model.layers):
-            if not hasattr(data, "x_train"):
-                raise ConfigError(
-                    "layers that adapt to the data (TextVectorization, Normalization, ...) need the "
-                    "training split in memory; set data.stream: false",
-                    path="data.stream",
-                )
-            data.adapted = adapt_preprocessing_layers(model, data.x_train)
-        if config.data.standardize_targets:
-            if config.is_classifier or not hasattr(data, "y_train"):
-                raise ConfigError(
-                    "standardize_targets applies to in-memory regression targets only; "
-                    + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
-                    path="data.standardize_targets",
-                )
-            append_target_scaling(model, data.y_train)
-        compile_model(model, config)
+        if config.backend == "jax" and device_count(config.train.devices) > 1 and hasattr(data, "x_train"):
+            data.left_out = even_splits(data, device_count(config.train.devices))
+        with training_devices(config):  # one device, or several in data parallel: the model is built for them
+            model = build_model(config)
+            if any(hasattr(layer, "adapt") for layer in model.layers):
+                if not hasattr(data, "x_train"):
+                    raise ConfigError(
+                        "layers that adapt to the data (TextVectorization, Normalization, ...) need the "
+                        "training split in memory; set data.stream: false",
+                        path="data.stream",
+                    )
+                data.adapted = adapt_preprocessing_layers(model, data.x_train)
+            if config.data.standardize_targets:
+                if config.is_classifier or not hasattr(data, "y_train"):
+                    raise ConfigError(
+                        "standardize_targets applies to in-memory regression targets only; "
+                        + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
+                        path="data.standardize_targets",
+                    )
+                append_target_scaling(model, data.y_train)
+            compile_model(model, config)
         check_outputs_fit_targets(model, config, data)
     except ConfigError as exc:
         raise config.locate(exc) from None
@@ -77,6 +81,8 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
     from ..model import summary_text
 
     device = backend.device_description()
+    if backend.device_count(config.train.devices) > 1:
+        device += f", data parallel over {backend.device_count(config.train.devices)} devices"
     run.write_text("config.yaml", config_to_yaml(config))
     run.start(
         name=config.name,
@@ -97,6 +103,10 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
     adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if getattr(data, "adapted", None) else ""
+    if getattr(data, "left_out", None):  # JAX data parallel: every batch splits evenly over the devices
+        adapted += "; left out so every batch splits evenly over the devices: " + ", ".join(
+            f"{n} {split} sample(s)" for split, n in data.left_out.items()
+        )
     start = f"; weights from run {parent.id}" if parent is not None else ""
     run.append_log(
         f"{_now()} run {run.id} started: {data.sizes()['train']} training samples, "
@@ -220,7 +230,8 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
             f"the data of run {run.id} has changed since it started (fingerprint "
             f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets"
         )
-    model = load_model_safely(run.file(state["model"]))
+    with training_devices(config):
+        model = load_model_safely(run.file(state["model"]))
     history = state["history"]
     run.write_text("history.csv", history_csv(history))
     resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]

@@ -133,6 +133,13 @@ class TrainConfig(Strict):
     checkpoint_every: NonNegativeInt = Field(
         1, description="Save a resumable checkpoint every this many epochs (0: never; then --resume cannot resume)."
     )
+    devices: (
+        Literal["auto", "cpu", "gpu"] | PositiveInt | list[Annotated[str, Field(pattern=r"^(cpu|gpu):[0-9]+$")]]
+    ) = Field(
+        "auto",
+        description="auto (the backend's default: the first GPU, else the CPU) | cpu | gpu | N devices | "
+        "[gpu:0, gpu:1]. Several devices train synchronous data parallel; batch_size is then the global batch.",
+    )
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = Field(
         "float32",
         description="float32; mixed_bfloat16 (CPUs and TPUs with bfloat16, recent GPUs) or mixed_float16 (GPUs): "

@@ -1,0 +1,111 @@
+"""`dltool info`'s report: versions, the Keras backend, the devices it sees, XLA, the optional packages."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from .backend import running_backend, versions
+
+OPTIONAL_PACKAGES = {  # what each extra brings, for `dltool info`
+    "jax": "jax",
+    "torch": "torch",
+    "optuna": "sweep",
+    "psycopg2": "sweep (PostgreSQL storage)",
+    "onnxruntime": "export",
+    "tf2onnx": "export",
+    "ai_edge_litert": "export",
+    "starlette": "serve",
+    "uvicorn": "serve",
+}
+
+
+def _package_version(module: str) -> str | None:
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        return None
+    distribution = {"psycopg2": "psycopg2-binary", "ai_edge_litert": "ai-edge-litert"}.get(module, module)
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            return importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
+            return "installed"
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else what the platform module knows."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _devices(backend: str) -> list[dict]:
+    """The devices the running backend sees: kind, name and (GPUs) memory in MB where the backend tells."""
+    if backend == "jax":
+        import jax
+
+        devices = []
+        for device in jax.devices():
+            stats = device.memory_stats() if device.platform == "gpu" else None
+            memory = round(stats["bytes_limit"] / 2**20) if stats and "bytes_limit" in stats else None
+            kind = device.platform.upper()
+            devices.append(
+                {"kind": kind, "name": _cpu_name() if kind == "CPU" else device.device_kind, "memory_mb": memory}
+            )
+        return devices
+    if backend == "torch":
+        import torch
+
+        devices = [{"kind": "CPU", "name": _cpu_name(), "memory_mb": None}]
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            devices.append({"kind": "GPU", "name": props.name, "memory_mb": round(props.total_memory / 2**20)})
+        return devices
+    import tensorflow as tf
+
+    devices = []
+    for device in tf.config.list_physical_devices():
+        if device.device_type not in ("CPU", "GPU", "TPU"):
+            continue
+        details = tf.config.experimental.get_device_details(device) if device.device_type == "GPU" else {}
+        name = details.get("device_name") or _cpu_name()
+        devices.append({"kind": device.device_type, "name": name, "memory_mb": None})
+    return devices
+
+
+def system_info() -> dict:
+    """What a bug report needs: versions, the Keras backend, the devices it sees, XLA, optional packages."""
+    import keras
+
+    backend = running_backend()
+    name = backend["name"]
+    devices = _devices(name)
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        xla = "on for models that allow it (train.jit_compile: auto); TensorFlow's global auto-JIT " + (
+            "on" if tf.config.optimizer.get_jit() else "off"
+        )
+    elif name == "jax":
+        xla = "always (JAX compiles every function with XLA)"
+    else:
+        xla = "off (torch runs eagerly)"
+    return {
+        "versions": versions(),
+        "backend": name,
+        "backend_version": backend["version"],
+        "devices": devices,
+        "cpu_cores": os.cpu_count(),
+        "xla": xla,
+        "mixed_precision_policy": keras.config.dtype_policy().name,
+        "optional": {module: _package_version(module) for module in OPTIONAL_PACKAGES},
+        "platform": platform.platform(),
+    }
