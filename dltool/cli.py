@@ -48,9 +48,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-app.add_typer(runs_app, name="runs")
-app.command("sweep", epilog=SWEEP_EXAMPLE)(sweep_command)
-app.command("serve", epilog=SERVE_EPILOG)(serve_command)
 
 
 def _version(value: bool) -> None:
@@ -231,11 +228,14 @@ def predict(
 
 
 app.command("export", epilog=EXPORT_EPILOG)(export_command)
+app.command("serve", epilog=SERVE_EPILOG)(serve_command)
+app.command("sweep", epilog=SWEEP_EXAMPLE)(sweep_command)
 app.command(epilog=VALIDATE_EPILOG)(validate)
 app.command(epilog=SCHEMA_EPILOG)(schema)
 app.command(epilog=PLOT_EPILOG)(plot)
 app.command(epilog=INIT_EPILOG)(init)
 app.command(epilog=INFO_EPILOG)(info)
+app.add_typer(runs_app, name="runs")
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def validate(
             return
         from .backend import import_keras
 
-        import_keras(verbose)
+        import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
         from .commands.train import check
 
         summary, sizes, shape = check(experiment)

@@ -138,7 +138,7 @@ def sweep_command(
             from .backend import import_keras
             from .display_reports import trial_line
 
-            import_keras(verbose)
+            import_keras(verbose, backend=sweep_obj.base.backend, devices=sweep_obj.base.train.devices)
             if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
                 logging.getLogger("tensorflow").setLevel("ERROR")
             metric = sweep_obj.spec.objective.metric

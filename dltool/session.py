@@ -75,20 +75,20 @@ def even_splits(data, count: int) -> dict[str, int]:
     of ``count`` that holds once the split's size is. At most ``count - 1`` samples per split; returns how many.
     """
     left_out = {}
+    validation_is_test = getattr(data, "x_val", None) is not None and data.x_val is data.x_test
     for name, (x, y) in {
         "train": ("x_train", "y_train"),
         "validation": ("x_val", "y_val"),
         "test": ("x_test", "y_test"),
     }.items():
         array = getattr(data, x, None)
-        extra = 0 if array is None else len(array) % count
+        extra = 0 if array is None or (name == "validation" and validation_is_test) else len(array) % count
         if extra:
-            same = data.x_val is data.x_test if name == "test" else False
             setattr(data, x, array[: len(array) - extra])
             setattr(data, y, getattr(data, y)[: len(array) - extra])
-            if same:  # validation is the test split: keep them one array
-                data.x_val, data.y_val = data.x_test, data.y_test
             left_out[name] = extra
+    if validation_is_test:  # one array for both, as before
+        data.x_val, data.y_val = data.x_test, data.y_test
     return left_out
 
 

@@ -374,5 +374,5 @@ def check(config: ExperimentConfig) -> tuple[str, dict, list]:
     """
     from ..model import summary_text
 
-    data, model = prepare(resolve_paths(config))
+    data, model = prepare(on_running_backend(resolve_paths(config)))
     return summary_text(model), data.sizes(), data.preprocessing.input_shape
