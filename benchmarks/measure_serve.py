@@ -139,9 +139,9 @@ HEADER = """# dltool serve: dynamic batching
 
 `python benchmarks/measure_serve.py [--config CONFIG]`: a run served by `dltool serve`, one raw sample per
 `:predict` request, closed-loop keep-alive clients on loopback in the same machine (the client shares the
-cores with the server). Each request costs the server about 0.3-0.5 ms of Python (HTTP, JSON, preprocessing)
-whatever the batching, so batching can at most remove the model's share of the time: the ratio grows with the
-model's cost per call and with spare cores for the event loop.
+cores with the server). Each request costs the server's event loop, one Python thread, about 0.1-0.2 ms (HTTP,
+JSON, preprocessing) whatever the batching, so batching can at most remove the model's share of the time: the
+ratio grows with the model's cost per call and with spare cores. Rerun a model to replace its section.
 """
 
 
