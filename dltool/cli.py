@@ -7,7 +7,6 @@ checks `import dltool.cli` leaves it out). Rendering lives in :mod:`dltool.displ
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +22,6 @@ from .cli_common import (
     RunRef,
     RunsDir,
     Verbose,
-    err,
     out,
     reported_errors,
     run_backend,
@@ -34,6 +32,7 @@ from .cli_common import (
 from .cli_config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
 from .cli_export import EXPORT_EPILOG, export_command
 from .cli_info import INFO_EPILOG, info
+from .cli_predict import PREDICT_EPILOG, predict
 from .cli_runs import PLOT_EPILOG, plot, runs_app
 from .cli_serve import SERVE_EPILOG, serve_command
 from .cli_smoke import SMOKE_EPILOG, smoke, train_reports
@@ -189,44 +188,7 @@ def evaluate(
     say(f"wrote evaluations/{result['name']}.json")
 
 
-@app.command(epilog="Example: dltool predict latest new_rows.csv -o predictions.csv --keep id")
-def predict(
-    run: RunRef,
-    inputs: Annotated[
-        list[Path],
-        typer.Argument(
-            metavar="INPUT",
-            help="What the model takes: CSV, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.",
-        ),
-    ],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here (default: standard output).")
-    ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", metavar="csv|json", help="csv or json.")] = "csv",
-    keep: Annotated[
-        list[str] | None,
-        typer.Option("--keep", metavar="COLUMN", help="Copy this CSV column (an id) into each output row; repeatable."),
-    ] = None,
-    checkpoint: Checkpoint = "final",
-    backend: Backend = None,
-    runs_dir: RunsDir = None,
-    verbose: Verbose = False,
-) -> None:
-    """Predict with a run's model on new files, applying its saved preprocessing."""
-    from .backend import import_keras
-
-    with reported_errors():
-        import_keras(verbose, backend=backend or run_backend(run, runs_dir))
-        from .commands.predict import predict as run_prediction
-
-        target = output if output is not None else sys.stdout
-        result = run_prediction(
-            run, [str(p) for p in inputs], output=target, fmt=fmt, runs_root=runs_dir, keep=keep, checkpoint=checkpoint
-        )
-    if output is not None:
-        err.print(f"wrote {result.rows} prediction(s) to {output}", highlight=False)
-
-
+app.command(epilog=PREDICT_EPILOG)(predict)
 app.command("export", epilog=EXPORT_EPILOG)(export_command)
 app.command("serve", epilog=SERVE_EPILOG)(serve_command)
 app.command("sweep", epilog=SWEEP_EXAMPLE)(sweep_command)

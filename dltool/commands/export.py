@@ -176,6 +176,7 @@ def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint) -> 
             "seconds": round(verified - exported, 3),
             "export_seconds": round(exported - start, 3),
             "checkpoint": checkpoint,
+            "model_sha256": model_fingerprint(saved, checkpoint),  # `dltool predict` uses the export while it matches
             "input": {"shape": [None, *inference.input_shape[1:]], "dtype": str(inference.inputs[0].dtype)},
             "left_out": left_out_layers(model),
             "created": now_iso(),
@@ -188,6 +189,15 @@ def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint) -> 
         shutil.rmtree(staging, ignore_errors=True)
     _append_record(saved.run, {k: v for k, v in record.items() if k != "example"})
     return record
+
+
+def model_fingerprint(saved: SavedRun, checkpoint: str) -> str:
+    """SHA-256 of the model file an export was made from (model.keras or the best checkpoint)."""
+    import hashlib
+
+    from ..saved_run import CHECKPOINTS
+
+    return hashlib.sha256(saved.run.file(CHECKPOINTS[checkpoint]).read_bytes()).hexdigest()
 
 
 def _json_row(sample: np.ndarray):
