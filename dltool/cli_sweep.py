@@ -72,6 +72,7 @@ def sweep_command(
         ),
     ] = None,
     runs_dir: RunsDir = None,
+    worker_number: Annotated[int | None, typer.Option("--worker-number", hidden=True)] = None,  # from --workers
     junit: JUnitFile = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per trial.")] = False,
     as_json: AsJson = False,
@@ -114,7 +115,10 @@ def sweep_command(
             say(f"sweep {sweep_obj.id}: {sweep_obj.spec.trials} trials ({sweep_obj.spec.method}) in {sweep_obj.folder}")
         else:
             sweep_obj = sweeps.open_sweep(
-                resume or join, runs_root=runs_dir, storage_url=storage, worker=os.getpid() if join else 0
+                resume or join,
+                runs_root=runs_dir,
+                storage_url=storage,
+                worker=worker_number if worker_number is not None else os.getpid() if join else 0,
             )
         if trials_per_worker is not None and trials_per_worker < 0:
             raise UsageError(f"--trials-per-worker: expected a number >= 0, received {trials_per_worker}")

@@ -544,3 +544,31 @@ def test_workers_share_the_journal_file_and_a_fresh_worker_replaces_a_retired_on
     shown = run_cli("sweep", "show", "latest", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=env)
     best = study.best_trial.user_attrs["run_id"]
     assert f"deploy it: dltool export {best} --format saved_model   |   dltool serve {best}" in shown.stdout
+
+
+def test_workers_are_numbered_from_0_so_a_one_worker_sweep_samples_the_same_values_again(tmp_path, monkeypatch):
+    from dltool.commands import sweep_workers
+    from dltool.commands.sweep import create_sweep
+
+    sweep = create_sweep(
+        write_sweep(tmp_path, "method: tpe\ntrials: 3\nseed: 7\nparameters:\n  train.batch_size: {choice: [8, 16]}\n"),
+        runs_root=tmp_path / "runs",
+    )
+    commands = []
+
+    class Finished:
+        returncode, pid = 0, 1
+
+        def __init__(self, command, **kwargs):
+            commands.append(command)
+
+        def poll(self):
+            return 0
+
+    done = iter([(1, 0), (2, 0), (3, 0)])  # each worker runs one trial (--trials-per-worker 1), then retires
+    monkeypatch.setattr(sweep_workers.subprocess, "Popen", Finished)
+    monkeypatch.setattr(sweep_workers, "progress", lambda sweep: next(done, (3, 0)))
+    monkeypatch.setattr(sweep_workers.time, "sleep", lambda seconds: None)
+    sweep_workers.run_workers(sweep, 1, runs_root=tmp_path / "runs", trials_per_worker=1)
+    numbers = [c[c.index("--worker-number") + 1] for c in commands]
+    assert numbers == ["0", "1", "2"]  # not pids: the sampler's seed is seed + number

@@ -81,8 +81,15 @@ def run_workers(
     command += ["--trials-per-worker", str(trials_per_worker)] if trials_per_worker else []
     command += ["--quiet"] if quiet else []
 
+    started = 0
+
     def start() -> subprocess.Popen:
-        return subprocess.Popen(command, env=environment, start_new_session=True, preexec_fn=_die_with_parent)
+        # Worker numbers 0, 1, 2, ... seed the samplers (seed + number): a one-worker sweep, recycled or not,
+        # samples the same values every time it runs.
+        nonlocal started
+        started += 1
+        numbered = [*command, "--worker-number", str(started - 1)]
+        return subprocess.Popen(numbered, env=environment, start_new_session=True, preexec_fn=_die_with_parent)
 
     children, failed, replacements = [start() for _ in range(workers)], [], 0
     try:
