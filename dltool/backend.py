@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from .config.schema import device_count
+
 STOP_POLL_SECONDS = 0.05  # how often a stop request is looked for while TensorFlow runs
 
 
@@ -137,13 +139,6 @@ def set_determinism(enabled: bool) -> None:
         tf.config.experimental.enable_op_determinism()
     elif getattr(tf_config, "is_op_determinism_enabled", lambda: False)():
         tf_config.disable_op_determinism()
-
-
-def device_count(devices) -> int:
-    """How many devices ``train.devices`` asks for: 1 for auto, cpu and gpu; N; or the list's length."""
-    if isinstance(devices, list):
-        return len(devices)
-    return devices if isinstance(devices, int) else 1
 
 
 def _before_import(backend: str, devices) -> None:

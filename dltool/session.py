@@ -51,19 +51,10 @@ def on_running_backend(config: ExperimentConfig) -> ExperimentConfig:
             )
         )
     train = config.train
-    several = device_count(train.devices) > 1
-    # Keras's multi-batch loop (steps_per_execution > 1) fails under tf.distribute.MirroredStrategy, and torch
-    # runs one batch per call: there the default of 32 becomes 1, and an explicit value above 1 is refused.
-    if (running == "torch" or (running == "tensorflow" and several)) and train.steps_per_execution > 1:
-        if "steps_per_execution" in train.model_fields_set:
-            where = "backend torch" if running == "torch" else "several devices on tensorflow"
-            raise config.locate(
-                ConfigError(
-                    f"expected steps_per_execution: 1 with {where} (Keras runs one batch per call there), "
-                    f"received {train.steps_per_execution}",
-                    path="train.steps_per_execution",
-                )
-            )
+    # Keras's multi-batch loop fails under tf.distribute.MirroredStrategy, and torch runs one batch per call:
+    # there the default steps_per_execution of 32 becomes 1 (an explicit value above 1 was refused at validation).
+    one_batch = running == "torch" or (running == "tensorflow" and device_count(train.devices) > 1)
+    if one_batch and train.steps_per_execution > 1:
         train = train.model_copy(update={"steps_per_execution": 1})
     return config.model_copy(update={"backend": running, "train": train})
 

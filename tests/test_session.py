@@ -95,3 +95,10 @@ def test_even_splits_trims_each_split_to_a_multiple_of_the_devices_and_keeps_val
     assert even_splits(data, 2) == {"train": 1, "test": 1}
     assert len(data.x_train) == len(data.y_train) == 12 and len(data.x_test) == len(data.y_test) == 8
     assert data.x_val is data.x_test
+
+
+def test_several_devices_on_tensorflow_refuse_an_explicit_multi_batch_loop_at_validation():
+    text = IRIS_CONFIG.replace("  batch_size: 16", "  batch_size: 16\n  devices: 2\n  steps_per_execution: 8")
+    with pytest.raises(ConfigError, match=r"iris.yaml:\d+: train.steps_per_execution: expected steps_per_execution: 1"):
+        config_from_text(text, source="iris.yaml")
+    assert config_from_text(text.replace("  steps_per_execution: 8", ""), source="iris.yaml").train.devices == 2

@@ -49,8 +49,9 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
     try:
         check_precision(config)
         data = prepare_data(config, samples=samples)
-        if config.backend == "jax" and device_count(config.train.devices) > 1 and hasattr(data, "x_train"):
-            data.left_out = even_splits(data, device_count(config.train.devices))
+        devices = device_count(config.train.devices)
+        if config.backend == "jax" and devices > 1 and hasattr(data, "x_train"):
+            data.left_out = even_splits(data, devices)
         with training_devices(config):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
             if any(hasattr(layer, "adapt") for layer in model.layers):
@@ -81,8 +82,9 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
     from ..model import summary_text
 
     device = backend.device_description()
-    if backend.device_count(config.train.devices) > 1:
-        device += f", data parallel over {backend.device_count(config.train.devices)} devices"
+    devices = backend.device_count(config.train.devices)
+    if devices > 1:
+        device += f", data parallel over {devices} devices"
     run.write_text("config.yaml", config_to_yaml(config))
     run.start(
         name=config.name,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError, did_you_mean
 from ..keras_catalog import load_catalog
-from .schema import ExperimentConfig, LayerSpec
+from .schema import ExperimentConfig, LayerSpec, device_count
 
 
 def layer_name_and_args(spec: LayerSpec) -> tuple[str, dict]:
@@ -152,9 +152,18 @@ def _layer_names(spec) -> list[str]:
 
 
 def check_backend_support(config: ExperimentConfig) -> None:
-    """Refuse what the chosen backend cannot run: TextVectorization outside TensorFlow, steps_per_execution > 1
-    on torch. (A backend that is not installed is refused when dltool selects it.)"""
+    """Refuse what the chosen backend cannot run: TextVectorization outside TensorFlow; steps_per_execution > 1
+    on torch, or on TensorFlow with several devices (Keras's multi-batch loop fails under MirroredStrategy).
+    A default of 32 there becomes 1 when the run starts. (A backend that is not installed is refused when
+    dltool selects it.)"""
     backend = config.backend_name
+    explicit = "steps_per_execution" in config.train.model_fields_set and config.train.steps_per_execution > 1
+    if backend == "tensorflow" and explicit and device_count(config.train.devices) > 1:
+        raise ConfigError(
+            "expected steps_per_execution: 1 with several devices on tensorflow (Keras runs one batch per call "
+            f"there), received {config.train.steps_per_execution}",
+            path="train.steps_per_execution",
+        )
     if backend == "tensorflow":
         return
     for index, spec in enumerate(config.model.layers):
@@ -165,11 +174,7 @@ def check_backend_support(config: ExperimentConfig) -> None:
                 f"(model.layers[{index}]); remove `backend: {backend}` (TensorFlow is the default)",
                 path="backend",
             )
-    if (
-        backend == "torch"
-        and "steps_per_execution" in config.train.model_fields_set
-        and config.train.steps_per_execution > 1
-    ):
+    if backend == "torch" and explicit:
         raise ConfigError(
             f"the torch backend runs one batch per call; expected steps_per_execution: 1 with backend torch, "
             f"received {config.train.steps_per_execution}",

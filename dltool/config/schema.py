@@ -111,6 +111,13 @@ class Callbacks(Strict):
     checkpoint: _switch(BestCheckpoint) = Field(None, description="Save the best epoch to checkpoints/best.keras.")
 
 
+def device_count(devices) -> int:
+    """How many devices ``train.devices`` asks for: 1 for auto, cpu and gpu; N; or the list's length."""
+    if isinstance(devices, list):
+        return len(devices)
+    return devices if isinstance(devices, int) else 1
+
+
 class TrainConfig(Strict):
     optimizer: OptimizerConfig = Field(
         default_factory=lambda: OptimizerConfig(name="adam"),
