@@ -40,7 +40,7 @@ PYTHON = sys.executable
 _DLTOOL = Path(sys.executable).parent / "dltool"
 DLTOOL = str(_DLTOOL) if _DLTOOL.exists() else (shutil.which("dltool") or "dltool")
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
-SECTIONS = ["machine", "start", "train", "display", "predict", "scaling", "kinds", "ci"]
+SECTIONS = ["machine", "start", "train", "display", "predict", "scaling", "kinds", "ci", "backends"]
 MNIST_TRAIN_SAMPLES = 60000
 
 # Targets stated in the issue.
@@ -1410,6 +1410,27 @@ def ci_section(args) -> list[str]:
     return lines + failures(all_results)
 
 
+def backends_section(args) -> list[str]:
+    """Issue 14's tables, gathered from the reports their own scripts write (they take 5-10 minutes each, so
+    this section copies them rather than measuring again): every shipped config per backend, 1 against 2
+    devices, 1 against 2 loopback processes."""
+    lines = ["## Backends, devices and processes (issue 14)", ""]
+    for name, script in (
+        ("RESULTS-backends.md", "measure_backends.py"),
+        ("RESULTS-torch.md", "measure_backends.py --backends torch --out benchmarks/RESULTS-torch.md"),
+        ("RESULTS-processes.md", "measure_processes.py"),
+    ):
+        report = BENCH / name
+        if not report.is_file():
+            lines += [f"{name} is missing: run `python benchmarks/{script}`.", ""]
+            continue
+        lines += [f"From [{name}]({name}), written by `benchmarks/{script}` (not re-measured by this harness):", ""]
+        for line in report.read_text(encoding="utf-8").splitlines():
+            lines.append("##" + line if line.startswith("#") else line)  # below this section's heading
+        lines.append("")
+    return lines
+
+
 SECTION_FUNCS = {
     "machine": machine_section,
     "start": start_section,
@@ -1419,6 +1440,7 @@ SECTION_FUNCS = {
     "scaling": scaling_section,
     "kinds": kinds_section,
     "ci": ci_section,
+    "backends": backends_section,
 }
 
 

@@ -32,6 +32,16 @@ from .cli_common import (
 from .cli_config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
 from .cli_export import EXPORT_EPILOG, export_command
 from .cli_info import INFO_EPILOG, info
+from .cli_launch import (
+    LAUNCH_EPILOG,
+    Coordinator,
+    NumProcesses,
+    ProcessId,
+    group_from_options,
+    join_group,
+    launch_command,
+    observer_for,
+)
 from .cli_predict import PREDICT_EPILOG, predict
 from .cli_runs import PLOT_EPILOG, plot, runs_app
 from .cli_serve import SERVE_EPILOG, serve_command
@@ -104,6 +114,9 @@ def train(
     runs_dir: RunsDir = None,
     backend: Backend = None,
     devices: Devices = None,
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", metavar="", help="Plain lines, one per epoch (for CI logs).")
     ] = False,
@@ -124,11 +137,14 @@ def train(
                 "--resume continues a run with its own saved config; --set cannot change it, nor can "
                 "--expect, --deterministic or --devices. Train a new run with them instead"
             )
-        display = TrainingDisplay(out, plain=use_plain_output(out, quiet))
+        group = group_from_options(coordinator, num_processes, process_id)  # one of several processes, or None
+        display = observer_for(group, TrainingDisplay(out, plain=use_plain_output(out, quiet)))
         if resume is not None:
             devices = run_config_value(resume, runs_dir, "train", "devices") or "auto"  # as the run started
             import_keras(verbose, backend=backend or run_backend(resume, runs_dir), devices=devices)
-            from .commands.train import resume as resume_training
+            if group is not None:
+                join_group(group)
+            from .commands.resume import resume as resume_training
 
             run = resume_training(resume, runs_root=runs_dir, observer=display)
         else:
@@ -141,16 +157,22 @@ def train(
                 load_config(config or config_file_of(from_run, runs_dir), overrides), expect or []
             )
             import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
+            if group is not None:
+                join_group(group, experiment)
             from .commands.train import train as run_training
 
             run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run)
         report["run"] = run
+        if group is not None and group.index > 0:
+            say(f"worker {group.index}: training done; worker 0 tests and saves run {run.id}")
+            return
         print_training_result(out, run)
     if run.info.get("expectations_met") is False:
         raise typer.Exit(3)
 
 
 app.command(epilog=SMOKE_EPILOG)(smoke)
+app.command("launch", epilog=LAUNCH_EPILOG)(launch_command)
 
 
 @app.command(epilog="Example: dltool evaluate latest   |   dltool evaluate latest --data holdout.csv --checkpoint best")

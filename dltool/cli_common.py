@@ -80,7 +80,7 @@ Backend = Annotated[
     typer.Option(
         "--backend",
         metavar="tensorflow|jax|torch",
-        help="The Keras backend: tensorflow, jax or torch [default: the config's backend key; for a saved run, the one it trained on; else $KERAS_BACKEND, else tensorflow].",
+        help="The Keras backend: tensorflow, jax or torch (default: the config's backend key; for a saved run, the one it trained on; else $KERAS_BACKEND, else tensorflow).",
         show_default=False,
     ),
 ]

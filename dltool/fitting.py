@@ -269,7 +269,11 @@ def fit(
         should_stop=should_stop,
         tensorboard_dir=tensorboard_dir,
     )
-    inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), train.batch_size, train.shuffle)
+    from . import processes
+
+    # Several processes: each passes its share of every batch, and Keras puts the shares together.
+    batch_size = train.batch_size // processes.count()
+    inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), batch_size, train.shuffle)
     inputs["x"] = as_model_input(inputs["x"])
     if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is
         x_val, y_val = inputs["validation_data"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,30 @@ def save_model_atomic(model, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
     os.close(fd)
     try:
-        model.save(tmp)
+        with _without_distribution():
+            model.save(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _without_distribution():
+    """No Keras distribution inside the block (JAX). Keras's saver makes a scratch optimizer, whose variable
+    would otherwise be placed on every device of the distribution: with several processes, a collective that
+    only the saving process joins, which never ends."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
 
 
 def load_model_safely(path: Path):

@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 from .backend import device_count
 from .config import ExperimentConfig
 from .errors import ConfigError
+from .processes import count as process_count
 
 
 def fresh_session(seed: int, deterministic: bool, precision: str = "float32") -> None:
@@ -59,11 +60,12 @@ def on_running_backend(config: ExperimentConfig) -> ExperimentConfig:
     return config.model_copy(update={"backend": running, "train": train})
 
 
-def even_splits(data, count: int) -> dict[str, int]:
+def even_splits(data, count: int, *, test: bool = True) -> dict[str, int]:
     """Leave out the last few samples of each in-memory split so its size is a multiple of ``count`` devices.
 
     On JAX every batch, the last one included, must split evenly over the devices; with batch_size a multiple
     of ``count`` that holds once the split's size is. At most ``count - 1`` samples per split; returns how many.
+    ``test=False`` keeps the test split whole (several processes: process 0 tests alone).
     """
     left_out = {}
     validation_is_test = getattr(data, "x_val", None) is not None and data.x_val is data.x_test
@@ -73,13 +75,20 @@ def even_splits(data, count: int) -> dict[str, int]:
         "test": ("x_test", "y_test"),
     }.items():
         array = getattr(data, x, None)
-        extra = 0 if array is None or (name == "validation" and validation_is_test) else len(array) % count
+        if array is None or (name == "validation" and validation_is_test) or (name == "test" and not test):
+            continue
+        extra = len(array) % count
         if extra:
             setattr(data, x, array[: len(array) - extra])
             setattr(data, y, getattr(data, y)[: len(array) - extra])
             left_out[name] = extra
     if validation_is_test:  # one array for both, as before
-        data.x_val, data.y_val = data.x_test, data.y_test
+        if test:
+            data.x_val, data.y_val = data.x_test, data.y_test
+        elif len(data.x_val) % count:  # validation is trimmed (and later shared out), the test split kept whole
+            extra = len(data.x_val) % count
+            data.x_val, data.y_val = data.x_val[:-extra], data.y_val[:-extra]
+            left_out["validation"] = extra
     return left_out
 
 
@@ -118,6 +127,32 @@ def _named_device(backend: str, name: str):
     return found[int(index)]
 
 
+def _devices_of_every_process(devices, count: int) -> list:
+    """``train.devices`` applied on each process (``auto``: its first device; N: its first N; a list: those)."""
+    import jax
+
+    chosen = []
+    for process in range(jax.process_count()):
+        own = [d for d in jax.devices() if d.process_index == process]
+        kinds = [d for d in own if d.platform == "gpu"] or own
+        if isinstance(devices, list):
+            wanted = [int(name.split(":")[1]) for name in devices]
+            if max(wanted) >= len(kinds):
+                raise ConfigError(
+                    f"process {process} has {len(kinds)} device(s), and train.devices names {devices}",
+                    path="train.devices",
+                )
+            chosen += [kinds[i] for i in wanted]
+        elif count > len(kinds):
+            raise ConfigError(
+                f"train.devices asks for {count} devices per process, and process {process} has {len(kinds)}",
+                path="train.devices",
+            )
+        else:
+            chosen += kinds[:count]
+    return chosen
+
+
 def training_devices(config: ExperimentConfig) -> AbstractContextManager:
     """The scope a run's model is built and compiled in, for ``train.devices``.
 
@@ -136,13 +171,16 @@ def training_devices(config: ExperimentConfig) -> AbstractContextManager:
             "train.devices is gpu, but no GPU is visible (`dltool info` lists the devices)", path="train.devices"
         )
     count = device_count(devices)
-    if count == 1 and not isinstance(devices, list):
+    processes = process_count()
+    if count == 1 and not isinstance(devices, list) and processes == 1:
         return nullcontext()
     if backend == "torch":
         raise ConfigError(
             "several devices need the tensorflow or jax backend; torch trains on one", path="train.devices"
         )
-    if isinstance(devices, list):
+    if processes > 1:  # the same devices on every process; the mesh spans them all
+        chosen = _devices_of_every_process(devices, count)
+    elif isinstance(devices, list):
         chosen = [_named_device(backend, name) for name in devices]
     else:
         pool, kind = _device_pool(backend)
@@ -154,12 +192,16 @@ def training_devices(config: ExperimentConfig) -> AbstractContextManager:
         chosen = pool[:count]
     if config.train.batch_size % len(chosen):
         raise ConfigError(
-            f"batch_size {config.train.batch_size} does not split evenly over {len(chosen)} devices; "
-            f"expected a multiple of {len(chosen)}",
+            f"batch_size {config.train.batch_size} does not split evenly over {len(chosen)} devices"
+            + (f" of {processes} processes; " if processes > 1 else "; ")
+            + f"expected a multiple of {len(chosen)}",
             path="train.batch_size",
         )
     if backend == "jax":
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=chosen))
+        # Several processes each pass their own share of every batch (processes.keep_own_share): Keras must not
+        # shard the data again.
+        distribution = keras.distribution.DataParallel(devices=chosen, auto_shard_dataset=processes == 1)
+        keras.distribution.set_distribution(distribution)
         return nullcontext()
     import tensorflow as tf
 

@@ -14,7 +14,7 @@ import time
 import pytest
 from e2e_support import run_cli
 
-from dltool.commands.train import resume
+from dltool.commands.resume import resume
 from dltool.errors import RunNotFoundError, RunStateError
 from dltool.runs import Run
 

@@ -24,7 +24,7 @@ from .sweep_storage import STORAGE_ENV
 TRIALS_PER_WORKER = 20
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In a worker, before exec: SIGTERM it when the sweep process dies (Linux), so no orphan trains on.
 
     Workers run in their own session (a terminal's Ctrl-C reaches the sweep process only, which then asks
@@ -89,7 +89,7 @@ def run_workers(
         nonlocal started
         started += 1
         numbered = [*command, "--worker-number", str(started - 1)]
-        return subprocess.Popen(numbered, env=environment, start_new_session=True, preexec_fn=_die_with_parent)
+        return subprocess.Popen(numbered, env=environment, start_new_session=True, preexec_fn=die_with_parent)
 
     children, failed, replacements = [start() for _ in range(workers)], [], 0
     try:

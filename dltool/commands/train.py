@@ -11,14 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+from .. import processes
 from ..backend import device_count
-from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints, read_state
+from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
 from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrupted
 from ..interrupts import InterruptGuard
-from ..recorder import RunRecorder, history_csv
-from ..runs import COMPLETED, FAILED, INTERRUPTED, RUNNING, Run, now_iso, runs_dir
+from ..recorder import RunRecorder
+from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, runs_dir
 from ..session import check_precision, even_splits, fresh_session, on_running_backend, training_devices
+from .process_group import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers, work_alone
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 
@@ -50,7 +52,13 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
         check_precision(config)
         data = prepare_data(config, samples=samples)
         devices = device_count(config.train.devices)
-        if config.backend == "jax" and devices > 1 and hasattr(data, "x_train"):
+        if processes.count() > 1 and not hasattr(data, "x_train"):
+            raise ConfigError(
+                "several processes train on data held in memory (each keeps its share of every batch); "
+                "set data.stream: false",
+                path="data.stream",
+            )
+        if config.backend == "jax" and devices > 1 and hasattr(data, "x_train") and processes.count() == 1:
             data.left_out = even_splits(data, devices)
         with training_devices(config):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
@@ -82,9 +90,11 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
     from ..model import summary_text
 
     device = backend.device_description()
-    devices = backend.device_count(config.train.devices)
+    devices = backend.device_count(config.train.devices) * processes.count()
     if devices > 1:
-        device += f", data parallel over {devices} devices"
+        device += f", data parallel over {devices} devices" + (
+            f" in {processes.count()} processes" if processes.count() > 1 else ""
+        )
     run.write_text("config.yaml", config_to_yaml(config))
     run.start(
         name=config.name,
@@ -98,6 +108,7 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         params=model.count_params(),
         data_fingerprint=data.fingerprint,
         data=data.sizes(),
+        **({"processes": processes.count()} if processes.count() > 1 else {}),
         **({"parent": parent.id} if parent is not None else {}),
     )
     if observer is not None and hasattr(observer, "on_run_created"):
@@ -184,74 +195,30 @@ def train(
     config = on_running_backend(resolve_paths(config))
     data, model = prepare(config, samples=samples)
     parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
-    run = Run.create(runs_dir(runs_root), config.name)
+    if processes.index() > 0:  # one of several processes: process 0 opens the run, this one trains alongside
+        # Its folder, even where process 0's runs folder is not shared: this machine then keeps the log alone.
+        run = Run(runs_dir(runs_root) / processes.share_run())
+        share_out(None, config, data)
+        return follow(run, config, data, model, observer)
+    try:
+        run = Run.create(runs_dir(runs_root), config.name)
+    except Exception as exc:
+        if processes.count() > 1:
+            processes.share_run(failure=str(exc))
+        raise
     try:
         _open_run_files(run, config, data, model, overrides, observer, parent)
     except Exception as exc:  # noqa: BLE001  (the folder exists: it must not be left looking RUNNING)
         reason = f"{type(exc).__name__}: {exc}"
         if run.file("run.json").is_file():
             run.finish(FAILED, error=reason)
+        if processes.count() > 1:
+            processes.share_run(failure=reason)
         raise TrainingError(f"run {run.id} could not be started: {reason}") from exc
+    if processes.count() > 1:
+        tell_the_others(run)
+        share_out(run, config, data)
     return _execute(run, config, data, model, observer=observer)
-
-
-def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None) -> Run:
-    """Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own saved config.
-
-    Weights, optimizer state (learning rate included), the epoch counter and
-    the callbacks' progress are restored; history.csv continues where the
-    checkpoint was taken.
-    """
-    from ..config import config_from_text
-    from ..data import prepare_data
-    from ..keras_io import load_model_safely
-
-    run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
-    info = run.info
-    status = run.status
-    if status == COMPLETED:
-        raise RunStateError(
-            f"run {run.id} is COMPLETED: there is nothing to resume; "
-            f"start a new run with `dltool train {run.path / 'config.yaml'}`"
-        )
-    if status == RUNNING:
-        raise RunStateError(
-            f"run {run.id} is still RUNNING (pid {info.get('pid')} on {info.get('host')}); "
-            "stop it first (Ctrl-C or kill) or wait for it"
-        )
-    state = read_state(run, status)
-    config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
-    trained_on = config.backend or "tensorflow"
-    config = config.model_copy(update={"backend": None})
-    config = on_running_backend(config)  # a run may resume on another backend than it started on
-    # A new but reproducible shuffle order.
-    fresh_session(config.seed + state["epoch"], config.train.deterministic, config.train.precision)
-    data = prepare_data(config)
-    if data.fingerprint != info.get("data_fingerprint"):
-        raise RunStateError(
-            f"the data of run {run.id} has changed since it started (fingerprint "
-            f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets"
-        )
-    with training_devices(config):
-        model = load_model_safely(run.file(state["model"]))
-    history = state["history"]
-    run.write_text("history.csv", history_csv(history))
-    resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]
-    run.restart(resumes=resumes, epochs_done=state["epoch"])
-    moved = f"; on backend {config.backend}, trained on {trained_on}" if config.backend != trained_on else ""
-    run.append_log(f"{_now()} resumed from epoch {state['epoch']} (was {status}){moved}")
-    if observer is not None and hasattr(observer, "on_run_created"):
-        observer.on_run_created(run)
-    return _execute(
-        run,
-        config,
-        data,
-        model,
-        observer=observer,
-        history=history,
-        initial_epoch=state["epoch"],
-        restore=state.get("callbacks", {}),
-    )
 
 
 def _execute(
@@ -274,6 +241,7 @@ def _execute(
     stopped_by = ""  # why an observer stopped the run (a sweep prunes with "pruned"); empty for a signal
     try:
         with interrupts:
+            stop_watching = watch_workers(run)
             try:
                 result = fit(
                     model,
@@ -291,6 +259,8 @@ def _execute(
             except StopRequested as stop:
                 stopped_by = str(stop)
                 raise KeyboardInterrupt from None
+            finally:
+                stop_watching()
         recorder.flush()
         _finish_completed(run, config, data, model, recorder, result)
         drop_resume_checkpoints(run)
@@ -298,12 +268,13 @@ def _execute(
             observer.on_run_completed(run, model, data)
         return run
     except KeyboardInterrupt:
+        work_alone(model)
         recorder.flush()
         checkpoints.write_pending()
         signal_name = interrupts.signal_name or "SIGINT"
         done = checkpointed_epoch(run)
         where = (
-            f"resume from epoch {done} with: dltool train --resume {run.id}"
+            f"resume from epoch {done} with: {resume_command(run)}"
             if done
             else "no epoch was checkpointed, so it cannot be resumed"
         )
@@ -317,6 +288,7 @@ def _execute(
             f"run {run.id} {cause} after {epochs}; {where}", run, exit_code=143 if signal_name == "SIGTERM" else 130
         ) from None
     except TrainingError as exc:
+        work_alone(model)
         recorder.flush()
         checkpoints.write_pending()
         run.finish(FAILED, error=str(exc))
@@ -326,12 +298,21 @@ def _execute(
         raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
     except Exception as exc:  # noqa: BLE001  (any Keras/OS error ends the run FAILED with its reason)
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if processes.count() > 1 and processes.looks_like_lost_peer(exc):
+            reason = lost_workers(reason)
+        try:
+            work_alone(model)
+            checkpoints.write_pending()  # the last finished epoch's state, kept in memory: resumable from there
+        except Exception:  # noqa: BLE001  (the run is failing already: its reason is the first error)
+            pass
         try:
             run.finish(FAILED, error=reason)
             run.append_log(f"FAILED: {reason}")
         except OSError:
             pass
-        raise TrainingError(f"run {run.id} failed: {reason}") from exc
+        done = checkpointed_epoch(run)
+        hint = f"; resume from epoch {done} with: {resume_command(run)}" if done else ""
+        raise TrainingError(f"run {run.id} failed: {reason}{hint}") from exc
 
 
 def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder: RunRecorder, result) -> None:
@@ -341,6 +322,9 @@ def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder:
     from ..keras_io import save_model_atomic
     from ..plots import write_run_plots
 
+    if processes.count() > 1:  # process 0 tests the model on the whole test split by itself
+        processes.make_local(model)
+        run.append_log(f"{_now()} final weights {processes.weights_digest(model)} (each worker logs its own)")
     test = evaluate_data(model, config, data)
     save_model_atomic(model, run.file("model.keras"))
     # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.

@@ -1,0 +1,113 @@
+"""`dltool train --resume`: continue a stopped run from its last checkpoint, with its own config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import processes
+from ..backend import device_count
+from ..checkpoints import read_state
+from ..errors import RunStateError
+from ..recorder import history_csv
+from ..runs import COMPLETED, RUNNING, Run, now_iso, runs_dir
+from ..session import even_splits, fresh_session, on_running_backend, training_devices
+from .process_group import follow, share_out, tell_the_others
+from .train import _execute, _now
+
+
+def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None) -> Run:
+    """Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own saved config.
+
+    Weights, optimizer state (learning rate included), the epoch counter and
+    the callbacks' progress are restored; history.csv continues where the
+    checkpoint was taken.
+    """
+    from ..config import config_from_text
+    from ..data import prepare_data
+    from ..keras_io import load_model_safely
+
+    if processes.index() > 0:  # one of several processes: it goes on once process 0 has taken the run
+        run = Run.resolve(processes.share_run(), runs_dir(runs_root))
+        status = run.info.get("status")
+    else:
+        try:
+            run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
+            status = _check_resumable(run)
+        except Exception as exc:
+            if processes.count() > 1:
+                processes.share_run(failure=str(exc))
+            raise
+        if processes.count() > 1:
+            tell_the_others(run)
+    info = run.info
+    state = read_state(run, status)
+    config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
+    trained_on = config.backend or "tensorflow"
+    config = config.model_copy(update={"backend": None})
+    config = on_running_backend(config)  # a run may resume on another backend than it started on
+    # A new but reproducible shuffle order.
+    fresh_session(config.seed + state["epoch"], config.train.deterministic, config.train.precision)
+    data = prepare_data(config)
+    if data.fingerprint != info.get("data_fingerprint"):
+        raise RunStateError(
+            f"the data of run {run.id} has changed since it started (fingerprint "
+            f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets"
+        )
+    with training_devices(config):
+        model = load_model_safely(run.file(state["model"]))
+    if processes.index() > 0:
+        share_out(None, config, data)
+        return follow(
+            run, config, data, model, observer, initial_epoch=state["epoch"], restore=state.get("callbacks", {})
+        )
+    if processes.count() > 1:
+        share_out(run, config, data)
+    elif config.backend == "jax" and device_count(config.train.devices) > 1 and hasattr(data, "x_train"):
+        even_splits(data, device_count(config.train.devices))  # as the run started: every batch splits evenly
+    history = state["history"]
+    run.write_text("history.csv", history_csv(history))
+    resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]
+    run.restart(resumes=resumes, epochs_done=state["epoch"])
+    moved = f"; on backend {config.backend}, trained on {trained_on}" if config.backend != trained_on else ""
+    run.append_log(f"{_now()} resumed from epoch {state['epoch']} (was {status}){moved}")
+    if observer is not None and hasattr(observer, "on_run_created"):
+        observer.on_run_created(run)
+    return _execute(
+        run,
+        config,
+        data,
+        model,
+        observer=observer,
+        history=history,
+        initial_epoch=state["epoch"],
+        restore=state.get("callbacks", {}),
+    )
+
+
+def _check_resumable(run: Run) -> str:
+    """The run's status, if it can be resumed by this process (or processes); else a RunStateError."""
+    info = run.info
+    status = run.status
+    if status == COMPLETED:
+        raise RunStateError(
+            f"run {run.id} is COMPLETED: there is nothing to resume; "
+            f"start a new run with `dltool train {run.path / 'config.yaml'}`"
+        )
+    if status == RUNNING:
+        raise RunStateError(
+            f"run {run.id} is still RUNNING (pid {info.get('pid')} on {info.get('host')}); "
+            "stop it first (Ctrl-C or kill) or wait for it"
+        )
+    trained_in = info.get("processes", 1)
+    if trained_in != processes.count():
+        how = (
+            f"`dltool launch -n {trained_in} --resume {run.id}`"
+            if trained_in > 1
+            else f"`dltool train --resume {run.id}`"
+        )
+        raise RunStateError(
+            f"run {run.id} trained in {trained_in} process(es) and is resumed in {processes.count()}; "
+            f"resume it with the same number (each process keeps its share of the data): {how}"
+        )
+    read_state(run, status)  # a run without a checkpoint is refused here, before the others go on
+    return status
