@@ -146,12 +146,12 @@ def _outputs_on(backend: str, run_path: Path, rows: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _assert_equal_outputs(run_path: Path, rows: Path, classes: int = 3) -> None:
-    on_jax, on_tensorflow = _outputs_on("jax", run_path, rows), _outputs_on("tensorflow", run_path, rows)
-    assert abs(on_jax["loss"] - on_tensorflow["loss"]) <= 1e-5  # on the run's test split
+def _assert_equal_outputs(run_path: Path, rows: Path, classes: int = 3, other: str = "jax") -> None:
+    on_other, on_tensorflow = _outputs_on(other, run_path, rows), _outputs_on("tensorflow", run_path, rows)
+    assert abs(on_other["loss"] - on_tensorflow["loss"]) <= 1e-5  # on the run's test split
     pairs = [
         (a, b)
-        for x, y in zip(on_jax["predictions"], on_tensorflow["predictions"])
+        for x, y in zip(on_other["predictions"], on_tensorflow["predictions"])
         for a, b in zip(x["probabilities"].values(), y["probabilities"].values())
     ]
     assert len(pairs) == 3 * classes and max(abs(a - b) for a, b in pairs) <= 1e-5
@@ -170,7 +170,7 @@ def _digits_rows(path: Path) -> Path:
 @pytest.mark.slow
 def test_a_jax_run_resumes_evaluates_and_predicts_on_tensorflow_with_equal_outputs(tmp_path):
     pytest.importorskip("jax")
-    from dltool.commands.train import resume
+    from dltool.commands.resume import resume
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
     config = str(REPO / "configs" / "digits_mlp.yaml")  # 30 epochs: about 2 s on JAX after the first
@@ -206,6 +206,18 @@ def test_a_tensorflow_run_evaluates_and_predicts_equally_on_jax(iris_run, tmp_pa
     rows = tmp_path / "rows.csv"
     rows.write_text(IRIS_ROWS)
     _assert_equal_outputs(iris_run.path, rows)
+
+
+@pytest.mark.slow
+def test_a_torch_run_evaluates_and_predicts_equally_on_tensorflow(tmp_path):
+    pytest.importorskip("torch")
+    config = str(REPO / "configs" / "digits_mlp.yaml")
+    trained = run_cli("train", config, "--backend", "torch", "-q", "--set", "train.epochs=3", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    info = json.loads((folder / "run.json").read_text())
+    assert info["versions"]["backend"] == "torch" and info["versions"]["torch"].startswith("2.")
+    _assert_equal_outputs(folder, _digits_rows(tmp_path / "rows.csv"), classes=10, other="torch")
 
 
 @pytest.mark.slow
