@@ -94,3 +94,25 @@ def test_streamed_training_evaluate_and_predict(tmp_path):
     assert report["classification"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
     result = predict(run, [path])
     assert result.rows == 2000 and result.output.splitlines()[0] == "input,row,label,prob_no,prob_yes"
+
+
+def test_processes_share_each_streamed_batch_and_together_read_one_process_batches(tmp_path):
+    path = tmp_path / "d.csv"
+    _write_csv(path, 1000)
+    config = _config(path)
+    alone = prepare_data(config)
+    whole = list(alone.iter_split(TRAIN, 32, shuffle=True))  # the batches one process trains on, epoch 1
+    shares = []
+    for process in range(2):
+        data = prepare_data(config)  # each process prepares the same data
+        left_out = data.share_batches(2, process, 4)  # 2 processes with 2 devices each
+        shares.append(list(data._shared(TRAIN, 16, True, None)))
+    last = alone.counts[TRAIN] % 32
+    assert left_out == ({"train": last % 4} if last % 4 else {}) | (
+        {"validation": alone.counts[VALIDATION] % 32 % 4} if alone.counts[VALIDATION] % 32 % 4 else {}
+    )
+    assert len(shares[0]) == len(shares[1]) == len(whole)
+    for (x0, y0), (x1, y1), (x, y) in zip(*shares, whole):
+        kept = len(x) - len(x) % 4  # the last batch loses its last rows so 4 devices get equal parts
+        assert len(x0) == len(x1) == kept // 2
+        assert np.array_equal(np.concatenate([x0, x1]), x[:kept]) and np.array_equal(np.concatenate([y0, y1]), y[:kept])

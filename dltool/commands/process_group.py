@@ -32,13 +32,18 @@ def share_out(run: Run | None, config: ExperimentConfig, data) -> None:
     """Each process keeps its share of every training and validation batch (the test split stays whole, for
     process 0 to test alone); the splits first become multiples of all processes' devices. Process 0 (``run``
     given) logs the shares."""
-    left_out = even_splits(data, device_count(config.train.devices) * processes.count(), test=False)
-    processes.keep_own_share(data, config.train.batch_size)
+    devices = device_count(config.train.devices) * processes.count()
+    if hasattr(data, "x_train"):
+        left_out = even_splits(data, devices, test=False)
+        processes.keep_own_share(data, config.train.batch_size)
+        share = f"{len(data.x_train)} training samples per process"
+    else:  # streamed: every process reads the file and keeps its share of each batch as it goes
+        left_out = data.share_batches(processes.count(), processes.index(), devices)
+        share = f"{config.train.batch_size // processes.count()} rows of every batch per process, streamed"
     if run is not None:
         left = ", ".join(f"{n} {split} sample(s)" for split, n in left_out.items())
         run.append_log(
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')} {processes.count()} processes, "
-            f"{len(data.x_train)} training samples per process"
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} {processes.count()} processes, {share}"
             + (f"; left out so batches split evenly: {left}" if left else "")
         )
 

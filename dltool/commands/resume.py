@@ -62,8 +62,12 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
         )
     if processes.count() > 1:
         share_out(run, config, data)
-    elif config.backend == "jax" and device_count(config.train.devices) > 1 and hasattr(data, "x_train"):
-        even_splits(data, device_count(config.train.devices))  # as the run started: every batch splits evenly
+    elif config.backend == "jax" and device_count(config.train.devices) > 1:  # as at the start: even batches
+        devices = device_count(config.train.devices)
+        if hasattr(data, "x_train"):
+            even_splits(data, devices)
+        else:
+            data.share_batches(1, 0, devices)
     history = state["history"]
     run.write_text("history.csv", history_csv(history))
     resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]

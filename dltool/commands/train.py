@@ -52,14 +52,11 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
         check_precision(config)
         data = prepare_data(config, samples=samples)
         devices = device_count(config.train.devices)
-        if processes.count() > 1 and not hasattr(data, "x_train"):
-            raise ConfigError(
-                "several processes train on data held in memory (each keeps its share of every batch); "
-                "set data.stream: false",
-                path="data.stream",
+        if config.backend == "jax" and devices > 1 and processes.count() == 1:
+            # Every batch, the last one included, must split evenly over the devices.
+            data.left_out = (
+                even_splits(data, devices) if hasattr(data, "x_train") else data.share_batches(1, 0, devices)
             )
-        if config.backend == "jax" and devices > 1 and hasattr(data, "x_train") and processes.count() == 1:
-            data.left_out = even_splits(data, devices)
         with training_devices(config):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
             if any(hasattr(layer, "adapt") for layer in model.layers):

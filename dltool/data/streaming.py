@@ -71,6 +71,7 @@ class StreamedData:
         self.seed = config.data.split_seed if config.data.split_seed is not None else config.seed
         self.test_source = f"fraction {test_fraction:g} of the rows (hashed with seed {self.seed}), streamed"
         self._epoch = 0
+        self._share: tuple[int, int, int] | None = None  # (processes, this process, multiple): see share_batches
 
     @property
     def validation_is_test(self) -> bool:
@@ -119,8 +120,36 @@ class StreamedData:
         if carry_x is not None and len(carry_x):
             yield carry_x, carry_y
 
-    def dataset(self, split: int, batch_size: int, shuffle: bool, targets):
-        """A tf.data.Dataset of one split's batches with known length (so progress bars know the steps)."""
+    def share_batches(self, processes: int, process: int, multiple: int) -> dict[str, int]:
+        """From now on, training and validation batches are this process's share of each global batch.
+
+        Several devices (``multiple``, over all ``processes``) must each get an equal part of every batch: the
+        last, shorter batch of each split loses its last few rows (fewer than ``multiple``), and process
+        ``process`` keeps rows [p*b/N, (p+1)*b/N) of every global batch of b rows. Every process reads the whole
+        file (the same seeded shuffle), so together they see exactly one process's batches. Returns the rows
+        left out per split, for the log.
+        """
+        self._share = (processes, process, multiple)
+        splits = {"train": TRAIN, "validation": TEST if self.validation_is_test else VALIDATION}
+        batch = self.config.train.batch_size
+        return {
+            name: (self.counts[split] % batch) % multiple
+            for name, split in splits.items()
+            if (name == "train" or self.validation) and (self.counts[split] % batch) % multiple
+        }
+
+    def _shared(self, split: int, batch_size: int, shuffle: bool, targets):
+        processes, process, multiple = self._share
+        for x, y in self.iter_split(split, batch_size * processes, shuffle, targets):
+            part = (len(x) - len(x) % multiple) // processes
+            if part:
+                yield x[process * part : (process + 1) * part], y[process * part : (process + 1) * part]
+
+    def dataset(self, split: int, batch_size: int, shuffle: bool, targets, shared: bool = False):
+        """A tf.data.Dataset of one split's batches with known length (so progress bars know the steps).
+
+        ``shared`` (after :meth:`share_batches`): this process's share, ``batch_size`` rows of each global batch.
+        """
         import tensorflow as tf
 
         sample_x, sample_y = next(self.iter_split(split, 1, False, targets))
@@ -129,20 +158,28 @@ class StreamedData:
             tf.TensorSpec((None, *sample_x.shape[1:]), tf.float32),
             tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype)),
         )
-        steps = -(-self.counts[split] // batch_size)
-        data = tf.data.Dataset.from_generator(
-            lambda: self.iter_split(split, batch_size, shuffle, targets), output_signature=signature
-        )
+        if shared and self._share is not None:
+            processes, _, multiple = self._share
+            whole, last = divmod(self.counts[split], batch_size * processes)
+            steps = whole + (1 if last - last % multiple else 0)
+            batches = lambda: self._shared(split, batch_size, shuffle, targets)  # noqa: E731
+        else:
+            steps = -(-self.counts[split] // batch_size)
+            batches = lambda: self.iter_split(split, batch_size, shuffle, targets)  # noqa: E731
+        data = tf.data.Dataset.from_generator(batches, output_signature=signature)
         return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
     def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
-        """Keyword arguments for ``model.fit``: datasets that read the file each epoch."""
+        """Keyword arguments for ``model.fit``: datasets that read the file each epoch.
+
+        ``batch_size`` is this process's batch: after :meth:`share_batches`, its share of the global batch.
+        """
         # shuffle=False tells Keras not to expect a shuffle it cannot do; iter_split shuffles each chunk itself.
-        inputs = {"x": self.dataset(TRAIN, batch_size, shuffle, targets), "shuffle": False}
+        inputs = {"x": self.dataset(TRAIN, batch_size, shuffle, targets, shared=True), "shuffle": False}
         if self.validation_is_test:
-            inputs["validation_data"] = self.dataset(TEST, batch_size, False, targets)
+            inputs["validation_data"] = self.dataset(TEST, batch_size, False, targets, shared=True)
         elif self.validation:
-            inputs["validation_data"] = self.dataset(VALIDATION, batch_size, False, targets)
+            inputs["validation_data"] = self.dataset(VALIDATION, batch_size, False, targets, shared=True)
         return inputs
 
     def evaluate_inputs(self, targets, batch_size: int) -> dict:
