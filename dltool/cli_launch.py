@@ -89,19 +89,15 @@ class WorkerLog:
         say(f"worker {self.index} of run {run.id}")
 
     def on_worker_finished(self, digest: str) -> None:
-        say(f"{_now()} final weights {digest} (worker 0 logs its own in train.log)")
+        from .runs import log_time
+
+        say(f"{log_time()} final weights {digest} (worker 0 logs its own in train.log)")
 
     def __getattr__(self, name):  # the training events, once the run is known
         display = self.__dict__.get("display")
         if display is None:
             return lambda *args, **kwargs: None
         return getattr(display, name)
-
-
-def _now() -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def observer_for(group, display):

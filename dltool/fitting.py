@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import processes
 from .checkpoints import callback_states, resumable
 from .config import ONE_HOT_LOSSES, ExperimentConfig
 from .data import PreparedData
@@ -269,8 +270,6 @@ def fit(
         should_stop=should_stop,
         tensorboard_dir=tensorboard_dir,
     )
-    from . import processes
-
     # Several processes: each passes its share of every batch, and Keras puts the shares together.
     batch_size = train.batch_size // processes.count()
     inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), batch_size, train.shuffle)

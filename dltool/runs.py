@@ -38,6 +38,11 @@ def runs_dir(explicit: str | Path | None = None) -> Path:
     return Path(explicit or os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR)
 
 
+def log_time() -> str:
+    """The local time train.log and the workers' logs start their lines with."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def now_iso() -> str:
     """The current UTC time, ISO 8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -75,21 +75,28 @@ def even_splits(data, count: int, *, test: bool = True) -> dict[str, int]:
         "test": ("x_test", "y_test"),
     }.items():
         array = getattr(data, x, None)
-        if array is None or (name == "validation" and validation_is_test) or (name == "test" and not test):
+        # Validation that is the test split follows it, unless the test split stays whole.
+        if array is None or (name == "validation" and validation_is_test and test) or (name == "test" and not test):
             continue
         extra = len(array) % count
         if extra:
             setattr(data, x, array[: len(array) - extra])
             setattr(data, y, getattr(data, y)[: len(array) - extra])
             left_out[name] = extra
-    if validation_is_test:  # one array for both, as before
-        if test:
-            data.x_val, data.y_val = data.x_test, data.y_test
-        elif len(data.x_val) % count:  # validation is trimmed (and later shared out), the test split kept whole
-            extra = len(data.x_val) % count
-            data.x_val, data.y_val = data.x_val[:-extra], data.y_val[:-extra]
-            left_out["validation"] = extra
+    if validation_is_test and test:  # one array for both, as before
+        data.x_val, data.y_val = data.x_test, data.y_test
     return left_out
+
+
+def even_batches(data, devices: int) -> dict[str, int]:
+    """One process on several JAX devices: every batch, the last one included, splits evenly over them.
+
+    In-memory splits lose their last few samples (:func:`even_splits`); a streamed CSV, the last rows of each
+    split's last batch. Returns how many, per split.
+    """
+    if hasattr(data, "x_train"):
+        return even_splits(data, devices)
+    return data.share_batches(1, 0, devices)
 
 
 def _device_pool(backend: str) -> tuple[list, str]:
@@ -134,22 +141,22 @@ def _devices_of_every_process(devices, count: int) -> list:
     chosen = []
     for process in range(jax.process_count()):
         own = [d for d in jax.devices() if d.process_index == process]
-        kinds = [d for d in own if d.platform == "gpu"] or own
+        pool = [d for d in own if d.platform == "gpu"] or own
         if isinstance(devices, list):
             wanted = [int(name.split(":")[1]) for name in devices]
-            if max(wanted) >= len(kinds):
+            if max(wanted) >= len(pool):
                 raise ConfigError(
-                    f"process {process} has {len(kinds)} device(s), and train.devices names {devices}",
+                    f"process {process} has {len(pool)} device(s), and train.devices names {devices}",
                     path="train.devices",
                 )
-            chosen += [kinds[i] for i in wanted]
-        elif count > len(kinds):
+            chosen += [pool[i] for i in wanted]
+        elif count > len(pool):
             raise ConfigError(
-                f"train.devices asks for {count} devices per process, and process {process} has {len(kinds)}",
+                f"train.devices asks for {count} devices per process, and process {process} has {len(pool)}",
                 path="train.devices",
             )
         else:
-            chosen += kinds[:count]
+            chosen += pool[:count]
     return chosen
 
 

@@ -8,7 +8,6 @@ write no run file: their output goes to their observer (the command line sends i
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 from .. import processes
@@ -16,7 +15,7 @@ from ..backend import device_count
 from ..checkpoints import checkpointed_epoch
 from ..config import ExperimentConfig
 from ..errors import TrainingError
-from ..runs import FAILED, Run
+from ..runs import FAILED, Run, log_time
 from ..session import even_splits
 
 
@@ -43,7 +42,7 @@ def share_out(run: Run | None, config: ExperimentConfig, data) -> None:
     if run is not None:
         left = ", ".join(f"{n} {split} sample(s)" for split, n in left_out.items())
         run.append_log(
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')} {processes.count()} processes, {share}"
+            f"{log_time()} {processes.count()} processes, {share}"
             + (f"; left out so batches split evenly: {left}" if left else "")
         )
 
@@ -59,8 +58,12 @@ def lost_workers(reason: str) -> str:
     missing = processes.missing_processes()
     if not missing:
         return f"a worker stopped ({reason})"
-    names = ", ".join(str(process) for process in missing)
-    return f"worker {names} of {processes.count()} stopped (no heartbeat for {processes.HEARTBEAT_SECONDS} s): {reason}"
+    return f"{_workers(missing)} stopped (no heartbeat for {processes.HEARTBEAT_SECONDS} s): {reason}"
+
+
+def _workers(numbers: list[int]) -> str:
+    """'worker 1 of 2', 'worker 1, 3 of 4'."""
+    return f"worker {', '.join(str(number) for number in numbers)} of {processes.count()}"
 
 
 def watch_workers(run: Run) -> Callable[[], None]:
@@ -74,9 +77,8 @@ def watch_workers(run: Run) -> Callable[[], None]:
         return lambda: None
 
     def silent(workers: list[int]) -> None:
-        names = ", ".join(str(worker) for worker in workers)
         reason = (
-            f"worker {names} of {processes.count()} gave no sign of life for {processes.HEARTBEAT_SECONDS} s "
+            f"{_workers(workers)} gave no sign of life for {processes.HEARTBEAT_SECONDS} s "
             "(stopped, hung, or cut off from worker 0)"
         )
         done = checkpointed_epoch(run)

@@ -9,10 +9,10 @@ from ..backend import device_count
 from ..checkpoints import read_state
 from ..errors import RunStateError
 from ..recorder import history_csv
-from ..runs import COMPLETED, RUNNING, Run, now_iso, runs_dir
-from ..session import even_splits, fresh_session, on_running_backend, training_devices
+from ..runs import COMPLETED, RUNNING, Run, log_time, now_iso, runs_dir
+from ..session import even_batches, fresh_session, on_running_backend, training_devices
 from .process_group import follow, share_out, tell_the_others
-from .train import _execute, _now
+from .train import _execute
 
 
 def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None) -> Run:
@@ -62,18 +62,14 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
         )
     if processes.count() > 1:
         share_out(run, config, data)
-    elif config.backend == "jax" and device_count(config.train.devices) > 1:  # as at the start: even batches
-        devices = device_count(config.train.devices)
-        if hasattr(data, "x_train"):
-            even_splits(data, devices)
-        else:
-            data.share_batches(1, 0, devices)
+    elif config.backend == "jax" and device_count(config.train.devices) > 1:  # as at the start
+        even_batches(data, device_count(config.train.devices))
     history = state["history"]
     run.write_text("history.csv", history_csv(history))
     resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]
     run.restart(resumes=resumes, epochs_done=state["epoch"])
     moved = f"; on backend {config.backend}, trained on {trained_on}" if config.backend != trained_on else ""
-    run.append_log(f"{_now()} resumed from epoch {state['epoch']} (was {status}){moved}")
+    run.append_log(f"{log_time()} resumed from epoch {state['epoch']} (was {status}){moved}")
     if observer is not None and hasattr(observer, "on_run_created"):
         observer.on_run_created(run)
     return _execute(

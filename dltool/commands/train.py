@@ -8,7 +8,6 @@ This module only puts them in order and sets the run's final status.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from .. import processes
@@ -18,8 +17,8 @@ from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_path
 from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrupted
 from ..interrupts import InterruptGuard
 from ..recorder import RunRecorder
-from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, runs_dir
-from ..session import check_precision, even_splits, fresh_session, on_running_backend, training_devices
+from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time, runs_dir
+from ..session import check_precision, even_batches, fresh_session, on_running_backend, training_devices
 from .process_group import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers, work_alone
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
@@ -53,10 +52,7 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
         data = prepare_data(config, samples=samples)
         devices = device_count(config.train.devices)
         if config.backend == "jax" and devices > 1 and processes.count() == 1:
-            # Every batch, the last one included, must split evenly over the devices.
-            data.left_out = (
-                even_splits(data, devices) if hasattr(data, "x_train") else data.share_batches(1, 0, devices)
-            )
+            data.left_out = even_batches(data, devices)
         with training_devices(config):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
             if any(hasattr(layer, "adapt") for layer in model.layers):
@@ -119,7 +115,7 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         )
     start = f"; weights from run {parent.id}" if parent is not None else ""
     run.append_log(
-        f"{_now()} run {run.id} started: {data.sizes()['train']} training samples, "
+        f"{log_time()} run {run.id} started: {data.sizes()['train']} training samples, "
         f"{model.count_params():,} parameters, device {device}{adapted}{start}"
     )
 
@@ -146,10 +142,6 @@ def _load_parent_weights(model, ref: str | Run, runs_root) -> Run:
     for variable, value in zip(model.weights, trained):
         variable.assign(value)
     return parent
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def train(
@@ -321,7 +313,7 @@ def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder:
 
     if processes.count() > 1:  # process 0 tests the model on the whole test split by itself
         processes.make_local(model)
-        run.append_log(f"{_now()} final weights {processes.weights_digest(model)} (each worker logs its own)")
+        run.append_log(f"{log_time()} final weights {processes.weights_digest(model)} (each worker logs its own)")
     test = evaluate_data(model, config, data)
     save_model_atomic(model, run.file("model.keras"))
     # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
