@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+PROC_STATUS = "/proc/self/status"  # Linux shows the umask here (since 4.7)
 _UMASK_LOCK = threading.Lock()
 _umask_read_by_setting: int | None = None
 
@@ -27,12 +28,13 @@ _umask_read_by_setting: int | None = None
 def current_umask() -> int:
     """The process's umask, read without changing it where the system allows (Linux's /proc/self/status).
 
-    Elsewhere it is read once, by setting and restoring it under a lock: ``os.umask`` is process-wide, and a
-    file another thread created between the two calls would get umask 0.
+    Read there each time (a few microseconds), so a umask changed later is followed. Elsewhere it is read once
+    per process, by setting and restoring it under a lock: ``os.umask`` is process-wide, and a file another
+    thread created between the two calls would get the stand-in umask.
     """
     global _umask_read_by_setting
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(PROC_STATUS, encoding="ascii") as status:
             for line in status:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)

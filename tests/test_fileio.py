@@ -62,6 +62,17 @@ def test_an_atomic_write_gives_the_mode_a_plain_open_gives(tmp_path, mask):
     assert mode(tmp_path / "atomic.txt") == mode(tmp_path / "atomic.bin") == 0o666 & ~mask
 
 
+def test_without_proc_the_umask_is_read_once_by_setting_it_back(tmp_path, monkeypatch):
+    import dltool.fileio as fileio
+
+    monkeypatch.setattr(fileio, "PROC_STATUS", str(tmp_path / "no-proc"))
+    monkeypatch.setattr(fileio, "_umask_read_by_setting", None)
+    with umask(0o027):
+        assert current_umask() == 0o027 and os.umask(0o027) == 0o027  # read, and left as it was
+        atomic_write_text(tmp_path / "a.txt", "x")
+    assert mode(tmp_path / "a.txt") == 0o640
+
+
 def test_replacing_a_file_keeps_its_mode_as_open_does(tmp_path):
     target = tmp_path / "shared.json"
     target.write_text("{}")
