@@ -28,7 +28,7 @@ _umask_read_by_setting: int | None = None
 def current_umask() -> int:
     """The process's umask, read without changing it where the system allows (Linux's /proc/self/status).
 
-    Read there each time (a few microseconds), so a umask changed later is followed. Elsewhere it is read once
+    Read there each time (under 0.1 ms, beside an fsync of milliseconds), so a umask changed later is followed. Elsewhere it is read once
     per process, by setting and restoring it under a lock: ``os.umask`` is process-wide, and a file another
     thread created between the two calls would get the stand-in umask.
     """
