@@ -247,6 +247,8 @@ def epoch_tensorboard_callback(log_dir):
 
         def _writer(self, split: str):
             if split not in self.writers:
+                # TensorFlow makes missing folders 0755 whatever the umask; ours follow it, as files do.
+                (log_dir / split).mkdir(parents=True, exist_ok=True)
                 # Flushed by TensorFlow every 2 s: a live TensorBoard stays current without a flush per epoch.
                 self.writers[split] = tf.summary.create_file_writer(str(log_dir / split), flush_millis=2000)
             return self.writers[split]

@@ -6,14 +6,13 @@ Imports Keras lazily, inside each function: the modules that import this one
 
 from __future__ import annotations
 
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RunStateError
+from .fileio import atomic_target
 
 INFERENCE_BATCH_MIN = 256  # evaluation keeps no gradients: bigger batches run faster, and means do not depend on them
 
@@ -54,16 +53,8 @@ def predict_eagerly(model, x: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
 
 def save_model_atomic(model, path: Path) -> None:
     """``model.save`` to a temporary .keras file beside ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
-        with _without_distribution():
-            model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path, suffix=".keras") as tmp, _without_distribution():  # Keras wants the suffix
+        model.save(tmp)
 
 
 @contextmanager

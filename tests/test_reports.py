@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import pytest
+import xmlschema
 from typer.testing import CliRunner
 
 from dltool.cli import app
@@ -16,16 +19,20 @@ from dltool.reports import (
     github_annotation,
     junit_xml,
     markdown_table,
+    run_case,
+    sweep_cases,
 )
 
 runner = CliRunner()
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 DECIMAL = re.compile(r"^\d+(\.\d+)?$")
+JUNIT_10 = xmlschema.XMLSchema(str(Path(__file__).with_name("data") / "junit-10.xsd"))  # Jenkins' schema
 
 
 def check_junit(text: str) -> ET.Element:
-    """Parse with a real XML parser and check what the Ant JUnit schema (windyroad JUnit.xsd, the strictest CI
-    servers use) and Jenkins' junit-10.xsd both require; return the root."""
+    """Validate against Jenkins' junit-10.xsd and check what the Ant JUnit schema (windyroad JUnit.xsd, the
+    strictest CI servers use) also requires; return the root."""
+    JUNIT_10.validate(text)
     root = ET.fromstring(text.encode("utf-8"))
     assert root.tag == "testsuites" and root.attrib == {}  # the Ant schema allows no attributes here
     for index, suite in enumerate(root):
@@ -78,6 +85,67 @@ def test_junit_xml_holds_passed_failed_and_skipped_cases_with_properties():
 def test_junit_xml_replaces_characters_xml_cannot_hold():
     root = check_junit(junit_xml([JUnitCase("x", "dltool.train", failure="bad \x1b[31mcolour\x00 & <tags>")]))
     assert root.find("testsuite/testcase/failure").get("message") == "bad ?[31mcolour? & <tags>"
+
+
+@pytest.mark.parametrize(
+    "suite, why",
+    [
+        ('<testsuite name="a" failures="0" errors="0"/>', "missing required attribute 'tests'"),
+        ('<testsuite name="a" tests="1" failures="0" errors="0" time="0.1234"/>', "attribute time='0.1234'"),
+        (
+            '<testsuite name="a" tests="1" failures="0" errors="0"><testcase/></testsuite>',
+            "missing required attribute 'name'",
+        ),
+        (
+            '<testsuite name="a" tests="1" failures="0" errors="0"><testcase name="t"><note/></testcase></testsuite>',
+            "Unexpected child with tag 'note'",
+        ),
+    ],
+)
+def test_the_junit_schema_refuses_what_ci_servers_refuse(suite, why):
+    with pytest.raises(xmlschema.XMLSchemaValidationError) as refused:
+        check_junit(f"<testsuites>{suite}</testsuites>")
+    assert why in refused.value.reason
+
+
+def test_the_readme_describes_the_junit_file_as_it_is():
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert (
+        "a `<testsuites>` file with one `<testsuite>` per run, config or trial, each holding one `<testcase>`" in readme
+    )
+    root = check_junit(junit_xml([JUnitCase("configs/a.yaml", "dltool.smoke"), JUnitCase("b", "dltool.smoke")]))
+    assert [suite.tag for suite in root] == ["testsuite", "testsuite"]
+    assert [len(suite.findall("testcase")) for suite in root] == [1, 1]
+
+
+def test_sweep_trials_are_valid_junit_failed_ones_failing_and_pruned_ones_skipped():
+    rows = [
+        {"trial": 1, "status": "FAILED", "run": None, "objective": None, "params": {"lr": 0.1}, "reason": "NaN loss"},
+        {"trial": 0, "status": "COMPLETED", "run": "r0", "objective": 0.93, "params": {"lr": 0.01, "units": 64}},
+        {"trial": 2, "status": "PRUNED", "run": "r2", "objective": 0.5, "params": {"lr": 1.0}, "reason": "epoch 2"},
+    ]
+    summary = {"id": "20260101-000000-lr-abcd", "objective": {"metric": "validation.accuracy"}, "rows": rows}
+    root = check_junit(junit_xml(sweep_cases(summary), package="dltool.sweep"))
+    assert [suite.get("name") for suite in root] == ["trial 0", "trial 1", "trial 2"]
+    first = {p.get("name"): p.get("value") for p in root[0].find("properties")}
+    assert first == {
+        "status": "COMPLETED",
+        "run": "r0",
+        "validation.accuracy": "0.93",
+        "param lr": "0.01",
+        "param units": "64",
+    }
+    assert root[1].find("testcase/failure").get("message") == "NaN loss"
+    assert root[2].find("testcase/skipped").get("message") == "epoch 2"
+
+
+def test_a_trained_run_is_a_valid_junit_testsuite_with_its_metrics(iris_run):
+    root = check_junit(junit_xml([run_case(iris_run, "iris.yaml")]))
+    properties = {p.get("name"): p.get("value") for p in root.find("testsuite/properties")}
+    assert properties["status"] == "COMPLETED" and "test.accuracy" in properties
+    assert root.find("testsuite/testcase").get("classname") == "dltool.train" and not len(
+        root.find("testsuite/testcase")
+    )
 
 
 def test_github_annotations_escape_what_the_workflow_command_format_reserves():

@@ -228,6 +228,9 @@ def _sidecar(saved: SavedRun, record: dict) -> dict:
 
 def _move_into_place(saved: SavedRun, fmt: str, target: Path, staging: Path, artifact: Path, record: dict) -> Path:
     """Write the class names and the sidecar beside the verified artifact and rename it all into place."""
+    from ..fileio import apply_default_modes
+
+    apply_default_modes(artifact)  # written in a 0700 folder by libraries with modes of their own
     sidecar = json.dumps(_sidecar(saved, record), indent=2) + "\n"
     labels = "".join(f"{name}\n" for name in saved.preprocessing.class_names or [])
     if fmt == "saved_model":

@@ -12,8 +12,6 @@ import csv
 import gc
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 
 from ..data.preprocessing import Preprocessing
 from ..errors import InputError, UsageError, did_you_mean
-from ..fileio import check_output_file
+from ..fileio import atomic_target, check_output_file
 from ..inputs import expand_inputs, inputs_for
 from ..inputs.base import read_header
 from ..keras_io import as_model_input
@@ -216,14 +214,6 @@ def predict(
     if not isinstance(output, (str, Path)):
         return PredictResult(rows=run_into(output), inputs=[str(f) for f in files], output=None)
     target = Path(output)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else "."
-    )
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as stream:
-            rows = run_into(stream)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as stream:
+        rows = run_into(stream)
     return PredictResult(rows=rows, inputs=[str(f) for f in files], output=str(target))
