@@ -12,7 +12,7 @@ import pytest
 from serve_support import FEATURES, FakeModel, running_server
 
 from dltool.config import config_from_text, config_to_yaml
-from dltool.data.csv_source import id_column_warnings, load
+from dltool.data.csv_source import load
 from dltool.data.preprocessing import Preprocessing
 from dltool.errors import ConfigError, InputError
 from dltool.inputs import inputs_for
@@ -106,6 +106,8 @@ def test_excluded_columns_are_no_features_and_the_id_warning(tmp_path):
 
 
 def test_what_looks_like_a_row_id():
+    from dltool.data.csv_source import id_column_warnings
+
     rng = np.random.default_rng(0)
     n = 200
     columns = {
