@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import ConfigFile, Overrides, Verbose, out, reported_errors, say
+from .cli_common import ConfigFile, Overrides, Verbose, err, out, reported_errors, say
 from .errors import UsageError
 
 VALIDATE_EPILOG = "Example: dltool validate configs/mnist_mlp.yaml --set data.path=mnist.npz"
@@ -38,8 +38,10 @@ def validate(
         import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
         from .commands.train import check
 
-        summary, sizes, shape = check(experiment)
+        summary, sizes, shape, warnings = check(experiment)
     say(summary)
+    for warning in warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
     val = "the test split" if sizes["validation_is_test"] else (sizes["validation"] or "none")
     say(
         f"data: {sizes['train']} train, validation {val}, {sizes['test']} test ({sizes['test_split']}); samples {shape}"

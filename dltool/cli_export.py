@@ -44,6 +44,12 @@ def export_command(
             help="Verify on up to 256 samples of this file (what predict reads) instead of the run's test split.",
         ),
     ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep", metavar="COLUMN", help="A CSV column of --data that is no input (an id): ignore it; repeatable."
+        ),
+    ] = None,
     checkpoint: Checkpoint = "final",
     runs_dir: RunsDir = None,
     verbose: Verbose = False,
@@ -58,5 +64,5 @@ def export_command(
         from .commands.export import export, serving_commands
         from .display_export import print_export
 
-        record = export(run, fmt, output=output, data_file=data, checkpoint=checkpoint, runs_root=runs_dir)
+        record = export(run, fmt, output=output, data_file=data, checkpoint=checkpoint, runs_root=runs_dir, keep=keep)
     print_export(out, record, serving_commands(record) if record["format"] == "saved_model" else None)

@@ -45,6 +45,7 @@ def export(
     data_file: str | Path | None = None,
     checkpoint: str = "final",
     runs_root: str | Path | None = None,
+    keep: list[str] | None = None,
 ) -> dict:
     """Export a run's model as ``fmt`` (saved_model, onnx or litert), verify it, record it; return the record.
 
@@ -52,18 +53,21 @@ def export(
     base folder TF Serving is pointed at (the model goes to ``<name>/<version>/``
     inside it), and for onnx and litert the file, or a folder to write
     ``<name>.onnx`` / ``<name>.tflite`` into. ``data_file`` (default: the run's
-    test split) gives the samples compared; ``checkpoint`` is final or best.
+    test split) gives the samples compared, ``keep`` (default none) names its CSV columns that are no inputs
+    (an id) to ignore, as ``dltool predict --keep`` accepts them; ``checkpoint`` is final or best.
     Raises ExportError (exit 2) when the format cannot hold the model or its
     runtime is missing, VerificationError (exit 1) when the outputs differ.
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected {', '.join(FORMATS)}, received '{fmt}'")
+    if keep and data_file is None:
+        raise UsageError("--keep names columns of the --data file to ignore; give --data FILE too")
     module = format_module(fmt)
     if hasattr(module, "require_runtime"):
         module.require_runtime()
     saved = SavedRun.open(ref, runs_root)
     target = _target(saved, fmt, output)
-    raw, data = _samples(saved, data_file)
+    raw, data = _samples(saved, data_file, keep or [])
     model = saved.load_model(checkpoint)
     reason = module.refuse(model, saved.preprocessing)
     if reason:
@@ -93,8 +97,9 @@ def _target(saved: SavedRun, fmt: str, output: str | Path | None) -> Path:
     return path
 
 
-def _samples(saved: SavedRun, data_file: str | Path | None) -> tuple[np.ndarray, str]:
-    """Up to MAX_SAMPLES raw samples (as the data file holds them) and where they came from."""
+def _samples(saved: SavedRun, data_file: str | Path | None, keep: list[str]) -> tuple[np.ndarray, str]:
+    """Up to MAX_SAMPLES raw samples (as the data file holds them, ``keep`` columns ignored) and where they came
+    from."""
     state = saved.preprocessing
     if data_file is None:
         from ..data.splits import load_raw_test_inputs
@@ -110,6 +115,7 @@ def _samples(saved: SavedRun, data_file: str | Path | None) -> tuple[np.ndarray,
         from ..inputs import expand_inputs, inputs_for
 
         reader = inputs_for(state)
+        reader.use, reader.keep = "export", tuple(keep)
         parts, count = [], 0
         for path in expand_inputs([data_file], reader):
             reader.check(path)

@@ -31,6 +31,7 @@ class ServedModel:
         self.state = saved.preprocessing
         self.name = saved.config.name
         self.reader = inputs_for(self.state)
+        self.reader.use = "serve"  # an unexpected CSV column's message fits a request, not a command line
         self.outputs = int(model.output_shape[-1] or 1)
         self.columns = value_columns(self.state, self.outputs)
         shape = tuple(int(s) for s in self.state.input_shape)
