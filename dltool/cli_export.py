@@ -51,6 +51,21 @@ def export_command(
         ),
     ] = None,
     checkpoint: Checkpoint = "final",
+    rtol: Annotated[
+        float | None,
+        typer.Option(
+            "--rtol",
+            metavar="R",
+            help="Relative tolerance of the check: each output passes when |exported - model.keras| <= "
+            "atol + rtol * |model.keras|. Default 1e-5 (1e-4 with recurrent layers).",
+        ),
+    ] = None,
+    atol: Annotated[
+        float | None,
+        typer.Option(
+            "--atol", metavar="A", help="Absolute tolerance of the check. Default 1e-5 (1e-4 with recurrent layers)."
+        ),
+    ] = None,
     runs_dir: RunsDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -58,11 +73,19 @@ def export_command(
     from .backend import import_keras
 
     with reported_errors():
+        from .exporting.verify import tolerance_for
+
+        tolerance_for(False, rtol, atol)  # a bad --rtol/--atol exits 2 before TensorFlow is imported
         # The converters (SavedModel, tf2onnx, LiteRT) work on TensorFlow graphs: a run trained on jax or torch
         # is loaded on TensorFlow (model.keras is portable) and verified against that.
         import_keras(verbose, backend="tensorflow")
         from .commands.export import export, serving_commands
         from .display_export import print_export
 
-        record = export(run, fmt, output=output, data_file=data, checkpoint=checkpoint, runs_root=runs_dir, keep=keep)
+        record = export(
+            run, fmt, output=output, data_file=data, checkpoint=checkpoint, runs_root=runs_dir,
+            keep=keep,
+            rtol=rtol,
+            atol=atol,
+        )
     print_export(out, record, serving_commands(record) if record["format"] == "saved_model" else None)

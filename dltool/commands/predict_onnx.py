@@ -1,6 +1,6 @@
 """`dltool predict` through a run's verified ONNX export: tabular runs predicted with onnxruntime, no TensorFlow.
 
-`dltool export RUN --format onnx` verifies the exported model against model.keras (≤ 1e-5) and records it in
+`dltool export RUN --format onnx` verifies the exported model against model.keras (rtol, atol 1e-5) and records it in
 exports.json with the SHA-256 of the model file it came from. While that file is unchanged, predict can run
 the ONNX model instead: the run's preprocessing is inside it, so it takes the raw CSV values; the import of
 TensorFlow (4-5 s and ~650 MB) is skipped. Measured on 1M rows: 0.23x the pandas + model.predict script
