@@ -83,7 +83,12 @@ def export_command(
         from .display_export import print_export
 
         record = export(
-            run, fmt, output=output, data_file=data, checkpoint=checkpoint, runs_root=runs_dir,
+            run,
+            fmt,
+            output=output,
+            data_file=data,
+            checkpoint=checkpoint,
+            runs_root=runs_dir,
             keep=keep,
             rtol=rtol,
             atol=atol,
