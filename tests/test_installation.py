@@ -180,3 +180,30 @@ def test_install_goes_with_init_ci_only(tmp_path, monkeypatch):
         and "--install goes with `dltool init ci`, not with the mnist-mlp template" in result.output
     )
     assert not (tmp_path / "mnist_mlp.yaml").exists()
+
+
+def test_info_names_the_install_and_one_command_for_the_missing_extras(monkeypatch):
+    from dltool.system_info import OPTIONAL_PACKAGES, installation_report
+
+    _installed_as(monkeypatch, GIT)
+    optional = dict.fromkeys(OPTIONAL_PACKAGES, "1.0") | {"jax": None, "uvicorn": None, "psycopg2": None}
+    report = installation_report(optional)
+    assert report["from"] == f"installed from git+https://github.com/acme/dltool.git at commit {COMMIT}"
+    assert report["missing_extras"] == ["jax", "serve"]  # psycopg2 is in no extra
+    assert report["install_missing"] == (
+        f'pip install "keras-dltool[jax,serve] @ git+https://github.com/acme/dltool.git@{COMMIT}"'
+    )
+    assert installation_report(dict.fromkeys(OPTIONAL_PACKAGES, "1.0"))["install_missing"] is None
+
+
+@pytest.mark.slow  # imports TensorFlow
+def test_dltool_info_shows_how_dltool_was_installed(monkeypatch):
+    import importlib.util
+
+    _installed_as(monkeypatch, None, "0.3.0")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    shown = runner.invoke(app, ["info"])
+    assert shown.exit_code == 0, shown.output
+    assert "installed: keras-dltool 0.3.0 from the package index\n" in shown.output
+    assert 'missing extras (sweep): pip install "keras-dltool[sweep]==0.3.0"\n' in shown.output
