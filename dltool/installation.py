@@ -75,9 +75,7 @@ class Installation:
             return f"editable install of the checkout {self.location}"
         if self.kind == "checkout":
             return f"run from the checkout {self.location} (not installed by pip)"
-        if self.kind == "local":
-            return f"installed from {self.location}"
-        if self.kind == "url":
+        if self.kind in ("local", "url"):
             return f"installed from {self.location}"
         if self.kind == "vcs":
             commit = f" at commit {self.commit}" if self.commit else ""

@@ -78,3 +78,12 @@ def test_the_readme_shows_the_workflow_and_names_only_real_commands():
 
 def test_ci_runs_smoke_over_the_shipped_configs():
     assert "\ndltool smoke configs/ --fake-data\n" in (REPO / ".ci" / "run").read_text()
+
+
+def test_ci_installs_the_wheel_as_a_new_user_would_outside_the_checkout():
+    ci = (REPO / ".ci" / "run").read_text()
+    user = ci.split('# README: "Set up", as a new user', 1)[1]
+    assert 'pip wheel -q --no-deps -w "$user/dist" .' in user and 'cd "$user"' in user
+    assert 'pip install -q "$(ls dist/keras_dltool-*.whl)[jax]"' in user  # with its dependencies
+    for command in ("dltool init csv-classifier exp.yaml", "dltool train exp.yaml", "dltool smoke exp.yaml"):
+        assert f"\n    {command}" in user
