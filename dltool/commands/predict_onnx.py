@@ -17,11 +17,11 @@ import numpy as np
 
 from ..data.preprocessing import Preprocessing
 from ..errors import UsageError
+from ..installation import pip_install
 from ..runs import Run, runs_dir
 from ..saved_run import CHECKPOINTS
 
 RUNTIMES = ("auto", "keras", "onnx")
-INSTALL = 'pip install -e ".[export]"'
 
 
 def verified_onnx(run: Run, checkpoint: str = "final") -> Path | None:
@@ -68,7 +68,7 @@ def choose_runtime(ref: str, runs_root, runtime: str = "auto", checkpoint: str =
             f"dltool export {run.id} --format onnx"
         )
     elif importlib.util.find_spec("onnxruntime") is None:
-        problem = f"onnxruntime is not installed: {INSTALL}"
+        problem = f"onnxruntime is not installed: {pip_install('export')}"
     if problem and runtime == "onnx":
         raise UsageError(f"--runtime onnx: {problem}")
     return "keras" if problem else "onnx"
