@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from serve_support import FEATURES, fake_served, metric_value, running_server
 
+from dltool.errors import RequestError
 from dltool.serving.app import endpoint_of
 
 
@@ -91,8 +92,9 @@ def test_label_takes_rows_by_column_name_and_uploaded_csv(server):
         ("POST", "/v1/models/fake:predict", b"[1, 2]", 400, "received a JSON array"),
         ("POST", "/v1/models/fake:predict", {"instances": [[1, 2, 3]]}, 400, "expected samples of shape [4]"),
         ("POST", "/v1/models/fake:predict", {"instances": [[1, 2, 3, 4], [1]]}, 400, "differ in shape"),
-        ("POST", "/v1/models/fake:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "received strings"),
-        ("POST", "/v1/models/fake:predict", {"instances": [[None, 1, 2, 3]]}, 400, "expected numbers"),
+        ("POST", "/v1/models/fake:predict", {"instances": [["a", "b", "c", "d"]]}, 400, 'a JSON string ("a")'),
+        ("POST", "/v1/models/fake:predict", {"instances": [[None, 1, 2, 3]]}, 400, "[0][0]: expected a number"),
+        ("POST", "/v1/models/fake:predict", {"instances": [[2**70, 1, 2, 3]]}, 400, "integers beyond 64 bits"),
         ("POST", "/v1/models/fake:predict", {"instances": []}, 400, "non-empty"),
         ("POST", "/v1/models/fake:predict", {"instances": [[1, 2, 3, 4]], "inputs": [[1]]}, 400, "Not both"),
         ("POST", "/v1/models/fake:predict", {"rows": []}, 400, "Missing 'inputs' or 'instances' key"),
@@ -122,6 +124,46 @@ def test_client_mistakes_get_a_4xx_saying_what_was_expected(server, method, path
     assert answer.status_code == status, answer.text
     assert phrase in answer.json()["error"]
     assert client.get("/healthz").status_code == 200  # and the next request is served
+
+
+@pytest.mark.parametrize(
+    "path, body, place, shown",
+    [
+        (":predict", {"instances": [[1.0, 2.0, True, 4.0]]}, "instances[0][2]", "true"),
+        (":predict", {"instances": [[1, 2, 3, 4], [1, 2, 3, False]]}, "instances[1][3]", "false"),
+        (":predict", {"instances": [{"input_layer": [1.5, True, 3, 4]}]}, "instances[0][1]", "true"),
+        (":predict", {"inputs": [[1.0, 2.0, 3.0, 4.0], [True, 2.0, 3.0, 4.0]]}, "inputs[1][0]", "true"),
+        (":predict", {"inputs": {"input_layer": [[1, 2, 3, True]]}}, "inputs[0][3]", "true"),
+        (":predict", {"instances": [[True, True, True, True]]}, "instances[0][0]", "true"),
+        (":label", {"instances": [[1.0, 2.0, 3.0, True]]}, "instances[0][3]", "true"),
+        (":label", {"rows": [{"f1": 1, "f2": True, "f3": 3, "f4": 4}]}, "rows[0]: column 'f2'", "a JSON boolean"),
+    ],
+)
+def test_booleans_are_not_taken_for_numbers(server, path, body, place, shown):
+    """JSON true beside numbers used to be predicted as 1.0."""
+    client, _ = server
+    answer = client.post(f"/v1/models/fake{path}", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error.startswith(place) and "expected a number" in error and shown in error, error
+
+
+def test_texts_are_strings_only():
+    """Beside strings NumPy would turn 1 and true into the texts '1' and 'True'."""
+    from dltool.serving.protocol import Signature, to_array
+
+    signature = Signature("text", "output_0", "string", ((1,),), (2,))
+    assert to_array(["a", "b"], signature, "instances").tolist() == [["a"], ["b"]]
+    for values, message in (
+        (["a", 1], "instances[1]: expected a string (string instances of shape [1]), received a JSON number (1)"),
+        (
+            [["a"], [True]],
+            "instances[1][0]: expected a string (string instances of shape [1]), received a JSON boolean (true)",
+        ),
+    ):
+        with pytest.raises(RequestError) as refused:
+            to_array(values, signature, "instances")
+        assert str(refused.value) == message
 
 
 def test_bad_uploads_are_refused_with_the_file_name(server):
