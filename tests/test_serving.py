@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
+import time
 
 import httpx
 import numpy as np
 import pytest
-from serve_support import FEATURES, fake_served, metric_value, running_server
+from serve_support import FEATURES, dltool_server, fake_served, metric_value, running_server
 
 from dltool.errors import RequestError
 from dltool.serving.app import endpoint_of
@@ -290,3 +292,66 @@ def test_a_busy_port_is_a_usage_error():
             bind_socket("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+def _post(conn: socket.socket, body: bytes = b'{"instances": [[1, 2, 3, 4]]}') -> None:
+    head = b"POST /v1/models/fake:predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    conn.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def _response(conn: socket.socket) -> tuple[str, bytes]:
+    """(status line and headers in lower case, body) of one response; b"" at once if the server closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, f"the server closed the connection without answering (received {data!r})"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(
+        next(line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")).split(b":")[1]
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head.decode().lower(), body
+
+
+def _stop(server) -> None:
+    """What SIGTERM does (signals reach only the main thread); returns once the listening socket is closed."""
+    server.should_exit = True
+    deadline = time.monotonic() + 10
+    while not server.stopping:
+        assert time.monotonic() < deadline, "the server did not start stopping"
+        time.sleep(0.005)
+
+
+def test_a_stopping_server_answers_requests_on_keep_alive_connections_then_closes_them():
+    """uvicorn alone closes idle keep-alive connections at once: a request on its way to one was reset."""
+    grace = 1.0
+    with dltool_server(fake_served(), grace_s=grace) as (url, server):
+        address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        with socket.create_connection(address, timeout=10) as conn, socket.create_connection(address, 10) as idle:
+            _post(conn)
+            head, _ = _response(conn)
+            assert head.startswith("http/1.1 200") and "connection: close" not in head
+            _stop(server)
+            stopped = time.monotonic()
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(address, timeout=10)
+            _post(conn)  # on the keep-alive connection, after the stop: answered, and told it is the last
+            head, body = _response(conn)
+            assert head.startswith("http/1.1 200") and "connection: close" in head
+            assert json.loads(body)["predictions"]
+            assert conn.recv(1) == b""  # closed after that response
+            assert idle.recv(1) == b""  # a connection that stays idle is closed once the grace period is over
+            assert grace * 0.9 <= time.monotonic() - stopped < grace + 5
+
+
+def test_a_response_in_flight_when_the_server_stops_says_connection_close():
+    with dltool_server(fake_served(delay=0.5), grace_s=1.0) as (url, server):
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as conn:
+            _post(conn)
+            time.sleep(0.1)  # the model is running
+            _stop(server)
+            head, _ = _response(conn)
+            assert head.startswith("http/1.1 200") and "connection: close" in head
+            assert conn.recv(1) == b""
