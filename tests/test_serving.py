@@ -133,9 +133,9 @@ def test_client_mistakes_get_a_4xx_saying_what_was_expected(server, method, path
     [
         (":predict", {"instances": [[1.0, 2.0, True, 4.0]]}, "instances[0][2]", "true"),
         (":predict", {"instances": [[1, 2, 3, 4], [1, 2, 3, False]]}, "instances[1][3]", "false"),
-        (":predict", {"instances": [{"input_layer": [1.5, True, 3, 4]}]}, "instances[0][1]", "true"),
+        (":predict", {"instances": [{"INPUT": [1.5, True, 3, 4]}]}, "instances[0][1]", "true"),
         (":predict", {"inputs": [[1.0, 2.0, 3.0, 4.0], [True, 2.0, 3.0, 4.0]]}, "inputs[1][0]", "true"),
-        (":predict", {"inputs": {"input_layer": [[1, 2, 3, True]]}}, "inputs[0][3]", "true"),
+        (":predict", {"inputs": {"INPUT": [[1, 2, 3, True]]}}, "inputs[0][3]", "true"),
         (":predict", {"instances": [[True, True, True, True]]}, "instances[0][0]", "true"),
         (":label", {"instances": [[1.0, 2.0, 3.0, True]]}, "instances[0][3]", "true"),
         (":label", {"rows": [{"f1": 1, "f2": True, "f3": 3, "f4": 4}]}, "rows[0]: column 'f2'", "a JSON boolean"),
@@ -143,8 +143,9 @@ def test_client_mistakes_get_a_4xx_saying_what_was_expected(server, method, path
 )
 def test_booleans_are_not_taken_for_numbers(server, path, body, place, shown):
     """JSON true beside numbers used to be predicted as 1.0."""
-    client, _ = server
-    answer = client.post(f"/v1/models/fake{path}", json=body)
+    client, served = server
+    content = json.dumps(body).replace('"INPUT"', json.dumps(served.signature.input_name))
+    answer = client.post(f"/v1/models/fake{path}", content=content)
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error.startswith(place) and "expected a number" in error and shown in error, error
