@@ -15,13 +15,32 @@ def running_server(served, **options):
     """Serve ``served`` with ``build_app(**options)`` on 127.0.0.1:<free port>; yield (base URL, app)."""
     import uvicorn
 
-    from dltool.commands.serve import bind_socket
     from dltool.serving.app import build_app
 
     app = build_app(served, **options)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    with _in_thread(server) as url:
+        yield url, app
+
+
+@contextmanager
+def dltool_server(served, grace_s: float, **options):
+    """Like :func:`running_server`, on ``dltool serve``'s own server class; yield (base URL, server)."""
+    from dltool.commands.serve import make_server
+    from dltool.serving.app import build_app
+
+    server = make_server(build_app(served, **options), grace_s=grace_s, log_level="warning", lifespan="on")
+    with _in_thread(server) as url:
+        yield url, server
+
+
+@contextmanager
+def _in_thread(server):
+    """Run the uvicorn ``server`` on 127.0.0.1:<free port> in a thread until the block ends; yield its URL."""
+    from dltool.commands.serve import bind_socket
+
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -29,7 +48,7 @@ def running_server(served, **options):
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}", app
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(15)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
+import time
 
 import httpx
 import numpy as np
 import pytest
-from serve_support import FEATURES, fake_served, metric_value, running_server
+from serve_support import FEATURES, dltool_server, fake_served, metric_value, running_server
 
+from dltool.errors import RequestError
 from dltool.serving.app import endpoint_of
 
 
@@ -91,8 +94,9 @@ def test_label_takes_rows_by_column_name_and_uploaded_csv(server):
         ("POST", "/v1/models/fake:predict", b"[1, 2]", 400, "received a JSON array"),
         ("POST", "/v1/models/fake:predict", {"instances": [[1, 2, 3]]}, 400, "expected samples of shape [4]"),
         ("POST", "/v1/models/fake:predict", {"instances": [[1, 2, 3, 4], [1]]}, 400, "differ in shape"),
-        ("POST", "/v1/models/fake:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "received strings"),
-        ("POST", "/v1/models/fake:predict", {"instances": [[None, 1, 2, 3]]}, 400, "expected numbers"),
+        ("POST", "/v1/models/fake:predict", {"instances": [["a", "b", "c", "d"]]}, 400, 'a JSON string ("a")'),
+        ("POST", "/v1/models/fake:predict", {"instances": [[None, 1, 2, 3]]}, 400, "[0][0]: expected a number"),
+        ("POST", "/v1/models/fake:predict", {"instances": [[2**70, 1, 2, 3]]}, 400, "integers beyond 64 bits"),
         ("POST", "/v1/models/fake:predict", {"instances": []}, 400, "non-empty"),
         ("POST", "/v1/models/fake:predict", {"instances": [[1, 2, 3, 4]], "inputs": [[1]]}, 400, "Not both"),
         ("POST", "/v1/models/fake:predict", {"rows": []}, 400, "Missing 'inputs' or 'instances' key"),
@@ -122,6 +126,47 @@ def test_client_mistakes_get_a_4xx_saying_what_was_expected(server, method, path
     assert answer.status_code == status, answer.text
     assert phrase in answer.json()["error"]
     assert client.get("/healthz").status_code == 200  # and the next request is served
+
+
+@pytest.mark.parametrize(
+    "path, body, place, shown",
+    [
+        (":predict", {"instances": [[1.0, 2.0, True, 4.0]]}, "instances[0][2]", "true"),
+        (":predict", {"instances": [[1, 2, 3, 4], [1, 2, 3, False]]}, "instances[1][3]", "false"),
+        (":predict", {"instances": [{"INPUT": [1.5, True, 3, 4]}]}, "instances[0][1]", "true"),
+        (":predict", {"inputs": [[1.0, 2.0, 3.0, 4.0], [True, 2.0, 3.0, 4.0]]}, "inputs[1][0]", "true"),
+        (":predict", {"inputs": {"INPUT": [[1, 2, 3, True]]}}, "inputs[0][3]", "true"),
+        (":predict", {"instances": [[True, True, True, True]]}, "instances[0][0]", "true"),
+        (":label", {"instances": [[1.0, 2.0, 3.0, True]]}, "instances[0][3]", "true"),
+        (":label", {"rows": [{"f1": 1, "f2": True, "f3": 3, "f4": 4}]}, "rows[0]: column 'f2'", "a JSON boolean"),
+    ],
+)
+def test_booleans_are_not_taken_for_numbers(server, path, body, place, shown):
+    """JSON true beside numbers used to be predicted as 1.0."""
+    client, served = server
+    content = json.dumps(body).replace('"INPUT"', json.dumps(served.signature.input_name))
+    answer = client.post(f"/v1/models/fake{path}", content=content)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error.startswith(place) and "expected a number" in error and shown in error, error
+
+
+def test_texts_are_strings_only():
+    """Beside strings NumPy would turn 1 and true into the texts '1' and 'True'."""
+    from dltool.serving.protocol import Signature, to_array
+
+    signature = Signature("text", "output_0", "string", ((1,),), (2,))
+    assert to_array(["a", "b"], signature, "instances").tolist() == [["a"], ["b"]]
+    for values, message in (
+        (["a", 1], "instances[1]: expected a string (string instances of shape [1]), received a JSON number (1)"),
+        (
+            [["a"], [True]],
+            "instances[1][0]: expected a string (string instances of shape [1]), received a JSON boolean (true)",
+        ),
+    ):
+        with pytest.raises(RequestError) as refused:
+            to_array(values, signature, "instances")
+        assert str(refused.value) == message
 
 
 def test_bad_uploads_are_refused_with_the_file_name(server):
@@ -248,3 +293,66 @@ def test_a_busy_port_is_a_usage_error():
             bind_socket("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+def _post(conn: socket.socket, body: bytes = b'{"instances": [[1, 2, 3, 4]]}') -> None:
+    head = b"POST /v1/models/fake:predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    conn.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def _response(conn: socket.socket) -> tuple[str, bytes]:
+    """(status line and headers in lower case, body) of one response; b"" at once if the server closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, f"the server closed the connection without answering (received {data!r})"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(
+        next(line for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")).split(b":")[1]
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head.decode().lower(), body
+
+
+def _stop(server) -> None:
+    """What SIGTERM does (signals reach only the main thread); returns once the listening socket is closed."""
+    server.should_exit = True
+    deadline = time.monotonic() + 10
+    while not server.stopping:
+        assert time.monotonic() < deadline, "the server did not start stopping"
+        time.sleep(0.005)
+
+
+def test_a_stopping_server_answers_requests_on_keep_alive_connections_then_closes_them():
+    """uvicorn alone closes idle keep-alive connections at once: a request on its way to one was reset."""
+    grace = 1.0
+    with dltool_server(fake_served(), grace_s=grace) as (url, server):
+        address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        with socket.create_connection(address, timeout=10) as conn, socket.create_connection(address, 10) as idle:
+            _post(conn)
+            head, _ = _response(conn)
+            assert head.startswith("http/1.1 200") and "connection: close" not in head
+            _stop(server)
+            stopped = time.monotonic()
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(address, timeout=10)
+            _post(conn)  # on the keep-alive connection, after the stop: answered, and told it is the last
+            head, body = _response(conn)
+            assert head.startswith("http/1.1 200") and "connection: close" in head
+            assert json.loads(body)["predictions"]
+            assert conn.recv(1) == b""  # closed after that response
+            assert idle.recv(1) == b""  # a connection that stays idle is closed once the grace period is over
+            assert grace * 0.9 <= time.monotonic() - stopped < grace + 5
+
+
+def test_a_response_in_flight_when_the_server_stops_says_connection_close():
+    with dltool_server(fake_served(delay=0.5), grace_s=1.0) as (url, server):
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as conn:
+            _post(conn)
+            time.sleep(0.1)  # the model is running
+            _stop(server)
+            head, _ = _response(conn)
+            assert head.startswith("http/1.1 200") and "connection: close" in head
+            assert conn.recv(1) == b""

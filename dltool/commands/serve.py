@@ -2,14 +2,17 @@
 
 The socket is bound here, before the server starts, so a busy port is a
 one-line error and ``--port 0`` picks a free one. SIGTERM and Ctrl-C stop
-accepting connections, let the requests in flight finish (the batcher drains),
-and return normally: the command exits 0.
+accepting connections, answer every request already sent (with
+``Connection: close``), let the batcher drain, and return normally: the
+command exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,7 @@ TOKEN_ENV = "DLTOOL_SERVE_TOKEN"
 SERVE_MODULES = {"starlette": "starlette", "uvicorn": "uvicorn", "prometheus_client": "prometheus_client"}
 SERVE_MODULES["multipart"] = "python-multipart"
 EXAMPLE_VALUES = 16  # an example request is shown in full up to this many values per sample
+DRAIN_GRACE_S = 1.0  # after SIGTERM, seconds an idle keep-alive connection stays open for a request on its way
 
 
 @dataclass
@@ -125,8 +129,6 @@ def serve(
     """Serve the run ``ref`` until SIGTERM or Ctrl-C; ``on_ready`` is called once the server accepts requests."""
     require_serve_extra()
     settings.check()
-    import uvicorn
-
     from ..serving.app import build_app
     from ..serving.servable import ServedModel
 
@@ -154,19 +156,34 @@ def serve(
         predict_example=predict_example,
         label_example=label_example,
     )
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30)
-    server = _make_server(config, lambda: on_ready(info) if on_ready else None)
+    server = make_server(
+        app,
+        lambda: on_ready(info) if on_ready else None,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=30,
+    )
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
 
 
-def _make_server(config, ready: Callable[[], None]):
-    """uvicorn's server that calls ``ready`` once it accepts requests and returns normally after a graceful stop."""
+def make_server(app, ready: Callable[[], None] = lambda: None, *, grace_s: float = DRAIN_GRACE_S, **options):
+    """uvicorn's server for the ASGI ``app`` (``options``: uvicorn.Config's) that stops gracefully on SIGTERM or
+    Ctrl-C and then returns normally; ``ready`` is called once it accepts requests.
+
+    A graceful stop closes the listening socket, then answers every request that reaches an open connection
+    within ``grace_s`` seconds, each response with ``Connection: close`` so the connection closes after it (the
+    client reconnects and is refused). Connections still idle after that are closed, as the keep-alive
+    timeout would; then the batcher answers what it holds.
+    """
     import uvicorn
 
     class Server(uvicorn.Server):
+        stopping = False  # the listening socket is closed: every response now closes its connection
+
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets=sockets)
             if self.started:
@@ -177,4 +194,39 @@ def _make_server(config, ready: Callable[[], None]):
             # uvicorn re-raises a caught signal once shut down; after a graceful stop the command exits 0 instead.
             getattr(self, "_captured_signals", []).clear()
 
-    return Server(config)
+        async def shutdown(self, sockets=None) -> None:
+            # uvicorn's own shutdown closes idle keep-alive connections at once, so a request already on its way
+            # to one is reset (1 in 3 runs with 32 clients, issue 20). Stop accepting first (a client then
+            # reconnecting is refused, never reset), and close connections by answering instead.
+            for listener in self.servers:
+                listener.close()
+            for sock in sockets or []:
+                sock.close()
+            self.stopping = True
+            deadline = time.monotonic() + grace_s
+            while self.server_state.connections and not self.force_exit and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await super().shutdown(sockets=sockets)  # closes the idle rest, waits for the busy, then the lifespan
+
+    server = Server(uvicorn.Config(_ClosingWhenStopping(app, lambda: server.stopping), **options))
+    return server
+
+
+class _ClosingWhenStopping:
+    """ASGI wrapper: once ``stopping()``, each response says ``Connection: close`` (uvicorn then closes the
+    connection after sending it)."""
+
+    def __init__(self, app, stopping: Callable[[], bool]):
+        self.app, self.stopping = app, stopping
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message):
+            if message["type"] == "http.response.start" and self.stopping():
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)

@@ -10,6 +10,7 @@ message says what was expected and what was received.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 
@@ -142,10 +143,15 @@ def to_array(values: list, signature: Signature, where: str) -> np.ndarray:
             f"{where}: samples differ in shape or hold mixed values; expected {signature.describe()}"
         ) from None
     wanted = "numbers" if signature.dtype == "float" else "strings"
-    if signature.dtype == "float" and array.dtype.kind not in "iuf":
-        raise RequestError(f"{where}: expected numbers ({signature.describe()}), received {_received(array)}")
-    if signature.dtype == "string" and array.dtype.kind != "U":
-        raise RequestError(f"{where}: expected strings ({signature.describe()}), received {_received(array)}")
+    # The JSON values themselves are checked: beside numbers NumPy turns true into 1.0, and beside strings it
+    # turns a number or a boolean into text.
+    misfit = _misfit(values, _STRINGS if signature.dtype == "string" else _NUMBERS, where)
+    if misfit is not None:
+        place, value = misfit
+        one = "a number" if signature.dtype == "float" else "a string"
+        raise RequestError(f"{place}: expected {one} ({signature.describe()}), received {_shown(value)}")
+    if signature.dtype == "float" and array.dtype.kind not in "iuf":  # numbers all, but NumPy holds them as objects
+        raise RequestError(f"{where}: expected numbers ({signature.describe()}), received integers beyond 64 bits")
     if signature.shape == (1,) and array.ndim == 1:
         array = array[:, None]  # one value per sample may come without its axis of 1
     if array.ndim == 0 or tuple(array.shape[1:]) not in signature.shapes:
@@ -158,9 +164,36 @@ def to_array(values: list, signature: Signature, where: str) -> np.ndarray:
     return array.astype(object) if signature.dtype == "string" else array
 
 
-def _received(array: np.ndarray) -> str:
-    kinds = {"b": "booleans", "U": "strings", "O": "nulls, objects or mixed values"}
-    return kinds.get(array.dtype.kind, f"values of dtype {array.dtype}")
+_NUMBERS, _STRINGS = frozenset({int, float}), frozenset({str})  # JSON's types; bool is not int here
+
+
+def _misfit(values: list, allowed: frozenset, where: str) -> tuple[str, object] | None:
+    """(path, value) of the first value in the nested lists ``values`` whose type is not ``allowed``, or None."""
+    level = values
+    while (kinds := set(map(type, level))) == {list}:  # one pass per depth, in C: this runs for every request
+        level = list(itertools.chain.from_iterable(level))
+    if kinds <= allowed:
+        return None
+    return _locate(values, allowed, where)
+
+
+def _locate(values: list, allowed: frozenset, where: str) -> tuple[str, object] | None:
+    for index, value in enumerate(values):
+        place = f"{where}[{index}]"
+        if type(value) is list:
+            if (found := _locate(value, allowed, place)) is not None:
+                return found
+        elif type(value) not in allowed:
+            return place, value
+    return None
+
+
+def _shown(value: object) -> str:
+    """A JSON value for a message: its type, and the value where it is short."""
+    if isinstance(value, (str, int, float)):  # and bool
+        text = json.dumps(value)
+        return f"a JSON {json_kind(value)} ({text if len(text) <= 40 else text[:37] + '...'})"
+    return f"a JSON {json_kind(value)}"
 
 
 def predict_answer(outputs: np.ndarray, form: str) -> dict:
