@@ -103,7 +103,7 @@ def write_results(rows: list[dict], output: Path) -> None:
         f"- Versions: {_versions()}",
         f"- Load average at the end: {load:.2f} (timings vary with it)",
         "",
-        "| config | trained on | format | max abs diff | tolerance | samples | export s | verify s | total s | notes |",
+        "| config | trained on | format | max abs diff | of allowed (rtol, atol) | samples | export s | verify s | total s | notes |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -120,7 +120,7 @@ def write_results(rows: list[dict], output: Path) -> None:
         if r.get("left_out"):
             notes.append("left out: " + ", ".join(r["left_out"]))
         lines.append(
-            f"| {r['config']} | {r['trained_on']} | {r['fmt']} | {r['max_abs_diff']:.2g} | {r['tolerance']:g} | "
+            f"| {r['config']} | {r['trained_on']} | {r['fmt']} | {r['max_abs_diff']:.2g} | {r['tolerance_used']:.1%} ({r['rtol']:g}, {r['atol']:g}) | "
             f"{r['samples']} | {r['export_seconds']:.2f} | {r['seconds']:.3f} | {r['wall']:.2f} | {'; '.join(notes)} |"
         )
     lines += [

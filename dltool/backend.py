@@ -22,11 +22,21 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
-BACKENDS = {  # Keras backend -> (the module that must be importable, how to install it)
-    "tensorflow": ("tensorflow", "pip install -e .  (TensorFlow is a dependency of dltool)"),
-    "jax": ("jax", 'pip install -e ".[jax]"  (or: pip install jax)'),
-    "torch": ("torch", 'pip install -e ".[torch]"  (or: pip install torch)'),
+BACKENDS = {  # Keras backend -> (the module that must be importable, dltool's extra that installs it)
+    "tensorflow": ("tensorflow", None),  # a dependency of dltool itself
+    "jax": ("jax", "jax"),
+    "torch": ("torch", "torch"),
 }
+
+
+def backend_install_hint(name: str) -> str:
+    """The pip command that installs backend ``name`` for the running dltool (how it was installed decides)."""
+    from .installation import pip_install
+
+    module, extra = BACKENDS[name]
+    if extra is None:
+        return f"{pip_install()}  (TensorFlow is a dependency of dltool)"
+    return f"{pip_install(extra)}  (or: pip install {module})"
 
 
 def select_backend(name: str | None) -> str:
@@ -43,9 +53,9 @@ def select_backend(name: str | None) -> str:
     name = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
     if name not in BACKENDS:
         raise UsageError(f"unknown backend '{name}'; expected one of {', '.join(BACKENDS)}")
-    module, install = BACKENDS[name]
+    module, _ = BACKENDS[name]
     if importlib.util.find_spec(module) is None:
-        raise UsageError(f"backend {name} is not installed: {install}")
+        raise UsageError(f"backend {name} is not installed: {backend_install_hint(name)}")
     if "keras" in sys.modules:
         running = sys.modules["keras"].backend.backend()
         if running != name:

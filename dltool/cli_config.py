@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import ConfigFile, Overrides, Verbose, out, reported_errors, say
+from .cli_common import ConfigFile, Overrides, Verbose, err, out, reported_errors, say
 from .errors import UsageError
 
 VALIDATE_EPILOG = "Example: dltool validate configs/mnist_mlp.yaml --set data.path=mnist.npz"
 SCHEMA_EPILOG = "Example: dltool schema > dltool.schema.json"
-INIT_EPILOG = "Example: dltool init csv-classifier my_experiment.yaml   |   dltool init ci"
+INIT_EPILOG = "Example: dltool init csv-classifier my_experiment.yaml   |   dltool init ci   |   dltool init ci --install keras-dltool==0.1.0"
 
 
 def validate(
@@ -38,8 +38,10 @@ def validate(
         import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
         from .commands.train import check
 
-        summary, sizes, shape = check(experiment)
+        summary, sizes, shape, warnings = check(experiment)
     say(summary)
+    for warning in warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
     val = "the test split" if sizes["validation_is_test"] else (sizes["validation"] or "none")
     say(
         f"data: {sizes['train']} train, validation {val}, {sizes['test']} test ({sizes['test_split']}); samples {shape}"
@@ -70,12 +72,26 @@ def init(
         Path | None,
         typer.Option("--experiment", metavar="CONFIG", help="With sweep: the experiment config the sweep tunes."),
     ] = None,
+    install: Annotated[
+        str | None,
+        typer.Option(
+            "--install",
+            metavar="PIP SPEC",
+            help="With ci: what the workflow pip-installs, e.g. 'keras-dltool @ git+https://github.com/ORG/REPO@COMMIT' (default: this dltool: its git commit, its version, or -e . in a checkout of dltool).",
+        ),
+    ] = None,
 ) -> None:
     """Write a commented starter config that validates as written (or, with ci, a GitHub Actions workflow; with sweep, a sweep file)."""
-    from .templates import write_sweep_template, write_template
+    from .templates import CI_TEMPLATE, write_ci_workflow, write_sweep_template, write_template
 
     with reported_errors():
-        if template == "sweep" and experiment is not None:
+        if install is not None and template != CI_TEMPLATE:
+            raise UsageError(f"--install goes with `dltool init ci`, not with the {template} template")
+        if template == CI_TEMPLATE:
+            if experiment is not None:
+                raise UsageError("--experiment goes with `dltool init sweep`, not with the ci template")
+            written = write_ci_workflow(path, force=force, install=install)
+        elif template == "sweep" and experiment is not None:
             written = write_sweep_template(experiment, path, force=force)
         elif experiment is not None:
             raise UsageError(f"--experiment goes with `dltool init sweep`, not with the {template} template")

@@ -44,7 +44,28 @@ def export_command(
             help="Verify on up to 256 samples of this file (what predict reads) instead of the run's test split.",
         ),
     ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep", metavar="COLUMN", help="A CSV column of --data that is no input (an id): ignore it; repeatable."
+        ),
+    ] = None,
     checkpoint: Checkpoint = "final",
+    rtol: Annotated[
+        float | None,
+        typer.Option(
+            "--rtol",
+            metavar="R",
+            help="Relative tolerance of the check: each output passes when |exported - model.keras| <= "
+            "atol + rtol * |model.keras|. Default 1e-5 (1e-4 with recurrent layers).",
+        ),
+    ] = None,
+    atol: Annotated[
+        float | None,
+        typer.Option(
+            "--atol", metavar="A", help="Absolute tolerance of the check. Default 1e-5 (1e-4 with recurrent layers)."
+        ),
+    ] = None,
     runs_dir: RunsDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -52,11 +73,24 @@ def export_command(
     from .backend import import_keras
 
     with reported_errors():
+        from .exporting.verify import tolerance_for
+
+        tolerance_for(False, rtol, atol)  # a bad --rtol/--atol exits 2 before TensorFlow is imported
         # The converters (SavedModel, tf2onnx, LiteRT) work on TensorFlow graphs: a run trained on jax or torch
         # is loaded on TensorFlow (model.keras is portable) and verified against that.
         import_keras(verbose, backend="tensorflow")
         from .commands.export import export, serving_commands
         from .display_export import print_export
 
-        record = export(run, fmt, output=output, data_file=data, checkpoint=checkpoint, runs_root=runs_dir)
+        record = export(
+            run,
+            fmt,
+            output=output,
+            data_file=data,
+            checkpoint=checkpoint,
+            runs_root=runs_dir,
+            keep=keep,
+            rtol=rtol,
+            atol=atol,
+        )
     print_export(out, record, serving_commands(record) if record["format"] == "saved_model" else None)

@@ -36,7 +36,11 @@ def info(backend: Backend = None, as_json: AsJson = False, verbose: Verbose = Fa
         say(f"  {device['kind']}: {device['name']}{memory}")
     if not any(d["kind"] == "GPU" for d in report["devices"]):
         say("  no GPU visible")
+    installation = report["installation"]
+    say(f"installed: {installation['from']}")
     say("optional packages:")
     for module, extra in OPTIONAL_PACKAGES.items():
         version = report["optional"][module]
         say(f"  {module}: {version or 'not installed'} ({extra})")
+    if installation["install_missing"]:
+        say(f"missing extras ({', '.join(installation['missing_extras'])}): {installation['install_missing']}")

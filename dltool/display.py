@@ -88,6 +88,8 @@ class TrainingDisplay:
             f"{info.get('params', 0):,} parameters; {info.get('device')}",
             highlight=False,
         )
+        for warning in info.get("warnings", []):  # the data's (an id-like feature column): training goes on
+            self.console.print(f"warning: {warning}", highlight=False, markup=False)
 
     def on_train_begin(self, epochs: int, steps: int | None) -> None:
         self.epochs, self.steps = epochs, steps

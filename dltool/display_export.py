@@ -13,9 +13,9 @@ def export_lines(record: dict, serving: tuple[str, str] | None) -> list[str]:
     fmt = record["format"]
     lines = [
         f"exported {fmt}: {record['path']}",
-        f"verified: max abs difference {record['max_abs_diff']:.3g} from model.keras (tolerance "
-        f"{record['tolerance']:g}) on {record['samples']} samples of the {_data(record)}, "
-        f"{record['runtime']} {record['runtime_version']}, {record['seconds']:.2f} s",
+        f"verified: max abs difference {record['max_abs_diff']:.3g} from model.keras, {_used(record)} of the "
+        f"allowed difference (rtol {record['rtol']:g}, atol {record['atol']:g}) on {record['samples']} samples "
+        f"of the {_data(record)}, {record['runtime']} {record['runtime_version']}, {record['seconds']:.2f} s",
         f"input: raw samples of shape {_shape(record)} ({record['input']['dtype']}); the run's preprocessing is "
         "inside the model",
     ]
@@ -33,6 +33,12 @@ def export_lines(record: dict, serving: tuple[str, str] | None) -> list[str]:
         docker, curl = serving
         lines += ["serve it with TensorFlow Serving:", f"  {docker}", "then ask it for a prediction:", f"  {curl}"]
     return lines
+
+
+def _used(record: dict) -> str:
+    """The worst output's share of its allowed difference, in percent ('' for records older than rtol/atol)."""
+    used = record.get("tolerance_used")
+    return "" if used is None else f"{100 * used:.3g}%"
 
 
 def _data(record: dict) -> str:
@@ -53,10 +59,12 @@ def _shown_path(path: str, run_path: str | None) -> str:
 
 
 def exports_table(records: list[dict], run_path: str | None = None) -> Table:
-    """`runs show`: one line per verified export: format, path, runtime, max abs difference, samples, seconds."""
+    """`runs show`: one line per verified export: format, path, runtime, max abs difference (and its share of the
+    allowed difference), samples, seconds."""
     table = Table(title="exports (dltool export)", title_justify="left")
-    for column in ("format", "path", "runtime", "max abs diff", "samples", "verify s", "created"):
-        table.add_column(column, justify="right" if column in ("max abs diff", "samples", "verify s") else "left")
+    numbers = ("max abs diff", "of allowed", "samples", "verify s")
+    for column in ("format", "path", "runtime", "max abs diff", "of allowed", "samples", "verify s", "created"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for record in records:
         runtime = f"{record.get('runtime', '')} {record.get('runtime_version', '')}".strip()
         if record.get("opset"):
@@ -66,6 +74,7 @@ def exports_table(records: list[dict], run_path: str | None = None) -> Table:
             _shown_path(str(record.get("path", "")), run_path),
             runtime,
             format_value(record.get("max_abs_diff")),
+            _used(record),
             str(record.get("samples", "")),
             format_value(record.get("seconds")),
             str(record.get("created", ""))[:19],

@@ -14,6 +14,9 @@ import numpy as np
 from .errors import RunStateError
 from .fileio import atomic_target
 
+# The one name of a model's input, TF Serving's own: model.keras, the exports' signatures and ONNX input, and
+# dltool serve's metadata, so a request naming it works against dltool serve and TF Serving alike.
+INPUT_NAME = "inputs"
 INFERENCE_BATCH_MIN = 256  # evaluation keeps no gradients: bigger batches run faster, and means do not depend on them
 
 

@@ -6,6 +6,7 @@ import math
 
 from .config import ExperimentConfig, layer_name_and_args
 from .errors import ConfigError, did_you_mean
+from .keras_io import INPUT_NAME
 
 _NESTED_LAYER_ARGS = ("layer", "backward_layer")
 
@@ -48,7 +49,7 @@ def build_model(config: ExperimentConfig):
 
     dtype = "string" if config.data.source == "text" else None  # raw texts go into the model's TextVectorization
     model = keras.Sequential(
-        [keras.Input(tuple(config.model.input_shape), dtype=dtype)], name=config.name.replace("-", "_")
+        [keras.Input(tuple(config.model.input_shape), dtype=dtype, name=INPUT_NAME)], name=config.name.replace("-", "_")
     )
     last = len(config.model.layers) - 1
     mixed = config.train.precision != "float32"

@@ -20,6 +20,22 @@ OPTIONAL_PACKAGES = {  # what each extra brings, for `dltool info`
 }
 
 
+def installation_report(optional: dict[str, str | None]) -> dict:
+    """How dltool was installed, and the pip command that adds the extras whose packages are missing."""
+    from .installation import current
+
+    installed = current()
+    # psycopg2 is in no extra (pip install psycopg2-binary, for a PostgreSQL sweep storage only)
+    missing = sorted({OPTIONAL_PACKAGES[m] for m, version in optional.items() if not version and m != "psycopg2"})
+    return {
+        "kind": installed.kind,
+        "version": installed.version,
+        "from": installed.describe(),
+        "missing_extras": missing,
+        "install_missing": installed.pip_install(*missing) if missing else None,
+    }
+
+
 def _package_version(module: str) -> str | None:
     import importlib.metadata
     import importlib.util
@@ -98,6 +114,7 @@ def system_info() -> dict:
         xla = "always (JAX compiles every function with XLA)"
     else:
         xla = "off (torch runs eagerly)"
+    optional = {module: _package_version(module) for module in OPTIONAL_PACKAGES}
     return {
         "versions": versions(),
         "backend": name,
@@ -106,6 +123,7 @@ def system_info() -> dict:
         "cpu_cores": os.cpu_count(),
         "xla": xla,
         "mixed_precision_policy": keras.config.dtype_policy().name,
-        "optional": {module: _package_version(module) for module in OPTIONAL_PACKAGES},
+        "optional": optional,
+        "installation": installation_report(optional),
         "platform": platform.platform(),
     }

@@ -61,28 +61,85 @@ def _looks_like_path(text: str) -> bool:
     return text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text
 
 
-def ci_workflow_text(install: str | None = None) -> str:
-    """The GitHub Actions workflow `dltool init ci` writes; ``install`` is its pip command (default: see below)."""
-    return CI_WORKFLOW.read_text(encoding="utf-8").replace("{install}", install or _install_command())
+def ci_workflow_text(install: str | None = None, workflow: str | Path = CI_DEFAULT_PATH) -> str:
+    """The GitHub Actions workflow `dltool init ci` writes to ``workflow`` (its pip cache is keyed on that file).
+
+    ``install`` is the requirement its install step passes to pip (default: ci_requirement()); one that starts
+    with a dash is pip's options and arguments as written (``-e .``).
+    """
+    from .installation import shell_word
+
+    if install is None:
+        install = ci_requirement()
+    elif not install.startswith("-"):
+        install = shell_word(install)
+    command = "pip install " + install
+    return (
+        CI_WORKFLOW.read_text(encoding="utf-8")
+        .replace("{install}", _yaml_scalar(command))
+        .replace("{workflow}", _yaml_scalar(_repository_path(Path(workflow))))
+    )
 
 
-def _install_command() -> str:
-    # In a checkout of dltool itself the package is the checkout; anywhere else it is installed by name.
-    pyproject = Path("pyproject.toml")
-    if pyproject.is_file() and 'name = "dltool"' in pyproject.read_text(encoding="utf-8", errors="replace"):
-        return "pip install -e ."
-    return "pip install dltool"
+def ci_requirement() -> str:
+    """What the CI workflow installs: exactly the dltool running now, where a CI runner can reach it.
+
+    In a checkout of dltool itself the repository under test is dltool: ``-e .``. Else a git install is that
+    URL at that commit, an index install that version. An editable install of a checkout elsewhere, or one
+    from a local file or folder, cannot be known to the runner: a UsageError asks for --install.
+    """
+    from .installation import DISTRIBUTION, current, names_this_project
+
+    if names_this_project(Path.cwd()):
+        return "-e ."
+    installed = current()
+    if installed.reachable_elsewhere:
+        return installed.requirement()
+    raise UsageError(
+        f"dltool init ci: the workflow must install this dltool, but it is {installed.describe()}, which a CI "
+        f"runner cannot reach; say what the runner installs: dltool init ci --install "
+        f'"{DISTRIBUTION} @ git+https://github.com/OWNER/REPO@COMMIT" (or a released version: '
+        f"--install {DISTRIBUTION}=={installed.version})"
+    )
 
 
-def write_ci_workflow(path: str | Path | None = None, *, force: bool = False) -> Path:
-    """Write the CI workflow to ``path`` (default .github/workflows/dltool-smoke.yml, its folders created)."""
+def _yaml_scalar(text: str) -> str:
+    """``text`` as a YAML value: plain where YAML reads it back unchanged, else double-quoted."""
+    import json
+
+    import yaml
+
+    try:
+        if yaml.safe_load(f"key: {text}") == {"key": text}:
+            return text
+    except yaml.YAMLError:
+        pass
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def _repository_path(workflow: Path) -> str:
+    """The workflow's path as the repository sees it (GitHub reads workflows from .github/workflows/)."""
+    if not workflow.is_absolute():
+        return workflow.as_posix()
+    try:
+        return workflow.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return (CI_DEFAULT_PATH.parent / workflow.name).as_posix()
+
+
+def write_ci_workflow(path: str | Path | None = None, *, force: bool = False, install: str | None = None) -> Path:
+    """Write the CI workflow to ``path`` (default .github/workflows/dltool-smoke.yml, its folders created).
+
+    ``install``: the requirement the workflow installs (default: this dltool, see ci_requirement).
+    """
     target = Path(path) if path is not None else CI_DEFAULT_PATH
+    if target.exists() and not force and not target.is_dir():
+        raise UsageError(f"{target} already exists; choose another path or add --force")
+    text = ci_workflow_text(install, target)  # before any folder is made: a refusal leaves nothing behind
     if path is None:
         target.parent.mkdir(parents=True, exist_ok=True)
     check_output_file(target, "workflow", "the workflow (PATH)")
-    if target.exists() and not force:
-        raise UsageError(f"{target} already exists; choose another path or add --force")
-    atomic_write_text(target, ci_workflow_text())
+    atomic_write_text(target, text)
     return target
 
 
@@ -120,8 +177,11 @@ def sweep_template_text(experiment: str | Path, path: str | Path) -> str:
         if config.is_classifier and "accuracy" in config.train.metrics
         else "{metric: val_loss, goal: min}"
     )
+    from .installation import pip_install
+
     return (
         SWEEP_FILE.read_text(encoding="utf-8")
+        .replace("{install_sweep}", pip_install("sweep"))
         .replace("{schema}", SWEEP_SCHEMA_PATH.resolve().as_uri())
         .replace("{experiment_name}", Path(experiment).name)
         .replace("{experiment}", relative)

@@ -39,7 +39,7 @@ def running_server(served, **options):
 class FakeModel:
     """A Keras-like 4-in, 3-out softmax model in NumPy: the HTTP layer tested without TensorFlow."""
 
-    inputs = [SimpleNamespace(name="input_layer")]
+    inputs = [SimpleNamespace(name="input_layer")]  # as in runs trained before inputs were named "inputs"
     output_shape = (None, 3)
 
     def __init__(self, delay: float = 0.0):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_support import IRIS_CONFIG, REPO
+from e2e_support import IRIS_CONFIG, REPO, config_with_data_path, train_in
 from typer.testing import CliRunner
 
 from dltool.errors import ExportError, VerificationError
@@ -33,6 +33,44 @@ def run(tmp_path_factory):
 
 
 pytestmark = pytest.mark.slow  # every test runs Keras; most train or convert a model
+
+DIABETES_CONFIG = """
+name: diabetes-test
+seed: 0
+data:
+  source: csv
+  path: {path}
+  target: target
+  standardize: true
+  test: 0.2
+  validation: 0.1
+model:
+  input_shape: [10]
+  layers:
+    - Dense: {{units: 32, activation: relu}}
+    - Dense: {{units: 16, activation: relu}}
+    - Dense: {{units: 1}}
+train:
+  optimizer: {{name: adam, learning_rate: 0.01}}
+  loss: mse
+  epochs: 3
+  batch_size: 32
+  plots: false
+"""
+
+
+@pytest.fixture(scope="module")
+def diabetes_run(tmp_path_factory):
+    """A COMPLETED 3-epoch regression run on scikit-learn's diabetes as a CSV: raw features, targets 25 to 346,
+    so the model's outputs are in the hundreds, where float32 rounds in steps of 1.5e-5 to 3e-5."""
+    from sklearn.datasets import load_diabetes
+
+    root = tmp_path_factory.mktemp("diabetes")
+    data = load_diabetes(scaled=False)
+    path = root / "diabetes.csv"
+    header = ",".join([*data.feature_names, "target"])
+    np.savetxt(path, np.column_stack([data.data, data.target]), delimiter=",", header=header, comments="", fmt="%.6g")
+    return train_in(root, config_with_data_path(DIABETES_CONFIG, path, source="diabetes.yaml"))
 
 
 def _records(run) -> list[dict]:
@@ -232,11 +270,13 @@ def test_every_shipped_config_exports_in_every_format_or_says_why(tmp_path, monk
             assert isinstance(cell, ExportError) and str(cell) == REFUSED[name, fmt], (name, fmt, cell)
         else:
             assert isinstance(cell, dict), (name, fmt, str(cell))
-            assert cell["max_abs_diff"] <= cell["tolerance"], (name, fmt, cell["max_abs_diff"])
+            assert 0 <= cell["tolerance_used"] <= 1, (name, fmt, cell["max_abs_diff"])
     assert cells["cifar10_cnn", "onnx"]["left_out"] == ["random_flip", "random_translation", "random_zoom", "dropout"]
     page = (REPO / "docs" / "export.md").read_text()
     assert all(f"exit 2: `{message}`" in page for message in REFUSED.values())  # the docs' table says the same
-    assert cells["lstm_forecaster", "litert"]["batch"] == 1 and cells["lstm_forecaster", "onnx"]["tolerance"] == 1e-4
+    assert cells["lstm_forecaster", "litert"]["batch"] == 1
+    assert (cells["lstm_forecaster", "onnx"]["rtol"], cells["lstm_forecaster", "onnx"]["atol"]) == (1e-4, 1e-4)
+    assert (cells["digits_mlp", "onnx"]["rtol"], cells["digits_mlp", "onnx"]["atol"]) == (1e-5, 1e-5)
 
     # The refusals are what the converters do: without them tf2onnx's graph does not load in ONNX Runtime, and
     # LiteRT's converter asks for Flex ops.
@@ -250,3 +290,52 @@ def test_every_shipped_config_exports_in_every_format_or_says_why(tmp_path, monk
     with pytest.raises(ExportError, match=r"\(Flex\), which the standalone ai-edge-litert interpreter lacks"):
         export(runs["imdb_lstm"], "litert", output=tmp_path / "text.tflite")
     assert not (tmp_path / "text.onnx").exists() and not (tmp_path / "text.tflite").exists()
+
+
+# ------------------------------------------------------------------ the tolerance scales with the outputs
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_regression_run_with_outputs_in_the_hundreds_exports_in_every_format(diabetes_run, tmp_path, fmt):
+    from dltool.commands.export import export
+
+    record = export(diabetes_run, fmt, output=tmp_path / f"diabetes{SUFFIX[fmt]}")
+    assert (record["rtol"], record["atol"]) == (1e-5, 1e-5) and 0 <= record["tolerance_used"] <= 1
+    latest = _records(diabetes_run)[-1]
+    assert latest["format"] == fmt and (latest["rtol"], latest["atol"]) == (1e-5, 1e-5)
+    assert latest["max_abs_diff"] == record["max_abs_diff"] and latest["tolerance_used"] == record["tolerance_used"]
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(record["path"], providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == ["inputs"]  # the name serve and the SavedModel use
+        raw = np.array([[59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87]], dtype=np.float32)  # the CSV's first row
+        assert 25 < session.run(None, {"inputs": raw})[0][0, 0] < 346  # raw values in, blood-test units out
+
+
+def test_the_check_is_relative_to_the_outputs_and_rtol_atol_move_it(diabetes_run, tmp_path, monkeypatch):
+    from dltool.cli import app
+    from dltool.exporting import to_onnx
+
+    target = tmp_path / "model.onnx"
+    original = to_onnx.Runner.run
+    # 1e-4 off outputs in the hundreds is a float32 rounding step or two: within rtol 1e-5 (allowed >= 2.5e-4).
+    monkeypatch.setattr(to_onnx.Runner, "run", lambda self, x: original(self, x) + 1e-4)
+    result = runner.invoke(app, ["export", str(diabetes_run.path), "-f", "onnx", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "of the allowed difference (rtol 1e-05, atol 1e-05) on 89 samples" in result.output
+
+    # 1 part in 10,000 off is ten times rtol: refused, the worst element named, the way out said.
+    monkeypatch.setattr(to_onnx.Runner, "run", lambda self, x: original(self, x) * (1 + 1e-4))
+    target.unlink()
+    result = runner.invoke(app, ["export", str(diabetes_run.path), "-f", "onnx", "-o", str(target)])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "differs from model.keras by up to " in message and "on 89 samples (test split); worst at sample " in message
+    assert "(atol + rtol * |expected|, rtol 1e-05, atol 1e-05); nothing was written to " in message
+    assert message.endswith("if such a difference is acceptable, loosen the check with --rtol/--atol")
+    assert not target.exists()
+
+    loosened = ["export", str(diabetes_run.path), "-f", "onnx", "-o", str(target), "--rtol", "1e-3", "--atol", "0"]
+    result = runner.invoke(app, loosened)
+    assert result.exit_code == 0, result.output
+    assert "(rtol 0.001, atol 0)" in result.output
+    assert (_records(diabetes_run)[-1]["rtol"], _records(diabetes_run)[-1]["atol"]) == (1e-3, 0.0)

@@ -77,7 +77,8 @@ def test_a_missing_target_column_and_an_unexpected_column(tmp_path):
     )
     reader.check(tmp_path / "unlabelled.csv")  # predict needs no target
     assert _refusal(reader.check, tmp_path / "extra.csv") == (
-        f"{tmp_path / 'extra.csv'}: unexpected column(s) colour (the model takes a, b; the file has a, b, colour)"
+        f"{tmp_path / 'extra.csv'}: unexpected column(s) colour (the model takes a, b; the file has a, b, colour): "
+        "give --keep colour to copy it into each output row, or remove it from the file"
     )
     (tmp_path / "labelled.csv").write_text("a,b,label,colour\n1,2,yes,blue\n")
     assert len(list(reader.labelled(tmp_path / "labelled.csv").chunks())) == 1  # evaluate ignores other columns

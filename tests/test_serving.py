@@ -40,7 +40,7 @@ def test_status_and_metadata_speak_tf_serving(server):
     assert client.get("/v1/models/20260101-000000-fake-0000").status_code == 200  # the run id names it too
     meta = client.get("/v1/models/fake/metadata").json()
     signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
-    tensor = signature["inputs"]["input_layer"]
+    tensor = signature["inputs"]["inputs"]
     assert tensor["dtype"] == "DT_FLOAT" and [d["size"] for d in tensor["tensor_shape"]["dim"]] == ["-1", "4"]
     assert [d["size"] for d in signature["outputs"]["output_0"]["tensor_shape"]["dim"]] == ["-1", "3"]
     assert meta["model_spec"] == {"name": "fake", "signature_name": "", "version": "1"}
@@ -51,9 +51,9 @@ def test_status_and_metadata_speak_tf_serving(server):
     "body, key",
     [
         ({"instances": ROWS}, "predictions"),
-        ({"instances": [{"input_layer": r} for r in ROWS], "signature_name": "serving_default"}, "predictions"),
+        ({"instances": [{"inputs": r} for r in ROWS], "signature_name": "serving_default"}, "predictions"),
         ({"inputs": ROWS}, "outputs"),
-        ({"inputs": {"input_layer": ROWS}}, "outputs"),
+        ({"inputs": {"inputs": ROWS}}, "outputs"),
     ],
     ids=["row", "row-named", "columnar", "columnar-named"],
 )
@@ -97,7 +97,7 @@ def test_label_takes_rows_by_column_name_and_uploaded_csv(server):
         ("POST", "/v1/models/fake:predict", {"instances": [[1, 2, 3, 4]], "inputs": [[1]]}, 400, "Not both"),
         ("POST", "/v1/models/fake:predict", {"rows": []}, 400, "Missing 'inputs' or 'instances' key"),
         ("POST", "/v1/models/fake:predict", {"instances": [{"f1": 1}]}, 400, "to :label"),
-        ("POST", "/v1/models/fake:predict", {"instances": [{"x": [1, 2, 3, 4]}]}, 400, "named input: input_layer"),
+        ("POST", "/v1/models/fake:predict", {"instances": [{"x": [1, 2, 3, 4]}]}, 400, "named input: inputs"),
         ("POST", "/v1/models/fake:predict", {"instances": [[1, 2, 3, 4]], "signature_name": "x"}, 400, "not found"),
         ("POST", "/v1/models/fake:predict", b'{"instances": [[NaN, 1, 2, 3]]}', 400, "NaN or infinite"),
         ("POST", "/v1/models/fake:predict", b'{"instances": [[1e999, 1, 2, 3]]}', 400, "NaN or infinite"),

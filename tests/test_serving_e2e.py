@@ -73,6 +73,28 @@ def test_predict_and_label_answer_what_dltool_predict_answers(iris_server, iris_
         )
 
 
+def test_a_named_input_request_gets_the_same_answer_from_serve_and_the_exported_saved_model(
+    iris_server, iris_rows, tmp_path
+):
+    import tensorflow as tf
+
+    from dltool.commands.export import export
+
+    client, served, run = iris_server
+    _, rows = iris_rows
+    assert served.model.inputs[0].name == "inputs"  # the trained model's own input has the name clients send
+    meta = client.get(f"/v1/models/{served.name}/metadata").json()
+    assert list(meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]) == ["inputs"]
+    answer = client.post(f"/v1/models/{served.name}:predict", json={"inputs": {"inputs": rows}})
+    assert answer.status_code == 200, answer.text
+
+    record = export(run, "saved_model", output=tmp_path)
+    signature = tf.saved_model.load(record["path"]).signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == ["inputs"]
+    exported = next(iter(signature(inputs=tf.constant(rows, dtype=tf.float32)).values())).numpy()
+    np.testing.assert_allclose(answer.json()["outputs"], exported, rtol=1e-5, atol=1e-6)
+
+
 def test_regression_values_equal_dltool_predict(linear_run, tmp_path):
     from dltool.commands.predict import predict
     from dltool.serving.servable import ServedModel

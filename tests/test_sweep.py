@@ -148,7 +148,10 @@ def test_a_missing_optuna_names_the_pip_command(monkeypatch):
     from dltool.commands.sweep_storage import import_optuna
 
     monkeypatch.setitem(sys.modules, "optuna", None)
-    with pytest.raises(DltoolError, match=r"sweeps need Optuna, which is not installed: pip install 'dltool\[sweep\]'"):
+    with pytest.raises(
+        DltoolError,
+        match=r'sweeps need Optuna, which is not installed: pip install -e "\.\[sweep\]" \(or: pip install optuna\)',
+    ):
         import_optuna()
 
 

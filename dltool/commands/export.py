@@ -4,9 +4,10 @@ The exported model takes raw samples (the run's preprocessing folded in
 front, augmentation left out: :mod:`dltool.exporting.inference`). It is
 written into a staging folder beside the output path, reloaded in its own
 runtime, run on up to 256 samples of the run's test split (or ``data_file``)
-and compared with model.keras applied as ``dltool predict`` applies it. Only
-when the largest difference is within tolerance is it renamed into place and
-recorded in the run's ``exports.json``; otherwise nothing is left at the path.
+and compared with model.keras applied as ``dltool predict`` applies it, element
+by element as numpy.allclose does (:mod:`dltool.exporting.verify`). Only when
+every output is within tolerance is it renamed into place and recorded in the
+run's ``exports.json``; otherwise nothing is left at the path.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from ..errors import DataError, ExportError, RunStateError, UsageError, VerificationError
 from ..exporting import FORMATS, format_module
 from ..exporting.runtimes import version_of
-from ..exporting.verify import MAX_SAMPLES, max_abs_difference, tolerance_for
+from ..exporting.verify import MAX_SAMPLES, compare, tolerance_for
 from ..runs import Run, now_iso
 from ..saved_run import SavedRun
 
@@ -45,6 +46,9 @@ def export(
     data_file: str | Path | None = None,
     checkpoint: str = "final",
     runs_root: str | Path | None = None,
+    keep: list[str] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> dict:
     """Export a run's model as ``fmt`` (saved_model, onnx or litert), verify it, record it; return the record.
 
@@ -52,23 +56,29 @@ def export(
     base folder TF Serving is pointed at (the model goes to ``<name>/<version>/``
     inside it), and for onnx and litert the file, or a folder to write
     ``<name>.onnx`` / ``<name>.tflite`` into. ``data_file`` (default: the run's
-    test split) gives the samples compared; ``checkpoint`` is final or best.
+    test split) gives the samples compared, ``keep`` (default none) names its CSV columns that are no inputs
+    (an id) to ignore, as ``dltool predict --keep`` accepts them; ``checkpoint`` is final or best.
+    Outputs pass when ``|got - expected| <= atol + rtol * |expected|``; ``rtol``
+    and ``atol`` (default None: 1e-5 each, 1e-4 for recurrent layers) must be >= 0.
     Raises ExportError (exit 2) when the format cannot hold the model or its
     runtime is missing, VerificationError (exit 1) when the outputs differ.
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format: expected {', '.join(FORMATS)}, received '{fmt}'")
+    if keep and data_file is None:
+        raise UsageError("--keep names columns of the --data file to ignore; give --data FILE too")
+    tolerance_for(False, rtol, atol)  # a bad --rtol/--atol is refused before any work
     module = format_module(fmt)
     if hasattr(module, "require_runtime"):
         module.require_runtime()
     saved = SavedRun.open(ref, runs_root)
     target = _target(saved, fmt, output)
-    raw, data = _samples(saved, data_file)
+    raw, data = _samples(saved, data_file, keep or [])
     model = saved.load_model(checkpoint)
     reason = module.refuse(model, saved.preprocessing)
     if reason:
         raise ExportError(reason)
-    return _export_verified(saved, model, fmt, target, raw, data, checkpoint)
+    return _export_verified(saved, model, fmt, target, raw, data, checkpoint, (rtol, atol))
 
 
 def _target(saved: SavedRun, fmt: str, output: str | Path | None) -> Path:
@@ -93,8 +103,9 @@ def _target(saved: SavedRun, fmt: str, output: str | Path | None) -> Path:
     return path
 
 
-def _samples(saved: SavedRun, data_file: str | Path | None) -> tuple[np.ndarray, str]:
-    """Up to MAX_SAMPLES raw samples (as the data file holds them) and where they came from."""
+def _samples(saved: SavedRun, data_file: str | Path | None, keep: list[str]) -> tuple[np.ndarray, str]:
+    """Up to MAX_SAMPLES raw samples (as the data file holds them, ``keep`` columns ignored) and where they came
+    from."""
     state = saved.preprocessing
     if data_file is None:
         from ..data.splits import load_raw_test_inputs
@@ -110,6 +121,7 @@ def _samples(saved: SavedRun, data_file: str | Path | None) -> tuple[np.ndarray,
         from ..inputs import expand_inputs, inputs_for
 
         reader = inputs_for(state)
+        reader.use, reader.keep = "export", tuple(keep)
         parts, count = [], 0
         for path in expand_inputs([data_file], reader):
             reader.check(path)
@@ -142,14 +154,13 @@ def _model_input(raw: np.ndarray, kind: str) -> np.ndarray:
     return np.asarray(raw, dtype=object if kind == "text" else np.float32)
 
 
-def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint) -> dict:
+def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint, figures) -> dict:
     from ..exporting.inference import inference_model, is_recurrent, left_out_layers
 
     module = format_module(fmt)
     state = saved.preprocessing
     expected = _reference_outputs(model, saved, raw)
-    recurrent = is_recurrent(model)
-    tolerance = tolerance_for(recurrent)
+    tolerance = tolerance_for(is_recurrent(model), *figures)
     inference = inference_model(model, state)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
     try:
@@ -158,19 +169,18 @@ def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint) -> 
         details = module.write(inference, artifact)
         exported = time.perf_counter()
         got = module.Runner(artifact).run(_model_input(raw, state.kind))
-        difference = max_abs_difference(got, expected, fmt)
+        comparison = compare(got, expected, tolerance, fmt)
         verified = time.perf_counter()
-        if not difference <= tolerance:
-            raise VerificationError(
-                f"{fmt}: the exported model differs from model.keras by up to {difference:.3g} on {len(raw)} "
-                f"samples ({data}); the tolerance is {tolerance:g}; nothing was written to {target}"
-            )
+        if not comparison.passed:
+            raise VerificationError(_failure(fmt, comparison, tolerance, len(raw), data, target))
         record = {
             "format": fmt,
             "runtime": module.RUNTIME,
             "runtime_version": version_of(module.RUNTIME),
-            "max_abs_diff": difference,
-            "tolerance": tolerance,
+            "max_abs_diff": comparison.max_abs_diff,
+            "tolerance_used": comparison.used,  # the worst element's share of its allowed difference
+            "rtol": tolerance.rtol,
+            "atol": tolerance.atol,
             "samples": int(len(raw)),
             "data": data,
             "seconds": round(verified - exported, 3),
@@ -189,6 +199,16 @@ def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint) -> 
         shutil.rmtree(staging, ignore_errors=True)
     _append_record(saved.run, {k: v for k, v in record.items() if k != "example"})
     return record
+
+
+def _failure(fmt: str, c, tolerance, samples: int, data: str, target: Path) -> str:
+    """The VerificationError message: how far off, the worst element, the figure allowed, how to loosen."""
+    return (
+        f"{fmt}: the exported model differs from model.keras by up to {c.max_abs_diff:.3g} on {samples} samples "
+        f"({data}); worst at sample {c.sample} (from 0), output {c.output}: got {c.got:.9g}, expected {c.expected:.9g}, "
+        f"allowed difference {c.allowed:.3g} (atol + rtol * |expected|, {tolerance}); nothing was written to "
+        f"{target}; if such a difference is acceptable, loosen the check with --rtol/--atol"
+    )
 
 
 def model_fingerprint(saved: SavedRun, checkpoint: str) -> str:

@@ -1,6 +1,6 @@
 """`dltool predict` through a run's verified ONNX export: tabular runs predicted with onnxruntime, no TensorFlow.
 
-`dltool export RUN --format onnx` verifies the exported model against model.keras (≤ 1e-5) and records it in
+`dltool export RUN --format onnx` verifies the exported model against model.keras (rtol, atol 1e-5) and records it in
 exports.json with the SHA-256 of the model file it came from. While that file is unchanged, predict can run
 the ONNX model instead: the run's preprocessing is inside it, so it takes the raw CSV values; the import of
 TensorFlow (4-5 s and ~650 MB) is skipped. Measured on 1M rows: 0.23x the pandas + model.predict script
@@ -17,11 +17,11 @@ import numpy as np
 
 from ..data.preprocessing import Preprocessing
 from ..errors import UsageError
+from ..installation import pip_install
 from ..runs import Run, runs_dir
 from ..saved_run import CHECKPOINTS
 
 RUNTIMES = ("auto", "keras", "onnx")
-INSTALL = 'pip install -e ".[export]"'
 
 
 def verified_onnx(run: Run, checkpoint: str = "final") -> Path | None:
@@ -68,7 +68,7 @@ def choose_runtime(ref: str, runs_root, runtime: str = "auto", checkpoint: str =
             f"dltool export {run.id} --format onnx"
         )
     elif importlib.util.find_spec("onnxruntime") is None:
-        problem = f"onnxruntime is not installed: {INSTALL}"
+        problem = f"onnxruntime is not installed: {pip_install('export')}"
     if problem and runtime == "onnx":
         raise UsageError(f"--runtime onnx: {problem}")
     return "keras" if problem else "onnx"

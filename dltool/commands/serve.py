@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DltoolError, UsageError
+from ..installation import pip_install
 from ..runs import Run
 
-SERVE_INSTALL = 'pip install -e ".[serve]"'
 TOKEN_ENV = "DLTOOL_SERVE_TOKEN"
 SERVE_MODULES = {"starlette": "starlette", "uvicorn": "uvicorn", "prometheus_client": "prometheus_client"}
 SERVE_MODULES["multipart"] = "python-multipart"
@@ -71,7 +71,7 @@ def require_serve_extra() -> None:
     """Raise (exit 2, naming the pip command) unless the ``serve`` extra is installed."""
     missing = [package for module, package in SERVE_MODULES.items() if importlib.util.find_spec(module) is None]
     if missing:
-        raise DltoolError(f"dltool serve needs {', '.join(missing)}, not installed: {SERVE_INSTALL}")
+        raise DltoolError(f"dltool serve needs {', '.join(missing)}, not installed: {pip_install('serve')}")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

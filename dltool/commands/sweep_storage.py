@@ -6,9 +6,9 @@ import warnings
 from pathlib import Path
 
 from ..errors import DltoolError
+from ..installation import pip_install
 
 JOURNAL = "study.journal"
-OPTUNA_INSTALL = "pip install 'dltool[sweep]' (or pip install optuna)"
 STORAGE_ENV = "DLTOOL_SWEEP_STORAGE"  # --storage's default; how `dltool sweep --workers N` hands the URL to workers
 
 
@@ -32,7 +32,9 @@ def import_optuna():
     try:
         import optuna
     except ImportError:
-        raise DltoolError(f"sweeps need Optuna, which is not installed: {OPTUNA_INSTALL}") from None
+        raise DltoolError(
+            f"sweeps need Optuna, which is not installed: {pip_install('sweep')} (or: pip install optuna)"
+        ) from None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # dltool reports every trial itself
     return optuna
 

@@ -103,6 +103,7 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         data=data.sizes(),
         **({"processes": processes.count()} if processes.count() > 1 else {}),
         **({"parent": parent.id} if parent is not None else {}),
+        **({"warnings": list(data.warnings)} if data.warnings else {}),
     )
     if observer is not None and hasattr(observer, "on_run_created"):
         observer.on_run_created(run)
@@ -118,6 +119,8 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         f"{log_time()} run {run.id} started: {data.sizes()['train']} training samples, "
         f"{model.count_params():,} parameters, device {device}{adapted}{start}"
     )
+    for warning in data.warnings:
+        run.append_log(f"{log_time()} warning: {warning}")
 
 
 def _load_parent_weights(model, ref: str | Run, runs_root) -> Run:
@@ -342,12 +345,13 @@ def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder:
     run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), **met)
 
 
-def check(config: ExperimentConfig) -> tuple[str, dict, list]:
+def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str]]:
     """`dltool validate`: load the data and build the model, train nothing.
 
-    Returns (the model summary, the split sizes, the sample shape).
+    Returns (the model summary, the split sizes, the sample shape, warnings about the data such as an
+    id-like feature column).
     """
     from ..model import summary_text
 
     data, model = prepare(on_running_backend(resolve_paths(config)))
-    return summary_text(model), data.sizes(), data.preprocessing.input_shape
+    return summary_text(model), data.sizes(), data.preprocessing.input_shape, list(data.warnings)

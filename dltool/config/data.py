@@ -62,18 +62,47 @@ class NpyData(DataCommon):
     y: str = Field(description="An .npy file of targets, one per input.")
 
 
-@register_source(loader="dltool.data.csv_source:load")
+def _list_from_str(value):
+    return [value] if isinstance(value, str) else value
+
+
+@register_source(loader="dltool.data.csv_source:load", preprocessing="dltool.data.csv_source:preprocessing_kind")
 class CsvData(DataCommon):
     source: Literal["csv"]
     path: str = Field(description="A CSV file with a header row.")
     target: str = Field(description="The name of the column to predict.")
-    features: list[str] | None = Field(None, description="Input columns; null means every column but the target.")
+    features: list[str] | None = Field(
+        None, description="Input columns; null means every column but the target and the excluded ones."
+    )
+    exclude: Annotated[list[str], BeforeValidator(_list_from_str, json_schema_input_type=list[str] | str)] = Field(
+        [],
+        description="Columns that are not inputs (a row id, a name): left out of the features, and ignored "
+        "when predict, evaluate, export and serve read a CSV for the run.",
+    )
     delimiter: str = Field(",", min_length=1, max_length=1)
     stream: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
         "auto",
         description="Read the CSV from disk batch by batch (tf.data) instead of into memory: "
         "true, false, or auto (files over 1 GiB).",
     )
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude_not_used(cls, exclude, info):
+        # A column is an input, the target, or excluded: one role each, so a typo cannot hide a feature.
+        target, features = info.data.get("target"), info.data.get("features") or []
+        for name in exclude:
+            if name == target:
+                raise PydanticCustomError(
+                    "dltool", f"'{name}' is the target column (data.target); remove it from data.exclude"
+                )
+            if name in features:
+                raise PydanticCustomError(
+                    "dltool",
+                    f"'{name}' is also listed in data.features; a column is either a feature or excluded: "
+                    "remove it from one of the two",
+                )
+        return exclude
 
 
 @register_source(loader="dltool.data.sklearn_datasets:load")
@@ -166,10 +195,6 @@ class TextData(DataCommon):
                 "(a TextVectorization layer in model.layers turns texts into numbers)",
             )
         return self
-
-
-def _list_from_str(value):
-    return [value] if isinstance(value, str) else value
 
 
 _Columns = Annotated[list[str], Field(min_length=1)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,13 +57,15 @@ def column_problem(
     targets: list[str] = (),
     allowed: list[str] | None = None,
     holder: str = "the file",
+    hint: Callable[[list[str]], str] | None = None,
 ) -> str | None:
     """The one message for a CSV whose columns do not fit a model, or None when they do.
 
     ``takes`` are the model's input columns and ``targets`` the label columns
     also needed (evaluate); with ``allowed``, any column outside these and
     ``allowed`` is unexpected (otherwise other columns are ignored). ``holder``
-    names what has the columns in the message (a served JSON row: "the row").
+    names what has the columns in the message (a served JSON row: "the row");
+    ``hint(unexpected columns)`` says how to get past unexpected columns.
     """
     wanted = list(dict.fromkeys([*takes, *targets]))
     missing = [name for name in wanted if name not in header]
@@ -81,7 +83,8 @@ def column_problem(
     else:
         return None
     target = f"; expected target column {', '.join(targets)}" if targets else ""
-    return f"{path}: {problem} (the model takes {', '.join(takes)}{target}; {holder} has {', '.join(header)})"
+    advice = f": {hint(extra)}" if hint is not None and not missing else ""
+    return f"{path}: {problem} (the model takes {', '.join(takes)}{target}; {holder} has {', '.join(header)}){advice}"
 
 
 def _is_number(text: str) -> bool:
@@ -263,19 +266,77 @@ class CsvReader:
             return np.array([row[self.target_index].strip() for row in rows], dtype=str)
 
 
+def feature_columns(config, header: list[str]) -> list[str]:
+    """The input columns of a ``csv`` config for a file with ``header``: data.features, or (null) every column
+    but the target and data.exclude. An excluded column the file lacks is a ConfigError at its key."""
+    require_columns(
+        header, config.exclude, config.path, keys={name: f"data.exclude[{i}]" for i, name in enumerate(config.exclude)}
+    )
+    features = config.features or [h for h in header if h != config.target and h not in config.exclude]
+    if config.target in features:
+        raise ConfigError(f"the target column '{config.target}' is also listed as a feature", path="data.features")
+    return features
+
+
+ID_MIN_ROWS = 10  # fewer rows say nothing about a column being an id
+ID_DISTINCT = 0.95  # share of distinct values (and of the range filled) that makes an integer column id-like
+
+
+def id_column_warnings(x: np.ndarray, names: list[str]) -> list[str]:
+    """A warning for each column of ``x`` that looks like a row id rather than a measurement.
+
+    A row id is integer, (nearly) unique per row, and either strictly monotonic
+    in file order or packed into a range about as long as the rows (a shuffled
+    0..n-1); an integer measurement with many distinct values (an income) is
+    spread far wider, so it is not flagged.
+    """
+    rows = len(x)
+    warnings = []
+    if rows < ID_MIN_ROWS:
+        return warnings
+    for j, name in enumerate(names):
+        column = x[:, j]
+        if not np.array_equal(column, np.floor(column)):
+            continue
+        distinct = len(np.unique(column))
+        steps = np.diff(column)
+        low, high = column.min(), column.max()
+        if (steps > 0).all():
+            shape = "increasing"
+        elif (steps < 0).all():
+            shape = "decreasing"
+        elif distinct >= ID_DISTINCT * rows and high - low + 1 <= rows / ID_DISTINCT:
+            shape = f"values {low:.0f} to {high:.0f}"
+        else:
+            continue
+        unique = "unique per row" if distinct == rows else f"{distinct / rows:.0%} of rows distinct"
+        warnings.append(
+            f"data.path: column '{name}' looks like a row id (integer, {unique}, {shape}); it is used as a "
+            f"feature. Exclude it with data.exclude: [{name}]"
+        )
+    return warnings
+
+
+def preprocessing_kind(config) -> dict:
+    """What predict needs to read a CSV run's files: the excluded columns, ignored on input ({}: none)."""
+    return {"extra": {"exclude": list(config.exclude)}} if config.exclude else {}
+
+
 def load(config, **_) -> RawData:
-    """Load a CSV: numeric feature columns as x, the target column as y (text, for class labels)."""
+    """Load a CSV: numeric feature columns as x, the target column as y (text, for class labels).
+
+    With data.features null, a feature column that looks like a row id gets a warning (RawData.warnings).
+    """
     path = config.path
     require_data_file(path, expected="a CSV file")
     handle, _, header = open_csv(path, config.delimiter)
     handle.close()
-    features = config.features or [h for h in header if h != config.target]
-    if config.target in features:
-        raise ConfigError(f"the target column '{config.target}' is also listed as a feature", path="data.features")
+    features = feature_columns(config, header)
     reader = CsvReader(path=path, delimiter=config.delimiter, features=features, target=config.target)
     parts = [(x, y) for _, x, y in reader.chunks()]
     if not parts or not sum(len(x) for x, _ in parts):
         raise DataError(f"{path}: no data rows after the header")
     x = np.concatenate([x for x, _ in parts])
     y = np.concatenate([y for _, y in parts]).astype(object)
-    return RawData(x=x, y=y, feature_names=features)
+    warnings = [] if config.features else id_column_warnings(x, features)
+    return RawData(x=x, y=y, feature_names=features, warnings=warnings)

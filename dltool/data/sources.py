@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ class RawData:
     y_test: np.ndarray | None = None
     class_names: list[str] | None = None  # names for label indices 0..K-1, where the source knows them
     feature_names: list[str] | None = None  # input columns, for tabular sources
+    warnings: list[str] = field(default_factory=list)  # what looks wrong but does not stop training (an id column)
 
 
 def _function(reference: str) -> Callable:

@@ -29,6 +29,7 @@ class PreparedData:
     fingerprint: str
     test_source: str  # "builtin" or "fraction 0.2 (seed 42)"
     adapted: list[str] = field(default_factory=list)  # preprocessing layers adapted on x_train, for the log
+    warnings: list[str] = field(default_factory=list)  # the source's (an id-like feature column), for the run
 
     @property
     def validation_is_test(self) -> bool:
@@ -191,6 +192,7 @@ def prepare_data(config, *, samples: int | None = None) -> PreparedData:
         preprocessing=state,
         fingerprint=data_fingerprint,
         test_source=test_source,
+        warnings=raw.warnings,
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .csv_source import CsvReader, open_csv
+from .csv_source import CsvReader, feature_columns, id_column_warnings, open_csv, preprocessing_kind
 from .labels import encode_labels, labels_to_indices, regression_targets
 from .preprocessing import Preprocessing
 
@@ -63,6 +63,7 @@ class StreamedData:
         preprocessing: Preprocessing,
         fingerprint: str,
         test_fraction: float,
+        warnings: list[str] | None = None,
     ):
         self.config, self.reader, self.counts = config, reader, counts
         self.preprocessing, self.fingerprint = preprocessing, fingerprint
@@ -72,6 +73,7 @@ class StreamedData:
         self.test_source = f"fraction {test_fraction:g} of the rows (hashed with seed {self.seed}), streamed"
         self._epoch = 0
         self._share: tuple[int, int, int] | None = None  # (processes, this process, multiple): see share_batches
+        self.warnings = list(warnings or [])  # an id-like feature column in the first chunk, for the run
 
     @property
     def validation_is_test(self) -> bool:
@@ -206,7 +208,7 @@ def prepare_streamed(config) -> StreamedData:
     test_fraction = 0.2 if data.test == "auto" else data.test
     handle, _, header = open_csv(data.path, data.delimiter)
     handle.close()
-    features = data.features or [h for h in header if h != data.target]
+    features = feature_columns(data, header)
     if [len(features)] != list(config.model.input_shape):
         raise ConfigError(
             f"expected the data's sample shape, received {list(config.model.input_shape)}: "
@@ -227,7 +229,10 @@ def prepare_streamed(config) -> StreamedData:
     squares = np.zeros(len(features))
     labels: set[str] = set()
     digest = hashlib.sha256()
+    warnings: list[str] = []
     for rows, x, y in reader.chunks(digest):
+        if rows[:1].tolist() == [0] and not data.features:  # an id column shows in the first chunk already
+            warnings = id_column_warnings(x, features)
         codes = split_codes(rows, seed, test_fraction, val_fraction)
         for code in counts:
             counts[code] += int(np.count_nonzero(codes == code))
@@ -250,10 +255,11 @@ def prepare_streamed(config) -> StreamedData:
         class_names=class_names,
         feature_names=features,
         target_names=[data.target],
+        **preprocessing_kind(data),
     )
     if data.standardize:
         mean = total / counts[TRAIN]
         std = np.sqrt(np.maximum(squares / counts[TRAIN] - mean**2, 0.0))
         std[std == 0] = 1.0
         state.mean, state.std = mean.tolist(), std.tolist()
-    return StreamedData(config, reader, counts, state, digest.hexdigest()[:16], test_fraction)
+    return StreamedData(config, reader, counts, state, digest.hexdigest()[:16], test_fraction, warnings)

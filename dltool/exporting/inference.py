@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.preprocessing import Preprocessing
+from ..keras_io import INPUT_NAME
 
 # Layers whose output at inference (training=False) is their input: checked one by one in tests/test_export.py.
 # RandomCrop is not here: at inference it resizes and crops to its size.
@@ -98,11 +99,11 @@ def raw_input_shape(state: Preprocessing) -> list[int]:
 
 def inference_model(model, state: Preprocessing):
     """A functional model taking raw samples: the run's preprocessing in front of the trained layers (shared),
-    random augmentation and dropout left out. Named after the trained model; input named ``inputs``."""
+    random augmentation and dropout left out. Named after the trained model; its input is INPUT_NAME."""
     import keras
 
     dtype = "string" if state.kind == "text" else "float32"
-    inputs = keras.Input(tuple(raw_input_shape(state)), dtype=dtype, name="inputs")
+    inputs = keras.Input(tuple(raw_input_shape(state)), dtype=dtype, name=INPUT_NAME)
     x = inputs
     if state.add_channel_axis:
         x = keras.layers.Reshape(tuple(state.input_shape), name="channel_axis")(x)

@@ -11,8 +11,7 @@ import warnings
 from contextlib import contextmanager
 
 from ..errors import ExportError
-
-PIP_EXPORT = 'pip install -e ".[export]"'
+from ..installation import pip_install
 
 
 def require(module: str, package: str, purpose: str):
@@ -20,7 +19,9 @@ def require(module: str, package: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ExportError(f"{purpose} needs the package {package}, which is not installed; {PIP_EXPORT}") from None
+        raise ExportError(
+            f"{purpose} needs the package {package}, which is not installed; {pip_install('export')}"
+        ) from None
 
 
 def version_of(package: str) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..data.preprocessing import Preprocessing
 from ..errors import ExportError
+from ..keras_io import INPUT_NAME
 from .inference import is_recurrent, text_layers
 from .runtimes import first_line, quiet_converters, quiet_stderr, require
 
@@ -45,7 +46,7 @@ def write(model, path: Path) -> dict:
     import tensorflow as tf
 
     batch = 1 if is_recurrent(model) else None
-    spec = tf.TensorSpec((batch, *model.input_shape[1:]), model.inputs[0].dtype, name="inputs")
+    spec = tf.TensorSpec((batch, *model.input_shape[1:]), model.inputs[0].dtype, name=INPUT_NAME)
     with quiet_converters():
         try:
             model.export(

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.preprocessing import Preprocessing
 from ..errors import ExportError
+from ..keras_io import INPUT_NAME
 from .inference import non_float32_layers, text_layers
 from .runtimes import first_line, quiet_converters, require
 
@@ -42,7 +43,7 @@ def write(model, path: Path) -> dict:
     import tensorflow as tf
 
     # An explicit signature: Keras infers one only for a model that has been called, which this one has not.
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype, name="inputs")
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype, name=INPUT_NAME)
     with quiet_converters():
         try:
             model.export(str(path), format="onnx", verbose=False, input_signature=[spec])

@@ -7,13 +7,14 @@ bounded chunks: unlabelled inputs for ``predict``, inputs with targets for
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..data import images
-from ..data.csv_source import open_csv
+from ..data.csv_source import column_problem, open_csv
 from ..data.labels import labels_to_indices, regression_targets
 from ..data.numpy_files import arrays_from_npz
 from ..data.preprocessing import Preprocessing
@@ -37,6 +38,47 @@ def read_header(path: Path) -> list[str]:
     handle, _, header = open_csv(path, error=InputError)
     handle.close()
     return header
+
+
+def unexpected_hint(use: str, columns: list[str]) -> str:
+    """How to get past CSV columns a model does not take, for the command ``use`` (predict, export or serve)."""
+    them = "it" if len(columns) == 1 else "them"
+    if use == "serve":
+        verb = "is not a feature" if len(columns) == 1 else "are not features"
+        return f"{', '.join(columns)} {verb} of this model; leave {them} out"
+    flags = " ".join(f"--keep {shlex.quote(name)}" for name in columns)
+    purpose = f"copy {them} into each output row" if use == "predict" else f"ignore {them}"
+    return f"give {flags} to {purpose}, or remove {them} from the file"
+
+
+def csv_column_problem(
+    state: Preprocessing,
+    path,
+    header: list[str],
+    *,
+    use: str = "predict",
+    keep: tuple[str, ...] = (),
+    labelled: bool = False,
+    holder: str = "the file",
+) -> str | None:
+    """Whether CSV columns (or a served JSON row's keys) fit a run's model: the one rule for predict, export
+    --data, evaluate --data and serve's :label. None when they do, else the message.
+
+    The model's feature columns must be there, and with ``labelled`` (evaluate) its target too. Columns
+    the run excluded (data.exclude), its target and the ``keep`` columns are ignored; any other column is
+    refused, with a hint for ``use`` (predict, export, serve), except when ``labelled``: evaluate reads
+    the columns it needs and ignores the rest.
+    """
+    targets = list(state.target_names or ())
+    return column_problem(
+        path,
+        header,
+        list(state.feature_names or ()),
+        targets=targets[:1] if labelled else (),
+        allowed=None if labelled else [*targets, *state.extra.get("exclude", ()), *keep],
+        holder=holder,
+        hint=lambda columns: unexpected_hint(use, columns),
+    )
 
 
 def preprocess(state: Preprocessing, raw: np.ndarray, name_row: Callable[[int], tuple[str, int]]) -> np.ndarray:
@@ -122,6 +164,7 @@ class ModelInputs:
     """The files a model of one kind reads, and how; :func:`inputs_for` picks the subclass for a run."""
 
     keep: tuple[str, ...] = ()  # CSV columns predict copies into its output (--keep): allowed beside the inputs
+    use: str = "predict"  # the command reading (predict, export, serve): how a refused column's hint reads
 
     def __init__(self, state: Preprocessing):
         self.state = state

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.csv_source import CsvReader, column_problem, iter_csv_chunks
+from ..data.csv_source import CsvReader, iter_csv_chunks
 from ..errors import InputError
-from .base import TABLE_SUFFIXES, LabelledFile, ModelInputs, Rows, read_header
+from .base import TABLE_SUFFIXES, LabelledFile, ModelInputs, Rows, csv_column_problem, read_header
 
 
 class TableInputs(ModelInputs):
@@ -23,7 +23,7 @@ class TableInputs(ModelInputs):
                     f"{path}: expected {state.input_shape} columns, received {len(header)} ({', '.join(header)})"
                 )
             return header
-        problem = column_problem(path, header, state.feature_names, allowed=[*(state.target_names or []), *self.keep])
+        problem = csv_column_problem(state, path, header, use=self.use, keep=self.keep)
         if problem:
             raise InputError(problem)
         return state.feature_names
@@ -45,7 +45,7 @@ class TableInputs(ModelInputs):
         state = self.state
         if not state.feature_names or not state.target_names:
             return super()._labelled_csv(path)
-        problem = column_problem(path, read_header(path), state.feature_names, targets=state.target_names[:1])
+        problem = csv_column_problem(state, path, read_header(path), labelled=True)
         if problem:
             raise InputError(problem)
         reader = CsvReader(

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.csv_source import column_problem
+from ..data.preprocessing import Preprocessing
 from ..data.timeseries import make_windows
 from ..errors import DltoolError, RequestError
 from ..inputs import expand_inputs
+from ..inputs.base import csv_column_problem
 from .protocol import json_kind, to_array
 from .servable import ServedModel
 
@@ -44,7 +45,7 @@ def label_json(body: object, served: ServedModel) -> tuple[np.ndarray, list[dict
     else:
         if not state.feature_names:
             raise RequestError(f"'rows': this run's inputs have no column names; send {_takes(served)}")
-        table = _columns(values, list(state.feature_names), list(state.target_names or ()))
+        table = _columns(values, state)
         if kind == "text":
             raw = _strings([row[0] for row in table], "rows").reshape(-1, 1)
         else:
@@ -72,13 +73,14 @@ def _takes(served: ServedModel) -> str:
     return instances
 
 
-def _columns(rows: list, names: list[str], targets: list[str]) -> list[list]:
-    """The named columns of each JSON row, in the model's order; a row lacking one is refused by its index."""
-    table = []
+def _columns(rows: list, state: Preprocessing) -> list[list]:
+    """The feature columns of each JSON row, in the model's order; a row that does not fit (a column missing or
+    unexpected: the rule of :func:`~dltool.inputs.base.csv_column_problem`) is refused by its index."""
+    table, names = [], list(state.feature_names)
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             raise RequestError(f"rows[{index}]: expected an object keyed by column name, received a {json_kind(row)}")
-        problem = column_problem(f"rows[{index}]", list(row), names, allowed=targets, holder="the row")
+        problem = csv_column_problem(state, f"rows[{index}]", list(row), use="serve", holder="the row")
         if problem:
             raise RequestError(problem)
         table.append([row[name] for name in names])

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import RequestError
 from ..inputs import inputs_for
 from ..inputs.base import preprocess
-from ..keras_io import as_model_input
+from ..keras_io import INPUT_NAME, as_model_input
 from ..predictions import labelled_values, prediction_record, value_columns
 from ..runs import Run
 from ..saved_run import SavedRun
@@ -31,12 +31,15 @@ class ServedModel:
         self.state = saved.preprocessing
         self.name = saved.config.name
         self.reader = inputs_for(self.state)
+        self.reader.use = "serve"  # an unexpected CSV column's message fits a request, not a command line
         self.outputs = int(model.output_shape[-1] or 1)
         self.columns = value_columns(self.state, self.outputs)
         shape = tuple(int(s) for s in self.state.input_shape)
         shapes = (shape, shape[:-1]) if self.state.add_channel_axis else (shape,)
         self.signature = Signature(
-            input_name=getattr(model.inputs[0], "name", None) or "inputs",
+            # Not the model's own input name: runs trained before dltool named it INPUT_NAME call it input_layer,
+            # and the exported SavedModel of every run takes INPUT_NAME.
+            input_name=INPUT_NAME,
             output_name=OUTPUT_NAME,
             dtype="string" if self.state.kind == "text" else "float",
             shapes=shapes,
