@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -72,7 +71,6 @@ def sweep_command(
         ),
     ] = None,
     runs_dir: RunsDir = None,
-    worker_number: Annotated[int | None, typer.Option("--worker-number", hidden=True)] = None,  # from --workers
     junit: JUnitFile = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per trial.")] = False,
     as_json: AsJson = False,
@@ -114,12 +112,7 @@ def sweep_command(
             sweep_obj = sweeps.create_sweep(Path(target), runs_root=runs_dir, storage_url=storage)
             say(f"sweep {sweep_obj.id}: {sweep_obj.spec.trials} trials ({sweep_obj.spec.method}) in {sweep_obj.folder}")
         else:
-            sweep_obj = sweeps.open_sweep(
-                resume or join,
-                runs_root=runs_dir,
-                storage_url=storage,
-                worker=worker_number if worker_number is not None else os.getpid() if join else 0,
-            )
+            sweep_obj = sweeps.open_sweep(resume or join, runs_root=runs_dir, storage_url=storage)
         if trials_per_worker is not None and trials_per_worker < 0:
             raise UsageError(f"--trials-per-worker: expected a number >= 0, received {trials_per_worker}")
         if trials_per_worker is None and not join:
@@ -169,4 +162,7 @@ def sweep_command(
             else "no trial completed"
         )
     )
+    used_up = sweeps.space_used_up(sweep_obj)
+    if used_up:
+        say(used_up)
     say(f"the ranked table: dltool sweep show {sweep_obj.id}")

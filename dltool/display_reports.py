@@ -234,8 +234,10 @@ def smoke_table(report: dict) -> Table:
     counts = ", ".join(
         f"{report[s]} {s}" for s in ("passed", "failed", "unmet", "skipped") if report[s] or s == "passed"
     )
+    configs = f"{len(report['configs'])} config" + ("" if len(report["configs"]) == 1 else "s")
     table = Table(
-        title=f"smoke: {len(report['configs'])} configs, {counts} in {report['seconds']:.1f}s", title_justify="left"
+        title=f"smoke: {configs}, {counts} in {report['seconds']:.1f}s",
+        title_justify="left",
     )
     for column in ("config", "status", "seconds", "what failed"):
         table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")

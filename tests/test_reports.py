@@ -218,3 +218,18 @@ def test_train_writes_a_junit_failure_and_a_summary_for_a_config_it_refuses(tmp_
     assert failure.get("type") == "ConfigError"
     assert failure.get("message") == f"{bad}:4: train.epochs: expected an integer >= 1, received 'five'"
     assert summary.read_text().startswith(f"### dltool train {bad}: failed\n")
+
+
+def test_smoke_table_title_counts_one_config_in_the_singular():
+    from rich.console import Console
+
+    from dltool.display_reports import smoke_table
+
+    row = {"config": "a.yaml", "status": "passed", "seconds": 1.0, "stage": "", "message": ""}
+    report = {"configs": [row], "passed": 1, "failed": 0, "unmet": 0, "skipped": 0, "seconds": 1.0}
+    console = Console(record=True, width=100)
+    console.print(smoke_table(report))
+    assert "smoke: 1 config, 1 passed in 1.0s" in console.export_text()
+    console = Console(record=True, width=100)
+    console.print(smoke_table({**report, "configs": [row, {**row, "config": "b.yaml"}], "passed": 2}))
+    assert "smoke: 2 configs, 2 passed in 1.0s" in console.export_text()

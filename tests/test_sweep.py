@@ -360,6 +360,39 @@ def test_kill_9_of_the_sweep_stops_its_worker_and_resume_ends_with_exactly_the_p
 
 
 @pytest.mark.slow
+def test_a_killed_and_resumed_two_worker_random_sweep_never_runs_a_parameter_set_twice(tmp_path):
+    from dltool.commands.sweep import open_sweep
+    from dltool.commands.sweep_report import counted
+
+    path = write_sweep(
+        tmp_path,
+        "method: random\ntrials: 6\nseed: 0\nparameters:\n"
+        "  train.optimizer.learning_rate: {loguniform: [0.001, 0.1]}\n  model.layers[0].Dense.units: {int: [4, 16]}\n",
+        epochs=3,
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "dltool", "sweep", "--workers", "2", "--runs-dir", str(runs)]
+    process = subprocess.Popen(
+        [*command, str(path)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    def completed_runs():
+        return sum(json.loads(p.read_text())["status"] == "COMPLETED" for p in runs.glob("*/run.json"))
+
+    _wait_for(lambda: completed_runs() >= 3, 180, "three completed trials")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    sweep_id = next((tmp_path / "sweeps").iterdir()).name
+    result = run_cli("sweep", "--resume", sweep_id, *command[4:], cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr + result.stdout
+    trials = open_sweep(sweep_id, runs_root=runs).study.trials
+    assert sum(counted(t) for t in trials) == 6
+    done = [tuple(sorted(t.params.items())) for t in trials if t.state.name == "COMPLETE"]
+    assert len(done) == 6 and len(set(done)) == 6, "a parameter set ran twice"
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_cleanly_and_leaves_it_resumable(tmp_path):
     path = write_sweep(
         tmp_path, "method: random\ntrials: 3\nparameters:\n  model.layers[0].Dense.units: {int: [4, 16]}\n", epochs=200
@@ -549,29 +582,110 @@ def test_workers_share_the_journal_file_and_a_fresh_worker_replaces_a_retired_on
     assert f"deploy it: dltool export {best} --format saved_model   |   dltool serve {best}" in shown.stdout
 
 
-def test_workers_are_numbered_from_0_so_a_one_worker_sweep_samples_the_same_values_again(tmp_path, monkeypatch):
-    from dltool.commands import sweep_workers
-    from dltool.commands.sweep import create_sweep
+# --------------------------------------------------------------------------- draws: never the same set twice
+def _draw_trials(sweep, count: int, *, stop_at: tuple = ()) -> None:
+    """Run ``count`` trials of ``sweep`` the way `work` does, with an objective that trains nothing: the trial
+    numbered in ``stop_at`` is stopped like a Ctrl-C'd one (FAILED, not counted); a duplicate is skipped."""
+    from dltool.commands.sweep import DuplicateDraw
 
-    sweep = create_sweep(
-        write_sweep(tmp_path, "method: tpe\ntrials: 3\nseed: 7\nparameters:\n  train.batch_size: {choice: [8, 16]}\n"),
-        runs_root=tmp_path / "runs",
+    def objective(trial):
+        params = sweep.sample(trial)
+        if trial.number in stop_at:
+            trial.set_user_attr("interrupted", "run interrupted by SIGINT")
+            raise KeyboardInterrupt
+        return float(sum(hash(json.dumps(v)) % 97 for v in params.values()))
+
+    for _ in range(count):
+        try:
+            sweep.study.optimize(objective, n_trials=1)
+        except (KeyboardInterrupt, DuplicateDraw):
+            pass
+
+
+def _completed(sweep) -> list[tuple]:
+    trials = sorted(sweep.study.get_trials(deepcopy=False), key=lambda t: t.number)
+    return [tuple(sorted(t.params.items())) for t in trials if t.state.name == "COMPLETE"]
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_a_resumed_sweep_never_draws_a_parameter_set_it_has_already_tried(tmp_path, method):
+    from dltool.commands.sweep import create_sweep, open_sweep
+
+    body = (
+        f"method: {method}\ntrials: 16\nseed: 3\nparameters:\n"
+        "  train.optimizer.learning_rate: {loguniform: [0.0001, 0.1]}\n"
+        "  train.batch_size: {choice: [8, 16]}\n"
     )
-    commands = []
+    sweep_id = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs").id
+    # Processes that start again, each opening the sweep anew as a resumed sweep and its workers do,
+    # one of their trials stopped mid-way each time.
+    for count in [4, 3, 5, 6]:
+        sweep = open_sweep(sweep_id, runs_root=tmp_path / "runs")
+        _draw_trials(sweep, count, stop_at=(len(sweep.study.trials) + 1,))
+    completed = _completed(sweep)
+    assert len(completed) == 14
+    assert len(set(completed)) == len(completed), "a parameter set completed twice"
 
-    class Finished:
-        returncode, pid = 0, 1
 
-        def __init__(self, command, **kwargs):
-            commands.append(command)
+def test_a_one_worker_sweep_gives_the_same_sets_with_its_seed_stopped_and_resumed_or_not(tmp_path):
+    from dltool.commands.sweep import create_sweep, open_sweep
 
-        def poll(self):
-            return 0
+    body = "method: random\ntrials: 6\nseed: 11\nparameters:\n  train.optimizer.learning_rate: {uniform: [0.01, 0.1]}\n"
+    path = write_sweep(tmp_path, body)
+    straight = create_sweep(path, runs_root=tmp_path / "runs")
+    _draw_trials(straight, 6)
+    again = create_sweep(path, runs_root=tmp_path / "runs")
+    _draw_trials(again, 6)
+    assert _completed(again) == _completed(straight)  # the same values in the same order
+    stopped = create_sweep(path, runs_root=tmp_path / "runs")
+    _draw_trials(stopped, 3, stop_at=(2,))  # trial 2 stopped by Ctrl-C: its values are drawn again on resume
+    _draw_trials(open_sweep(stopped.id, runs_root=tmp_path / "runs"), 4)
+    assert _completed(stopped) == _completed(straight)
 
-    done = iter([(1, 0), (2, 0), (3, 0)])  # each worker runs one trial (--trials-per-worker 1), then retires
-    monkeypatch.setattr(sweep_workers.subprocess, "Popen", Finished)
-    monkeypatch.setattr(sweep_workers, "progress", lambda sweep: next(done, (3, 0)))
-    monkeypatch.setattr(sweep_workers.time, "sleep", lambda seconds: None)
-    sweep_workers.run_workers(sweep, 1, runs_root=tmp_path / "runs", trials_per_worker=1)
-    numbers = [c[c.index("--worker-number") + 1] for c in commands]
-    assert numbers == ["0", "1", "2"]  # not pids: the sampler's seed is seed + number
+
+def test_a_grid_sweep_completes_each_point_once_and_a_stopped_point_again(tmp_path):
+    from dltool.commands.sweep import create_sweep, open_sweep, space_used_up
+    from dltool.commands.sweep_sampler import sets_left
+
+    body = "method: grid\nparameters:\n  train.batch_size: {choice: [8, 16, 32]}\n  model.layers[0].Dense.units: {choice: [4, 8]}\n"
+    sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")
+    _draw_trials(sweep, 3, stop_at=(1,))
+    _draw_trials(open_sweep(sweep.id, runs_root=tmp_path / "runs"), 2, stop_at=(4,))
+    _draw_trials(open_sweep(sweep.id, runs_root=tmp_path / "runs"), 3)  # the 3 points still missing
+    completed = _completed(sweep)
+    assert len(completed) == 6 and len(set(completed)) == 6  # every point, once
+    assert sets_left(sweep.study, sweep.spec) == 0 and space_used_up(sweep) is None  # 6 of 6 trials: no note
+
+
+def test_a_discrete_space_smaller_than_trials_ends_the_sweep_when_every_set_ran(tmp_path):
+    from dltool.commands.sweep import create_sweep, space_used_up
+    from dltool.commands.sweep_report import write_summary
+    from dltool.commands.sweep_sampler import sets_left
+
+    body = "method: random\ntrials: 10\nparameters:\n  train.batch_size: {choice: [8, 16]}\n  model.layers[0].Dense.units: {int: [4, 6]}\n"
+    sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")
+    _draw_trials(sweep, 10)
+    completed = _completed(sweep)
+    assert len(completed) == 6 and len(set(completed)) == 6
+    assert sets_left(sweep.study, sweep.spec) == 0
+    rows = [r for r in write_summary(sweep)["rows"] if r["status"] == "FAILED"]
+    assert rows and all(r["reason"].startswith("skipped: the same values as trial ") for r in rows)
+    assert space_used_up(sweep) == (
+        f"every parameter set of the search space ran once (a set never runs twice), so sweep {sweep.id} "
+        "ends with 6 of 10 trials"
+    )
+
+
+def test_two_workers_drawing_the_same_set_at_once_run_it_once(tmp_path):
+    from dltool.commands.sweep import DuplicateDraw, create_sweep
+
+    body = "method: random\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n"
+    sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")
+    first, second = sweep.study.ask(), sweep.study.ask()
+    assert first.relative_params == second.relative_params  # both drew before either holds its values
+    assert sweep.sample(first) == {"train.batch_size": 8}
+    with pytest.raises(DuplicateDraw):
+        sweep.sample(second)
+    assert (
+        sweep.study.trials[second.number].user_attrs["duplicate"] == f"skipped: the same values as trial {first.number}"
+    )

@@ -14,6 +14,7 @@ A trial counts as done when it COMPLETEd, was PRUNED or FAILED on its own
 died does not, so ``--resume`` runs exactly the trials still missing. A
 RUNNING trial whose worker is gone (its pid on this host, or no heartbeat for
 STALE_AFTER_S) is marked FAILED and retried once with the same parameters.
+No parameter set completes twice: see sweep_sampler.py for how draws are seeded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..fileio import atomic_write_text
 from ..runs import RUNNING, Run, _process_start, effective_status, runs_dir
 from ..sweep_spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
 from .sweep_report import objective_value, progress, write_summary
+from .sweep_sampler import encoded_choices, first_duplicate, sets_left, sweep_sampler
 from .sweep_storage import import_optuna, open_storage, url_without_password
 from .sweep_workers import TRIALS_PER_WORKER, run_workers  # noqa: F401  (re-exported: the sweep API)
 
@@ -58,26 +60,6 @@ def resolve_sweep(ref: str, root: Path) -> Path:
     )
 
 
-def _encoded_choices(spec: SweepSpec) -> dict[str, bool]:
-    """Parameters whose choices are not plain scalars go to Optuna as JSON text (Optuna takes scalars only)."""
-    scalar = (type(None), bool, int, float, str)
-    return {
-        k: p.kind == "choice" and not all(isinstance(c, scalar) for c in p.choice) for k, p in spec.parameters.items()
-    }
-
-
-def _sampler(spec: SweepSpec, worker: int):
-    optuna = import_optuna()
-    seed = None if spec.seed is None else spec.seed + worker  # workers sampling the same sequence would collide
-    if spec.method == "grid":
-        encoded = _encoded_choices(spec)
-        space = {k: [json.dumps(c) if encoded[k] else c for c in p.choice] for k, p in spec.parameters.items()}
-        return optuna.samplers.GridSampler(space, seed=seed)
-    if spec.method == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
-
-
 def _pruner(spec: SweepSpec, epochs: int):
     optuna = import_optuna()
     if spec.pruner.name == "median":
@@ -92,7 +74,7 @@ def _pruner(spec: SweepSpec, epochs: int):
 class Sweep:
     """An open sweep: its folder, spec, base config text and Optuna study."""
 
-    def __init__(self, folder: Path, spec: SweepSpec, base_text: str, storage, worker: int = 0):
+    def __init__(self, folder: Path, spec: SweepSpec, base_text: str, storage):
         self.folder, self.spec, self.base_text, self.storage = folder, spec, base_text, storage
         self.id = folder.name
         self.base = config_from_text(base_text, source=str(folder / "experiment.yaml"))
@@ -100,7 +82,7 @@ class Sweep:
         self.study = optuna.create_study(
             study_name=self.id,
             storage=storage,
-            sampler=_sampler(spec, worker),
+            sampler=sweep_sampler(spec),
             pruner=_pruner(spec, self.base.train.epochs),
             direction="maximize" if spec.objective.goal == "max" else "minimize",
             load_if_exists=True,
@@ -108,13 +90,17 @@ class Sweep:
 
     def sample_view(self, params: dict) -> dict:
         """A trial's parameters as config values (JSON-encoded choices decoded)."""
-        encoded = _encoded_choices(self.spec)
+        encoded = encoded_choices(self.spec)
         return {k: json.loads(v) if encoded.get(k) and isinstance(v, str) else v for k, v in params.items()}
 
     def sample(self, trial) -> dict:
-        """Ask ``trial`` for a value of every parameter (decoded back to config values)."""
+        """Ask ``trial`` for a value of every parameter (decoded back to config values).
+
+        Raises DuplicateDraw when another trial holds the same values (two workers drew them at once, or the
+        space is used up); the trial is marked and the sweep draws again.
+        """
         params = {}
-        encoded = _encoded_choices(self.spec)
+        encoded = encoded_choices(self.spec)
         for key, p in self.spec.parameters.items():
             if p.kind == "choice":
                 value = trial.suggest_categorical(key, [json.dumps(c) if encoded[key] else c for c in p.choice])
@@ -123,6 +109,11 @@ class Sweep:
                 params[key] = trial.suggest_int(key, *p.low_high)
             else:
                 params[key] = trial.suggest_float(key, *p.low_high, log=p.kind == "loguniform")
+        if trial.number in self.study.sampler.drawn:  # an enqueued trial (a retry, or one a user queued) runs as given
+            other = first_duplicate(self.study, trial.number, trial.params)
+            if other is not None:
+                trial.set_user_attr("duplicate", f"skipped: the same values as trial {other.number}")
+                raise DuplicateDraw(other.number)
         return params
 
 
@@ -143,7 +134,7 @@ def create_sweep(path: str | Path, *, runs_root=None, storage_url: str | None = 
     return sweep
 
 
-def open_sweep(ref: str, *, runs_root=None, storage_url: str | None = None, worker: int = 0) -> Sweep:
+def open_sweep(ref: str, *, runs_root=None, storage_url: str | None = None) -> Sweep:
     """An existing sweep: from its folder here, or (with a database URL) from the study, making the folder."""
     root = sweeps_dir(runs_root)
     if storage_url and not (root / ref / "sweep.yaml").is_file():
@@ -162,9 +153,7 @@ def open_sweep(ref: str, *, runs_root=None, storage_url: str | None = None, work
     spec, _ = sweep_from_text((folder / "sweep.yaml").read_text(encoding="utf-8"), str(folder / "sweep.yaml"), folder)
     stored = folder / "storage.txt"
     url = storage_url or (stored.read_text(encoding="utf-8").strip() if stored.is_file() else None)
-    return Sweep(
-        folder, spec, (folder / "experiment.yaml").read_text(encoding="utf-8"), open_storage(folder, url), worker
-    )
+    return Sweep(folder, spec, (folder / "experiment.yaml").read_text(encoding="utf-8"), open_storage(folder, url))
 
 
 # --------------------------------------------------------------------------- trials
@@ -207,6 +196,10 @@ def _rss_mb() -> float | None:
         return round(int(kb.split()[1]) / 1024, 1)
     except (OSError, StopIteration, ValueError):
         return None
+
+
+class DuplicateDraw(Exception):
+    """A trial drew a parameter set another trial holds; it is skipped (not counted) and the sweep draws again."""
 
 
 class _TrialFailed(Exception):
@@ -271,11 +264,22 @@ def _reclaim_dead_trials(sweep: Sweep) -> None:
             sweep.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
 
+def space_used_up(sweep: Sweep) -> str | None:
+    """Why a sweep ended short of its `trials`: every parameter set of its finite space ran once; else None."""
+    done, _ = progress(sweep)
+    if done >= sweep.spec.trials or sets_left(sweep.study, sweep.spec, running=False) != 0:
+        return None
+    return (
+        f"every parameter set of the search space ran once (a set never runs twice), so sweep {sweep.id} "
+        f"ends with {done} of {sweep.spec.trials} trials"
+    )
+
+
 def work(
     sweep: Sweep, *, runs_root=None, on_trial_end: Callable[[dict], None] | None = None, max_trials: int | None = None
 ) -> int:
-    """Run trials in this process until the sweep has its `trials` done (or this process ran ``max_trials``);
-    return how many this process ran.
+    """Run trials in this process until the sweep has its `trials` done, or every parameter set of a finite
+    space is held (or this process ran ``max_trials``); return how many this process ran.
 
     Raises TrainingInterrupted on Ctrl-C or SIGTERM (the trial's run is INTERRUPTED; the sweep resumable).
     """
@@ -286,7 +290,7 @@ def work(
     while max_trials is None or ran < max_trials:
         _reclaim_dead_trials(sweep)
         done, running = progress(sweep)
-        if done + running >= sweep.spec.trials:
+        if done + running >= sweep.spec.trials or sets_left(sweep.study, sweep.spec) == 0:
             return ran
         try:
             finished: list = []  # this process's trial (with several workers, study.trials[-1] may be another's)
@@ -304,6 +308,8 @@ def work(
                 getattr(exc, "run", None),
                 exit_code=code,
             ) from None
+        except DuplicateDraw:
+            continue  # the next trial draws again; the duplicate is FAILED with its reason and not counted
         ran += 1
         write_summary(sweep)
         if on_trial_end is not None and finished:

@@ -46,7 +46,7 @@ def trial_row(trial, sweep) -> dict:
     """One trial as plain data: number, status, parameters, objective, epochs, run id, reason."""
     status = STATES.get(trial.state.name, trial.state.name)
     attrs = trial.user_attrs
-    reason = attrs.get("error") or attrs.get("stale") or attrs.get("interrupted")
+    reason = attrs.get("error") or attrs.get("stale") or attrs.get("interrupted") or attrs.get("duplicate")
     if status == "PRUNED":
         reason = f"pruned at epoch {trial.last_step}" if trial.last_step is not None else "pruned"
     return {

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from ..errors import TrainingError, TrainingInterrupted, UsageError
 from ..runs import runs_dir
 from .sweep_report import progress, write_summary
+from .sweep_sampler import sets_left
 from .sweep_storage import STORAGE_ENV
 
 # A worker process runs this many trials, then a fresh one takes over: TensorFlow keeps ~5 MB of every traced
@@ -81,15 +82,8 @@ def run_workers(
     command += ["--trials-per-worker", str(trials_per_worker)] if trials_per_worker else []
     command += ["--quiet"] if quiet else []
 
-    started = 0
-
     def start() -> subprocess.Popen:
-        # Worker numbers 0, 1, 2, ... seed the samplers (seed + number): a one-worker sweep, recycled or not,
-        # samples the same values every time it runs.
-        nonlocal started
-        started += 1
-        numbered = [*command, "--worker-number", str(started - 1)]
-        return subprocess.Popen(numbered, env=environment, start_new_session=True, preexec_fn=die_with_parent)
+        return subprocess.Popen(command, env=environment, start_new_session=True, preexec_fn=die_with_parent)
 
     children, failed, replacements = [start() for _ in range(workers)], [], 0
     try:
@@ -98,11 +92,12 @@ def run_workers(
             for child in [c for c in children if c.poll() is not None]:
                 children.remove(child)
                 done, running = progress(sweep)
-                unfinished = done + running < sweep.spec.trials
+                unfinished = done + running < sweep.spec.trials and sets_left(sweep.study, sweep.spec) != 0
                 if child.returncode < 0 and child.returncode != -signal.SIGINT:
                     if on_worker_died is not None:
                         on_worker_died(child.pid, -child.returncode)
-                    unfinished = done < sweep.spec.trials  # its own trial still shows RUNNING until reclaimed
+                    # its own trial still shows RUNNING until reclaimed
+                    unfinished = done < sweep.spec.trials and sets_left(sweep.study, sweep.spec, running=False) != 0
                     if unfinished and replacements < 3 * workers:  # a bound: a worker that always dies is an error
                         replacements += 1
                         children.append(start())
