@@ -285,3 +285,14 @@ def test_validate_and_train_warn_of_an_id_column_and_the_run_records_it(tmp_path
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "run.json").read_text())["warnings"] == [warning.removeprefix("warning: ")]
     assert warning in (run / "train.log").read_text()
+
+
+def test_an_input_shape_one_column_short_names_the_id_column(tmp_path):
+    """The usual reason a CSV has one column more than the user counted: the row id. The error says so."""
+    from dltool.data import prepare_data
+
+    path = _write(tmp_path / "ids.csv", ["id", "a", "b", "kind"], _rows(30, seed=0))
+    with pytest.raises(ConfigError) as caught:
+        prepare_data(_config(path))
+    assert "set model.input_shape: [3]; note: column 'id' looks like a row id" in str(caught.value)
+    assert "Exclude it with data.exclude: [id]" in str(caught.value)

@@ -95,7 +95,9 @@ def _check_input_shape(config, raw: RawData) -> bool:
     if expected != received:
         raise ConfigError(
             f"expected the data's sample shape, received {expected}: the data has "
-            f"{_describe(raw)}; set model.input_shape: {received}",
+            f"{_describe(raw)}; set model.input_shape: {received}"
+            # A row id taken as a feature is the usual reason a CSV has one column more than the user counted.
+            + "".join(f"; note: {warning.removeprefix('data.path: ')}" for warning in raw.warnings),
             path="model.input_shape",
         )
     return False
