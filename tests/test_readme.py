@@ -28,13 +28,3 @@ def test_readme_quickstart_trains_a_shipped_config():
     quickstart = next(b.strip() for b in _bash_blocks(readme) if "dltool train" in b)
     config = quickstart.rsplit("dltool train ", 1)[1].split()[0]
     assert (REPO / config).is_file()
-
-
-def test_readme_examples_for_images_text_and_time_series_validate():
-    from dltool.config import config_from_text
-
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Images, text and time series", 1)[1].split("\n## ", 1)[0]
-    examples = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
-    configs = [config_from_text(text, source="README.md") for text in examples if text.startswith("name:")]
-    assert [c.data.source for c in configs] == ["images", "text", "timeseries"]

@@ -108,10 +108,10 @@ def test_the_junit_schema_refuses_what_ci_servers_refuse(suite, why):
     assert why in refused.value.reason
 
 
-def test_the_readme_describes_the_junit_file_as_it_is():
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+def test_the_docs_describe_the_junit_file_as_it_is():
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "ci.md").read_text().split())
     assert (
-        "a `<testsuites>` file with one `<testsuite>` per run, config or trial, each holding one `<testcase>`" in readme
+        "a `<testsuites>` file with one `<testsuite>` per run, config or trial, each holding one `<testcase>`" in page
     )
     root = check_junit(junit_xml([JUnitCase("configs/a.yaml", "dltool.smoke"), JUnitCase("b", "dltool.smoke")]))
     assert [suite.tag for suite in root] == ["testsuite", "testsuite"]

@@ -22,9 +22,9 @@ SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 VALIDATOR = Draft202012Validator(SCHEMA)
 
 
-def _readme_examples() -> list[str]:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    return [text for text in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if text.startswith("name:")]
+def _docs_examples() -> list[str]:
+    docs = "".join(p.read_text(encoding="utf-8") for p in sorted((REPO / "docs").glob("*.md")))
+    return [text for text in re.findall(r"```yaml\n(.*?)```", docs, flags=re.S) if text.startswith("name:")]
 
 
 def _schema_errors(data) -> list[str]:
@@ -43,7 +43,7 @@ TEMPLATES = [
     (f"templates/{p.name}", p.read_text(encoding="utf-8").replace("{schema}", SCHEMA_PATH.as_uri()))
     for p in sorted(TEMPLATE_DIR.glob("*.yaml"))
 ]
-README = [(f"README example {i}", text) for i, text in enumerate(_readme_examples())]
+README = [(f"docs example {i}", text) for i, text in enumerate(_docs_examples())]
 
 
 def test_the_schema_is_a_valid_draft_2020_12_schema():
