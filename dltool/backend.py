@@ -240,45 +240,6 @@ def _freeze_imported_objects() -> None:
     gc.freeze()
 
 
-def epoch_tensorboard_callback(log_dir):
-    """A Keras callback writing each epoch's metrics and learning rate as TensorBoard scalars.
-
-    The same tags and folders as keras.callbacks.TensorBoard with update_freq="epoch"
-    (train/ and validation/, epoch_loss, epoch_accuracy, ...), but no batch-level hook,
-    so Keras keeps dispatching batch callbacks asynchronously and training runs at full speed.
-    """
-    import keras
-    import tensorflow as tf
-
-    class EpochTensorBoard(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.writers: dict = {}
-
-        def _writer(self, split: str):
-            if split not in self.writers:
-                # TensorFlow makes missing folders 0755 whatever the umask; ours follow it, as files do.
-                (log_dir / split).mkdir(parents=True, exist_ok=True)
-                # Flushed by TensorFlow every 2 s: a live TensorBoard stays current without a flush per epoch.
-                self.writers[split] = tf.summary.create_file_writer(str(log_dir / split), flush_millis=2000)
-            return self.writers[split]
-
-        def on_epoch_end(self, epoch, logs=None):
-            values = dict(logs or {})
-            values.setdefault("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-            for key, value in values.items():
-                split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-                with self._writer(split).as_default():
-                    tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
-
-        def on_train_end(self, logs=None):
-            for writer in self.writers.values():
-                writer.close()
-            self.writers.clear()
-
-    return EpochTensorBoard()
-
-
 @contextmanager
 def cancelled_when(should_stop: Callable[[], bool]) -> Iterator[None]:
     """TensorFlow function calls made inside the block abort soon after ``should_stop()`` turns true.

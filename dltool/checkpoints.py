@@ -33,19 +33,6 @@ def _plain(value):
     return float(value) if isinstance(value, (np.floating, np.integer)) else value
 
 
-def resumable(callback_class, key: str, restore: dict):
-    """A subclass of ``callback_class`` that restores its progress (``restore[key]``) after Keras resets it."""
-
-    class Resumable(callback_class):
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            for name, value in (restore.get(key) or {}).items():
-                setattr(self, name, value)
-
-    Resumable.__name__ = callback_class.__name__
-    return Resumable
-
-
 def callback_states(stateful: dict) -> dict:
     """{key: {attribute: value}} of the stateful callbacks ({key: callback}), as plain JSON values."""
     return {

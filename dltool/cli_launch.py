@@ -11,6 +11,7 @@ import typer
 
 from .cli_common import Backend, Devices, Overrides, RunsDir, Verbose, err, out, reported_errors, run_backend, say
 from .errors import UsageError
+from .observer import Observer
 
 Coordinator = Annotated[
     str | None,
@@ -64,13 +65,13 @@ def join_group(group, experiment=None) -> None:
     processes.join(group)
 
 
-class WorkerLog:
+class WorkerLog(Observer):
     """What process i > 0 shows: nothing here; plain epoch lines, and everything else it prints, in
     ``workers/<i>.log`` of the run folder (its stdout and stderr are sent there once the run is known)."""
 
     def __init__(self, index: int):
         self.index = index
-        self.display = None
+        self.display = Observer()  # silent until the run is known; then the plain display, into the log
 
     def on_run_created(self, run) -> None:
         from rich.console import Console
@@ -93,11 +94,20 @@ class WorkerLog:
 
         say(f"{log_time()} final weights {digest} (worker 0 logs its own in train.log)")
 
-    def __getattr__(self, name):  # the training events, once the run is known
-        display = self.__dict__.get("display")
-        if display is None:
-            return lambda *args, **kwargs: None
-        return getattr(display, name)
+    def on_train_begin(self, epochs, steps) -> None:
+        self.display.on_train_begin(epochs, steps)
+
+    def on_epoch_begin(self, epoch) -> None:
+        self.display.on_epoch_begin(epoch)
+
+    def on_batch_end(self, step, logs) -> None:
+        self.display.on_batch_end(step, logs)
+
+    def on_epoch_end(self, row) -> None:
+        self.display.on_epoch_end(row)
+
+    def on_train_end(self) -> None:
+        self.display.on_train_end()
 
 
 def observer_for(group, display):

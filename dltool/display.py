@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .observer import Observer
+
 REFRESH_SECONDS = 0.25  # live metrics are read from the model at most this often
 MAX_PLAIN_LINES = 100  # plain mode prints at most about this many epoch lines per run
 
@@ -60,8 +62,8 @@ class RemainingColumn(TimeRemainingColumn):
         return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
 
 
-class TrainingDisplay:
-    """Receives training events (see :func:`dltool.fitting.fit`) and shows them.
+class TrainingDisplay(Observer):
+    """Receives training events (see :class:`dltool.observer.Observer`) and shows them.
 
     Live mode: an epoch bar with ETA and a step bar with the current loss,
     one printed line per finished epoch. Plain mode: the epoch lines only.

@@ -98,6 +98,10 @@ class TrainingError(DltoolError):
     exit_code = 1
 
 
+class NonFiniteLoss(TrainingError):
+    """The loss became NaN or infinite."""
+
+
 class TrainingInterrupted(DltoolError):
     """Training was stopped by Ctrl-C (exit 130) or SIGTERM (exit 143); the run is INTERRUPTED."""
 

@@ -10,7 +10,6 @@ logs); the run folder's own files are the caller's.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,16 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from . import processes
-from .checkpoints import callback_states, resumable
 from .config import ONE_HOT_LOSSES, ExperimentConfig
 from .data import PreparedData
-from .errors import ConfigError, TrainingError
-from .keras_io import as_model_input, inference_batch_size, save_model_atomic
+from .errors import ConfigError
+from .keras_io import as_model_input, inference_batch_size
 from .model import output_units
-
-
-class NonFiniteLoss(TrainingError):
-    """The loss became NaN or infinite."""
+from .observer import Observer, StopRequested
 
 
 @dataclass
@@ -96,142 +91,35 @@ def check_outputs_fit_targets(model, config: ExperimentConfig, data: PreparedDat
             )
 
 
-def _column_order(item) -> tuple:
-    """loss first, then metrics by name; training values before validation values."""
-    name = item[0]
-    base = name[4:] if name.startswith("val_") else name
-    return (name.startswith("val_"), base != "loss", base)
-
-
-def _learning_rate(model) -> float:
-    import keras
-
-    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-
-
-class StopRequested(Exception):
-    """Raised inside ``fit`` when ``should_stop()`` turns true (a first Ctrl-C or SIGTERM)."""
-
-
 def _make_callbacks(
     config: ExperimentConfig,
     *,
     on_epoch_end,
     on_checkpoint,
-    observer,
+    observer: Observer,
     best_path,
     restore: dict,
     should_stop,
     tensorboard_dir,
 ):
+    """The recorder (its ``rows`` are the epochs) and the callbacks, in the order Keras must call them."""
     import keras
 
+    from .callbacks import BestCheckpoint, EpochRecorder, EpochTensorBoard, Persist, RestoreProgress, Watch
+
     cfg = config.train.callbacks
-
-    class EpochRecorder(keras.callbacks.Callback):
-        """Times each epoch, adds the learning rate, stops on a non-finite loss."""
-
-        def __init__(self):
-            super().__init__()
-            self.rows: list[dict] = []
-            self.failure: NonFiniteLoss | None = None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            learning_rate = _learning_rate(self.model)
-            if logs is not None:
-                logs.setdefault("learning_rate", learning_rate)  # callbacks after this one may monitor it
-            logs = {k: float(v) for k, v in sorted((logs or {}).items(), key=_column_order) if k != "learning_rate"}
-            row = {
-                "epoch": epoch + 1,
-                **logs,
-                "learning_rate": learning_rate,
-                "epoch_seconds": round(time.perf_counter() - self._start, 4),
-            }
-            bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(v)]
-            if bad:
-                self.failure = NonFiniteLoss(
-                    f"{bad[0]} became {'NaN' if math.isnan(logs[bad[0]]) else 'infinite'} at epoch {epoch + 1}; "
-                    "lower train.optimizer.learning_rate, or check the data for extreme values"
-                )
-                self.model.stop_training = True
-                return
-            self.rows.append(row)
-
-    class BestCheckpoint(keras.callbacks.Callback):
-        """Save the best epoch so far, atomically (temp file + rename)."""
-
-        def __init__(self, monitor: str, mode: str, path: Path):
-            super().__init__()
-            self.monitor, self.path = monitor, Path(path)
-            self.sign = -1.0 if mode == "max" or (mode == "auto" and ("acc" in monitor or "auc" in monitor)) else 1.0
-            self.best = math.inf
-
-        def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get(self.monitor)
-            if value is None or not math.isfinite(float(value)) or self.sign * float(value) >= self.best:
-                return
-            self.best = self.sign * float(value)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            save_model_atomic(self.model, self.path)
-
-    class Persist(keras.callbacks.Callback):
-        """Hands each finished epoch on, after every other callback has updated its state."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            if recorder.failure is not None:
-                return
-            row = recorder.rows[-1]
-            if on_epoch_end is not None:
-                on_epoch_end(row)
-            if on_checkpoint is not None:
-                on_checkpoint(epoch + 1, callback_states(stateful))
-            if observer is not None:
-                observer.on_epoch_end(row)
-
-    class Watch(keras.callbacks.Callback):
-        """Progress for the observer, and a stop between batches when asked."""
-
-        def on_train_begin(self, logs=None):
-            if observer is not None:
-                observer.on_train_begin(self.params.get("epochs"), self.params.get("steps"))
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if observer is not None:
-                observer.on_epoch_begin(epoch + 1)
-
-        def on_train_batch_end(self, batch, logs=None):
-            if should_stop is not None and should_stop():
-                raise StopRequested()
-            if observer is not None:
-                observer.on_batch_end(batch + 1, logs)
-
-        def on_test_batch_end(self, batch, logs=None):
-            if should_stop is not None and should_stop():
-                raise StopRequested()
-
-    recorder = EpochRecorder()
-    callbacks: list = [recorder]
-    stateful: dict = {}
+    stateful: dict = {}  # the callbacks whose progress a resumable checkpoint keeps (checkpoints.RESUMABLE_STATE)
     if cfg.early_stopping:
-        stateful["early_stopping"] = resumable(keras.callbacks.EarlyStopping, "early_stopping", restore)(
-            **cfg.early_stopping.model_dump()
-        )
+        stateful["early_stopping"] = keras.callbacks.EarlyStopping(**cfg.early_stopping.model_dump())
     if cfg.reduce_lr_on_plateau:
-        stateful["reduce_lr_on_plateau"] = resumable(
-            keras.callbacks.ReduceLROnPlateau, "reduce_lr_on_plateau", restore
-        )(**cfg.reduce_lr_on_plateau.model_dump())
+        stateful["reduce_lr_on_plateau"] = keras.callbacks.ReduceLROnPlateau(**cfg.reduce_lr_on_plateau.model_dump())
     if cfg.checkpoint and best_path is not None:
-        stateful["best_checkpoint"] = resumable(BestCheckpoint, "best_checkpoint", restore)(
-            cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path
-        )
-    callbacks += list(stateful.values()) + [Persist(), Watch()]
+        stateful["best_checkpoint"] = BestCheckpoint(cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path)
+    recorder = EpochRecorder()
+    callbacks = [recorder, *stateful.values(), RestoreProgress(stateful, restore)]
+    callbacks += [Persist(recorder, stateful, observer, on_epoch_end, on_checkpoint), Watch(observer, should_stop)]
     if tensorboard_dir is not None and config.train.tensorboard:
-        from .backend import epoch_tensorboard_callback
-
-        callbacks.append(epoch_tensorboard_callback(Path(tensorboard_dir)))
+        callbacks.append(EpochTensorBoard(Path(tensorboard_dir)))
     return recorder, callbacks
 
 
@@ -242,7 +130,7 @@ def fit(
     *,
     on_epoch_end: Callable[[dict], None] | None = None,
     on_checkpoint: Callable[[int, dict], None] | None = None,
-    observer=None,
+    observer: Observer | None = None,
     best_checkpoint: Path | None = None,
     initial_epoch: int = 0,
     restore: dict | None = None,
@@ -260,6 +148,8 @@ def fit(
     of a half-done step, and only a checkpoint taken before is usable).
     """
     train = config.train
+    if observer is None:
+        observer = Observer()
     recorder, callbacks = _make_callbacks(
         config,
         on_epoch_end=on_epoch_end,
@@ -295,8 +185,7 @@ def fit(
             raise StopRequested() from None
         raise
     finally:
-        if observer is not None:
-            observer.on_train_end()
+        observer.on_train_end()
     if recorder.failure is not None:
         raise recorder.failure
     return FitResult(

@@ -750,7 +750,18 @@ def test_val_monitor_without_validation_says_why(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("monitor", ["loss", "val_mae", "learning_rate"])
+@pytest.mark.parametrize("monitor", ["loss", "val_mae", "learning_rate, mode: min"])
 def test_logged_values_are_accepted_monitors(tmp_path, monitor):
     config = load_config(write(tmp_path, BASE + f"  callbacks: {{early_stopping: {{monitor: {monitor}}}}}\n"))
-    assert config.train.callbacks.early_stopping.monitor == monitor
+    assert config.train.callbacks.early_stopping.monitor == monitor.split(",")[0]
+
+
+def test_a_learning_rate_monitor_needs_a_mode(tmp_path):
+    """Keras cannot tell which way the learning rate should go: it would stop the run after its first epoch."""
+    path = write(tmp_path, BASE + "  callbacks: {checkpoint: {monitor: learning_rate}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}:20: train.callbacks.checkpoint.mode: cannot tell whether 'learning_rate' improves going up or "
+        "down; set mode: max or mode: min"
+    )

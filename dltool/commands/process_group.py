@@ -15,6 +15,7 @@ from ..backend import device_count
 from ..checkpoints import checkpointed_epoch
 from ..config import ExperimentConfig
 from ..errors import TrainingError
+from ..observer import Observer
 from ..runs import FAILED, Run, log_time
 from ..session import even_splits
 
@@ -115,8 +116,9 @@ def follow(
     """
     from ..fitting import fit
 
-    if observer is not None and hasattr(observer, "on_run_created"):
-        observer.on_run_created(run)
+    if observer is None:
+        observer = Observer()
+    observer.on_run_created(run)
     done = processes.give_signs_of_life()
     try:
         fit(model, config, data, observer=observer, initial_epoch=initial_epoch, restore=restore or {})
@@ -129,6 +131,5 @@ def follow(
         raise TrainingError(
             f"worker {processes.index()} of run {run.id} stopped: {cause}{type(exc).__name__}: {first}"
         ) from exc
-    if observer is not None and hasattr(observer, "on_worker_finished"):
-        observer.on_worker_finished(processes.weights_digest(model))
+    observer.on_worker_finished(processes.weights_digest(model))
     return run

@@ -8,6 +8,7 @@ from .. import processes
 from ..backend import device_count
 from ..checkpoints import read_state
 from ..errors import RunStateError
+from ..observer import Observer
 from ..recorder import history_csv
 from ..runs import COMPLETED, RUNNING, Run, log_time, now_iso, runs_dir
 from ..session import even_batches, fresh_session, on_running_backend, training_devices
@@ -26,6 +27,8 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     from ..data import prepare_data
     from ..keras_io import load_model_safely
 
+    if observer is None:
+        observer = Observer()
     if processes.index() > 0:  # one of several processes: it goes on once process 0 has taken the run
         run = Run.resolve(processes.share_run(), runs_dir(runs_root))
         status = run.info.get("status")
@@ -70,8 +73,7 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
     run.restart(resumes=resumes, epochs_done=state["epoch"])
     moved = f"; on backend {config.backend}, trained on {trained_on}" if config.backend != trained_on else ""
     run.append_log(f"{log_time()} resumed from epoch {state['epoch']} (was {status}){moved}")
-    if observer is not None and hasattr(observer, "on_run_created"):
-        observer.on_run_created(run)
+    observer.on_run_created(run)
     return _execute(
         run,
         config,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, DltoolError, TrainingInterrupted, UsageError
+from ..observer import Observer
 from ..reports import JUnitCase, flat_metrics
 from .smoke_configs import config_backends, configs_for_other_backends, find_configs, smoke_elsewhere
 
@@ -103,16 +104,10 @@ class SmokeReport:
         }
 
 
-class _Keeper:
+class _Keeper(Observer):
     """A training observer that shows nothing and keeps the trained model and its data for the checks after."""
 
     model = data = None
-
-    def on_train_begin(self, epochs, steps): ...
-    def on_epoch_begin(self, epoch): ...
-    def on_batch_end(self, step, logs): ...
-    def on_epoch_end(self, row): ...
-    def on_train_end(self): ...
 
     def on_run_completed(self, run, model, data) -> None:
         self.model, self.data = model, data

@@ -29,6 +29,7 @@ from pathlib import Path
 from ..config import config_from_text
 from ..errors import DltoolError, RunNotFoundError, TrainingError, TrainingInterrupted
 from ..fileio import atomic_write_text
+from ..observer import Observer
 from ..runs import RUNNING, Run, _process_start, effective_status, runs_dir
 from ..sweep_spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
 from .sweep_report import objective_value, progress, write_summary
@@ -157,7 +158,7 @@ def open_sweep(ref: str, *, runs_root=None, storage_url: str | None = None) -> S
 
 
 # --------------------------------------------------------------------------- trials
-class _TrialObserver:
+class _TrialObserver(Observer):
     """Tags the run with the sweep, reports the objective after every epoch, and prunes."""
 
     def __init__(self, trial, sweep: Sweep):
@@ -182,11 +183,6 @@ class _TrialObserver:
         if self.trial.should_prune():
             self.pruned = True
             raise StopRequested("pruned")
-
-    def on_train_begin(self, epochs, steps) -> None: ...
-    def on_epoch_begin(self, epoch) -> None: ...
-    def on_batch_end(self, batch, logs) -> None: ...
-    def on_train_end(self) -> None: ...
 
 
 def _rss_mb() -> float | None:

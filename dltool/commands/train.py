@@ -16,6 +16,7 @@ from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoi
 from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrupted
 from ..interrupts import InterruptGuard
+from ..observer import Observer
 from ..recorder import RunRecorder
 from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time, runs_dir
 from ..session import check_precision, even_batches, fresh_session, on_running_backend, training_devices
@@ -105,8 +106,7 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         **({"parent": parent.id} if parent is not None else {}),
         **({"warnings": list(data.warnings)} if data.warnings else {}),
     )
-    if observer is not None and hasattr(observer, "on_run_created"):
-        observer.on_run_created(run)
+    observer.on_run_created(run)
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
     adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if getattr(data, "adapted", None) else ""
@@ -183,6 +183,8 @@ def train(
             "overrides of an already loaded config would not be applied: pass them to load_config "
             "(or pass the config file's path to train)"
         )
+    if observer is None:
+        observer = Observer()
     overrides = list(config.overrides)
     config = on_running_backend(resolve_paths(config))
     data, model = prepare(config, samples=samples)
@@ -219,7 +221,7 @@ def _execute(
     data,
     model,
     *,
-    observer=None,
+    observer: Observer,
     history: list[dict] | None = None,
     initial_epoch: int = 0,
     restore: dict | None = None,
@@ -256,8 +258,7 @@ def _execute(
         recorder.flush()
         _finish_completed(run, config, data, model, recorder, result)
         drop_resume_checkpoints(run)
-        if observer is not None and hasattr(observer, "on_run_completed"):
-            observer.on_run_completed(run, model, data)
+        observer.on_run_completed(run, model, data)
         return run
     except KeyboardInterrupt:
         work_alone(model)

@@ -124,15 +124,25 @@ def check_monitors(config: ExperimentConfig) -> None:
     logged = logged_names(config)
     for key in ("early_stopping", "reduce_lr_on_plateau", "checkpoint"):
         settings = getattr(callbacks, key)
-        if settings is None or settings.monitor in logged:
+        if settings is None:
             continue
-        hint = did_you_mean(settings.monitor, logged)
-        if settings.monitor.startswith("val_") and config.data.validation is None:
-            hint = "; data.validation is null, so no val_ value is logged: set data.validation to a fraction or 'test'"
-        raise ConfigError(
-            f"unknown monitor '{settings.monitor}' (this run logs {', '.join(logged)}){hint}",
-            path=f"train.callbacks.{key}.monitor",
-        )
+        if settings.monitor not in logged:
+            hint = did_you_mean(settings.monitor, logged)
+            if settings.monitor.startswith("val_") and config.data.validation is None:
+                hint = (
+                    "; data.validation is null, so no val_ value is logged: set data.validation to a fraction or 'test'"
+                )
+            raise ConfigError(
+                f"unknown monitor '{settings.monitor}' (this run logs {', '.join(logged)}){hint}",
+                path=f"train.callbacks.{key}.monitor",
+            )
+        # An auto mode takes the direction from the metric (as Keras does; checkpoints: callbacks.monitor_direction),
+        # and the learning rate has none: Keras would stop the run at the end of its first epoch.
+        if settings.mode == "auto" and settings.monitor == "learning_rate":
+            raise ConfigError(
+                "cannot tell whether 'learning_rate' improves going up or down; set mode: max or mode: min",
+                path=f"train.callbacks.{key}.mode",
+            )
 
 
 TENSORFLOW_ONLY_LAYERS = ("TextVectorization",)  # string ops: they run only inside TensorFlow graphs

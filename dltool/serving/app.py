@@ -152,6 +152,89 @@ async def _read_body(receive) -> bytes:
             return b"".join(chunks)
 
 
+async def _refused(request: Request, exc: Exception) -> Response:
+    return _error(str(exc), getattr(exc, "status", 400))
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code in (404, 405):
+        return _error(f"Malformed request: {request.method} {request.url.path}", exc.status_code)
+    return _error(f"Bad request: {exc.detail}", exc.status_code)
+
+
+class _Endpoints:
+    """The routes' handlers, around one served model, its batcher and its metrics."""
+
+    def __init__(self, served: ServedModel, batcher: DynamicBatcher, metrics: ServeMetrics):
+        self.served, self.batcher, self.metrics = served, batcher, metrics
+        self.document = openapi_document(served)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": self.served.name, "run": self.served.run_id})
+
+    async def metrics_text(self, request: Request) -> Response:
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self.document)
+
+    async def model_route(self, request: Request) -> Response:
+        path, method = request.url.path, request.method
+        match = MODEL_PATH.match(path)
+        if match is None:
+            raise RequestError(f"Malformed request: {method} {path}", 404)
+        verb = match["verb"]
+        self.served.answers_to(match["name"], match["version"])
+        if verb in (":classify", ":regress"):
+            raise RequestError(f"{verb[1:]} is not served: this model's signature is predict; POST to :predict", 400)
+        if method == "GET" and verb in (None, "/metadata"):
+            return JSONResponse(self.served.status() if verb is None else self.served.metadata())
+        if method == "POST" and verb == ":predict":
+            return JSONResponse(await self.predict(path, request.body))
+        if method == "POST" and verb == ":label" and match["version"] is None:
+            return await self.label(request)
+        wanted = "POST" if verb in (":predict", ":label") else "GET"
+        raise RequestError(f"Malformed request: {method} {path}; expected {wanted}", 405 if method != wanted else 404)
+
+    async def predict(self, path: str, read_body) -> dict:
+        """TF Serving's predict: the answer to the body (``await read_body()``) POSTed to ``path``; RequestError
+        for a client's mistake. The body is read inside ``batcher.arriving()``, so a forming batch waits for it."""
+        match = MODEL_PATH.match(path)
+        if match is None or match["verb"] != ":predict":
+            raise RequestError(f"Malformed request: POST {path}", 404)
+        self.served.answers_to(match["name"], match["version"])
+        with self.batcher.arriving():
+            raw, form = parse_predict(parse_json(await read_body()), self.served.signature)
+            x = self.served.prepare(raw, "instances" if form == "row" else "inputs")
+        return predict_answer(await self.batcher.predict(x), form)
+
+    async def label(self, request: Request) -> Response:
+        with self.batcher.arriving():
+            x, rows = await self.label_inputs(request)
+        outputs = await self.batcher.predict(x)
+        return JSONResponse({"model": self.served.name, "predictions": self.served.labelled(outputs, rows)})
+
+    async def label_inputs(self, request: Request) -> tuple:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form(max_files=MAX_UPLOADS, max_fields=MAX_UPLOADS)
+            try:
+                uploads = [(v.filename, await v.read()) for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            finally:
+                await form.close()
+            x, rows = await run_in_threadpool(label_files, uploads, self.served)
+        else:
+            raw, rows = label_json(parse_json(await request.body()), self.served)
+            x = self.served.prepare(raw, "rows")
+        return x, rows
+
+    @asynccontextmanager
+    async def lifespan(self, app):
+        self.batcher.start()
+        yield
+        await self.batcher.stop()  # uvicorn has finished the requests in flight: nothing is dropped
+
+
 def build_app(
     served: ServedModel,
     *,
@@ -165,91 +248,19 @@ def build_app(
     batcher = DynamicBatcher(
         served.run_model, max_batch=max_batch, wait_ms=batch_wait_ms, observe=metrics.observe_batch
     )
-    document = openapi_document(served)
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "model": served.name, "run": served.run_id})
-
-    async def metrics_text(request: Request) -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(document)
-
-    async def model_route(request: Request) -> Response:
-        path, method = request.url.path, request.method
-        match = MODEL_PATH.match(path)
-        if match is None:
-            raise RequestError(f"Malformed request: {method} {path}", 404)
-        verb = match["verb"]
-        served.answers_to(match["name"], match["version"])
-        if verb in (":classify", ":regress"):
-            raise RequestError(f"{verb[1:]} is not served: this model's signature is predict; POST to :predict", 400)
-        if method == "GET" and verb in (None, "/metadata"):
-            return JSONResponse(served.status() if verb is None else served.metadata())
-        if method == "POST" and verb == ":predict":
-            return JSONResponse(await predict(path, request.body))
-        if method == "POST" and verb == ":label" and match["version"] is None:
-            return await label(request)
-        wanted = "POST" if verb in (":predict", ":label") else "GET"
-        raise RequestError(f"Malformed request: {method} {path}; expected {wanted}", 405 if method != wanted else 404)
-
-    async def predict(path: str, read_body) -> dict:
-        """TF Serving's predict: the answer to the body (``await read_body()``) POSTed to ``path``; RequestError
-        for a client's mistake. The body is read inside ``batcher.arriving()``, so a forming batch waits for it."""
-        match = MODEL_PATH.match(path)
-        if match is None or match["verb"] != ":predict":
-            raise RequestError(f"Malformed request: POST {path}", 404)
-        served.answers_to(match["name"], match["version"])
-        with batcher.arriving():
-            raw, form = parse_predict(parse_json(await read_body()), served.signature)
-            x = served.prepare(raw, "instances" if form == "row" else "inputs")
-        return predict_answer(await batcher.predict(x), form)
-
-    async def label(request: Request) -> Response:
-        with batcher.arriving():
-            x, rows = await label_inputs(request)
-        outputs = await batcher.predict(x)
-        return JSONResponse({"model": served.name, "predictions": served.labelled(outputs, rows)})
-
-    async def label_inputs(request: Request) -> tuple:
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form(max_files=MAX_UPLOADS, max_fields=MAX_UPLOADS)
-            try:
-                uploads = [(v.filename, await v.read()) for _, v in form.multi_items() if isinstance(v, UploadFile)]
-            finally:
-                await form.close()
-            x, rows = await run_in_threadpool(label_files, uploads, served)
-        else:
-            raw, rows = label_json(parse_json(await request.body()), served)
-            x = served.prepare(raw, "rows")
-        return x, rows
-
-    async def refused(request: Request, exc: Exception) -> Response:
-        return _error(str(exc), getattr(exc, "status", 400))
-
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        if exc.status_code in (404, 405):
-            return _error(f"Malformed request: {request.method} {request.url.path}", exc.status_code)
-        return _error(f"Bad request: {exc.detail}", exc.status_code)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        batcher.start()
-        yield
-        await batcher.stop()  # uvicorn has finished the requests in flight: nothing is dropped
-
+    endpoints = _Endpoints(served, batcher, metrics)
     app = Starlette(
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics_text, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-            Route("/v1/models/{rest:path}", model_route, methods=["GET", "POST"]),
+            Route("/healthz", endpoints.healthz, methods=["GET"]),
+            Route("/metrics", endpoints.metrics_text, methods=["GET"]),
+            Route("/openapi.json", endpoints.openapi, methods=["GET"]),
+            Route("/v1/models/{rest:path}", endpoints.model_route, methods=["GET", "POST"]),
         ],
-        middleware=[Middleware(Guard, metrics=metrics, token=token, max_body_mb=max_body_mb, predict=predict)],
-        exception_handlers={DltoolError: refused, HTTPException: http_error},
-        lifespan=lifespan,
+        middleware=[
+            Middleware(Guard, metrics=metrics, token=token, max_body_mb=max_body_mb, predict=endpoints.predict)
+        ],
+        exception_handlers={DltoolError: _refused, HTTPException: _http_error},
+        lifespan=endpoints.lifespan,
     )
     app.state.served, app.state.batcher, app.state.metrics = served, batcher, metrics
     return app

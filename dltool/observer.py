@@ -1,0 +1,44 @@
+"""The training observer: what a run tells the code that watches it (a display, a sweep, smoke, a worker's log).
+
+Modelled on ``keras.callbacks.Callback``: every hook does nothing by default
+and an observer overrides the ones it uses, so the code that calls them never
+asks whether an observer is there or has a hook. Functions that take
+``observer=None`` use a plain :class:`Observer` in its place. The hooks are
+called in the order they are listed here. Nothing is imported: the module
+sits below both the training code and the command line.
+"""
+
+from __future__ import annotations
+
+
+class StopRequested(Exception):
+    """Stops a run between batches: raised inside ``fit`` when ``should_stop()`` turns true (a first Ctrl-C or
+    SIGTERM), or by an observer's hook (a sweep prunes a trial with ``StopRequested("pruned")``)."""
+
+
+class Observer:
+    """Receives a run's events; each hook is a no-op until a subclass overrides it."""
+
+    def on_run_created(self, run) -> None:
+        """The run folder exists and run.json is written (``run``: a :class:`dltool.runs.Run`)."""
+
+    def on_train_begin(self, epochs: int, steps: int | None) -> None:
+        """Fitting starts: ``epochs`` planned in all, ``steps`` batches per epoch (None when unknown)."""
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        """Epoch ``epoch`` (counted from 1) starts."""
+
+    def on_batch_end(self, step: int, logs: dict | None) -> None:
+        """Training batch ``step`` (counted from 1) of the epoch is done; ``logs`` holds the running loss."""
+
+    def on_epoch_end(self, row: dict) -> None:
+        """An epoch is done and recorded: ``row`` is its history.csv row. Raising StopRequested stops the run."""
+
+    def on_train_end(self) -> None:
+        """Fitting ended, whether it finished, stopped or failed."""
+
+    def on_run_completed(self, run, model, data) -> None:
+        """The run is COMPLETED: its trained ``model`` and prepared ``data`` are still in memory."""
+
+    def on_worker_finished(self, digest: str) -> None:
+        """A process other than process 0 finished training; ``digest`` names its final weights."""
