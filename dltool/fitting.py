@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import processes
 from .checkpoints import callback_states, resumable
 from .config import ONE_HOT_LOSSES, ExperimentConfig
 from .data import PreparedData
+from .distributed import LOCAL, ProcessGroup
 from .errors import ConfigError, TrainingError
 from .keras_io import as_model_input, inference_batch_size, save_model_atomic
 from .model import output_units
@@ -248,6 +248,7 @@ def fit(
     restore: dict | None = None,
     should_stop: Callable[[], bool] | None = None,
     tensorboard_dir: Path | None = None,
+    group: ProcessGroup = LOCAL,
 ) -> FitResult:
     """Train ``model`` (compiled) on ``data`` from ``initial_epoch``.
 
@@ -258,6 +259,8 @@ def fit(
     ``should_stop()`` turns true (polled from a helper thread too, so that the
     running TensorFlow call is cancelled: the model's weights are then those
     of a half-done step, and only a checkpoint taken before is usable).
+    ``group`` (default one process alone): each of its processes passes its
+    share of every batch.
     """
     train = config.train
     recorder, callbacks = _make_callbacks(
@@ -271,7 +274,7 @@ def fit(
         tensorboard_dir=tensorboard_dir,
     )
     # Several processes: each passes its share of every batch, and Keras puts the shares together.
-    batch_size = train.batch_size // processes.count()
+    batch_size = group.batch_share(train.batch_size)
     inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), batch_size, train.shuffle)
     inputs["x"] = as_model_input(inputs["x"])
     if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is
