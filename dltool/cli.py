@@ -142,11 +142,10 @@ def train(
         if resume is not None:
             devices = run_config_value(resume, runs_dir, "train", "devices") or "auto"  # as the run started
             import_keras(verbose, backend=backend or run_backend(resume, runs_dir), devices=devices)
-            if group is not None:
-                join_group(group)
+            processes = join_group(group)
             from .commands.resume import resume as resume_training
 
-            run = resume_training(resume, runs_root=runs_dir, observer=display)
+            run = resume_training(resume, runs_root=runs_dir, observer=display, group=processes)
         else:
             from .commands.runs_report import config_file_of
             from .config import load_config, with_expectations
@@ -157,11 +156,10 @@ def train(
                 load_config(config or config_file_of(from_run, runs_dir), overrides), expect or []
             )
             import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
-            if group is not None:
-                join_group(group, experiment)
+            processes = join_group(group, experiment)
             from .commands.train import train as run_training
 
-            run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run)
+            run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run, group=processes)
         report["run"] = run
         if group is not None and group.index > 0:
             say(f"worker {group.index}: training done; worker 0 tests and saves run {run.id}")

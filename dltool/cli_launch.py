@@ -45,24 +45,30 @@ LAUNCH_EPILOG = (
 
 
 def group_from_options(coordinator: str | None, count: int | None, index: int | None):
-    """The process group `dltool train` was started in (its options, else the environment), or None."""
-    from .processes import process_group
+    """Where `dltool train` stands among several processes (its options, else the environment), or None."""
+    from .distributed.settings import group_settings
 
-    return process_group(coordinator, count, index)
+    return group_settings(coordinator, count, index)
 
 
-def join_group(group, experiment=None) -> None:
-    """Refuse a backend that cannot train in several processes, then connect to the other processes."""
+def join_group(settings, experiment=None):
+    """Refuse a backend that cannot train in several processes, then connect to the other processes; returns
+    their group, or the local one when ``settings`` is None (this process trains alone)."""
+    from .distributed import LOCAL
+
+    if settings is None:
+        return LOCAL
     import keras
 
-    from . import processes
+    from .distributed.group import join
+    from .distributed.settings import refuse_backend
     from .errors import ConfigError
 
     try:
-        processes.refuse_backend(keras.backend.backend())
+        refuse_backend(keras.backend.backend())
     except ConfigError as exc:
         raise (experiment.locate(exc) if experiment is not None else exc) from None
-    processes.join(group)
+    return join(settings)
 
 
 class WorkerLog(Observer):
@@ -136,7 +142,7 @@ def launch_command(
     Each process trains on its share of every batch; batch_size stays the global batch. Worker 0's display
     is shown here; the others log to workers/<i>.log in the run folder. Exits non-zero if any worker fails.
     """
-    from .commands.launch import describe_exit, launch
+    from .distributed.launcher import describe_exit, launch
 
     with reported_errors():
         if (config is None) == (resume is None):
@@ -170,8 +176,8 @@ def launch_command(
 
 def _check_backend(config, overrides, resume, runs_dir, backend) -> None:
     """Refuse a backend other than JAX here, once, rather than in every worker."""
+    from .distributed.settings import refuse_backend
     from .errors import ConfigError
-    from .processes import refuse_backend
 
     if config is not None:
         from .config import load_config

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import processes
 from .config import ONE_HOT_LOSSES, ExperimentConfig
 from .data import PreparedData
+from .distributed import LOCAL, ProcessGroup
 from .errors import ConfigError
 from .keras_io import as_model_input, inference_batch_size
 from .model import output_units
@@ -136,6 +136,7 @@ def fit(
     restore: dict | None = None,
     should_stop: Callable[[], bool] | None = None,
     tensorboard_dir: Path | None = None,
+    group: ProcessGroup = LOCAL,
 ) -> FitResult:
     """Train ``model`` (compiled) on ``data`` from ``initial_epoch``.
 
@@ -146,6 +147,8 @@ def fit(
     ``should_stop()`` turns true (polled from a helper thread too, so that the
     running TensorFlow call is cancelled: the model's weights are then those
     of a half-done step, and only a checkpoint taken before is usable).
+    ``group`` (default one process alone): each of its processes passes its
+    share of every batch.
     """
     train = config.train
     if observer is None:
@@ -161,7 +164,7 @@ def fit(
         tensorboard_dir=tensorboard_dir,
     )
     # Several processes: each passes its share of every batch, and Keras puts the shares together.
-    batch_size = train.batch_size // processes.count()
+    batch_size = group.batch_share(train.batch_size)
     inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), batch_size, train.shuffle)
     inputs["x"] = as_model_input(inputs["x"])
     if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is

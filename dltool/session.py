@@ -6,8 +6,8 @@ from contextlib import AbstractContextManager, nullcontext
 
 from .backend import device_count
 from .config import ExperimentConfig
+from .distributed import LOCAL, ProcessGroup
 from .errors import ConfigError
-from .processes import count as process_count
 
 
 def fresh_session(seed: int, deterministic: bool, precision: str = "float32") -> None:
@@ -60,45 +60,6 @@ def on_running_backend(config: ExperimentConfig) -> ExperimentConfig:
     return config.model_copy(update={"backend": running, "train": train})
 
 
-def even_splits(data, count: int, *, test: bool = True) -> dict[str, int]:
-    """Leave out the last few samples of each in-memory split so its size is a multiple of ``count`` devices.
-
-    On JAX every batch, the last one included, must split evenly over the devices; with batch_size a multiple
-    of ``count`` that holds once the split's size is. At most ``count - 1`` samples per split; returns how many.
-    ``test=False`` keeps the test split whole (several processes: process 0 tests alone).
-    """
-    left_out = {}
-    validation_is_test = getattr(data, "x_val", None) is not None and data.x_val is data.x_test
-    for name, (x, y) in {
-        "train": ("x_train", "y_train"),
-        "validation": ("x_val", "y_val"),
-        "test": ("x_test", "y_test"),
-    }.items():
-        array = getattr(data, x, None)
-        # Validation that is the test split follows it, unless the test split stays whole.
-        if array is None or (name == "validation" and validation_is_test and test) or (name == "test" and not test):
-            continue
-        extra = len(array) % count
-        if extra:
-            setattr(data, x, array[: len(array) - extra])
-            setattr(data, y, getattr(data, y)[: len(array) - extra])
-            left_out[name] = extra
-    if validation_is_test and test:  # one array for both, as before
-        data.x_val, data.y_val = data.x_test, data.y_test
-    return left_out
-
-
-def even_batches(data, devices: int) -> dict[str, int]:
-    """One process on several JAX devices: every batch, the last one included, splits evenly over them.
-
-    In-memory splits lose their last few samples (:func:`even_splits`); a streamed CSV, the last rows of each
-    split's last batch. Returns how many, per split.
-    """
-    if hasattr(data, "x_train"):
-        return even_splits(data, devices)
-    return data.share_batches(1, 0, devices)
-
-
 def _device_pool(backend: str) -> tuple[list, str]:
     """The devices several-device training takes from (GPUs if any, else CPUs), and their kind."""
     if backend == "jax":
@@ -134,12 +95,12 @@ def _named_device(backend: str, name: str):
     return found[int(index)]
 
 
-def _devices_of_every_process(devices, count: int) -> list:
+def _devices_of_every_process(devices, count: int, group: ProcessGroup) -> list:
     """``train.devices`` applied on each process (``auto``: its first device; N: its first N; a list: those)."""
     import jax
 
     chosen = []
-    for process in range(jax.process_count()):
+    for process in range(group.size):
         own = [d for d in jax.devices() if d.process_index == process]
         pool = [d for d in own if d.platform == "gpu"] or own
         if isinstance(devices, list):
@@ -160,13 +121,14 @@ def _devices_of_every_process(devices, count: int) -> list:
     return chosen
 
 
-def training_devices(config: ExperimentConfig) -> AbstractContextManager:
+def training_devices(config: ExperimentConfig, group: ProcessGroup = LOCAL) -> AbstractContextManager:
     """The scope a run's model is built and compiled in, for ``train.devices``.
 
     One device: the backend's default (``auto``; ``cpu`` hid the GPUs when Keras was imported). Several:
     synchronous data parallel, ``keras.distribution.DataParallel`` on JAX (set here, process-wide, until the
     next run's :func:`fresh_session`) and ``tf.distribute.MirroredStrategy`` on TensorFlow (its scope is
-    returned). ``batch_size`` is the global batch, split evenly across the devices.
+    returned). ``batch_size`` is the global batch, split evenly across the devices. Several processes (``group``,
+    default one alone) put the same devices of each of them into one mesh.
     """
     import keras
 
@@ -178,7 +140,7 @@ def training_devices(config: ExperimentConfig) -> AbstractContextManager:
             "train.devices is gpu, but no GPU is visible (`dltool info` lists the devices)", path="train.devices"
         )
     count = device_count(devices)
-    processes = process_count()
+    processes = group.size
     if count == 1 and not isinstance(devices, list) and processes == 1:
         return nullcontext()
     if backend == "torch":
@@ -186,7 +148,7 @@ def training_devices(config: ExperimentConfig) -> AbstractContextManager:
             "several devices need the tensorflow or jax backend; torch trains on one", path="train.devices"
         )
     if processes > 1:  # the same devices on every process; the mesh spans them all
-        chosen = _devices_of_every_process(devices, count)
+        chosen = _devices_of_every_process(devices, count, group)
     elif isinstance(devices, list):
         chosen = [_named_device(backend, name) for name in devices]
     else:
@@ -205,7 +167,7 @@ def training_devices(config: ExperimentConfig) -> AbstractContextManager:
             path="train.batch_size",
         )
     if backend == "jax":
-        # Several processes each pass their own share of every batch (processes.keep_own_share): Keras must not
+        # Several processes each pass their own share of every batch (ProcessGroup.keep_own_share): Keras must not
         # shard the data again.
         distribution = keras.distribution.DataParallel(devices=chosen, auto_shard_dataset=processes == 1)
         keras.distribution.set_distribution(distribution)

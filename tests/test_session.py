@@ -84,7 +84,7 @@ def test_digits_on_two_cpu_devices_with_jax_data_parallel(tmp_path):
 def test_even_splits_trims_each_split_to_a_multiple_of_the_devices_and_keeps_validation_as_test():
     import numpy as np
 
-    from dltool.session import even_splits
+    from dltool.distributed.shares import even_splits
 
     class Data:
         x_train, y_train = np.zeros((13, 2)), np.zeros(13)

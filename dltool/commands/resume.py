@@ -4,24 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import processes
 from ..backend import device_count
 from ..checkpoints import read_state
+from ..distributed import ProcessGroup, current_group
+from ..distributed.followers import follow, share_out, tell_the_others
+from ..distributed.shares import even_batches
 from ..errors import RunStateError
 from ..observer import Observer
 from ..recorder import history_csv
 from ..runs import COMPLETED, RUNNING, Run, log_time, now_iso, runs_dir
-from ..session import even_batches, fresh_session, on_running_backend, training_devices
-from .process_group import follow, share_out, tell_the_others
+from ..session import fresh_session, on_running_backend, training_devices
 from .train import _execute
 
 
-def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None) -> Run:
+def resume(
+    ref: str | Run, *, runs_root: str | Path | None = None, observer=None, group: ProcessGroup | None = None
+) -> Run:
     """Continue an INTERRUPTED, FAILED or died run from its last checkpoint, with its own saved config.
 
     Weights, optimizer state (learning rate included), the epoch counter and
     the callbacks' progress are restored; history.csv continues where the
-    checkpoint was taken.
+    checkpoint was taken. ``group``: the processes that resume it together
+    (default: the one this process joined, else this process alone).
     """
     from ..config import config_from_text
     from ..data import prepare_data
@@ -29,19 +33,19 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
 
     if observer is None:
         observer = Observer()
-    if processes.index() > 0:  # one of several processes: it goes on once process 0 has taken the run
-        run = Run.resolve(processes.share_run(), runs_dir(runs_root))
+    group = current_group() if group is None else group
+    if not group.is_leader:  # one of several processes: it goes on once process 0 has taken the run
+        run = Run.resolve(group.share_run(), runs_dir(runs_root))
         status = run.info.get("status")
     else:
         try:
             run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
-            status = _check_resumable(run)
+            status = _check_resumable(run, group)
         except Exception as exc:
-            if processes.count() > 1:
-                processes.share_run(failure=str(exc))
+            group.share_run(failure=str(exc))
             raise
-        if processes.count() > 1:
-            tell_the_others(run)
+        if group.size > 1:
+            tell_the_others(run, group)
     info = run.info
     state = read_state(run, status)
     config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
@@ -56,15 +60,22 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
             f"the data of run {run.id} has changed since it started (fingerprint "
             f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets"
         )
-    with training_devices(config):
+    with training_devices(config, group):
         model = load_model_safely(run.file(state["model"]))
-    if processes.index() > 0:
-        share_out(None, config, data)
+    if not group.is_leader:
+        share_out(None, config, data, group)
         return follow(
-            run, config, data, model, observer, initial_epoch=state["epoch"], restore=state.get("callbacks", {})
+            run,
+            config,
+            data,
+            model,
+            observer,
+            group=group,
+            initial_epoch=state["epoch"],
+            restore=state.get("callbacks", {}),
         )
-    if processes.count() > 1:
-        share_out(run, config, data)
+    if group.size > 1:
+        share_out(run, config, data, group)
     elif config.backend == "jax" and device_count(config.train.devices) > 1:  # as at the start
         even_batches(data, device_count(config.train.devices))
     history = state["history"]
@@ -83,10 +94,11 @@ def resume(ref: str | Run, *, runs_root: str | Path | None = None, observer=None
         history=history,
         initial_epoch=state["epoch"],
         restore=state.get("callbacks", {}),
+        group=group,
     )
 
 
-def _check_resumable(run: Run) -> str:
+def _check_resumable(run: Run, group: ProcessGroup) -> str:
     """The run's status, if it can be resumed by this process (or processes); else a RunStateError."""
     info = run.info
     status = run.status
@@ -101,14 +113,14 @@ def _check_resumable(run: Run) -> str:
             "stop it first (Ctrl-C or kill) or wait for it"
         )
     trained_in = info.get("processes", 1)
-    if trained_in != processes.count():
+    if trained_in != group.size:
         how = (
             f"`dltool launch -n {trained_in} --resume {run.id}`"
             if trained_in > 1
             else f"`dltool train --resume {run.id}`"
         )
         raise RunStateError(
-            f"run {run.id} trained in {trained_in} process(es) and is resumed in {processes.count()}; "
+            f"run {run.id} trained in {trained_in} process(es) and is resumed in {group.size}; "
             f"resume it with the same number (each process keeps its share of the data): {how}"
         )
     read_state(run, status)  # a run without a checkpoint is refused here, before the others go on

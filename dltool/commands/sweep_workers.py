@@ -11,9 +11,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
+from ..distributed import supervisor
 from ..errors import TrainingError, TrainingInterrupted, UsageError
 from ..runs import runs_dir
 from .sweep_report import progress, write_summary
@@ -23,36 +23,6 @@ from .sweep_storage import STORAGE_ENV
 # A worker process runs this many trials, then a fresh one takes over: TensorFlow keeps ~5 MB of every traced
 # model until its process exits, and the new import (4-5 s) spread over 20 trials costs ~0.2 s each.
 TRIALS_PER_WORKER = 20
-
-
-def die_with_parent() -> None:
-    """In a worker, before exec: SIGTERM it when the sweep process dies (Linux), so no orphan trains on.
-
-    Workers run in their own session (a terminal's Ctrl-C reaches the sweep process only, which then asks
-    each worker once), so they would otherwise outlive a ``kill -9`` of the sweep process.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: a worker outliving a killed sweep finishes its trials, which is safe
-
-
-def _stop_workers(children: list[subprocess.Popen]) -> None:
-    """Ask each worker once to stop cleanly (SIGINT: its trial's run INTERRUPTED); a second Ctrl-C asks again,
-    which a worker takes as "stop at once", as `dltool train` does."""
-    for attempt in range(2):
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        try:
-            for child in children:
-                child.wait()
-            return
-        except KeyboardInterrupt:
-            if attempt == 1:
-                raise
 
 
 def run_workers(
@@ -83,12 +53,12 @@ def run_workers(
     command += ["--quiet"] if quiet else []
 
     def start() -> subprocess.Popen:
-        return subprocess.Popen(command, env=environment, start_new_session=True, preexec_fn=die_with_parent)
+        return supervisor.start_worker(command, env=environment)
 
     children, failed, replacements = [start() for _ in range(workers)], [], 0
     try:
         while children:
-            time.sleep(0.2)
+            supervisor.pause()
             for child in [c for c in children if c.poll() is not None]:
                 children.remove(child)
                 done, running = progress(sweep)
@@ -108,7 +78,7 @@ def run_workers(
                 elif trials_per_worker and unfinished:
                     children.append(start())
     except KeyboardInterrupt:
-        _stop_workers(children)
+        supervisor.ask_to_stop(children)
         write_summary(sweep)
         raise TrainingInterrupted(
             f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}", None

@@ -10,17 +10,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import processes
 from ..backend import device_count
 from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
 from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
+from ..distributed import LOCAL, ProcessGroup, current_group
+from ..distributed.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
+from ..distributed.group import weights_digest
+from ..distributed.shares import even_batches
 from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrupted
 from ..interrupts import InterruptGuard
 from ..observer import Observer
 from ..recorder import RunRecorder
 from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time, runs_dir
-from ..session import check_precision, even_batches, fresh_session, on_running_backend, training_devices
-from .process_group import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers, work_alone
+from ..session import check_precision, fresh_session, on_running_backend, training_devices
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 
@@ -36,12 +38,13 @@ def small_model_weights(model) -> dict:
     }
 
 
-def prepare(config: ExperimentConfig, *, samples: int | None = None):
+def prepare(config: ExperimentConfig, *, samples: int | None = None, group: ProcessGroup = LOCAL):
     """Everything that can refuse the config before a run folder exists: data, model, shapes.
 
     Returns (data, compiled model). ConfigErrors come back with file and line.
     ``samples`` keeps a random ``samples`` of the training split (smoke runs;
-    default None: all of it).
+    default None: all of it). ``group``: the processes that train it
+    (default one alone).
     """
     from ..data import prepare_data
     from ..fitting import check_outputs_fit_targets
@@ -52,9 +55,9 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
         check_precision(config)
         data = prepare_data(config, samples=samples)
         devices = device_count(config.train.devices)
-        if config.backend == "jax" and devices > 1 and processes.count() == 1:
+        if config.backend == "jax" and devices > 1 and group.size == 1:  # several processes: share_out does it
             data.left_out = even_batches(data, devices)
-        with training_devices(config):  # one device, or several in data parallel: the model is built for them
+        with training_devices(config, group):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
             if any(hasattr(layer, "adapt") for layer in model.layers):
                 if not hasattr(data, "x_train"):
@@ -79,16 +82,16 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None):
     return data, model
 
 
-def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, observer, parent=None) -> None:
+def _open_run_files(
+    run: Run, config: ExperimentConfig, data, model, overrides, observer, group: ProcessGroup, parent=None
+) -> None:
     from .. import backend
     from ..model import summary_text
 
     device = backend.device_description()
-    devices = backend.device_count(config.train.devices) * processes.count()
+    devices = backend.device_count(config.train.devices) * group.size
     if devices > 1:
-        device += f", data parallel over {devices} devices" + (
-            f" in {processes.count()} processes" if processes.count() > 1 else ""
-        )
+        device += f", data parallel over {devices} devices" + (f" in {group.size} processes" if group.size > 1 else "")
     run.write_text("config.yaml", config_to_yaml(config))
     run.start(
         name=config.name,
@@ -102,7 +105,7 @@ def _open_run_files(run: Run, config: ExperimentConfig, data, model, overrides, 
         params=model.count_params(),
         data_fingerprint=data.fingerprint,
         data=data.sizes(),
-        **({"processes": processes.count()} if processes.count() > 1 else {}),
+        **({"processes": group.size} if group.size > 1 else {}),
         **({"parent": parent.id} if parent is not None else {}),
         **({"warnings": list(data.warnings)} if data.warnings else {}),
     )
@@ -155,6 +158,7 @@ def train(
     observer=None,
     init_from: str | Run | None = None,
     samples: int | None = None,
+    group: ProcessGroup | None = None,
 ) -> Run:
     """Train the experiment and return its completed :class:`Run`.
 
@@ -175,7 +179,12 @@ def train(
     result goes into run.json (``expectations``, ``expectations_met``).
     An observer with ``on_run_completed(run, model, data)`` gets the trained
     model and its data once the run is COMPLETED.
+
+    ``group`` is the processes that train the run together (default: the
+    one this process joined, else this process alone); process 0 owns the
+    run folder, the others train alongside and return the same run.
     """
+    group = current_group() if group is None else group
     if not isinstance(config, ExperimentConfig):
         config = load_config(config, overrides)
     elif overrides:
@@ -187,32 +196,30 @@ def train(
         observer = Observer()
     overrides = list(config.overrides)
     config = on_running_backend(resolve_paths(config))
-    data, model = prepare(config, samples=samples)
+    data, model = prepare(config, samples=samples, group=group)
     parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
-    if processes.index() > 0:  # one of several processes: process 0 opens the run, this one trains alongside
+    if not group.is_leader:  # one of several processes: process 0 opens the run, this one trains alongside
         # Its folder, even where process 0's runs folder is not shared: this machine then keeps the log alone.
-        run = Run(runs_dir(runs_root) / processes.share_run())
-        share_out(None, config, data)
-        return follow(run, config, data, model, observer)
+        run = Run(runs_dir(runs_root) / group.share_run())
+        share_out(None, config, data, group)
+        return follow(run, config, data, model, observer, group=group)
     try:
         run = Run.create(runs_dir(runs_root), config.name)
     except Exception as exc:
-        if processes.count() > 1:
-            processes.share_run(failure=str(exc))
+        group.share_run(failure=str(exc))
         raise
     try:
-        _open_run_files(run, config, data, model, overrides, observer, parent)
+        _open_run_files(run, config, data, model, overrides, observer, group, parent)
     except Exception as exc:  # noqa: BLE001  (the folder exists: it must not be left looking RUNNING)
         reason = f"{type(exc).__name__}: {exc}"
         if run.file("run.json").is_file():
             run.finish(FAILED, error=reason)
-        if processes.count() > 1:
-            processes.share_run(failure=reason)
+        group.share_run(failure=reason)
         raise TrainingError(f"run {run.id} could not be started: {reason}") from exc
-    if processes.count() > 1:
-        tell_the_others(run)
-        share_out(run, config, data)
-    return _execute(run, config, data, model, observer=observer)
+    if group.size > 1:
+        tell_the_others(run, group)
+        share_out(run, config, data, group)
+    return _execute(run, config, data, model, observer=observer, group=group)
 
 
 def _execute(
@@ -225,8 +232,9 @@ def _execute(
     history: list[dict] | None = None,
     initial_epoch: int = 0,
     restore: dict | None = None,
+    group: ProcessGroup = LOCAL,
 ) -> Run:
-    """Fit, checkpoint, evaluate and save into an open RUNNING run; set its final status."""
+    """Fit, checkpoint, evaluate and save into an open RUNNING run (process 0 of ``group``); set its final status."""
     from ..fitting import StopRequested, fit
 
     recorder = RunRecorder(run, config.train.epochs, history)
@@ -235,7 +243,7 @@ def _execute(
     stopped_by = ""  # why an observer stopped the run (a sweep prunes with "pruned"); empty for a signal
     try:
         with interrupts:
-            stop_watching = watch_workers(run)
+            stop_watching = watch_workers(run, group)
             try:
                 result = fit(
                     model,
@@ -249,6 +257,7 @@ def _execute(
                     restore=restore,
                     should_stop=interrupts.requested,
                     tensorboard_dir=run.file("tensorboard"),
+                    group=group,
                 )
             except StopRequested as stop:
                 stopped_by = str(stop)
@@ -256,18 +265,18 @@ def _execute(
             finally:
                 stop_watching()
         recorder.flush()
-        _finish_completed(run, config, data, model, recorder, result)
+        _finish_completed(run, config, data, model, recorder, result, group)
         drop_resume_checkpoints(run)
         observer.on_run_completed(run, model, data)
         return run
     except KeyboardInterrupt:
-        work_alone(model)
+        group.make_local(model)
         recorder.flush()
         checkpoints.write_pending()
         signal_name = interrupts.signal_name or "SIGINT"
         done = checkpointed_epoch(run)
         where = (
-            f"resume from epoch {done} with: {resume_command(run)}"
+            f"resume from epoch {done} with: {resume_command(run, group)}"
             if done
             else "no epoch was checkpointed, so it cannot be resumed"
         )
@@ -281,7 +290,7 @@ def _execute(
             f"run {run.id} {cause} after {epochs}; {where}", run, exit_code=143 if signal_name == "SIGTERM" else 130
         ) from None
     except TrainingError as exc:
-        work_alone(model)
+        group.make_local(model)
         recorder.flush()
         checkpoints.write_pending()
         run.finish(FAILED, error=str(exc))
@@ -291,10 +300,10 @@ def _execute(
         raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
     except Exception as exc:  # noqa: BLE001  (any Keras/OS error ends the run FAILED with its reason)
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        if processes.count() > 1 and processes.looks_like_lost_peer(exc):
-            reason = lost_workers(reason)
+        if group.looks_like_lost_peer(exc):
+            reason = lost_workers(reason, group)
         try:
-            work_alone(model)
+            group.make_local(model)
             checkpoints.write_pending()  # the last finished epoch's state, kept in memory: resumable from there
         except Exception:  # noqa: BLE001  (the run is failing already: its reason is the first error)
             pass
@@ -304,20 +313,22 @@ def _execute(
         except OSError:
             pass
         done = checkpointed_epoch(run)
-        hint = f"; resume from epoch {done} with: {resume_command(run)}" if done else ""
+        hint = f"; resume from epoch {done} with: {resume_command(run, group)}" if done else ""
         raise TrainingError(f"run {run.id} failed: {reason}{hint}") from exc
 
 
-def _finish_completed(run: Run, config: ExperimentConfig, data, model, recorder: RunRecorder, result) -> None:
+def _finish_completed(
+    run: Run, config: ExperimentConfig, data, model, recorder: RunRecorder, result, group: ProcessGroup
+) -> None:
     """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
     from ..config.expectations import check_expectations, describe_expectation
     from ..fitting import evaluate_data
     from ..keras_io import save_model_atomic
     from ..plots import write_run_plots
 
-    if processes.count() > 1:  # process 0 tests the model on the whole test split by itself
-        processes.make_local(model)
-        run.append_log(f"{log_time()} final weights {processes.weights_digest(model)} (each worker logs its own)")
+    if group.size > 1:  # process 0 tests the model on the whole test split by itself
+        group.make_local(model)
+        run.append_log(f"{log_time()} final weights {weights_digest(model)} (each worker logs its own)")
     test = evaluate_data(model, config, data)
     save_model_atomic(model, run.file("model.keras"))
     # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.

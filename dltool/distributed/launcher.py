@@ -20,11 +20,10 @@ from pathlib import Path
 
 from ..fileio import atomic_write_text
 from ..runs import FAILED, RUNNING, Run, runs_dir
-from .sweep_workers import die_with_parent
+from . import supervisor
 
-RUN_FILE_ENV = "DLTOOL_LAUNCH_RUN_FILE"  # worker 0 writes its run id there (see processes.share_run)
+RUN_FILE_ENV = "DLTOOL_LAUNCH_RUN_FILE"  # worker 0 writes its run id there (see ProcessGroup.share_run)
 STOP_SECONDS = 60  # after a worker fails, the others get this long to stop by themselves
-POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -86,15 +85,9 @@ def launch(count: int, train_args: list[str], *, runs_root: str | Path | None = 
                 command += ["--runs-dir", str(runs_root)]
             output = None if index == 0 else open(Path(scratch.name) / f"{index}.err", "w+b")  # noqa: SIM115
             early.append(output)
+            # In a session of its own: a terminal's Ctrl-C reaches the launcher, which tells worker 0.
             workers.append(
-                subprocess.Popen(
-                    command,
-                    env=env,
-                    stdout=subprocess.DEVNULL if index else None,
-                    stderr=output,
-                    start_new_session=True,  # a terminal's Ctrl-C reaches the launcher, which tells worker 0
-                    preexec_fn=die_with_parent,
-                )
+                supervisor.start_worker(command, env=env, stdout=subprocess.DEVNULL if index else None, stderr=output)
             )
         failed = _supervise(workers)
         codes = [worker.returncode for worker in workers]
@@ -125,39 +118,17 @@ def _supervise(workers: list[subprocess.Popen]) -> int | None:
     """
     failed: int | None = None
     deadline: float | None = None
-
-    def forward(signum, frame):
-        if workers[0].poll() is None:
-            workers[0].send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with supervisor.signals_forwarded_to(workers[0]):
         while any(worker.poll() is None for worker in workers):
             for index, worker in enumerate(workers):
                 if failed is None and worker.returncode not in (None, 0):
                     failed, deadline = index, time.monotonic() + STOP_SECONDS
             if deadline is not None and time.monotonic() > deadline:
-                _end(workers)
-            time.sleep(POLL_SECONDS)
-        if failed is None:
-            failed = next((i for i, worker in enumerate(workers) if worker.returncode != 0), None)
-        return failed
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _end(workers: list[subprocess.Popen]) -> None:
-    """SIGTERM every worker still running, then SIGKILL those that do not stop within 5 s."""
-    for worker in workers:
-        if worker.poll() is None:
-            worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(5)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+                supervisor.end(workers)
+            supervisor.pause()
+    if failed is None:
+        failed = next((i for i, worker in enumerate(workers) if worker.returncode != 0), None)
+    return failed
 
 
 def _mark_failed(run: Run, worker: int, code: int, count: int) -> None:

@@ -1,0 +1,85 @@
+"""Worker processes started and watched by a parent: `dltool launch`'s training processes and the sweep's workers.
+
+A worker runs in its own session (a terminal's Ctrl-C reaches the parent only, which decides what each worker
+is told) and is sent SIGTERM by Linux when the parent dies, so no orphan trains on after a ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+POLL_SECONDS = 0.2  # how often the parent looks at its workers
+
+
+def die_with_parent() -> None:
+    """In a worker, before exec: SIGTERM it when the parent process dies (Linux), so no orphan trains on.
+
+    Workers run in their own session, so they would otherwise outlive a ``kill -9`` of their parent.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: a worker outliving its killed parent finishes its work, which is safe
+
+
+def start_worker(command: list[str], *, env=None, stdout=None, stderr=None) -> subprocess.Popen:
+    """Start ``command`` in a session of its own, to die with this process."""
+    return subprocess.Popen(
+        command, env=env, stdout=stdout, stderr=stderr, start_new_session=True, preexec_fn=die_with_parent
+    )
+
+
+@contextmanager
+def signals_forwarded_to(worker: subprocess.Popen) -> Iterator[None]:
+    """While inside, Ctrl-C and SIGTERM sent to this process go to ``worker`` instead."""
+
+    def forward(signum, frame):
+        if worker.poll() is None:
+            worker.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def ask_to_stop(workers: list[subprocess.Popen]) -> None:
+    """Ask each worker once to stop cleanly (SIGINT: its run INTERRUPTED) and wait; a second Ctrl-C here asks
+    again, which a worker takes as "stop at once", as `dltool train` does."""
+    for attempt in range(2):
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGINT)
+        try:
+            for worker in workers:
+                worker.wait()
+            return
+        except KeyboardInterrupt:
+            if attempt == 1:
+                raise
+
+
+def end(workers: list[subprocess.Popen], grace_seconds: float = 5) -> None:
+    """SIGTERM every worker still running, then SIGKILL those that do not stop within ``grace_seconds``."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(grace_seconds)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def pause() -> None:
+    """Wait a moment before looking at the workers again."""
+    time.sleep(POLL_SECONDS)
