@@ -60,7 +60,7 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None, group: Proc
         with training_devices(config, group):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
             if any(hasattr(layer, "adapt") for layer in model.layers):
-                if not hasattr(data, "x_train"):
+                if not data.in_memory:
                     raise ConfigError(
                         "layers that adapt to the data (TextVectorization, Normalization, ...) need the "
                         "training split in memory; set data.stream: false",
@@ -68,7 +68,7 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None, group: Proc
                     )
                 data.adapted = adapt_preprocessing_layers(model, data.x_train)
             if config.data.standardize_targets:
-                if config.is_classifier or not hasattr(data, "y_train"):
+                if config.is_classifier or not data.in_memory:
                     raise ConfigError(
                         "standardize_targets applies to in-memory regression targets only; "
                         + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
@@ -112,8 +112,8 @@ def _open_run_files(
     observer.on_run_created(run)
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
-    adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if getattr(data, "adapted", None) else ""
-    if getattr(data, "left_out", None):  # JAX data parallel: every batch splits evenly over the devices
+    adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if data.adapted else ""
+    if data.left_out:  # JAX data parallel: every batch splits evenly over the devices
         adapted += "; left out so every batch splits evenly over the devices: " + ", ".join(
             f"{n} {split} sample(s)" for split, n in data.left_out.items()
         )
