@@ -83,14 +83,9 @@ def resume(
 
 
 def _resumable_run(ref: str | Run, runs_root: str | Path | None, group: ProcessGroup) -> Run:
-    """Process 0: the run ``ref`` names, if it can be resumed by ``group``; else a RunStateError."""
+    """Process 0: the run ``ref`` names, if this process (or ``group``'s processes) can resume it; else a
+    RunStateError."""
     run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
-    _check_resumable(run, group)
-    return run
-
-
-def _check_resumable(run: Run, group: ProcessGroup) -> str:
-    """The run's status, if it can be resumed by this process (or processes); else a RunStateError."""
     info = run.info
     status = run.status
     if status == COMPLETED:
@@ -115,4 +110,4 @@ def _check_resumable(run: Run, group: ProcessGroup) -> str:
             f"resume it with the same number (each process keeps its share of the data): {how}"
         )
     read_state(run, status)  # a run without a checkpoint is refused here, before the others go on
-    return status
+    return run
