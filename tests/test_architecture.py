@@ -191,3 +191,56 @@ def test_only_the_distributed_package_asks_which_process_this_is_or_how_many_the
     assert not (PACKAGE / "processes.py").exists()
     outside = {path: lines for path, lines in calls.items() if path not in inside}
     assert outside == {}, "ask the ProcessGroup passed in (group.size, group.rank, group.is_leader) instead"
+
+
+# --------------------------------------------------------------------------- the tests' own markers
+TESTS = Path(__file__).resolve().parent
+SPAWNERS = {
+    ("subprocess", "run"),
+    ("subprocess", "Popen"),
+    ("subprocess", "check_call"),
+    ("subprocess", "check_output"),
+}
+
+
+def _starts_a_child_process(function: ast.FunctionDef) -> bool:
+    """Whether the test's own body calls ``run_cli`` (tests/e2e_support.py) or ``subprocess.run``/``Popen``/..."""
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call):
+            called = node.func
+            if isinstance(called, ast.Name) and called.id == "run_cli":
+                return True
+            if isinstance(called, ast.Attribute) and isinstance(called.value, ast.Name):
+                if (called.value.id, called.attr) in SPAWNERS:
+                    return True
+    return False
+
+
+def _marker_names(expression: ast.expr) -> set[str]:
+    """{'slow', 'subprocess'} of ``pytest.mark.slow`` or ``[pytest.mark.slow, pytest.mark.subprocess]``."""
+    return {
+        node.attr
+        for node in ast.walk(expression)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "mark"
+    }
+
+
+def test_every_test_that_starts_a_child_process_is_marked_subprocess():
+    spawning, unmarked = 0, []
+    for path in sorted(TESTS.glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        module_marks = set().union(
+            *(
+                _marker_names(node.value)
+                for node in tree.body
+                if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets)
+            )
+        )
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and _starts_a_child_process(node):
+                spawning += 1
+                marks = module_marks.union(*(_marker_names(d) for d in node.decorator_list))
+                if "subprocess" not in marks:
+                    unmarked.append(f"{path.name}::{node.name}")
+    assert spawning >= 20, spawning  # the scan sees the end-to-end tests
+    assert unmarked == [], "add @pytest.mark.subprocess (pytest -m 'not subprocess' must leave them out)"
