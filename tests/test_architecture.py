@@ -227,7 +227,7 @@ def _marker_names(expression: ast.expr) -> set[str]:
 
 def test_every_test_that_starts_a_child_process_is_marked_subprocess():
     spawning, unmarked = 0, []
-    for path in sorted(TESTS.glob("test_*.py")):
+    for path in sorted(TESTS.rglob("test_*.py")):  # tests/unit/..., if they move into folders
         tree = ast.parse(path.read_text(encoding="utf-8"))
         module_marks = set().union(
             *(
@@ -241,6 +241,6 @@ def test_every_test_that_starts_a_child_process_is_marked_subprocess():
                 spawning += 1
                 marks = module_marks.union(*(_marker_names(d) for d in node.decorator_list))
                 if "subprocess" not in marks:
-                    unmarked.append(f"{path.name}::{node.name}")
+                    unmarked.append(f"{path.relative_to(TESTS)}::{node.name}")
     assert spawning >= 20, spawning  # the scan sees the end-to-end tests
     assert unmarked == [], "add @pytest.mark.subprocess (pytest -m 'not subprocess' must leave them out)"
