@@ -147,8 +147,8 @@ def train(
 
             run = resume_training(resume, runs_root=runs_dir, observer=display, group=processes)
         else:
-            from .commands.runs_report import config_file_of
             from .config import load_config, with_expectations
+            from .runs import config_file_of
 
             overrides = (overrides or []) + (["train.deterministic=true"] if deterministic else [])
             overrides += ([f"backend={backend}"] if backend else []) + ([f"train.devices={devices}"] if devices else [])

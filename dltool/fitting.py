@@ -1,4 +1,4 @@
-"""Fit and evaluate: the Keras side of a run (compile is in model.py; the run folder is commands.train's).
+"""Fit and evaluate: the Keras side of a run (compile is in model.py; the run folder is commands.run_lifecycle's).
 
 The caller passes ``on_epoch_end`` and ``on_checkpoint`` (to persist each
 epoch) and an optional observer (to display progress); all plain Python, so

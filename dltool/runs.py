@@ -48,7 +48,7 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (Linux), to tell a live run from a reused pid."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -68,7 +68,7 @@ def _process_alive(pid: int, start: str | None) -> bool:
             return False  # killed, not yet reaped by its parent
     except (OSError, IndexError):
         pass
-    return start is None or _process_start(pid) in (None, start)
+    return start is None or process_start(pid) in (None, start)
 
 
 # --------------------------------------------------------------------------- runs
@@ -212,7 +212,7 @@ class Run:
             "ended": None,
             "error": None,
             "pid": pid,
-            "pid_start": _process_start(pid),
+            "pid_start": process_start(pid),
             "host": socket.gethostname(),
             "heartbeat": time.time(),
         }
@@ -240,6 +240,11 @@ def effective_status(info: dict) -> str:
         if not _process_alive(int(info["pid"]), info.get("pid_start")):
             return DIED
     return status
+
+
+def config_file_of(ref: str, runs_root: Path | None) -> Path:
+    """The resolved config.yaml of run ``ref`` (to train it again, or further with ``--from``)."""
+    return Run.resolve(ref, runs_dir(runs_root)).file("config.yaml")
 
 
 def list_runs(root: Path) -> list[Run]:

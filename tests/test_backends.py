@@ -66,6 +66,7 @@ def test_an_unknown_or_missing_backend_names_the_pip_command(monkeypatch):
         select_backend("torch")
 
 
+@pytest.mark.jax
 def test_a_process_whose_keras_runs_on_tensorflow_refuses_another_backend():
     pytest.importorskip("jax")
     import keras
@@ -78,6 +79,7 @@ def test_a_process_whose_keras_runs_on_tensorflow_refuses_another_backend():
     assert select_backend("tensorflow") == "tensorflow"
 
 
+@pytest.mark.jax
 def test_train_refuses_a_config_for_another_backend_before_any_run_exists(tmp_path):
     pytest.importorskip("jax")
     from dltool.commands.train import train
@@ -167,6 +169,8 @@ def _digits_rows(path: Path) -> Path:
     return path
 
 
+@pytest.mark.jax
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_jax_run_resumes_evaluates_and_predicts_on_tensorflow_with_equal_outputs(tmp_path):
     pytest.importorskip("jax")
@@ -200,6 +204,8 @@ def test_a_jax_run_resumes_evaluates_and_predicts_on_tensorflow_with_equal_outpu
     _assert_equal_outputs(folder, _digits_rows(tmp_path / "rows.csv"), classes=10)
 
 
+@pytest.mark.jax
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_tensorflow_run_evaluates_and_predicts_equally_on_jax(iris_run, tmp_path):
     pytest.importorskip("jax")
@@ -208,6 +214,8 @@ def test_a_tensorflow_run_evaluates_and_predicts_equally_on_jax(iris_run, tmp_pa
     _assert_equal_outputs(iris_run.path, rows)
 
 
+@pytest.mark.torch
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_torch_run_evaluates_and_predicts_equally_on_tensorflow(tmp_path):
     pytest.importorskip("torch")
@@ -220,6 +228,8 @@ def test_a_torch_run_evaluates_and_predicts_equally_on_tensorflow(tmp_path):
     _assert_equal_outputs(folder, _digits_rows(tmp_path / "rows.csv"), classes=10, other="torch")
 
 
+@pytest.mark.jax
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_smoke_on_jax_trains_what_it_can_and_skips_text_models_saying_why(tmp_path):
     pytest.importorskip("jax")

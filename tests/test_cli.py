@@ -16,6 +16,7 @@ from dltool.cli import app
 runner = CliRunner()
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_import_of_cli_does_not_import_tensorflow():
     code = "import sys, dltool.cli; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
@@ -112,6 +113,7 @@ def test_unknown_run_exits_2(tmp_path):
     assert "no run matches 'nosuchrun'" in result.output
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_train_evaluate_predict_end_to_end_through_the_real_cli(tmp_path):
     """The README's path: train the smoke config, evaluate it, predict on a CSV, list runs."""
@@ -148,6 +150,7 @@ def test_train_evaluate_predict_end_to_end_through_the_real_cli(tmp_path):
     assert bad.stderr.strip() == f"error: {tmp_path / 'missing.csv'}: file not found"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_failed_run_exits_1_and_is_listed_failed(tmp_path):
     config = tmp_path / "nan.yaml"

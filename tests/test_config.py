@@ -694,6 +694,7 @@ def test_override_can_fix_a_file_error(tmp_path):
 
 
 # --------------------------------------------------------------------------- no TensorFlow
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_cli_import_and_validation_do_not_import_tensorflow_or_keras():
     code = (

@@ -447,6 +447,7 @@ def test_keras_source_with_a_missing_local_file(tmp_path):
 
 
 # --------------------------------------------------------------------------- no Keras
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_local_sources_do_not_import_keras(tmp_path):
     np.savez(

@@ -235,8 +235,26 @@ def _run(command: str, folder: Path) -> subprocess.CompletedProcess:
 RUNNABLE = [page for page in PAGES if any(not b.skip and b.commands for b in console_blocks(page))]
 
 
+def _needs(page: Path) -> list[pytest.MarkDecorator]:
+    """The markers of what a page's examples need: a backend their commands or the shipped configs they train
+    name (jax, torch), several processes at once (multiprocess)."""
+    commands = "\n".join(c.line for b in console_blocks(page) if not b.skip for c in b.commands)
+    configs = "\n".join(
+        (REPO / path).read_text(encoding="utf-8")
+        for path in re.findall(r"configs/[\w./-]+\.ya?ml", commands)
+        if (REPO / path).is_file()
+    )
+    marks = [
+        getattr(pytest.mark, backend)
+        for backend in ("jax", "torch")
+        if f"--backend {backend}" in commands or f"backend: {backend}" in configs
+    ]
+    return marks + ([pytest.mark.multiprocess] if re.search(r"dltool launch|--workers", commands) else [])
+
+
+@pytest.mark.subprocess
 @pytest.mark.slow
-@pytest.mark.parametrize("page", RUNNABLE, ids=[p.name for p in RUNNABLE])
+@pytest.mark.parametrize("page", [pytest.param(p, marks=_needs(p), id=p.name) for p in RUNNABLE])
 def test_the_pages_console_examples_print_what_they_show(page, tmp_path):
     folder = _folder(tmp_path)
     for block in console_blocks(page):

@@ -62,6 +62,7 @@ def _history_epochs(run: Run) -> list[int]:
     return [int(row["epoch"]) for row in csv.DictReader(run.file("history.csv").open())]
 
 
+@pytest.mark.subprocess
 def test_kill_9_mid_training_then_resume_finishes_with_continuous_history(tmp_path):
     process = _start_training(tmp_path)
     run = _wait_for_checkpoint(tmp_path, 3)
@@ -82,6 +83,7 @@ def test_kill_9_mid_training_then_resume_finishes_with_continuous_history(tmp_pa
     assert not run.file("checkpoints/state.json").exists()
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_saves_interrupted_status_and_says_how_to_resume(tmp_path):
     process = _start_training(tmp_path)
     run = _wait_for_checkpoint(tmp_path, 2)
@@ -102,6 +104,7 @@ def test_ctrl_c_saves_interrupted_status_and_says_how_to_resume(tmp_path):
     assert _history_epochs(run) == list(range(1, 17))
 
 
+@pytest.mark.subprocess
 def test_sigterm_exits_143_interrupted(tmp_path):
     process = _start_training(tmp_path)
     run = _wait_for_checkpoint(tmp_path, 1)
@@ -112,6 +115,8 @@ def test_sigterm_exits_143_interrupted(tmp_path):
     assert json.loads(run.file("run.json").read_text())["status"] == "INTERRUPTED"
 
 
+@pytest.mark.subprocess
+@pytest.mark.multiprocess
 def test_four_concurrent_starts_make_four_complete_runs(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(SLOW_CONFIG.replace("epochs: 16", "epochs: 2").replace("n_samples: 4000", "n_samples: 200"))
@@ -138,6 +143,7 @@ def test_resuming_a_completed_run_is_refused(iris_run):
         resume(iris_run)
 
 
+@pytest.mark.subprocess
 def test_resume_with_overrides_is_refused(tmp_path, iris_run):
     result = run_cli("train", "--resume", str(iris_run.path), "--set", "train.epochs=9", cwd=tmp_path)
     assert result.returncode == 2
@@ -168,6 +174,7 @@ def test_run_references_never_leave_the_runs_folder(tmp_path, iris_run):
             Run.resolve(ref, root)
 
 
+@pytest.mark.subprocess
 def test_unwritable_runs_folder_is_reported_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -144,6 +144,7 @@ print(json.dumps(sorted(str(p.relative_to(root)) for p in root.rglob("*"))))
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_runs_predictions_and_exports_follow_the_umask_of_the_process_that_writes_them(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -43,6 +43,7 @@ def _wait_for_state(runs, timeout: float = 120) -> Run:
     raise AssertionError("training never reached its first checkpoint")
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_ctrl_c_in_epoch_2_exits_within_2_seconds_interrupted_and_resumable(tmp_path):
     _random_digits(tmp_path / "digits.npz")

@@ -17,7 +17,7 @@ import pytest
 from e2e_support import REPO, run_cli
 
 pytest.importorskip("jax")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.jax, pytest.mark.subprocess]
 
 DIGITS = str(REPO / "configs" / "digits_mlp.yaml")
 
@@ -36,6 +36,7 @@ def _final_weights(log: Path) -> str:
     return re.search(r"final weights ([0-9a-f]{16})", log.read_text()).group(1)
 
 
+@pytest.mark.multiprocess
 def test_two_processes_train_digits_to_the_accuracy_of_one_with_the_same_weights(tmp_path):
     alone, together = tmp_path / "alone", tmp_path / "together"
     alone.mkdir(), together.mkdir()
@@ -65,6 +66,7 @@ def _worker(launcher: int, index: int) -> int:
     raise AssertionError(f"worker {index} not found among {_children(launcher)}")
 
 
+@pytest.mark.multiprocess
 def test_a_killed_worker_fails_the_run_within_60_s_and_resume_completes_it(tmp_path):
     epochs = 40
     overrides = ["--set", f"train.epochs={epochs}", "--set", "train.callbacks.early_stopping=null"]

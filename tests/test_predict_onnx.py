@@ -79,6 +79,7 @@ def test_a_changed_model_or_a_missing_export_falls_back_to_keras(exported_run, t
     assert choose_runtime(str(run.path), None, "keras") == "keras"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_the_cli_predicts_through_onnx_without_importing_tensorflow(exported_run, tmp_path):
     run, rows = exported_run

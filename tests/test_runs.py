@@ -127,6 +127,14 @@ def test_resolve_by_name_is_the_newest_run_of_that_name(three_runs):
     assert Run.resolve("beta", root) == made[2]
 
 
+def test_the_config_file_of_a_run_is_its_resolved_config_yaml_found_by_any_reference(three_runs):
+    from dltool.runs import config_file_of
+
+    root, made = three_runs
+    assert config_file_of("latest", root) == made[2].path / "config.yaml"
+    assert config_file_of("20260101-000000", root) == made[0].path / "config.yaml"
+
+
 def test_resolve_unknown_prefix_says_how_to_list_runs(three_runs):
     root, _ = three_runs
     with pytest.raises(RunNotFoundError, match=r"no run matches '2027' in .*runs.*`dltool runs`"):
@@ -251,7 +259,7 @@ def test_running_run_with_our_own_pid_is_running():
         "status": "RUNNING",
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "pid_start": runs_module._process_start(os.getpid()),
+        "pid_start": runs_module.process_start(os.getpid()),
     }
     assert effective_status(info) == "RUNNING"
 

@@ -226,6 +226,7 @@ def serve_process(run):
             server.wait()
 
 
+@pytest.mark.subprocess
 def test_sigterm_finishes_the_requests_in_flight_then_exits_0(iris_run):
     with serve_process(iris_run) as (server, url):
         codes, sent, terminated = [], threading.Semaphore(0), threading.Event()
@@ -256,6 +257,7 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits_0(iris_run):
         assert server.stdout.read().strip().endswith("stopped")
 
 
+@pytest.mark.subprocess
 def test_sigterm_under_load_answers_every_request_sent(iris_run):
     """32 keep-alive clients post without pause; SIGTERM mid-load. Each request gets a 200 or, once the server
     stopped listening, a refused connection: never a reset (issue 20: 1 in 3 runs reset one). Bounded: 15 s."""

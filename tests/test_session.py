@@ -65,6 +65,7 @@ def _digits_on(tmp_path, *args: str) -> dict:
 DIGITS_ONE_DEVICE = 0.9500
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_digits_on_two_cpu_devices_with_tensorflow_mirrored_strategy(tmp_path):
     run = _digits_on(tmp_path, "--devices", "2")
@@ -72,6 +73,8 @@ def test_digits_on_two_cpu_devices_with_tensorflow_mirrored_strategy(tmp_path):
     assert abs(run["accuracy"] - DIGITS_ONE_DEVICE) <= 0.01
 
 
+@pytest.mark.jax
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_digits_on_two_cpu_devices_with_jax_data_parallel(tmp_path):
     pytest.importorskip("jax")

@@ -90,6 +90,7 @@ def test_imdb_lstm_config_trains_on_imdb_as_text_and_predicts_raw_reviews(tmp_pa
     assert [row["label"] for row in rows] and {row["label"] for row in rows} <= {"negative", "positive"}
 
 
+@pytest.mark.subprocess
 def test_lstm_forecaster_config_trains_and_forecasts_from_recent_values(tmp_path):
     series = REPO / "configs" / "data" / "seasonal_series.csv"
     lines = series.read_text().splitlines()

@@ -65,6 +65,15 @@ def test_scan_counts_labels_and_standardizes_on_training_rows_only(tmp_path):
     assert data.preprocessing.std == pytest.approx(train.std(axis=0).tolist(), abs=1e-9)
 
 
+def test_the_data_says_whether_its_splits_are_in_memory_so_no_caller_asks_for_attributes(tmp_path):
+    path = tmp_path / "d.csv"
+    _write_csv(path, 300)
+    streamed, in_memory = prepare_data(_config(path)), prepare_data(_config(path, stream="false"))
+    assert (streamed.in_memory, in_memory.in_memory) == (False, True)
+    for data in (streamed, in_memory):  # what the run's log reads, on both kinds
+        assert (data.adapted, data.left_out) == ([], {})
+
+
 def test_batches_are_full_except_the_last_and_cover_the_split(tmp_path):
     path = tmp_path / "d.csv"
     _write_csv(path, 1000)

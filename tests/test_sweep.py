@@ -307,6 +307,7 @@ def test_hyperband_prunes_hopeless_trials_at_its_rungs(tmp_path, monkeypatch):
     assert all(r["epochs"] < 9 for r in rows[2:])  # stopped at a rung (1 or 3 epochs), not at the end
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_kill_9_of_the_sweep_stops_its_worker_and_resume_ends_with_exactly_the_planned_trials(tmp_path):
     import optuna
@@ -359,6 +360,8 @@ def test_kill_9_of_the_sweep_stops_its_worker_and_resume_ends_with_exactly_the_p
     assert json.loads(shown.stdout)["trials_done"] == 3
 
 
+@pytest.mark.subprocess
+@pytest.mark.multiprocess
 @pytest.mark.slow
 def test_a_killed_and_resumed_two_worker_random_sweep_never_runs_a_parameter_set_twice(tmp_path):
     from dltool.commands.sweep import open_sweep
@@ -392,6 +395,7 @@ def test_a_killed_and_resumed_two_worker_random_sweep_never_runs_a_parameter_set
     assert len(done) == 6 and len(set(done)) == 6, "a parameter set ran twice"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_cleanly_and_leaves_it_resumable(tmp_path):
     path = write_sweep(
@@ -422,22 +426,32 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_leaves_it_resumable(tmp_path):
     assert summary["rows"][0]["reason"].startswith(f"run {run_json.parent.name} interrupted by SIGINT")
 
 
+def cannot_run_postgres_here(reason: str) -> None:
+    """Skip a PostgreSQL test with ``reason``; in CI (CI=true) fail instead, so a runner that lost PostgreSQL
+    says so loudly rather than passing with the test skipped."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and the PostgreSQL test cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def postgres_url():
     """A PostgreSQL server of its own on a loopback port, in a temporary folder (initdb + pg_ctl)."""
+    import importlib.util
     import shutil
     import socket
     import tempfile
 
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL's initdb and pg_ctl are not on PATH (Debian package postgresql)")
-    pytest.importorskip("psycopg2", reason="a PostgreSQL --storage needs psycopg2: pip install psycopg2-binary")
+        cannot_run_postgres_here("PostgreSQL's initdb and pg_ctl are not on PATH (Debian package postgresql)")
+    if importlib.util.find_spec("psycopg2") is None:
+        cannot_run_postgres_here("a PostgreSQL --storage needs psycopg2: pip install psycopg2-binary")
     folder = Path(tempfile.mkdtemp(prefix="dltool-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         if not shutil.which("runuser"):
-            pytest.skip("running as root and no runuser to start PostgreSQL as another user")
+            cannot_run_postgres_here("running as root and no runuser to start PostgreSQL as another user")
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(folder, "postgres")
     with socket.socket() as probe:
@@ -477,6 +491,20 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_a_postgresql_test_without_initdb_fails_in_ci_and_skips_elsewhere_saying_why(request, monkeypatch, ci, outcome):
+    import shutil
+
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as stopped:  # a skip must not pass as one
+        request.getfixturevalue("postgres_url")
+    assert stopped.type is outcome and "initdb and pg_ctl are not on PATH" in str(stopped.value)
+
+
+@pytest.mark.subprocess
+@pytest.mark.multiprocess
+@pytest.mark.postgres
 @pytest.mark.slow
 def test_two_workers_share_a_postgresql_sweep_and_a_worker_killed_with_kill_9_is_replaced_and_retried_once(
     tmp_path, postgres_url
@@ -552,6 +580,8 @@ def test_the_shipped_sweep_schema_is_current():
     assert shipped == sweep_json_schema(), "regenerate: dltool sweep --schema > dltool/sweep.schema.json"
 
 
+@pytest.mark.subprocess
+@pytest.mark.multiprocess
 @pytest.mark.slow
 def test_workers_share_the_journal_file_and_a_fresh_worker_replaces_a_retired_one(tmp_path):
     from dltool.commands.sweep import open_sweep

@@ -53,6 +53,7 @@ def _fresh_venv(path: Path, wheel: Path) -> Path:
     return path / "bin"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_the_wheel_installed_outside_the_checkout_inits_validates_trains_smokes_and_writes_ci(tmp_path):
     wheel = _build_wheel(tmp_path)

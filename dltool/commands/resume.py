@@ -7,14 +7,13 @@ from pathlib import Path
 from ..backend import device_count
 from ..checkpoints import read_state
 from ..distributed import ProcessGroup, current_group
-from ..distributed.followers import follow, share_out, tell_the_others
 from ..distributed.shares import even_batches
 from ..errors import RunStateError
 from ..observer import Observer
 from ..recorder import history_csv
 from ..runs import COMPLETED, RUNNING, Run, log_time, now_iso, runs_dir
 from ..session import fresh_session, on_running_backend, training_devices
-from .train import _execute
+from .run_lifecycle import open_or_join, train_or_follow
 
 
 def resume(
@@ -34,18 +33,12 @@ def resume(
     if observer is None:
         observer = Observer()
     group = current_group() if group is None else group
-    if not group.is_leader:  # one of several processes: it goes on once process 0 has taken the run
-        run = Run.resolve(group.share_run(), runs_dir(runs_root))
-        status = run.info.get("status")
-    else:
-        try:
-            run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
-            status = _check_resumable(run, group)
-        except Exception as exc:
-            group.share_run(failure=str(exc))
-            raise
-        if group.size > 1:
-            tell_the_others(run, group)
+    run = open_or_join(
+        group,
+        open_run=lambda: _resumable_run(ref, runs_root, group),
+        join_run=lambda run_id: Run.resolve(run_id, runs_dir(runs_root)),
+    )
+    status = run.status
     info = run.info
     state = read_state(run, status)
     config = config_from_text(run.file("config.yaml").read_text(encoding="utf-8"), source=str(run.file("config.yaml")))
@@ -62,44 +55,37 @@ def resume(
         )
     with training_devices(config, group):
         model = load_model_safely(run.file(state["model"]))
-    if not group.is_leader:
-        share_out(None, config, data, group)
-        return follow(
-            run,
-            config,
-            data,
-            model,
-            observer,
-            group=group,
-            initial_epoch=state["epoch"],
-            restore=state.get("callbacks", {}),
-        )
-    if group.size > 1:
-        share_out(run, config, data, group)
-    elif config.backend == "jax" and device_count(config.train.devices) > 1:  # as at the start
-        even_batches(data, device_count(config.train.devices))
-    history = state["history"]
-    run.write_text("history.csv", history_csv(history))
-    resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]
-    run.restart(resumes=resumes, epochs_done=state["epoch"])
-    moved = f"; on backend {config.backend}, trained on {trained_on}" if config.backend != trained_on else ""
-    run.append_log(f"{log_time()} resumed from epoch {state['epoch']} (was {status}){moved}")
-    observer.on_run_created(run)
-    return _execute(
+    devices = device_count(config.train.devices)
+    if config.backend == "jax" and devices > 1 and group.size == 1:  # as at the start; several processes: share_out
+        even_batches(data, devices)
+
+    def restart() -> None:
+        """Process 0: history.csv back to the checkpoint's epoch, and the run RUNNING again."""
+        run.write_text("history.csv", history_csv(state["history"]))
+        resumes = info.get("resumes", []) + [{"at": now_iso(), "from_epoch": state["epoch"], "previous_status": status}]
+        run.restart(resumes=resumes, epochs_done=state["epoch"])
+        moved = f"; on backend {config.backend}, trained on {trained_on}" if config.backend != trained_on else ""
+        run.append_log(f"{log_time()} resumed from epoch {state['epoch']} (was {status}){moved}")
+        observer.on_run_created(run)
+
+    return train_or_follow(
         run,
         config,
         data,
         model,
         observer=observer,
-        history=history,
+        group=group,
+        before_fit=restart,
+        history=state["history"],
         initial_epoch=state["epoch"],
         restore=state.get("callbacks", {}),
-        group=group,
     )
 
 
-def _check_resumable(run: Run, group: ProcessGroup) -> str:
-    """The run's status, if it can be resumed by this process (or processes); else a RunStateError."""
+def _resumable_run(ref: str | Run, runs_root: str | Path | None, group: ProcessGroup) -> Run:
+    """Process 0: the run ``ref`` names, if this process (or ``group``'s processes) can resume it; else a
+    RunStateError."""
+    run = ref if isinstance(ref, Run) else Run.resolve(str(ref), runs_dir(runs_root))
     info = run.info
     status = run.status
     if status == COMPLETED:
@@ -124,4 +110,4 @@ def _check_resumable(run: Run, group: ProcessGroup) -> str:
             f"resume it with the same number (each process keeps its share of the data): {how}"
         )
     read_state(run, status)  # a run without a checkpoint is refused here, before the others go on
-    return status
+    return run

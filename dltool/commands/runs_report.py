@@ -190,13 +190,6 @@ def sparkline(values: list[float | None], width: int = 40) -> str:
     return "".join(" " if v is None else blocks[min(7, int((v - low) / span * 7.999))] for v in values)
 
 
-def config_file_of(ref: str, runs_root: Path | None) -> Path:
-    """The resolved config.yaml of run ``ref`` (to train it again, or further with ``--from``)."""
-    from ..runs import runs_dir
-
-    return Run.resolve(ref, runs_dir(runs_root)).file("config.yaml")
-
-
 def run_files(run: Run) -> dict[str, int]:
     """{path inside the run folder: size in bytes} of every file of the run."""
     return {str(p.relative_to(run.path)): p.stat().st_size for p in sorted(run.path.rglob("*")) if p.is_file()}

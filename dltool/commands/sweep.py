@@ -30,7 +30,7 @@ from ..config import config_from_text
 from ..errors import DltoolError, RunNotFoundError, TrainingError, TrainingInterrupted
 from ..fileio import atomic_write_text
 from ..observer import Observer
-from ..runs import RUNNING, Run, _process_start, effective_status, runs_dir
+from ..runs import RUNNING, Run, effective_status, process_start, runs_dir
 from ..sweep_spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
 from .sweep_report import objective_value, progress, write_summary
 from .sweep_sampler import encoded_choices, first_duplicate, sets_left, sweep_sampler
@@ -209,7 +209,7 @@ def _objective(sweep: Sweep, runs_root):
 
     def objective(trial) -> float:
         trial.set_user_attr(
-            "worker", {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid())}
+            "worker", {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
         )
         trial.set_user_attr("heartbeat", time.time())
         params = sweep.sample(trial)

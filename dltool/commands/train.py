@@ -1,8 +1,10 @@
-"""`train` and `resume`: config -> data -> model -> fit -> run folder. The one place that writes a run while training.
+"""`dltool train`: config -> data -> model, then a new run folder, trained and recorded.
 
-The parts have rooms of their own: fitting (the Keras side), checkpoints
-(resumable state), recorder (history, log, heartbeat), plots, interrupts.
-This module only puts them in order and sets the run's final status.
+What a new run needs of its own is here: the checks before a run folder exists (:func:`prepare`), the
+run's first files, the weights of a parent run. Opening the run (or joining it from another process),
+fitting and setting its final status is :mod:`~dltool.commands.run_lifecycle`'s, shared with `resume`; the
+parts it puts in order have rooms of their own: fitting (the Keras side), checkpoints (resumable state),
+recorder (history, log, heartbeat), plots, interrupts.
 """
 
 from __future__ import annotations
@@ -11,31 +13,14 @@ import sys
 from pathlib import Path
 
 from ..backend import device_count
-from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
 from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from ..distributed import LOCAL, ProcessGroup, current_group
-from ..distributed.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
-from ..distributed.group import weights_digest
 from ..distributed.shares import even_batches
-from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrupted
-from ..interrupts import InterruptGuard
+from ..errors import ConfigError, RunStateError
 from ..observer import Observer
-from ..recorder import RunRecorder
-from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time, runs_dir
+from ..runs import Run, log_time, runs_dir
 from ..session import check_precision, fresh_session, on_running_backend, training_devices
-
-MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
-
-
-def small_model_weights(model) -> dict:
-    """{layer: {kernel: [...], bias: [...]}} for models small enough to read (a linear fit's weight and bias)."""
-    import keras
-
-    return {
-        layer.name: {w.path.rsplit("/", 1)[-1]: keras.ops.convert_to_numpy(w).ravel().tolist() for w in layer.weights}
-        for layer in model.layers
-        if layer.weights
-    }
+from .run_lifecycle import open_or_join, train_or_follow
 
 
 def prepare(config: ExperimentConfig, *, samples: int | None = None, group: ProcessGroup = LOCAL):
@@ -60,7 +45,7 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None, group: Proc
         with training_devices(config, group):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
             if any(hasattr(layer, "adapt") for layer in model.layers):
-                if not hasattr(data, "x_train"):
+                if not data.in_memory:
                     raise ConfigError(
                         "layers that adapt to the data (TextVectorization, Normalization, ...) need the "
                         "training split in memory; set data.stream: false",
@@ -68,7 +53,7 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None, group: Proc
                     )
                 data.adapted = adapt_preprocessing_layers(model, data.x_train)
             if config.data.standardize_targets:
-                if config.is_classifier or not hasattr(data, "y_train"):
+                if config.is_classifier or not data.in_memory:
                     raise ConfigError(
                         "standardize_targets applies to in-memory regression targets only; "
                         + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
@@ -112,8 +97,8 @@ def _open_run_files(
     observer.on_run_created(run)
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
-    adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if getattr(data, "adapted", None) else ""
-    if getattr(data, "left_out", None):  # JAX data parallel: every batch splits evenly over the devices
+    adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if data.adapted else ""
+    if data.left_out:  # JAX data parallel: every batch splits evenly over the devices
         adapted += "; left out so every batch splits evenly over the devices: " + ", ".join(
             f"{n} {split} sample(s)" for split, n in data.left_out.items()
         )
@@ -198,163 +183,14 @@ def train(
     config = on_running_backend(resolve_paths(config))
     data, model = prepare(config, samples=samples, group=group)
     parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
-    if not group.is_leader:  # one of several processes: process 0 opens the run, this one trains alongside
-        # Its folder, even where process 0's runs folder is not shared: this machine then keeps the log alone.
-        run = Run(runs_dir(runs_root) / group.share_run())
-        share_out(None, config, data, group)
-        return follow(run, config, data, model, observer, group=group)
-    try:
-        run = Run.create(runs_dir(runs_root), config.name)
-    except Exception as exc:
-        group.share_run(failure=str(exc))
-        raise
-    try:
-        _open_run_files(run, config, data, model, overrides, observer, group, parent)
-    except Exception as exc:  # noqa: BLE001  (the folder exists: it must not be left looking RUNNING)
-        reason = f"{type(exc).__name__}: {exc}"
-        if run.file("run.json").is_file():
-            run.finish(FAILED, error=reason)
-        group.share_run(failure=reason)
-        raise TrainingError(f"run {run.id} could not be started: {reason}") from exc
-    if group.size > 1:
-        tell_the_others(run, group)
-        share_out(run, config, data, group)
-    return _execute(run, config, data, model, observer=observer, group=group)
-
-
-def _execute(
-    run: Run,
-    config: ExperimentConfig,
-    data,
-    model,
-    *,
-    observer: Observer,
-    history: list[dict] | None = None,
-    initial_epoch: int = 0,
-    restore: dict | None = None,
-    group: ProcessGroup = LOCAL,
-) -> Run:
-    """Fit, checkpoint, evaluate and save into an open RUNNING run (process 0 of ``group``); set its final status."""
-    from ..fitting import StopRequested, fit
-
-    recorder = RunRecorder(run, config.train.epochs, history)
-    checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.epochs)
-    interrupts = InterruptGuard()
-    stopped_by = ""  # why an observer stopped the run (a sweep prunes with "pruned"); empty for a signal
-    try:
-        with interrupts:
-            stop_watching = watch_workers(run, group)
-            try:
-                result = fit(
-                    model,
-                    config,
-                    data,
-                    on_epoch_end=recorder.on_epoch_end,
-                    on_checkpoint=lambda epoch, states: checkpoints.on_epoch_end(epoch, states, recorder.rows),
-                    observer=observer,
-                    best_checkpoint=run.file("checkpoints/best.keras"),
-                    initial_epoch=initial_epoch,
-                    restore=restore,
-                    should_stop=interrupts.requested,
-                    tensorboard_dir=run.file("tensorboard"),
-                    group=group,
-                )
-            except StopRequested as stop:
-                stopped_by = str(stop)
-                raise KeyboardInterrupt from None
-            finally:
-                stop_watching()
-        recorder.flush()
-        _finish_completed(run, config, data, model, recorder, result, group)
-        drop_resume_checkpoints(run)
-        observer.on_run_completed(run, model, data)
-        return run
-    except KeyboardInterrupt:
-        group.make_local(model)
-        recorder.flush()
-        checkpoints.write_pending()
-        signal_name = interrupts.signal_name or "SIGINT"
-        done = checkpointed_epoch(run)
-        where = (
-            f"resume from epoch {done} with: {resume_command(run, group)}"
-            if done
-            else "no epoch was checkpointed, so it cannot be resumed"
-        )
-        epochs = f"{recorder.epochs_done} completed epoch(s)"
-        cause = stopped_by or f"interrupted by {signal_name}"
-        run.finish(INTERRUPTED, error=f"{cause} after {epochs}")
-        run.append_log(
-            f"INTERRUPTED ({stopped_by}); {where}" if stopped_by else f"INTERRUPTED by {signal_name}; {where}"
-        )
-        raise TrainingInterrupted(
-            f"run {run.id} {cause} after {epochs}; {where}", run, exit_code=143 if signal_name == "SIGTERM" else 130
-        ) from None
-    except TrainingError as exc:
-        group.make_local(model)
-        recorder.flush()
-        checkpoints.write_pending()
-        run.finish(FAILED, error=str(exc))
-        run.append_log(f"FAILED: {exc}")
-        done = checkpointed_epoch(run)
-        hint = f"; the last good checkpoint is epoch {done}" if done else ""
-        raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
-    except Exception as exc:  # noqa: BLE001  (any Keras/OS error ends the run FAILED with its reason)
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        if group.looks_like_lost_peer(exc):
-            reason = lost_workers(reason, group)
-        try:
-            group.make_local(model)
-            checkpoints.write_pending()  # the last finished epoch's state, kept in memory: resumable from there
-        except Exception:  # noqa: BLE001  (the run is failing already: its reason is the first error)
-            pass
-        try:
-            run.finish(FAILED, error=reason)
-            run.append_log(f"FAILED: {reason}")
-        except OSError:
-            pass
-        done = checkpointed_epoch(run)
-        hint = f"; resume from epoch {done} with: {resume_command(run, group)}" if done else ""
-        raise TrainingError(f"run {run.id} failed: {reason}{hint}") from exc
-
-
-def _finish_completed(
-    run: Run, config: ExperimentConfig, data, model, recorder: RunRecorder, result, group: ProcessGroup
-) -> None:
-    """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
-    from ..config.expectations import check_expectations, describe_expectation
-    from ..fitting import evaluate_data
-    from ..keras_io import save_model_atomic
-    from ..plots import write_run_plots
-
-    if group.size > 1:  # process 0 tests the model on the whole test split by itself
-        group.make_local(model)
-        run.append_log(f"{log_time()} final weights {weights_digest(model)} (each worker logs its own)")
-    test = evaluate_data(model, config, data)
-    save_model_atomic(model, run.file("model.keras"))
-    # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
-    train_metrics, val_metrics = recorder.final_metrics(result.restored_epoch)
-    metrics = {
-        "train": train_metrics,
-        "validation": val_metrics or None,
-        "test": test,
-        "epochs": recorder.epochs_done,
-        "stopped_early": result.stopped_early,
-        **({"restored_epoch": result.restored_epoch} if result.restored_epoch is not None else {}),
-        "best_epoch": recorder.best_epoch(),
-        "fit_seconds": round(result.seconds, 3),
-        **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
-    }
-    run.write_json("metrics.json", metrics)
-    run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
-    expectations = check_expectations(config.expect, metrics)
-    if expectations:
-        run.append_log("\n".join("expect  " + describe_expectation(checked) for checked in expectations))
-    if config.train.plots:
-        write_run_plots(run, config, recorder.rows, model, data)
-    met = (
-        {"expectations": expectations, "expectations_met": all(e["met"] for e in expectations)} if expectations else {}
+    run = open_or_join(
+        group,
+        open_run=lambda: Run.create(runs_dir(runs_root), config.name),
+        # A follower's folder, even where process 0's runs folder is not shared: this machine then keeps the log.
+        join_run=lambda run_id: Run(runs_dir(runs_root) / run_id),
+        start_run=lambda run: _open_run_files(run, config, data, model, overrides, observer, group, parent),
     )
-    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), **met)
+    return train_or_follow(run, config, data, model, observer=observer, group=group)
 
 
 def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str]]:

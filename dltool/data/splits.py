@@ -30,6 +30,12 @@ class PreparedData:
     test_source: str  # "builtin" or "fraction 0.2 (seed 42)"
     adapted: list[str] = field(default_factory=list)  # preprocessing layers adapted on x_train, for the log
     warnings: list[str] = field(default_factory=list)  # the source's (an id-like feature column), for the run
+    left_out: dict[str, int] = field(default_factory=dict)  # samples per split dropped so batches split evenly
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether every split is an array in memory (True here; a streamed CSV's are read batch by batch)."""
+        return True
 
     @property
     def validation_is_test(self) -> bool:

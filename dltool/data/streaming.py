@@ -74,6 +74,13 @@ class StreamedData:
         self._epoch = 0
         self._share: tuple[int, int, int] | None = None  # (processes, this process, multiple): see share_batches
         self.warnings = list(warnings or [])  # an id-like feature column in the first chunk, for the run
+        self.adapted: list[str] = []  # never: adapting layers need the training split in memory
+        self.left_out: dict[str, int] = {}  # rows per split dropped so batches split evenly (see share_batches)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether every split is an array in memory (False: the rows are read from disk batch by batch)."""
+        return False
 
     @property
     def validation_is_test(self) -> bool:

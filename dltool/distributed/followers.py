@@ -34,7 +34,7 @@ def share_out(run: Run | None, config: ExperimentConfig, data, group: ProcessGro
     process 0 to test alone); the splits first become multiples of all processes' devices. Process 0 (``run``
     given) logs the shares."""
     devices = device_count(config.train.devices) * group.size
-    if hasattr(data, "x_train"):
+    if data.in_memory:
         left_out = even_splits(data, devices, test=False)
         group.keep_own_share(data, config.train.batch_size)
         share = f"{len(data.x_train)} training samples per process"

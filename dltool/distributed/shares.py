@@ -38,6 +38,6 @@ def even_batches(data, devices: int) -> dict[str, int]:
     In-memory splits lose their last few samples (:func:`even_splits`); a streamed CSV, the last rows of each
     split's last batch. Returns how many, per split.
     """
-    if hasattr(data, "x_train"):
+    if data.in_memory:
         return even_splits(data, devices)
     return data.share_batches(1, 0, devices)

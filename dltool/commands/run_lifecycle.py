@@ -1,0 +1,251 @@
+"""The lifecycle that `train` and `resume` share: open the run (or join it), train it (or follow), record it.
+
+Process 0 of a :class:`~dltool.distributed.ProcessGroup` owns the run folder: it creates or takes the run, tells
+the other processes which run it is, fits and records. The others join that run and train their share alongside
+(:func:`dltool.distributed.followers.follow`). One process alone is process 0 of :data:`~dltool.distributed.LOCAL`.
+What differs between a new run and a resumed one (which run, which model, which epoch) stays in
+:mod:`~dltool.commands.train` and :mod:`~dltool.commands.resume`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
+from ..config import ExperimentConfig
+from ..distributed import LOCAL, ProcessGroup
+from ..distributed.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
+from ..distributed.group import weights_digest
+from ..errors import TrainingError, TrainingInterrupted
+from ..interrupts import InterruptGuard
+from ..observer import Observer
+from ..recorder import RunRecorder
+from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time
+
+MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
+
+
+def small_model_weights(model) -> dict:
+    """{layer: {kernel: [...], bias: [...]}} for models small enough to read (a linear fit's weight and bias)."""
+    import keras
+
+    return {
+        layer.name: {w.path.rsplit("/", 1)[-1]: keras.ops.convert_to_numpy(w).ravel().tolist() for w in layer.weights}
+        for layer in model.layers
+        if layer.weights
+    }
+
+
+def open_or_join(
+    group: ProcessGroup,
+    *,
+    open_run: Callable[[], Run],
+    join_run: Callable[[str], Run],
+    start_run: Callable[[Run], None] | None = None,
+) -> Run:
+    """The run every process of ``group`` trains: process 0 opens it, the others join it.
+
+    Process 0 calls ``open_run()`` (create a run folder, or take a stopped run), then ``start_run(run)``
+    if given (write its first files; a failure there marks the run FAILED and raises TrainingError), and
+    tells the others the run's id. A failure in either step reaches the other processes before it is
+    raised here, so none of them waits for a run that will not come. The others get the id from process 0
+    and return ``join_run(run_id)``.
+    """
+    if not group.is_leader:
+        return join_run(group.share_run())
+    try:
+        run = open_run()
+    except Exception as exc:
+        group.share_run(failure=str(exc))
+        raise
+    if start_run is not None:
+        try:
+            start_run(run)
+        except Exception as exc:  # noqa: BLE001  (the folder exists: it must not be left looking RUNNING)
+            reason = f"{type(exc).__name__}: {exc}"
+            if run.file("run.json").is_file():
+                run.finish(FAILED, error=reason)
+            group.share_run(failure=reason)
+            raise TrainingError(f"run {run.id} could not be started: {reason}") from exc
+    if group.size > 1:
+        tell_the_others(run, group)
+    return run
+
+
+def train_or_follow(
+    run: Run,
+    config: ExperimentConfig,
+    data,
+    model,
+    *,
+    observer: Observer,
+    group: ProcessGroup,
+    before_fit: Callable[[], None] | None = None,
+    history: list[dict] | None = None,
+    initial_epoch: int = 0,
+    restore: dict | None = None,
+) -> Run:
+    """Train ``run`` in this process: process 0 fits and records it, the others train their share alongside.
+
+    Each process first keeps its share of the data (alone: all of it). On process 0, ``before_fit()`` (if
+    given) then runs just before fitting (a resumed run is marked RUNNING again there). ``history``,
+    ``initial_epoch`` and ``restore`` continue a resumed run, as in :func:`fit_and_record`.
+    """
+    if not group.is_leader:
+        share_out(None, config, data, group)
+        return follow(run, config, data, model, observer, group=group, initial_epoch=initial_epoch, restore=restore)
+    if group.size > 1:
+        share_out(run, config, data, group)
+    if before_fit is not None:
+        before_fit()
+    return fit_and_record(
+        run,
+        config,
+        data,
+        model,
+        observer=observer,
+        history=history,
+        initial_epoch=initial_epoch,
+        restore=restore,
+        group=group,
+    )
+
+
+def fit_and_record(
+    run: Run,
+    config: ExperimentConfig,
+    data,
+    model,
+    *,
+    observer: Observer,
+    history: list[dict] | None = None,
+    initial_epoch: int = 0,
+    restore: dict | None = None,
+    group: ProcessGroup = LOCAL,
+) -> Run:
+    """Fit, checkpoint, evaluate and save into an open RUNNING run (process 0 of ``group``); set its final status.
+
+    ``history`` (the rows of history.csv so far), ``initial_epoch`` and ``restore`` (the callbacks' saved
+    progress) continue a resumed run; by default None, 0 and None: a run from its first epoch. Returns the
+    COMPLETED run; raises TrainingInterrupted (the run INTERRUPTED) or TrainingError (the run FAILED).
+    """
+    from ..fitting import StopRequested, fit
+
+    recorder = RunRecorder(run, config.train.epochs, history)
+    checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.epochs)
+    interrupts = InterruptGuard()
+    stopped_by = ""  # why an observer stopped the run (a sweep prunes with "pruned"); empty for a signal
+    try:
+        with interrupts:
+            stop_watching = watch_workers(run, group)
+            try:
+                result = fit(
+                    model,
+                    config,
+                    data,
+                    on_epoch_end=recorder.on_epoch_end,
+                    on_checkpoint=lambda epoch, states: checkpoints.on_epoch_end(epoch, states, recorder.rows),
+                    observer=observer,
+                    best_checkpoint=run.file("checkpoints/best.keras"),
+                    initial_epoch=initial_epoch,
+                    restore=restore,
+                    should_stop=interrupts.requested,
+                    tensorboard_dir=run.file("tensorboard"),
+                    group=group,
+                )
+            except StopRequested as stop:
+                stopped_by = str(stop)
+                raise KeyboardInterrupt from None
+            finally:
+                stop_watching()
+        recorder.flush()
+        _finish_completed(run, config, data, model, recorder, result, group)
+        drop_resume_checkpoints(run)
+        observer.on_run_completed(run, model, data)
+        return run
+    except KeyboardInterrupt:
+        group.make_local(model)
+        recorder.flush()
+        checkpoints.write_pending()
+        signal_name = interrupts.signal_name or "SIGINT"
+        done = checkpointed_epoch(run)
+        where = (
+            f"resume from epoch {done} with: {resume_command(run, group)}"
+            if done
+            else "no epoch was checkpointed, so it cannot be resumed"
+        )
+        epochs = f"{recorder.epochs_done} completed epoch(s)"
+        cause = stopped_by or f"interrupted by {signal_name}"
+        run.finish(INTERRUPTED, error=f"{cause} after {epochs}")
+        run.append_log(
+            f"INTERRUPTED ({stopped_by}); {where}" if stopped_by else f"INTERRUPTED by {signal_name}; {where}"
+        )
+        raise TrainingInterrupted(
+            f"run {run.id} {cause} after {epochs}; {where}", run, exit_code=143 if signal_name == "SIGTERM" else 130
+        ) from None
+    except TrainingError as exc:
+        group.make_local(model)
+        recorder.flush()
+        checkpoints.write_pending()
+        run.finish(FAILED, error=str(exc))
+        run.append_log(f"FAILED: {exc}")
+        done = checkpointed_epoch(run)
+        hint = f"; the last good checkpoint is epoch {done}" if done else ""
+        raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
+    except Exception as exc:  # noqa: BLE001  (any Keras/OS error ends the run FAILED with its reason)
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if group.looks_like_lost_peer(exc):
+            reason = lost_workers(reason, group)
+        try:
+            group.make_local(model)
+            checkpoints.write_pending()  # the last finished epoch's state, kept in memory: resumable from there
+        except Exception:  # noqa: BLE001  (the run is failing already: its reason is the first error)
+            pass
+        try:
+            run.finish(FAILED, error=reason)
+            run.append_log(f"FAILED: {reason}")
+        except OSError:
+            pass
+        done = checkpointed_epoch(run)
+        hint = f"; resume from epoch {done} with: {resume_command(run, group)}" if done else ""
+        raise TrainingError(f"run {run.id} failed: {reason}{hint}") from exc
+
+
+def _finish_completed(
+    run: Run, config: ExperimentConfig, data, model, recorder: RunRecorder, result, group: ProcessGroup
+) -> None:
+    """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
+    from ..config.expectations import check_expectations, describe_expectation
+    from ..fitting import evaluate_data
+    from ..keras_io import save_model_atomic
+    from ..plots import write_run_plots
+
+    if group.size > 1:  # process 0 tests the model on the whole test split by itself
+        group.make_local(model)
+        run.append_log(f"{log_time()} final weights {weights_digest(model)} (each worker logs its own)")
+    test = evaluate_data(model, config, data)
+    save_model_atomic(model, run.file("model.keras"))
+    # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
+    train_metrics, val_metrics = recorder.final_metrics(result.restored_epoch)
+    metrics = {
+        "train": train_metrics,
+        "validation": val_metrics or None,
+        "test": test,
+        "epochs": recorder.epochs_done,
+        "stopped_early": result.stopped_early,
+        **({"restored_epoch": result.restored_epoch} if result.restored_epoch is not None else {}),
+        "best_epoch": recorder.best_epoch(),
+        "fit_seconds": round(result.seconds, 3),
+        **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
+    }
+    run.write_json("metrics.json", metrics)
+    run.append_log("test  " + "  ".join(f"{k}={v:.4g}" for k, v in test.items()))
+    expectations = check_expectations(config.expect, metrics)
+    if expectations:
+        run.append_log("\n".join("expect  " + describe_expectation(checked) for checked in expectations))
+    if config.train.plots:
+        write_run_plots(run, config, recorder.rows, model, data)
+    met = (
+        {"expectations": expectations, "expectations_met": all(e["met"] for e in expectations)} if expectations else {}
+    )
+    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), **met)
