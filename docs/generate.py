@@ -47,7 +47,7 @@ def command_names() -> list[str]:
     """Every command of the Typer app as typed: 'dltool', 'dltool train', 'dltool runs show', ..."""
     import typer
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     return [" ".join(path) for path, _ in _walk(typer.main.get_command(app), ("dltool",))]
 
@@ -65,7 +65,7 @@ def commands_page() -> str:
     """The command reference: every command's usage, help, options and examples, read off the Typer app."""
     import typer
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     lines = [HEADER.format(source="the Typer app (dltool/cli.py)"), "# Command reference\n"]
     lines.append(

@@ -1,4 +1,4 @@
-"""The Keras callbacks of a run (dltool.callbacks): a monitor's direction comes from the metric, as in Keras;
+"""The Keras callbacks of a run (dltool.training.callbacks): a monitor's direction comes from the metric, as in Keras;
 resumed callbacks get their progress back."""
 
 from __future__ import annotations
@@ -45,20 +45,20 @@ def compiled_model():
     ],
 )
 def test_the_direction_comes_from_the_metric(compiled_model, monitor, expected):
-    from dltool.callbacks import monitor_direction
+    from dltool.training.callbacks import monitor_direction
 
     assert monitor_direction(compiled_model, monitor) == expected
 
 
 def test_an_explicit_mode_wins(compiled_model):
-    from dltool.callbacks import monitor_direction
+    from dltool.training.callbacks import monitor_direction
 
     assert monitor_direction(compiled_model, "val_accuracy", "min") == "min"
     assert monitor_direction(compiled_model, "learning_rate", "max") == "max"
 
 
 def test_the_best_checkpoint_keeps_the_highest_precision(compiled_model, tmp_path):
-    from dltool.callbacks import BestCheckpoint
+    from dltool.training.callbacks import BestCheckpoint
 
     path = tmp_path / "best.keras"
     checkpoint = BestCheckpoint("val_precision", "auto", path)
@@ -73,8 +73,8 @@ def test_the_best_checkpoint_keeps_the_highest_precision(compiled_model, tmp_pat
 
 
 def test_a_checkpoint_on_a_value_without_a_direction_asks_for_a_mode(compiled_model, tmp_path):
-    from dltool.callbacks import BestCheckpoint
     from dltool.errors import ConfigError
+    from dltool.training.callbacks import BestCheckpoint
 
     checkpoint = BestCheckpoint("learning_rate", "auto", tmp_path / "best.keras")
     checkpoint.set_model(compiled_model)
@@ -90,8 +90,8 @@ def test_a_checkpoint_on_a_value_without_a_direction_asks_for_a_mode(compiled_mo
 def test_resumed_callbacks_get_their_progress_back_after_keras_resets_it(compiled_model, tmp_path):
     import keras
 
-    from dltool.callbacks import BestCheckpoint, RestoreProgress
-    from dltool.checkpoints import callback_states
+    from dltool.training.callbacks import BestCheckpoint, RestoreProgress
+    from dltool.training.checkpoints import callback_states
 
     stateful = {
         "early_stopping": keras.callbacks.EarlyStopping(monitor="val_loss", patience=5),

@@ -11,14 +11,14 @@ import pytest
 from e2e_support import IRIS_CONFIG, REPO, run_cli
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 
 runner = CliRunner()
 
 
 @pytest.mark.slow
 def test_import_of_cli_does_not_import_tensorflow():
-    code = "import sys, dltool.cli; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = "import sys, dltool.cli.app; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False False"
 

@@ -11,7 +11,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 
 ENV = {"NO_COLOR": "1", "COLUMNS": "200"}
 IRIS_ID = "20261124-101200-iris-test-ab12"

@@ -697,7 +697,7 @@ def test_override_can_fix_a_file_error(tmp_path):
 @pytest.mark.slow
 def test_cli_import_and_validation_do_not_import_tensorflow_or_keras():
     code = (
-        "import sys, dltool.cli\n"
+        "import sys, dltool.cli.app\n"
         "from dltool.config import load_config, config_to_yaml, json_schema\n"
         "import glob\n"
         "for p in sorted(glob.glob('configs/*.yaml')):\n"

@@ -6,7 +6,7 @@ import pytest
 from e2e_support import IRIS_CONFIG
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 from dltool.config import config_from_text
 from dltool.runs import Run
 

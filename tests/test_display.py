@@ -4,7 +4,7 @@ import io
 
 from rich.console import Console
 
-from dltool.display import TrainingDisplay
+from dltool.cli.display.training import TrainingDisplay
 
 STEPS = 10  # steps per epoch
 STEP_SECONDS = 2.0  # each fake step takes this long, so an epoch takes 20 s

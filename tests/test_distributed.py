@@ -185,7 +185,7 @@ def test_only_the_distributed_package_asks_how_many_processes_there_are():
 
 def test_launch_and_the_sweep_workers_share_one_supervisor_and_the_package_imports_no_command():
     graph = grimp.build_graph("dltool")
-    for module in ("dltool.distributed.launcher", "dltool.commands.sweep_workers"):
+    for module in ("dltool.distributed.launcher", "dltool.sweep.workers"):
         assert "dltool.distributed.supervisor" in graph.find_modules_directly_imported_by(module)
     for module in graph.find_descendants("dltool.distributed"):
         imported = graph.find_modules_directly_imported_by(module)

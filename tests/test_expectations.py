@@ -8,7 +8,7 @@ import pytest
 from e2e_support import IRIS_CONFIG, LINEAR_CONFIG
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 from dltool.config import check_expectations, config_from_text, with_expectations
 from dltool.config.expectations import describe_expectation, parse_condition
 from dltool.errors import ConfigError

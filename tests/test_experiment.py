@@ -149,7 +149,7 @@ def test_output_width_that_does_not_fit_the_classes_is_refused(tmp_path, overrid
 def test_validate_refuses_more_outputs_than_classes(tmp_path):
     from typer.testing import CliRunner
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     config_file = tmp_path / "iris.yaml"
     config_file.write_text(IRIS_CONFIG.replace("units: 3", "units: 5"))

@@ -159,7 +159,7 @@ def test_file_formats_are_verified_in_their_runtime_and_recorded(run, tmp_path, 
 
 
 def test_a_difference_over_the_tolerance_exits_1_and_leaves_nothing(run, tmp_path, monkeypatch):
-    from dltool.cli import app
+    from dltool.cli.app import app
     from dltool.exporting import to_onnx
 
     before = len(_records(run)) if run.file("exports.json").is_file() else 0
@@ -180,7 +180,7 @@ def test_a_difference_over_the_tolerance_exits_1_and_leaves_nothing(run, tmp_pat
 
 
 def test_a_missing_runtime_exits_2_with_the_pip_command(run, tmp_path, monkeypatch):
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     result = runner.invoke(app, ["export", str(run.path), "--format", "onnx", "-o", str(tmp_path)])
@@ -192,7 +192,7 @@ def test_a_missing_runtime_exits_2_with_the_pip_command(run, tmp_path, monkeypat
 
 
 def test_export_on_a_data_file_and_runs_show_lists_exports(run, tmp_path):
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     rows = tmp_path / "rows.csv"
     header = "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)"
@@ -312,7 +312,7 @@ def test_a_regression_run_with_outputs_in_the_hundreds_exports_in_every_format(d
 
 
 def test_the_check_is_relative_to_the_outputs_and_rtol_atol_move_it(diabetes_run, tmp_path, monkeypatch):
-    from dltool.cli import app
+    from dltool.cli.app import app
     from dltool.exporting import to_onnx
 
     target = tmp_path / "model.onnx"

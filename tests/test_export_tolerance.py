@@ -57,7 +57,7 @@ def test_nan_never_passes_and_a_zero_tolerance_names_the_largest_difference():
 
 
 def test_cli_refuses_a_bad_tolerance_with_exit_2_before_looking_for_the_run():
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     result = runner.invoke(app, ["export", "no-such-run", "-f", "onnx", "--atol", "-0.5"])
     assert result.exit_code == 2, result.output

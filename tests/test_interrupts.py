@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from e2e_support import REPO
 
-from dltool.checkpoints import read_state
-from dltool.interrupts import InterruptGuard
 from dltool.keras_io import load_model_safely
 from dltool.runs import INTERRUPTED, Run
+from dltool.training.checkpoints import read_state
+from dltool.training.interrupts import InterruptGuard
 
 STOP_SECONDS = 2.0  # the promise: from the signal to the end of the process
 

@@ -10,7 +10,7 @@ import pytest
 from dltool.config import config_from_text
 from dltool.errors import ConfigError
 from dltool.keras_catalog import CATALOG_PATH, build_catalog
-from dltool.model import build_layer, build_model, summary_text
+from dltool.training.model import build_layer, build_model, summary_text
 
 
 def test_catalog_matches_the_installed_keras():

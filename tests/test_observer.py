@@ -1,4 +1,4 @@
-"""The observer contract (dltool.observer): every hook a no-op in the base, every observer a subclass."""
+"""The observer contract (dltool.training.observer): every hook a no-op in the base, every observer a subclass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dltool.observer import Observer
+from dltool.training.observer import Observer
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dltool"
 
@@ -39,7 +39,7 @@ def test_every_hook_the_code_calls_is_an_observer_method():
     called = _hooks_called()
     assert {"on_run_created", "on_epoch_end", "on_train_end"} <= set(called)  # the walk finds the calls
     missing = {hook: where for hook, where in called.items() if not callable(getattr(Observer, hook, None))}
-    assert missing == {}, f"add these hooks to dltool.observer.Observer (a documented no-op each): {missing}"
+    assert missing == {}, f"add these hooks to dltool.training.observer.Observer (a documented no-op each): {missing}"
 
 
 def test_the_base_hooks_do_nothing_and_are_documented():
@@ -66,10 +66,10 @@ def test_no_code_asks_whether_an_observer_is_there_or_has_a_hook():
 
 
 def test_every_observer_subclasses_the_base():
-    from dltool.cli_launch import WorkerLog, observer_for
+    from dltool.cli.display.training import TrainingDisplay
+    from dltool.cli.launch import WorkerLog, observer_for
     from dltool.commands.smoke import _Keeper
-    from dltool.commands.sweep import _TrialObserver
-    from dltool.display import TrainingDisplay
+    from dltool.sweep.run import _TrialObserver
 
     for cls in (TrainingDisplay, WorkerLog, _TrialObserver, _Keeper):
         assert issubclass(cls, Observer), cls
@@ -77,7 +77,7 @@ def test_every_observer_subclasses_the_base():
 
 
 def test_a_worker_log_is_silent_until_its_run_is_known(capsys):
-    from dltool.cli_launch import WorkerLog
+    from dltool.cli.launch import WorkerLog
 
     worker = WorkerLog(1)
     worker.on_train_begin(2, 3)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 
 runner = CliRunner()
 

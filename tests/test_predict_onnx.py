@@ -21,7 +21,7 @@ ROWS = (
 )
 NO_TENSORFLOW = """
 import sys
-from dltool.cli import main
+from dltool.cli.app import main
 try:
     main()
 except SystemExit as exit:

@@ -270,7 +270,7 @@ def test_cli_refuses_bad_options_and_a_missing_extra_with_exit_2(monkeypatch):
 
     from typer.testing import CliRunner
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     runner = CliRunner()
     bad = runner.invoke(app, ["serve", "latest", "--max-batch", "0"])

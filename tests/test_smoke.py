@@ -10,7 +10,7 @@ from e2e_support import IRIS_CONFIG
 from test_reports import check_junit
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 from dltool.commands.smoke import find_configs
 from dltool.config import config_from_text
 from dltool.data import load_source

@@ -17,7 +17,7 @@ from e2e_support import IRIS_CONFIG, REPO, run_cli
 pytest.importorskip("optuna", reason="sweeps need optuna: pip install -e '.[sweep]'")
 
 from dltool.errors import ConfigError, DltoolError  # noqa: E402
-from dltool.sweep_spec import load_sweep  # noqa: E402
+from dltool.sweep.spec import load_sweep  # noqa: E402
 
 
 def write_sweep(folder: Path, body: str, experiment: str = IRIS_CONFIG, epochs: int = 1) -> Path:
@@ -110,7 +110,7 @@ def test_a_base_config_that_validates_on_its_test_split_is_refused_for_a_val_obj
 def test_init_sweep_writes_a_sweep_file_that_validates(tmp_path, config, lines):
     from typer.testing import CliRunner
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     target = tmp_path / "sweeps" / "tune.yaml"
     target.parent.mkdir()
@@ -126,7 +126,7 @@ def test_init_sweep_writes_a_sweep_file_that_validates(tmp_path, config, lines):
 def test_init_sweep_without_an_experiment_says_how(tmp_path):
     from typer.testing import CliRunner
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     result = CliRunner().invoke(app, ["init", "sweep", str(tmp_path / "s.yaml")])
     assert result.exit_code == 2
@@ -135,7 +135,7 @@ def test_init_sweep_without_an_experiment_says_how(tmp_path):
 
 
 def test_a_database_password_is_left_out_of_what_is_written():
-    from dltool.commands.sweep_storage import url_without_password
+    from dltool.sweep.storage import url_without_password
 
     assert url_without_password("postgresql://bob:s3%40t@db.example:5432/opt?sslmode=require") == (
         "postgresql://bob@db.example:5432/opt?sslmode=require"
@@ -145,7 +145,7 @@ def test_a_database_password_is_left_out_of_what_is_written():
 
 
 def test_a_missing_optuna_names_the_pip_command(monkeypatch):
-    from dltool.commands.sweep_storage import import_optuna
+    from dltool.sweep.storage import import_optuna
 
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(
@@ -157,7 +157,7 @@ def test_a_missing_optuna_names_the_pip_command(monkeypatch):
 
 def _sampled(tmp_path, method: str, seed: int) -> list[dict]:
     """The parameters a fresh sweep samples for 12 trials, told a value that depends on them (no training)."""
-    from dltool.commands.sweep import create_sweep
+    from dltool.sweep.run import create_sweep
 
     path = write_sweep(
         tmp_path,
@@ -187,8 +187,8 @@ def test_random_and_tpe_are_reproducible_with_a_seed(tmp_path, method):
 @pytest.mark.slow
 def test_grid_runs_exactly_the_product_as_tagged_runs(tmp_path):
     from dltool.commands.runs_report import select_runs
-    from dltool.commands.sweep import create_sweep, work
-    from dltool.commands.sweep_report import write_summary
+    from dltool.sweep.report import write_summary
+    from dltool.sweep.run import create_sweep, work
 
     units, batches = [4, 8], [16, 32]
     path = write_sweep(
@@ -214,8 +214,8 @@ def test_grid_runs_exactly_the_product_as_tagged_runs(tmp_path):
 
 @pytest.mark.slow
 def test_one_failing_trial_does_not_stop_the_others(tmp_path):
-    from dltool.commands.sweep import create_sweep, work
-    from dltool.commands.sweep_report import write_summary
+    from dltool.sweep.report import write_summary
+    from dltool.sweep.run import create_sweep, work
 
     # 5 output units validate as a config, but iris has 3 classes: that trial fails before its run exists.
     path = write_sweep(tmp_path, "method: grid\nparameters:\n  model.layers[1].Dense.units: {choice: [5, 3]}\n")
@@ -229,9 +229,9 @@ def test_one_failing_trial_does_not_stop_the_others(tmp_path):
 
 @pytest.mark.slow
 def test_a_pruned_trial_stops_before_its_last_epoch(tmp_path):
-    from dltool.commands.sweep import create_sweep, work
-    from dltool.commands.sweep_report import write_summary
     from dltool.runs import Run
+    from dltool.sweep.report import write_summary
+    from dltool.sweep.run import create_sweep, work
 
     path = write_sweep(
         tmp_path,
@@ -284,8 +284,8 @@ def _pid_alive(pid: int) -> bool:
 def test_hyperband_prunes_hopeless_trials_at_its_rungs(tmp_path, monkeypatch):
     import optuna
 
-    from dltool.commands.sweep import create_sweep, work
-    from dltool.commands.sweep_report import write_summary
+    from dltool.sweep.report import write_summary
+    from dltool.sweep.run import create_sweep, work
 
     # Which bracket a trial lands in is a hash of the sweep id and the trial number; pin every trial to the
     # first (most aggressive) bracket so the test does not depend on the id.
@@ -311,7 +311,7 @@ def test_hyperband_prunes_hopeless_trials_at_its_rungs(tmp_path, monkeypatch):
 def test_kill_9_of_the_sweep_stops_its_worker_and_resume_ends_with_exactly_the_planned_trials(tmp_path):
     import optuna
 
-    from dltool.commands.sweep import open_sweep
+    from dltool.sweep.run import open_sweep
 
     path = write_sweep(
         tmp_path,
@@ -361,8 +361,8 @@ def test_kill_9_of_the_sweep_stops_its_worker_and_resume_ends_with_exactly_the_p
 
 @pytest.mark.slow
 def test_a_killed_and_resumed_two_worker_random_sweep_never_runs_a_parameter_set_twice(tmp_path):
-    from dltool.commands.sweep import open_sweep
-    from dltool.commands.sweep_report import counted
+    from dltool.sweep.report import counted
+    from dltool.sweep.run import open_sweep
 
     path = write_sweep(
         tmp_path,
@@ -500,7 +500,7 @@ def test_two_workers_share_a_postgresql_sweep_and_a_worker_killed_with_kill_9_is
     assert process.returncode == 0, stderr.decode() + stdout.decode()
     assert f"worker {victim['pid']} died (signal 9)" in stderr.decode()
     sweep_id = next((tmp_path / "sweeps").iterdir()).name
-    from dltool.commands.sweep_storage import open_storage
+    from dltool.sweep.storage import open_storage
 
     trials = optuna.load_study(study_name=sweep_id, storage=open_storage(None, postgres_url)).trials
     (stale,) = [t for t in trials if "stale" in t.user_attrs]
@@ -546,7 +546,7 @@ def test_shipped_sweeps_validate_and_name_the_schema(path):
 
 
 def test_the_shipped_sweep_schema_is_current():
-    from dltool.sweep_spec import sweep_json_schema
+    from dltool.sweep.spec import sweep_json_schema
 
     shipped = json.loads((REPO / "dltool" / "sweep.schema.json").read_text())
     assert shipped == sweep_json_schema(), "regenerate: dltool sweep --schema > dltool/sweep.schema.json"
@@ -554,7 +554,7 @@ def test_the_shipped_sweep_schema_is_current():
 
 @pytest.mark.slow
 def test_workers_share_the_journal_file_and_a_fresh_worker_replaces_a_retired_one(tmp_path):
-    from dltool.commands.sweep import open_sweep
+    from dltool.sweep.run import open_sweep
 
     path = write_sweep(tmp_path, "method: grid\nparameters:\n  model.layers[0].Dense.units: {choice: [4, 6, 8]}\n")
     env = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -586,7 +586,7 @@ def test_workers_share_the_journal_file_and_a_fresh_worker_replaces_a_retired_on
 def _draw_trials(sweep, count: int, *, stop_at: tuple = ()) -> None:
     """Run ``count`` trials of ``sweep`` the way `work` does, with an objective that trains nothing: the trial
     numbered in ``stop_at`` is stopped like a Ctrl-C'd one (FAILED, not counted); a duplicate is skipped."""
-    from dltool.commands.sweep import DuplicateDraw
+    from dltool.sweep.run import DuplicateDraw
 
     def objective(trial):
         params = sweep.sample(trial)
@@ -609,7 +609,7 @@ def _completed(sweep) -> list[tuple]:
 
 @pytest.mark.parametrize("method", ["random", "tpe"])
 def test_a_resumed_sweep_never_draws_a_parameter_set_it_has_already_tried(tmp_path, method):
-    from dltool.commands.sweep import create_sweep, open_sweep
+    from dltool.sweep.run import create_sweep, open_sweep
 
     body = (
         f"method: {method}\ntrials: 16\nseed: 3\nparameters:\n"
@@ -628,7 +628,7 @@ def test_a_resumed_sweep_never_draws_a_parameter_set_it_has_already_tried(tmp_pa
 
 
 def test_a_one_worker_sweep_gives_the_same_sets_with_its_seed_stopped_and_resumed_or_not(tmp_path):
-    from dltool.commands.sweep import create_sweep, open_sweep
+    from dltool.sweep.run import create_sweep, open_sweep
 
     body = "method: random\ntrials: 6\nseed: 11\nparameters:\n  train.optimizer.learning_rate: {uniform: [0.01, 0.1]}\n"
     path = write_sweep(tmp_path, body)
@@ -644,8 +644,8 @@ def test_a_one_worker_sweep_gives_the_same_sets_with_its_seed_stopped_and_resume
 
 
 def test_a_grid_sweep_completes_each_point_once_and_a_stopped_point_again(tmp_path):
-    from dltool.commands.sweep import create_sweep, open_sweep, space_used_up
-    from dltool.commands.sweep_sampler import sets_left
+    from dltool.sweep.run import create_sweep, open_sweep, space_used_up
+    from dltool.sweep.sampler import sets_left
 
     body = "method: grid\nparameters:\n  train.batch_size: {choice: [8, 16, 32]}\n  model.layers[0].Dense.units: {choice: [4, 8]}\n"
     sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")
@@ -658,9 +658,9 @@ def test_a_grid_sweep_completes_each_point_once_and_a_stopped_point_again(tmp_pa
 
 
 def test_a_discrete_space_smaller_than_trials_ends_the_sweep_when_every_set_ran(tmp_path):
-    from dltool.commands.sweep import create_sweep, space_used_up
-    from dltool.commands.sweep_report import write_summary
-    from dltool.commands.sweep_sampler import sets_left
+    from dltool.sweep.report import write_summary
+    from dltool.sweep.run import create_sweep, space_used_up
+    from dltool.sweep.sampler import sets_left
 
     body = "method: random\ntrials: 10\nparameters:\n  train.batch_size: {choice: [8, 16]}\n  model.layers[0].Dense.units: {int: [4, 6]}\n"
     sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")
@@ -677,7 +677,7 @@ def test_a_discrete_space_smaller_than_trials_ends_the_sweep_when_every_set_ran(
 
 
 def test_two_workers_drawing_the_same_set_at_once_run_it_once(tmp_path):
-    from dltool.commands.sweep import DuplicateDraw, create_sweep
+    from dltool.sweep.run import DuplicateDraw, create_sweep
 
     body = "method: random\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n"
     sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")

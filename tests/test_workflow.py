@@ -9,7 +9,7 @@ import pytest
 from e2e_support import REPO
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 from dltool.commands.runs_report import config_differences, parse_since, sparkline
 from dltool.config import json_schema, load_config
 from dltool.templates import SCHEMA_PATH, template_names

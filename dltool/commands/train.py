@@ -11,18 +11,18 @@ import sys
 from pathlib import Path
 
 from ..backend import device_count
-from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
 from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from ..distributed import LOCAL, ProcessGroup, current_group
 from ..distributed.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
 from ..distributed.group import weights_digest
 from ..distributed.shares import even_batches
 from ..errors import ConfigError, RunStateError, TrainingError, TrainingInterrupted
-from ..interrupts import InterruptGuard
-from ..observer import Observer
-from ..recorder import RunRecorder
 from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time, runs_dir
-from ..session import check_precision, fresh_session, on_running_backend, training_devices
+from ..training.checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
+from ..training.interrupts import InterruptGuard
+from ..training.observer import Observer
+from ..training.recorder import RunRecorder
+from ..training.session import check_precision, fresh_session, on_running_backend, training_devices
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 
@@ -47,8 +47,8 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None, group: Proc
     (default one alone).
     """
     from ..data import prepare_data
-    from ..fitting import check_outputs_fit_targets
-    from ..model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
+    from ..training.fitting import check_outputs_fit_targets
+    from ..training.model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
 
     fresh_session(config.seed, config.train.deterministic, config.train.precision)
     try:
@@ -86,7 +86,7 @@ def _open_run_files(
     run: Run, config: ExperimentConfig, data, model, overrides, observer, group: ProcessGroup, parent=None
 ) -> None:
     from .. import backend
-    from ..model import summary_text
+    from ..training.model import summary_text
 
     device = backend.device_description()
     devices = backend.device_count(config.train.devices) * group.size
@@ -235,7 +235,7 @@ def _execute(
     group: ProcessGroup = LOCAL,
 ) -> Run:
     """Fit, checkpoint, evaluate and save into an open RUNNING run (process 0 of ``group``); set its final status."""
-    from ..fitting import StopRequested, fit
+    from ..training.fitting import StopRequested, fit
 
     recorder = RunRecorder(run, config.train.epochs, history)
     checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.epochs)
@@ -322,9 +322,9 @@ def _finish_completed(
 ) -> None:
     """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
     from ..config.expectations import check_expectations, describe_expectation
-    from ..fitting import evaluate_data
     from ..keras_io import save_model_atomic
     from ..plots import write_run_plots
+    from ..training.fitting import evaluate_data
 
     if group.size > 1:  # process 0 tests the model on the whole test split by itself
         group.make_local(model)
@@ -363,7 +363,7 @@ def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str]]:
     Returns (the model summary, the split sizes, the sample shape, warnings about the data such as an
     id-like feature column).
     """
-    from ..model import summary_text
+    from ..training.model import summary_text
 
     data, model = prepare(on_running_backend(resolve_paths(config)))
     return summary_text(model), data.sizes(), data.preprocessing.input_shape, list(data.warnings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .cli_common import AsJson, Backend, Verbose, out, reported_errors, say
+from .common import AsJson, Backend, Verbose, out, reported_errors, say
 
 INFO_EPILOG = "Example: dltool info   |   dltool info --backend jax --json"
 
@@ -13,8 +13,8 @@ def info(backend: Backend = None, as_json: AsJson = False, verbose: Verbose = Fa
     """Print dltool's, Keras's and the backend's versions, the devices the backend sees, and what is installed."""
     import os
 
-    from .backend import import_keras
-    from .system_info import OPTIONAL_PACKAGES, system_info
+    from ..backend import import_keras
+    from ..system_info import OPTIONAL_PACKAGES, system_info
 
     chosen_by = "--backend" if backend else "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "the default"
     with reported_errors():

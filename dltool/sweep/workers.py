@@ -16,9 +16,9 @@ from collections.abc import Callable
 from ..distributed import supervisor
 from ..errors import TrainingError, TrainingInterrupted, UsageError
 from ..runs import runs_dir
-from .sweep_report import progress, write_summary
-from .sweep_sampler import sets_left
-from .sweep_storage import STORAGE_ENV
+from .report import progress, write_summary
+from .sampler import sets_left
+from .storage import STORAGE_ENV
 
 # A worker process runs this many trials, then a fresh one takes over: TensorFlow keeps ~5 MB of every traced
 # model until its process exits, and the new import (4-5 s) spread over 20 trials costs ~0.2 s each.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from .config import ExperimentConfig, layer_name_and_args
-from .errors import ConfigError, did_you_mean
-from .keras_io import INPUT_NAME
+from ..config import ExperimentConfig, layer_name_and_args
+from ..errors import ConfigError, did_you_mean
+from ..keras_io import INPUT_NAME
 
 _NESTED_LAYER_ARGS = ("layer", "backward_layer")
 
@@ -76,7 +76,7 @@ def adapt_preprocessing_layers(model, x_train) -> list[str]:
     """
     import keras
 
-    from .keras_io import as_model_input
+    from ..keras_io import as_model_input
 
     adapted: list[str] = []
     leading = []

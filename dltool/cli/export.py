@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import Checkpoint, RunRef, RunsDir, Verbose, out, reported_errors
+from .common import Checkpoint, RunRef, RunsDir, Verbose, out, reported_errors
 
 EXPORT_EPILOG = (
     "Example: dltool export latest --format saved_model   |   dltool export latest --format onnx -o model.onnx"
@@ -70,17 +70,17 @@ def export_command(
     verbose: Verbose = False,
 ) -> None:
     """Export a run's model with its preprocessing inside, verified against model.keras in the target runtime."""
-    from .backend import import_keras
+    from ..backend import import_keras
 
     with reported_errors():
-        from .exporting.verify import tolerance_for
+        from ..exporting.verify import tolerance_for
 
         tolerance_for(False, rtol, atol)  # a bad --rtol/--atol exits 2 before TensorFlow is imported
         # The converters (SavedModel, tf2onnx, LiteRT) work on TensorFlow graphs: a run trained on jax or torch
         # is loaded on TensorFlow (model.keras is portable) and verified against that.
         import_keras(verbose, backend="tensorflow")
-        from .commands.export import export, serving_commands
-        from .display_export import print_export
+        from ..commands.export import export, serving_commands
+        from .display.export import print_export
 
         record = export(
             run,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import keras
 
+from ..errors import ConfigError, NonFiniteLoss
+from ..keras_io import save_model_atomic
 from .checkpoints import callback_states
-from .errors import ConfigError, NonFiniteLoss
-from .keras_io import save_model_atomic
 from .observer import Observer, StopRequested
 
 

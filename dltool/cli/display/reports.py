@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .display import expectations_cell, file_size, format_value, metrics_table, print_expectations, status_markup
+from .training import expectations_cell, file_size, format_value, metrics_table, print_expectations, status_markup
 
 
 def runs_table(rows: list[dict], title: str) -> Table:
@@ -40,8 +40,8 @@ def runs_table(rows: list[dict], title: str) -> Table:
 
 def print_run(console: Console, shown: dict) -> None:
     """`dltool runs show`: header, reason, final metrics, best epoch, history chart, config, files."""
-    from .commands.runs_report import sparkline
-    from .config.yamlio import dump_yaml
+    from ...commands.runs_report import sparkline
+    from ...config.yamlio import dump_yaml
 
     console.print(
         f"[bold]{shown['id']}[/]  {status_markup(shown['status'])}  {shown.get('epochs_done') or 0}/"
@@ -86,7 +86,7 @@ def print_run(console: Console, shown: dict) -> None:
     if shown.get("evaluations"):
         console.print(evaluations_table(shown["evaluations"]))
     if shown.get("exports"):
-        from .display_export import exports_table
+        from .export import exports_table
 
         console.print(exports_table(shown["exports"], str(Path(shown["path"]).resolve())))
     console.print("[bold]config[/]", highlight=False)
@@ -116,7 +116,7 @@ def evaluations_table(evaluations: dict[str, dict]) -> Table:
 
 def print_comparison(console: Console, compared: dict) -> None:
     """`dltool runs compare`: the config values that differ, then test metrics with the best in bold."""
-    from .commands.runs_report import lower_is_better
+    from ...commands.runs_report import lower_is_better
 
     ids, differences = compared["runs"], compared["config_differences"]
     table = Table(title="config differences" if differences else "configs are identical", title_justify="left")

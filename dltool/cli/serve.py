@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import Backend, Checkpoint, RunRef, RunsDir, Verbose, reported_errors, run_backend, say
+from .common import Backend, Checkpoint, RunRef, RunsDir, Verbose, reported_errors, run_backend, say
 
 SERVE_EPILOG = (
     "Example: dltool serve latest   |   dltool serve latest --port 8080 --max-batch 128 --token $TOKEN   |   "
@@ -48,10 +48,10 @@ def serve_command(
     verbose: Verbose = False,
 ) -> None:
     """Serve a run's model over TensorFlow Serving's REST API, with dynamic batching and Prometheus metrics."""
-    from .backend import import_keras
+    from ..backend import import_keras
 
     with reported_errors():
-        from .commands.serve import ServeSettings, require_serve_extra, serve
+        from ..commands.serve import ServeSettings, require_serve_extra, serve
 
         require_serve_extra()  # before TensorFlow's seconds of import
         settings = ServeSettings(host, port, max_batch, batch_wait_ms, token, max_body_mb, checkpoint)

@@ -6,7 +6,7 @@ import csv
 import io
 import time
 
-from .runs import Run
+from ..runs import Run
 
 FLUSH_SECONDS = 1.0  # history.csv, the heartbeat and train.log are rewritten at most this often
 

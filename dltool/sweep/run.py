@@ -29,13 +29,13 @@ from pathlib import Path
 from ..config import config_from_text
 from ..errors import DltoolError, RunNotFoundError, TrainingError, TrainingInterrupted
 from ..fileio import atomic_write_text
-from ..observer import Observer
 from ..runs import RUNNING, Run, _process_start, effective_status, runs_dir
-from ..sweep_spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
-from .sweep_report import objective_value, progress, write_summary
-from .sweep_sampler import encoded_choices, first_duplicate, sets_left, sweep_sampler
-from .sweep_storage import import_optuna, open_storage, url_without_password
-from .sweep_workers import TRIALS_PER_WORKER, run_workers  # noqa: F401  (re-exported: the sweep API)
+from ..training.observer import Observer
+from .report import objective_value, progress, write_summary
+from .sampler import encoded_choices, first_duplicate, sets_left, sweep_sampler
+from .spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
+from .storage import import_optuna, open_storage, url_without_password
+from .workers import TRIALS_PER_WORKER, run_workers  # noqa: F401  (re-exported: the sweep API)
 
 STALE_AFTER_S = 600  # a RUNNING trial on another host with no heartbeat for this long is taken as dead
 HEARTBEAT_EVERY_S = 30  # a trial's heartbeat in the study, at most this often (at the end of an epoch)
@@ -171,7 +171,7 @@ class _TrialObserver(Observer):
         self.trial.set_user_attr("run_id", run.id)
 
     def on_epoch_end(self, row: dict) -> None:
-        from ..fitting import StopRequested
+        from ..training.fitting import StopRequested
 
         if self.metric not in row:
             columns = ", ".join(k for k in row if k not in ("epoch", "learning_rate", "epoch_seconds"))
@@ -203,7 +203,7 @@ class _TrialFailed(Exception):
 
 
 def _objective(sweep: Sweep, runs_root):
-    from .train import train
+    from ..commands.train import train
 
     optuna = import_optuna()
 
@@ -279,7 +279,7 @@ def work(
 
     Raises TrainingInterrupted on Ctrl-C or SIGTERM (the trial's run is INTERRUPTED; the sweep resumable).
     """
-    from .sweep_report import trial_row
+    from .report import trial_row
 
     objective = _objective(sweep, runs_root)
     ran = 0

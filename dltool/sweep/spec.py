@@ -16,10 +16,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from .config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
-from .config.messages import first_error
-from .config.yamlio import LineMap, dump_yaml, load_yaml, read_config_text
-from .errors import ConfigError
+from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
+from ..config.messages import first_error
+from ..config.yamlio import LineMap, dump_yaml, load_yaml, read_config_text
+from ..errors import ConfigError
 
 METHODS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "hyperband")

@@ -20,8 +20,8 @@ import json
 import math
 import secrets
 
-from .sweep_report import counted
-from .sweep_storage import import_optuna
+from .report import counted
+from .storage import import_optuna
 
 REDRAWS = 20  # draws before a collision-free set is picked among the unused ones of a finite space
 ENUMERATE_UP_TO = 100_000  # a finite space up to this many sets is listed to find its unused ones

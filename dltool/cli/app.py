@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from ._version import __version__
-from .cli_common import (
+from .._version import __version__
+from ..errors import UsageError
+from .common import (
     Backend,
     Checkpoint,
     Devices,
@@ -29,10 +30,10 @@ from .cli_common import (
     say,
     skip_shutdown_collection,
 )
-from .cli_config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
-from .cli_export import EXPORT_EPILOG, export_command
-from .cli_info import INFO_EPILOG, info
-from .cli_launch import (
+from .config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
+from .export import EXPORT_EPILOG, export_command
+from .info import INFO_EPILOG, info
+from .launch import (
     LAUNCH_EPILOG,
     Coordinator,
     NumProcesses,
@@ -42,12 +43,11 @@ from .cli_launch import (
     launch_command,
     observer_for,
 )
-from .cli_predict import PREDICT_EPILOG, predict
-from .cli_runs import PLOT_EPILOG, plot, runs_app
-from .cli_serve import SERVE_EPILOG, serve_command
-from .cli_smoke import SMOKE_EPILOG, smoke, train_reports
-from .cli_sweep import SWEEP_EXAMPLE, sweep_command
-from .errors import UsageError
+from .predict import PREDICT_EPILOG, predict
+from .runs import PLOT_EPILOG, plot, runs_app
+from .serve import SERVE_EPILOG, serve_command
+from .smoke import SMOKE_EPILOG, smoke, train_reports
+from .sweep import SWEEP_EXAMPLE, sweep_command
 
 app = typer.Typer(
     name="dltool",
@@ -126,8 +126,8 @@ def train(
 
     Exits 0 on success, 2 for bad input, 1 when training fails, 3 when the run misses an expectation (--expect, expect:).
     """
-    from .backend import import_keras
-    from .display import TrainingDisplay, print_training_result, use_plain_output
+    from ..backend import import_keras
+    from .display.training import TrainingDisplay, print_training_result, use_plain_output
 
     with reported_errors(), train_reports(junit, str(config or from_run or resume)) as report:
         if (config is None and from_run is None) == (resume is None):
@@ -143,12 +143,12 @@ def train(
             devices = run_config_value(resume, runs_dir, "train", "devices") or "auto"  # as the run started
             import_keras(verbose, backend=backend or run_backend(resume, runs_dir), devices=devices)
             processes = join_group(group)
-            from .commands.resume import resume as resume_training
+            from ..commands.resume import resume as resume_training
 
             run = resume_training(resume, runs_root=runs_dir, observer=display, group=processes)
         else:
-            from .commands.runs_report import config_file_of
-            from .config import load_config, with_expectations
+            from ..commands.runs_report import config_file_of
+            from ..config import load_config, with_expectations
 
             overrides = (overrides or []) + (["train.deterministic=true"] if deterministic else [])
             overrides += ([f"backend={backend}"] if backend else []) + ([f"train.devices={devices}"] if devices else [])
@@ -157,7 +157,7 @@ def train(
             )
             import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
             processes = join_group(group, experiment)
-            from .commands.train import train as run_training
+            from ..commands.train import train as run_training
 
             run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run, group=processes)
         report["run"] = run
@@ -193,12 +193,12 @@ def evaluate(
     verbose: Verbose = False,
 ) -> None:
     """Evaluate a run's saved model; write evaluations/<data set>.json (and evaluation.json) into the run."""
-    from .backend import import_keras
-    from .display_reports import print_evaluation
+    from ..backend import import_keras
+    from .display.reports import print_evaluation
 
     with reported_errors():
         import_keras(verbose, backend=backend or run_backend(run, runs_dir))
-        from .commands.evaluate import evaluate as run_evaluation
+        from ..commands.evaluate import evaluate as run_evaluation
 
         result = run_evaluation(run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint)
     if as_json:

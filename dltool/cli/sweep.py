@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import AsJson, JUnitFile, RunsDir, Verbose, err, out, reported_errors, say
-from .errors import UsageError
+from ..errors import UsageError
+from .common import AsJson, JUnitFile, RunsDir, Verbose, err, out, reported_errors, say
 
 SweepTarget = Annotated[
     str | None, typer.Argument(metavar="SWEEP.yaml | show", help="The sweep file to start; or `show ID`.")
@@ -80,11 +80,11 @@ def sweep_command(
     verbose: Verbose = False,
 ) -> None:
     """Search hyperparameters with Optuna: every trial is an ordinary run; the sweep lives in sweeps/<id>/ beside runs/."""
-    from .commands import sweep as sweeps
-    from .commands.sweep_report import write_plots, write_summary
+    from ..sweep import run as sweeps
+    from ..sweep.report import write_plots, write_summary
 
     if schema:
-        from .sweep_spec import sweep_json_schema
+        from ..sweep.spec import sweep_json_schema
 
         out.print_json(json.dumps(sweep_json_schema()))
         return
@@ -96,7 +96,7 @@ def sweep_command(
             if as_json:
                 out.print_json(json.dumps(summary))
                 return
-            from .display_reports import print_sweep
+            from .display.reports import print_sweep
 
             print_sweep(out, summary)
             if plots:
@@ -105,7 +105,7 @@ def sweep_command(
         if sum(x is not None for x in (target, resume, join)) != 1:
             raise UsageError("give one of: a SWEEP.yaml to start, --resume ID, --join ID (or `show ID`)")
         if junit is not None:
-            from .fileio import check_output_file
+            from ..fileio import check_output_file
 
             check_output_file(junit, "JUnit report", "--junit")
         if target is not None:
@@ -132,8 +132,8 @@ def sweep_command(
                 ),
             )
         else:
-            from .backend import import_keras
-            from .display_reports import trial_line
+            from ..backend import import_keras
+            from .display.reports import trial_line
 
             import_keras(verbose, backend=sweep_obj.base.backend, devices=sweep_obj.base.train.devices)
             if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
@@ -150,7 +150,7 @@ def sweep_command(
         summary = write_summary(sweep_obj)
         write_plots(sweep_obj, summary)
         if junit is not None:
-            from .reports import sweep_cases, write_junit
+            from ..reports import sweep_cases, write_junit
 
             write_junit(junit, sweep_cases(summary))
     best = summary["best"]

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import AsJson, RunRef, RunsDir, out, reported_errors, say
-from .errors import UsageError
+from ..errors import UsageError
+from .common import AsJson, RunRef, RunsDir, out, reported_errors, say
 
 PLOT_EPILOG = "Example: dltool plot 20261124-1012 20261124-1030 -o compare.png --metric loss"
 
@@ -47,8 +47,8 @@ def runs_list(
     if ctx.invoked_subcommand is not None:
         ctx.obj = runs_dir
         return
-    from .commands.runs_report import select_runs
-    from .display_reports import runs_table
+    from ..commands.runs_report import select_runs
+    from .display.reports import runs_table
 
     root = _root(ctx, runs_dir)
     with reported_errors():
@@ -64,7 +64,7 @@ def runs_list(
 
 
 def _root(ctx: typer.Context, runs_dir: Path | None) -> Path:
-    from .runs import runs_dir as resolve_runs_dir
+    from ..runs import runs_dir as resolve_runs_dir
 
     return resolve_runs_dir(runs_dir or (ctx.parent.obj if ctx.parent else None))
 
@@ -72,9 +72,9 @@ def _root(ctx: typer.Context, runs_dir: Path | None) -> Path:
 @runs_app.command("show", epilog="Example: dltool runs show latest")
 def runs_show(ctx: typer.Context, run: RunRef = "latest", runs_dir: RunsDir = None, as_json: AsJson = False) -> None:
     """Show one run: status, final metrics, per-epoch history as a chart, config and files."""
-    from .commands.runs_report import show_run
-    from .display_reports import print_run
-    from .runs import Run
+    from ..commands.runs_report import show_run
+    from ..runs import Run
+    from .display.reports import print_run
 
     with reported_errors():
         shown = show_run(Run.resolve(run, _root(ctx, runs_dir)))
@@ -92,9 +92,9 @@ def runs_compare(
     as_json: AsJson = False,
 ) -> None:
     """Compare runs: the config values that differ, final metrics side by side, best epochs."""
-    from .commands.runs_report import compare_runs
-    from .display_reports import print_comparison
-    from .runs import Run
+    from ..commands.runs_report import compare_runs
+    from ..runs import Run
+    from .display.reports import print_comparison
 
     with reported_errors():
         compared = compare_runs([Run.resolve(r, _root(ctx, runs_dir)) for r in runs])
@@ -116,8 +116,8 @@ def runs_rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete run folders (asks first unless --yes; a live RUNNING run is never deleted)."""
-    from .commands.runs_report import removable_runs
-    from .runs import remove_run
+    from ..commands.runs_report import removable_runs
+    from ..runs import remove_run
 
     with reported_errors():
         found = removable_runs(runs or [], _root(ctx, runs_dir), status=status)
@@ -148,8 +148,8 @@ def plot(
     runs_dir: RunsDir = None,
 ) -> None:
     """Overlay the training curves of several runs in one image (PNG, PDF, SVG or JPEG, chosen by the suffix)."""
-    from .commands.runs_report import plot_runs
-    from .runs import runs_dir as resolve_runs_dir
+    from ..commands.runs_report import plot_runs
+    from ..runs import runs_dir as resolve_runs_dir
 
     with reported_errors():
         drawn = plot_runs(runs, resolve_runs_dir(runs_dir), output, metric)

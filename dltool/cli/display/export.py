@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .display import format_value
+from .training import format_value
 
 
 def export_lines(record: dict, serving: tuple[str, str] | None) -> list[str]:

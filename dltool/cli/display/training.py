@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .observer import Observer
+from ...training.observer import Observer
 
 REFRESH_SECONDS = 0.25  # live metrics are read from the model at most this often
 MAX_PLAIN_LINES = 100  # plain mode prints at most about this many epoch lines per run
@@ -224,7 +224,7 @@ def expectations_cell(checked: list[dict] | None) -> str:
 
 def print_expectations(console: Console, checked: list[dict] | None) -> None:
     """One line per expectation: key = value (condition): met or NOT met."""
-    from .config.expectations import describe_expectation
+    from ...config.expectations import describe_expectation
 
     for result in checked or []:
         colour = "green" if result["met"] else "red"

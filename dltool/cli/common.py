@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .errors import DltoolError, TrainingInterrupted
-from .runs import RUNS_DIR_ENV
+from ..errors import DltoolError, TrainingInterrupted
+from ..runs import RUNS_DIR_ENV
 
 
 def _help_shows_metavars() -> None:
@@ -88,9 +88,9 @@ Backend = Annotated[
 
 def run_config_value(ref: str, runs_root, *keys: str):
     """A value of a run's config.yaml (e.g. "train", "devices"), read without Keras; None if there is none."""
-    from .config.yamlio import load_yaml
-    from .errors import DltoolError
-    from .runs import Run, runs_dir
+    from ..config.yamlio import load_yaml
+    from ..errors import DltoolError
+    from ..runs import Run, runs_dir
 
     try:
         path = Run.resolve(ref, runs_dir(runs_root)).file("config.yaml")
@@ -158,8 +158,8 @@ def skip_shutdown_collection() -> None:
 
 def _annotate_in_github(error: DltoolError) -> None:
     """In a GitHub Actions step, also show a config error on its file and line of the pull request (stdout)."""
-    from .errors import ConfigError
-    from .reports import config_error_annotation, in_github_actions
+    from ..errors import ConfigError
+    from ..reports import config_error_annotation, in_github_actions
 
     if isinstance(error, ConfigError) and in_github_actions():
         say(config_error_annotation(error))

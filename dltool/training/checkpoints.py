@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from .errors import RunStateError
-from .fileio import atomic_write_text
-from .keras_io import save_model_atomic
-from .runs import Run
+from ..errors import RunStateError
+from ..fileio import atomic_write_text
+from ..keras_io import save_model_atomic
+from ..runs import Run
 
 STATE_FILE = "checkpoints/state.json"
 CHECKPOINT_MIN_SECONDS = 2.0  # resumable checkpoints reach disk at most this often (kill -9 loses at most this)

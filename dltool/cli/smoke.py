@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import JUnitFile, RunsDir, Verbose, out, reported_errors, say
+from .common import JUnitFile, RunsDir, Verbose, out, reported_errors, say
 
 SMOKE_EPILOG = (
     "Example: dltool smoke configs/ --fake-data --junit smoke.xml   |   dltool smoke configs/smoke.yaml "
@@ -64,11 +64,11 @@ def smoke(
 
     Exits 0 when every config passes or is skipped, 1 when any fails, 3 when any misses its expectations (--expect-from-configs), 2 for usage errors. Without --fake-data, a config whose data needs a download or a missing file is skipped.
     """  # noqa: E501  (one paragraph: rich wraps it)
-    from .backend import import_keras
-    from .commands.smoke import config_backends, find_configs
-    from .commands.smoke import smoke as run_smoke
-    from .display_reports import smoke_line, smoke_table
-    from .fileio import check_output_file
+    from ..backend import import_keras
+    from ..commands.smoke import config_backends, find_configs
+    from ..commands.smoke import smoke as run_smoke
+    from ..fileio import check_output_file
+    from .display.reports import smoke_line, smoke_table
 
     with reported_errors():
         if junit is not None:
@@ -105,7 +105,7 @@ def smoke(
 
 
 def _smoke_summary(results: dict) -> str:
-    from .reports import markdown_table
+    from ..reports import markdown_table
 
     rows = [
         [
@@ -124,7 +124,7 @@ def _smoke_summary(results: dict) -> str:
 
 def _ci_outputs(junit: Path | None, cases: list, summary: str, package: str) -> None:
     """Write the JUnit file (when asked) and append to the GitHub step summary (when $GITHUB_STEP_SUMMARY is set)."""
-    from .reports import append_step_summary, write_junit
+    from ..reports import append_step_summary, write_junit
 
     if junit is not None:
         write_junit(junit, cases, package=package)
@@ -133,7 +133,7 @@ def _ci_outputs(junit: Path | None, cases: list, summary: str, package: str) -> 
 
 def _annotate(errors: list[tuple[str, str | None, int | None]]) -> None:
     """In GitHub Actions, print each error as an annotation on its config file and line."""
-    from .reports import github_annotation, in_github_actions, is_file_source
+    from ..reports import github_annotation, in_github_actions, is_file_source
 
     if in_github_actions():
         for message, file, line in errors:
@@ -147,9 +147,9 @@ def train_reports(junit: Path | None, name: str):
     Yields a dict; the command puts the finished run under "run". An error is reported as a failed testcase
     (and raised on); a config error's annotation is reported_errors' job.
     """
-    from .errors import DltoolError
-    from .fileio import check_output_file
-    from .reports import error_case, markdown_table, run_case
+    from ..errors import DltoolError
+    from ..fileio import check_output_file
+    from ..reports import error_case, markdown_table, run_case
 
     if junit is not None:
         check_output_file(junit, "JUnit report", "--junit")

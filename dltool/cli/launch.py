@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import Backend, Devices, Overrides, RunsDir, Verbose, err, out, reported_errors, run_backend, say
-from .errors import UsageError
-from .observer import Observer
+from ..errors import UsageError
+from ..training.observer import Observer
+from .common import Backend, Devices, Overrides, RunsDir, Verbose, err, out, reported_errors, run_backend, say
 
 Coordinator = Annotated[
     str | None,
@@ -46,7 +46,7 @@ LAUNCH_EPILOG = (
 
 def group_from_options(coordinator: str | None, count: int | None, index: int | None):
     """Where `dltool train` stands among several processes (its options, else the environment), or None."""
-    from .distributed.settings import group_settings
+    from ..distributed.settings import group_settings
 
     return group_settings(coordinator, count, index)
 
@@ -54,15 +54,15 @@ def group_from_options(coordinator: str | None, count: int | None, index: int | 
 def join_group(settings, experiment=None):
     """Refuse a backend that cannot train in several processes, then connect to the other processes; returns
     their group, or the local one when ``settings`` is None (this process trains alone)."""
-    from .distributed import LOCAL
+    from ..distributed import LOCAL
 
     if settings is None:
         return LOCAL
     import keras
 
-    from .distributed.group import join
-    from .distributed.settings import refuse_backend
-    from .errors import ConfigError
+    from ..distributed.group import join
+    from ..distributed.settings import refuse_backend
+    from ..errors import ConfigError
 
     try:
         refuse_backend(keras.backend.backend())
@@ -82,7 +82,7 @@ class WorkerLog(Observer):
     def on_run_created(self, run) -> None:
         from rich.console import Console
 
-        from .display import TrainingDisplay
+        from .display.training import TrainingDisplay
 
         folder = run.file("workers")
         folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ class WorkerLog(Observer):
         say(f"worker {self.index} of run {run.id}")
 
     def on_worker_finished(self, digest: str) -> None:
-        from .runs import log_time
+        from ..runs import log_time
 
         say(f"{log_time()} final weights {digest} (worker 0 logs its own in train.log)")
 
@@ -142,7 +142,7 @@ def launch_command(
     Each process trains on its share of every batch; batch_size stays the global batch. Worker 0's display
     is shown here; the others log to workers/<i>.log in the run folder. Exits non-zero if any worker fails.
     """
-    from .distributed.launcher import describe_exit, launch
+    from ..distributed.launcher import describe_exit, launch
 
     with reported_errors():
         if (config is None) == (resume is None):
@@ -176,11 +176,11 @@ def launch_command(
 
 def _check_backend(config, overrides, resume, runs_dir, backend) -> None:
     """Refuse a backend other than JAX here, once, rather than in every worker."""
-    from .distributed.settings import refuse_backend
-    from .errors import ConfigError
+    from ..distributed.settings import refuse_backend
+    from ..errors import ConfigError
 
     if config is not None:
-        from .config import load_config
+        from ..config import load_config
 
         experiment = load_config(config, (overrides or []) + ([f"backend={backend}"] if backend else []))
         try:

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import ConfigFile, Overrides, Verbose, err, out, reported_errors, say
-from .errors import UsageError
+from ..errors import UsageError
+from .common import ConfigFile, Overrides, Verbose, err, out, reported_errors, say
 
 VALIDATE_EPILOG = "Example: dltool validate configs/mnist_mlp.yaml --set data.path=mnist.npz"
 SCHEMA_EPILOG = "Example: dltool schema > dltool.schema.json"
@@ -25,7 +25,7 @@ def validate(
     verbose: Verbose = False,
 ) -> None:
     """Check a config without training: print it resolved, then load the data and build the model."""
-    from .config import config_to_yaml, load_config, resolve_paths
+    from ..config import config_to_yaml, load_config, resolve_paths
 
     with reported_errors():
         experiment = load_config(config, overrides or [])
@@ -33,10 +33,10 @@ def validate(
         if schema_only:
             say(f"{config}: config is valid")
             return
-        from .backend import import_keras
+        from ..backend import import_keras
 
         import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
-        from .commands.train import check
+        from ..commands.train import check
 
         summary, sizes, shape, warnings = check(experiment)
     say(summary)
@@ -51,7 +51,7 @@ def validate(
 
 def schema() -> None:
     """Print the JSON Schema of config files (for editor completion and inline errors)."""
-    from .config import json_schema
+    from ..config import json_schema
 
     out.print_json(json.dumps(json_schema()))
 
@@ -82,7 +82,7 @@ def init(
     ] = None,
 ) -> None:
     """Write a commented starter config that validates as written (or, with ci, a GitHub Actions workflow; with sweep, a sweep file)."""
-    from .templates import CI_TEMPLATE, write_ci_workflow, write_sweep_template, write_template
+    from ..templates import CI_TEMPLATE, write_ci_workflow, write_sweep_template, write_template
 
     with reported_errors():
         if install is not None and template != CI_TEMPLATE:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .cli_common import Backend, Checkpoint, RunRef, RunsDir, Verbose, err, reported_errors, run_backend
+from .common import Backend, Checkpoint, RunRef, RunsDir, Verbose, err, reported_errors, run_backend
 
 PREDICT_EPILOG = "Example: dltool predict latest new_rows.csv -o predictions.csv --keep id"
 
@@ -45,15 +45,15 @@ def predict(
 ) -> None:
     """Predict with a run's model on new files, applying its saved preprocessing."""
     with reported_errors():
-        from .commands.predict_onnx import choose_runtime
+        from ..commands.predict_onnx import choose_runtime
 
         # An explicit backend asks for Keras; otherwise a verified ONNX export spares TensorFlow's import.
         chosen = choose_runtime(run, runs_dir, "keras" if backend else runtime, checkpoint)
         if chosen == "keras":
-            from .backend import import_keras
+            from ..backend import import_keras
 
             import_keras(verbose, backend=backend or run_backend(run, runs_dir))
-        from .commands.predict import predict as run_prediction
+        from ..commands.predict import predict as run_prediction
 
         target = output if output is not None else sys.stdout
         result = run_prediction(

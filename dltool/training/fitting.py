@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ONE_HOT_LOSSES, ExperimentConfig
-from .data import PreparedData
-from .distributed import LOCAL, ProcessGroup
-from .errors import ConfigError
-from .keras_io import as_model_input, inference_batch_size
+from ..config import ONE_HOT_LOSSES, ExperimentConfig
+from ..data import PreparedData
+from ..distributed import LOCAL, ProcessGroup
+from ..errors import ConfigError
+from ..keras_io import as_model_input, inference_batch_size
 from .model import output_units
 from .observer import Observer, StopRequested
 
@@ -170,7 +170,7 @@ def fit(
     if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is
         x_val, y_val = inputs["validation_data"]
         inputs["validation_data"] = (as_model_input(x_val), y_val)
-    from .backend import cancelled_when, is_cancellation
+    from ..backend import cancelled_when, is_cancellation
 
     start = time.perf_counter()
     try:

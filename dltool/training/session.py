@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 
-from .backend import device_count
-from .config import ExperimentConfig
-from .distributed import LOCAL, ProcessGroup
-from .errors import ConfigError
+from ..backend import device_count
+from ..config import ExperimentConfig
+from ..distributed import LOCAL, ProcessGroup
+from ..errors import ConfigError
 
 
 def fresh_session(seed: int, deterministic: bool, precision: str = "float32") -> None:
@@ -15,7 +15,7 @@ def fresh_session(seed: int, deterministic: bool, precision: str = "float32") ->
     run's dtype policy (process-wide in Keras: set for every run, so one run's policy never leaks into the next)."""
     import keras
 
-    from .backend import set_determinism
+    from ..backend import set_determinism
 
     keras.backend.clear_session()
     if keras.backend.backend() == "jax":
@@ -27,7 +27,7 @@ def fresh_session(seed: int, deterministic: bool, precision: str = "float32") ->
 
 def check_precision(config: ExperimentConfig) -> None:
     """Refuse a precision this machine cannot use well (mixed_float16 without a GPU)."""
-    from .backend import gpu_names
+    from ..backend import gpu_names
 
     if config.train.precision == "mixed_float16" and not gpu_names():
         raise ConfigError(
@@ -39,7 +39,7 @@ def check_precision(config: ExperimentConfig) -> None:
 
 def on_running_backend(config: ExperimentConfig) -> ExperimentConfig:
     """``config`` with ``backend`` set to the one this process's Keras runs on; a config naming another is refused."""
-    from .backend import running_backend
+    from ..backend import running_backend
 
     running = running_backend()["name"]
     if config.backend not in (None, running):
@@ -132,7 +132,7 @@ def training_devices(config: ExperimentConfig, group: ProcessGroup = LOCAL) -> A
     """
     import keras
 
-    from .backend import gpu_names
+    from ..backend import gpu_names
 
     devices, backend = config.train.devices, keras.backend.backend()
     if devices == "gpu" and not gpu_names():
