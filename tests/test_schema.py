@@ -1,4 +1,4 @@
-"""The shipped JSON Schema (dltool/schema.json) accepts what dltool accepts and rejects what it refuses.
+"""The shipped JSON Schema (dltool/resources/schema.json) accepts what dltool accepts and rejects what it refuses.
 
 Editors underline whatever the schema rejects, so every shipped config, `init` template and README example
 must pass a standard validator (the `jsonschema` package, Draft 2020-12), short forms included.

@@ -540,16 +540,18 @@ def test_shipped_sweeps_validate_and_name_the_schema(path):
     spec, _ = load_sweep(path)
     assert spec.trials >= 1
     jsonschema.validate(
-        yaml.safe_load(path.read_text()), json.loads((REPO / "dltool" / "sweep.schema.json").read_text())
+        yaml.safe_load(path.read_text()), json.loads((REPO / "dltool" / "resources" / "sweep.schema.json").read_text())
     )
-    assert path.read_text().splitlines()[0] == "# yaml-language-server: $schema=../../dltool/sweep.schema.json"
+    assert (
+        path.read_text().splitlines()[0] == "# yaml-language-server: $schema=../../dltool/resources/sweep.schema.json"
+    )
 
 
 def test_the_shipped_sweep_schema_is_current():
     from dltool.sweep.spec import sweep_json_schema
 
-    shipped = json.loads((REPO / "dltool" / "sweep.schema.json").read_text())
-    assert shipped == sweep_json_schema(), "regenerate: dltool sweep --schema > dltool/sweep.schema.json"
+    shipped = json.loads((REPO / "dltool" / "resources" / "sweep.schema.json").read_text())
+    assert shipped == sweep_json_schema(), "regenerate: dltool sweep --schema > dltool/resources/sweep.schema.json"
 
 
 @pytest.mark.slow

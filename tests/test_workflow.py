@@ -140,9 +140,11 @@ def test_init_unknown_template_suggests_one(tmp_path):
 
 
 def test_shipped_schema_is_up_to_date_and_configs_point_at_it():
-    assert json.loads(SCHEMA_PATH.read_text()) == json_schema(), "regenerate: dltool schema > dltool/schema.json"
+    assert json.loads(SCHEMA_PATH.read_text()) == json_schema(), (
+        "regenerate: dltool schema > dltool/resources/schema.json"
+    )
     for config in (REPO / "configs").glob("*.yaml"):
-        assert config.read_text().splitlines()[0] == "# yaml-language-server: $schema=../dltool/schema.json"
+        assert config.read_text().splitlines()[0] == "# yaml-language-server: $schema=../dltool/resources/schema.json"
 
 
 def test_config_differences_and_sparkline_and_since():

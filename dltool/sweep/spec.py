@@ -225,7 +225,7 @@ def base_config_yaml(base: ExperimentConfig) -> str:
 
 
 def sweep_json_schema() -> dict:
-    """The JSON Schema of sweep files, for editors (dltool/sweep.schema.json; `dltool sweep --schema`)."""
+    """The JSON Schema of sweep files, for editors (dltool/resources/sweep.schema.json; `dltool sweep --schema`)."""
     schema = SweepSpec.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "dltool sweep"
