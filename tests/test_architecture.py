@@ -1,14 +1,13 @@
-"""The shape of the house: no import cycles, small modules, a thin CLI. (The layer contract is lint-imports'.)"""
+"""The shape of the house: no import cycles, a thin CLI. (The layer contracts, each package's inner layers included,
+are lint-imports'; module size gives way to those contracts and ruff's complexity limit, C901.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import grimp
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dltool"
-MAX_MODULE_LINES = 400
 MAX_CLI_LINES = 250
 
 
@@ -57,11 +56,6 @@ def test_the_import_graph_has_no_cycle():
         if not all(m == g or m.startswith(g + ".") or g.startswith(m + ".") for m in group for g in group)
     ]
     assert cycles == []
-
-
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_no_module_is_over_400_lines(path):
-    assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_MODULE_LINES
 
 
 def test_the_cli_is_thin():
