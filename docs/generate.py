@@ -3,7 +3,7 @@
     python docs/generate.py      # rewrites docs/reference/commands.md and docs/reference/config.md
 
 The pages are committed, so `mkdocs build` needs no dltool; tests/test_docs.py regenerates both in memory and
-fails when a committed page is out of date (as tests/test_workflow.py does for dltool/resources/schema.json).
+fails when a committed page is out of date (as tests/cli/test_workflow.py does for dltool/resources/schema.json).
 """
 
 from __future__ import annotations

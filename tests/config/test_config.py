@@ -23,7 +23,7 @@ from dltool.config import (
 )
 from dltool.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 # Line numbers matter: the corpus below names them.

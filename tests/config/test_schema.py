@@ -17,7 +17,7 @@ from dltool.config import config_from_text
 from dltool.config.yamlio import load_yaml
 from dltool.templates import SCHEMA_PATH, TEMPLATE_DIR
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 VALIDATOR = Draft202012Validator(SCHEMA)
 

@@ -15,7 +15,7 @@ from dltool.config import config_from_text
 from dltool.data import prepare_data
 from dltool.errors import ConfigError, DataError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_config(data: dict, input_shape, loss: str = "mse", seed: int = 0, source: str = "data.yaml"):

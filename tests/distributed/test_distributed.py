@@ -1,6 +1,6 @@
 """Several processes training one run (dltool.distributed): where a process stands (command line, Keras's and
 Slurm's variables), each process's share of a batch, one process alone as the null group, the backends refused,
-and how `dltool launch` reports workers (issues 14, 21). The loopback runs themselves are in tests/test_launch.py."""
+and how `dltool launch` reports workers (issues 14, 21). The loopback runs themselves are in tests/distributed/test_launch.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dltool.distributed.settings import group_settings, refuse_backend
 from dltool.errors import ConfigError, UsageError
 from dltool.runs import FAILED, Run
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dltool"
+PACKAGE = Path(__file__).resolve().parents[2] / "dltool"
 
 
 def test_the_command_line_needs_all_three_options_and_checks_them():

@@ -1,6 +1,6 @@
 """The tolerance `dltool export` verifies with: numpy.allclose's test, its figures, and --rtol/--atol checks.
 
-No model here (NumPy arrays only): the exports themselves are tested in tests/test_export.py.
+No model here (NumPy arrays only): the exports themselves are tested in tests/exporting/test_export.py.
 """
 
 from __future__ import annotations

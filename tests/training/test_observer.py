@@ -10,7 +10,7 @@ import pytest
 
 from dltool.training.observer import Observer
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dltool"
+PACKAGE = Path(__file__).resolve().parents[2] / "dltool"
 
 
 def _receiver_name(node: ast.expr) -> str:
