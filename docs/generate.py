@@ -67,7 +67,7 @@ def commands_page() -> str:
 
     from dltool.cli.app import app
 
-    lines = [HEADER.format(source="the Typer app (dltool/cli.py)"), "# Command reference\n"]
+    lines = [HEADER.format(source="the Typer app (dltool/cli/app.py)"), "# Command reference\n"]
     lines.append(
         "Every command and its options, as `--help` prints them. The [Commands](../commands.md) page says how they "
         "fit together.\n"
