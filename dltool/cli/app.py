@@ -1,7 +1,7 @@
 """The `dltool` command line: parse, make one library call, print. Imports the library lazily.
 
 `dltool --help`, `--version`, `runs`, `validate`'s schema part and `schema` never import TensorFlow (a test
-checks `import dltool.cli` leaves it out). Rendering lives in :mod:`dltool.display`; the work in :mod:`dltool.commands`.
+checks `import dltool.cli.app` leaves it out). Rendering lives in :mod:`dltool.cli.display`; the work in :mod:`dltool.commands`.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def counted(trial) -> bool:
 
 
 def progress(sweep) -> tuple[int, int]:
-    """(trials done, trials running now) of a :class:`dltool.commands.sweep.Sweep`."""
+    """(trials done, trials running now) of a :class:`dltool.sweep.run.Sweep`."""
     trials = sweep.study.get_trials(deepcopy=False)
     return sum(counted(t) for t in trials), sum(t.state.name == "RUNNING" for t in trials)
 

@@ -14,7 +14,7 @@ A trial counts as done when it COMPLETEd, was PRUNED or FAILED on its own
 died does not, so ``--resume`` runs exactly the trials still missing. A
 RUNNING trial whose worker is gone (its pid on this host, or no heartbeat for
 STALE_AFTER_S) is marked FAILED and retried once with the same parameters.
-No parameter set completes twice: see sweep_sampler.py for how draws are seeded.
+No parameter set completes twice: see sampler.py for how draws are seeded.
 """
 
 from __future__ import annotations

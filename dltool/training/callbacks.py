@@ -1,6 +1,6 @@
-"""The Keras callbacks a run trains with, one class each; :func:`dltool.fitting.fit` puts them together.
+"""The Keras callbacks a run trains with, one class each; :func:`dltool.training.fitting.fit` puts them together.
 
-This module imports Keras when it is imported: only :mod:`dltool.fitting`
+This module imports Keras when it is imported: only :mod:`dltool.training.fitting`
 imports it, inside ``fit``, once the backend is chosen and Keras loaded, so
 ``dltool --help`` and validation never load it.
 """

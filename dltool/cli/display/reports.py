@@ -1,6 +1,6 @@
 """Rendering of reports: `runs`, `runs show`, `runs compare`, `evaluate`, `sweep show` and `smoke` (with cli, the only printing).
 
-The live training display and the shared formatting helpers are in :mod:`dltool.display`.
+The live training display and the shared formatting helpers are in :mod:`dltool.cli.display.training`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Terminal output: the live training display and result tables (with cli.py, the only code that prints)."""
+"""Terminal output: the live training display and result tables (with the rest of dltool.cli, the only code that prints)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class RemainingColumn(TimeRemainingColumn):
 
 
 class TrainingDisplay(Observer):
-    """Receives training events (see :class:`dltool.observer.Observer`) and shows them.
+    """Receives training events (see :class:`dltool.training.observer.Observer`) and shows them.
 
     Live mode: an epoch bar with ETA and a step bar with the current loss,
     one printed line per finished epoch. Plain mode: the epoch lines only.
