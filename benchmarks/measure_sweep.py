@@ -47,7 +47,7 @@ def main() -> None:
         import optuna
 
         sys.path.insert(0, str(REPO))
-        from dltool.commands.sweep import open_sweep
+        from dltool.sweep.run import open_sweep
 
         study = open_sweep("latest", runs_root=folder / "runs").study
         overheads, rss, pids = [], [], []

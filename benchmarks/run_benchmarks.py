@@ -356,7 +356,7 @@ _TF_CHECK = (
     "import atexit, sys\n"
     "atexit.register(lambda: sys.__stderr__.write('\\nTF_IMPORTED=%s\\n' % ('tensorflow' in sys.modules)))\n"
     "sys.argv = ['dltool'] + sys.argv[1:]\n"
-    "from dltool.cli import main\n"
+    "from dltool.cli.app import main\n"
     "main()\n"
 )
 
@@ -393,7 +393,7 @@ def start_section(args) -> list[str]:
             [PYTHON, "-c", START_TF_IMPORT], label="import tf"
         )
         results = alternate(variants, repeats, "start")
-        # Which commands import TensorFlow: the same argv through dltool.cli.main, with an atexit probe.
+        # Which commands import TensorFlow: the same argv through dltool.cli.app.main, with an atexit probe.
         imports = {}
         for name, a in commands.items():
             probe = subprocess.run(
@@ -443,7 +443,7 @@ def start_section(args) -> list[str]:
         "## Start (commands that must not import TensorFlow)",
         "",
         f"{repeats} repeat(s), order rotated each repeat; wall time of the whole process, median [min–max]. "
-        '"imports TF" runs the same arguments through `dltool.cli.main` with an exit hook that checks '
+        '"imports TF" runs the same arguments through `dltool.cli.app.main` with an exit hook that checks '
         "`sys.modules`.",
         "",
     ]
@@ -678,7 +678,7 @@ from dltool.backend import import_keras
 import_keras()
 from rich.console import Console
 from dltool.config import load_config
-from dltool.display import TrainingDisplay
+from dltool.cli.display.training import TrainingDisplay
 from dltool.commands.train import train
 
 spent, calls = [0.0], [0]

@@ -3,7 +3,7 @@
 Validating a config must not import TensorFlow (it costs seconds), yet it must
 know every layer class and its arguments, every optimizer, loss, metric and
 activation name to say "did you mean ...". The names are read off Keras once by
-:func:`build_catalog` and shipped as ``keras_catalog.json``; a test checks the
+:func:`build_catalog` and shipped as ``resources/keras_catalog.json``; a test checks the
 file against the installed Keras. The model builder checks again against the
 live Keras, so a catalog older than the installed Keras can only err on the
 side of a later, still precise, error.
@@ -18,7 +18,7 @@ import inspect
 import json
 from pathlib import Path
 
-CATALOG_PATH = Path(__file__).with_name("keras_catalog.json")
+CATALOG_PATH = Path(__file__).with_name("resources") / "keras_catalog.json"
 
 # Not usable as a `model.layers` entry of a Sequential model, or abstract.
 _EXCLUDED_LAYERS = {"Layer", "InputLayer", "Input", "Wrapper", "RNN"}

@@ -1,4 +1,4 @@
-"""Starter configs for `dltool init`, shipped as commented YAML files in dltool/templates/."""
+"""Starter configs for `dltool init`, shipped as commented YAML files in dltool/resources/templates/."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from pathlib import Path
 from .errors import UsageError, did_you_mean
 from .fileio import atomic_write_text, check_output_file
 
-TEMPLATE_DIR = Path(__file__).with_name("templates")
+# The files dltool ships besides code (pyproject.toml's package-data lists them for the wheel).
+RESOURCES = Path(__file__).with_name("resources")
+TEMPLATE_DIR = RESOURCES / "templates"
 DEFAULT_TEMPLATE = "mnist-mlp"
-SCHEMA_PATH = Path(__file__).with_name("schema.json")  # regenerate with: dltool schema > dltool/schema.json
+SCHEMA_PATH = RESOURCES / "schema.json"  # regenerate with: dltool schema > dltool/resources/schema.json
 CI_TEMPLATE = "ci"  # `dltool init ci`: a GitHub Actions workflow, not a config
 CI_WORKFLOW = TEMPLATE_DIR / "github-ci.yml"
 CI_DEFAULT_PATH = Path(".github/workflows/dltool-smoke.yml")
 SWEEP_TEMPLATE = "sweep"  # `dltool init sweep --experiment CONFIG`: a sweep file, not a config
 SWEEP_FILE = TEMPLATE_DIR / "sweep.yml"
-SWEEP_SCHEMA_PATH = Path(__file__).with_name("sweep.schema.json")
+SWEEP_SCHEMA_PATH = RESOURCES / "sweep.schema.json"
 WIDTH_ARGUMENTS = {"Dense": "units", "LSTM": "units", "GRU": "units", "SimpleRNN": "units", "Conv1D": "filters"}
 WIDTH_ARGUMENTS.update({"Conv2D": "filters", "Conv3D": "filters"})
 

@@ -3,7 +3,7 @@
     python docs/generate.py      # rewrites docs/reference/commands.md and docs/reference/config.md
 
 The pages are committed, so `mkdocs build` needs no dltool; tests/test_docs.py regenerates both in memory and
-fails when a committed page is out of date (as tests/test_workflow.py does for dltool/schema.json).
+fails when a committed page is out of date (as tests/cli/test_workflow.py does for dltool/resources/schema.json).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def command_names() -> list[str]:
     """Every command of the Typer app as typed: 'dltool', 'dltool train', 'dltool runs show', ..."""
     import typer
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     return [" ".join(path) for path, _ in _walk(typer.main.get_command(app), ("dltool",))]
 
@@ -65,9 +65,9 @@ def commands_page() -> str:
     """The command reference: every command's usage, help, options and examples, read off the Typer app."""
     import typer
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
-    lines = [HEADER.format(source="the Typer app (dltool/cli.py)"), "# Command reference\n"]
+    lines = [HEADER.format(source="the Typer app (dltool/cli/app.py)"), "# Command reference\n"]
     lines.append(
         "Every command and its options, as `--help` prints them. The [Commands](../commands.md) page says how they "
         "fit together.\n"
@@ -172,9 +172,9 @@ TABLE = "| key | type | default | description |\n| --- | --- | --- | --- |"
 
 
 def config_page(schema: dict | None = None) -> str:
-    """The config reference: every key path, its type, default and description, from dltool/schema.json."""
-    root = schema or json.loads((REPO / "dltool" / "schema.json").read_text(encoding="utf-8"))
-    lines = [HEADER.format(source="dltool/schema.json"), "# Config reference: every key\n"]
+    """The config reference: every key path, its type, default and description, from dltool/resources/schema.json."""
+    root = schema or json.loads((REPO / "dltool" / "resources" / "schema.json").read_text(encoding="utf-8"))
+    lines = [HEADER.format(source="dltool/resources/schema.json"), "# Config reference: every key\n"]
     lines.append(
         "Every key of an experiment file, read off its JSON Schema (`dltool schema`). The "
         "[Config](../config.md) page shows a whole file with comments.\n"

@@ -1,5 +1,6 @@
-"""The shape of the house: no import cycles, small modules, a thin CLI, no seams between modules (private names
-imported, objects asked what they have, processes counted outside distributed/). (The layer contract is lint-imports'.)"""
+"""The shape of the house: no import cycles, a thin CLI, no seams between modules (private names imported,
+objects asked what they have, processes counted outside distributed/). (The layer contracts, each package's
+inner layers included, are lint-imports'; module size gives way to those contracts and ruff's C901 limit.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import grimp
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dltool"
-MAX_MODULE_LINES = 400
 MAX_CLI_LINES = 250
 
 
@@ -61,13 +61,8 @@ def test_the_import_graph_has_no_cycle():
     assert cycles == []
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_no_module_is_over_400_lines(path):
-    assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_MODULE_LINES
-
-
 def test_the_cli_is_thin():
-    assert len((PACKAGE / "cli.py").read_text(encoding="utf-8").splitlines()) <= MAX_CLI_LINES
+    assert len((PACKAGE / "cli" / "app.py").read_text(encoding="utf-8").splitlines()) <= MAX_CLI_LINES
 
 
 # --------------------------------------------------------------------------- seams between modules
@@ -144,8 +139,8 @@ def _hasattr_calls(tree: ast.Module) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize(
     "subject, home",
-    [("observer", "observer.py"), ("data", "data/")],
-    ids=["observer outside observer.py", "data outside data/"],
+    [("observer", "training/observer.py"), ("data", "data/")],
+    ids=["observer outside training/observer.py", "data outside data/"],
 )
 def test_no_code_asks_an_observer_or_the_data_what_it_has_outside_their_own_package(subject, home):
     modules = _parsed_modules()

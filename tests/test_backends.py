@@ -91,8 +91,8 @@ def test_train_refuses_a_config_for_another_backend_before_any_run_exists(tmp_pa
 
 
 def test_mixed_precision_keeps_the_last_layer_in_float32():
-    from dltool.model import build_model
-    from dltool.session import fresh_session
+    from dltool.training.model import build_model
+    from dltool.training.session import fresh_session
 
     config = config_from_text(IRIS_CONFIG.replace("  epochs: 5", "  epochs: 5\n  precision: mixed_bfloat16"))
     try:
@@ -107,7 +107,7 @@ def test_mixed_precision_keeps_the_last_layer_in_float32():
 
 def test_mixed_float16_without_a_gpu_is_refused():
     from dltool.backend import gpu_names
-    from dltool.session import check_precision
+    from dltool.training.session import check_precision
 
     if gpu_names():
         pytest.skip("this machine has a GPU")
@@ -245,7 +245,7 @@ def test_smoke_on_jax_trains_what_it_can_and_skips_text_models_saying_why(tmp_pa
 def test_info_reports_versions_backend_devices_and_extras():
     from typer.testing import CliRunner
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     result = CliRunner().invoke(app, ["info", "--json"])
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ from e2e_support import REPO
 from typer.testing import CliRunner
 
 from dltool import installation
-from dltool.cli import app
+from dltool.cli.app import app
 from dltool.installation import from_direct_url
 from dltool.templates import ci_workflow_text
 

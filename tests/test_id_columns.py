@@ -250,7 +250,7 @@ def test_a_run_with_its_id_excluded_reads_files_with_the_id(id_run, tmp_path):
 def test_export_data_takes_keep_on_the_command_line(id_run, tmp_path):
     from typer.testing import CliRunner
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     noted = _write(tmp_path / "noted.csv", ["id", "a", "b", "note"], [[r[0], r[1], r[2], "x"] for r in _rows(3, 2)])
     target = tmp_path / "noted.onnx"
@@ -267,7 +267,7 @@ def test_export_data_takes_keep_on_the_command_line(id_run, tmp_path):
 def test_validate_and_train_warn_of_an_id_column_and_the_run_records_it(tmp_path):
     from typer.testing import CliRunner
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     path = _write(tmp_path / "ids.csv", ["id", "a", "b", "kind"], _rows(40, seed=0))
     config = tmp_path / "ids.yaml"

@@ -11,7 +11,7 @@ from e2e_support import REPO
 from typer.testing import CliRunner
 
 from dltool import installation
-from dltool.cli import app
+from dltool.cli.app import app
 from dltool.errors import DltoolError, UsageError
 from dltool.installation import Installation, from_direct_url
 
@@ -76,8 +76,8 @@ def test_this_checkout_on_the_path_is_a_checkout_install():
 def test_the_missing_extra_messages_follow_the_install(monkeypatch):
     from dltool.backend import select_backend
     from dltool.commands.serve import require_serve_extra
-    from dltool.commands.sweep_storage import import_optuna
     from dltool.exporting.runtimes import require
+    from dltool.sweep.storage import import_optuna
 
     _installed_as(monkeypatch, GIT)
     pinned = f'"keras-dltool[{{}}] @ git+https://github.com/acme/dltool.git@{COMMIT}"'

@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 from dltool.commands.runs_report import plot_runs
 from dltool.errors import UsageError
 from dltool.plots import curves, overlay

@@ -10,7 +10,7 @@ import pytest
 import xmlschema
 from typer.testing import CliRunner
 
-from dltool.cli import app
+from dltool.cli.app import app
 from dltool.errors import ConfigError
 from dltool.reports import (
     JUnitCase,
@@ -223,7 +223,7 @@ def test_train_writes_a_junit_failure_and_a_summary_for_a_config_it_refuses(tmp_
 def test_smoke_table_title_counts_one_config_in_the_singular():
     from rich.console import Console
 
-    from dltool.display_reports import smoke_table
+    from dltool.cli.display.reports import smoke_table
 
     row = {"config": "a.yaml", "status": "passed", "seconds": 1.0, "stage": "", "message": ""}
     report = {"configs": [row], "passed": 1, "failed": 0, "unmet": 0, "skipped": 0, "seconds": 1.0}

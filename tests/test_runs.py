@@ -348,7 +348,7 @@ def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
 def test_runs_rm_by_status_deletes_only_those_runs(tmp_path):
     from typer.testing import CliRunner
 
-    from dltool.cli import app
+    from dltool.cli.app import app
 
     root = tmp_path / "runs"
     kept = _make_run(root, "20260101-000000-alpha-aaaa")

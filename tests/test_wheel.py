@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 from e2e_support import REPO
 
-PACKAGE_DATA = ["keras_catalog.json", "schema.json", "sweep.schema.json", "templates/github-ci.yml"]
-PACKAGE_DATA += ["templates/sweep.yml", "templates/csv-classifier.yaml", "templates/mnist-mlp.yaml"]
+PACKAGE_DATA = ["resources/keras_catalog.json", "resources/schema.json", "resources/sweep.schema.json"]
+PACKAGE_DATA += ["resources/templates/github-ci.yml"]
+PACKAGE_DATA += [
+    "resources/templates/sweep.yml",
+    "resources/templates/csv-classifier.yaml",
+    "resources/templates/mnist-mlp.yaml",
+]
 
 
 def _build_wheel(tmp_path: Path) -> Path:

@@ -84,7 +84,7 @@ def _outputs(model, saved: SavedRun, x: np.ndarray) -> np.ndarray:
 def _evaluate_test_split(saved: SavedRun, checkpoint: str) -> dict:
     """The test split rebuilt in memory from the run's config."""
     from ..data import load_test_split
-    from ..fitting import evaluate_arrays
+    from ..training.fitting import evaluate_arrays
 
     x, y = load_test_split(saved.config, saved.preprocessing)
     model = saved.load_model(checkpoint)
@@ -102,7 +102,7 @@ def _evaluate_test_split(saved: SavedRun, checkpoint: str) -> dict:
 def _evaluate_streamed(saved: SavedRun, checkpoint: str) -> dict:
     """A streamed CSV's test split, chunk by chunk, so memory stays bounded."""
     from ..data.streaming import prepare_streamed
-    from ..fitting import evaluate_data
+    from ..training.fitting import evaluate_data
 
     data = prepare_streamed(saved.config)
     data.preprocessing = saved.preprocessing  # what the model was trained with, not a refit
@@ -122,8 +122,8 @@ def _evaluate_streamed(saved: SavedRun, checkpoint: str) -> dict:
 
 def _evaluate_file(saved: SavedRun, path: Path, checkpoint: str) -> dict:
     """A labelled file, read in bounded chunks twice: once for the report, once through Keras for compiled metrics."""
-    from ..fitting import evaluate_data
     from ..inputs import inputs_for
+    from ..training.fitting import evaluate_data
 
     labelled = inputs_for(saved.preprocessing).labelled(path)  # refuses an unusable file before the model loads
     model = saved.load_model(checkpoint)

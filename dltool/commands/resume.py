@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..backend import device_count
-from ..checkpoints import read_state
 from ..distributed import ProcessGroup, current_group
 from ..distributed.shares import even_batches
 from ..errors import RunStateError
-from ..observer import Observer
-from ..recorder import history_csv
 from ..runs import COMPLETED, RUNNING, Run, log_time, now_iso, runs_dir
-from ..session import fresh_session, on_running_backend, training_devices
+from ..training.checkpoints import read_state
+from ..training.observer import Observer
+from ..training.recorder import history_csv
+from ..training.session import fresh_session, on_running_backend, training_devices
 from .run_lifecycle import open_or_join, train_or_follow
 
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
 from ..config import ExperimentConfig
 from ..distributed import LOCAL, ProcessGroup
 from ..distributed.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
 from ..distributed.group import weights_digest
 from ..errors import TrainingError, TrainingInterrupted
-from ..interrupts import InterruptGuard
-from ..observer import Observer
-from ..recorder import RunRecorder
 from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time
+from ..training.checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
+from ..training.interrupts import InterruptGuard
+from ..training.observer import Observer
+from ..training.recorder import RunRecorder
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 
@@ -129,7 +129,7 @@ def fit_and_record(
     progress) continue a resumed run; by default None, 0 and None: a run from its first epoch. Returns the
     COMPLETED run; raises TrainingInterrupted (the run INTERRUPTED) or TrainingError (the run FAILED).
     """
-    from ..fitting import StopRequested, fit
+    from ..training.fitting import StopRequested, fit
 
     recorder = RunRecorder(run, config.train.epochs, history)
     checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.epochs)
@@ -216,9 +216,9 @@ def _finish_completed(
 ) -> None:
     """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
     from ..config.expectations import check_expectations, describe_expectation
-    from ..fitting import evaluate_data
     from ..keras_io import save_model_atomic
     from ..plots import write_run_plots
+    from ..training.fitting import evaluate_data
 
     if group.size > 1:  # process 0 tests the model on the whole test split by itself
         group.make_local(model)

@@ -1,6 +1,6 @@
 """What `dltool runs`, `runs show` and `runs compare` report, as plain data (what --json prints). No Keras.
 
-The CLI renders these dicts with :mod:`dltool.display`; nothing here prints.
+The CLI renders these dicts with :mod:`dltool.cli.display`; nothing here prints.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, DltoolError, TrainingInterrupted, UsageError
-from ..observer import Observer
 from ..reports import JUnitCase, flat_metrics
+from ..training.observer import Observer
 from .smoke_configs import config_backends, configs_for_other_backends, find_configs, smoke_elsewhere
 
 __all__ = ["SmokeReport", "SmokeResult", "config_backends", "find_configs", "smoke", "smoke_overrides"]
@@ -248,8 +248,8 @@ def _smoke_one(
 
 def _check_run(config, result: SmokeResult, runs_root: Path, samples: int, scratch: Path) -> None:
     """Train, then check evaluate, reload and predict; set ``result`` (stage is where it stands if anything raises)."""
-    from ..commands.evaluate import evaluate
-    from ..commands.train import train
+    from .evaluate import evaluate
+    from .train import train
 
     keeper = _Keeper()
     with result.stage_of("train"):
@@ -304,7 +304,7 @@ def _check_reload(run, keeper: _Keeper) -> None:
 
 def _check_predict(run, config, keeper: _Keeper, folder: Path) -> None:
     """`dltool predict` on a few raw samples of the config's data gives the trained model's outputs for them."""
-    from ..commands.predict import predict
+    from .predict import predict
 
     folder.mkdir(parents=True, exist_ok=True)
     state = keeper.data.preprocessing

@@ -17,9 +17,9 @@ from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_path
 from ..distributed import LOCAL, ProcessGroup, current_group
 from ..distributed.shares import even_batches
 from ..errors import ConfigError, RunStateError
-from ..observer import Observer
 from ..runs import Run, log_time, runs_dir
-from ..session import check_precision, fresh_session, on_running_backend, training_devices
+from ..training.observer import Observer
+from ..training.session import check_precision, fresh_session, on_running_backend, training_devices
 from .run_lifecycle import open_or_join, train_or_follow
 
 
@@ -32,8 +32,8 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None, group: Proc
     (default one alone).
     """
     from ..data import prepare_data
-    from ..fitting import check_outputs_fit_targets
-    from ..model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
+    from ..training.fitting import check_outputs_fit_targets
+    from ..training.model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
 
     fresh_session(config.seed, config.train.deterministic, config.train.precision)
     try:
@@ -71,7 +71,7 @@ def _open_run_files(
     run: Run, config: ExperimentConfig, data, model, overrides, observer, group: ProcessGroup, parent=None
 ) -> None:
     from .. import backend
-    from ..model import summary_text
+    from ..training.model import summary_text
 
     device = backend.device_description()
     devices = backend.device_count(config.train.devices) * group.size
@@ -199,7 +199,7 @@ def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str]]:
     Returns (the model summary, the split sizes, the sample shape, warnings about the data such as an
     id-like feature column).
     """
-    from ..model import summary_text
+    from ..training.model import summary_text
 
     data, model = prepare(on_running_backend(resolve_paths(config)))
     return summary_text(model), data.sizes(), data.preprocessing.input_shape, list(data.warnings)

@@ -12,11 +12,11 @@ import os
 from collections.abc import Callable
 
 from ..backend import device_count
-from ..checkpoints import checkpointed_epoch
 from ..config import ExperimentConfig
 from ..errors import TrainingError
-from ..observer import Observer
 from ..runs import FAILED, Run, log_time
+from ..training.checkpoints import checkpointed_epoch
+from ..training.observer import Observer
 from . import group as groups
 from .group import ProcessGroup, weights_digest
 from .launcher import write_run_id
@@ -108,7 +108,7 @@ def follow(
 
     A collective that fails (process 0 or another worker stopped) raises TrainingError naming this worker.
     """
-    from ..fitting import fit
+    from ..training.fitting import fit
 
     if observer is None:
         observer = Observer()

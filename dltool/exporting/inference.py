@@ -17,7 +17,7 @@ import numpy as np
 from ..data.preprocessing import Preprocessing
 from ..keras_io import INPUT_NAME
 
-# Layers whose output at inference (training=False) is their input: checked one by one in tests/test_export.py.
+# Layers whose output at inference (training=False) is their input: checked one by one in tests/exporting/test_export.py.
 # RandomCrop is not here: at inference it resizes and crops to its size.
 INFERENCE_IDENTITY_LAYERS = frozenset(
     {

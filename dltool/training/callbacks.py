@@ -1,0 +1,226 @@
+"""The Keras callbacks a run trains with, one class each; :func:`dltool.training.fitting.fit` puts them together.
+
+This module imports Keras when it is imported: only :mod:`dltool.training.fitting`
+imports it, inside ``fit``, once the backend is chosen and Keras loaded, so
+``dltool --help`` and validation never load it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from ..errors import ConfigError, NonFiniteLoss
+from ..keras_io import save_model_atomic
+from .checkpoints import callback_states
+from .observer import Observer, StopRequested
+
+
+def learning_rate(model) -> float:
+    """The optimizer's current learning rate, as a float."""
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def _column_order(item) -> tuple:
+    """loss first, then metrics by name; training values before validation values."""
+    name = item[0]
+    base = name[4:] if name.startswith("val_") else name
+    return (name.startswith("val_"), base != "loss", base)
+
+
+def monitor_direction(model, monitor: str, mode: str = "auto") -> str | None:
+    """'min' or 'max': whether ``monitor`` improves going down or up; None when mode is 'auto' and nobody knows.
+
+    ``mode`` (default 'auto') 'min' or 'max' decides. Otherwise the metric
+    decides, as in Keras's ``MonitorCallback._set_monitor_op`` (private, so
+    mirrored here): the loss goes down, and a compiled metric of that name
+    (``val_`` left off) goes the way of its ``_direction`` ('up' or 'down').
+    Call it once the model has trained a step: Keras builds the compiled
+    metrics then.
+    """
+    if mode in ("min", "max"):
+        return mode
+    name = monitor.removeprefix("val_")
+    direction = "min" if name == "loss" else None
+    for container in model.metrics:
+        # Keras's CompileMetrics and MetricsList hold the compiled metrics; a plain metric stands for itself.
+        for metric in getattr(container, "metrics", None) or [container]:
+            if metric.name == name and hasattr(metric, "_direction"):
+                direction = "max" if metric._direction == "up" else "min"
+    return direction
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Times each epoch, adds the learning rate, stops on a non-finite loss; ``rows`` holds the epochs."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[dict] = []
+        self.failure: NonFiniteLoss | None = None
+        self._start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        rate = learning_rate(self.model)
+        if logs is not None:
+            logs.setdefault("learning_rate", rate)  # callbacks after this one may monitor it
+        logs = {k: float(v) for k, v in sorted((logs or {}).items(), key=_column_order) if k != "learning_rate"}
+        row = {
+            "epoch": epoch + 1,
+            **logs,
+            "learning_rate": rate,
+            "epoch_seconds": round(time.perf_counter() - self._start, 4),
+        }
+        bad = [k for k, v in logs.items() if k.endswith("loss") and not math.isfinite(v)]
+        if bad:
+            self.failure = NonFiniteLoss(
+                f"{bad[0]} became {'NaN' if math.isnan(logs[bad[0]]) else 'infinite'} at epoch {epoch + 1}; "
+                "lower train.optimizer.learning_rate, or check the data for extreme values"
+            )
+            self.model.stop_training = True
+            return
+        self.rows.append(row)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Save the best epoch so far to ``path``, atomically (temp file + rename).
+
+    ``mode`` 'min', 'max' or 'auto' (the metric's own direction, see
+    :func:`monitor_direction`). ``best`` is the best value times the sign
+    that makes lower better (saved in checkpoints and restored on resume).
+    """
+
+    def __init__(self, monitor: str, mode: str, path: Path):
+        super().__init__()
+        self.monitor, self.mode, self.path = monitor, mode, Path(path)
+        self.sign: float | None = None  # decided at the first epoch's end, once Keras has built the metrics
+        self.best = math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.sign is None:
+            direction = monitor_direction(self.model, self.monitor, self.mode)
+            if direction is None:
+                raise ConfigError(
+                    f"cannot tell whether '{self.monitor}' improves going up or down; set mode: max or mode: min",
+                    path="train.callbacks.checkpoint.mode",
+                )
+            self.sign = -1.0 if direction == "max" else 1.0
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or self.sign * float(value) >= self.best:
+            return
+        self.best = self.sign * float(value)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        save_model_atomic(self.model, self.path)
+
+
+class RestoreProgress(keras.callbacks.Callback):
+    """Puts the resumed callbacks' progress back (``restore``: {key: {attribute: value}}, as checkpoints hold it).
+
+    It comes after those callbacks in the list: Keras calls ``on_train_begin`` in list order, and theirs resets
+    what this one restores.
+    """
+
+    def __init__(self, stateful: dict, restore: dict):
+        super().__init__()
+        self.stateful, self.restore = stateful, restore
+
+    def on_train_begin(self, logs=None):
+        for key, callback in self.stateful.items():
+            for name, value in (self.restore.get(key) or {}).items():
+                setattr(callback, name, value)
+
+
+class Persist(keras.callbacks.Callback):
+    """Hands each finished epoch on (to the caller's hooks, then the observer), after every other callback
+    has updated its state."""
+
+    def __init__(
+        self,
+        recorder: EpochRecorder,
+        stateful: dict,
+        observer: Observer,
+        on_epoch_end: Callable[[dict], None] | None,
+        on_checkpoint: Callable[[int, dict], None] | None,
+    ):
+        super().__init__()
+        self.recorder, self.stateful, self.observer = recorder, stateful, observer
+        self.epoch_hook, self.checkpoint_hook = on_epoch_end, on_checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.recorder.failure is not None:
+            return
+        row = self.recorder.rows[-1]
+        if self.epoch_hook is not None:
+            self.epoch_hook(row)
+        if self.checkpoint_hook is not None:
+            self.checkpoint_hook(epoch + 1, callback_states(self.stateful))
+        self.observer.on_epoch_end(row)
+
+
+class Watch(keras.callbacks.Callback):
+    """Progress for the observer, and a stop between batches when ``should_stop()`` turns true."""
+
+    def __init__(self, observer: Observer, should_stop: Callable[[], bool] | None):
+        super().__init__()
+        self.observer = observer
+        self.should_stop = should_stop or (lambda: False)
+
+    def on_train_begin(self, logs=None):
+        self.observer.on_train_begin(self.params.get("epochs"), self.params.get("steps"))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.observer.on_epoch_begin(epoch + 1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.should_stop():
+            raise StopRequested()
+        self.observer.on_batch_end(batch + 1, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.should_stop():
+            raise StopRequested()
+
+
+class EpochTensorBoard(keras.callbacks.Callback):
+    """Each epoch's metrics and learning rate as TensorBoard scalars under ``log_dir``.
+
+    The same tags and folders as keras.callbacks.TensorBoard with update_freq="epoch"
+    (train/ and validation/, epoch_loss, epoch_accuracy, ...), but no batch-level hook,
+    so Keras keeps dispatching batch callbacks asynchronously and training runs at full speed.
+    """
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.log_dir = Path(log_dir)
+        self.writers: dict = {}
+
+    def _writer(self, split: str):
+        import tensorflow as tf
+
+        if split not in self.writers:
+            # TensorFlow makes missing folders 0755 whatever the umask; ours follow it, as files do.
+            (self.log_dir / split).mkdir(parents=True, exist_ok=True)
+            # Flushed by TensorFlow every 2 s: a live TensorBoard stays current without a flush per epoch.
+            self.writers[split] = tf.summary.create_file_writer(str(self.log_dir / split), flush_millis=2000)
+        return self.writers[split]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        values = dict(logs or {})
+        values.setdefault("learning_rate", learning_rate(self.model))
+        for key, value in values.items():
+            split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writer(split).as_default():
+                tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
+
+    def on_train_end(self, logs=None):
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()

@@ -1,0 +1,227 @@
+"""Fit and evaluate: the Keras side of a run (compile is in model.py; the run folder is commands.run_lifecycle's).
+
+The caller passes ``on_epoch_end`` and ``on_checkpoint`` (to persist each
+epoch) and an optional observer (to display progress); all plain Python, so
+this module is the only one that wires Keras callbacks. It writes only what
+callbacks write at paths the caller gives (the best checkpoint, TensorBoard
+logs); the run folder's own files are the caller's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ONE_HOT_LOSSES, ExperimentConfig
+from ..data import PreparedData
+from ..distributed import LOCAL, ProcessGroup
+from ..errors import ConfigError
+from ..keras_io import as_model_input, inference_batch_size
+from .model import output_units
+from .observer import Observer, StopRequested
+
+
+@dataclass
+class FitResult:
+    """What happened during ``fit``: one row per epoch, and why it stopped."""
+
+    history: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+    restored_epoch: int | None = None  # early stopping's restore_best_weights put this epoch's weights back
+
+
+def fit_targets(model, config: ExperimentConfig, y: np.ndarray) -> np.ndarray:
+    """Shape targets for the loss: one-hot for categorical losses, (n, 1) floats for a single sigmoid output."""
+    if not config.is_classifier:
+        return y
+    if config.train.loss in ONE_HOT_LOSSES:
+        return np.eye(output_units(model), dtype=np.float32)[y]
+    if output_units(model) == 1:
+        return y.astype(np.float32).reshape(-1, 1)
+    return y
+
+
+def check_outputs_fit_targets(model, config: ExperimentConfig, data: PreparedData) -> None:
+    """Refuse a last layer whose size cannot match the targets, before any run folder exists."""
+    units = output_units(model)
+    last = f"model.layers[{len(config.model.layers) - 1}]"
+    if config.is_classifier:
+        classes = len(data.preprocessing.class_names or [])
+        if units == 1:
+            if classes > 2:
+                raise ConfigError(
+                    f"the last layer has 1 output but the data has {classes} classes; "
+                    f"use {{Dense: {{units: {classes}, activation: softmax}}}}",
+                    path=last,
+                )
+            if "binary" not in config.train.loss and "hinge" not in config.train.loss.lower():
+                raise ConfigError(
+                    f"a single output needs a binary loss such as binary_crossentropy, "
+                    f"received loss '{config.train.loss}'",
+                    path="train.loss",
+                )
+        elif "binary" in config.train.loss.lower():
+            raise ConfigError(
+                f"{config.train.loss} takes one sigmoid output per sample, but the last layer has "
+                f"{units} outputs; for the {classes} classes use {{Dense: {{units: 1, activation: sigmoid}}}}, "
+                f"or loss sparse_categorical_crossentropy with units: {classes}",
+                path=last,
+            )
+        elif units != classes:
+            names = ", ".join(data.preprocessing.class_names[:12]) + (", ..." if classes > 12 else "")
+            extra = " (each output is one class's probability; the extra ones would be classes that never occur)"
+            raise ConfigError(
+                f"the last layer has {units} outputs but the data has {classes} classes ({names}); "
+                f"set units: {classes}" + (extra if units > classes else ""),
+                path=last,
+            )
+    else:
+        targets = data.target_width
+        if units != targets:
+            raise ConfigError(
+                f"the last layer has {units} outputs but each sample has {targets} target "
+                f"value(s); set units: {targets}",
+                path=last,
+            )
+
+
+def _make_callbacks(
+    config: ExperimentConfig,
+    *,
+    on_epoch_end,
+    on_checkpoint,
+    observer: Observer,
+    best_path,
+    restore: dict,
+    should_stop,
+    tensorboard_dir,
+):
+    """The recorder (its ``rows`` are the epochs) and the callbacks, in the order Keras must call them."""
+    import keras
+
+    from .callbacks import BestCheckpoint, EpochRecorder, EpochTensorBoard, Persist, RestoreProgress, Watch
+
+    cfg = config.train.callbacks
+    stateful: dict = {}  # the callbacks whose progress a resumable checkpoint keeps (checkpoints.RESUMABLE_STATE)
+    if cfg.early_stopping:
+        stateful["early_stopping"] = keras.callbacks.EarlyStopping(**cfg.early_stopping.model_dump())
+    if cfg.reduce_lr_on_plateau:
+        stateful["reduce_lr_on_plateau"] = keras.callbacks.ReduceLROnPlateau(**cfg.reduce_lr_on_plateau.model_dump())
+    if cfg.checkpoint and best_path is not None:
+        stateful["best_checkpoint"] = BestCheckpoint(cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path)
+    recorder = EpochRecorder()
+    callbacks = [recorder, *stateful.values(), RestoreProgress(stateful, restore)]
+    callbacks += [Persist(recorder, stateful, observer, on_epoch_end, on_checkpoint), Watch(observer, should_stop)]
+    if tensorboard_dir is not None and config.train.tensorboard:
+        callbacks.append(EpochTensorBoard(Path(tensorboard_dir)))
+    return recorder, callbacks
+
+
+def fit(
+    model,
+    config: ExperimentConfig,
+    data: PreparedData,
+    *,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    on_checkpoint: Callable[[int, dict], None] | None = None,
+    observer: Observer | None = None,
+    best_checkpoint: Path | None = None,
+    initial_epoch: int = 0,
+    restore: dict | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    tensorboard_dir: Path | None = None,
+    group: ProcessGroup = LOCAL,
+) -> FitResult:
+    """Train ``model`` (compiled) on ``data`` from ``initial_epoch``.
+
+    ``on_epoch_end(row)`` gets each finished epoch; ``on_checkpoint(epoch,
+    callback_states)`` is called after it so the caller can save a resumable
+    checkpoint; ``restore`` gives callback states saved that way. Raises
+    NonFiniteLoss when the loss stops being finite and StopRequested when
+    ``should_stop()`` turns true (polled from a helper thread too, so that the
+    running TensorFlow call is cancelled: the model's weights are then those
+    of a half-done step, and only a checkpoint taken before is usable).
+    ``group`` (default one process alone): each of its processes passes its
+    share of every batch.
+    """
+    train = config.train
+    if observer is None:
+        observer = Observer()
+    recorder, callbacks = _make_callbacks(
+        config,
+        on_epoch_end=on_epoch_end,
+        on_checkpoint=on_checkpoint,
+        observer=observer,
+        best_path=best_checkpoint,
+        restore=restore or {},
+        should_stop=should_stop,
+        tensorboard_dir=tensorboard_dir,
+    )
+    # Several processes: each passes its share of every batch, and Keras puts the shares together.
+    batch_size = group.batch_share(train.batch_size)
+    inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), batch_size, train.shuffle)
+    inputs["x"] = as_model_input(inputs["x"])
+    if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is
+        x_val, y_val = inputs["validation_data"]
+        inputs["validation_data"] = (as_model_input(x_val), y_val)
+    from ..backend import cancelled_when, is_cancellation
+
+    start = time.perf_counter()
+    try:
+        # A stop request cancels the running steps_per_execution call instead of waiting for its last batch.
+        with cancelled_when(should_stop) if should_stop is not None else contextlib.nullcontext():
+            model.fit(
+                **inputs,
+                epochs=train.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                verbose=0,
+            )
+    except Exception as exc:
+        if should_stop is not None and should_stop() and is_cancellation(exc):
+            raise StopRequested() from None
+        raise
+    finally:
+        observer.on_train_end()
+    if recorder.failure is not None:
+        raise recorder.failure
+    return FitResult(
+        history=recorder.rows,
+        stopped_early=initial_epoch + len(recorder.rows) < train.epochs,
+        seconds=time.perf_counter() - start,
+        restored_epoch=_restored_epoch(callbacks),
+    )
+
+
+def _restored_epoch(callbacks: list) -> int | None:
+    """The epoch whose weights EarlyStopping(restore_best_weights=True) restored at the end of fit, if any."""
+    import keras
+
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.restore_best_weights:
+            if callback.best_weights is not None:
+                return int(callback.best_epoch) + 1
+    return None
+
+
+def evaluate_data(model, config: ExperimentConfig, data: PreparedData) -> dict:
+    """The model's loss and compiled metrics on the test split of ``data`` (in memory or streamed)."""
+    batch_size = inference_batch_size(config.train.batch_size)
+    inputs = data.evaluate_inputs(lambda y: fit_targets(model, config, y), batch_size)
+    inputs["x"] = as_model_input(inputs["x"])
+    return {k: float(v) for k, v in model.evaluate(**inputs, verbose=0, return_dict=True).items()}
+
+
+def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:
+    """The model's loss and compiled metrics on (x, y), as floats."""
+    batch_size = inference_batch_size(config.train.batch_size)
+    result = model.evaluate(
+        as_model_input(x), fit_targets(model, config, y), batch_size=batch_size, verbose=0, return_dict=True
+    )
+    return {k: float(v) for k, v in result.items()}

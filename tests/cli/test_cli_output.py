@@ -1,0 +1,191 @@
+"""Whole-text output of `runs`, `runs show`, `runs compare` and a config error, pinned exactly.
+
+The run folders are written by hand (no training), so every byte of the
+output is known; a change in what users see fails here and must be deliberate.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dltool.cli.app import app
+
+ENV = {"NO_COLOR": "1", "COLUMNS": "200"}
+IRIS_ID = "20261124-101200-iris-test-ab12"
+LINEAR_ID = "20261124-103000-linear-test-cd34"
+
+IRIS_CONFIG = """name: iris-test
+seed: 0
+data:
+  source: sklearn
+  name: iris
+train:
+  optimizer:
+    name: adam
+    learning_rate: 0.05
+  loss: sparse_categorical_crossentropy
+  epochs: 3
+"""
+LINEAR_CONFIG = IRIS_CONFIG.replace("iris-test", "linear-test").replace("0.05", "0.1").replace("epochs: 3", "epochs: 2")
+
+
+def _write_run(root, run_id, name, config, history, test, duration):
+    folder = root / run_id
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(config)
+    info = {
+        "id": run_id,
+        "name": name,
+        "status": "COMPLETED",
+        "epochs_done": len(history),
+        "epochs_planned": len(history),
+        "duration_s": duration,
+        "started": "2026-11-24T10:12:00+00:00",
+        "started_ts": 0,
+        "device": "CPU (2 cores)",
+        "versions": {"keras": "3.15.1", "backend": "jax" if name == "linear-test" else "tensorflow"},
+        "params": 67,
+        "error": None,
+    }
+    (folder / "run.json").write_text(json.dumps(info))
+    columns = list(history[0])
+    lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in history]
+    (folder / "history.csv").write_text("\n".join(lines) + "\n")
+    best = min(history, key=lambda r: r["loss"])
+    metrics = {
+        "train": {"loss": history[-1]["loss"]},
+        "validation": None,
+        "test": test,
+        "epochs": len(history),
+        "stopped_early": False,
+        "best_epoch": best,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def runs_root(tmp_path):
+    root = tmp_path / "runs"
+    _write_run(
+        root,
+        IRIS_ID,
+        "iris-test",
+        IRIS_CONFIG,
+        [
+            {"epoch": 1, "loss": 1.0, "learning_rate": 0.05},
+            {"epoch": 2, "loss": 0.5, "learning_rate": 0.05},
+            {"epoch": 3, "loss": 0.25, "learning_rate": 0.05},
+        ],
+        {"loss": 0.3, "accuracy": 0.9},
+        1.25,
+    )
+    _write_run(
+        root,
+        LINEAR_ID,
+        "linear-test",
+        LINEAR_CONFIG,
+        [{"epoch": 1, "loss": 2.0, "learning_rate": 0.1}, {"epoch": 2, "loss": 1.5, "learning_rate": 0.1}],
+        {"loss": 0.2, "accuracy": 0.95},
+        2.5,
+    )
+    return root
+
+
+def _output(*args):
+    result = CliRunner().invoke(app, list(args), env=ENV)
+    return result.exit_code, result.output
+
+
+def test_runs_list_output(runs_root):
+    code, text = _output("runs", "--runs-dir", str(runs_root))
+    assert code == 0
+    assert text.replace(str(runs_root), "RUNS") == RUNS_LIST
+
+
+def test_runs_show_output(runs_root):
+    code, text = _output("runs", "show", IRIS_ID, "--runs-dir", str(runs_root))
+    assert code == 0
+    assert text == RUNS_SHOW
+
+
+def test_runs_compare_output(runs_root):
+    code, text = _output("runs", "compare", IRIS_ID, LINEAR_ID, "--runs-dir", str(runs_root))
+    assert code == 0
+    assert text == RUNS_COMPARE
+
+
+def test_config_error_output(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        IRIS_CONFIG.replace("  epochs: 3", "  epochs: 3\n  epoch: 4")
+        + "model:\n  input_shape: [4]\n  layers: [{Dense: {units: 3}}]\n"
+    )
+    result = CliRunner().invoke(app, ["validate", str(config), "--schema-only"], env=ENV)
+    assert result.exit_code == 2
+    assert (
+        result.output.replace(str(config), "bad.yaml")
+        == "error: bad.yaml:12: train.epoch: unknown key 'epoch'; did you mean 'epochs'?\n"
+    )
+
+
+RUNS_LIST = """\
+runs in RUNS
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━┓
+┃ id                               ┃ name        ┃ status    ┃ backend    ┃ epochs ┃ test metrics            ┃ duration ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━┩
+│ 20261124-101200-iris-test-ab12   │ iris-test   │ COMPLETED │ tensorflow │ 3/3    │ loss 0.3  accuracy 0.9  │ 1.2s     │
+│ 20261124-103000-linear-test-cd34 │ linear-test │ COMPLETED │ jax        │ 2/2    │ loss 0.2  accuracy 0.95 │ 2.5s     │
+└──────────────────────────────────┴─────────────┴───────────┴────────────┴────────┴─────────────────────────┴──────────┘
+"""
+
+RUNS_SHOW = """\
+20261124-101200-iris-test-ab12  COMPLETED  3/3 epochs  tensorflow on CPU (2 cores)  67 parameters
+final metrics
+┏━━━━━━━━━━┳━━━━━━━┳━━━━━━┓
+┃ metric   ┃ train ┃ test ┃
+┡━━━━━━━━━━╇━━━━━━━╇━━━━━━┩
+│ loss     │  0.25 │  0.3 │
+│ accuracy │     - │  0.9 │
+└──────────┴───────┴──────┘
+best epoch 3: loss=0.25
+history (first → last epoch)
+┏━━━━━━━━━━━━━━━┳━━━━━━━┳━━━━━━┳━━━━━━┳━━━━━━┳━━━━━━━┓
+┃ value         ┃ first ┃ last ┃  min ┃  max ┃ curve ┃
+┡━━━━━━━━━━━━━━━╇━━━━━━━╇━━━━━━╇━━━━━━╇━━━━━━╇━━━━━━━┩
+│ loss          │     1 │ 0.25 │ 0.25 │    1 │ █▃▁   │
+│ learning_rate │  0.05 │ 0.05 │ 0.05 │ 0.05 │ ▁▁▁   │
+└───────────────┴───────┴──────┴──────┴──────┴───────┘
+config
+name: iris-test
+seed: 0
+data: {source: sklearn, name: iris}
+train:
+  optimizer: {name: adam, learning_rate: 0.05}
+  loss: sparse_categorical_crossentropy
+  epochs: 3
+files  config.yaml (172 B)  history.csv (59 B)  metrics.json (187 B)  run.json (314 B)
+"""
+
+RUNS_COMPARE = """\
+config differences
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
+┃ key                           ┃ 20261124-101200-iris-test-ab12 ┃ 20261124-103000-linear-test-cd34 ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┩
+│ name                          │ iris-test                      │ linear-test                      │
+│ train.optimizer.learning_rate │ 0.05                           │ 0.1                              │
+│ train.epochs                  │ 3                              │ 2                                │
+└───────────────────────────────┴────────────────────────────────┴──────────────────────────────────┘
+test metrics (best in bold)
+┏━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┓
+┃ metric     ┃ 20261124-101200-iris-test-ab12 ┃ 20261124-103000-linear-test-cd34 ┃
+┡━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┩
+│ loss       │                            0.3 │                              0.2 │
+│ accuracy   │                            0.9 │                             0.95 │
+│ status     │                      COMPLETED │                        COMPLETED │
+│ best epoch │                              3 │                                2 │
+│ duration   │                           1.2s │                             2.5s │
+└────────────┴────────────────────────────────┴──────────────────────────────────┘
+"""

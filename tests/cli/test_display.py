@@ -1,0 +1,104 @@
+"""The live training display, rendered to a string console with a fake clock (no TensorFlow)."""
+
+import io
+
+from rich.console import Console
+
+from dltool.cli.display.training import TrainingDisplay
+
+STEPS = 10  # steps per epoch
+STEP_SECONDS = 2.0  # each fake step takes this long, so an epoch takes 20 s
+
+
+class FakeClock:
+    """A clock that moves only when told."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def live_display(clock: FakeClock) -> TrainingDisplay:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    return TrainingDisplay(console, plain=False, get_time=clock)
+
+
+def run_steps(display: TrainingDisplay, clock: FakeClock, steps: int, first: int = 1) -> None:
+    for step in range(first, first + steps):
+        clock.advance(STEP_SECONDS)
+        display.on_batch_end(step, {"loss": 0.5})
+
+
+def run_epoch(display: TrainingDisplay, clock: FakeClock, epoch: int) -> None:
+    display.on_epoch_begin(epoch)
+    run_steps(display, clock, STEPS)
+    display.on_epoch_end({"epoch": epoch, "loss": 0.5, "epoch_seconds": STEPS * STEP_SECONDS})
+
+
+def bars(display: TrainingDisplay) -> dict[str, str]:
+    """The display's current frame as text, one line per bar, keyed by the bar's first word."""
+    out = Console(file=io.StringIO(), width=120, color_system=None)
+    out.print(display.progress.get_renderable())
+    lines = [line.strip() for line in out.file.getvalue().splitlines() if line.strip()]
+    return {"epochs" if line.startswith("epochs") else "steps": line for line in lines}
+
+
+def test_the_step_bar_keeps_time_in_the_second_epoch():
+    clock = FakeClock()
+    display = live_display(clock)
+    display.on_train_begin(3, STEPS)
+    run_epoch(display, clock, 1)
+    display.on_epoch_begin(2)
+    run_steps(display, clock, 5)
+    steps = bars(display)["steps"]
+    assert steps.startswith("epoch 2")
+    assert "5/10" in steps
+    assert "0:00:10 eta 0:00:10" in steps  # 10 s into epoch 2, 5 steps of 2 s left
+    run_steps(display, clock, 2, first=6)
+    assert "0:00:14 eta 0:00:06" in bars(display)["steps"]
+    display.on_train_end()
+
+
+def test_the_epochs_bar_shows_an_eta_after_the_first_epoch():
+    clock = FakeClock()
+    display = live_display(clock)
+    display.on_train_begin(3, STEPS)
+    display.on_epoch_begin(1)
+    run_steps(display, clock, 5)
+    assert "eta -:--:--" in bars(display)["epochs"]  # nothing to estimate from yet
+    run_steps(display, clock, 5, first=6)
+    display.on_epoch_end({"epoch": 1, "loss": 0.5, "epoch_seconds": 20.0})
+    assert "1/3" in bars(display)["epochs"]
+    assert "eta 0:00:40" in bars(display)["epochs"]  # two epochs of 20 s left
+    display.on_epoch_begin(2)
+    run_steps(display, clock, 5)
+    assert "eta 0:00:30" in bars(display)["epochs"]  # half of epoch 2 done
+    run_steps(display, clock, 5, first=6)
+    display.on_epoch_end({"epoch": 2, "loss": 0.5, "epoch_seconds": 20.0})
+    run_epoch(display, clock, 3)
+    assert "3/3" in bars(display)["epochs"] and "eta 0:00:00" in bars(display)["epochs"]
+    display.on_train_end()
+
+
+def test_a_resumed_run_starts_the_epochs_bar_at_its_epoch():
+    clock = FakeClock()
+    display = live_display(clock)
+    display.on_train_begin(10, STEPS)
+    display.on_epoch_begin(6)
+    assert "5/10" in bars(display)["epochs"]
+    display.on_train_end()
+
+
+def test_plain_mode_prints_epoch_lines_only():
+    clock = FakeClock()
+    console = Console(file=io.StringIO(), width=120)
+    display = TrainingDisplay(console, plain=True, get_time=clock)
+    display.on_train_begin(2, STEPS)
+    run_epoch(display, clock, 1)
+    display.on_train_end()
+    assert console.file.getvalue() == "epoch 1/2  loss=0.5  (20.00s)\n"

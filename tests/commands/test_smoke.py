@@ -1,0 +1,244 @@
+"""`dltool smoke`: configs found, stand-in data of the declared shapes, and whole smoke runs through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from e2e_support import IRIS_CONFIG
+from test_reports import check_junit
+from typer.testing import CliRunner
+
+from dltool.cli.app import app
+from dltool.commands.smoke import find_configs
+from dltool.config import config_from_text
+from dltool.data import load_source
+from dltool.data.standins import missing_data, write_stand_in
+from dltool.errors import UsageError
+
+runner = CliRunner()
+WIDE = {"COLUMNS": "250", "NO_COLOR": "1"}
+
+TEXT_CONFIG = """
+name: tiny-text
+data: {source: text, path: reviews.csv, test: 0.2, validation: 0.2}
+model:
+  input_shape: [1]
+  layers:
+    - TextVectorization: {max_tokens: 50, output_sequence_length: 8}
+    - Embedding: {input_dim: 50, output_dim: 4}
+    - GlobalAveragePooling1D
+    - Dense: {units: 1, activation: sigmoid}
+train: {loss: binary_crossentropy, metrics: [accuracy], epochs: 3, batch_size: 16}
+"""
+FORECAST_CONFIG = """
+name: tiny-forecast
+data: {source: timeseries, path: series.csv, target: value, features: [value, other], window: 6, test: 0.2,
+       validation: 0.1, standardize: true, standardize_targets: true}
+model: {input_shape: [6, 2], layers: [Flatten, {Dense: {units: 1}}]}
+train: {loss: mse, metrics: [mae], epochs: 2}
+"""
+IMAGES_CONFIG = """
+name: tiny-images
+data: {source: images, path: pictures, image_size: [8, 8], color_mode: grayscale, scale: 255, test: 0.25}
+model: {input_shape: [8, 8, 1], layers: [Flatten, {Dense: {units: 3, activation: softmax}}]}
+train: {loss: sparse_categorical_crossentropy, epochs: 1}
+"""
+SWEEP_SPEC = "experiment: iris.yaml\nobjective: {metric: val_accuracy, goal: max}\nparameters: {train.epochs: {choice: [1, 2]}}\n"
+BAD_CONFIG = "name: bad\ndata: {source: sklearn, name: iris}\nmodel:\n  input_shape: [4]\n  layers:\n    - Dense: {unit: 3}\ntrain: {loss: mse}\n"
+
+
+def _folder(tmp_path, **files):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text)
+    return folder
+
+
+# --------------------------------------------------------------------------- finding configs (no TensorFlow)
+def test_a_folder_gives_its_yaml_configs_and_skips_sweeps_and_other_yaml(tmp_path):
+    folder = _folder(
+        tmp_path,
+        iris=IRIS_CONFIG,
+        sweep=SWEEP_SPEC,
+        notes="- a list\n",
+        compose="services: {web: {image: nginx}}\n",
+        broken="name: [unclosed\n",
+    )
+    (folder / "README.md").write_text("not yaml")
+    found = {path.name: reason for path, reason in find_configs([folder, folder / "iris.yaml"])}
+    assert found == {
+        "broken.yaml": None,
+        "compose.yaml": "not an experiment config (no data, model or train key)",
+        "iris.yaml": None,
+        "notes.yaml": "not an experiment config (not a mapping)",
+        "sweep.yaml": "a sweep spec, not an experiment config",
+    }
+
+
+def test_paths_that_give_no_config_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="nothere: no such file or folder"):
+        find_configs([tmp_path / "nothere"])
+    with pytest.raises(UsageError, match="no \\*.yaml files in this folder"):
+        find_configs([tmp_path])
+    result = runner.invoke(app, ["smoke", str(tmp_path / "nothere")])
+    assert result.exit_code == 2 and "no such file or folder" in result.output
+
+
+def test_data_that_needs_a_download_or_a_missing_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    mnist = config_from_text(
+        IRIS_CONFIG.replace("{source: sklearn, name: iris,", "{source: keras, name: mnist,").replace("[4]", "[28, 28]")
+    )
+    assert missing_data(mnist) == (
+        f"keras dataset 'mnist' needs a download (not in {tmp_path / 'datasets'}); "
+        "set data.path to a local copy, or use --fake-data"
+    )
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "mnist.npz").touch()
+    assert missing_data(mnist) is None
+    assert missing_data(config_from_text(TEXT_CONFIG)) == "data.path: reviews.csv not found; use --fake-data"
+    assert missing_data(config_from_text(IRIS_CONFIG)) is None
+
+
+# --------------------------------------------------------------------------- stand-in data (no TensorFlow)
+STAND_INS = {
+    "keras mnist": ("{source: keras, name: mnist, scale: 255}", "[28, 28, 1]", "Dense: {units: 10}", (28, 28), 10),
+    "keras cifar10": ("{source: keras, name: cifar10}", "[32, 32, 3]", "Dense: {units: 10}", (32, 32, 3), 10),
+    "keras boston": ("{source: keras, name: boston_housing}", "[13]", "Dense: {units: 1}", (13,), None),
+    "npz": ("{source: npz, path: x.npz, test: 0.2}", "[3, 2]", "Dense: {units: 4}", (3, 2), 4),
+    "npy": ("{source: npy, x: x.npy, y: y.npy, test: 0.2}", "[5]", "Dense: {units: 1}", (5,), None),
+    "csv": (
+        "{source: csv, path: t.csv, target: kind, features: [a, b, c], test: 0.2}",
+        "[3]",
+        "Dense: {units: 3}",
+        (3,),
+        3,
+    ),
+    "csv regression": ("{source: csv, path: t.csv, target: y, test: 0.2}", "[7]", "Dense: {units: 1}", (7,), None),
+    "imdb": ("{source: text, dataset: imdb}", "[1]", "Dense: {units: 1, activation: sigmoid}", (1,), 2),
+    "timeseries": (
+        "{source: timeseries, path: s.csv, target: [a, b], window: 5, stride: 2, test: 0.2}",
+        "[5, 2]",
+        "Dense: {units: 2}",
+        (5, 2),
+        None,
+    ),
+    "images": (
+        "{source: images, path: pics, image_size: [6, 4], classes: [cat, dog]}",
+        "[6, 4, 3]",
+        "Dense: {units: 2}",
+        (6, 4, 3),
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", STAND_INS)
+def test_stand_in_data_has_the_shapes_and_classes_the_config_declares(tmp_path, name):
+    data, shape, last, sample, classes = STAND_INS[name]
+    loss = "sparse_categorical_crossentropy" if classes else "mse"
+    if "sigmoid" in last:
+        loss = "binary_crossentropy"
+    first = "TextVectorization" if "text" in data else "Flatten"
+    text = f"name: s\ndata: {data}\nmodel: {{input_shape: {shape}, layers: [{first}, {{{last}}}]}}\ntrain: {{loss: {loss}}}\n"
+    config = config_from_text(text)
+    overrides = write_stand_in(config, tmp_path / "stand-in", samples=32)
+    config = config_from_text(text, overrides=overrides)
+    raw = load_source(config.data, seed=0, classification=config.is_classifier)
+    assert raw.x.shape[1:] == sample
+    assert len(raw.x) + (0 if raw.x_test is None else len(raw.x_test)) >= 32 + 8
+    labels = raw.y if raw.y_test is None else np.concatenate([raw.y, raw.y_test])
+    if classes:
+        assert len(set(map(str, labels))) == classes
+    else:
+        assert np.isfinite(np.asarray(labels, dtype=np.float64)).all()  # a CSV's targets are read as text
+
+
+def test_sources_without_files_keep_their_own_data(tmp_path):
+    assert write_stand_in(config_from_text(IRIS_CONFIG), tmp_path, samples=32) == []
+
+
+# --------------------------------------------------------------------------- whole smoke runs
+@pytest.mark.slow
+def test_smoke_with_fake_data_trains_each_kind_and_reports_to_ci(tmp_path, monkeypatch):
+    _folder(
+        tmp_path,
+        iris=IRIS_CONFIG,
+        text=TEXT_CONFIG,
+        forecast=FORECAST_CONFIG,
+        images=IMAGES_CONFIG,
+        bad=BAD_CONFIG,
+        sweep=SWEEP_SPEC,
+    )
+    summary = tmp_path / "summary.md"
+    junit = tmp_path / "smoke.xml"
+    monkeypatch.chdir(tmp_path)
+    env = {**WIDE, "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    result = runner.invoke(
+        app,
+        [
+            "smoke",
+            "configs",
+            "--fake-data",
+            "--samples",
+            "64",
+            "--junit",
+            str(junit),
+            "--json",
+            "--keep-runs",
+            "--runs-dir",
+            "runs",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 1, result.output
+    annotation, report_text = result.output.split("\n", 1)
+    assert annotation == (
+        "::error file=configs/bad.yaml,line=6,title=dltool::model.layers[0].Dense.unit: unknown "
+        "argument 'unit' for Dense; did you mean 'units'?"
+    )
+    report = json.loads(report_text)
+    status = {r["config"]: (r["status"], r["stage"]) for r in report["configs"]}
+    assert status == {
+        "configs/bad.yaml": ("failed", "validate"),
+        "configs/forecast.yaml": ("passed", None),
+        "configs/images.yaml": ("passed", None),
+        "configs/iris.yaml": ("passed", None),
+        "configs/sweep.yaml": ("skipped", "validate"),
+        "configs/text.yaml": ("passed", None),
+    }
+    assert (report["passed"], report["failed"], report["skipped"], report["unmet"]) == (4, 1, 1, 0)
+    iris = next(r for r in report["configs"] if r["config"] == "configs/iris.yaml")
+    assert set(iris["stages"]) == {"train", "evaluate", "reload", "predict"} and "test.accuracy" in iris["metrics"]
+    root = check_junit(junit.read_text())
+    assert [s.get("name") for s in root] == sorted(status)
+    assert "| configs/bad.yaml | failed |" in summary.read_text()
+    # Kept runs keep their stand-in data, so they can be evaluated later.
+    from dltool.commands.evaluate import evaluate
+
+    text_run = next(r for r in report["configs"] if r["config"] == "configs/text.yaml")["run"]
+    assert evaluate(text_run)["samples"] > 0
+
+
+@pytest.mark.slow
+def test_smoke_without_fake_data_skips_missing_data_and_checks_expectations_when_asked(tmp_path, monkeypatch):
+    folder = _folder(tmp_path, iris=IRIS_CONFIG + 'expect: {test.accuracy: ">= 2"}\n', text=TEXT_CONFIG)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["smoke", str(folder), "--samples", "32"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert (
+        "skipped     0.0s  " in result.output
+        and "data: data.path: reviews.csv not found; use --fake-data" in result.output
+    )
+    assert "smoke: 2 configs, 1 passed, 1 skipped in" in result.output
+    assert not (tmp_path / "runs").exists()
+    expected = runner.invoke(app, ["smoke", str(folder / "iris.yaml"), "--expect-from-configs"], env=WIDE)
+    assert expected.exit_code == 3, expected.output
+    assert (
+        "unmet" in expected.output
+        and "test.accuracy = " in expected.output
+        and "expected >= 2: NOT met" in expected.output
+    )

@@ -1,0 +1,104 @@
+"""The Keras callbacks of a run (dltool.training.callbacks): a monitor's direction comes from the metric, as in Keras;
+resumed callbacks get their progress back."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # a tiny model trains one epoch so that Keras builds its metrics
+
+
+def custom_mean(y_true, y_pred):
+    import keras
+
+    return keras.ops.mean(y_pred)
+
+
+@pytest.fixture(scope="module")
+def compiled_model():
+    """A tiny binary classifier, trained one epoch so that Keras has built its compiled metrics."""
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy", "mae", "mse", "auc", "precision", custom_mean])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 3)), (rng.random((16, 1)) > 0.5).astype("float32")
+    model.fit(x, y, epochs=1, verbose=0, validation_split=0.25)
+    return model
+
+
+@pytest.mark.parametrize(
+    "monitor, expected",
+    [
+        ("loss", "min"),
+        ("val_loss", "min"),
+        ("accuracy", "max"),
+        ("val_mae", "min"),
+        ("auc", "max"),
+        ("val_precision", "max"),  # the name has neither 'acc' nor 'auc': the old guess said min
+        ("mse", "min"),
+        ("custom_mean", None),  # a function of ours: no direction, Keras's own callbacks refuse it too
+        ("learning_rate", None),  # not a metric: nobody knows
+    ],
+)
+def test_the_direction_comes_from_the_metric(compiled_model, monitor, expected):
+    from dltool.training.callbacks import monitor_direction
+
+    assert monitor_direction(compiled_model, monitor) == expected
+
+
+def test_an_explicit_mode_wins(compiled_model):
+    from dltool.training.callbacks import monitor_direction
+
+    assert monitor_direction(compiled_model, "val_accuracy", "min") == "min"
+    assert monitor_direction(compiled_model, "learning_rate", "max") == "max"
+
+
+def test_the_best_checkpoint_keeps_the_highest_precision(compiled_model, tmp_path):
+    from dltool.training.callbacks import BestCheckpoint
+
+    path = tmp_path / "best.keras"
+    checkpoint = BestCheckpoint("val_precision", "auto", path)
+    checkpoint.set_model(compiled_model)
+    checkpoint.on_epoch_end(0, {"val_precision": 0.5})
+    assert path.is_file() and checkpoint.best == -0.5
+    path.unlink()
+    checkpoint.on_epoch_end(1, {"val_precision": 0.4})  # worse: not saved
+    assert not path.exists()
+    checkpoint.on_epoch_end(2, {"val_precision": 0.75})
+    assert path.is_file() and checkpoint.best == -0.75
+
+
+def test_a_checkpoint_on_a_value_without_a_direction_asks_for_a_mode(compiled_model, tmp_path):
+    from dltool.errors import ConfigError
+    from dltool.training.callbacks import BestCheckpoint
+
+    checkpoint = BestCheckpoint("learning_rate", "auto", tmp_path / "best.keras")
+    checkpoint.set_model(compiled_model)
+    with pytest.raises(ConfigError) as caught:
+        checkpoint.on_epoch_end(0, {"learning_rate": 0.001})
+    assert str(caught.value) == (
+        "train.callbacks.checkpoint.mode: cannot tell whether 'learning_rate' improves going up or down; "
+        "set mode: max or mode: min"
+    )
+    assert math.isinf(checkpoint.best)
+
+
+def test_resumed_callbacks_get_their_progress_back_after_keras_resets_it(compiled_model, tmp_path):
+    import keras
+
+    from dltool.training.callbacks import BestCheckpoint, RestoreProgress
+    from dltool.training.checkpoints import callback_states
+
+    stateful = {
+        "early_stopping": keras.callbacks.EarlyStopping(monitor="val_loss", patience=5),
+        "best_checkpoint": BestCheckpoint("val_accuracy", "auto", tmp_path / "best.keras"),
+    }
+    restore = {"early_stopping": {"wait": 2, "best": 0.25, "best_epoch": 3}, "best_checkpoint": {"best": -0.9}}
+    callbacks = keras.callbacks.CallbackList([*stateful.values(), RestoreProgress(stateful, restore)])
+    callbacks.set_model(compiled_model)
+    callbacks.on_train_begin()  # EarlyStopping's own on_train_begin sets wait 0 and best None first
+    assert callback_states(stateful) == restore
