@@ -2,7 +2,7 @@
 
 Process 0 of a :class:`~dltool.distributed.ProcessGroup` owns the run folder: it creates or takes the run, tells
 the other processes which run it is, fits and records. The others join that run and train their share alongside
-(:func:`dltool.distributed.followers.follow`). One process alone is process 0 of :data:`~dltool.distributed.LOCAL`.
+(:func:`dltool.training.followers.follow`). One process alone is process 0 of :data:`~dltool.distributed.LOCAL`.
 What differs between a new run and a resumed one (which run, which model, which epoch) stays in
 :mod:`~dltool.commands.train` and :mod:`~dltool.commands.resume`.
 """
@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 from ..config import ExperimentConfig
 from ..distributed import LOCAL, ProcessGroup
-from ..distributed.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
 from ..distributed.group import weights_digest
 from ..errors import TrainingError, TrainingInterrupted
 from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time
 from ..training.checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
+from ..training.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
 from ..training.interrupts import InterruptGuard
 from ..training.observer import Observer
 from ..training.recorder import RunRecorder

@@ -13,14 +13,14 @@ from collections.abc import Callable
 
 from ..backend import device_count
 from ..config import ExperimentConfig
+from ..distributed import group as groups
+from ..distributed.group import ProcessGroup, weights_digest
+from ..distributed.launcher import write_run_id
+from ..distributed.shares import even_splits
 from ..errors import TrainingError
 from ..runs import FAILED, Run, log_time
-from ..training.checkpoints import checkpointed_epoch
-from ..training.observer import Observer
-from . import group as groups
-from .group import ProcessGroup, weights_digest
-from .launcher import write_run_id
-from .shares import even_splits
+from .checkpoints import checkpointed_epoch
+from .observer import Observer
 
 
 def tell_the_others(run: Run, group: ProcessGroup) -> None:
@@ -108,7 +108,7 @@ def follow(
 
     A collective that fails (process 0 or another worker stopped) raises TrainingError naming this worker.
     """
-    from ..training.fitting import fit
+    from .fitting import fit
 
     if observer is None:
         observer = Observer()
