@@ -366,9 +366,10 @@ def start_section(args) -> list[str]:
     work = Path(tempfile.mkdtemp(prefix="dltool-bench-start-"))
     try:
         runs_dir = work / "runs"
-        log("start: training one tiny run (smoke.yaml, 1 epoch) so `dltool runs` lists something")
+        # smoke.yaml's own 10 epochs (seconds): at 1 epoch it misses its expectation and exits 3
+        log("start: training one tiny run (smoke.yaml) so `dltool runs` lists something")
         seeded = run_measured(
-            [DLTOOL, "train", "configs/smoke.yaml", "-q", "--runs-dir", str(runs_dir), "--set", "train.epochs=1"],
+            [DLTOOL, "train", "configs/smoke.yaml", "-q", "--runs-dir", str(runs_dir)],
             label="seed run",
         )
         bad = work / "bad.yaml"
@@ -675,9 +676,10 @@ def spe_invariance(args) -> list[str]:
 DISPLAY_SELF_TIME = r"""
 import json, os, sys, tempfile, time
 from dltool.backend import import_keras
-import_keras()
-from rich.console import Console
 from dltool.config import load_config
+config = load_config(sys.argv[1], sys.argv[2:])
+import_keras(backend=config.backend)  # Keras picks its backend once: the config's (mnist_mlp ships on JAX)
+from rich.console import Console
 from dltool.cli.display.training import TrainingDisplay
 from dltool.commands.train import train
 
@@ -702,7 +704,7 @@ class TimedDisplay(TrainingDisplay):
 for name in ("on_run_created", "on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end"):
     setattr(TimedDisplay, name, timed(getattr(TrainingDisplay, name)))
 console = Console(file=open(os.devnull, "w"), force_terminal=True, width=120)
-run = train(load_config(sys.argv[1], sys.argv[2:]), runs_root=tempfile.mkdtemp(), observer=TimedDisplay(console, plain=False))
+run = train(config, runs_root=tempfile.mkdtemp(), observer=TimedDisplay(console, plain=False))
 print(json.dumps({"display_seconds": spent[0], "calls": calls[0], "fit_seconds": run.info["fit_seconds"]}))
 """
 

@@ -460,7 +460,7 @@ def test_local_sources_do_not_import_keras(tmp_path):
     (tmp_path / "t.csv").write_text(IRIS_CSV)
     code = f"""
 import sys
-from tests.test_data_sources import make_config, LINEAR, CLASSIFY
+from tests.data_sources.test_data_sources import make_config, LINEAR, CLASSIFY
 from dltool.data import prepare_data
 prepare_data(make_config(LINEAR, [1]))
 prepare_data(make_config({{"source": "sklearn", "name": "iris"}}, [4], CLASSIFY))
