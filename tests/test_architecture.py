@@ -5,6 +5,7 @@ inner layers included, are lint-imports'; module size gives way to those contrac
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import grimp
@@ -72,6 +73,7 @@ def test_the_cli_is_thin():
 MIN_MODULES = 80  # dltool had 110 modules (480 relative imports) when these scans were written
 
 
+@functools.cache  # parsed once for the scans below, which only read the trees
 def _parsed_modules() -> dict[str, ast.Module]:
     """{path relative to dltool/: its syntax tree} for every module of the package."""
     return {

@@ -197,7 +197,7 @@ def evaluate(
     from .display.reports import print_evaluation
 
     with reported_errors():
-        import_keras(verbose, backend=backend or run_backend(run, runs_dir))
+        import_keras(verbose, backend=backend or run_backend(run, runs_dir, must_exist=True))
         from ..commands.evaluate import evaluate as run_evaluation
 
         result = run_evaluation(run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint)

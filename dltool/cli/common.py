@@ -86,12 +86,18 @@ Backend = Annotated[
 ]
 
 
-def run_config_value(ref: str, runs_root, *keys: str):
-    """A value of a run's config.yaml (e.g. "train", "devices"), read without Keras; None if there is none."""
+def run_config_value(ref: str, runs_root, *keys: str, must_exist: bool = False):
+    """A value of a run's config.yaml (e.g. "train", "devices"), read without Keras; None if there is none.
+
+    ``must_exist``: a ref that names no run raises its error here, before Keras is imported (seconds), rather
+    than giving None. Off where the run may live only on another machine (a follower resuming a run).
+    """
     from ..config.yamlio import load_yaml
     from ..errors import DltoolError
     from ..runs import Run, runs_dir
 
+    if must_exist:
+        Run.resolve(ref, runs_dir(runs_root))
     try:
         path = Run.resolve(ref, runs_dir(runs_root)).file("config.yaml")
         value, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
@@ -102,14 +108,19 @@ def run_config_value(ref: str, runs_root, *keys: str):
     return value
 
 
-def run_backend(ref: str, runs_root) -> str | None:
+def run_backend(ref: str, runs_root, must_exist: bool = False) -> str | None:
     """The backend a run trained on (its config.yaml's ``backend``); None if unknown.
 
     $KERAS_BACKEND, when set, wins: it is how a user asks for another backend without --backend.
+    ``must_exist``: as for :func:`run_config_value`.
     """
     import os
 
-    return None if os.environ.get("KERAS_BACKEND") else run_config_value(ref, runs_root, "backend")
+    if os.environ.get("KERAS_BACKEND"):
+        if must_exist:
+            run_config_value(ref, runs_root, must_exist=True)
+        return None
+    return run_config_value(ref, runs_root, "backend", must_exist=must_exist)
 
 
 Devices = Annotated[

@@ -52,7 +52,7 @@ def predict(
         if chosen == "keras":
             from ..backend import import_keras
 
-            import_keras(verbose, backend=backend or run_backend(run, runs_dir))
+            import_keras(verbose, backend=backend or run_backend(run, runs_dir, must_exist=True))
         from ..commands.predict import predict as run_prediction
 
         target = output if output is not None else sys.stdout

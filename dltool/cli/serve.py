@@ -56,7 +56,7 @@ def serve_command(
         require_serve_extra()  # before TensorFlow's seconds of import
         settings = ServeSettings(host, port, max_batch, batch_wait_ms, token, max_body_mb, checkpoint)
         settings.check()
-        import_keras(verbose, backend=backend or run_backend(run, runs_dir))
+        import_keras(verbose, backend=backend or run_backend(run, runs_dir, must_exist=True))
         serve(run, settings, runs_root=runs_dir, on_ready=_announce)
     say("stopped")
 

@@ -20,11 +20,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import DltoolError
 from .settings import GroupSettings
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `dltool train BAD.yaml` refuses without it
+    import numpy as np
 
 # A process that sends no heartbeat for this long is taken as dead; the others then stop (see missing_processes).
 HEARTBEAT_SECONDS = 15
@@ -142,6 +144,7 @@ class JaxProcessGroup(ProcessGroup):
         """
         import jax
         import keras
+        import numpy as np
 
         keras.distribution.set_distribution(None)
         variables = list(model.variables)
@@ -310,6 +313,8 @@ def shard_for_process(array: np.ndarray, batch_size: int, processes: int, proces
     ``len(array)`` must be a multiple of ``processes`` (the last, shorter batch splits evenly too). Without
     shuffling, the N processes' batches put together are exactly one process's batches.
     """
+    import numpy as np
+
     starts = np.arange(0, len(array), batch_size)
     sizes = np.minimum(batch_size, len(array) - starts) // processes
     rows = np.concatenate([start + process * size + np.arange(size) for start, size in zip(starts, sizes)])
@@ -318,6 +323,8 @@ def shard_for_process(array: np.ndarray, batch_size: int, processes: int, proces
 
 def weights_digest(model) -> str:
     """A short SHA-256 of the model's weights: equal on every process when they trained in step."""
+    import numpy as np
+
     digest = hashlib.sha256()
     for weight in model.weights:
         digest.update(np.ascontiguousarray(np.asarray(weight.value)).tobytes())

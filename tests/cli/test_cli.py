@@ -24,6 +24,24 @@ def test_import_of_cli_does_not_import_tensorflow():
     assert result.stdout.strip() == "False False"
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_refused_config_costs_no_numpy_import(tmp_path):
+    """`dltool train BAD.yaml` answers in a fraction of a second (benchmarks: < 0.5 s): no numpy, no Keras."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\ndata: {source: sklearn, name: digits}\nmodel:\n  input_shape: [64]\n"
+        "  layers:\n    - Dense: {unit: 10}\ntrain: {loss: sparse_categorical_crossentropy}\n"
+    )
+    code = (
+        "import sys\nfrom dltool.cli import main\nsys.argv = ['dltool', 'train', sys.argv[1]]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print(code, sorted(m for m in ('numpy', 'tensorflow', 'keras', 'jax') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "2 []", result.stdout + result.stderr
+
+
 def _every_command(group=None, prefix=()):
     """Every command and subcommand of the CLI, as argument lists (['runs', 'show'], ...)."""
     import typer
@@ -107,9 +125,22 @@ def test_runs_lists_runs_as_table_and_json(iris_run):
     assert listed[0]["status"] == "COMPLETED"
 
 
-def test_unknown_run_exits_2(tmp_path):
-    result = runner.invoke(app, ["evaluate", "nosuchrun", "--runs-dir", str(tmp_path)])
-    assert result.exit_code == 2
+@pytest.mark.parametrize(
+    "command", [["evaluate"], ["predict", "--runtime", "keras"], ["export", "--format", "onnx"], ["serve"]]
+)
+def test_unknown_run_exits_2_before_keras_is_imported(tmp_path, monkeypatch, command):
+    """A mistyped run ref costs no TensorFlow import (seconds): the run is resolved first."""
+    import dltool.backend
+
+    def no_keras(*args, **kwargs):
+        raise AssertionError("Keras imported before the run was resolved")
+
+    monkeypatch.setattr(dltool.backend, "import_keras", no_keras)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a\n1\n")
+    args = [command[0], "nosuchrun", *([str(rows)] if command[0] == "predict" else []), *command[1:]]
+    result = runner.invoke(app, [*args, "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
     assert "no run matches 'nosuchrun'" in result.output
 
 
