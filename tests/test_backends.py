@@ -67,6 +67,7 @@ def test_an_unknown_or_missing_backend_names_the_pip_command(monkeypatch):
 
 
 @pytest.mark.jax
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_a_process_whose_keras_runs_on_tensorflow_refuses_another_backend():
     pytest.importorskip("jax")
     import keras
@@ -80,6 +81,7 @@ def test_a_process_whose_keras_runs_on_tensorflow_refuses_another_backend():
 
 
 @pytest.mark.jax
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_train_refuses_a_config_for_another_backend_before_any_run_exists(tmp_path):
     pytest.importorskip("jax")
     from dltool.commands.train import train
@@ -90,6 +92,7 @@ def test_train_refuses_a_config_for_another_backend_before_any_run_exists(tmp_pa
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_mixed_precision_keeps_the_last_layer_in_float32():
     from dltool.training.model import build_model
     from dltool.training.session import fresh_session
@@ -105,6 +108,7 @@ def test_mixed_precision_keeps_the_last_layer_in_float32():
         fresh_session(0, False)  # the policy is process-wide
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_mixed_float16_without_a_gpu_is_refused():
     from dltool.backend import gpu_names
     from dltool.training.session import check_precision
@@ -242,6 +246,7 @@ def test_smoke_on_jax_trains_what_it_can_and_skips_text_models_saying_why(tmp_pa
     assert "TextVectorization runs only inside TensorFlow graphs" in report["imdb_lstm.yaml"]["message"]
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_info_reports_versions_backend_devices_and_extras():
     from typer.testing import CliRunner
 

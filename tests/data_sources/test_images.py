@@ -149,6 +149,7 @@ def test_an_empty_class_folder_and_a_corrupt_image_are_named(tmp_path):
         load(root)
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_input_shape_that_does_not_match_image_size_says_what_to_set(tmp_path, image_folder):
     from dltool.commands.train import prepare
 

@@ -100,6 +100,7 @@ def test_text_config_mistakes(reviews, overrides, phrase):
         _config(reviews, overrides)
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_imdb_sequences_are_decoded_back_to_text(monkeypatch):
     import keras
 
@@ -116,6 +117,7 @@ def test_imdb_sequences_are_decoded_back_to_text(monkeypatch):
     assert raw.class_names == ["negative", "positive"] and raw.x_test.shape == (1, 1)
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_imdb_without_internet_says_where_to_put_the_files(monkeypatch):
     import keras
 
@@ -130,6 +132,7 @@ def test_imdb_without_internet_says_where_to_put_the_files(monkeypatch):
         load(config.data)
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_an_embedding_smaller_than_the_vocabulary_is_refused_before_training(reviews, tmp_path):
     from dltool.commands.train import train
 

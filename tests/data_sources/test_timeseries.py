@@ -52,6 +52,7 @@ def _config(path, overrides=()):
 
 # --------------------------------------------------------------------------- windows
 @pytest.mark.parametrize("window, horizon, stride", [(3, 1, 1), (5, 2, 1), (4, 1, 3), (6, 3, 2), (1, 1, 1)])
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_windows_and_targets_match_keras_timeseries_dataset_from_array(window, horizon, stride):
     import keras
 
@@ -116,6 +117,7 @@ def test_splits_are_in_time_order(tmp_path):
         (["model.input_shape=[12, 2]"], ConfigError, "set model.input_shape: [12, 1]"),
     ],
 )
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_series_mistakes(series, overrides, error, phrase):
     from dltool.commands.train import prepare
 
@@ -124,6 +126,7 @@ def test_series_mistakes(series, overrides, error, phrase):
     assert phrase in str(info.value)
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_standardize_targets_is_for_regression_only(series, tmp_path):
     from dltool.commands.train import prepare
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import keras
 import pytest
 
 from dltool.config import config_from_text
@@ -12,8 +11,13 @@ from dltool.errors import ConfigError
 from dltool.keras_catalog import CATALOG_PATH, build_catalog
 from dltool.training.model import build_layer, build_model, summary_text
 
+# Every test here builds Keras objects: importing Keras and TensorFlow takes seconds, so none is in the fast loop.
+pytestmark = pytest.mark.slow
+
 
 def test_catalog_matches_the_installed_keras():
+    import keras
+
     shipped = json.loads(CATALOG_PATH.read_text())
     if shipped["keras_version"] != keras.__version__:
         pytest.fail(
@@ -39,6 +43,8 @@ train: {loss: sparse_categorical_crossentropy}
 
 
 def test_nested_layers_for_wrappers():
+    import keras
+
     layer = build_layer({"Bidirectional": {"layer": {"LSTM": {"units": 4}}}}, "model.layers[0]")
     assert isinstance(layer, keras.layers.Bidirectional)
     assert isinstance(layer.forward_layer, keras.layers.LSTM)

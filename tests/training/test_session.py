@@ -31,6 +31,7 @@ def test_devices_refuse_what_is_not_a_device(value):
         _with_devices(value)
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_more_devices_than_the_machine_has_are_refused_before_any_run(tmp_path):
     from dltool.commands.train import train
 
