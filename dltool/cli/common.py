@@ -86,20 +86,21 @@ Backend = Annotated[
 ]
 
 
-def run_config_value(ref: str, runs_root, *keys: str, must_exist: bool = False):
-    """A value of a run's config.yaml (e.g. "train", "devices"), read without Keras; None if there is none.
-
-    ``must_exist``: a ref that names no run raises its error here, before Keras is imported (seconds), rather
-    than giving None. Off where the run may live only on another machine (a follower resuming a run).
-    """
-    from ..config.yamlio import load_yaml
-    from ..errors import DltoolError
+def existing_run(ref: str, runs_root):
+    """The run ``ref`` names; a ref that names none raises its error here, before Keras's import (seconds)."""
     from ..runs import Run, runs_dir
 
-    if must_exist:
-        Run.resolve(ref, runs_dir(runs_root))
+    return Run.resolve(ref, runs_dir(runs_root))
+
+
+def run_config_value(ref: str, runs_root, *keys: str):
+    """A value of a run's config.yaml (e.g. "train", "devices"), read without Keras; None if there is none."""
+    from ..config.yamlio import load_yaml
+    from ..errors import DltoolError
+    from ..runs import config_file_of
+
     try:
-        path = Run.resolve(ref, runs_dir(runs_root)).file("config.yaml")
+        path = config_file_of(ref, runs_root)
         value, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except (DltoolError, OSError):
         return None  # the command itself will say what is wrong with the run
@@ -112,15 +113,14 @@ def run_backend(ref: str, runs_root, must_exist: bool = False) -> str | None:
     """The backend a run trained on (its config.yaml's ``backend``); None if unknown.
 
     $KERAS_BACKEND, when set, wins: it is how a user asks for another backend without --backend.
-    ``must_exist``: as for :func:`run_config_value`.
+    ``must_exist``: a ref that names no run raises (:func:`existing_run`) instead of giving None; off where the
+    run may live only on another machine (a follower resuming a run).
     """
     import os
 
-    if os.environ.get("KERAS_BACKEND"):
-        if must_exist:
-            run_config_value(ref, runs_root, must_exist=True)
-        return None
-    return run_config_value(ref, runs_root, "backend", must_exist=must_exist)
+    if must_exist:
+        existing_run(ref, runs_root)
+    return None if os.environ.get("KERAS_BACKEND") else run_config_value(ref, runs_root, "backend")
 
 
 Devices = Annotated[

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Checkpoint, RunRef, RunsDir, Verbose, out, reported_errors, run_config_value
+from .common import Checkpoint, RunRef, RunsDir, Verbose, existing_run, out, reported_errors
 
 EXPORT_EPILOG = (
     "Example: dltool export latest --format saved_model   |   dltool export latest --format onnx -o model.onnx"
@@ -76,7 +76,7 @@ def export_command(
         from ..exporting.verify import tolerance_for
 
         tolerance_for(False, rtol, atol)  # a bad --rtol/--atol exits 2 before TensorFlow is imported
-        run_config_value(run, runs_dir, must_exist=True)  # and so does a run ref that names no run
+        existing_run(run, runs_dir)  # and so does a run ref that names no run
         # The converters (SavedModel, tf2onnx, LiteRT) work on TensorFlow graphs: a run trained on jax or torch
         # is loaded on TensorFlow (model.keras is portable) and verified against that.
         import_keras(verbose, backend="tensorflow")
