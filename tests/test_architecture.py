@@ -158,6 +158,37 @@ def test_no_code_asks_an_observer_or_the_data_what_it_has_outside_their_own_pack
     assert offenders == [], f"give the {subject} object a method or property for it (in dltool/{home})"
 
 
+ARRAY_SPLITS = {"x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "in_memory", "share_batches"}
+
+
+def _split_attributes(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, attribute) of every ``data.x_train``-like access on a name ``data`` (or ``self.data``)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ARRAY_SPLITS:
+            subject = node.value
+            name = subject.id if isinstance(subject, ast.Name) else getattr(subject, "attr", "")
+            if name == "data":
+                found.append((node.lineno, node.attr))
+    return found
+
+
+def test_no_code_outside_data_reaches_into_a_kind_of_data():
+    """Commands and training use the TrainingData interface (fit_inputs, keep_share, training_arrays, ...), never
+    the arrays of one kind, so a streamed source works wherever arrays do."""
+    offenders = [
+        f"{path}:{line} data.{attribute}"
+        for path, tree in _parsed_modules().items()
+        if not path.startswith("data/")
+        for line, attribute in _split_attributes(tree)
+    ]
+    assert offenders == [], "add a method to dltool/data/base.py's TrainingData and implement it for every kind"
+    assert _split_attributes(ast.parse("data.x_train\nself.data.in_memory\nraw.x_test")) == [
+        (1, "x_train"),
+        (2, "in_memory"),
+    ]
+
+
 def test_the_hasattr_scan_sees_a_call_split_over_lines_and_on_an_attribute():
     tree = ast.parse(
         "hasattr(\n    data, 'x_train'\n)\nhasattr(self.observer, 'on_epoch_end')\nhasattr(layer, 'adapt')\n"

@@ -36,13 +36,9 @@ def evaluate(
     the run's own split, the file's stem otherwise, ``@best`` for the best
     checkpoint); ``evaluation.json`` is the latest of them.
     """
-    from ..data.streaming import should_stream
-
     saved = SavedRun.open(ref, runs_root)
     if data_file is not None:
         result = _evaluate_file(saved, Path(data_file), checkpoint)
-    elif should_stream(saved.config.data):
-        result = _evaluate_streamed(saved, checkpoint)
     else:
         result = _evaluate_test_split(saved, checkpoint)
     result = {**result, "model": CHECKPOINTS[checkpoint]}
@@ -82,34 +78,16 @@ def _outputs(model, saved: SavedRun, x: np.ndarray) -> np.ndarray:
 
 
 def _evaluate_test_split(saved: SavedRun, checkpoint: str) -> dict:
-    """The test split rebuilt in memory from the run's config."""
-    from ..data import load_test_split
-    from ..training.fitting import evaluate_arrays
-
-    x, y = load_test_split(saved.config, saved.preprocessing)
-    model = saved.load_model(checkpoint)
-    totals = _totals(saved)
-    totals.add(y, _outputs(model, saved, x))
-    return {
-        "run": saved.run.id,
-        "data": "test split of the run's config",
-        "samples": int(len(x)),
-        "compiled": evaluate_arrays(model, saved.config, x, y),
-        totals.name: totals.report(),
-    }
-
-
-def _evaluate_streamed(saved: SavedRun, checkpoint: str) -> dict:
-    """A streamed CSV's test split, chunk by chunk, so memory stays bounded."""
-    from ..data.streaming import prepare_streamed
+    """The test split rebuilt from the run's config (in memory, or read chunk by chunk when the run streamed it,
+    so memory stays bounded)."""
+    from ..data import open_test_split
     from ..training.fitting import evaluate_data
 
-    data = prepare_streamed(saved.config)
-    data.preprocessing = saved.preprocessing  # what the model was trained with, not a refit
+    data = open_test_split(saved.config, saved.preprocessing)
     model = saved.load_model(checkpoint)
     result: dict = {
         "run": saved.run.id,
-        "data": "test split of the run's config (streamed)",
+        "data": "test split of the run's config" + (" (streamed)" if data.streamed else ""),
         "samples": data.sizes()["test"],
         "compiled": evaluate_data(model, saved.config, data),
     }

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..backend import device_count
 from ..distributed import ProcessGroup, current_group
-from ..distributed.shares import even_batches
 from ..errors import RunStateError
 from ..runs import COMPLETED, RUNNING, Run, log_time, now_iso, runs_dir
 from ..training.checkpoints import read_state
@@ -57,7 +56,7 @@ def resume(
         model = load_model_safely(run.file(state["model"]))
     devices = device_count(config.train.devices)
     if config.backend == "jax" and devices > 1 and group.size == 1:  # as at the start; several processes: share_out
-        even_batches(data, devices)
+        data.even_out(devices)
 
     def restart() -> None:
         """Process 0: history.csv back to the checkpoint's epoch, and the run RUNNING again."""

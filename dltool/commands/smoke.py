@@ -201,8 +201,8 @@ def _smoke_one(
     path: Path, *, epochs, samples, fake_data, runs_root, stand_ins, scratch, expect, backend=None
 ) -> SmokeResult:
     from ..config import load_config
+    from ..data import should_stream
     from ..data.standins import missing_data, write_stand_in
-    from ..data.streaming import should_stream
 
     start = time.perf_counter()
     result = SmokeResult(str(path), FAILED, stage="validate")

@@ -15,7 +15,6 @@ from pathlib import Path
 from ..backend import device_count
 from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from ..distributed import LOCAL, ProcessGroup, current_group
-from ..distributed.shares import even_batches
 from ..errors import ConfigError, RunStateError
 from ..runs import Run, log_time, runs_dir
 from ..training.observer import Observer
@@ -41,25 +40,22 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None, group: Proc
         data = prepare_data(config, samples=samples)
         devices = device_count(config.train.devices)
         if config.backend == "jax" and devices > 1 and group.size == 1:  # several processes: share_out does it
-            data.left_out = even_batches(data, devices)
+            data.even_out(devices)
         with training_devices(config, group):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
             if any(hasattr(layer, "adapt") for layer in model.layers):
-                if not data.in_memory:
-                    raise ConfigError(
-                        "layers that adapt to the data (TextVectorization, Normalization, ...) need the "
-                        "training split in memory; set data.stream: false",
-                        path="data.stream",
-                    )
-                data.adapted = adapt_preprocessing_layers(model, data.x_train)
+                x_train, _ = data.training_arrays(
+                    "layers that adapt to the data (TextVectorization, Normalization, ...)", "data.stream"
+                )
+                data.adapted = adapt_preprocessing_layers(model, x_train)
             if config.data.standardize_targets:
-                if config.is_classifier or not data.in_memory:
+                if config.is_classifier:
                     raise ConfigError(
-                        "standardize_targets applies to in-memory regression targets only; "
-                        + ("remove it for a classification loss" if config.is_classifier else "set data.stream: false"),
+                        "standardize_targets applies to regression targets only; remove it for a classification loss",
                         path="data.standardize_targets",
                     )
-                append_target_scaling(model, data.y_train)
+                _, y_train = data.training_arrays("data.standardize_targets", "data.standardize_targets")
+                append_target_scaling(model, y_train)
             compile_model(model, config)
         check_outputs_fit_targets(model, config, data)
     except ConfigError as exc:

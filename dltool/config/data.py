@@ -66,7 +66,12 @@ def _list_from_str(value):
     return [value] if isinstance(value, str) else value
 
 
-@register_source(loader="dltool.data.csv_source:load", preprocessing="dltool.data.csv_source:preprocessing_kind")
+@register_source(
+    loader="dltool.data.csv_source:load",
+    preprocessing="dltool.data.csv_source:preprocessing_kind",
+    streamer="dltool.data.streaming:prepare_streamed",
+    stream_auto="dltool.data.streaming:large_file",
+)
 class CsvData(DataCommon):
     source: Literal["csv"]
     path: str = Field(description="A CSV file with a header row.")

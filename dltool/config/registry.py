@@ -24,13 +24,24 @@ class SourceEntry:
     config: type[BaseModel]
     loader: str  # "module:function" called as function(data_config, seed=, classification=) -> RawData
     preprocessing: str | None = None  # "module:function" giving Preprocessing.fit's kind and extra; None: arrays
+    # "module:function" called as function(config) -> a TrainingData read from disk batch by batch, and
+    # "module:function" called as function(data_config) -> bool, what ``data.stream: auto`` decides. None: the
+    # source is always loaded into memory.
+    streamer: str | None = None
+    stream_auto: str | None = None
 
 
 _SOURCES: dict[str, SourceEntry] = {}
 
 
-def register_source(*, loader: str, preprocessing: str | None = None):
-    """Class decorator: register a data config model under the name its ``source: Literal[...]`` field gives."""
+def register_source(
+    *, loader: str, preprocessing: str | None = None, streamer: str | None = None, stream_auto: str | None = None
+):
+    """Class decorator: register a data config model under the name its ``source: Literal[...]`` field gives.
+
+    A source that can be streamed names its ``streamer`` and its ``stream_auto`` decision, and its model has a
+    ``stream: auto | true | false`` key.
+    """
 
     def register(model: type[BaseModel]) -> type[BaseModel]:
         (name,) = get_args(model.model_fields["source"].annotation)
@@ -38,7 +49,14 @@ def register_source(*, loader: str, preprocessing: str | None = None):
             raise ValueError(
                 f"data source {name!r} is registered twice ({_SOURCES[name].config.__name__}, {model.__name__})"
             )
-        _SOURCES[name] = SourceEntry(name=name, config=model, loader=loader, preprocessing=preprocessing)
+        _SOURCES[name] = SourceEntry(
+            name=name,
+            config=model,
+            loader=loader,
+            preprocessing=preprocessing,
+            streamer=streamer,
+            stream_auto=stream_auto,
+        )
         return model
 
     return register

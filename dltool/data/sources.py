@@ -37,6 +37,20 @@ def load_source(data_config, seed: int, classification: bool) -> RawData:
     return loader(data_config, seed=seed, classification=classification)
 
 
+def should_stream(data_config) -> bool:
+    """Whether this data config is read from disk while training instead of loaded: ``data.stream`` true, or
+    auto and the source's own rule says so (a CSV over 1 GiB, ...). A source without ``stream`` is loaded."""
+    entry = source_entry(data_config.source)
+    if entry.streamer is None or data_config.stream is False:
+        return False
+    return data_config.stream is True or bool(_function(entry.stream_auto)(data_config))
+
+
+def streamer(data_config) -> Callable:
+    """The function that opens this source's splits for streaming: ``streamer(data_config)(config)``."""
+    return _function(source_entry(data_config.source).streamer)
+
+
 def preprocessing_kind(data_config) -> dict:
     """Preprocessing's ``kind`` and ``extra`` for a data source: what predict needs to read raw files ({}: arrays)."""
     hook = source_entry(data_config.source).preprocessing

@@ -8,16 +8,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .base import TrainingData, shard_for_process
 from .labels import encode_labels, regression_targets
 from .preprocessing import Preprocessing
-from .sources import RawData, load_source, preprocessing_kind
+from .sources import RawData, load_source, preprocessing_kind, should_stream, streamer
 
 DEFAULT_TEST_FRACTION = 0.2
 
 
 @dataclass
-class PreparedData:
-    """Arrays ready for ``model.fit``, plus the state predict needs to repeat the preprocessing."""
+class ArrayData(TrainingData):
+    """Every split an array in memory, ready for ``model.fit``, plus the state predict needs to repeat the
+    preprocessing. ``raw_x_test``: the test inputs as the source gave them (what an exported model takes)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -31,18 +33,13 @@ class PreparedData:
     adapted: list[str] = field(default_factory=list)  # preprocessing layers adapted on x_train, for the log
     warnings: list[str] = field(default_factory=list)  # the source's (an id-like feature column), for the run
     left_out: dict[str, int] = field(default_factory=dict)  # samples per split dropped so batches split evenly
-
-    @property
-    def in_memory(self) -> bool:
-        """Whether every split is an array in memory (True here; a streamed CSV's are read batch by batch)."""
-        return True
+    raw_x_test: np.ndarray | None = None
 
     @property
     def validation_is_test(self) -> bool:
         return self.x_val is self.x_test
 
     def sizes(self) -> dict:
-        """Sample counts of each split, as recorded in run.json."""
         return {
             "train": len(self.x_train),
             "validation": None if self.x_val is None else len(self.x_val),
@@ -53,23 +50,55 @@ class PreparedData:
 
     @property
     def target_width(self) -> int:
-        """Values per target: 1 for class labels, k for (n, k) regression targets."""
         return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
 
     def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
-        """Keyword arguments for ``model.fit``; ``targets`` shapes labels for the loss."""
         inputs = {"x": self.x_train, "y": targets(self.y_train), "batch_size": batch_size, "shuffle": shuffle}
         if self.x_val is not None:
             inputs["validation_data"] = (self.x_val, targets(self.y_val))
         return inputs
 
     def evaluate_inputs(self, targets, batch_size: int) -> dict:
-        """Keyword arguments for ``model.evaluate`` on the test split."""
         return {"x": self.x_test, "y": targets(self.y_test), "batch_size": batch_size}
 
     def test_chunks(self, limit: int | None = None):
-        """Yield (inputs, targets) of the test split, in chunks, up to ``limit`` samples."""
         yield self.x_test[:limit], self.y_test[:limit]
+
+    def raw_test_inputs(self, limit: int) -> np.ndarray:
+        return (self.x_test if self.raw_x_test is None else self.raw_x_test)[:limit]
+
+    def training_arrays(self, needed_by: str, path: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.x_train, self.y_train
+
+    def even_out(self, devices: int, *, test: bool = True) -> dict[str, int]:
+        left_out = {}
+        validation_is_test = self.validation_is_test
+        splits = {"train": ("x_train", "y_train"), "validation": ("x_val", "y_val")}
+        if test:
+            splits["test"] = ("x_test", "y_test")
+        for name, (x, y) in splits.items():
+            array = getattr(self, x)
+            # Validation that is the test split follows it, unless the test split stays whole.
+            if array is None or (name == "validation" and validation_is_test and test):
+                continue
+            extra = len(array) % devices
+            if extra:
+                setattr(self, x, array[: len(array) - extra])
+                setattr(self, y, getattr(self, y)[: len(array) - extra])
+                left_out[name] = extra
+        if validation_is_test and test:  # one array for both, as before
+            self.x_val, self.y_val = self.x_test, self.y_test
+        self.left_out = left_out
+        return left_out
+
+    def keep_share(self, processes: int, process: int, devices: int, batch_size: int) -> str:
+        self.even_out(devices, test=False)
+        self.x_train = shard_for_process(self.x_train, batch_size, processes, process)
+        self.y_train = shard_for_process(self.y_train, batch_size, processes, process)
+        if self.x_val is not None:
+            self.x_val = shard_for_process(self.x_val, batch_size, processes, process)
+            self.y_val = shard_for_process(self.y_val, batch_size, processes, process)
+        return f"{len(self.x_train)} training samples per process"
 
 
 def _split(x, y, fraction: float, seed: int, in_time_order: bool = False):
@@ -142,20 +171,18 @@ def _keep_random(x, y, count: int | None, seed: int):
     return x[keep], y[keep]
 
 
-def prepare_data(config, *, samples: int | None = None) -> PreparedData:
+def prepare_data(config, *, samples: int | None = None) -> TrainingData:
     """Load the configured data, split, encode targets and fit preprocessing on the training split.
 
-    A CSV that is streamed (``data.stream``) is scanned once instead and read
-    from disk batch by batch while training (see :mod:`dltool.data.streaming`).
+    A source that is streamed (``data.stream``) is scanned once instead and
+    read from disk batch by batch while training (see :mod:`dltool.data.streaming`).
     ``samples`` (smoke runs; default None: all) keeps a random ``samples`` of
     the training split and at most as many test samples, drawn with the split
     seed after the labels are numbered, so the classes are those of the whole
-    data. A streamed CSV is read whole.
+    data. A streamed source is read whole.
     """
-    from .streaming import prepare_streamed, should_stream
-
     if should_stream(config.data):
-        return prepare_streamed(config)
+        return streamer(config.data)(config)
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     add_channel_axis = _check_input_shape(config, raw)
     # Of the data as loaded (4x fewer bytes than float32 pixels); the seeded splits follow from it and the config.
@@ -185,12 +212,13 @@ def prepare_data(config, *, samples: int | None = None) -> PreparedData:
         add_channel_axis=add_channel_axis,
         **preprocessing_kind(config.data),
     )
+    raw_x_test = x_test
     x_train, x_test = state.transform(x_train), state.transform(x_test)
     if validation == "test":
         x_val, y_val = x_test, y_test
     elif x_val is not None:
         x_val = state.transform(x_val)
-    return PreparedData(
+    return ArrayData(
         x_train=x_train,
         y_train=y_train,
         x_val=x_val,
@@ -201,6 +229,7 @@ def prepare_data(config, *, samples: int | None = None) -> PreparedData:
         fingerprint=data_fingerprint,
         test_source=test_source,
         warnings=raw.warnings,
+        raw_x_test=raw_x_test,
     )
 
 
@@ -209,28 +238,34 @@ def _target_names(data) -> list[str] | None:
     return None if target is None else (list(target) if isinstance(target, list) else [target])
 
 
-def load_test_split(config, preprocessing: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    """Rebuild a run's test split from its saved config, preprocessed with its saved state."""
-    from .streaming import should_stream
+def open_test_split(config, preprocessing: Preprocessing) -> TrainingData:
+    """A run's test split rebuilt from its saved config and given its saved preprocessing (not refitted).
 
+    In memory, only the test split is kept (the training split comes back empty); a streamed source is scanned
+    and its test split read batch by batch, as in training.
+    """
     if should_stream(config.data):
-        raise DataError(f"{config.data.path} is streamed from disk; its test split is not loaded into memory")
+        data = streamer(config.data)(config)
+        data.preprocessing = preprocessing  # what the model was trained with, not a refit
+        return data
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     _check_input_shape(config, raw)
-    x_train, y_train, x_test, y_test, _ = split_raw(config, raw)
+    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw)
     (_, y_test), _ = _targets(config, [y_train, y_test], raw.class_names, _data_name(config))
-    return preprocessing.transform(x_test), y_test
-
-
-def load_raw_test_inputs(config) -> np.ndarray:
-    """A run's test inputs as its data source gives them, before any preprocessing (what an exported model takes)."""
-    from .streaming import should_stream
-
-    if should_stream(config.data):
-        raise DataError(f"{config.data.path} is streamed from disk; its test split is not loaded into memory")
-    raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
-    _check_input_shape(config, raw)
-    return split_raw(config, raw)[2]
+    x = preprocessing.transform(x_test)
+    return ArrayData(
+        x_train=x[:0],
+        y_train=y_test[:0],
+        x_val=None,
+        y_val=None,
+        x_test=x,
+        y_test=y_test,
+        preprocessing=preprocessing,
+        fingerprint=fingerprint(raw.x, raw.y, raw.x_test, raw.y_test),
+        test_source=test_source,
+        warnings=raw.warnings,
+        raw_x_test=x_test,
+    )
 
 
 def _data_name(config) -> str:

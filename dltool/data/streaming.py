@@ -1,6 +1,6 @@
-"""CSV training data larger than memory: one scan, then tf.data reading the file batch by batch.
+"""Training data larger than memory: the base of streamed sources, and a CSV read batch by batch.
 
-TensorFlow-specific (tf.data). The scan counts rows, assigns each row to
+Streamed splits reach Keras as tf.data datasets (on every backend). For a CSV, the scan counts rows, assigns each row to
 train / validation / test by a hash of (seed, row number), so every pass
 agrees without holding an index; collects the class labels; and fits the
 standardization on training rows only. Each epoch then re-reads the file in
@@ -10,11 +10,13 @@ chunks of at most CHUNK_BYTES of features, shuffling within a chunk.
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .base import TrainingData
 from .csv_source import CsvReader, feature_columns, id_column_warnings, open_csv, preprocessing_kind
 from .labels import encode_labels, labels_to_indices, regression_targets
 from .preprocessing import Preprocessing
@@ -25,12 +27,8 @@ TRAIN, VALIDATION, TEST = 0, 1, 2
 _MASK64 = np.uint64(2**64 - 1)
 
 
-def should_stream(data_config) -> bool:
-    """Whether this data config is read from disk while training instead of loaded."""
-    if getattr(data_config, "source", None) != "csv" or data_config.stream is False:
-        return False
-    if data_config.stream is True:
-        return True
+def large_file(data_config) -> bool:
+    """``data.stream: auto`` for a CSV: stream files larger than STREAM_AUTO_BYTES."""
     try:
         return Path(data_config.path).stat().st_size > STREAM_AUTO_BYTES
     except OSError:
@@ -52,42 +50,41 @@ def split_codes(rows: np.ndarray, seed: int, test: float, validation: float | No
     return codes
 
 
-class StreamedData:
-    """Training data read from a CSV on disk each epoch; the same interface as PreparedData."""
+class StreamedSplits(TrainingData):
+    """The base of every source read from disk batch by batch each epoch: splits known by their sizes only.
 
-    def __init__(
-        self,
-        config,
-        reader: CsvReader,
-        counts: dict,
-        preprocessing: Preprocessing,
-        fingerprint: str,
-        test_fraction: float,
-        warnings: list[str] | None = None,
-    ):
-        self.config, self.reader, self.counts = config, reader, counts
-        self.preprocessing, self.fingerprint = preprocessing, fingerprint
-        self.test_fraction = test_fraction
+    A subclass yields one split's batches from :meth:`iter_split` (seeded per epoch when it shuffles); this base
+    turns them into tf.data datasets of known length for Keras, shares every batch among processes, and evens
+    batches out over devices.
+    """
+
+    streamed = True
+
+    def __init__(self, config, counts: dict, preprocessing: Preprocessing, fingerprint: str, test_source: str):
+        super().__init__()
+        self.config, self.counts = config, counts
+        self.preprocessing, self.fingerprint, self.test_source = preprocessing, fingerprint, test_source
         self.validation = config.data.validation
         self.seed = config.data.split_seed if config.data.split_seed is not None else config.seed
-        self.test_source = f"fraction {test_fraction:g} of the rows (hashed with seed {self.seed}), streamed"
-        self._epoch = 0
-        self._share: tuple[int, int, int] | None = None  # (processes, this process, multiple): see share_batches
-        self.warnings = list(warnings or [])  # an id-like feature column in the first chunk, for the run
-        self.adapted: list[str] = []  # never: adapting layers need the training split in memory
-        self.left_out: dict[str, int] = {}  # rows per split dropped so batches split evenly (see share_batches)
+        self._epoch = 0  # each pass over a split shuffles with (seed, pass): seeded, and new every epoch
+        self._share: tuple[int, int, int] | None = None  # (processes, this process, multiple): see _share_batches
 
-    @property
-    def in_memory(self) -> bool:
-        """Whether every split is an array in memory (False: the rows are read from disk batch by batch)."""
-        return False
+    @abstractmethod
+    def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
+        """Yield (x, y) batches of exactly ``batch_size`` samples (the last may be smaller) of one split;
+        ``targets`` (default None: as encoded) shapes the labels for the loss."""
+
+    def next_shuffle(self) -> np.random.Generator:
+        """The generator of the next pass's shuffle: seeded by (seed, pass number), so a rerun repeats it."""
+        rng = np.random.default_rng([self.seed, self._epoch])
+        self._epoch += 1
+        return rng
 
     @property
     def validation_is_test(self) -> bool:
         return self.validation == "test"
 
     def sizes(self) -> dict:
-        """Sample counts of each split, as recorded in run.json."""
         val = self.counts[TEST] if self.validation_is_test else (self.counts[VALIDATION] if self.validation else None)
         return {
             "train": self.counts[TRAIN],
@@ -98,44 +95,22 @@ class StreamedData:
             "streamed": True,
         }
 
-    target_width = 1
+    def even_out(self, devices: int, *, test: bool = True) -> dict[str, int]:
+        # The test split is evaluated on one device: only training and validation batches are evened out.
+        self.left_out = self._share_batches(1, 0, devices)
+        return self.left_out
 
-    def _targets(self, texts: np.ndarray) -> np.ndarray:
-        state = self.preprocessing
-        if state.task == "classification":
-            return labels_to_indices(texts, state.class_names, self.reader.path)
-        return regression_targets(texts, self.reader.path)
+    def keep_share(self, processes: int, process: int, devices: int, batch_size: int) -> str:
+        self.left_out = self._share_batches(processes, process, devices)
+        return f"{batch_size // processes} rows of every batch per process, streamed"
 
-    def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
-        """Yield (x, y) batches of exactly ``batch_size`` rows (the last may be smaller) of one split."""
-        rng = np.random.default_rng([self.seed, self._epoch])
-        self._epoch += 1
-        carry_x = carry_y = None
-        val_fraction = self.validation if isinstance(self.validation, float) else None
-        for rows, x, y in self.reader.chunks():
-            keep = split_codes(rows, self.seed, self.test_fraction, val_fraction) == split
-            x, y = self.preprocessing.transform(x[keep]), self._targets(y[keep])
-            if targets is not None:
-                y = targets(y)
-            if shuffle and len(x):
-                order = rng.permutation(len(x))
-                x, y = x[order], y[order]
-            if carry_x is not None:
-                x, y = np.concatenate([carry_x, x]), np.concatenate([carry_y, y])
-            full = len(x) - len(x) % batch_size
-            for start in range(0, full, batch_size):
-                yield x[start : start + batch_size], y[start : start + batch_size]
-            carry_x, carry_y = x[full:], y[full:]
-        if carry_x is not None and len(carry_x):
-            yield carry_x, carry_y
-
-    def share_batches(self, processes: int, process: int, multiple: int) -> dict[str, int]:
+    def _share_batches(self, processes: int, process: int, multiple: int) -> dict[str, int]:
         """From now on, training and validation batches are this process's share of each global batch.
 
         Several devices (``multiple``, over all ``processes``) must each get an equal part of every batch: the
         last, shorter batch of each split loses its last few rows (fewer than ``multiple``), and process
         ``process`` keeps rows [p*b/N, (p+1)*b/N) of every global batch of b rows. Every process reads the whole
-        file (the same seeded shuffle), so together they see exactly one process's batches. Returns the rows
+        split (the same seeded shuffle), so together they see exactly one process's batches. Returns the rows
         left out per split, for the log.
         """
         self._share = (processes, process, multiple)
@@ -157,14 +132,15 @@ class StreamedData:
     def dataset(self, split: int, batch_size: int, shuffle: bool, targets, shared: bool = False):
         """A tf.data.Dataset of one split's batches with known length (so progress bars know the steps).
 
-        ``shared`` (after :meth:`share_batches`): this process's share, ``batch_size`` rows of each global batch.
+        ``shared`` (after :meth:`keep_share` or :meth:`even_out`): this process's share, ``batch_size`` rows of
+        each global batch.
         """
         import tensorflow as tf
 
         sample_x, sample_y = next(self.iter_split(split, 1, False, targets))
         self._epoch -= 1
         signature = (
-            tf.TensorSpec((None, *sample_x.shape[1:]), tf.float32),
+            tf.TensorSpec((None, *sample_x.shape[1:]), tf.as_dtype(sample_x.dtype)),
             tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype)),
         )
         if shared and self._share is not None:
@@ -179,11 +155,7 @@ class StreamedData:
         return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
     def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
-        """Keyword arguments for ``model.fit``: datasets that read the file each epoch.
-
-        ``batch_size`` is this process's batch: after :meth:`share_batches`, its share of the global batch.
-        """
-        # shuffle=False tells Keras not to expect a shuffle it cannot do; iter_split shuffles each chunk itself.
+        # shuffle=False tells Keras not to expect a shuffle it cannot do; iter_split shuffles itself.
         inputs = {"x": self.dataset(TRAIN, batch_size, shuffle, targets, shared=True), "shuffle": False}
         if self.validation_is_test:
             inputs["validation_data"] = self.dataset(TEST, batch_size, False, targets, shared=True)
@@ -192,11 +164,9 @@ class StreamedData:
         return inputs
 
     def evaluate_inputs(self, targets, batch_size: int) -> dict:
-        """Keyword arguments for ``model.evaluate`` on the test split."""
         return {"x": self.dataset(TEST, batch_size, False, targets)}
 
     def test_chunks(self, limit: int | None = None):
-        """Yield (inputs, targets) of the test split in chunks, up to ``limit`` samples."""
         seen = 0
         for x, y in self.iter_split(TEST, 65536, False):
             if limit is not None and seen >= limit:
@@ -205,7 +175,75 @@ class StreamedData:
             seen += len(x)
 
 
-def prepare_streamed(config) -> StreamedData:
+class StreamedTable(StreamedSplits):
+    """A table (a CSV) read from disk in chunks each epoch; each row's split is a hash of (seed, row number)."""
+
+    target_width = 1
+
+    def __init__(
+        self,
+        config,
+        reader: CsvReader,
+        counts: dict,
+        preprocessing: Preprocessing,
+        fingerprint: str,
+        test_fraction: float,
+        warnings: list[str] | None = None,
+    ):
+        seed = config.data.split_seed if config.data.split_seed is not None else config.seed
+        super().__init__(
+            config,
+            counts,
+            preprocessing,
+            fingerprint,
+            f"fraction {test_fraction:g} of the rows (hashed with seed {seed}), streamed",
+        )
+        self.reader, self.test_fraction = reader, test_fraction
+        self.warnings = list(warnings or [])  # an id-like feature column in the first chunk, for the run
+
+    def _targets(self, texts: np.ndarray) -> np.ndarray:
+        state = self.preprocessing
+        if state.task == "classification":
+            return labels_to_indices(texts, state.class_names, self.reader.path)
+        return regression_targets(texts, self.reader.path)
+
+    def _split_rows(self, split: int):
+        """(x, y) of one split's rows, chunk by chunk, as the file holds them (y: the target column's text)."""
+        val_fraction = self.validation if isinstance(self.validation, float) else None
+        for rows, x, y in self.reader.chunks():
+            keep = split_codes(rows, self.seed, self.test_fraction, val_fraction) == split
+            yield x[keep], y[keep]
+
+    def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
+        rng = self.next_shuffle()
+        carry_x = carry_y = None
+        for x, y in self._split_rows(split):
+            x, y = self.preprocessing.transform(x), self._targets(y)
+            if targets is not None:
+                y = targets(y)
+            if shuffle and len(x):
+                order = rng.permutation(len(x))
+                x, y = x[order], y[order]
+            if carry_x is not None:
+                x, y = np.concatenate([carry_x, x]), np.concatenate([carry_y, y])
+            full = len(x) - len(x) % batch_size
+            for start in range(0, full, batch_size):
+                yield x[start : start + batch_size], y[start : start + batch_size]
+            carry_x, carry_y = x[full:], y[full:]
+        if carry_x is not None and len(carry_x):
+            yield carry_x, carry_y
+
+    def raw_test_inputs(self, limit: int) -> np.ndarray:
+        parts, count = [], 0
+        for x, _ in self._split_rows(TEST):
+            parts.append(x[: limit - count])
+            count += len(parts[-1])
+            if count >= limit:
+                break
+        return np.concatenate(parts) if parts else np.empty((0, len(self.reader.features)), dtype=np.float32)
+
+
+def prepare_streamed(config) -> StreamedTable:
     """Scan the CSV once (counts, labels, standardization on training rows, fingerprint); return its streams."""
     data = config.data
     if data.test == "builtin":
@@ -269,4 +307,4 @@ def prepare_streamed(config) -> StreamedData:
         std = np.sqrt(np.maximum(squares / counts[TRAIN] - mean**2, 0.0))
         std[std == 0] = 1.0
         state.mean, state.std = mean.tolist(), std.tolist()
-    return StreamedData(config, reader, counts, state, digest.hexdigest()[:16], test_fraction, warnings)
+    return StreamedTable(config, reader, counts, state, digest.hexdigest()[:16], test_fraction, warnings)

@@ -20,13 +20,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ..errors import DltoolError
 from .settings import GroupSettings
-
-if TYPE_CHECKING:  # numpy is imported where it is used: `dltool train BAD.yaml` refuses without it
-    import numpy as np
 
 # A process that sends no heartbeat for this long is taken as dead; the others then stop (see missing_processes).
 HEARTBEAT_SECONDS = 15
@@ -63,10 +59,6 @@ class ProcessGroup:
     def batch_share(self, batch_size: int) -> int:
         """How many rows of every global batch of ``batch_size`` this process passes to ``fit``."""
         return batch_size // self.size
-
-    def keep_own_share(self, data, batch_size: int) -> None:
-        """Replace the training and validation splits of in-memory ``data`` by this process's share of each batch
-        (alone: all of it)."""
 
     def make_local(self, model) -> None:
         """From here on this process works on its own copy of ``model`` (alone: it already does)."""
@@ -124,16 +116,6 @@ class JaxProcessGroup(ProcessGroup):
         if value.startswith("!"):
             raise ProcessGroupError(f"process 0 could not start the run: {value[1:]}")
         return value
-
-    def keep_own_share(self, data, batch_size: int) -> None:
-        """The test split stays whole: process 0 tests the trained model alone (see :meth:`make_local`).
-        Call it after :func:`dltool.distributed.shares.even_splits` has made every split a multiple of the
-        device count."""
-        data.x_train = shard_for_process(data.x_train, batch_size, self.size, self.rank)
-        data.y_train = shard_for_process(data.y_train, batch_size, self.size, self.rank)
-        if data.x_val is not None:
-            data.x_val = shard_for_process(data.x_val, batch_size, self.size, self.rank)
-            data.y_val = shard_for_process(data.y_val, batch_size, self.size, self.rank)
 
     def make_local(self, model) -> None:
         """Turn the model's variables, replicated over every process's devices, into this process's own copies.
@@ -305,20 +287,6 @@ def _first_collective() -> None:
     finally:
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def shard_for_process(array: np.ndarray, batch_size: int, processes: int, process: int) -> np.ndarray:
-    """This process's part of every global batch of ``array``: batch k's rows [k*B + p*B/N, k*B + (p+1)*B/N).
-
-    ``len(array)`` must be a multiple of ``processes`` (the last, shorter batch splits evenly too). Without
-    shuffling, the N processes' batches put together are exactly one process's batches.
-    """
-    import numpy as np
-
-    starts = np.arange(0, len(array), batch_size)
-    sizes = np.minimum(batch_size, len(array) - starts) // processes
-    rows = np.concatenate([start + process * size + np.arange(size) for start, size in zip(starts, sizes)])
-    return array[rows]
 
 
 def weights_digest(model) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ONE_HOT_LOSSES, ExperimentConfig
-from ..data import PreparedData
+from ..data import TrainingData
 from ..distributed import LOCAL, ProcessGroup
 from ..errors import ConfigError
 from ..keras_io import as_model_input, inference_batch_size
@@ -47,7 +47,7 @@ def fit_targets(model, config: ExperimentConfig, y: np.ndarray) -> np.ndarray:
     return y
 
 
-def check_outputs_fit_targets(model, config: ExperimentConfig, data: PreparedData) -> None:
+def check_outputs_fit_targets(model, config: ExperimentConfig, data: TrainingData) -> None:
     """Refuse a last layer whose size cannot match the targets, before any run folder exists."""
     units = output_units(model)
     last = f"model.layers[{len(config.model.layers) - 1}]"
@@ -126,7 +126,7 @@ def _make_callbacks(
 def fit(
     model,
     config: ExperimentConfig,
-    data: PreparedData,
+    data: TrainingData,
     *,
     on_epoch_end: Callable[[dict], None] | None = None,
     on_checkpoint: Callable[[int, dict], None] | None = None,
@@ -210,7 +210,7 @@ def _restored_epoch(callbacks: list) -> int | None:
     return None
 
 
-def evaluate_data(model, config: ExperimentConfig, data: PreparedData) -> dict:
+def evaluate_data(model, config: ExperimentConfig, data: TrainingData) -> dict:
     """The model's loss and compiled metrics on the test split of ``data`` (in memory or streamed)."""
     batch_size = inference_batch_size(config.train.batch_size)
     inputs = data.evaluate_inputs(lambda y: fit_targets(model, config, y), batch_size)

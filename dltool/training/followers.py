@@ -16,7 +16,6 @@ from ..config import ExperimentConfig
 from ..distributed import group as groups
 from ..distributed.group import ProcessGroup, weights_digest
 from ..distributed.launcher import write_run_id
-from ..distributed.shares import even_splits
 from ..errors import TrainingError
 from ..runs import FAILED, Run, log_time
 from .checkpoints import checkpointed_epoch
@@ -34,15 +33,9 @@ def share_out(run: Run | None, config: ExperimentConfig, data, group: ProcessGro
     process 0 to test alone); the splits first become multiples of all processes' devices. Process 0 (``run``
     given) logs the shares."""
     devices = device_count(config.train.devices) * group.size
-    if data.in_memory:
-        left_out = even_splits(data, devices, test=False)
-        group.keep_own_share(data, config.train.batch_size)
-        share = f"{len(data.x_train)} training samples per process"
-    else:  # streamed: every process reads the file and keeps its share of each batch as it goes
-        left_out = data.share_batches(group.size, group.rank, devices)
-        share = f"{group.batch_share(config.train.batch_size)} rows of every batch per process, streamed"
+    share = data.keep_share(group.size, group.rank, devices, config.train.batch_size)
     if run is not None:
-        left = ", ".join(f"{n} {split} sample(s)" for split, n in left_out.items())
+        left = ", ".join(f"{n} {split} sample(s)" for split, n in data.left_out.items())
         run.append_log(
             f"{log_time()} {group.size} processes, {share}"
             + (f"; left out so batches split evenly: {left}" if left else "")

@@ -167,7 +167,7 @@ def training_devices(config: ExperimentConfig, group: ProcessGroup = LOCAL) -> A
             path="train.batch_size",
         )
     if backend == "jax":
-        # Several processes each pass their own share of every batch (ProcessGroup.keep_own_share): Keras must not
+        # Several processes each pass their own share of every batch (TrainingData.keep_share): Keras must not
         # shard the data again.
         distribution = keras.distribution.DataParallel(devices=chosen, auto_shard_dataset=processes == 1)
         keras.distribution.set_distribution(distribution)

@@ -250,9 +250,12 @@ def test_every_registered_source_is_a_data_config_with_a_loader():
     assert [source_entry(name).config for name in DATA_SOURCES] == list(union)
     for name in DATA_SOURCES:
         entry = source_entry(name)
-        for reference in filter(None, (entry.loader, entry.preprocessing)):
+        for reference in filter(None, (entry.loader, entry.preprocessing, entry.streamer, entry.stream_auto)):
             module, _, function = reference.partition(":")
             assert callable(getattr(importlib.import_module(module), function)), reference
+        # A streamed source says so in its config: data.stream (auto, true, false) chooses.
+        assert (entry.streamer is not None) == ("stream" in entry.config.model_fields), name
+        assert (entry.streamer is None) == (entry.stream_auto is None), name
 
 
 def test_a_source_is_registered_once():

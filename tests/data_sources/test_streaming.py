@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dltool.config import config_from_text
-from dltool.data import prepare_data, streaming
-from dltool.data.streaming import TEST, TRAIN, VALIDATION, should_stream, split_codes
+from dltool.data import prepare_data, should_stream, streaming
+from dltool.data.streaming import TEST, TRAIN, VALIDATION, split_codes
 
 
 def _write_csv(path, rows: int, seed: int = 0) -> None:
@@ -65,11 +65,19 @@ def test_scan_counts_labels_and_standardizes_on_training_rows_only(tmp_path):
     assert data.preprocessing.std == pytest.approx(train.std(axis=0).tolist(), abs=1e-9)
 
 
-def test_the_data_says_whether_its_splits_are_in_memory_so_no_caller_asks_for_attributes(tmp_path):
+def test_both_kinds_are_training_data_so_no_caller_asks_which_it_holds(tmp_path):
+    from dltool.data import TrainingData
+
     path = tmp_path / "d.csv"
     _write_csv(path, 300)
     streamed, in_memory = prepare_data(_config(path)), prepare_data(_config(path, stream="false"))
-    assert (streamed.in_memory, in_memory.in_memory) == (False, True)
+    assert isinstance(streamed, TrainingData) and isinstance(in_memory, TrainingData)
+    assert (streamed.streamed, in_memory.streamed) == (True, False)
+    # What an export is verified on: the test rows as the file holds them, before standardization.
+    raw = np.loadtxt(path, delimiter=",", skiprows=1, usecols=[0, 1, 2])
+    test_rows = raw[split_codes(np.arange(300), 3, 0.2, 0.1) == TEST]
+    assert streamed.raw_test_inputs(5) == pytest.approx(test_rows[:5], abs=1e-5)
+    assert len(in_memory.raw_test_inputs(1000)) == in_memory.sizes()["test"]
     for data in (streamed, in_memory):  # what the run's log reads, on both kinds
         assert (data.adapted, data.left_out) == ([], {})
 
@@ -114,7 +122,8 @@ def test_processes_share_each_streamed_batch_and_together_read_one_process_batch
     shares = []
     for process in range(2):
         data = prepare_data(config)  # each process prepares the same data
-        left_out = data.share_batches(2, process, 4)  # 2 processes with 2 devices each
+        assert data.keep_share(2, process, 4, 32) == "16 rows of every batch per process, streamed"
+        left_out = data.left_out  # 2 processes with 2 devices each
         shares.append(list(data._shared(TRAIN, 16, True, None)))
     last = alone.counts[TRAIN] % 32
     assert left_out == ({"train": last % 4} if last % 4 else {}) | (

@@ -131,7 +131,7 @@ def test_standardize_targets_is_for_regression_only(series, tmp_path):
     from dltool.commands.train import prepare
 
     config = _config(series, ["train.loss=sparse_categorical_crossentropy", "data.target=other"])
-    with pytest.raises(ConfigError, match="standardize_targets applies to in-memory regression targets only"):
+    with pytest.raises(ConfigError, match="standardize_targets applies to regression targets only"):
         prepare(config)
 
 

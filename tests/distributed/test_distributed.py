@@ -7,14 +7,11 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import grimp
-import numpy as np
 import pytest
 
 from dltool.distributed import LOCAL, GroupSettings, JaxProcessGroup, current_group, group
-from dltool.distributed.group import shard_for_process
 from dltool.distributed.launcher import LaunchResult, _mark_failed, describe_exit
 from dltool.distributed.settings import group_settings, refuse_backend
 from dltool.errors import ConfigError, UsageError
@@ -51,18 +48,6 @@ def test_keras_distribution_variables_and_slurm_are_honoured_and_one_process_is_
     assert group_settings(environ={**slurm, "SLURM_NTASKS": "1"}) is None
     assert group_settings(environ={"SLURM_NTASKS": "4", "SLURM_PROCID": "3"}) is None  # sbatch script, not an srun step
     assert group_settings(environ={}) is None
-
-
-def test_each_process_gets_its_slice_of_every_batch_and_together_they_are_the_batches():
-    rows = np.arange(22)  # batches of 8: [0..7], [8..15], [16..21] (a shorter last batch, even in size)
-    shares = [shard_for_process(rows, 8, 2, process) for process in range(2)]
-    assert shares[0].tolist() == [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18]
-    assert shares[1].tolist() == [4, 5, 6, 7, 12, 13, 14, 15, 19, 20, 21]
-    # Keras takes batches of 8 / 2 from each share: put side by side, they are one process's batches
-    rebuilt = np.concatenate(
-        [np.concatenate([share[start : start + 4] for share in shares]) for start in range(0, len(shares[0]), 4)]
-    )
-    assert rebuilt.tolist() == rows.tolist()
 
 
 def test_backends_other_than_jax_are_refused_naming_the_upstream_issue():
@@ -143,18 +128,9 @@ def test_a_worker_that_finished_is_not_expected_to_beat_and_stop_ends_the_watch(
     assert silent == []
 
 
-def _splits(rows: int) -> SimpleNamespace:
-    x = np.arange(rows * 2, dtype="float32").reshape(rows, 2)
-    return SimpleNamespace(x_train=x, y_train=np.arange(rows), x_val=x[:6], y_val=np.arange(6), x_test=x[:6])
-
-
 def test_one_process_alone_is_the_null_group_whose_share_is_all_the_data():
     assert current_group() is LOCAL  # no JAX runtime joined in this process
     assert (LOCAL.size, LOCAL.rank, LOCAL.is_leader) == (1, 0, True)
-    data, whole = _splits(22), _splits(22)
-    LOCAL.keep_own_share(data, 8)
-    for name in ("x_train", "y_train", "x_val", "y_val"):
-        assert getattr(data, name).tolist() == getattr(whole, name).tolist()
     assert LOCAL.batch_share(32) == 32
     assert LOCAL.share_run("20260101-000000-digits-abcd") == "20260101-000000-digits-abcd"
     assert LOCAL.missing_processes() is None and not LOCAL.looks_like_lost_peer(RuntimeError("Gloo"))
@@ -163,11 +139,7 @@ def test_one_process_alone_is_the_null_group_whose_share_is_all_the_data():
     LOCAL.barrier()
 
 
-def test_a_process_of_several_keeps_its_share_of_every_training_and_validation_batch():
-    data = _splits(22)
-    JaxProcessGroup(_FakeClient(), 2, 1).keep_own_share(data, 8)
-    assert data.y_train.tolist() == [4, 5, 6, 7, 12, 13, 14, 15, 19, 20, 21]
-    assert data.y_val.tolist() == [3, 4, 5] and len(data.x_test) == 6  # the test split stays whole
+def test_a_process_of_several_passes_its_share_of_every_batch():
     assert JaxProcessGroup(_FakeClient(), 4, 0).batch_share(32) == 8
 
 

@@ -85,22 +85,6 @@ def test_digits_on_two_cpu_devices_with_jax_data_parallel(tmp_path):
     assert "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")  # only the child's
 
 
-def test_even_splits_trims_each_split_to_a_multiple_of_the_devices_and_keeps_validation_as_test():
-    import numpy as np
-
-    from dltool.distributed.shares import even_splits
-
-    class Data:
-        x_train, y_train = np.zeros((13, 2)), np.zeros(13)
-        x_test, y_test = np.zeros((9, 2)), np.zeros(9)
-
-    data = Data()
-    data.x_val, data.y_val = data.x_test, data.y_test  # validation: test
-    assert even_splits(data, 2) == {"train": 1, "test": 1}
-    assert len(data.x_train) == len(data.y_train) == 12 and len(data.x_test) == len(data.y_test) == 8
-    assert data.x_val is data.x_test
-
-
 def test_several_devices_on_tensorflow_refuse_an_explicit_multi_batch_loop_at_validation():
     text = IRIS_CONFIG.replace("  batch_size: 16", "  batch_size: 16\n  devices: 2\n  steps_per_execution: 8")
     with pytest.raises(ConfigError, match=r"iris.yaml:\d+: train.steps_per_execution: expected steps_per_execution: 1"):
