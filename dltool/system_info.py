@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 from .backend import running_backend, versions
+
+_IMPORTED = time.perf_counter()
 
 OPTIONAL_PACKAGES = {  # what each extra brings, for `dltool info`
     "jax": "jax",
@@ -34,6 +37,18 @@ def installation_report(optional: dict[str, str | None]) -> dict:
         "missing_extras": missing,
         "install_missing": installed.pip_install(*missing) if missing else None,
     }
+
+
+def process_age() -> float:
+    """Seconds since this process started: from /proc on Linux (the interpreter's start included), else since
+    dltool was imported."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")  # field 22
+        with open("/proc/uptime", encoding="ascii") as uptime:
+            return max(0.0, float(uptime.read().split()[0]) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
 
 
 def _package_version(module: str) -> str | None:

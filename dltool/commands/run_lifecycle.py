@@ -248,4 +248,7 @@ def _finish_completed(
     met = (
         {"expectations": expectations, "expectations_met": all(e["met"] for e in expectations)} if expectations else {}
     )
-    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), **met)
+    first_step = (
+        {} if result.first_step_seconds is None else {"first_step_seconds": round(result.first_step_seconds, 3)}
+    )
+    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), **first_step, **met)

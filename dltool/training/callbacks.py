@@ -55,16 +55,22 @@ def monitor_direction(model, monitor: str, mode: str = "auto") -> str | None:
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Times each epoch, adds the learning rate, stops on a non-finite loss; ``rows`` holds the epochs."""
+    """Times each epoch and the first training step, adds the learning rate, stops on a non-finite loss;
+    ``rows`` holds the epochs, ``first_step`` the ``perf_counter`` time the first batch ended (None before)."""
 
     def __init__(self):
         super().__init__()
         self.rows: list[dict] = []
         self.failure: NonFiniteLoss | None = None
+        self.first_step: float | None = None
         self._start = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.first_step is None:
+            self.first_step = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         rate = learning_rate(self.model)

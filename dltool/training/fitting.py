@@ -22,6 +22,7 @@ from ..data import TrainingData
 from ..distributed import LOCAL, ProcessGroup
 from ..errors import ConfigError
 from ..keras_io import as_model_input, inference_batch_size
+from ..system_info import process_age
 from .model import output_units
 from .observer import Observer, StopRequested
 
@@ -34,6 +35,7 @@ class FitResult:
     stopped_early: bool = False
     seconds: float = 0.0
     restored_epoch: int | None = None  # early stopping's restore_best_weights put this epoch's weights back
+    first_step_seconds: float | None = None  # from the process's start to the end of the first training batch
 
 
 def fit_targets(model, config: ExperimentConfig, y: np.ndarray) -> np.ndarray:
@@ -191,11 +193,13 @@ def fit(
         observer.on_train_end()
     if recorder.failure is not None:
         raise recorder.failure
+    ended = time.perf_counter()
     return FitResult(
         history=recorder.rows,
         stopped_early=initial_epoch + len(recorder.rows) < train.epochs,
-        seconds=time.perf_counter() - start,
+        seconds=ended - start,
         restored_epoch=_restored_epoch(callbacks),
+        first_step_seconds=None if recorder.first_step is None else process_age() - (ended - recorder.first_step),
     )
 
 

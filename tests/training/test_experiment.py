@@ -48,6 +48,10 @@ def test_run_json_records_status_versions_and_data(iris_run):
         "test_split": "fraction 0.2 of the data (seed 0)",
     }
     assert info["ended"] and info["error"] is None
+    # From this (pytest's) process's start to the first batch's end: after imports, before the fit ended.
+    from dltool.system_info import process_age
+
+    assert 0 < info["first_step_seconds"] < process_age() and info["fit_seconds"] > 0
 
 
 def test_history_has_one_row_per_epoch_with_train_and_validation_columns(iris_run):
