@@ -43,6 +43,7 @@ def summarize(run: Run) -> dict:
         "device": info.get("device"),
         "backend": (info.get("versions") or {}).get("backend", "tensorflow" if info.get("versions") else None),
         "params": info.get("params"),
+        "data": info.get("data"),  # split sizes, how the test split was drawn, streamed or not
         "path": str(run.path),
         **({"sweep": info["sweep"], "trial": info.get("trial")} if info.get("sweep") else {}),
         "expectations": info.get("expectations"),

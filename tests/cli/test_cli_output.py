@@ -49,6 +49,7 @@ def _write_run(root, run_id, name, config, history, test, duration):
         "versions": {"keras": "3.15.1", "backend": "jax" if name == "linear-test" else "tensorflow"},
         "params": 67,
         "error": None,
+        "data": {"train": 96, "validation": 24, "test": 30, "validation_is_test": False, "test_split": "builtin"},
     }
     (folder / "run.json").write_text(json.dumps(info))
     columns = list(history[0])
@@ -111,6 +112,26 @@ def test_runs_show_output(runs_root):
     assert text == RUNS_SHOW
 
 
+def test_the_data_line_says_how_a_run_read_its_data():
+    from dltool.cli.display.reports import data_line
+
+    streamed = {
+        "train": 800,
+        "validation": 100,
+        "test": 100,
+        "test_split": "fraction 0.1 of the rows",
+        "streamed": True,
+    }
+    assert data_line(streamed) == (
+        "data: 800 train, 100 validation, 100 test (fraction 0.1 of the rows); streamed from disk each epoch"
+    )
+    assert data_line({**streamed, "validation": None, "cache": {"kind": "disk", "state": "reused"}}).endswith(
+        "800 train, no validation, 100 test (fraction 0.1 of the rows); streamed from disk each epoch; "
+        "cache: kind disk, state reused"
+    )
+    assert "validation: the test split" in data_line({**streamed, "validation_is_test": True})
+
+
 def test_runs_compare_output(runs_root):
     code, text = _output("runs", "compare", IRIS_ID, LINEAR_ID, "--runs-dir", str(runs_root))
     assert code == 0
@@ -143,6 +164,7 @@ runs in RUNS
 
 RUNS_SHOW = """\
 20261124-101200-iris-test-ab12  COMPLETED  3/3 epochs  tensorflow on CPU (2 cores)  67 parameters
+data: 96 train, 24 validation, 30 test (builtin); in memory
 final metrics
 ┏━━━━━━━━━━┳━━━━━━━┳━━━━━━┓
 ┃ metric   ┃ train ┃ test ┃
@@ -166,7 +188,7 @@ train:
   optimizer: {name: adam, learning_rate: 0.05}
   loss: sparse_categorical_crossentropy
   epochs: 3
-files  config.yaml (172 B)  history.csv (59 B)  metrics.json (187 B)  run.json (314 B)
+files  config.yaml (172 B)  history.csv (59 B)  metrics.json (187 B)  run.json (421 B)
 """
 
 RUNS_COMPARE = """\

@@ -38,8 +38,25 @@ def runs_table(rows: list[dict], title: str) -> Table:
     return table
 
 
+def data_line(sizes: dict) -> str:
+    """One line on a run's data: split sizes, how the test split was drawn, and whether it was streamed (and
+    cached)."""
+    validation = (
+        "validation: the test split"
+        if sizes.get("validation_is_test")
+        else (f"{sizes['validation']} validation" if sizes.get("validation") else "no validation")
+    )
+    test_split = f" ({sizes['test_split']})" if sizes.get("test_split") else ""
+    line = f"data: {sizes.get('train')} train, {validation}, {sizes.get('test')} test{test_split}; "
+    line += "streamed from disk each epoch" if sizes.get("streamed") else "in memory"
+    cache = sizes.get("cache")
+    if isinstance(cache, dict):
+        cache = ", ".join(f"{key} {value}" for key, value in cache.items())
+    return line + (f"; cache: {cache}" if cache and cache != "none" else "")
+
+
 def print_run(console: Console, shown: dict) -> None:
-    """`dltool runs show`: header, reason, final metrics, best epoch, history chart, config, files."""
+    """`dltool runs show`: header, reason, data, final metrics, best epoch, history chart, config, files."""
     from ...commands.runs_report import sparkline
     from ...config.yamlio import dump_yaml
 
@@ -52,6 +69,8 @@ def print_run(console: Console, shown: dict) -> None:
     )
     if shown.get("error"):
         console.print(f"reason: {shown['error']}", highlight=False)
+    if shown.get("data"):
+        console.print(data_line(shown["data"]), highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))
     metrics = shown.get("metrics")
     if metrics:
