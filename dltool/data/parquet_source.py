@@ -254,6 +254,24 @@ class ParquetReader:
         return y
 
 
+def iter_parquet_chunks(
+    path, feature_names: list[str], chunk_rows: int, error=DataError
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (first row number, float32 matrix of the feature columns), a record batch of ``chunk_rows`` at a time."""
+    reader = ParquetReader(path=str(path), features=feature_names, target=None, chunk_rows=chunk_rows, error=error)
+    for rows, x, _ in reader.chunks():
+        if len(x):
+            yield int(rows[0]), x
+
+
+def iter_parquet_texts(path, columns: list[str], chunk_rows: int = 65536) -> Iterator[list[list[str]]]:
+    """Yield, a record batch at a time, each row's values of ``columns`` as text ('' for an empty value)."""
+    parquet = open_parquet(path)
+    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+        values = [batch.column(name).to_pylist() for name in columns]
+        yield [["" if value is None else str(value) for value in row] for row in zip(*values)]
+
+
 def _numeric_class_indices(y: np.ndarray, class_names: list[str], where: str) -> np.ndarray:
     try:
         values = np.array([float(name) for name in class_names])

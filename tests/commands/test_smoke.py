@@ -118,6 +118,21 @@ STAND_INS = {
         3,
     ),
     "csv regression": ("{source: csv, path: t.csv, target: y, test: 0.2}", "[7]", "Dense: {units: 1}", (7,), None),
+    "csv with an id": (
+        "{source: csv, path: 't*.csv', target: kind, exclude: [id], split_key: key, test: 0.2}",
+        "[4]",
+        "Dense: {units: 2}",
+        (4,),
+        2,
+    ),
+    "parquet": (
+        "{source: parquet, path: 'data/*.parquet', target: kind, exclude: id, split_key: id, test: 0.2}",
+        "[3]",
+        "Dense: {units: 3}",
+        (3,),
+        3,
+    ),
+    "parquet regression": ("{source: parquet, path: t.parquet, target: y}", "[2]", "Dense: {units: 1}", (2,), None),
     "imdb": ("{source: text, dataset: imdb}", "[1]", "Dense: {units: 1, activation: sigmoid}", (1,), 2),
     "timeseries": (
         "{source: timeseries, path: s.csv, target: [a, b], window: 5, stride: 2, test: 0.2}",
