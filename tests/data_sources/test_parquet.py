@@ -280,3 +280,47 @@ def test_a_csv_given_as_one_path_keeps_its_splits_by_row_number(tmp_path):
     data = prepare_data(_csv_config(tmp_path / "d.csv", "true"))
     assert data.test_source == "fraction 0.2 of the rows (hashed with seed 3), streamed"
     assert data.counts[TEST] == np.count_nonzero(split_codes(np.arange(300), 3, 0.2, 0.1) == TEST)
+
+
+# --------------------------------------------------------------------------- train, evaluate and predict (Keras)
+@pytest.mark.slow
+def test_streamed_parquet_train_evaluate_and_predict_to_parquet(tmp_path):
+    from dltool.commands.evaluate import evaluate
+    from dltool.commands.predict import predict
+    from dltool.commands.train import train
+
+    for part in range(2):
+        _write(tmp_path / "data" / f"part-{part}.parquet", 1000, seed=part, start=1000 * part, row_group=300)
+    run = train(_config(tmp_path / "data" / "part-*.parquet"), runs_root=tmp_path / "runs")
+    info = json.loads(run.file("run.json").read_text())
+    assert info["status"] == "COMPLETED" and info["data"]["streamed"] is True
+    metrics = json.loads(run.file("metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.8
+    report = evaluate(run)  # the test split, streamed again from the glob
+    assert report["samples"] == info["data"]["test"]
+    assert report["classification"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    new = _write(tmp_path / "new.parquet", 300, seed=9, start=5000)
+    on_file = evaluate(run, data_file=tmp_path / "new.parquet")
+    assert on_file["samples"] == 300 and on_file["classification"]["accuracy"] > 0.8
+    result = predict(run, [tmp_path / "new.parquet"], output=tmp_path / "out.parquet", keep=["id"])
+    assert result.rows == 300
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.column_names == ["input", "row", "id", "label", "prob_no", "prob_yes"]
+    assert out["row"].to_pylist() == list(range(300)) and out["id"].to_pylist() == [str(i) for i in range(5000, 5300)]
+    assert str(out.schema.field("prob_yes").type) == "float"
+    assert np.mean(np.array(out["label"].to_pylist()) == np.array(new["answer"].to_pylist())) > 0.8
+    as_csv = predict(run, [tmp_path / "new.parquet"], keep=["id"]).output.splitlines()
+    assert as_csv[0] == "input,row,id,label,prob_no,prob_yes" and len(as_csv) == 301
+    assert not list(tmp_path.glob(".out.parquet.*"))  # the temporary file was renamed
+
+
+@pytest.mark.slow
+def test_an_in_memory_parquet_regression_run_predicts_values(tmp_path):
+    from dltool.commands.predict import predict
+    from dltool.commands.train import train
+
+    _write(tmp_path / "d.parquet", 600, labels="number")
+    run = train(_config(tmp_path / "d.parquet", stream="false", loss="mse", units=1), runs_root=tmp_path / "runs")
+    assert json.loads(run.file("run.json").read_text())["status"] == "COMPLETED"
+    predict(run, [tmp_path / "d.parquet"], output=tmp_path / "values.parquet")
+    assert pq.read_table(tmp_path / "values.parquet").column_names == ["input", "row", "answer"]
