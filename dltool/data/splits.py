@@ -142,9 +142,9 @@ def _check_input_shape(config, raw: RawData) -> bool:
 def _hashed_codes(config, raw: RawData) -> np.ndarray | None:
     """TRAIN, VALIDATION or TEST per sample from its split id (the same as a streamed read gives), or None when
     the source gives no split ids."""
-    if raw.split_ids is None:
-        return None
     data = config.data
+    if raw.split_ids is None or data.test == "builtin":  # builtin: split_raw says a table has none
+        return None
     seed = data.split_seed if data.split_seed is not None else config.seed
     fraction = DEFAULT_TEST_FRACTION if data.test == "auto" else data.test
     validation = data.validation if isinstance(data.validation, float) else None

@@ -101,6 +101,11 @@ def test_data_that_needs_a_download_or_a_missing_file_is_named(tmp_path, monkeyp
     assert missing_data(mnist) is None
     assert missing_data(config_from_text(TEXT_CONFIG)) == "data.path: reviews.csv not found; use --fake-data"
     assert missing_data(config_from_text(IRIS_CONFIG)) is None
+    parts = TEXT_CONFIG.replace("source: text, path: reviews.csv", "source: csv, path: [a.csv, 'p/*.csv'], target: y")
+    assert missing_data(config_from_text(parts)) == "data.path: a.csv not found; use --fake-data"
+    (tmp_path / "a.csv").touch()
+    monkeypatch.chdir(tmp_path)
+    assert missing_data(config_from_text(parts)) == "data.path: p/*.csv matches no file; use --fake-data"
 
 
 # --------------------------------------------------------------------------- stand-in data (no TensorFlow)
