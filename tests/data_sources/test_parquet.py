@@ -40,13 +40,15 @@ def _write(path, rows: int, seed: int = 0, row_group: int | None = None, **kwarg
 
 def _config(path, *, stream="true", loss="sparse_categorical_crossentropy", units=2, extra="", validation=0.1):
     path_text = json.dumps(path if isinstance(path, list) else str(path))
+    classify = loss != "mse"
+    last, metric = (", activation: softmax", "accuracy") if classify else ("", "mae")
     return config_from_text(f"""
 name: parquet-test
 seed: 3
 data: {{source: parquet, path: {path_text}, target: answer, exclude: [id], stream: {stream}, standardize: true,
         test: 0.2, validation: {validation}{extra}}}
-model: {{input_shape: [3], layers: [{{Dense: {{units: 8, activation: relu}}}}, {{Dense: {{units: {units}}}}}]}}
-train: {{loss: {loss}, epochs: 2, batch_size: 32, tensorboard: false}}
+model: {{input_shape: [3], layers: [{{Dense: {{units: 8, activation: relu}}}}, {{Dense: {{units: {units}{last}}}}}]}}
+train: {{loss: {loss}, metrics: [{metric}], epochs: 2, batch_size: 32, tensorboard: false}}
 """)
 
 
@@ -299,7 +301,7 @@ def test_streamed_parquet_train_evaluate_and_predict_to_parquet(tmp_path):
     report = evaluate(run)  # the test split, streamed again from the glob
     assert report["samples"] == info["data"]["test"]
     assert report["classification"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
-    new = _write(tmp_path / "new.parquet", 300, seed=9, start=5000)
+    new = pq.read_table(_write(tmp_path / "new.parquet", 300, seed=9, start=5000))
     on_file = evaluate(run, data_file=tmp_path / "new.parquet")
     assert on_file["samples"] == 300 and on_file["classification"]["accuracy"] > 0.8
     result = predict(run, [tmp_path / "new.parquet"], output=tmp_path / "out.parquet", keep=["id"])
