@@ -152,6 +152,30 @@ def test_without_pyarrow_the_error_names_the_install_command(tmp_path, monkeypat
     assert "[parquet]" in str(caught.value) and caught.value.exit_code == 2
 
 
+def test_the_fingerprint_is_of_the_values_not_of_the_file_bytes(tmp_path):
+    table = _table(500)
+    pq.write_table(table, tmp_path / "a.parquet", compression="snappy")
+    (tmp_path / "b").mkdir()
+    pq.write_table(table, tmp_path / "b" / "a.parquet", compression="zstd", row_group_size=128)
+    first, again = prepare_data(_config(tmp_path / "a.parquet")), prepare_data(_config(tmp_path / "b" / "a.parquet"))
+    assert first.fingerprint == again.fingerprint  # same name, same values: another compression and row groups
+    changed = table.set_column(1, "a", pa.array(np.r_[table["a"].to_numpy()[:-1], 123.0]))
+    pq.write_table(changed, tmp_path / "b" / "a.parquet")
+    assert prepare_data(_config(tmp_path / "b" / "a.parquet")).fingerprint != first.fingerprint
+
+
+def test_export_verification_takes_the_raw_test_rows_and_a_run_config_keeps_globs_absolute(tmp_path, monkeypatch):
+    from dltool.config import resolve_paths
+
+    path = _write(tmp_path / "data" / "d.parquet", 300)
+    data = prepare_data(_config(path))
+    raw_x, _ = _split_rows(data, TEST)
+    assert np.array_equal(data.raw_test_inputs(7), raw_x[:7])  # before standardization, as a file holds them
+    monkeypatch.chdir(tmp_path)
+    config = resolve_paths(_config(["data/*.parquet", "data/d.parquet"]))
+    assert config.data.path == [str(tmp_path / "data" / "*.parquet"), str(tmp_path / "data" / "d.parquet")]
+
+
 # --------------------------------------------------------------------------- several files
 def test_a_glob_reads_every_matching_file_in_sorted_order(tmp_path):
     for part in range(3):
