@@ -72,6 +72,13 @@ def _first_null(column) -> int:
     return int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
 
 
+def _values(column) -> np.ndarray:
+    """A numeric Arrow column as NumPy (zero-copy where Arrow allows); a dictionary-encoded one decoded first."""
+    if hasattr(column, "dictionary_decode"):
+        column = column.dictionary_decode()
+    return column.to_numpy(zero_copy_only=False)
+
+
 def feature_matrix(batch, names: list[str], path, first_row: int, error=DataError) -> np.ndarray:
     """The ``names`` columns of a record batch as a float32 (rows, columns) matrix; a null, NaN or infinite
     value is ``error`` naming the file, the row (0 = first data row) and the column."""
@@ -82,7 +89,7 @@ def feature_matrix(batch, names: list[str], path, first_row: int, error=DataErro
             raise error(
                 f"{path}: column '{name}': expected a number, received an empty value (row {first_row + _first_null(column)})"
             )
-        x[:, j] = column.to_numpy(zero_copy_only=False)
+        x[:, j] = _values(column)
     if not np.isfinite(x).all():
         row, col = map(int, np.argwhere(~np.isfinite(x))[0])
         raise error(
@@ -111,9 +118,10 @@ class LabelBook:
 
     def encode(self, column) -> np.ndarray:
         """A string (or dictionary) Arrow column as codes into ``names``."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
-        encoded = column if hasattr(column, "indices") else pc.dictionary_encode(column)
+        encoded = column if isinstance(column, pa.DictionaryArray) else pc.dictionary_encode(column)
         mapping = np.array(
             [self._codes.setdefault(value, len(self._codes)) for value in encoded.dictionary.to_pylist()],
             dtype=np.int32,
@@ -213,7 +221,7 @@ class ParquetReader:
             )
         if self.target_kind == "text":
             return self.labels.encode(column)
-        return column.to_numpy(zero_copy_only=False)
+        return _values(column)
 
     def _key_hashes(self, batch, first_row: int) -> np.ndarray:
         import pyarrow as pa

@@ -18,12 +18,14 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 
 def _table(rows: int, seed: int = 0, *, labels: str = "text", start: int = 0):
-    """Columns id (start..), a, b, c (floats) and answer: 'no'/'yes' (text), 0/1 (int) or a float (number)."""
+    """Columns id (start..), a, b, c (floats) and answer: 'no'/'yes' (text, or dictionary-encoded), 0/1 (int) or a
+    float (number)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, 3))
     positive = x[:, 0] + x[:, 1] > 0
     answer = {
         "text": pa.array(np.where(positive, "yes", "no")),
+        "dictionary": pa.array(np.where(positive, "yes", "no")).dictionary_encode(),  # pandas' categoricals
         "int": pa.array(positive.astype(np.int64)),
         "number": pa.array(x[:, 0] * 2 - x[:, 2]),
     }[labels]
@@ -80,13 +82,13 @@ def test_a_parquet_file_streams_with_labels_and_standardization_on_training_rows
     assert batches[0][0].dtype == np.float32 and batches[0][1].dtype == np.int32
 
 
-@pytest.mark.parametrize("labels", ["text", "int"])
+@pytest.mark.parametrize("labels", ["text", "dictionary", "int"])
 def test_in_memory_and_streamed_parquet_give_the_same_splits_features_and_labels(tmp_path, labels):
     path = _write(tmp_path / "d.parquet", 1000, labels=labels, row_group=300)
     streamed, in_memory = prepare_data(_config(path)), prepare_data(_config(path, stream="false"))
     assert (streamed.streamed, in_memory.streamed) == (True, False)
     assert streamed.preprocessing.class_names == in_memory.preprocessing.class_names
-    assert streamed.preprocessing.class_names == (["no", "yes"] if labels == "text" else ["0", "1"])
+    assert streamed.preprocessing.class_names == (["0", "1"] if labels == "int" else ["no", "yes"])
     assert streamed.preprocessing.mean == pytest.approx(in_memory.preprocessing.mean, abs=1e-6)
     assert streamed.preprocessing.std == pytest.approx(in_memory.preprocessing.std, abs=1e-6)
     for split, (x, y) in {
