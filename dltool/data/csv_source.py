@@ -32,6 +32,7 @@ from .table_files import (  # noqa: F401  (id_column_warnings, preprocessing_kin
 )
 
 CHUNK_BYTES = 16 * 2**20  # features held per chunk of a streamed table
+CSV_SUFFIXES = (".csv", ".tsv")  # the files a glob in data.path matches
 
 
 def open_csv(path: str | Path, delimiter: str = ",", error=DataError):
@@ -302,7 +303,7 @@ def table_reader(config, chunk_rows: int | None = None):
     (a glob or a list, each file with the same columns). ``chunk_rows`` (default: a chunk of about 16 MB)."""
     from .table_files import TableFiles
 
-    files = expand_paths(config.path, suffixes=(".csv", ".tsv"), expected="a CSV file")
+    files = expand_paths(config.path, suffixes=CSV_SUFFIXES, expected="a CSV file")
     headers = [csv_header(file.path, config.delimiter) for file in files]
     require_same_columns(files, headers)
     features = feature_columns(config, headers[0])

@@ -21,12 +21,21 @@ from . import csv_source, parquet_source
 from .base import TrainingData
 from .labels import encode_labels
 from .preprocessing import Preprocessing
-from .table_files import TEST, TRAIN, VALIDATION, id_column_warnings, preprocessing_kind, split_codes  # noqa: F401
+from .table_files import (  # noqa: F401  (TRAIN, VALIDATION, TEST and split_codes: where streamed data was)
+    TEST,
+    TRAIN,
+    VALIDATION,
+    expand_paths,
+    hashes_file_names,
+    id_column_warnings,
+    preprocessing_kind,
+    split_codes,
+)
 
 STREAM_AUTO_BYTES = 2**30  # data.stream: auto streams tables whose files add up to more than 1 GiB
 CHUNK_BYTES = csv_source.CHUNK_BYTES
 _TABLE_READERS = {"csv": csv_source.table_reader, "parquet": parquet_source.table_reader}
-_SUFFIXES = {"csv": (".csv", ".tsv"), "parquet": (".parquet", ".parq", ".pq")}
+_SUFFIXES = {"csv": csv_source.CSV_SUFFIXES, "parquet": parquet_source.PARQUET_SUFFIXES}
 
 
 class TableReader(Protocol):
@@ -48,8 +57,6 @@ class TableReader(Protocol):
 
 def large_file(data_config) -> bool:
     """``data.stream: auto`` for a table: stream when its files add up to more than STREAM_AUTO_BYTES."""
-    from .table_files import expand_paths
-
     try:
         files = expand_paths(data_config.path, suffixes=_SUFFIXES[data_config.source], expected="a file")
         return sum(file.path.stat().st_size for file in files) > STREAM_AUTO_BYTES
@@ -255,8 +262,6 @@ class StreamedTable(StreamedSplits):
 def _hashed_by(data) -> str:
     if getattr(data, "split_key", None):
         return f"by split key {data.split_key} "
-    from .table_files import hashes_file_names
-
     return "by file name and row " if hashes_file_names(data) else ""
 
 
