@@ -20,6 +20,7 @@ OPTIONAL_PACKAGES = {  # what each extra brings, for `dltool info`
     "ai_edge_litert": "export",
     "starlette": "serve",
     "uvicorn": "serve",
+    "pyarrow": "parquet",
 }
 
 

@@ -67,7 +67,7 @@ def test_the_config_reference_has_every_key_and_source():
     page = _generator().config_page()
     for key in ("name", "train.callbacks.early_stopping.patience", "train.devices", "expect", "data.window"):
         assert f"| `{key}` |" in page, key
-    for source in ("keras", "npz", "npy", "csv", "sklearn", "synthetic", "images", "text", "timeseries"):
+    for source in ("keras", "npz", "npy", "csv", "parquet", "sklearn", "synthetic", "images", "text", "timeseries"):
         assert f"\n### {source}\n" in page, source
 
 

@@ -19,16 +19,26 @@ def predict(
         list[Path],
         typer.Argument(
             metavar="INPUT",
-            help="What the model takes: CSV, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.",
+            help="What the model takes: CSV, Parquet, .npy/.npz or image files; .txt (one text per line) for a text model; a CSV of recent rows for a forecaster; or folders of them.",
         ),
     ],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here (default: standard output).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", metavar="csv|json", help="csv or json.")] = "csv",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="csv|json|parquet",
+            help="csv, json or parquet (default: parquet for -o FILE.parquet, else csv).",
+        ),
+    ] = None,
     keep: Annotated[
         list[str] | None,
-        typer.Option("--keep", metavar="COLUMN", help="Copy this CSV column (an id) into each output row; repeatable."),
+        typer.Option(
+            "--keep", metavar="COLUMN", help="Copy this CSV or Parquet column (an id) into each output row; repeatable."
+        ),
     ] = None,
     checkpoint: Checkpoint = "final",
     runtime: Annotated[

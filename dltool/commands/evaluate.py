@@ -28,7 +28,7 @@ def evaluate(
 
     Without ``data_file`` the run's test split is rebuilt deterministically
     from its saved config; with it, inputs and targets come from that file
-    (.npz, .csv, or for an images run a folder of class folders), read in
+    (.npz, .csv, .parquet, or for an images run a folder of class folders), read in
     bounded chunks and given the run's saved preprocessing. ``checkpoint`` is
     ``final`` (model.keras) or ``best`` (checkpoints/best.keras).
 

@@ -1,9 +1,9 @@
-"""`predict`: a run's model on new files (CSV, .npy/.npz, images, texts), streamed in bounded chunks.
+"""`predict`: a run's model on new files (CSV, Parquet, .npy/.npz, images, texts), streamed in bounded chunks.
 
 The run's reader (:mod:`dltool.inputs`) reads the files and applies the run's
-saved preprocessing. Output rows are written as they are predicted, to a
-temporary file renamed into place at the end, so memory stays bounded whatever
-the input size and a failure leaves no half-written output.
+saved preprocessing. Output rows (CSV, JSON or Parquet) are written as they are
+predicted, to a temporary file renamed into place at the end, so memory stays
+bounded whatever the input size and a failure leaves no half-written output.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from ..data.preprocessing import Preprocessing
 from ..errors import InputError, UsageError, did_you_mean
 from ..fileio import atomic_target, check_output_file
 from ..inputs import expand_inputs, inputs_for
-from ..inputs.base import read_header
+from ..inputs.base import PARQUET_SUFFIXES, read_header
 from ..keras_io import as_model_input
+from ..metrics import predicted_classes
 from ..predictions import labelled_values, prediction_record, value_columns
 from ..runs import Run
 from ..saved_run import SavedRun
@@ -47,8 +48,11 @@ def _csv_field(text: str) -> str:
     return text
 
 
+FORMATS = ("csv", "json", "parquet")
+
+
 class KeptColumns:
-    """The values of ``--keep`` columns, row by row, for each CSV input, read alongside the predictions.
+    """The values of ``--keep`` columns, row by row, for each CSV or Parquet input, read alongside the predictions.
 
     Output rows of a file come in increasing row order, so each file is read once, forward, in step with them.
     """
@@ -58,8 +62,8 @@ class KeptColumns:
         self._readers: dict[str, Iterator[tuple[int, list[str]]]] = {}
         self._current: dict[str, tuple[int, list[str]]] = {}
         for path in files:
-            if path.suffix.lower() != ".csv":
-                raise InputError(f"{path}: --keep copies CSV columns, and this input is not a CSV")
+            if path.suffix.lower() != ".csv" and path.suffix.lower() not in PARQUET_SUFFIXES:
+                raise InputError(f"{path}: --keep copies CSV or Parquet columns, and this input is neither")
             header = read_header(path)
             missing = [name for name in self.columns if name not in header]
             if missing:
@@ -67,7 +71,20 @@ class KeptColumns:
                     f"{path}: no column '{missing[0]}' to keep{did_you_mean(missing[0], header)} "
                     f"(the file has {', '.join(header)})"
                 )
-            self._readers[str(path)] = self._values(path, [header.index(name) for name in self.columns])
+            if path.suffix.lower() in PARQUET_SUFFIXES:
+                self._readers[str(path)] = self._parquet_values(path, self.columns)
+            else:
+                self._readers[str(path)] = self._values(path, [header.index(name) for name in self.columns])
+
+    @staticmethod
+    def _parquet_values(path: Path, columns: list[str]) -> Iterator[tuple[int, list[str]]]:
+        from ..data.parquet_source import iter_parquet_texts
+
+        number = 0
+        for rows in iter_parquet_texts(path, columns):
+            for values in rows:
+                yield number, values
+                number += 1
 
     @staticmethod
     def _values(path: Path, indices: list[int]) -> Iterator[tuple[int, list[str]]]:
@@ -148,29 +165,89 @@ class _Writer:
             self.stream.write("\n]\n" if self.count else "]\n")
 
 
+class _ParquetWriter:
+    """Streams prediction rows into a Parquet file: one row group per model call, typed columns (input, row, the
+    --keep columns and label as strings, probabilities and values as float32)."""
+
+    def __init__(self, path: Path, state: Preprocessing, outputs: int, kept: KeptColumns | None = None):
+        from ..data.table_files import import_pyarrow
+
+        self.pa = import_pyarrow("-o FILE.parquet")
+        self.path, self.state, self.kept = path, state, kept
+        self.columns = value_columns(state, outputs)
+        pa = self.pa
+        fields = [pa.field("input", pa.string()), pa.field("row", pa.int64())]
+        fields += [pa.field(name, pa.string()) for name in (kept.columns if kept else [])]
+        if state.task == "classification":
+            fields += [pa.field("label", pa.string())] + [pa.field(c, pa.float32()) for c in self.columns[1:]]
+        else:
+            fields += [pa.field(c, pa.float32()) for c in self.columns]
+        self.schema = pa.schema(fields)
+        self.writer = pa.parquet.ParquetWriter(str(path), self.schema)
+        self.count = 0
+
+    def write(self, segments: list[tuple[str, range | list[int]]], outputs: np.ndarray) -> None:
+        pa = self.pa
+        outputs = np.asarray(outputs, dtype=np.float32).reshape(len(outputs), -1)
+        names = np.repeat(np.array([name for name, _ in segments], dtype=object), [len(rows) for _, rows in segments])
+        rows = np.concatenate([np.asarray(rows, dtype=np.int64) for _, rows in segments])
+        arrays = [pa.array(names, pa.string()), pa.array(rows)]
+        if self.kept is not None:
+            values = [self.kept.values(name, row) for name, row in zip(names, rows.tolist())]
+            arrays += [pa.array([v[i] for v in values], pa.string()) for i in range(len(self.kept.columns))]
+        if self.state.task == "classification":
+            labels = pa.array(self.state.class_names, pa.string()).take(pa.array(predicted_classes(outputs)))
+            if outputs.shape[1] == 1:  # one sigmoid output: P(class 1), shown as both classes' probabilities
+                outputs = np.hstack([1 - outputs, outputs])
+            arrays.append(labels)
+        arrays += [pa.array(outputs[:, i]) for i in range(outputs.shape[1])]
+        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        self.count += len(rows)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def output_format(fmt: str | None, output) -> str:
+    """The output format: ``fmt`` when given, else parquet for an output path ending in .parquet, else csv."""
+    if fmt is None:
+        is_parquet = isinstance(output, (str, Path)) and Path(output).suffix.lower() in PARQUET_SUFFIXES
+        return "parquet" if is_parquet else "csv"
+    if fmt not in FORMATS:
+        raise InputError(f"expected format {', '.join(FORMATS[:-1])} or {FORMATS[-1]}, received '{fmt}'")
+    if fmt == "parquet" and not isinstance(output, (str, Path)):
+        raise InputError("--format parquet writes a file, not text: give -o FILE.parquet")
+    return fmt
+
+
 def predict(
     ref: str | Run,
     inputs: list[str | Path],
     *,
     output: str | Path | TextIO | None = None,
-    fmt: str = "csv",
+    fmt: str | None = None,
     runs_root: str | Path | None = None,
     keep: list[str] | None = None,
     checkpoint: str = "final",
     runtime: str = "keras",
 ) -> PredictResult:
-    """Predict on ``inputs`` with a run's model and write CSV or JSON rows to ``output``.
+    """Predict on ``inputs`` with a run's model and write CSV, JSON or Parquet rows to ``output``.
 
     ``runtime`` (default keras) ``onnx`` runs the run's verified ONNX export in onnxruntime instead
     (:mod:`dltool.commands.predict_onnx`; :func:`choose_runtime` decides it without TensorFlow).
 
     ``output`` is a path (written via a temp file and renamed), an open text
     stream, or None for an in-memory string returned in ``PredictResult.output``.
+    ``fmt`` (csv, json or parquet; default None: parquet for an ``output`` path
+    ending in .parquet, else csv); parquet needs an output path.
     ``keep`` names CSV columns (an id) copied into each output row; ``checkpoint``
     is ``final`` (model.keras) or ``best`` (checkpoints/best.keras).
     """
-    if fmt not in ("csv", "json"):
-        raise InputError(f"expected format csv or json, received '{fmt}'")
+    fmt = output_format(fmt, output)
+    if fmt == "parquet":
+        from ..data.table_files import import_pyarrow
+
+        import_pyarrow("-o FILE.parquet")  # before the model loads
     if isinstance(output, (str, Path)):
         check_output_file(
             output, "predictions", "-o", InputError
@@ -214,6 +291,15 @@ def predict(
     if not isinstance(output, (str, Path)):
         return PredictResult(rows=run_into(output), inputs=[str(f) for f in files], output=None)
     target = Path(output)
+    if fmt == "parquet":
+        with atomic_target(target) as tmp:
+            writer = _ParquetWriter(tmp, state, outputs, kept)
+            try:
+                for segments, x in reader.batches(files):
+                    writer.write(segments, np.asarray(call(x)))
+            finally:
+                writer.close()
+        return PredictResult(rows=writer.count, inputs=[str(f) for f in files], output=str(target))
     with atomic_target(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as stream:
         rows = run_into(stream)
     return PredictResult(rows=rows, inputs=[str(f) for f in files], output=str(target))

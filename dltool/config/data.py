@@ -66,29 +66,28 @@ def _list_from_str(value):
     return [value] if isinstance(value, str) else value
 
 
-@register_source(
-    loader="dltool.data.csv_source:load",
-    preprocessing="dltool.data.csv_source:preprocessing_kind",
-    streamer="dltool.data.streaming:prepare_streamed",
-    stream_auto="dltool.data.streaming:large_file",
-)
-class CsvData(DataCommon):
-    source: Literal["csv"]
-    path: str = Field(description="A CSV file with a header row.")
+TablePath = str | Annotated[list[str], Field(min_length=1)]  # a file, a glob, or a list of files and globs
+
+
+class TableCommon(DataCommon):
+    """Keys of the table sources (csv, parquet): files, columns, the target, and how rows are split."""
+
+    source: str  # each source's Literal; declared here so that source and path come first, as in other sources
+    path: TablePath
     target: str = Field(description="The name of the column to predict.")
     features: list[str] | None = Field(
-        None, description="Input columns; null means every column but the target and the excluded ones."
+        None, description="Input columns; null means every column but the target, the excluded ones and split_key."
     )
     exclude: Annotated[list[str], BeforeValidator(_list_from_str, json_schema_input_type=list[str] | str)] = Field(
         [],
         description="Columns that are not inputs (a row id, a name): left out of the features, and ignored "
-        "when predict, evaluate, export and serve read a CSV for the run.",
+        "when predict, evaluate, export and serve read a file for the run.",
     )
-    delimiter: str = Field(",", min_length=1, max_length=1)
-    stream: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
-        "auto",
-        description="Read the CSV from disk batch by batch (tf.data) instead of into memory: "
-        "true, false, or auto (files over 1 GiB).",
+    split_key: str | None = Field(
+        None,
+        description="A column (an id) whose value decides each row's split: a row keeps its split whatever the "
+        "files' order or number. null: the row's file name and row number (a glob or list), or its row number "
+        "(one file).",
     )
 
     @field_validator("exclude")
@@ -108,6 +107,54 @@ class CsvData(DataCommon):
                     "remove it from one of the two",
                 )
         return exclude
+
+    @field_validator("split_key")
+    @classmethod
+    def _split_key_not_target(cls, split_key, info):
+        if split_key is not None and split_key == info.data.get("target"):
+            raise PydanticCustomError(
+                "dltool", f"'{split_key}' is the target column; the split key is a column that identifies a row (an id)"
+            )
+        return split_key
+
+
+@register_source(
+    loader="dltool.data.csv_source:load",
+    preprocessing="dltool.data.table_files:preprocessing_kind",
+    streamer="dltool.data.streaming:prepare_streamed",
+    stream_auto="dltool.data.streaming:large_file",
+)
+class CsvData(TableCommon):
+    source: Literal["csv"]
+    path: TablePath = Field(
+        description="A CSV file with a header row, a glob (data/part-*.csv) or a list of files and globs; several "
+        "files are read in sorted order and must have the same columns."
+    )
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    stream: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
+        "auto",
+        description="Read the CSV from disk batch by batch (tf.data) instead of into memory: "
+        "true, false, or auto (files over 1 GiB in all).",
+    )
+
+
+@register_source(
+    loader="dltool.data.parquet_source:load",
+    preprocessing="dltool.data.table_files:preprocessing_kind",
+    streamer="dltool.data.streaming:prepare_streamed",
+    stream_auto="dltool.data.streaming:large_file",
+)
+class ParquetData(TableCommon):
+    source: Literal["parquet"]
+    path: TablePath = Field(
+        description="A Parquet file, a glob (data/part-*.parquet) or a list of files and globs; several files "
+        "are read in sorted order and must have the same columns. Needs pyarrow (the parquet extra)."
+    )
+    stream: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
+        "auto",
+        description="Read the files from disk record batch by record batch (tf.data) instead of into memory: "
+        "true, false, or auto (files over 1 GiB in all).",
+    )
 
 
 @register_source(loader="dltool.data.sklearn_datasets:load")

@@ -149,8 +149,15 @@ def resolve_paths(config: ExperimentConfig) -> ExperimentConfig:
     for key in ("path", "x", "y"):
         value = getattr(data, key, None)
         if isinstance(value, str):
-            setattr(data, key, str(Path(value).expanduser().resolve()))
+            setattr(data, key, _absolute(value))
+        elif isinstance(value, list):  # a table's files and globs
+            setattr(data, key, [_absolute(entry) for entry in value])
     return config.model_copy(update={"data": data})
+
+
+def _absolute(path: str) -> str:
+    # A glob stays a glob: only its folder part is made absolute (resolve() leaves the pattern's name as it is).
+    return str(Path(path).expanduser().resolve())
 
 
 def config_to_dict(config: ExperimentConfig) -> dict:

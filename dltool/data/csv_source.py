@@ -16,7 +16,23 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, did_you_mean
-from .sources import RawData, require_data_file
+from .labels import labels_to_indices, regression_targets
+from .sources import RawData
+from .table_files import (  # noqa: F401  (id_column_warnings, preprocessing_kind: public names of the csv source)
+    describe_path,
+    expand_paths,
+    feature_columns,
+    hashes_file_names,
+    id_column_warnings,
+    preprocessing_kind,
+    require_columns,
+    require_same_columns,
+    several_files,
+    text_hashes,
+)
+
+CHUNK_BYTES = 16 * 2**20  # features held per chunk of a streamed table
+CSV_SUFFIXES = (".csv", ".tsv")  # the files a glob in data.path matches
 
 
 def open_csv(path: str | Path, delimiter: str = ",", error=DataError):
@@ -36,17 +52,6 @@ def open_csv(path: str | Path, delimiter: str = ",", error=DataError):
         handle.close()
         raise error(f"{path}: the file is empty; expected a header row naming the columns")
     return handle, reader, [h.strip() for h in header]
-
-
-def require_columns(header: list[str], names: list[str], path, error=DataError, keys: dict | None = None) -> None:
-    """Raise for the first of ``names`` missing from ``header``, with a did-you-mean.
-
-    With ``keys`` ({column: config key path}) the error is a ConfigError at that key.
-    """
-    for name in names:
-        if name not in header:
-            message = f"no column '{name}' in {path}{did_you_mean(name, header)}; the columns are {', '.join(header)}"
-            raise ConfigError(message, path=keys[name]) if keys else error(message)
 
 
 def column_problem(
@@ -201,7 +206,8 @@ def iter_csv_chunks(
 class CsvReader:
     """Reads a CSV in chunks of lines: chosen feature columns as float64, the target column as text.
 
-    ``error`` is the exception a bad file raises (a missing column is a ConfigError at its key).
+    ``error`` is the exception a bad file raises (a missing column is a ConfigError at its key). With
+    ``split_key``, each chunk's split ids are hashes of that column's text instead of row numbers.
     """
 
     path: str
@@ -212,12 +218,16 @@ class CsvReader:
     error: type = DataError
     indices: list[int] = field(default_factory=list)
     target_index: int = 0
+    split_key: str | None = None
+    key_index: int = 0
 
     def open(self):
         """Open the file, check the columns, and return the handle positioned after the header."""
         handle, _, header = open_csv(self.path, self.delimiter, self.error)
         try:
             require_columns(header, [self.target], self.path, keys={self.target: "data.target"})
+            if self.split_key is not None:
+                require_columns(header, [self.split_key], self.path, keys={self.split_key: "data.split_key"})
         except ConfigError:
             handle.close()
             raise
@@ -227,10 +237,14 @@ class CsvReader:
             handle.close()
             raise ConfigError(exc.detail, path="data.features") from None
         self.target_index = header.index(self.target)
+        self.key_index = header.index(self.split_key) if self.split_key is not None else 0
         return handle
 
     def chunks(self, digest=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield (row numbers, features, target texts) per chunk; feed the raw text to ``digest`` if given."""
+        """Yield (split ids, features, target texts) per chunk; feed the raw text to ``digest`` if given.
+
+        The split ids are the row numbers (0 for the first data row), or with ``split_key`` hashes of its text.
+        """
         handle = self.open()
         row = 0
         with handle:
@@ -238,105 +252,92 @@ class CsvReader:
                 if digest is not None:
                     digest.update("".join(lines).encode())
                 x = parse_numeric_lines(lines, self.indices, self.features, self.path, line, self.delimiter, self.error)
-                y = self._targets(lines, line)
-                yield np.arange(row, row + len(x)), x, y
+                y = self._texts(lines, line, self.target_index)
+                if self.split_key is None:
+                    ids = np.arange(row, row + len(x))
+                else:
+                    ids = text_hashes(self._texts(lines, line, self.key_index))
+                yield ids, x, y
                 row += len(x)
 
-    def _targets(self, lines: list[str], first_line: int) -> np.ndarray:
+    def _texts(self, lines: list[str], first_line: int, index: int) -> np.ndarray:
         try:
             return np.char.strip(
                 np.loadtxt(
-                    lines,
-                    delimiter=self.delimiter,
-                    usecols=[self.target_index],
-                    dtype=str,
-                    quotechar='"',
-                    comments=None,
-                    ndmin=1,
+                    lines, delimiter=self.delimiter, usecols=[index], dtype=str, quotechar='"', comments=None, ndmin=1
                 )
             )
         except ValueError:
             rows, numbers = read_rows(csv.reader(lines, delimiter=self.delimiter), self.path, self.error)
             for row, number in zip(rows, numbers):
-                if len(row) <= self.target_index:
+                if len(row) <= index:
                     raise self.error(
-                        f"{self.path}:{first_line + number - 1}: expected at least "
-                        f"{self.target_index + 1} fields, received {len(row)}"
+                        f"{self.path}:{first_line + number - 1}: expected at least {index + 1} fields, "
+                        f"received {len(row)}"
                     ) from None
-            return np.array([row[self.target_index].strip() for row in rows], dtype=str)
+            return np.array([row[index].strip() for row in rows], dtype=str)
+
+    # What the streamed splits ask of any table reader (see dltool.data.streaming.TableReader).
+    def label_values(self, y: np.ndarray) -> set:
+        """The distinct class labels of a chunk's targets."""
+        return set(y.tolist())
+
+    def class_indices(self, y: np.ndarray, class_names: list[str]) -> np.ndarray:
+        """A chunk's targets as indices of ``class_names``."""
+        return labels_to_indices(y, class_names, self.path)
+
+    def regression_values(self, y: np.ndarray) -> np.ndarray:
+        """A chunk's targets as float32 of shape (n, 1); a non-numeric one is a DataError naming it."""
+        return regression_targets(y, self.path)
 
 
-def feature_columns(config, header: list[str]) -> list[str]:
-    """The input columns of a ``csv`` config for a file with ``header``: data.features, or (null) every column
-    but the target and data.exclude. An excluded column the file lacks is a ConfigError at its key."""
-    require_columns(
-        header, config.exclude, config.path, keys={name: f"data.exclude[{i}]" for i, name in enumerate(config.exclude)}
-    )
-    features = config.features or [h for h in header if h != config.target and h not in config.exclude]
-    if config.target in features:
-        raise ConfigError(f"the target column '{config.target}' is also listed as a feature", path="data.features")
-    return features
+def csv_header(path, delimiter: str) -> list[str]:
+    """The column names of a CSV (the file is closed again)."""
+    handle, _, header = open_csv(path, delimiter)
+    handle.close()
+    return header
 
 
-ID_MIN_ROWS = 10  # fewer rows say nothing about a column being an id
-ID_DISTINCT = 0.95  # share of distinct values (and of the range filled) that makes an integer column id-like
+def table_reader(config, chunk_rows: int | None = None):
+    """(reader, feature columns) of a ``csv`` config: one file's CsvReader, or a TableFiles over several files
+    (a glob or a list, each file with the same columns). ``chunk_rows`` (default: a chunk of about 16 MB)."""
+    from .table_files import TableFiles
 
-
-def id_column_warnings(x: np.ndarray, names: list[str]) -> list[str]:
-    """A warning for each column of ``x`` that looks like a row id rather than a measurement.
-
-    A row id is integer, (nearly) unique per row, and either strictly monotonic
-    in file order or packed into a range about as long as the rows (a shuffled
-    0..n-1); an integer measurement with many distinct values (an income) is
-    spread far wider, so it is not flagged.
-    """
-    rows = len(x)
-    warnings = []
-    if rows < ID_MIN_ROWS:
-        return warnings
-    for j, name in enumerate(names):
-        column = x[:, j]
-        if not np.array_equal(column, np.floor(column)):
-            continue
-        distinct = len(np.unique(column))
-        steps = np.diff(column)
-        low, high = column.min(), column.max()
-        if (steps > 0).all():
-            shape = "increasing"
-        elif (steps < 0).all():
-            shape = "decreasing"
-        elif distinct >= ID_DISTINCT * rows and high - low + 1 <= rows / ID_DISTINCT:
-            shape = f"values {low:.0f} to {high:.0f}"
-        else:
-            continue
-        unique = "unique per row" if distinct == rows else f"{distinct / rows:.0%} of rows distinct"
-        warnings.append(
-            f"data.path: column '{name}' looks like a row id (integer, {unique}, {shape}); it is used as a "
-            f"feature. Exclude it with data.exclude: [{name}]"
+    files = expand_paths(config.path, suffixes=CSV_SUFFIXES, expected="a CSV file")
+    headers = [csv_header(file.path, config.delimiter) for file in files]
+    require_same_columns(files, headers)
+    features = feature_columns(config, headers[0])
+    rows = chunk_rows or max(1, min(65536, CHUNK_BYTES // (8 * max(1, len(features)))))
+    readers = [
+        CsvReader(
+            path=str(file.path),
+            delimiter=config.delimiter,
+            features=features,
+            target=config.target,
+            chunk_rows=rows,
+            split_key=getattr(config, "split_key", None),
         )
-    return warnings
-
-
-def preprocessing_kind(config) -> dict:
-    """What predict needs to read a CSV run's files: the excluded columns, ignored on input ({}: none)."""
-    return {"extra": {"exclude": list(config.exclude)}} if config.exclude else {}
+        for file in files
+    ]
+    if not several_files(config.path):
+        return readers[0], features
+    return TableFiles(readers, files, describe_path(config.path), keyed=config.split_key is not None), features
 
 
 def load(config, **_) -> RawData:
-    """Load a CSV: numeric feature columns as x, the target column as y (text, for class labels).
+    """Load a CSV (or several): numeric feature columns as x, the target column as y (text, for class labels).
 
-    With data.features null, a feature column that looks like a row id gets a warning (RawData.warnings).
+    Several files are concatenated in sorted order. With data.features null, a feature column that looks like a
+    row id gets a warning (RawData.warnings). Files named by a glob or a list, or a data.split_key, give each
+    row a split id (see :mod:`dltool.data.table_files`); one file without it is split at random, as always.
     """
-    path = config.path
-    require_data_file(path, expected="a CSV file")
-    handle, _, header = open_csv(path, config.delimiter)
-    handle.close()
-    features = feature_columns(config, header)
-    reader = CsvReader(path=path, delimiter=config.delimiter, features=features, target=config.target)
-    parts = [(x, y) for _, x, y in reader.chunks()]
-    if not parts or not sum(len(x) for x, _ in parts):
-        raise DataError(f"{path}: no data rows after the header")
-    x = np.concatenate([x for x, _ in parts])
-    y = np.concatenate([y for _, y in parts]).astype(object)
+    reader, features = table_reader(config)
+    parts = list(reader.chunks())
+    if not parts or not sum(len(x) for _, x, _ in parts):
+        raise DataError(f"{describe_path(config.path)}: no data rows after the header")
+    x = np.concatenate([x for _, x, _ in parts])
+    y = np.concatenate([y for _, _, y in parts]).astype(object)
+    hashed = hashes_file_names(config) or config.split_key is not None
+    ids = np.concatenate([ids for ids, _, _ in parts]) if hashed else None
     warnings = [] if config.features else id_column_warnings(x, features)
-    return RawData(x=x, y=y, feature_names=features, warnings=warnings)
+    return RawData(x=x, y=y, feature_names=features, warnings=warnings, split_ids=ids)

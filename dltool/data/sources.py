@@ -23,6 +23,9 @@ class RawData:
     class_names: list[str] | None = None  # names for label indices 0..K-1, where the source knows them
     feature_names: list[str] | None = None  # input columns, for tabular sources
     warnings: list[str] = field(default_factory=list)  # what looks wrong but does not stop training (an id column)
+    # Per sample, what its split is a hash of (with the seed): tables named by a glob or a list, or with a
+    # data.split_key (see data.table_files). None: the test and validation splits are drawn at random.
+    split_ids: np.ndarray | None = None
 
 
 def _function(reference: str) -> Callable:

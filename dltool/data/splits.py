@@ -12,6 +12,7 @@ from .base import TrainingData, shard_for_process
 from .labels import encode_labels, regression_targets
 from .preprocessing import Preprocessing
 from .sources import RawData, load_source, preprocessing_kind, should_stream, streamer
+from .table_files import TEST, VALIDATION, split_codes
 
 DEFAULT_TEST_FRACTION = 0.2
 
@@ -138,8 +139,24 @@ def _check_input_shape(config, raw: RawData) -> bool:
     return False
 
 
-def split_raw(config, raw: RawData):
-    """Return (x_train, y_train, x_test, y_test, description of the test split)."""
+def _hashed_codes(config, raw: RawData) -> np.ndarray | None:
+    """TRAIN, VALIDATION or TEST per sample from its split id (the same as a streamed read gives), or None when
+    the source gives no split ids."""
+    data = config.data
+    if raw.split_ids is None or data.test == "builtin":  # builtin: split_raw says a table has none
+        return None
+    seed = data.split_seed if data.split_seed is not None else config.seed
+    fraction = DEFAULT_TEST_FRACTION if data.test == "auto" else data.test
+    validation = data.validation if isinstance(data.validation, float) else None
+    return split_codes(raw.split_ids, seed, fraction, validation)
+
+
+def split_raw(config, raw: RawData, codes: np.ndarray | None = None):
+    """Return (x_train, y_train, x_test, y_test, description of the test split).
+
+    ``codes`` (from :func:`_hashed_codes`): each sample's split, from its split id; the training split then
+    holds the validation samples too.
+    """
     data = config.data
     seed = data.split_seed if data.split_seed is not None else config.seed
     has_builtin = raw.x_test is not None
@@ -151,6 +168,13 @@ def split_raw(config, raw: RawData):
     if data.test in ("builtin", "auto") and has_builtin:
         return raw.x, raw.y, raw.x_test, raw.y_test, "builtin"
     fraction = DEFAULT_TEST_FRACTION if data.test == "auto" else data.test
+    if codes is not None:
+        test = codes == TEST
+        if test.all() or not test.any():
+            raise DataError(f"{_data_name(config)}: {len(test)} rows leave no rows for training or testing")
+        how = f"split key {data.split_key}" if getattr(data, "split_key", None) else "file name and row"
+        description = f"fraction {fraction:g} of the rows (hashed by {how}, seed {seed})"
+        return raw.x[~test], raw.y[~test], raw.x[test], raw.y[test], description
     x_train, x_test, y_train, y_test = _split(raw.x, raw.y, fraction, seed, _in_time_order(config))
     if _in_time_order(config):
         return x_train, y_train, x_test, y_test, f"the last {fraction:g} of the series, in time order"
@@ -163,12 +187,13 @@ def _targets(config, splits: list, class_names, where: str):
     return [regression_targets(y, where) for y in splits], None
 
 
-def _keep_random(x, y, count: int | None, seed: int):
-    """A random ``count`` of the samples (all of them when there are no more), in their original order."""
-    if count is None or len(x) <= count:
-        return x, y
-    keep = np.sort(np.random.default_rng(seed).choice(len(x), size=count, replace=False))
-    return x[keep], y[keep]
+def _keep_random(count: int | None, seed: int, *arrays):
+    """A random ``count`` of the samples of ``arrays`` (all of them when there are no more), in their original
+    order; a None array stays None."""
+    if count is None or len(arrays[0]) <= count:
+        return arrays
+    keep = np.sort(np.random.default_rng(seed).choice(len(arrays[0]), size=count, replace=False))
+    return tuple(None if array is None else array[keep] for array in arrays)
 
 
 def prepare_data(config, *, samples: int | None = None) -> TrainingData:
@@ -186,17 +211,24 @@ def prepare_data(config, *, samples: int | None = None) -> TrainingData:
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     add_channel_axis = _check_input_shape(config, raw)
     # Of the data as loaded (4x fewer bytes than float32 pixels); the seeded splits follow from it and the config.
-    data_fingerprint = fingerprint(raw.x, raw.y, raw.x_test, raw.y_test)
+    data_fingerprint = _fingerprint_of(raw)
     where = _data_name(config)
-    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw)
+    codes = _hashed_codes(config, raw)
+    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw, codes)
+    train_codes = None if codes is None else codes[codes != TEST]
     (y_train, y_test), class_names = _targets(config, [y_train, y_test], raw.class_names, where)
     seed = config.data.split_seed if config.data.split_seed is not None else config.seed
-    x_train, y_train = _keep_random(x_train, y_train, samples, seed)
-    x_test, y_test = _keep_random(x_test, y_test, samples, seed + 1)
+    x_train, y_train, train_codes = _keep_random(samples, seed, x_train, y_train, train_codes)
+    x_test, y_test = _keep_random(samples, seed + 1, x_test, y_test)
     x_val = y_val = None
     validation = config.data.validation
     if validation == "test":
         pass
+    elif validation is not None and train_codes is not None:
+        held = train_codes == VALIDATION  # the rows a streamed read validates on too
+        if held.all() or not held.any():
+            raise DataError(f"{where}: {len(held)} training rows leave no rows for training or validation")
+        x_train, x_val, y_train, y_val = x_train[~held], x_train[held], y_train[~held], y_train[held]
     elif validation is not None:
         x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed, _in_time_order(config))
     state = Preprocessing.fit(
@@ -250,7 +282,7 @@ def open_test_split(config, preprocessing: Preprocessing) -> TrainingData:
         return data
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     _check_input_shape(config, raw)
-    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw)
+    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw, _hashed_codes(config, raw))
     (_, y_test), _ = _targets(config, [y_train, y_test], raw.class_names, _data_name(config))
     x = preprocessing.transform(x_test)
     return ArrayData(
@@ -261,7 +293,7 @@ def open_test_split(config, preprocessing: Preprocessing) -> TrainingData:
         x_test=x,
         y_test=y_test,
         preprocessing=preprocessing,
-        fingerprint=fingerprint(raw.x, raw.y, raw.x_test, raw.y_test),
+        fingerprint=_fingerprint_of(raw),
         test_source=test_source,
         warnings=raw.warnings,
         raw_x_test=x_test,
@@ -270,9 +302,16 @@ def open_test_split(config, preprocessing: Preprocessing) -> TrainingData:
 
 def _data_name(config) -> str:
     data = config.data
-    return (
-        getattr(data, "path", None) or getattr(data, "y", None) or f"{data.source} {getattr(data, 'name', '')}".strip()
-    )
+    path = getattr(data, "path", None)
+    if isinstance(path, list):
+        path = ", ".join(path)
+    return path or getattr(data, "y", None) or f"{data.source} {getattr(data, 'name', '')}".strip()
+
+
+def _fingerprint_of(raw: RawData) -> str:
+    # Split ids decide the splits: a renamed file (or key) changes them, so it changes the fingerprint too.
+    ids = [] if raw.split_ids is None else [raw.split_ids]
+    return fingerprint(raw.x, raw.y, raw.x_test, raw.y_test, *ids)
 
 
 def fingerprint(*arrays) -> str:

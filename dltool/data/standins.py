@@ -2,13 +2,14 @@
 
 `dltool smoke --fake-data` gives each config random data of the shapes, dtypes
 and classes it declares, written as the files its source reads (a Keras-layout
-.npz, a CSV, class folders of PNGs, ...), so that source's own loader, the
+.npz, a CSV, Parquet files, class folders of PNGs, ...), so that source's own loader, the
 splits and the preprocessing run as they would on the real data. Sources that
 need neither a file nor a download (sklearn, synthetic) keep their own data.
 """
 
 from __future__ import annotations
 
+import glob as globbing
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import layer_name_and_args
+from .table_files import import_pyarrow, is_pattern
 
 # keras.datasets: (sample shape, dtype, classes (None: regression), what the Keras cache holds once downloaded)
 KERAS_LAYOUTS = {
@@ -56,8 +58,12 @@ def missing_data(config) -> str | None:
             return f"keras dataset 'imdb' needs a download (not in {keras_cache()}); use --fake-data"
     for key in FILE_KEYS:
         value = getattr(data, key, None)
-        if isinstance(value, str) and not Path(value).expanduser().exists():
-            return f"data.{key}: {value} not found; use --fake-data"
+        for entry in [value] if isinstance(value, str) else (value if isinstance(value, list) else []):
+            found = (
+                globbing.glob(str(Path(entry).expanduser())) if is_pattern(entry) else Path(entry).expanduser().exists()
+            )
+            if not found:
+                return f"data.{key}: {entry} {'matches no file' if is_pattern(entry) else 'not found'}; use --fake-data"
     return None
 
 
@@ -165,14 +171,42 @@ def _csv(config, folder, total, test, rng) -> list[str]:
     features = data.features or [f"x{i}" for i in range(math.prod(config.model.input_shape))]
     values = rng.normal(size=(total, len(features)))
     labels = _label_texts(config, total, rng)
+    ids = _id_columns(data, features)  # excluded columns and the split key: row numbers
     path = folder / "stand-in.csv"
     _write_csv(
         path,
-        features + [data.target],
-        [[f"{v:.6g}" for v in row] + [label] for row, label in zip(values, labels, strict=True)],
+        features + ids + [data.target],
+        [
+            [f"{v:.6g}" for v in row] + [str(n)] * len(ids) + [label]
+            for n, (row, label) in enumerate(zip(values, labels, strict=True))
+        ],
         data.delimiter,
     )
     return [_set("data.path", str(path))]
+
+
+def _id_columns(data, features: list[str]) -> list[str]:
+    names = [*data.exclude, *([data.split_key] if data.split_key else [])]
+    return [name for name in dict.fromkeys(names) if name not in features]
+
+
+def _parquet(config, folder, total, test, rng) -> list[str]:
+    """Two Parquet files (as a glob reads them), with the features as float32, the labels as strings (or
+    float targets), and the split key and excluded columns as integers."""
+    pa = import_pyarrow("a Parquet stand-in (--fake-data)")
+    data = config.data
+    features = data.features or [f"x{i}" for i in range(math.prod(config.model.input_shape))]
+    values = rng.normal(size=(total, len(features))).astype(np.float32)
+    labels = _labels(config, total, rng)
+    target = [f"class_{label}" for label in labels] if config.is_classifier else labels.reshape(total, -1)[:, 0]
+    columns = {name: values[:, j] for j, name in enumerate(features)}
+    columns.update({name: np.arange(total) for name in _id_columns(data, features)})
+    columns[data.target] = target
+    table = pa.table(columns)
+    half = total // 2
+    pa.parquet.write_table(table.slice(0, half), folder / "stand-in-0.parquet")
+    pa.parquet.write_table(table.slice(half), folder / "stand-in-1.parquet")
+    return [_set("data.path", str(folder / "stand-in-*.parquet"))]
 
 
 def _text(config, folder, total, test, rng) -> list[str]:
@@ -220,6 +254,7 @@ _WRITERS = {
     "npz": _npz,
     "npy": _npy,
     "csv": _csv,
+    "parquet": _parquet,
     "text": _text,
     "timeseries": _timeseries,
     "images": _images,

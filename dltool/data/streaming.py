@@ -1,53 +1,67 @@
-"""Training data larger than memory: the base of streamed sources, and a CSV read batch by batch.
+"""Training data larger than memory: the base of streamed sources, and a table (CSV or Parquet) read batch by batch.
 
-Streamed splits reach Keras as tf.data datasets (on every backend). For a CSV, the scan counts rows, assigns each row to
-train / validation / test by a hash of (seed, row number), so every pass
-agrees without holding an index; collects the class labels; and fits the
-standardization on training rows only. Each epoch then re-reads the file in
-chunks of at most CHUNK_BYTES of features, shuffling within a chunk.
+Streamed splits reach Keras as tf.data datasets (on every backend). For a table, the scan counts rows, assigns each
+row to train / validation / test by a hash of (seed, split id) (its row number, its file's name and row, or its
+data.split_key: see :mod:`dltool.data.table_files`), so every pass agrees without holding an index; collects the
+class labels; and fits the standardization on training rows only. Each epoch then re-reads the files in chunks of
+at most CHUNK_BYTES of features (a CSV's lines, a Parquet file's record batches), shuffling within a chunk.
 """
 
 from __future__ import annotations
 
 import hashlib
 from abc import abstractmethod
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from . import csv_source, parquet_source
 from .base import TrainingData
-from .csv_source import CsvReader, feature_columns, id_column_warnings, open_csv, preprocessing_kind
-from .labels import encode_labels, labels_to_indices, regression_targets
+from .labels import encode_labels
 from .preprocessing import Preprocessing
+from .table_files import (  # noqa: F401  (TRAIN, VALIDATION, TEST and split_codes: where streamed data was)
+    TEST,
+    TRAIN,
+    VALIDATION,
+    expand_paths,
+    hashes_file_names,
+    id_column_warnings,
+    preprocessing_kind,
+    split_codes,
+)
 
-STREAM_AUTO_BYTES = 2**30  # data.stream: auto streams CSV files larger than 1 GiB
-CHUNK_BYTES = 16 * 2**20
-TRAIN, VALIDATION, TEST = 0, 1, 2
-_MASK64 = np.uint64(2**64 - 1)
+STREAM_AUTO_BYTES = 2**30  # data.stream: auto streams tables whose files add up to more than 1 GiB
+CHUNK_BYTES = csv_source.CHUNK_BYTES
+_TABLE_READERS = {"csv": csv_source.table_reader, "parquet": parquet_source.table_reader}
+_SUFFIXES = {"csv": csv_source.CSV_SUFFIXES, "parquet": parquet_source.PARQUET_SUFFIXES}
+
+
+class TableReader(Protocol):
+    """What a streamed table needs of its reader: a CsvReader, a ParquetReader, or a TableFiles over several files."""
+
+    path: str  # the file or files, for messages
+    features: list[str]
+    chunk_rows: int
+
+    def chunks(self, digest=None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield (split ids, features (n, k), targets as the reader holds them) per chunk, in file order."""
+
+    def label_values(self, y: np.ndarray) -> set: ...
+
+    def class_indices(self, y: np.ndarray, class_names: list[str]) -> np.ndarray: ...
+
+    def regression_values(self, y: np.ndarray) -> np.ndarray: ...
 
 
 def large_file(data_config) -> bool:
-    """``data.stream: auto`` for a CSV: stream files larger than STREAM_AUTO_BYTES."""
+    """``data.stream: auto`` for a table: stream when its files add up to more than STREAM_AUTO_BYTES."""
     try:
-        return Path(data_config.path).stat().st_size > STREAM_AUTO_BYTES
-    except OSError:
-        return False
-
-
-def split_codes(rows: np.ndarray, seed: int, test: float, validation: float | None) -> np.ndarray:
-    """TRAIN, VALIDATION or TEST for each row number: a splitmix64 hash of (seed, row), so any pass agrees."""
-    with np.errstate(over="ignore"):
-        z = (rows.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) & _MASK64
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    u = (z >> np.uint64(11)).astype(np.float64) / float(2**53)
-    codes = np.full(len(rows), TRAIN, dtype=np.int8)
-    codes[u < test] = TEST
-    if validation:
-        codes[(u >= test) & (u < test + validation * (1 - test))] = VALIDATION
-    return codes
+        files = expand_paths(data_config.path, suffixes=_SUFFIXES[data_config.source], expected="a file")
+        return sum(file.path.stat().st_size for file in files) > STREAM_AUTO_BYTES
+    except (OSError, ConfigError):
+        return False  # loading says what is wrong with the path
 
 
 class StreamedSplits(TrainingData):
@@ -176,14 +190,15 @@ class StreamedSplits(TrainingData):
 
 
 class StreamedTable(StreamedSplits):
-    """A table (a CSV) read from disk in chunks each epoch; each row's split is a hash of (seed, row number)."""
+    """A table (CSV or Parquet, one file or several) read from disk in chunks each epoch; each row's split is a
+    hash of (seed, split id)."""
 
     target_width = 1
 
     def __init__(
         self,
         config,
-        reader: CsvReader,
+        reader: TableReader,
         counts: dict,
         preprocessing: Preprocessing,
         fingerprint: str,
@@ -196,19 +211,20 @@ class StreamedTable(StreamedSplits):
             counts,
             preprocessing,
             fingerprint,
-            f"fraction {test_fraction:g} of the rows (hashed with seed {seed}), streamed",
+            f"fraction {test_fraction:g} of the rows (hashed {_hashed_by(config.data)}with seed {seed}), streamed",
         )
         self.reader, self.test_fraction = reader, test_fraction
         self.warnings = list(warnings or [])  # an id-like feature column in the first chunk, for the run
 
-    def _targets(self, texts: np.ndarray) -> np.ndarray:
+    def _targets(self, y: np.ndarray) -> np.ndarray:
         state = self.preprocessing
         if state.task == "classification":
-            return labels_to_indices(texts, state.class_names, self.reader.path)
-        return regression_targets(texts, self.reader.path)
+            return self.reader.class_indices(y, state.class_names)
+        return self.reader.regression_values(y)
 
     def _split_rows(self, split: int):
-        """(x, y) of one split's rows, chunk by chunk, as the file holds them (y: the target column's text)."""
+        """(x, y) of one split's rows, chunk by chunk, as the files hold them (y: the target as the reader holds
+        it: a CSV's text, a Parquet column's values)."""
         val_fraction = self.validation if isinstance(self.validation, float) else None
         for rows, x, y in self.reader.chunks():
             keep = split_codes(rows, self.seed, self.test_fraction, val_fraction) == split
@@ -243,56 +259,58 @@ class StreamedTable(StreamedSplits):
         return np.concatenate(parts) if parts else np.empty((0, len(self.reader.features)), dtype=np.float32)
 
 
+def _hashed_by(data) -> str:
+    if getattr(data, "split_key", None):
+        return f"by split key {data.split_key} "
+    return "by file name and row " if hashes_file_names(data) else ""
+
+
 def prepare_streamed(config) -> StreamedTable:
-    """Scan the CSV once (counts, labels, standardization on training rows, fingerprint); return its streams."""
+    """Scan the table once (counts, labels, standardization on training rows, fingerprint); return its streams."""
     data = config.data
     if data.test == "builtin":
         raise ConfigError(
-            "a CSV has no test split of its own; set data.test to a fraction such as 0.2", path="data.test"
+            f"a {data.source} table has no test split of its own; set data.test to a fraction such as 0.2",
+            path="data.test",
         )
     test_fraction = 0.2 if data.test == "auto" else data.test
-    handle, _, header = open_csv(data.path, data.delimiter)
-    handle.close()
-    features = feature_columns(data, header)
+    reader, features = _TABLE_READERS[data.source](data)
     if [len(features)] != list(config.model.input_shape):
         raise ConfigError(
             f"expected the data's sample shape, received {list(config.model.input_shape)}: "
-            f"{data.path} has {len(features)} feature columns; set model.input_shape: [{len(features)}]",
+            f"{reader.path} has {len(features)} feature columns; set model.input_shape: [{len(features)}]",
             path="model.input_shape",
         )
-    reader = CsvReader(
-        path=data.path,
-        delimiter=data.delimiter,
-        features=features,
-        target=data.target,
-        chunk_rows=max(1, min(65536, CHUNK_BYTES // (8 * len(features)))),
-    )
     seed = data.split_seed if data.split_seed is not None else config.seed
     val_fraction = data.validation if isinstance(data.validation, float) else None
     counts = {TRAIN: 0, VALIDATION: 0, TEST: 0}
     total = np.zeros(len(features))
     squares = np.zeros(len(features))
-    labels: set[str] = set()
+    labels: set = set()
     digest = hashlib.sha256()
     warnings: list[str] = []
-    for rows, x, y in reader.chunks(digest):
-        if rows[:1].tolist() == [0] and not data.features:  # an id column shows in the first chunk already
+    first = True
+    for ids, x, y in reader.chunks(digest):
+        if first and not data.features:  # an id column shows in the first chunk already
             warnings = id_column_warnings(x, features)
-        codes = split_codes(rows, seed, test_fraction, val_fraction)
+        first = False
+        codes = split_codes(ids, seed, test_fraction, val_fraction)
         for code in counts:
             counts[code] += int(np.count_nonzero(codes == code))
-        train_x = x[codes == TRAIN] / (data.scale or 1.0)
-        total += train_x.sum(axis=0)
-        squares += np.square(train_x).sum(axis=0)
+        train_x = x[codes == TRAIN]
+        if data.scale:
+            train_x = train_x / data.scale
+        total += train_x.sum(axis=0, dtype=np.float64)
+        squares += np.square(train_x, dtype=np.float64).sum(axis=0)
         if config.is_classifier:
-            labels.update(y.tolist())
+            labels.update(reader.label_values(y))
         elif len(y):
-            regression_targets(y, data.path)  # refuse non-numeric targets now, not mid-epoch
+            reader.regression_values(y)  # refuse non-numeric targets now, not mid-epoch
     if counts[TRAIN] == 0 or counts[TEST] == 0:
-        raise DataError(f"{data.path}: {sum(counts.values())} rows leave no rows for training or testing")
+        raise DataError(f"{reader.path}: {sum(counts.values())} rows leave no rows for training or testing")
     class_names = None
     if config.is_classifier:
-        _, class_names = encode_labels([np.array(sorted(labels), dtype=object)], None, data.path)
+        _, class_names = encode_labels([np.array(sorted(labels), dtype=object)], None, reader.path)
     state = Preprocessing(
         input_shape=list(config.model.input_shape),
         task="classification" if config.is_classifier else "regression",

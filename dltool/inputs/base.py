@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import images
+from ..data import images, parquet_source
 from ..data.csv_source import column_problem, open_csv
 from ..data.labels import labels_to_indices, regression_targets
 from ..data.numpy_files import arrays_from_npz
@@ -23,6 +23,9 @@ from ..errors import DltoolError, InputError
 IMAGE_SUFFIXES = frozenset(images.IMAGE_SUFFIXES)
 ARRAY_SUFFIXES = frozenset({".npy", ".npz"})
 TABLE_SUFFIXES = frozenset({".csv"})
+PARQUET_SUFFIXES = frozenset(
+    parquet_source.PARQUET_SUFFIXES
+)  # tabular models read these too (pyarrow: the parquet extra)
 TEXT_SUFFIXES = frozenset({".txt"})
 CHUNK_BYTES = 16 * 2**20  # float32 input held at once per chunk
 TABLE_CHUNK = 65536  # flat samples per chunk, at most
@@ -34,7 +37,9 @@ Segment = tuple[str, Rows]  # (input file, row numbers) of consecutive samples o
 
 
 def read_header(path: Path) -> list[str]:
-    """A CSV's column names (the file is closed again)."""
+    """A CSV's column names (the file is closed again), or a Parquet file's, from its footer."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return parquet_source.parquet_columns(path, InputError)
     handle, _, header = open_csv(path, error=InputError)
     handle.close()
     return header
@@ -102,8 +107,11 @@ class LabelledFile:
         state: Preprocessing,
         read: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
         empty: str = "holds no samples",
+        encoded: bool = False,
     ):
-        self.path, self.state, self._read, self._empty = path, state, read, empty
+        """``read`` yields (raw inputs, targets): raw labels or values, or with ``encoded`` (default False) the
+        targets the model takes already (class indices, float32 (n, k))."""
+        self.path, self.state, self._read, self._empty, self._encoded = path, state, read, empty, encoded
         self.failure: DltoolError | None = None  # what stopped a tf.data pass (see evaluate_inputs)
         self._sample: tuple[np.ndarray, np.ndarray] | None = None  # the first (x, y), for tf.data's signature
         self.chunk_sizes: list[int] | None = None  # samples per chunk, known once the file has been read through
@@ -114,7 +122,9 @@ class LabelledFile:
         for raw_x, raw_y in self._read():
             state.check_shape(np.asarray(raw_x), where)
             x = preprocess(state, raw_x, lambda i, first=sum(sizes): (where, first + i))
-            if state.task == "classification":
+            if self._encoded:
+                y = raw_y
+            elif state.task == "classification":
                 y = labels_to_indices(raw_y, state.class_names, where)
             else:
                 y = regression_targets(raw_y, where)
@@ -192,8 +202,8 @@ class ModelInputs:
 
     # ------------------------------------------------------------------ predict
     def check(self, path: Path) -> None:
-        """Refuse, before the model loads, a file whose columns do not fit the model (a CSV)."""
-        if path.suffix.lower() in TABLE_SUFFIXES:
+        """Refuse, before the model loads, a file whose columns do not fit the model (a CSV, a Parquet file)."""
+        if path.suffix.lower() in TABLE_SUFFIXES | PARQUET_SUFFIXES:
             self.csv_columns(path, read_header(path))
 
     def read(self, path: Path) -> Iterator[tuple[Rows, np.ndarray]]:
@@ -251,7 +261,8 @@ class ModelInputs:
 
     # ------------------------------------------------------------------ evaluate --data
     def labelled(self, path: Path) -> LabelledFile:
-        """A file of inputs with targets (.npz, or a CSV), checked now (before the model loads) and read later."""
+        """A file of inputs with targets (.npz, a CSV or a Parquet file), checked now (before the model loads) and
+        read later."""
         if not path.is_file():
             raise InputError(f"{path}: file not found")
         suffix = path.suffix.lower()
@@ -259,10 +270,17 @@ class ModelInputs:
             return self._labelled_npz(path)
         if suffix == ".csv":
             return self._labelled_csv(path)
-        raise InputError(f"{path}: expected an .npz or .csv file with inputs and targets, received '{path.suffix}'")
+        if suffix in PARQUET_SUFFIXES:
+            return self._labelled_parquet(path)
+        raise InputError(
+            f"{path}: expected an .npz, .csv or .parquet file with inputs and targets, received '{path.suffix}'"
+        )
 
     def _labelled_csv(self, path: Path) -> LabelledFile:
         raise InputError(f"{path}: this run was not trained on a CSV; give an .npz with x and y")
+
+    def _labelled_parquet(self, path: Path) -> LabelledFile:
+        raise InputError(f"{path}: this run was not trained on a table; give an .npz with x and y")
 
     def _labelled_npz(self, path: Path) -> LabelledFile:
         """x_test/y_test, else x/y, of an .npz (held in memory, as NumPy reads an .npz whole)."""

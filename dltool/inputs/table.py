@@ -1,4 +1,4 @@
-"""Tabular models: CSV rows (columns by name when the run knows them) and .npy/.npz arrays."""
+"""Tabular models: CSV or Parquet rows (columns by name when the run knows them) and .npy/.npz arrays."""
 
 from __future__ import annotations
 
@@ -8,12 +8,25 @@ from pathlib import Path
 import numpy as np
 
 from ..data.csv_source import CsvReader, iter_csv_chunks
+from ..data.parquet_source import ParquetReader, iter_parquet_chunks
 from ..errors import InputError
-from .base import TABLE_SUFFIXES, LabelledFile, ModelInputs, Rows, csv_column_problem, read_header
+from .base import (
+    ARRAY_SUFFIXES,
+    PARQUET_SUFFIXES,
+    TABLE_SUFFIXES,
+    LabelledFile,
+    ModelInputs,
+    Rows,
+    csv_column_problem,
+    read_header,
+)
 
 
 class TableInputs(ModelInputs):
-    """Samples of numbers: CSV rows (columns by name when the run knows them) or .npy/.npz arrays."""
+    """Samples of numbers: CSV or Parquet rows (columns by name when the run knows them) or .npy/.npz arrays."""
+
+    def suffixes(self, in_folder: bool = False) -> frozenset[str]:
+        return ARRAY_SUFFIXES | TABLE_SUFFIXES | PARQUET_SUFFIXES
 
     def csv_columns(self, path: Path, header: list[str]) -> list[str]:
         state = self.state
@@ -29,12 +42,14 @@ class TableInputs(ModelInputs):
         return state.feature_names
 
     def read(self, path: Path) -> Iterator[tuple[Rows, np.ndarray]]:
-        if path.suffix.lower() not in TABLE_SUFFIXES:
+        suffix = path.suffix.lower()
+        if suffix not in TABLE_SUFFIXES | PARQUET_SUFFIXES:
             yield from self._read_arrays(path)
             return
         rows = 0
         columns = self.csv_columns(path, read_header(path))
-        for start, x in iter_csv_chunks(path, columns, self.chunk_rows, error=InputError):
+        chunks = iter_parquet_chunks if suffix in PARQUET_SUFFIXES else iter_csv_chunks
+        for start, x in chunks(path, columns, self.chunk_rows, error=InputError):
             rows += len(x)
             yield range(start, start + len(x)), x
         if rows == 0:
@@ -58,3 +73,29 @@ class TableInputs(ModelInputs):
         )
         parts = lambda: ((x, y) for _, x, y in reader.chunks())  # noqa: E731
         return LabelledFile(path, state, parts, "no data rows after the header")
+
+    def _labelled_parquet(self, path: Path) -> LabelledFile:
+        """The training feature columns and target column of a Parquet file, streamed by record batch; the
+        targets are encoded without a Python object per row."""
+        state = self.state
+        if not state.feature_names or not state.target_names:
+            return super()._labelled_parquet(path)
+        problem = csv_column_problem(state, path, read_header(path), labelled=True)
+        if problem:
+            raise InputError(problem)
+        reader = ParquetReader(
+            path=str(path),
+            features=state.feature_names,
+            target=state.target_names[0],
+            chunk_rows=self.chunk_rows,
+            error=InputError,
+        )
+
+        def parts():
+            for _, x, y in reader.chunks():
+                if state.task == "classification":
+                    yield x, reader.class_indices(y, state.class_names)
+                else:
+                    yield x, reader.regression_values(y)
+
+        return LabelledFile(path, state, parts, "holds no rows", encoded=True)

@@ -123,7 +123,7 @@ def test_json_for_regression_and_csv_agree(linear_run, tmp_path):
 
 def test_unknown_format_is_refused(iris_run, tmp_path):
     source = _write_csv(tmp_path / "flowers.csv", IRIS_FEATURES, IRIS_ROWS)
-    with pytest.raises(InputError, match="expected format csv or json, received 'xml'"):
+    with pytest.raises(InputError, match="expected format csv, json or parquet, received 'xml'"):
         predict(iris_run, [source], output=tmp_path / "out.csv", fmt="xml")
     assert not (tmp_path / "out.csv").exists()
 

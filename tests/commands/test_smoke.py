@@ -101,6 +101,11 @@ def test_data_that_needs_a_download_or_a_missing_file_is_named(tmp_path, monkeyp
     assert missing_data(mnist) is None
     assert missing_data(config_from_text(TEXT_CONFIG)) == "data.path: reviews.csv not found; use --fake-data"
     assert missing_data(config_from_text(IRIS_CONFIG)) is None
+    parts = TEXT_CONFIG.replace("source: text, path: reviews.csv", "source: csv, path: [a.csv, 'p/*.csv'], target: y")
+    assert missing_data(config_from_text(parts)) == "data.path: a.csv not found; use --fake-data"
+    (tmp_path / "a.csv").touch()
+    monkeypatch.chdir(tmp_path)
+    assert missing_data(config_from_text(parts)) == "data.path: p/*.csv matches no file; use --fake-data"
 
 
 # --------------------------------------------------------------------------- stand-in data (no TensorFlow)
@@ -118,6 +123,21 @@ STAND_INS = {
         3,
     ),
     "csv regression": ("{source: csv, path: t.csv, target: y, test: 0.2}", "[7]", "Dense: {units: 1}", (7,), None),
+    "csv with an id": (
+        "{source: csv, path: 't*.csv', target: kind, exclude: [id], split_key: key, test: 0.2}",
+        "[4]",
+        "Dense: {units: 2}",
+        (4,),
+        2,
+    ),
+    "parquet": (
+        "{source: parquet, path: 'data/*.parquet', target: kind, exclude: id, split_key: id, test: 0.2}",
+        "[3]",
+        "Dense: {units: 3}",
+        (3,),
+        3,
+    ),
+    "parquet regression": ("{source: parquet, path: t.parquet, target: y}", "[2]", "Dense: {units: 1}", (2,), None),
     "imdb": ("{source: text, dataset: imdb}", "[1]", "Dense: {units: 1, activation: sigmoid}", (1,), 2),
     "timeseries": (
         "{source: timeseries, path: s.csv, target: [a, b], window: 5, stride: 2, test: 0.2}",

@@ -246,7 +246,18 @@ def test_every_registered_source_is_a_data_config_with_a_loader():
     from dltool.config import DATA_SOURCES, DataConfig, source_entry
 
     union = typing.get_args(typing.get_args(DataConfig)[0])
-    assert DATA_SOURCES == ["keras", "npz", "npy", "csv", "sklearn", "synthetic", "images", "text", "timeseries"]
+    assert DATA_SOURCES == [
+        "keras",
+        "npz",
+        "npy",
+        "csv",
+        "parquet",
+        "sklearn",
+        "synthetic",
+        "images",
+        "text",
+        "timeseries",
+    ]
     assert [source_entry(name).config for name in DATA_SOURCES] == list(union)
     for name in DATA_SOURCES:
         entry = source_entry(name)
@@ -362,14 +373,14 @@ CORPUS = [
         edit("source: synthetic", "source: synthetc"),
         4,
         "data.source",
-        "unknown data source 'synthetc'; expected one of keras, npz, npy, csv, sklearn, synthetic, images, text, timeseries; did you mean 'synthetic'?",
+        "unknown data source 'synthetc'; expected one of keras, npz, npy, csv, parquet, sklearn, synthetic, images, text, timeseries; did you mean 'synthetic'?",
     ),
     (
         "missing-source",
         edit("  source: synthetic\n", "  generator: linear\n"),
         3,
         "data",
-        "missing key 'source'; expected one of keras, npz, npy, csv, sklearn, synthetic",
+        "missing key 'source'; expected one of keras, npz, npy, csv, parquet, sklearn, synthetic",
     ),
     (
         "keras-dataset-typo",
