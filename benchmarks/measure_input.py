@@ -148,9 +148,13 @@ def parse_json_line(text: str) -> dict:
 
 
 def du_mb(path: Path) -> float:
-    if path.is_file():
-        return path.stat().st_size / 2**20
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+    """Megabytes under ``path`` (0 for what cannot be read: a folder of another user, a file just removed)."""
+    try:
+        if path.is_file():
+            return path.stat().st_size / 2**20
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+    except OSError:
+        return 0.0
 
 
 def dltool_version() -> str:
@@ -426,7 +430,10 @@ def cached_pair(config: Path, folder: Path, work: Path, repeat: int) -> dict:
     # The next repeat's run 1 must start cold: remove the cache this pair left in the data folder or ~/.cache.
     for path in written:
         if path.parent == folder or (path.parent == Path.home() / ".cache" and "dltool" in path.name.lower()):
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
     shutil.rmtree(runs_dir, ignore_errors=True)
     return first
 
@@ -715,10 +722,10 @@ def pipeline_section(args) -> list[str]:
     try:
         rb.log(f"pipeline: writing JPEG copies of {count:,} photos")
         lists = decode_sets(folder, work, count, args.side)
-        sizes_kb = {
-            name: sum(Path(p).stat().st_size for p in lst.read_text().split()) / 1024 / count
-            for name, lst in lists.items()
-        }
+        sizes_kb = {}
+        for name, lst in lists.items():
+            paths = lst.read_text().split()
+            sizes_kb[name] = sum(Path(p).stat().st_size for p in paths) / 1024 / len(paths)
         variants = {name: (lambda i, lst=lst, n=name: decode_run(lst, args.side, n)) for name, lst in lists.items()}
         results = rb.alternate(variants, args.repeats, "pipeline")
         model = model_alone(args)
