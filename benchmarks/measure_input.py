@@ -110,7 +110,7 @@ def preflight(config: Path, sets: list[str], what: str) -> None:
     )
     if proc.returncode != 0:
         raise Refused(
-            f"dltool refused the {what} config (`dltool validate --schema-only`, exit {proc.returncode}); "
+            f"dltool refused the config of {what} (`dltool validate --schema-only`, exit {proc.returncode}); "
             f"the keys this benchmark uses may not be merged yet. dltool said:\n{(proc.stderr or proc.stdout).strip()}"
         )
 
@@ -120,7 +120,7 @@ def preflight_all(checks: dict[str, tuple[Path, list[str]]]) -> tuple[list[str],
     accepted, refused = [], []
     for name, (config, sets) in checks.items():
         try:
-            preflight(config, sets, name)
+            preflight(config, sets, f"'{name}'")
             accepted.append(name)
         except Refused as exc:
             rb.log(f"  {name}: not measured: {exc}")
@@ -133,6 +133,22 @@ def write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
+
+
+def rate_cell(runs: list[dict], key: str) -> str:
+    """'median [min–max]' of a per-second rate, in whole units with thousands separators."""
+    xs = rb.values(runs, key)
+    if not xs:
+        return "n/a"
+    if len(xs) == 1:
+        return f"{xs[0]:,.0f}"
+    return f"{rb.med(xs):,.0f} [{min(xs):,.0f}–{max(xs):,.0f}]"
+
+
+def data_cell(runs: list[dict]) -> str:
+    """How the runs held their data, from run.json's data.streamed (absent: in memory)."""
+    kinds = {"streamed" if r.get("streamed") else "in memory" for r in runs if r["rc"] == 0 and "streamed" in r}
+    return " / ".join(sorted(kinds)) or "—"
 
 
 def median_of(results: list[dict], key: str):
@@ -455,17 +471,16 @@ def photo_rows(results: dict[str, list[dict]]) -> list[list[str]]:
     for name, runs in named.items():
         if not runs:
             continue
-        streamed = {r.get("streamed") for r in runs if r["rc"] == 0 and "streamed" in r}
         rows.append(
             [
                 name,
-                " / ".join(sorted({"streamed" if s else "in memory" for s in streamed})) or "—",
+                data_cell(runs),
                 seconds(rb.values(runs, "wall"), 1, " s"),
                 seconds(rb.values(runs, "fit_seconds"), 1, " s"),
                 seconds(rb.values(runs, "first_step_seconds"), 1, " s"),
                 seconds(rb.values(runs, "epoch1"), 1, " s"),
                 seconds(rb.values(runs, "epoch2"), 1, " s"),
-                seconds(rb.values(runs, "per_s"), 0),
+                rate_cell(runs, "per_s"),
                 seconds(rb.values(runs, "test_accuracy"), 4),
                 seconds(rb.values(runs, "rss_mb"), 0, " MB"),
             ]
@@ -561,6 +576,8 @@ def photos_section(args) -> list[str]:
         shutil.rmtree(work, ignore_errors=True)
     STATE["fit_rates"] = {name: median_of(results.get(name, []), "per_s") for name in ("dltool", "keras-io")}
     lines = ["## A photo folder: dltool against keras-io's pipeline", "", describe_photos(folder, args), ""]
+    if args.quick:
+        lines += ["*Quick pass: too few images and epochs for the accuracies to mean anything.*", ""]
     lines += [
         f"The same CNN on both sides (Rescaling(1/255) → Conv2D(16, 5, strides 4) → Conv2D(32, 3, strides 2) → "
         f"MaxPooling2D → Conv2D(64, 3, strides 2) → GlobalAveragePooling2D → Dense(10, softmax)), {epochs} "
@@ -735,8 +752,8 @@ def pipeline_section(args) -> list[str]:
         [
             name,
             f"{sizes_kb[name]:.0f} kB",
-            rb.spread(rb.values(runs, "per_s"), 0),
-            rb.spread(rb.values(runs, "per_cpu_s"), 0),
+            rate_cell(runs, "per_s"),
+            rate_cell(runs, "per_cpu_s"),
         ]
         for name, runs in results.items()
     ]
@@ -861,9 +878,10 @@ def parquet_section(args) -> list[str]:
         [
             name,
             f"{on_disk[name.split(',')[0]]:,.0f} MB",
+            data_cell(runs),
             rb.spread(rb.values(runs, "wall"), 1, " s"),
             rb.spread(rb.values(runs, "fit_seconds"), 1, " s"),
-            rb.spread(rb.values(runs, "per_s"), 0),
+            rate_cell(runs, "per_s"),
             rb.spread(rb.values(runs, "test_accuracy"), 4),
             rb.spread(rb.values(runs, "rss_mb"), 0, " MB"),
         ]
@@ -881,7 +899,9 @@ def parquet_section(args) -> list[str]:
         "of the whole `dltool train` process (TensorFlow's import, the scan, training, the streamed test).",
         "",
     ]
-    lines += rb.table(["variant", "on disk", "wall", "fit", "rows/s in fit", "test accuracy", "peak RSS"], rows_out)
+    lines += rb.table(
+        ["variant", "on disk", "data", "wall", "fit", "rows/s in fit", "test accuracy", "peak RSS"], rows_out
+    )
     streamed, csv_runs = results.get("parquet, stream: true", []), results.get("csv, stream: true", [])
     rss = median_of(streamed, "rss_mb")
     _, rate = rb.ratio_cell(streamed, csv_runs, "per_s")
@@ -953,7 +973,7 @@ def processes_section(args) -> list[str]:
     try:
         subset = subset_folder(folder, work, count)
         config = write_photos_config(work / "processes.yaml", subset, args.side, epochs=1)
-        preflight(config, ["data.stream=true", "backend=jax"], "photo subset with data.stream: true")
+        preflight(config, ["data.stream=true", "backend=jax"], "the photo subset with data.stream: true")
         variants = {"launch": lambda i: launch_run(config, work / f"runs-{i}")}
         results = rb.alternate(variants, args.repeats, "processes")
     finally:
