@@ -161,7 +161,7 @@ def test_targets_of_the_wrong_width(linear_run, tmp_path):
     ("name", "expected"),
     [
         ("nowhere.npz", "nowhere.npz: file not found"),
-        ("rows.json", "rows.json: expected an .npz or .csv file with inputs and targets, received '.json'"),
+        ("rows.json", "rows.json: expected an .npz, .csv or .parquet file with inputs and targets, received '.json'"),
     ],
 )
 def test_unusable_data_files(linear_run, tmp_path, name, expected):

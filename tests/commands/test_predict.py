@@ -351,7 +351,7 @@ def test_folder_with_no_usable_files(iris_run, tmp_path):
     folder = tmp_path / "junk"
     folder.mkdir()
     (folder / "notes.txt").write_text("x")
-    (folder / "data.parquet").write_bytes(b"PAR1")
+    (folder / "data.feather").write_bytes(b"PAR1")
     _refused(iris_run, [folder], tmp_path, "junk", "the folder holds no files this model can read", ".csv", ".npy")
 
 
@@ -363,7 +363,7 @@ def test_unsupported_suffix(iris_run, tmp_path):
         tmp_path,
         "rows.xlsx",
         "this model cannot read '.xlsx' files",
-        "expected .csv, .npy, .npz (samples of shape [4])",
+        "expected .csv, .npy, .npz, .parq, .parquet, .pq (samples of shape [4])",
     )
 
 
@@ -384,7 +384,7 @@ def test_image_given_to_a_table_model(iris_run, tmp_path):
         tmp_path,
         "pic.png",
         "cannot read '.png' files",
-        "expected .csv, .npy, .npz (samples of shape [4])",
+        "expected .csv, .npy, .npz, .parq, .parquet, .pq (samples of shape [4])",
     )
 
 
