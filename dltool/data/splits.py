@@ -142,6 +142,9 @@ def split_raw(config, raw: RawData):
     """Return (x_train, y_train, x_test, y_test, description of the test split)."""
     data = config.data
     seed = data.split_seed if data.split_seed is not None else config.seed
+    if raw.split is not None:  # the source split itself (an image folder: by its paths, stratified by class)
+        rows = raw.split
+        return raw.x[rows.train], raw.y[rows.train], raw.x[rows.test], raw.y[rows.test], rows.description
     has_builtin = raw.x_test is not None
     if data.test == "builtin" and not has_builtin:
         raise ConfigError(
@@ -189,13 +192,20 @@ def prepare_data(config, *, samples: int | None = None) -> TrainingData:
     data_fingerprint = fingerprint(raw.x, raw.y, raw.x_test, raw.y_test)
     where = _data_name(config)
     x_train, y_train, x_test, y_test, test_source = split_raw(config, raw)
-    (y_train, y_test), class_names = _targets(config, [y_train, y_test], raw.class_names, where)
+    own_validation = raw.split is not None and raw.split.validation is not None
+    y_val = raw.y[raw.split.validation] if own_validation else None
+    encoded, class_names = _targets(
+        config, [y_train, y_test] + ([y_val] if own_validation else []), raw.class_names, where
+    )
+    y_train, y_test = encoded[:2]
     seed = config.data.split_seed if config.data.split_seed is not None else config.seed
     x_train, y_train = _keep_random(x_train, y_train, samples, seed)
     x_test, y_test = _keep_random(x_test, y_test, samples, seed + 1)
-    x_val = y_val = None
+    x_val = None
     validation = config.data.validation
-    if validation == "test":
+    if own_validation:
+        x_val, y_val = _keep_random(raw.x[raw.split.validation], encoded[2], samples, seed + 2)
+    elif validation == "test":
         pass
     elif validation is not None:
         x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed, _in_time_order(config))
