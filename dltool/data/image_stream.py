@@ -123,6 +123,13 @@ class StreamedImages(StreamedSplits):
             record.update(state=self.cache.state, folder=str(self.cache.folder))
         return record
 
+    def keep_share(self, processes: int, process: int, devices: int, batch_size: int) -> str:
+        if processes > 1 and self.cache.state == "building":
+            # Each process decodes only its share of the files: none would ever fill the whole file.
+            self.cache = NoCache()
+            self.note("data.cache: disk is built by a run in one process and reused by several; reading without it")
+        return super().keep_share(processes, process, devices, batch_size)
+
     def take_notes(self) -> list[str]:
         with self._lock:
             notes, self._notes = self._notes, []

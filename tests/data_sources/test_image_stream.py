@@ -231,6 +231,19 @@ def test_disk_cache_is_built_reused_and_invalidated_by_a_file_or_a_setting(folde
     assert prepare_data(resized).fingerprint not in (first.fingerprint, changed.fingerprint)
 
 
+def test_several_processes_reuse_a_disk_cache_but_do_not_build_one(folder):
+    data = prepare_data(config(folder, cache="disk"))
+    data.keep_share(2, 0, 2, 8)
+    assert data.sizes()["cache"] == {"kind": "none"}  # each process reads only its share: never a whole cache
+    assert "data.cache: disk is built by a run in one process and reused by several" in data.take_notes()[-1]
+    built = prepare_data(config(folder, cache="disk"))
+    for split in (TRAIN, VALIDATION, TEST):
+        batches(built, split)
+    shared = prepare_data(config(folder, cache="disk"))
+    shared.keep_share(2, 1, 2, 8)
+    assert shared.sizes()["cache"]["state"] == "reused"
+
+
 # --------------------------------------------------------------------------- unreadable files
 def _corrupt(folder, name="red/red07.png"):
     (folder / name).write_bytes(b"not a png")

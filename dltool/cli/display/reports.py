@@ -52,6 +52,8 @@ def print_run(console: Console, shown: dict) -> None:
     )
     if shown.get("error"):
         console.print(f"reason: {shown['error']}", highlight=False)
+    if shown.get("data"):
+        console.print(data_line(shown["data"]), highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))
     metrics = shown.get("metrics")
     if metrics:
@@ -95,6 +97,21 @@ def print_run(console: Console, shown: dict) -> None:
         f"{name} ({file_size(size)})" for name, size in shown["files"].items() if not name.startswith("tensorboard/")
     )
     console.print("[bold]files[/]  " + files, highlight=False)
+
+
+def data_line(sizes: dict) -> str:
+    """`runs show`'s line on the run's data: split sizes, how the test split was drawn, streamed, cache."""
+    validation = "test split" if sizes.get("validation_is_test") else sizes.get("validation") or "none"
+    line = f"data: {sizes.get('train')} train, validation {validation}, {sizes.get('test')} test"
+    line += f" ({sizes['test_split']})" if sizes.get("test_split") else ""
+    cache = sizes.get("cache") or {}
+    if cache.get("kind") == "disk":
+        line += f"; disk cache {cache.get('state')}: {cache.get('folder')}"
+    elif cache.get("kind") == "memory":
+        line += "; memory cache"
+    if sizes.get("unreadable_files"):
+        line += f"; {sizes['unreadable_files']} unreadable file(s) left out"
+    return line
 
 
 def evaluations_table(evaluations: dict[str, dict]) -> Table:
