@@ -98,7 +98,7 @@ class MemoryCache(NoCache):
         self.filled[rows] = True
 
     def describe(self) -> str:
-        return f"memory cache ({self.pixels.nbytes / 2**30:.2f} GiB of uint8 pixels once every file is read)"
+        return f"memory cache ({_size(self.pixels.nbytes)} of uint8 pixels once every file is read)"
 
 
 class DiskCache(NoCache):
@@ -243,6 +243,10 @@ class DiskCache(NoCache):
         if self.state == "built":
             return f"disk cache {self.folder} built"
         return f"disk cache {self.folder} built as files are first read"
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
 def _remove_stale_partials(folder: Path) -> None:

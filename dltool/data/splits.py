@@ -189,7 +189,7 @@ def prepare_data(config, *, samples: int | None = None) -> TrainingData:
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     add_channel_axis = _check_input_shape(config, raw)
     # Of the data as loaded (4x fewer bytes than float32 pixels); the seeded splits follow from it and the config.
-    data_fingerprint = fingerprint(raw.x, raw.y, raw.x_test, raw.y_test)
+    data_fingerprint = _fingerprint_of(raw)
     where = _data_name(config)
     x_train, y_train, x_test, y_test, test_source = split_raw(config, raw)
     own_validation = raw.split is not None and raw.split.validation is not None
@@ -271,7 +271,7 @@ def open_test_split(config, preprocessing: Preprocessing) -> TrainingData:
         x_test=x,
         y_test=y_test,
         preprocessing=preprocessing,
-        fingerprint=fingerprint(raw.x, raw.y, raw.x_test, raw.y_test),
+        fingerprint=_fingerprint_of(raw),
         test_source=test_source,
         warnings=raw.warnings,
         raw_x_test=x_test,
@@ -283,6 +283,12 @@ def _data_name(config) -> str:
     return (
         getattr(data, "path", None) or getattr(data, "y", None) or f"{data.source} {getattr(data, 'name', '')}".strip()
     )
+
+
+def _fingerprint_of(raw: RawData) -> str:
+    # A source's own split rows count too: an image run of a version that split by scikit-learn is not resumed
+    # on another split of the same pixels.
+    return fingerprint(raw.x, raw.y, raw.x_test, raw.y_test, *([raw.split.test] if raw.split is not None else []))
 
 
 def fingerprint(*arrays) -> str:

@@ -352,7 +352,8 @@ def test_a_resumed_streamed_run_trains_the_epochs_it_missed_as_the_uninterrupted
         StreamedImages, "start_epoch", lambda self, epoch: (announced.append(epoch), start_epoch(self, epoch))
     )
 
-    deterministic = config(folder, scale=255)
+    monkeypatch.setattr(image_stream_module, "stream_budget", lambda: 0)  # stream: auto streams these 40 images
+    deterministic = config(folder, "auto", scale=255)
     deterministic = deterministic.model_copy(
         update={"train": deterministic.train.model_copy(update={"deterministic": True})}
     )
@@ -360,7 +361,10 @@ def test_a_resumed_streamed_run_trains_the_epochs_it_missed_as_the_uninterrupted
     with pytest.raises(TrainingInterrupted):
         train(deterministic, runs_root=tmp_path / "parts", observer=_StopAfter(2))
     (stopped,) = (tmp_path / "parts").iterdir()
+    # where auto would now load them into memory (another machine), the run still streams, as it started
+    monkeypatch.setattr(image_stream_module, "stream_budget", lambda: 2**40)
     resumed = resume(str(stopped), runs_root=tmp_path / "parts")
+    assert json.loads(resumed.file("run.json").read_text())["data"]["streamed"] is True
     assert announced == [1, 2, 3, 4] + [1, 2] + [3, 4]  # Keras's epochs, resumed at the first one missed
 
     def figures(run):
