@@ -3,8 +3,10 @@ memory, seeded shuffles per epoch, each process's own files, the caches, unreada
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -397,3 +399,30 @@ def test_an_unreadable_file_met_while_training_ends_the_run_failed_naming_it(fol
     (run,) = (tmp_path / "runs").iterdir()
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "FAILED" and info["error"] == message
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.multiprocess
+@pytest.mark.jax
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs JAX: pip install -e '.[jax]'")
+def test_two_processes_train_a_streamed_folder_as_one(folder, tmp_path):
+    from e2e_support import run_cli
+
+    path = tmp_path / "stream.yaml"
+    path.write_text(CONFIG.format(path=json.dumps(str(folder)), stream="true", extra=", scale: 255"))
+    results = {}
+    for how, command in {"alone": ["train"], "together": ["launch", "-n", "2"]}.items():
+        (tmp_path / how).mkdir()
+        done = run_cli(*command, str(path), "--backend", "jax", "--quiet", cwd=tmp_path / how)
+        assert done.returncode == 0, done.stdout + done.stderr
+        (run,) = (tmp_path / how / "runs").iterdir()
+        results[how] = run
+    log = (results["together"] / "train.log").read_text()
+    assert "2 processes, 2 rows of every batch per process, streamed" in log
+    worker = (results["together"] / "workers" / "1.log").read_text()
+    weights = [re.search(r"final weights ([0-9a-f]{16})", text).group(1) for text in (log, worker)]
+    assert weights[0] == weights[1]
+    alone, together = (json.loads((results[h] / "metrics.json").read_text()) for h in ("alone", "together"))
+    # the same global batches: the same losses, to float rounding of the gradients' sum over processes
+    assert together["train"]["loss"] == pytest.approx(alone["train"]["loss"], rel=1e-3)
