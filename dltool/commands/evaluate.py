@@ -85,11 +85,17 @@ def _evaluate_test_split(saved: SavedRun, checkpoint: str) -> dict:
 
     data = open_test_split(saved.config, saved.preprocessing)
     model = saved.load_model(checkpoint)
+    try:
+        compiled = evaluate_data(model, saved.config, data)
+    except Exception:
+        if data.failure is None:
+            raise
+        raise data.failure from None  # a streamed file that cannot be read: its own message, not TensorFlow's
     result: dict = {
         "run": saved.run.id,
         "data": "test split of the run's config" + (" (streamed)" if data.streamed else ""),
         "samples": data.sizes()["test"],
-        "compiled": evaluate_data(model, saved.config, data),
+        "compiled": compiled,
     }
     totals = _totals(saved)
     for x, y in data.test_chunks():

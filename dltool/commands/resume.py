@@ -44,6 +44,7 @@ def resume(
     trained_on = config.backend or "tensorflow"
     config = config.model_copy(update={"backend": None})
     config = on_running_backend(config)  # a run may resume on another backend than it started on
+    config = _read_as_before(config, info)
     # A new but reproducible shuffle order.
     fresh_session(config.seed + state["epoch"], config.train.deterministic, config.train.precision)
     data = prepare_data(config)
@@ -79,6 +80,15 @@ def resume(
         initial_epoch=state["epoch"],
         restore=state.get("callbacks", {}),
     )
+
+
+def _read_as_before(config, info: dict):
+    """``config`` reading its data as the run did: ``data.stream: auto`` decides by this machine's memory, and a
+    streamed and an in-memory dataset have different fingerprints (file listing, pixels)."""
+    if getattr(config.data, "stream", None) != "auto" or "data" not in info:
+        return config
+    streamed = bool(info["data"].get("streamed", False))
+    return config.model_copy(update={"data": config.data.model_copy(update={"stream": streamed})})
 
 
 def _resumable_run(ref: str | Run, runs_root: str | Path | None, group: ProcessGroup) -> Run:

@@ -72,6 +72,42 @@ def open_or_join(
     return run
 
 
+class _EpochsToData(Observer):
+    """The run's observer, and the data told of each epoch as it starts: a streamed split shuffles by epoch.
+
+    Keras's epoch is the one to follow (not the passes over the data, of which Keras makes more than one per
+    epoch), and a resumed run starts at its first missing epoch, so each epoch shuffles as an uninterrupted run's.
+    """
+
+    def __init__(self, observer: Observer, data):
+        self.observer, self.data = observer, data
+
+    def on_run_created(self, run) -> None:
+        self.observer.on_run_created(run)
+
+    def on_train_begin(self, epochs: int, steps: int | None) -> None:
+        self.observer.on_train_begin(epochs, steps)
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self.data.start_epoch(epoch)
+        self.observer.on_epoch_begin(epoch)
+
+    def on_batch_end(self, step: int, logs: dict | None) -> None:
+        self.observer.on_batch_end(step, logs)
+
+    def on_epoch_end(self, row: dict) -> None:
+        self.observer.on_epoch_end(row)
+
+    def on_train_end(self) -> None:
+        self.observer.on_train_end()
+
+    def on_run_completed(self, run, model, data) -> None:
+        self.observer.on_run_completed(run, model, data)
+
+    def on_worker_finished(self, digest: str) -> None:
+        self.observer.on_worker_finished(digest)
+
+
 def train_or_follow(
     run: Run,
     config: ExperimentConfig,
@@ -91,6 +127,7 @@ def train_or_follow(
     given) then runs just before fitting (a resumed run is marked RUNNING again there). ``history``,
     ``initial_epoch`` and ``restore`` continue a resumed run, as in :func:`fit_and_record`.
     """
+    observer = _EpochsToData(Observer() if observer is None else observer, data)
     if not group.is_leader:
         share_out(None, config, data, group)
         return follow(run, config, data, model, observer, group=group, initial_epoch=initial_epoch, restore=restore)
@@ -133,6 +170,12 @@ def fit_and_record(
 
     recorder = RunRecorder(run, config.train.epochs, history)
     checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.epochs)
+    log_data_notes(recorder, data)
+
+    def on_epoch_end(row: dict) -> None:
+        recorder.on_epoch_end(row)
+        log_data_notes(recorder, data)
+
     interrupts = InterruptGuard()
     stopped_by = ""  # why an observer stopped the run (a sweep prunes with "pruned"); empty for a signal
     try:
@@ -143,7 +186,7 @@ def fit_and_record(
                     model,
                     config,
                     data,
-                    on_epoch_end=recorder.on_epoch_end,
+                    on_epoch_end=on_epoch_end,
                     on_checkpoint=lambda epoch, states: checkpoints.on_epoch_end(epoch, states, recorder.rows),
                     observer=observer,
                     best_checkpoint=run.file("checkpoints/best.keras"),
@@ -194,6 +237,8 @@ def fit_and_record(
         raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
     except Exception as exc:  # noqa: BLE001  (any Keras/OS error ends the run FAILED with its reason)
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if data.failure is not None:  # a streamed file that cannot be read: its own message, not TensorFlow's
+            reason = str(data.failure)
         if group.looks_like_lost_peer(exc):
             reason = lost_workers(reason, group)
         try:
@@ -224,6 +269,7 @@ def _finish_completed(
         group.make_local(model)
         run.append_log(f"{log_time()} final weights {weights_digest(model)} (each worker logs its own)")
     test = evaluate_data(model, config, data)
+    log_data_notes(recorder, data)  # reading the test split may have finished a cache
     save_model_atomic(model, run.file("model.keras"))
     # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
     train_metrics, val_metrics = recorder.final_metrics(result.restored_epoch)
@@ -251,4 +297,11 @@ def _finish_completed(
     first_step = (
         {} if result.first_step_seconds is None else {"first_step_seconds": round(result.first_step_seconds, 3)}
     )
-    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), **first_step, **met)
+    # The data's record again: a streamed folder knows by now whether its cache was built and what it left out.
+    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), data=data.sizes(), **first_step, **met)
+
+
+def log_data_notes(recorder: RunRecorder, data) -> None:
+    """Add what the data has to say since it last did (a cache built, unreadable files left out) to train.log."""
+    for note in data.take_notes():
+        recorder.log(f"{log_time()} {note}")

@@ -213,9 +213,11 @@ def read_exports(run: Run) -> list[dict]:
 
 
 def show_run(run: Run) -> dict:
-    """One run in full: its summary, final metrics, config, per-epoch history, evaluations, exports and files."""
+    """One run in full: its summary, its data's splits (as run.json records them: sizes, whether streamed, the
+    cache), final metrics, config, per-epoch history, evaluations, exports and files."""
     return {
         **summarize(run),
+        "data": _info_or_empty(run).get("data"),
         "metrics": read_json_or_none(run.file("metrics.json")),
         "config": read_config(run),
         "history": read_history(run),

@@ -211,7 +211,12 @@ ImageSize = Annotated[
 ]  # 64: [64, 64]
 
 
-@register_source(loader="dltool.data.images:load", preprocessing="dltool.data.images:preprocessing_kind")
+@register_source(
+    loader="dltool.data.images:load",
+    preprocessing="dltool.data.images:preprocessing_kind",
+    streamer="dltool.data.image_stream:prepare_streamed_images",
+    stream_auto="dltool.data.image_stream:large_folder",
+)
 class ImageData(DataCommon):
     source: Literal["images"]
     path: str = Field(description="A folder with one subfolder of images per class (png, jpg, jpeg, bmp, gif).")
@@ -222,6 +227,23 @@ class ImageData(DataCommon):
     interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos"] = "bilinear"
     classes: list[str] | None = Field(
         None, description="The class subfolders to use, in label order; null: every subfolder, sorted."
+    )
+    stream: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
+        "auto",
+        description="Decode the images batch by batch each epoch, on parallel threads, instead of all into memory "
+        "first: true, false, or auto (when their uint8 and float32 pixels would take more than a quarter of "
+        "this machine's memory or 4 GiB).",
+    )
+    cache: Literal["none", "memory", "disk"] = Field(
+        "none",
+        description="Streamed: keep the resized uint8 images after they are first decoded, in memory or on disk "
+        "(one folder per file list and image settings under $DLTOOL_CACHE_DIR, else ~/.cache/dltool/images; "
+        "later runs reuse it). disk also spares a folder loaded into memory its decoding.",
+    )
+    on_bad_file: Literal["fail", "skip"] = Field(
+        "fail",
+        description="An image file that cannot be read: fail names it and stops; skip leaves it out, and the "
+        "run log counts and names such files.",
     )
 
 

@@ -29,6 +29,7 @@ class TrainingData(ABC):
     """
 
     streamed = False  # True: the splits are read from disk batch by batch, each epoch
+    failure = None  # a DltoolError that stopped a pass over a streamed split (TensorFlow reports it wrapped)
     preprocessing: Preprocessing
     fingerprint: str
     test_source: str
@@ -87,6 +88,17 @@ class TrainingData(ABC):
         counts every process's devices, and each batch must split evenly over them (see :meth:`even_out`). The
         test split stays whole. Returns a phrase for the run log ("100 training samples per process").
         """
+
+    def start_epoch(self, epoch: int) -> None:
+        """Training epoch ``epoch`` (counted from 1) starts. A streamed split shuffles its files with (seed, epoch),
+        so a resumed run repeats the epochs it missed as the uninterrupted run would have; in memory, Keras
+        shuffles and nothing is needed."""
+        return None
+
+    def take_notes(self) -> list[str]:
+        """What the run log should say about the data since the last call (a cache built or reused, unreadable
+        files left out), oldest first; each note is given once."""
+        return []
 
     def training_arrays(self, needed_by: str, path: str) -> tuple[np.ndarray, np.ndarray]:
         """(inputs, targets) of the whole training split in memory, for ``needed_by`` (adapting layers, target

@@ -13,6 +13,17 @@ from ..config.registry import source_entry
 
 
 @dataclass
+class SplitRows:
+    """The rows of a source's samples in each split, for a source that draws its splits itself (an image folder:
+    from its files' paths, stratified by class) instead of leaving them to :func:`dltool.data.splits.split_raw`."""
+
+    train: np.ndarray
+    validation: np.ndarray | None  # None: no validation split of its own (none, or data.validation: test)
+    test: np.ndarray
+    description: str  # how the test split was drawn, for run.json: "fraction 0.2 of each class (seed 42)"
+
+
+@dataclass
 class RawData:
     """What a source yields before splitting: inputs, targets, and its own test split if it has one."""
 
@@ -23,6 +34,7 @@ class RawData:
     class_names: list[str] | None = None  # names for label indices 0..K-1, where the source knows them
     feature_names: list[str] | None = None  # input columns, for tabular sources
     warnings: list[str] = field(default_factory=list)  # what looks wrong but does not stop training (an id column)
+    split: SplitRows | None = None  # the source's own splits of x (None: split_raw draws them)
     # Per sample, what its split is a hash of (with the seed): tables named by a glob or a list, or with a
     # data.split_key (see data.table_files). None: the test and validation splits are drawn at random.
     split_ids: np.ndarray | None = None

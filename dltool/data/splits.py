@@ -11,8 +11,8 @@ from ..errors import ConfigError, DataError
 from .base import TrainingData, shard_for_process
 from .labels import encode_labels, regression_targets
 from .preprocessing import Preprocessing
-from .sources import RawData, load_source, preprocessing_kind, should_stream, streamer
-from .table_files import TEST, VALIDATION, split_codes
+from .sources import RawData, SplitRows, load_source, preprocessing_kind, should_stream, streamer
+from .table_files import TEST, TRAIN, VALIDATION, split_codes
 
 DEFAULT_TEST_FRACTION = 0.2
 
@@ -139,26 +139,40 @@ def _check_input_shape(config, raw: RawData) -> bool:
     return False
 
 
-def _hashed_codes(config, raw: RawData) -> np.ndarray | None:
-    """TRAIN, VALIDATION or TEST per sample from its split id (the same as a streamed read gives), or None when
-    the source gives no split ids."""
+def own_split(config, raw: RawData) -> SplitRows | None:
+    """The rows of each split where the source decides them, else None (split_raw draws them at random).
+
+    An image folder gives its rows (by path, stratified by class); a table read by a glob, a list or with a
+    data.split_key gives each row's split id, hashed here with the seed exactly as a streamed read hashes it.
+    """
     data = config.data
-    if raw.split_ids is None or data.test == "builtin":  # builtin: split_raw says a table has none
-        return None
+    if raw.split is not None or raw.split_ids is None or data.test == "builtin":  # builtin: split_raw refuses it
+        return raw.split
     seed = data.split_seed if data.split_seed is not None else config.seed
     fraction = DEFAULT_TEST_FRACTION if data.test == "auto" else data.test
     validation = data.validation if isinstance(data.validation, float) else None
-    return split_codes(raw.split_ids, seed, fraction, validation)
+    codes = split_codes(raw.split_ids, seed, fraction, validation)
+    where = _data_name(config)
+    if not (codes == TEST).any() or not (codes != TEST).any():
+        raise DataError(f"{where}: {len(codes)} rows leave no rows for training or testing")
+    if validation is not None and (not (codes == VALIDATION).any() or not (codes == TRAIN).any()):
+        raise DataError(f"{where}: {int((codes != TEST).sum())} training rows leave no rows for training or validation")
+    how = f"split key {data.split_key}" if getattr(data, "split_key", None) else "file name and row"
+    return SplitRows(
+        train=np.flatnonzero(codes == TRAIN),
+        validation=np.flatnonzero(codes == VALIDATION) if validation is not None else None,
+        test=np.flatnonzero(codes == TEST),
+        description=f"fraction {fraction:g} of the rows (hashed by {how}, seed {seed})",
+    )
 
 
-def split_raw(config, raw: RawData, codes: np.ndarray | None = None):
-    """Return (x_train, y_train, x_test, y_test, description of the test split).
-
-    ``codes`` (from :func:`_hashed_codes`): each sample's split, from its split id; the training split then
-    holds the validation samples too.
-    """
+def split_raw(config, raw: RawData, rows: SplitRows | None = None):
+    """Return (x_train, y_train, x_test, y_test, description of the test split); ``rows``: the source's own
+    split (:func:`own_split`), if any."""
     data = config.data
     seed = data.split_seed if data.split_seed is not None else config.seed
+    if rows is not None:  # the source split itself (an image folder by its paths, a table by its split ids)
+        return raw.x[rows.train], raw.y[rows.train], raw.x[rows.test], raw.y[rows.test], rows.description
     has_builtin = raw.x_test is not None
     if data.test == "builtin" and not has_builtin:
         raise ConfigError(
@@ -168,13 +182,6 @@ def split_raw(config, raw: RawData, codes: np.ndarray | None = None):
     if data.test in ("builtin", "auto") and has_builtin:
         return raw.x, raw.y, raw.x_test, raw.y_test, "builtin"
     fraction = DEFAULT_TEST_FRACTION if data.test == "auto" else data.test
-    if codes is not None:
-        test = codes == TEST
-        if test.all() or not test.any():
-            raise DataError(f"{_data_name(config)}: {len(test)} rows leave no rows for training or testing")
-        how = f"split key {data.split_key}" if getattr(data, "split_key", None) else "file name and row"
-        description = f"fraction {fraction:g} of the rows (hashed by {how}, seed {seed})"
-        return raw.x[~test], raw.y[~test], raw.x[test], raw.y[test], description
     x_train, x_test, y_train, y_test = _split(raw.x, raw.y, fraction, seed, _in_time_order(config))
     if _in_time_order(config):
         return x_train, y_train, x_test, y_test, f"the last {fraction:g} of the series, in time order"
@@ -187,13 +194,12 @@ def _targets(config, splits: list, class_names, where: str):
     return [regression_targets(y, where) for y in splits], None
 
 
-def _keep_random(count: int | None, seed: int, *arrays):
-    """A random ``count`` of the samples of ``arrays`` (all of them when there are no more), in their original
-    order; a None array stays None."""
-    if count is None or len(arrays[0]) <= count:
-        return arrays
-    keep = np.sort(np.random.default_rng(seed).choice(len(arrays[0]), size=count, replace=False))
-    return tuple(None if array is None else array[keep] for array in arrays)
+def _keep_random(x, y, count: int | None, seed: int):
+    """A random ``count`` of the samples (all of them when there are no more), in their original order."""
+    if count is None or len(x) <= count:
+        return x, y
+    keep = np.sort(np.random.default_rng(seed).choice(len(x), size=count, replace=False))
+    return x[keep], y[keep]
 
 
 def prepare_data(config, *, samples: int | None = None) -> TrainingData:
@@ -213,22 +219,23 @@ def prepare_data(config, *, samples: int | None = None) -> TrainingData:
     # Of the data as loaded (4x fewer bytes than float32 pixels); the seeded splits follow from it and the config.
     data_fingerprint = _fingerprint_of(raw)
     where = _data_name(config)
-    codes = _hashed_codes(config, raw)
-    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw, codes)
-    train_codes = None if codes is None else codes[codes != TEST]
-    (y_train, y_test), class_names = _targets(config, [y_train, y_test], raw.class_names, where)
+    rows = own_split(config, raw)
+    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw, rows)
+    own_validation = rows is not None and rows.validation is not None
+    y_val = raw.y[rows.validation] if own_validation else None
+    encoded, class_names = _targets(
+        config, [y_train, y_test] + ([y_val] if own_validation else []), raw.class_names, where
+    )
+    y_train, y_test = encoded[:2]
     seed = config.data.split_seed if config.data.split_seed is not None else config.seed
-    x_train, y_train, train_codes = _keep_random(samples, seed, x_train, y_train, train_codes)
-    x_test, y_test = _keep_random(samples, seed + 1, x_test, y_test)
-    x_val = y_val = None
+    x_train, y_train = _keep_random(x_train, y_train, samples, seed)
+    x_test, y_test = _keep_random(x_test, y_test, samples, seed + 1)
+    x_val = None
     validation = config.data.validation
-    if validation == "test":
+    if own_validation:
+        x_val, y_val = _keep_random(raw.x[rows.validation], encoded[2], samples, seed + 2)
+    elif validation == "test":
         pass
-    elif validation is not None and train_codes is not None:
-        held = train_codes == VALIDATION  # the rows a streamed read validates on too
-        if held.all() or not held.any():
-            raise DataError(f"{where}: {len(held)} training rows leave no rows for training or validation")
-        x_train, x_val, y_train, y_val = x_train[~held], x_train[held], y_train[~held], y_train[held]
     elif validation is not None:
         x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed, _in_time_order(config))
     state = Preprocessing.fit(
@@ -282,7 +289,7 @@ def open_test_split(config, preprocessing: Preprocessing) -> TrainingData:
         return data
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     _check_input_shape(config, raw)
-    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw, _hashed_codes(config, raw))
+    x_train, y_train, x_test, y_test, test_source = split_raw(config, raw, own_split(config, raw))
     (_, y_test), _ = _targets(config, [y_train, y_test], raw.class_names, _data_name(config))
     x = preprocessing.transform(x_test)
     return ArrayData(
@@ -309,9 +316,11 @@ def _data_name(config) -> str:
 
 
 def _fingerprint_of(raw: RawData) -> str:
-    # Split ids decide the splits: a renamed file (or key) changes them, so it changes the fingerprint too.
-    ids = [] if raw.split_ids is None else [raw.split_ids]
-    return fingerprint(raw.x, raw.y, raw.x_test, raw.y_test, *ids)
+    # A source's own split rows and split ids count too: an image run of a version that split by scikit-learn is
+    # not resumed on another split of the same pixels, and a renamed file (or key) moves rows between splits.
+    own = [raw.split.test] if raw.split is not None else []
+    ids = [raw.split_ids] if raw.split_ids is not None else []
+    return fingerprint(raw.x, raw.y, raw.x_test, raw.y_test, *own, *ids)
 
 
 def fingerprint(*arrays) -> str:

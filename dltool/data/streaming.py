@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, DltoolError
 from . import csv_source, parquet_source
 from .base import TrainingData
 from .labels import encode_labels
@@ -80,7 +80,7 @@ class StreamedSplits(TrainingData):
         self.preprocessing, self.fingerprint, self.test_source = preprocessing, fingerprint, test_source
         self.validation = config.data.validation
         self.seed = config.data.split_seed if config.data.split_seed is not None else config.seed
-        self._epoch = 0  # each pass over a split shuffles with (seed, pass): seeded, and new every epoch
+        self._epoch = 0  # the training epoch being read, from 0 (see start_epoch): its shuffle is seeded with it
         self._share: tuple[int, int, int] | None = None  # (processes, this process, multiple): see _share_batches
 
     @abstractmethod
@@ -89,10 +89,13 @@ class StreamedSplits(TrainingData):
         ``targets`` (default None: as encoded) shapes the labels for the loss."""
 
     def next_shuffle(self) -> np.random.Generator:
-        """The generator of the next pass's shuffle: seeded by (seed, pass number), so a rerun repeats it."""
-        rng = np.random.default_rng([self.seed, self._epoch])
-        self._epoch += 1
-        return rng
+        """The generator of a pass's shuffle: seeded by (seed, epoch), so a rerun or a resumed run repeats it."""
+        return np.random.default_rng([self.seed, self._epoch])
+
+    def start_epoch(self, epoch: int) -> None:
+        # Epochs, not passes: Keras starts passes of its own (a batch to build the model, an iterator made ahead
+        # at an epoch's end) that must not shift the shuffles, and a resumed run starts at its first missing epoch.
+        self._epoch = epoch - 1
 
     @property
     def validation_is_test(self) -> bool:
@@ -152,7 +155,6 @@ class StreamedSplits(TrainingData):
         import tensorflow as tf
 
         sample_x, sample_y = next(self.iter_split(split, 1, False, targets))
-        self._epoch -= 1
         signature = (
             tf.TensorSpec((None, *sample_x.shape[1:]), tf.as_dtype(sample_x.dtype)),
             tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype)),
@@ -165,8 +167,20 @@ class StreamedSplits(TrainingData):
         else:
             steps = -(-self.counts[split] // batch_size)
             batches = lambda: self.iter_split(split, batch_size, shuffle, targets)  # noqa: E731
-        data = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        data = tf.data.Dataset.from_generator(self._recorded(batches), output_signature=signature)
         return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+
+    def _recorded(self, batches):
+        """``batches`` that keep a DltoolError they raise in ``failure``: TensorFlow wraps it in a traceback."""
+
+        def recorded():
+            try:
+                yield from batches()
+            except DltoolError as exc:
+                self.failure = exc
+                raise
+
+        return recorded
 
     def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
         # shuffle=False tells Keras not to expect a shuffle it cannot do; iter_split shuffles itself.

@@ -125,9 +125,8 @@ def test_the_data_line_says_how_a_run_read_its_data():
     assert data_line(streamed) == (
         "data: 800 train, 100 validation, 100 test (fraction 0.1 of the rows); streamed from disk each epoch"
     )
-    assert data_line({**streamed, "validation": None, "cache": {"kind": "disk", "state": "reused"}}).endswith(
-        "800 train, no validation, 100 test (fraction 0.1 of the rows); streamed from disk each epoch; "
-        "cache: kind disk, state reused"
+    assert data_line({**streamed, "validation": None, "cache": {"kind": "memory"}}).endswith(
+        "800 train, no validation, 100 test (fraction 0.1 of the rows); streamed from disk each epoch; memory cache"
     )
     assert "validation: the test split" in data_line({**streamed, "validation_is_test": True})
 
@@ -211,3 +210,25 @@ test metrics (best in bold)
 │ duration   │                           1.2s │                             2.5s │
 └────────────┴────────────────────────────────┴──────────────────────────────────┘
 """
+
+
+def test_runs_show_names_the_data_streamed_and_its_cache(runs_root):
+    info_file = runs_root / IRIS_ID / "run.json"
+    info = json.loads(info_file.read_text())
+    info["data"] = {
+        "train": 24,
+        "validation": 6,
+        "test": 10,
+        "validation_is_test": False,
+        "test_split": "fraction 0.25 of each class (seed 5), streamed",
+        "streamed": True,
+        "cache": {"kind": "disk", "state": "reused", "folder": "/cache/0123456789abcdef"},
+        "unreadable_files": 2,
+    }
+    info_file.write_text(json.dumps(info))
+    code, text = _output("runs", "show", IRIS_ID, "--runs-dir", str(runs_root))
+    assert code == 0
+    assert text.splitlines()[1] == (
+        "data: 24 train, 6 validation, 10 test (fraction 0.25 of each class (seed 5), streamed); "
+        "streamed from disk each epoch; disk cache reused: /cache/0123456789abcdef; 2 unreadable file(s) left out"
+    )

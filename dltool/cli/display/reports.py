@@ -39,8 +39,8 @@ def runs_table(rows: list[dict], title: str) -> Table:
 
 
 def data_line(sizes: dict) -> str:
-    """One line on a run's data: split sizes, how the test split was drawn, and whether it was streamed (and
-    cached)."""
+    """`runs show`'s line on a run's data: split sizes, how the test split was drawn, in memory or streamed, the
+    cache of a streamed folder and the unreadable files it left out."""
     validation = (
         "validation: the test split"
         if sizes.get("validation_is_test")
@@ -49,10 +49,14 @@ def data_line(sizes: dict) -> str:
     test_split = f" ({sizes['test_split']})" if sizes.get("test_split") else ""
     line = f"data: {sizes.get('train')} train, {validation}, {sizes.get('test')} test{test_split}; "
     line += "streamed from disk each epoch" if sizes.get("streamed") else "in memory"
-    cache = sizes.get("cache")
-    if isinstance(cache, dict):
-        cache = ", ".join(f"{key} {value}" for key, value in cache.items())
-    return line + (f"; cache: {cache}" if cache and cache != "none" else "")
+    cache = sizes.get("cache") or {}
+    if cache.get("kind") == "disk":
+        line += f"; disk cache {cache.get('state')}: {cache.get('folder')}"
+    elif cache.get("kind") == "memory":
+        line += "; memory cache"
+    if sizes.get("unreadable_files"):
+        line += f"; {sizes['unreadable_files']} unreadable file(s) left out"
+    return line
 
 
 def print_run(console: Console, shown: dict) -> None:

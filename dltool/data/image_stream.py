@@ -1,0 +1,337 @@
+"""An image folder read from disk batch by batch each epoch (``data.stream`` on an ``images`` source).
+
+Nothing is decoded to prepare it: the files are listed, split by :func:`~dltool.data.images.split_by_class` (the
+same split as in memory) and fingerprinted by their paths, sizes and modification times. Each pass then decodes
+its batches with :func:`~dltool.data.images.read_image` (the function predict uses, so a file gives the model the
+same pixels in training and in predict) on a few threads, a few batches ahead of training, in an order that does
+not depend on the threads' timing. ``data.cache`` keeps the decoded uint8 images (:mod:`.image_cache`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, DltoolError
+from .image_cache import DiskCache, MemoryCache, NoCache, cache_root, listing_fingerprint
+from .images import (
+    SKIP_HINT,
+    FolderListing,
+    decode_workers,
+    in_memory_bytes,
+    list_folder,
+    physical_memory,
+    preprocessing_kind,
+    read_image,
+    settings_from_config,
+    split_by_class,
+    unreadable_note,
+)
+from .labels import regression_targets
+from .preprocessing import Preprocessing
+from .sources import SplitRows
+from .streaming import TEST, TRAIN, VALIDATION, StreamedSplits
+
+STREAM_BUDGET_CAP = 4 * 2**30  # data.stream: auto streams a folder whose pixels would take more than this ...
+STREAM_BUDGET_SHARE = 0.25  # ... or more than this share of physical memory, whichever is less
+MEMORY_CACHE_SHARE = 0.5  # data.cache: memory is kept while its uint8 pixels take at most this share of memory
+STANDARDIZE_SAMPLE = 1000  # data.standardize on a stream: mean and std of this many training images, drawn seeded
+PROBE_FILES = 8  # decoded on one thread when the stream opens, to time them (see images.read_images)
+READ_AHEAD = 2  # batches queued beyond one per decoding thread
+TEST_CHUNK_BYTES = 64 * 2**20  # float32 pixels per chunk of the test split (evaluate's report)
+SPLIT_NAMES = {TRAIN: "training", VALIDATION: "validation", TEST: "test"}
+
+
+def stream_budget() -> int:
+    """The bytes of pixels a folder may need in memory before ``data.stream: auto`` streams it: a quarter of
+    physical memory, at most 4 GiB (4 GiB where the platform does not say)."""
+    memory = physical_memory()
+    return STREAM_BUDGET_CAP if memory is None else int(min(STREAM_BUDGET_CAP, STREAM_BUDGET_SHARE * memory))
+
+
+def large_folder(data_config) -> bool:
+    """``data.stream: auto`` for an image folder: stream when its decoded pixels, uint8 and then float32 as the
+    in-memory path holds them, would pass :func:`stream_budget`. Lists the files; decodes none."""
+    try:
+        listing = list_folder(data_config)
+    except DltoolError:  # the in-memory loader reports it, with its key
+        return False
+    return in_memory_bytes(len(listing.files), settings_from_config(data_config)) > stream_budget()
+
+
+def _labels(listing: FolderListing, classifier: bool) -> np.ndarray:
+    """Each file's target as in memory: class indices as int32, or (n, 1) float32 for a regression loss."""
+    if classifier:
+        return listing.labels.astype(np.int32)
+    return regression_targets(listing.labels, str(listing.root))
+
+
+class StreamedImages(StreamedSplits):
+    """An image folder's splits, decoded batch by batch each epoch on ``workers`` threads.
+
+    A training pass shuffles the training files with (seed, epoch); validation and test are read in listing
+    order. ``cache`` (a :mod:`.image_cache` cache) holds decoded files. With ``data.on_bad_file: skip`` a file
+    that cannot be read is replaced, where it occurs, by the next readable file of its split (in listing order):
+    every batch keeps its size, so the steps per epoch and the batches' split over devices and processes stay as
+    counted.
+    """
+
+    target_width = 1
+
+    def __init__(
+        self,
+        config,
+        listing: FolderListing,
+        split: SplitRows,
+        preprocessing: Preprocessing,
+        fingerprint: str,
+        cache,
+        workers: int = 1,
+    ):
+        validation = np.array([], dtype=np.int64) if split.validation is None else split.validation
+        counts = {TRAIN: len(split.train), VALIDATION: len(validation), TEST: len(split.test)}
+        super().__init__(config, counts, preprocessing, fingerprint, f"{split.description}, streamed")
+        self.listing, self.cache, self.workers = listing, cache, workers
+        self.settings = settings_from_config(config.data)
+        self.skip = config.data.on_bad_file == "skip"
+        self._rows = {TRAIN: split.train, VALIDATION: validation, TEST: split.test}
+        self._split_of = np.zeros(len(listing.files), dtype=np.int8)
+        for code, rows in self._rows.items():
+            self._split_of[rows] = code
+        self._labels = _labels(listing, config.is_classifier)
+        self._lock = threading.Lock()
+        self._unreadable: dict[int, str] = {}  # row: why it cannot be read (on_bad_file: skip)
+        self._noted = (0, cache.state)  # what take_notes last said: unreadable files, cache state
+        self._notes: list[str] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ the interface
+    def sizes(self) -> dict:
+        sizes = {**super().sizes(), "cache": self._cache_record()}
+        if self._unreadable:
+            sizes["unreadable_files"] = len(self._unreadable)
+        return sizes
+
+    def _cache_record(self) -> dict:
+        record = {"kind": self.cache.kind}
+        if isinstance(self.cache, DiskCache):
+            record.update(state=self.cache.state, folder=str(self.cache.folder))
+        return record
+
+    def keep_share(self, processes: int, process: int, devices: int, batch_size: int) -> str:
+        if processes > 1 and self.cache.state == "building":
+            # Each process decodes only its share of the files: none would ever fill the whole file.
+            self.cache = NoCache()
+            self.note("data.cache: disk is built by a run in one process and reused by several; reading without it")
+        return super().keep_share(processes, process, devices, batch_size)
+
+    def take_notes(self) -> list[str]:
+        with self._lock:
+            notes, self._notes = self._notes, []
+            unreadable = sorted(self._unreadable)
+        if (len(unreadable), self.cache.state) != self._noted:
+            if len(unreadable) != self._noted[0]:
+                notes.append(
+                    unreadable_note(len(unreadable), [self.listing.relative_path(row) for row in unreadable[:3]])
+                )
+            if self.cache.state != self._noted[1] and self.cache.state in ("built",):
+                notes.append(self.cache.describe())
+            self._noted = (len(unreadable), self.cache.state)
+        return notes
+
+    def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
+        rows = self._ordered(split, shuffle)
+        return self._batches([rows[start : start + batch_size] for start in range(0, len(rows), batch_size)], targets)
+
+    def _shared(self, split: int, batch_size: int, shuffle: bool, targets):
+        # As the base's, but this process decodes only its own rows of each global batch, not the whole batch.
+        processes, process, multiple = self._share
+        rows, step, mine = self._ordered(split, shuffle), batch_size * processes, []
+        for start in range(0, len(rows), step):
+            batch = rows[start : start + step]
+            part = (len(batch) - len(batch) % multiple) // processes
+            if part:
+                mine.append(batch[process * part : (process + 1) * part])
+        return self._batches(mine, targets)
+
+    def test_chunks(self, limit: int | None = None):
+        chunk = max(1, TEST_CHUNK_BYTES // (4 * int(np.prod(self.settings.shape))))
+        rows = self._rows[TEST][:limit]
+        yield from self._batches([rows[start : start + chunk] for start in range(0, len(rows), chunk)], None)
+
+    def raw_test_inputs(self, limit: int) -> np.ndarray:
+        rows = self._rows[TEST][:limit]
+        return self._read_rows(rows)[0] if len(rows) else np.empty((0, *self.settings.shape), np.uint8)
+
+    # ------------------------------------------------------------------ reading
+    def _ordered(self, split: int, shuffle: bool) -> np.ndarray:
+        rows = self._rows[split]
+        return rows[self.next_shuffle().permutation(len(rows))] if shuffle else rows
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dltool-images")
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def _batches(self, batches: list[np.ndarray], targets):
+        """Yield (model inputs, targets) of each batch of rows, in order; up to ``workers + READ_AHEAD`` batches
+        are decoding at once, one batch per thread (a task per file costs more than a small image's decoding)."""
+        pool, pending, queued = self._executor(), deque(), iter(batches)
+
+        def queue_next() -> None:
+            rows = next(queued, None)
+            if rows is not None:
+                pending.append(pool.submit(self._model_batch, rows))
+
+        for _ in range(self.workers + READ_AHEAD):
+            queue_next()
+        try:
+            while pending:
+                x, y = pending.popleft().result()
+                queue_next()
+                yield x, (y if targets is None else targets(y))
+        finally:  # a pass left early (Keras makes some) leaves nothing queued behind it
+            for future in pending:
+                future.cancel()
+
+    def _model_batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pixels, used = self._read_rows(rows)
+        return self.preprocessing.transform(pixels), self._labels[used]
+
+    def _read_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The uint8 pixels of ``rows`` (from the cache, else decoded and cached) and the rows they are of: with
+        on_bad_file: skip, an unreadable file's place goes to the next readable one of its split."""
+        out = np.empty((len(rows), *self.settings.shape), dtype=np.uint8)
+        used = np.array(rows, copy=True)
+        cached = self.cache.cached(rows)
+        if cached.any():
+            out[cached] = self.cache.read(rows[cached])
+        for index in np.flatnonzero(~cached):
+            used[index], out[index] = self._readable(int(rows[index]))
+        return out, used
+
+    def _readable(self, row: int) -> tuple[int, np.ndarray]:
+        """(row, pixels) of ``row``'s file, or of the next readable file of its split when it cannot be read."""
+        candidate = row
+        while True:
+            if candidate not in self._unreadable:
+                if self.cache.cached(np.array([candidate]))[0]:
+                    return candidate, self.cache.read(np.array([candidate]))[0]
+                try:
+                    pixels = read_image(self.listing.files[candidate], self.settings)
+                except DataError as exc:
+                    if not self.skip:
+                        raise DataError(f"{exc}; {SKIP_HINT}") from None
+                    with self._lock:
+                        self._unreadable[candidate] = str(exc)
+                    self.cache.unreadable(np.array([candidate]))
+                else:
+                    self.cache.store(np.array([candidate]), pixels[None])
+                    return candidate, pixels
+            candidate = self._next_in_split(candidate)
+            if candidate == row:
+                raise DataError(
+                    f"{self.listing.root}: no file of the {SPLIT_NAMES[self._split_of[row]]} split can be read as "
+                    f"an image ({len(self._unreadable)} unreadable file(s)); expected PNG, JPEG, BMP, GIF or WebP files"
+                )
+
+    def _next_in_split(self, row: int) -> int:
+        rows = self._rows[self._split_of[row]]  # in listing order
+        return int(rows[(np.searchsorted(rows, row) + 1) % len(rows)])
+
+    # ------------------------------------------------------------------ preparing
+    def time_decoding(self) -> float:
+        """Seconds per image of the first training files, decoded on this thread (and cached)."""
+        rows = self._rows[TRAIN][:PROBE_FILES]
+        started = time.perf_counter()
+        self._read_rows(rows)
+        return (time.perf_counter() - started) / max(len(rows), 1)
+
+    def fit_standardization(self) -> int:
+        """Per-channel mean and std of up to STANDARDIZE_SAMPLE training images (drawn with the split seed),
+        after scaling, as Preprocessing.fit takes them in memory; returns how many images were used."""
+        rows = self._rows[TRAIN]
+        if len(rows) > STANDARDIZE_SAMPLE:
+            rows = np.sort(
+                np.random.default_rng([self.seed, len(rows)]).choice(rows, STANDARDIZE_SAMPLE, replace=False)
+            )
+        channels = self.settings.shape[-1]
+        total, squares, count = np.zeros(channels), np.zeros(channels), 0
+        for x, _ in self._batches([rows[start : start + 64] for start in range(0, len(rows), 64)], None):
+            flat = x.reshape(-1, channels).astype(np.float64)
+            total += flat.sum(axis=0)
+            squares += np.square(flat).sum(axis=0)
+            count += len(flat)
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        std[std == 0] = 1.0
+        self.preprocessing.mean, self.preprocessing.std = mean.tolist(), std.tolist()
+        return len(rows)
+
+    def note(self, text: str) -> None:
+        """Add ``text`` to what :meth:`take_notes` gives next."""
+        with self._lock:
+            self._notes.append(text)
+
+
+def _open_cache(config, listing: FolderListing, fingerprint: str):
+    """The cache ``data.cache`` asks for, or none (with a warning) where it would not fit."""
+    data, settings = config.data, settings_from_config(config.data)
+    if data.cache == "memory":
+        needed, memory = len(listing.files) * int(np.prod(settings.shape)), physical_memory()
+        if memory is not None and needed > MEMORY_CACHE_SHARE * memory:
+            return NoCache(), (
+                f"data.cache: memory would keep {needed / 2**30:.1f} GiB of uint8 pixels, more than half of this "
+                f"machine's {memory / 2**30:.1f} GiB; reading without a cache (use data.cache: disk)"
+            )
+        return MemoryCache(len(listing.files), settings.shape), None
+    if data.cache == "disk":
+        cache = DiskCache(cache_root() / fingerprint, len(listing.files), settings.shape, settings.to_dict())
+        reason = cache.fits()
+        return (NoCache(), f"data.cache: disk: {reason}; reading without a cache") if reason else (cache, None)
+    return NoCache(), None
+
+
+def prepare_streamed_images(config) -> StreamedImages:
+    """An images config's splits, streamed: list, split and fingerprint the files (nothing decoded but a few to
+    time decoding and, with data.standardize, a sample to fit it)."""
+    data = config.data
+    listing = list_folder(data)
+    settings = settings_from_config(data)
+    if list(config.model.input_shape) != settings.shape:
+        raise ConfigError(
+            f"expected the data's sample shape, received {list(config.model.input_shape)}: the data has "
+            f"{len(listing.files)} images of shape {settings.shape} (data.image_size and color_mode); "
+            f"set model.input_shape: {settings.shape}",
+            path="model.input_shape",
+        )
+    seed = data.split_seed if data.split_seed is not None else config.seed
+    split = split_by_class(listing, data, seed)
+    labels = [listing.classes[label] for label in listing.labels]
+    fingerprint = listing_fingerprint(listing.root, listing.files, labels, settings.to_dict())
+    cache, warning = _open_cache(config, listing, fingerprint)
+    state = Preprocessing(
+        input_shape=list(config.model.input_shape),
+        task="classification" if config.is_classifier else "regression",
+        scale=data.scale,
+        class_names=list(listing.classes) if config.is_classifier else None,
+        **preprocessing_kind(data),
+    )
+    images = StreamedImages(config, listing, split, state, fingerprint, cache)
+    if warning:
+        images.warnings.append(warning)
+    images.workers = decode_workers(images.time_decoding(), len(listing.files))
+    images.note(
+        f"streaming {len(listing.files)} images from {listing.root}: decoded on {images.workers} thread(s), "
+        f"{cache.describe()}"
+    )
+    if data.standardize:
+        used = images.fit_standardization()
+        images.note(f"data.standardize: mean and std per channel of {used} training images (seed {seed})")
+    return images
