@@ -72,42 +72,6 @@ def open_or_join(
     return run
 
 
-class _EpochsToData(Observer):
-    """The run's observer, and the data told of each epoch as it starts: a streamed split shuffles by epoch.
-
-    Keras's epoch is the one to follow (not the passes over the data, of which Keras makes more than one per
-    epoch), and a resumed run starts at its first missing epoch, so each epoch shuffles as an uninterrupted run's.
-    """
-
-    def __init__(self, observer: Observer, data):
-        self.observer, self.data = observer, data
-
-    def on_run_created(self, run) -> None:
-        self.observer.on_run_created(run)
-
-    def on_train_begin(self, epochs: int, steps: int | None) -> None:
-        self.observer.on_train_begin(epochs, steps)
-
-    def on_epoch_begin(self, epoch: int) -> None:
-        self.data.start_epoch(epoch)
-        self.observer.on_epoch_begin(epoch)
-
-    def on_batch_end(self, step: int, logs: dict | None) -> None:
-        self.observer.on_batch_end(step, logs)
-
-    def on_epoch_end(self, row: dict) -> None:
-        self.observer.on_epoch_end(row)
-
-    def on_train_end(self) -> None:
-        self.observer.on_train_end()
-
-    def on_run_completed(self, run, model, data) -> None:
-        self.observer.on_run_completed(run, model, data)
-
-    def on_worker_finished(self, digest: str) -> None:
-        self.observer.on_worker_finished(digest)
-
-
 def train_or_follow(
     run: Run,
     config: ExperimentConfig,
@@ -127,7 +91,6 @@ def train_or_follow(
     given) then runs just before fitting (a resumed run is marked RUNNING again there). ``history``,
     ``initial_epoch`` and ``restore`` continue a resumed run, as in :func:`fit_and_record`.
     """
-    observer = _EpochsToData(Observer() if observer is None else observer, data)
     if not group.is_leader:
         share_out(None, config, data, group)
         return follow(run, config, data, model, observer, group=group, initial_epoch=initial_epoch, restore=restore)

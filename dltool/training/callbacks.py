@@ -193,6 +193,18 @@ class Watch(keras.callbacks.Callback):
             raise StopRequested()
 
 
+class EpochsToData(keras.callbacks.Callback):
+    """Tells the data each epoch as it starts (counted from 1): a streamed split shuffles by Keras's epoch, not
+    by its passes (Keras makes more than one per epoch), and a resumed run starts at its first missing epoch."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.start_epoch(epoch + 1)
+
+
 class EpochTensorBoard(keras.callbacks.Callback):
     """Each epoch's metrics and learning rate as TensorBoard scalars under ``log_dir``.
 

@@ -165,6 +165,9 @@ def fit(
         should_stop=should_stop,
         tensorboard_dir=tensorboard_dir,
     )
+    from .callbacks import EpochsToData
+
+    callbacks.insert(0, EpochsToData(data))
     # Several processes: each passes its share of every batch, and Keras puts the shares together.
     batch_size = group.batch_share(train.batch_size)
     inputs = data.fit_inputs(lambda y: fit_targets(model, config, y), batch_size, train.shuffle)

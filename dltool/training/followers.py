@@ -113,6 +113,8 @@ def follow(
     except TrainingError as exc:
         raise TrainingError(f"worker {group.rank} of run {run.id}: {exc}") from None
     except Exception as exc:  # noqa: BLE001  (a failed collective: another process stopped)
+        if data.failure is not None:  # a streamed file that cannot be read: its own message, not TensorFlow's
+            raise TrainingError(f"worker {group.rank} of run {run.id} stopped: {data.failure}") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         cause = "another process stopped; " if group.looks_like_lost_peer(exc) else ""
         raise TrainingError(

@@ -16,7 +16,6 @@ from dltool.distributed import LOCAL, ProcessGroup
 from dltool.distributed.launcher import RUN_FILE_ENV
 from dltool.errors import TrainingError
 from dltool.runs import FAILED, Run
-from dltool.training.observer import Observer
 
 RUN_ID = "20260101-000000-digits-abcd"
 
@@ -100,32 +99,9 @@ def test_process_zero_fits_and_records_after_its_last_step_and_a_follower_follow
 
     calls.clear()
     train_or_follow(run, None, None, None, observer=None, group=LOCAL, history=[{"epoch": 1}])
-    ((name, kwargs),) = calls
-    observer = kwargs.pop("observer")  # the run's observer, which also tells the data each epoch (shuffles)
-    assert name == "fit" and isinstance(observer, Observer)
-    assert kwargs == {"history": [{"epoch": 1}], "initial_epoch": 0, "restore": None, "group": LOCAL}
-
-
-def test_the_data_learns_each_epoch_from_keras_as_the_observer_does(tmp_path, monkeypatch):
-    class Data:
-        epochs: list[int] = []
-
-        def start_epoch(self, epoch):
-            self.epochs.append(epoch)
-
-    class Seen(Observer):
-        epochs: list[int] = []
-
-        def on_epoch_begin(self, epoch):
-            self.epochs.append(epoch)
-
-    given = []
-    monkeypatch.setattr(run_lifecycle, "fit_and_record", lambda run, *a, observer, **kw: given.append(observer))
-    data, seen = Data(), Seen()
-    train_or_follow(Run(tmp_path / RUN_ID), None, data, None, observer=seen, group=LOCAL)
-    for epoch in (3, 4):  # what Keras's callbacks tell the observer fit is given
-        given[0].on_epoch_begin(epoch)
-    assert data.epochs == seen.epochs == [3, 4]
+    assert calls == [
+        ("fit", {"observer": None, "history": [{"epoch": 1}], "initial_epoch": 0, "restore": None, "group": LOCAL})
+    ]
 
 
 @pytest.mark.parametrize("module", [train, resume], ids=["train", "resume"])

@@ -102,3 +102,20 @@ def test_resumed_callbacks_get_their_progress_back_after_keras_resets_it(compile
     callbacks.set_model(compiled_model)
     callbacks.on_train_begin()  # EarlyStopping's own on_train_begin sets wait 0 and best None first
     assert callback_states(stateful) == restore
+
+
+def test_the_data_learns_each_epoch_as_keras_starts_it_counted_from_one():
+    from dltool.training.callbacks import EpochsToData
+
+    class Data:
+        def __init__(self):
+            self.epochs = []
+
+        def start_epoch(self, epoch):
+            self.epochs.append(epoch)
+
+    data = Data()
+    callback = EpochsToData(data)
+    for epoch in (2, 3):  # Keras's 0-based epochs of a run resumed after its second epoch
+        callback.on_epoch_begin(epoch)
+    assert data.epochs == [3, 4]
