@@ -1055,23 +1055,6 @@ def machine_lines(args) -> list[str]:
     ]
 
 
-def previous_sections(report: Path, chosen: list[str]) -> dict[str, list[str]]:
-    """{section: its lines} of an existing report for the sections not run this time (--only keeps the rest)."""
-    if not report.is_file():
-        return {}
-    found, start = {}, None
-    lines = report.read_text(encoding="utf-8").splitlines()
-    for index, line in enumerate(lines):
-        if start is None and line.startswith("## "):
-            start = index
-        if line.startswith("<sub>section "):
-            name = line[len("<sub>section ") :].split(":", 1)[0]
-            if start is not None and name in SECTIONS and name not in chosen:
-                found[name] = lines[start : index + 1] + [""]
-            start = None
-    return found
-
-
 SECTION_FUNCS = {
     "photos": photos_section,
     "pipeline": pipeline_section,
@@ -1143,7 +1126,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *machine_lines(args),
     ]
-    kept = previous_sections(out, chosen) if args.only else {}
+    kept = rb.previous_sections(out, chosen, SECTIONS) if args.only else {}
     if kept:
         header += [f"Sections {', '.join(kept)} are kept from the previous report (not re-run this time).", ""]
     started, body, all_ok = time.perf_counter(), [], True

@@ -1449,7 +1449,7 @@ SECTION_FUNCS = {
 # ----------------------------------------------------------------------------- main
 
 
-def previous_sections(report: Path, chosen: list[str]) -> dict[str, list[str]]:
+def previous_sections(report: Path, chosen: list[str], sections: list[str] = SECTIONS) -> dict[str, list[str]]:
     """{section: its lines} of an existing report, for the sections not chosen this time (--only keeps the rest).
 
     A section runs from the line after the previous section's footer (`<sub>section NAME: ...`) to its own footer.
@@ -1463,7 +1463,7 @@ def previous_sections(report: Path, chosen: list[str]) -> dict[str, list[str]]:
             start = index
         if line.startswith("<sub>section "):
             name = line[len("<sub>section ") :].split(":", 1)[0]
-            if start is not None and name in SECTIONS and name not in chosen:
+            if start is not None and name in sections and name not in chosen:
                 found[name] = lines[start : index + 1] + [""]
             start = None
     return found

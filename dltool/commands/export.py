@@ -108,10 +108,10 @@ def _samples(saved: SavedRun, data_file: str | Path | None, keep: list[str]) -> 
     from."""
     state = saved.preprocessing
     if data_file is None:
-        from ..data import open_test_split
+        from ..data.splits import raw_test_inputs
 
         try:
-            raw = open_test_split(saved.config, state).raw_test_inputs(MAX_SAMPLES)
+            raw = raw_test_inputs(saved.config, MAX_SAMPLES)
         except DataError as exc:
             raise RunStateError(
                 f"cannot rebuild the run's test split to verify the export ({exc}); give --data FILE"

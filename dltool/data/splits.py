@@ -307,6 +307,17 @@ def open_test_split(config, preprocessing: Preprocessing) -> TrainingData:
     )
 
 
+def raw_test_inputs(config, limit: int) -> np.ndarray:
+    """Up to ``limit`` of a run's test inputs as its source gives them, nothing preprocessed (what an exported
+    model takes, for export's verification): a streamed source reads them from disk, in memory only the source
+    is loaded and split."""
+    if should_stream(config.data):
+        return streamer(config.data)(config).raw_test_inputs(limit)
+    raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
+    _check_input_shape(config, raw)
+    return split_raw(config, raw, own_split(config, raw))[2][:limit]
+
+
 def _data_name(config) -> str:
     data = config.data
     path = getattr(data, "path", None)
