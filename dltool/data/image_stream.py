@@ -9,6 +9,7 @@ not depend on the threads' timing. ``data.cache`` keeps the decoded uint8 images
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -35,7 +36,7 @@ from .images import (
 from .labels import regression_targets
 from .preprocessing import Preprocessing
 from .sources import SplitRows
-from .streaming import TEST, TRAIN, VALIDATION, StreamedSplits
+from .streaming import TEST, TRAIN, VALIDATION, StreamedSplits, quiet_options
 
 STREAM_BUDGET_CAP = 4 * 2**30  # data.stream: auto streams a folder whose pixels would take more than this ...
 STREAM_BUDGET_SHARE = 0.25  # ... or more than this share of physical memory, whichever is less
@@ -45,6 +46,12 @@ PROBE_FILES = 8  # decoded on one thread when the stream opens, to time them (se
 READ_AHEAD = 2  # batches queued beyond one per decoding thread
 TEST_CHUNK_BYTES = 64 * 2**20  # float32 pixels per chunk of the test split (evaluate's report)
 SPLIT_NAMES = {TRAIN: "training", VALIDATION: "validation", TEST: "test"}
+MAX_PENDING = 64  # batches remembered while in the tf.data pipeline (a pipeline holds a few)
+
+
+def decode_threads() -> int:
+    """Files decoded at once in the tf.data pipeline: one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def stream_budget() -> int:
@@ -109,6 +116,9 @@ class StreamedImages(StreamedSplits):
         self._noted = (0, cache.state)  # what take_notes last said: unreadable files, cache state
         self._notes: list[str] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._failure: DltoolError | None = None
+        self._pending: dict[int, np.ndarray] = {}  # batches in the tf.data pipeline, by key (see _in_flight)
+        self._next_key = 0
 
     # ------------------------------------------------------------------ the interface
     def sizes(self) -> dict:
@@ -145,28 +155,170 @@ class StreamedImages(StreamedSplits):
         return notes
 
     def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
-        rows = self._ordered(split, shuffle)
-        return self._batches([rows[start : start + batch_size] for start in range(0, len(rows), batch_size)], targets)
+        return self._batches(self._row_batches(split, batch_size, shuffle, shared=False), targets)
 
     def _shared(self, split: int, batch_size: int, shuffle: bool, targets):
         # As the base's, but this process decodes only its own rows of each global batch, not the whole batch.
+        return self._batches(self._row_batches(split, batch_size, shuffle, shared=True), targets)
+
+    def _row_batches(self, split: int, batch_size: int, shuffle: bool, shared: bool) -> list[np.ndarray]:
+        """The rows of each batch of one pass over ``split`` (shuffled with the epoch's seed when ``shuffle``);
+        ``shared`` (after keep_share): this process's ``batch_size`` rows of every global batch."""
+        rows = self._ordered(split, shuffle)
+        if not shared or self._share is None:
+            return [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
         processes, process, multiple = self._share
-        rows, step, mine = self._ordered(split, shuffle), batch_size * processes, []
+        step, mine = batch_size * processes, []
         for start in range(0, len(rows), step):
             batch = rows[start : start + step]
             part = (len(batch) - len(batch) % multiple) // processes
             if part:
                 mine.append(batch[process * part : (process + 1) * part])
-        return self._batches(mine, targets)
+        return mine
 
     def test_chunks(self, limit: int | None = None):
         chunk = max(1, TEST_CHUNK_BYTES // (4 * int(np.prod(self.settings.shape))))
-        rows = self._rows[TEST][:limit]
-        yield from self._batches([rows[start : start + chunk] for start in range(0, len(rows), chunk)], None)
+        total = len(self._rows[TEST][:limit])
+        if self.skip or not total:
+            rows = self._rows[TEST][:limit]
+            yield from self._batches([rows[start : start + chunk] for start in range(0, len(rows), chunk)], None)
+            return
+        seen = 0
+        for x, y in self.dataset(TEST, chunk, False, None):  # decoded as in training: TensorFlow's threads
+            take = min(len(x), total - seen)
+            yield x.numpy()[:take], y.numpy()[:take]
+            seen += take
+            if seen >= total:
+                return
 
     def raw_test_inputs(self, limit: int) -> np.ndarray:
         rows = self._rows[TEST][:limit]
         return self._read_rows(rows)[0] if len(rows) else np.empty((0, *self.settings.shape), np.uint8)
+
+    # ------------------------------------------------------------------ the tf.data pipeline
+    def dataset(self, split: int, batch_size: int, shuffle: bool, targets, shared: bool = False):
+        """One split's batches for Keras: files decoded in a parallel tf.data map (see :mod:`.image_pipeline`),
+        batched in the order :meth:`_row_batches` gives, then scaled by TensorFlow. With on_bad_file: skip,
+        the base's pipeline over dltool's Pillow threads: only there can a file be replaced where it occurs."""
+        if self.skip:
+            return super().dataset(split, batch_size, shuffle, targets, shared)
+        import tensorflow as tf
+
+        from .image_pipeline import file_decoder, scaled
+
+        shared = shared and self._share is not None
+        steps = len(self._row_batches(split, batch_size, False, shared))  # the same count in every order
+        paths = tf.constant([str(path) for path in self.listing.files])
+        shape = self.settings.shape
+        decode = file_decoder(self.settings, self._pillow_row)
+        caching = self.cache.state in ("filling", "building")
+        sample_y = self._labels[:1] if targets is None else targets(self._labels[:1])
+
+        def batches_of_rows():
+            for rows in self._row_batches(split, batch_size, shuffle, shared):
+                key = self._in_flight(rows)
+                yield np.full(len(rows), key, np.int64), rows.astype(np.int64), self.cache.cached(rows)
+
+        def cached(row):
+            pixels = tf.numpy_function(self._cached_row, [row], tf.uint8, stateful=False)
+            return tf.reshape(pixels, shape)
+
+        def one_file(key, row, is_cached):
+            pixels = tf.cond(is_cached, lambda: cached(row), lambda: decode(tf.gather(paths, row), row))
+            return key, row, pixels
+
+        def done(keys, rows, pixels):
+            inputs = [keys[0], rows, pixels if caching else tf.zeros([0], tf.uint8)]
+            y = tf.numpy_function(
+                lambda key, rows, pixels: self._batch_done(key, rows, pixels, targets),
+                inputs,
+                tf.as_dtype(sample_y.dtype),
+                stateful=True,
+            )
+            y.set_shape((None, *sample_y.shape[1:]))
+            return scaled(tf, pixels, self.preprocessing), y
+
+        signature = (
+            tf.TensorSpec((None,), tf.int64),
+            tf.TensorSpec((None,), tf.int64),
+            tf.TensorSpec((None,), tf.bool),
+        )
+        data = (
+            tf.data.Dataset.from_generator(self._recorded(batches_of_rows), output_signature=signature)
+            .unbatch()
+            .map(one_file, num_parallel_calls=decode_threads(), deterministic=True)
+            .batch(batch_size)
+            .map(done)
+            .apply(tf.data.experimental.assert_cardinality(steps))
+            .prefetch(2)
+        )
+        return data.with_options(quiet_options(tf))
+
+    def _in_flight(self, rows: np.ndarray) -> int:
+        """Note a batch handed to the pipeline (until :meth:`_batch_done`): where to look for a file TensorFlow
+        could not decode. Returns the batch's key."""
+        with self._lock:
+            self._next_key += 1
+            self._pending[self._next_key] = rows
+            while len(self._pending) > MAX_PENDING:  # passes Keras leaves early leave their batches behind
+                self._pending.pop(next(iter(self._pending)))
+            return self._next_key
+
+    def _batch_done(self, key, rows: np.ndarray, pixels: np.ndarray, targets) -> np.ndarray:
+        """A batch decoded: forget it, keep its new pixels in the cache, return its targets."""
+        with self._lock:
+            self._pending.pop(int(key), None)
+        if len(pixels):
+            new = ~self.cache.cached(rows)
+            if new.any():
+                self.cache.store(rows[new], pixels[new])
+        labels = self._labels[rows]
+        return labels if targets is None else targets(labels)
+
+    def _cached_row(self, row) -> np.ndarray:
+        return self.cache.read(np.array([int(row)]))[0]
+
+    def _pillow_row(self, row) -> np.ndarray:
+        """A file TensorFlow does not decode itself, read by Pillow (and cached) as predict reads it."""
+        try:
+            return self._readable(int(row))[1]
+        except DltoolError as exc:
+            self.failure = exc
+            raise
+
+    @property
+    def failure(self) -> DltoolError | None:
+        """What stopped a pass: a file Pillow could not read, or one TensorFlow could not decode (looked for,
+        once a pass has stopped, among the batches handed to the pipeline and not yet done)."""
+        if self._failure is None and self._pending:
+            self._failure = self._undecodable()
+        return self._failure
+
+    @failure.setter
+    def failure(self, value: DltoolError | None) -> None:
+        self._failure = value
+
+    def _undecodable(self) -> DataError | None:
+        import tensorflow as tf
+
+        from .image_pipeline import file_decoder
+
+        decode = file_decoder(self.settings, self._pillow_row)
+        with self._lock:
+            pending = [rows for _, rows in sorted(self._pending.items())]
+            self._pending.clear()
+        for rows in pending:
+            for row in rows:
+                path = self.listing.files[int(row)]
+                try:
+                    decode(tf.constant(str(path)), tf.constant(int(row), tf.int64))
+                except tf.errors.OpError as exc:
+                    reason = exc.message.strip().splitlines()[0] if exc.message.strip() else type(exc).__name__
+                    return DataError(
+                        f"{path}: cannot read as an image (TensorFlow: {reason}); expected a PNG, JPEG, BMP, GIF "
+                        f"or WebP file; {SKIP_HINT}"
+                    )
+        return None
 
     # ------------------------------------------------------------------ reading
     def _ordered(self, split: int, shuffle: bool) -> np.ndarray:

@@ -356,7 +356,7 @@ def load(config, *, seed: int = 0, **_) -> RawData:
         cache = DiskCache(cache_root() / key, len(listing.files), settings.shape, settings.to_dict())
     try:
         if cache is not None and cache.state == "reused":
-            x = np.array(cache.pixels)
+            x = cache.read_all()
             again = np.flatnonzero(~cache.filled)  # files no run could read: read (and fail, or skip) again
             for row, pixels in zip(
                 again, read_images([listing.files[r] for r in again], settings, unreadable=unreadable if skip else None)

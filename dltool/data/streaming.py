@@ -64,6 +64,14 @@ def large_file(data_config) -> bool:
         return False  # loading says what is wrong with the path
 
 
+def quiet_options(tf):
+    """tf.data options without autotuning: its thread held Keras up to 4 s each time a finished pass's iterator
+    was deleted (measured on the 2-core machine); the pipeline's parallelism and prefetch are set explicitly."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 class StreamedSplits(TrainingData):
     """The base of every source read from disk batch by batch each epoch: splits known by their sizes only.
 
@@ -168,7 +176,7 @@ class StreamedSplits(TrainingData):
             steps = -(-self.counts[split] // batch_size)
             batches = lambda: self.iter_split(split, batch_size, shuffle, targets)  # noqa: E731
         data = tf.data.Dataset.from_generator(self._recorded(batches), output_signature=signature)
-        return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+        return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2).with_options(quiet_options(tf))
 
     def _recorded(self, batches):
         """``batches`` that keep a DltoolError they raise in ``failure``: TensorFlow wraps it in a traceback."""
