@@ -19,16 +19,6 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 _LUMA = (19595, 38470, 7471)
 
 
-def _png_header(tf, contents):
-    """(width, height, bit depth) from a PNG's IHDR chunk, which the format puts first."""
-    size = tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8)
-    size = tf.cast(size, tf.int32)
-    width = size[0] * 2**24 + size[1] * 2**16 + size[2] * 2**8 + size[3]
-    height = size[4] * 2**24 + size[5] * 2**16 + size[6] * 2**8 + size[7]
-    depth = tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 24, 1), tf.uint8)[0], tf.int32)
-    return width, height, depth
-
-
 def _to_channels(tf, image, channels: int):
     """An image decoded with its own channels (1 L, 2 LA, 3 RGB, 4 RGBA) in ``channels``, as Pillow's convert
     to L, RGB or RGBA gives it: alpha dropped or made opaque, grey repeated, colour to grey by Pillow's luma."""
@@ -60,43 +50,57 @@ def _to_channels(tf, image, channels: int):
     )
 
 
-def file_decoder(settings: ImageSettings, read_with_pillow):
-    """A tf function (path, row) -> uint8 pixels of ``settings.shape``: TensorFlow's decoder for a PNG (8 bits or
-    fewer per channel) or JPEG already of the right size, else ``read_with_pillow(row)`` (a numpy function)."""
+def file_decoder(settings: ImageSettings, read_with_pillow, read_cached=None):
+    """A tf function (path, row, cached) -> uint8 pixels of ``settings.shape``: ``read_cached(row)`` (a numpy
+    function) where ``cached``; TensorFlow's decoder for a PNG (8 bits or fewer per channel) or JPEG already of
+    the right size; else ``read_with_pillow(row)`` (a numpy function).
+
+    One ``switch_case`` per file picks the way: every branch op TensorFlow runs per file costs about as much as
+    decoding a 64x64 PNG, so the header is read without branching (its first 26 bytes, padded).
+    """
     import tensorflow as tf
 
     height, width = settings.size
     channels = CHANNELS[settings.color_mode]
     shape = settings.shape
+    png_magic = list(PNG_MAGIC)
+    jpeg_magic = list(JPEG_MAGIC)
 
-    def with_pillow(row):
-        pixels = tf.numpy_function(read_with_pillow, [row], tf.uint8, stateful=False)
-        return tf.reshape(pixels, shape)
+    def numpy_read(function, row):
+        return tf.reshape(tf.numpy_function(function, [row], tf.uint8, stateful=False), shape)
 
-    def decode(path, row):
+    def native(image):
+        # RGB straight from the decoder: libpng and libjpeg repeat grey and drop alpha as Pillow's convert does.
+        return tf.reshape(image if channels == 3 else _to_channels(tf, image, channels), shape)
+
+    def decode(path, row, cached=False):
         contents = tf.io.read_file(path)
-        head = tf.strings.substr(contents, 0, 8)
-        is_png = tf.equal(head, PNG_MAGIC)
-        is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), JPEG_MAGIC)
+        head = tf.strings.substr(tf.strings.join([tf.strings.substr(contents, 0, 26), b"\0" * 26]), 0, 26)
+        head = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int32)
+        is_png = tf.reduce_all(tf.equal(head[:8], png_magic))
+        png_width = head[16] * 2**24 + head[17] * 2**16 + head[18] * 2**8 + head[19]
+        png_height = head[20] * 2**24 + head[21] * 2**16 + head[22] * 2**8 + head[23]
+        png_fits = is_png & tf.equal(png_width, width) & tf.equal(png_height, height) & (head[24] <= 8)
+        is_jpeg = tf.reduce_all(tf.equal(head[:3], jpeg_magic))
+        decoded_channels = 3 if channels == 3 else 0
 
-        def png_fits():
-            png_width, png_height, depth = _png_header(tf, contents)
-            return (png_width == width) & (png_height == height) & (depth <= 8)
+        def png():
+            return native(tf.io.decode_png(contents, channels=decoded_channels))
 
-        def jpeg_fits():
+        def jpeg():
             jpeg_shape = tf.io.extract_jpeg_shape(contents)
-            return (jpeg_shape[0] == height) & (jpeg_shape[1] == width)
+            return tf.cond(
+                tf.equal(jpeg_shape[0], height) & tf.equal(jpeg_shape[1], width),
+                lambda: native(tf.io.decode_jpeg(contents, channels=decoded_channels, dct_method="INTEGER_ACCURATE")),
+                lambda: numpy_read(read_with_pillow, row),
+            )
 
-        def native_png():
-            return tf.reshape(_to_channels(tf, tf.io.decode_png(contents, channels=0), channels), shape)
+        def decoded():
+            return tf.cond(png_fits, png, lambda: tf.cond(is_jpeg, jpeg, lambda: numpy_read(read_with_pillow, row)))
 
-        def native_jpeg():
-            image = tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE")
-            return tf.reshape(_to_channels(tf, image, channels), shape)
-
-        png = tf.cond(is_png, png_fits, lambda: tf.constant(False))
-        jpeg = tf.cond(is_jpeg & tf.logical_not(is_png), jpeg_fits, lambda: tf.constant(False))
-        return tf.case([(png, native_png), (jpeg, native_jpeg)], default=lambda: with_pillow(row))
+        if read_cached is None:
+            return decoded()
+        return tf.cond(cached, lambda: numpy_read(read_cached, row), decoded)
 
     return decode
 

@@ -209,8 +209,7 @@ class StreamedImages(StreamedSplits):
         shared = shared and self._share is not None
         steps = len(self._row_batches(split, batch_size, False, shared))  # the same count in every order
         paths = tf.constant([str(path) for path in self.listing.files])
-        shape = self.settings.shape
-        decode = file_decoder(self.settings, self._pillow_row)
+        decode = file_decoder(self.settings, self._pillow_row, self._cached_row)
         caching = self.cache.state in ("filling", "building")
         sample_y = self._labels[:1] if targets is None else targets(self._labels[:1])
 
@@ -219,13 +218,8 @@ class StreamedImages(StreamedSplits):
                 key = self._in_flight(rows)
                 yield np.full(len(rows), key, np.int64), rows.astype(np.int64), self.cache.cached(rows)
 
-        def cached(row):
-            pixels = tf.numpy_function(self._cached_row, [row], tf.uint8, stateful=False)
-            return tf.reshape(pixels, shape)
-
         def one_file(key, row, is_cached):
-            pixels = tf.cond(is_cached, lambda: cached(row), lambda: decode(tf.gather(paths, row), row))
-            return key, row, pixels
+            return key, row, decode(tf.gather(paths, row), row, is_cached)
 
         def done(keys, rows, pixels):
             inputs = [keys[0], rows, pixels if caching else tf.zeros([0], tf.uint8)]
