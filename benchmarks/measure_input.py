@@ -396,9 +396,19 @@ def write_photos_config(path: Path, folder: Path, side: int, epochs: int) -> Pat
 # ----------------------------------------------------------------------------- section: photos
 
 
-def keras_io_run(folder: Path, side: int, epochs: int) -> dict:
+def keras_io_run(folder: Path, side: int, epochs: int, seed: int) -> dict:
     result = rb.run_measured(
-        [PYTHON, str(BENCH / "plain_keras_images.py"), str(folder), "--epochs", str(epochs), "--image-size", str(side)],
+        [
+            PYTHON,
+            str(BENCH / "plain_keras_images.py"),
+            str(folder),
+            "--epochs",
+            str(epochs),
+            "--image-size",
+            str(side),
+            "--seed",
+            str(seed),
+        ],
         env=bench_env(),
         label="keras-io",
     )
@@ -414,6 +424,12 @@ def keras_io_run(folder: Path, side: int, epochs: int) -> dict:
         }
     )
     return result
+
+
+def repeat_seed(repeat: int) -> int:
+    """The seed of both sides in a repeat: the same initial weights (keras.utils.set_random_seed before the same
+    layers), so the accuracies compare the pipelines over a few draws rather than one draw against many."""
+    return 1 + repeat
 
 
 def watched_dirs(folder: Path) -> list[Path]:
@@ -437,9 +453,10 @@ def cached_pair(config: Path, folder: Path, work: Path, repeat: int) -> dict:
     """data.cache: disk, twice in the same runs folder: run 1 writes the cache, run 2 finds it."""
     runs_dir = work / f"runs-cache-{repeat}"
     before = listing(watched_dirs(folder))
-    first = dltool_train(config, ["data.cache=disk"], runs_dir, "dltool cache: disk, run 1")
+    sets = ["data.cache=disk", f"seed={repeat_seed(repeat)}"]
+    first = dltool_train(config, sets, runs_dir, "dltool cache: disk, run 1")
     written = sorted(listing(watched_dirs(folder)) - before)
-    second = dltool_train(config, ["data.cache=disk"], runs_dir, "dltool cache: disk, run 2")
+    second = dltool_train(config, sets, runs_dir, "dltool cache: disk, run 2")
     first["second"] = second
     first["cache_written"] = [f"{p} ({du_mb(p):,.0f} MB)" for p in written if looks_like_cache(p, folder)]
     first["cache_in_runs"] = f"{du_mb(runs_dir):,.0f} MB"
@@ -566,8 +583,10 @@ def photos_section(args) -> list[str]:
         if not accepted:
             raise Refused(" ".join(refused))
         variants = {
-            "keras-io": lambda i: keras_io_run(folder, args.side, epochs),
-            "dltool": lambda i: dltool_train(config, [], work / f"runs-auto-{i}", "dltool (stream: auto)"),
+            "keras-io": lambda i: keras_io_run(folder, args.side, epochs, repeat_seed(i)),
+            "dltool": lambda i: dltool_train(
+                config, [f"seed={repeat_seed(i)}"], work / f"runs-auto-{i}", "dltool (stream: auto)"
+            ),
             "dltool cache: disk": lambda i: cached_pair(config, folder, work, i),
         }
         variants = {name: run for name, run in variants.items() if name == "keras-io" or name in accepted}
@@ -587,7 +606,9 @@ def photos_section(args) -> list[str]:
         "path: FOLDER, image_size: [S, S], test: 0.2, validation: null}` and `train.tensorboard: false`, no "
         "stream or cache key (data.stream: auto decides); checkpoints and plots as by default. The cache variant "
         "adds `--set data.cache=disk` and trains twice in the same runs folder; the cache it leaves is removed "
-        f"before the next repeat. Variants alternated, {args.repeats} repeat(s); wall and peak RSS of the whole "
+        f"before the next repeat. Repeat r seeds both sides with r (`--seed r`, `--set seed=r`: "
+        "keras.utils.set_random_seed, so both start from the same weights; dltool's seed also draws its split "
+        f"and shuffles). Variants alternated, {args.repeats} repeat(s); wall and peak RSS of the whole "
         "process; first step = from the process's start to the end of the first training batch; images/s = "
         "training images × epochs / fit seconds; epoch 1 includes tracing the train function.",
         "",

@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, help="keras.utils.set_random_seed(SEED) first: initial weights, shuffles")
     args = parser.parse_args()
     if (args.folder is None) == (args.synthetic is None):
         parser.error("give either FOLDER or --synthetic N")
@@ -116,6 +117,8 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
+    if args.seed is not None:
+        keras.utils.set_random_seed(args.seed)
     if args.synthetic:
         datasets = synthetic_datasets(tf, args.synthetic, args.image_size, args.batch_size)
     else:

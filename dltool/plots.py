@@ -210,17 +210,21 @@ def overlay(histories: dict[str, list[dict]], path: Path, metrics: list[str] | N
 MAX_PLOTTED_TEST_SAMPLES = 200_000  # the confusion matrix / scatter of a streamed test split use its first rows
 
 
-def write_run_plots(run, config, rows: list[dict], model, data) -> None:
-    """curves.png, and confusion_matrix.png (classifiers) or predictions.png (regression), into the run."""
+def write_run_plots(run, config, rows: list[dict], model, data, test_outputs=None) -> None:
+    """curves.png, and confusion_matrix.png (classifiers) or predictions.png (regression), into the run.
+
+    ``test_outputs``: (targets, model outputs) of the first test samples where the caller has them already
+    (None: predicted here, up to MAX_PLOTTED_TEST_SAMPLES)."""
     from .keras_io import predict_eagerly
     from .metrics import confusion_matrix as count_confusion
     from .metrics import predicted_classes
 
     title = f"{config.name} ({run.id})"
     curves(rows, run.file("curves.png"), title)
-    chunks = [(y, predict_eagerly(model, x)) for x, y in data.test_chunks(limit=MAX_PLOTTED_TEST_SAMPLES)]
-    y_test = np.concatenate([y for y, _ in chunks])
-    outputs = np.concatenate([o for _, o in chunks])
+    if test_outputs is None:
+        chunks = [(y, predict_eagerly(model, x)) for x, y in data.test_chunks(limit=MAX_PLOTTED_TEST_SAMPLES)]
+        test_outputs = np.concatenate([y for y, _ in chunks]), np.concatenate([o for _, o in chunks])
+    y_test, outputs = test_outputs
     state = data.preprocessing
     if config.is_classifier:
         matrix = count_confusion(y_test, predicted_classes(outputs), len(state.class_names)).tolist()

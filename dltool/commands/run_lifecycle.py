@@ -225,13 +225,17 @@ def _finish_completed(
     """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
     from ..config.expectations import check_expectations, describe_expectation
     from ..keras_io import save_model_atomic
-    from ..plots import write_run_plots
-    from ..training.fitting import evaluate_data
+    from ..plots import MAX_PLOTTED_TEST_SAMPLES, write_run_plots
+    from ..training.fitting import evaluate_data, evaluate_with_outputs
 
     if group.size > 1:  # process 0 tests the model on the whole test split by itself
         group.make_local(model)
         run.append_log(f"{log_time()} final weights {weights_digest(model)} (each worker logs its own)")
-    test = evaluate_data(model, config, data)
+    plots_from_one_pass = config.train.plots and data.streamed
+    # A streamed test split is read once for its metrics and the plots' predictions (a second read of a photo
+    # folder's test split decodes every file again).
+    scored = evaluate_with_outputs(model, config, data, MAX_PLOTTED_TEST_SAMPLES) if plots_from_one_pass else None
+    test = scored[0] if scored else evaluate_data(model, config, data)
     log_data_notes(recorder, data)  # reading the test split may have finished a cache
     save_model_atomic(model, run.file("model.keras"))
     # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
@@ -253,7 +257,7 @@ def _finish_completed(
     if expectations:
         run.append_log("\n".join("expect  " + describe_expectation(checked) for checked in expectations))
     if config.train.plots:
-        write_run_plots(run, config, recorder.rows, model, data)
+        write_run_plots(run, config, recorder.rows, model, data, scored[1:] if scored else None)
     met = (
         {"expectations": expectations, "expectations_met": all(e["met"] for e in expectations)} if expectations else {}
     )

@@ -68,7 +68,20 @@ def large_folder(data_config) -> bool:
         listing = list_folder(data_config)
     except DltoolError:  # the in-memory loader reports it, with its key
         return False
+    _LISTED[:] = [data_config, listing]  # prepare_streamed_images takes it: listing a large folder takes seconds
     return in_memory_bytes(len(listing.files), settings_from_config(data_config)) > stream_budget()
+
+
+_LISTED: list = []  # [the data config large_folder last listed, its listing]
+
+
+def _listing(data_config) -> FolderListing:
+    """The folder's listing: the one :func:`large_folder` just made for this very config, else a new one."""
+    if _LISTED and _LISTED[0] is data_config:
+        listing = _LISTED[1]
+        _LISTED.clear()
+        return listing
+    return list_folder(data_config)
 
 
 def _labels(listing: FolderListing, classifier: bool) -> np.ndarray:
@@ -209,17 +222,28 @@ class StreamedImages(StreamedSplits):
         shared = shared and self._share is not None
         steps = len(self._row_batches(split, batch_size, False, shared))  # the same count in every order
         paths = tf.constant([str(path) for path in self.listing.files])
+        shape = self.settings.shape
         decode = file_decoder(self.settings, self._pillow_row, self._cached_row)
         caching = self.cache.state in ("filling", "building")
         sample_y = self._labels[:1] if targets is None else targets(self._labels[:1])
 
         def batches_of_rows():
+            # A batch all in the cache comes with its pixels, one row each (one read per batch here instead of a
+            # Python call per file in the map); any other batch with a byte per row, to be decoded. (Not an empty
+            # array: TensorFlow's unbatch crashes on tensors of size 0.)
             for rows in self._row_batches(split, batch_size, shuffle, shared):
-                key = self._in_flight(rows)
-                yield np.full(len(rows), key, np.int64), rows.astype(np.int64), self.cache.cached(rows)
+                key, cached = self._in_flight(rows), self.cache.cached(rows)
+                read = cached.all()
+                pixels = self.cache.read(rows).reshape(len(rows), -1) if read else np.zeros((len(rows), 1), np.uint8)
+                yield np.full(len(rows), key, np.int64), rows.astype(np.int64), cached, np.full(len(rows), read), pixels
 
-        def one_file(key, row, is_cached):
-            return key, row, decode(tf.gather(paths, row), row, is_cached)
+        def one_file(key, row, is_cached, read, pixels):
+            pixels = tf.cond(
+                read,
+                lambda: tf.reshape(pixels, shape),
+                lambda: decode(tf.gather(paths, row), row, is_cached),
+            )
+            return key, row, pixels
 
         def done(keys, rows, pixels):
             inputs = [keys[0], rows, pixels if caching else tf.zeros([0], tf.uint8)]
@@ -236,6 +260,8 @@ class StreamedImages(StreamedSplits):
             tf.TensorSpec((None,), tf.int64),
             tf.TensorSpec((None,), tf.int64),
             tf.TensorSpec((None,), tf.bool),
+            tf.TensorSpec((None,), tf.bool),
+            tf.TensorSpec((None, None), tf.uint8),
         )
         data = (
             tf.data.Dataset.from_generator(self._recorded(batches_of_rows), output_signature=signature)
@@ -448,7 +474,7 @@ def prepare_streamed_images(config) -> StreamedImages:
     """An images config's splits, streamed: list, split and fingerprint the files (nothing decoded but a few to
     time decoding and, with data.standardize, a sample to fit it)."""
     data = config.data
-    listing = list_folder(data)
+    listing = _listing(data)
     settings = settings_from_config(data)
     if list(config.model.input_shape) != settings.shape:
         raise ConfigError(
@@ -472,11 +498,13 @@ def prepare_streamed_images(config) -> StreamedImages:
     images = StreamedImages(config, listing, split, state, fingerprint, cache)
     if warning:
         images.warnings.append(warning)
-    images.workers = decode_workers(images.time_decoding(), len(listing.files))
-    images.note(
-        f"streaming {len(listing.files)} images from {listing.root}: decoded on {images.workers} thread(s), "
-        f"{cache.describe()}"
-    )
+    if images.skip:  # Pillow on dltool's threads (see StreamedImages.dataset): as many as pay off
+        images.workers = decode_workers(images.time_decoding(), len(listing.files))
+        how = f"decoded by Pillow on {images.workers} thread(s)"
+    else:
+        images.workers = decode_threads()
+        how = f"decoded on {images.workers} thread(s) by TensorFlow (PNG and JPEG at the model's size) or Pillow"
+    images.note(f"streaming {len(listing.files)} images from {listing.root}: {how}, {cache.describe()}")
     if data.standardize:
         used = images.fit_standardization()
         images.note(f"data.standardize: mean and std per channel of {used} training images (seed {seed})")

@@ -32,6 +32,9 @@ from .table_files import (
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 CHUNK_BYTES = 16 * 2**20  # float32 features per record batch of a streamed table
+# Peak resident bytes per value of a Parquet table loaded into memory: 10M rows x 21 columns (210M values)
+# loaded at 3.9 GB (benchmarks/RESULTS-input.md), about 19 bytes a value (float32 features, their splits, TF's copy).
+LOADED_BYTES_PER_VALUE = 19
 
 
 def open_parquet(path, error=DataError):
@@ -43,6 +46,13 @@ def open_parquet(path, error=DataError):
         raise error(f"{path}: file not found") from None
     except (pa.ArrowException, OSError) as exc:
         raise error(f"{path}: cannot read as Parquet ({exc})") from None
+
+
+def loaded_bytes(path) -> int:
+    """About the memory a Parquet file takes loaded (its features as float32, copied into splits and batches):
+    rows x columns x LOADED_BYTES_PER_VALUE, from its footer. Reads nothing else."""
+    metadata = open_parquet(path).metadata
+    return metadata.num_rows * metadata.num_columns * LOADED_BYTES_PER_VALUE
 
 
 def parquet_columns(path, error=DataError) -> list[str]:

@@ -225,6 +225,40 @@ def evaluate_data(model, config: ExperimentConfig, data: TrainingData) -> dict:
     return {k: float(v) for k, v in model.evaluate(**inputs, verbose=0, return_dict=True).items()}
 
 
+def evaluate_with_outputs(model, config: ExperimentConfig, data: TrainingData, keep: int):
+    """One pass over the test split: the model's loss and compiled metrics, as :func:`evaluate_data` gives them,
+    and the targets and outputs of its first ``keep`` samples (for the plots). A streamed split is read once
+    instead of twice. Returns None for a model whose loss depends on its inputs beyond its outputs (an
+    activity regularizer): :func:`evaluate_data` then.
+
+    The outputs are scored by an identity model compiled with the run's loss and metrics, fed chunk by chunk
+    (its metrics accumulate over ``test_on_batch`` calls as evaluate's do over batches); the weights'
+    regularization losses, constant at test time, are added to the loss as evaluate adds them per batch.
+    """
+    import keras
+
+    from ..keras_io import predict_eagerly
+
+    if any(getattr(layer, "activity_regularizer", None) is not None for layer in model.layers):
+        return None
+    scorer = keras.Sequential([keras.Input(shape=model.output_shape[1:]), keras.layers.Identity()])
+    scorer.compile(loss=config.train.loss, metrics=list(config.train.metrics))
+    regularization = sum(float(keras.ops.convert_to_numpy(keras.ops.sum(loss))) for loss in model.losses)
+    kept_y, kept_outputs, seen, logs = [], [], 0, {}
+    for x, y in data.test_chunks():
+        outputs = predict_eagerly(model, x)
+        logs = scorer.test_on_batch(outputs, fit_targets(model, config, y), return_dict=True)
+        if seen < keep:
+            kept_y.append(y[: keep - seen])
+            kept_outputs.append(outputs[: keep - seen])
+        seen += len(y)
+    if not seen:
+        return None
+    metrics = {name: float(value) for name, value in logs.items()}
+    metrics["loss"] += regularization
+    return metrics, np.concatenate(kept_y), np.concatenate(kept_outputs)
+
+
 def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:
     """The model's loss and compiled metrics on (x, y), as floats."""
     batch_size = inference_batch_size(config.train.batch_size)

@@ -352,3 +352,17 @@ def test_an_in_memory_parquet_regression_run_predicts_values(tmp_path):
     assert json.loads(run.file("run.json").read_text())["status"] == "COMPLETED"
     predict(run, [tmp_path / "d.parquet"], output=tmp_path / "values.parquet")
     assert pq.read_table(tmp_path / "values.parquet").column_names == ["input", "row", "answer"]
+
+
+def test_stream_auto_counts_parquet_rows_from_the_footers_not_the_compressed_size(tmp_path, monkeypatch):
+    from dltool.data import parquet_source, should_stream, streaming
+
+    files = [_write(tmp_path / f"part-{i}.parquet", 1000, seed=i, labels="int") for i in range(2)]
+    loaded = 2 * 1000 * 5 * parquet_source.LOADED_BYTES_PER_VALUE  # rows x columns (id, a, b, c, answer)
+    assert sum(file.stat().st_size for file in files) < loaded / 2  # on disk, far smaller than loaded
+    data = _config(str(tmp_path / "part-*.parquet"), stream="auto").data
+    monkeypatch.setattr(streaming, "STREAM_AUTO_BYTES", loaded)
+    assert not should_stream(data)
+    monkeypatch.setattr(streaming, "STREAM_AUTO_BYTES", loaded - 1)
+    assert should_stream(data)
+    assert not should_stream(_config(str(tmp_path / "missing-*.parquet"), stream="auto").data)
