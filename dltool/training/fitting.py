@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,9 +232,9 @@ def evaluate_with_outputs(model, config: ExperimentConfig, data: TrainingData, k
     instead of twice. Returns None for a model whose loss depends on its inputs beyond its outputs (an
     activity regularizer): :func:`evaluate_data` then.
 
-    The outputs are scored by an identity model compiled with the run's loss and metrics, fed chunk by chunk
-    (its metrics accumulate over ``test_on_batch`` calls as evaluate's do over batches); the weights'
-    regularization losses, constant at test time, are added to the loss as evaluate adds them per batch.
+    The outputs are scored by ``evaluate`` of an identity model compiled with the run's loss and metrics, fed
+    chunk by chunk as they are predicted; the weights' regularization losses, constant at test time, are added
+    to the loss as evaluate adds them to every batch's.
     """
     import keras
 
@@ -241,19 +242,27 @@ def evaluate_with_outputs(model, config: ExperimentConfig, data: TrainingData, k
 
     if any(getattr(layer, "activity_regularizer", None) is not None for layer in model.layers):
         return None
+    if not data.sizes().get("test"):
+        return None
     scorer = keras.Sequential([keras.Input(shape=model.output_shape[1:]), keras.layers.Identity()])
     scorer.compile(loss=config.train.loss, metrics=list(config.train.metrics))
     regularization = sum(float(keras.ops.convert_to_numpy(keras.ops.sum(loss))) for loss in model.losses)
-    kept_y, kept_outputs, seen, logs = [], [], 0, {}
-    for x, y in data.test_chunks():
-        outputs = predict_eagerly(model, x)
-        logs = scorer.test_on_batch(outputs, fit_targets(model, config, y), return_dict=True)
-        if seen < keep:
-            kept_y.append(y[: keep - seen])
-            kept_outputs.append(outputs[: keep - seen])
-        seen += len(y)
-    if not seen:
-        return None
+    kept_y: list[np.ndarray] = []
+    kept_outputs: list[np.ndarray] = []
+
+    def scored_chunks():
+        seen = 0
+        for x, y in data.test_chunks():
+            outputs = predict_eagerly(model, x)
+            if seen < keep:
+                kept_y.append(y[: keep - seen])
+                kept_outputs.append(outputs[: keep - seen])
+            seen += len(y)
+            yield outputs, fit_targets(model, config, y)
+
+    with warnings.catch_warnings():  # a generator's end is how evaluate learns the split's size: no warning
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        logs = scorer.evaluate(scored_chunks(), verbose=0, return_dict=True)
     metrics = {name: float(value) for name, value in logs.items()}
     metrics["loss"] += regularization
     return metrics, np.concatenate(kept_y), np.concatenate(kept_outputs)
