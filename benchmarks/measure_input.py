@@ -609,7 +609,8 @@ def photos_section(args) -> list[str]:
         f"before the next repeat. Repeat r seeds both sides with r (`--seed r`, `--set seed=r`: "
         "keras.utils.set_random_seed, so both start from the same weights; dltool's seed also draws its split "
         f"and shuffles). Variants alternated, {args.repeats} repeat(s); wall and peak RSS of the whole "
-        "process; first step = from the process's start to the end of the first training batch; images/s = "
+        "process; first step = from the process's start to the end of the first training batch (for dltool, "
+        "the end of its first call into TensorFlow: 32 batches, `train.steps_per_execution`'s default); images/s = "
         "training images × epochs / fit seconds; epoch 1 includes tracing the train function.",
         "",
     ]
