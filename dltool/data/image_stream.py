@@ -228,22 +228,26 @@ class StreamedImages(StreamedSplits):
         sample_y = self._labels[:1] if targets is None else targets(self._labels[:1])
 
         def batches_of_rows():
-            # A batch all in the cache comes with its pixels, one row each (one read per batch here instead of a
-            # Python call per file in the map); any other batch with a byte per row, to be decoded. (Not an empty
-            # array: TensorFlow's unbatch crashes on tensors of size 0.)
             for rows in self._row_batches(split, batch_size, shuffle, shared):
-                key, cached = self._in_flight(rows), self.cache.cached(rows)
-                read = cached.all()
-                pixels = self.cache.read(rows).reshape(len(rows), -1) if read else np.zeros((len(rows), 1), np.uint8)
-                yield np.full(len(rows), key, np.int64), rows.astype(np.int64), cached, np.full(len(rows), read), pixels
+                yield (
+                    np.full(len(rows), self._in_flight(rows), np.int64),
+                    rows.astype(np.int64),
+                    self.cache.cached(rows),
+                )
 
-        def one_file(key, row, is_cached, read, pixels):
-            pixels = tf.cond(
-                read,
-                lambda: tf.reshape(pixels, shape),
-                lambda: decode(tf.gather(paths, row), row, is_cached),
-            )
-            return key, row, pixels
+        def cached_batches():
+            for rows in self._row_batches(split, batch_size, shuffle, shared):
+                labels = self._labels[rows]
+                yield self.cache.read(rows), labels if targets is None else targets(labels)
+
+        def pass_reads_cache():
+            # Decided as each pass starts: a pass whose every file is cached reads whole batches from the cache
+            # (one read per batch, no per-file stage); any other decodes file by file, filling the cache.
+            rows = self._rows[split]
+            yield np.int64(bool(len(rows)) and bool(self.cache.cached(rows).all()))
+
+        def one_file(key, row, is_cached):
+            return key, row, decode(tf.gather(paths, row), row, is_cached)
 
         def done(keys, rows, pixels):
             inputs = [keys[0], rows, pixels if caching else tf.zeros([0], tf.uint8)]
@@ -256,20 +260,32 @@ class StreamedImages(StreamedSplits):
             y.set_shape((None, *sample_y.shape[1:]))
             return scaled(tf, pixels, self.preprocessing), y
 
-        signature = (
+        y_spec = tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype))
+        rows_spec = (
             tf.TensorSpec((None,), tf.int64),
             tf.TensorSpec((None,), tf.int64),
             tf.TensorSpec((None,), tf.bool),
-            tf.TensorSpec((None,), tf.bool),
-            tf.TensorSpec((None, None), tf.uint8),
         )
         plain = tf.autograph.experimental.do_not_convert  # graph code already: converting it took 0.5 s a run
-        data = (
-            tf.data.Dataset.from_generator(self._recorded(batches_of_rows), output_signature=signature)
+        decoded = (
+            tf.data.Dataset.from_generator(self._recorded(batches_of_rows), output_signature=rows_spec)
             .unbatch()
             .map(plain(one_file), num_parallel_calls=decode_threads(), deterministic=True)
             .batch(batch_size)
             .map(plain(done))
+        )
+        from_cache = tf.data.Dataset.from_generator(
+            self._recorded(cached_batches), output_signature=(tf.TensorSpec((None, *shape), tf.uint8), y_spec)
+        ).map(plain(lambda x, y: (scaled(tf, x, self.preprocessing), y)))
+        passes = tf.data.Dataset.from_generator(pass_reads_cache, output_signature=tf.TensorSpec((), tf.int64))
+        data = (
+            passes.flat_map(
+                plain(
+                    lambda reads_cache: tf.data.Dataset.choose_from_datasets(
+                        [decoded, from_cache], tf.data.Dataset.from_tensors(reads_cache).repeat(), True
+                    )
+                )
+            )
             .apply(tf.data.experimental.assert_cardinality(steps))
             .prefetch(2)
         )

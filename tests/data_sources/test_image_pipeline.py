@@ -145,3 +145,21 @@ def test_on_bad_file_skip_reads_through_pillow_and_keeps_batches_whole(tmp_path)
     assert [len(x) for x in xs][:-1] == [4] * (len(xs) - 1)
     assert sum(len(x) for x in xs) == data.counts[TRAIN]
     np.testing.assert_array_equal(np.concatenate(xs), batches(data, TRAIN, batch_size=4)[0])
+
+
+def test_a_pass_over_files_all_cached_reads_whole_batches_from_the_cache(tmp_path, monkeypatch):
+    from dltool.data import image_stream
+
+    folder = make_folder(tmp_path / "photos")
+    data = prepare_data(config(folder, cache="memory"))
+    data.start_epoch(1)
+    _pipeline_batches(data, TRAIN, shuffle=True)  # decodes every training file, filling the cache
+    assert data.cache.cached(data._rows[TRAIN]).all()
+    data._pending.clear()
+    monkeypatch.setattr(image_stream, "read_image", lambda *args: pytest.fail("a cached file was decoded"))
+    data.start_epoch(2)
+    xs, ys = _pipeline_batches(data, TRAIN, shuffle=True)
+    assert data._pending == {}  # no batch went through the per-file stage
+    expected_x, expected_y = zip(*data.iter_split(TRAIN, 5, True))
+    np.testing.assert_array_equal(np.concatenate(xs), np.concatenate(expected_x))
+    np.testing.assert_array_equal(np.concatenate(ys), np.concatenate(expected_y))
