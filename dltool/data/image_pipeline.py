@@ -2,7 +2,7 @@
 
 Decoding with Pillow on Python threads holds the interpreter's lock for part of every file, and Keras's training
 loop needs that lock too: on a 2-core machine a folder of 224x224 PNGs trained 20 % slower that way than with
-TensorFlow's own decoders in a parallel ``map`` (benchmarks/RESULTS-input.md). So a PNG or JPEG file that needs
+TensorFlow's own decoders in a parallel ``map`` (benchmarks/RESULTS-image-stream.md, RESULTS-input.md). So a PNG or JPEG file that needs
 no resizing is decoded by TensorFlow, and every other file (another format, a 16-bit PNG, another size) goes to
 :func:`dltool.data.images.read_image` through ``tf.numpy_function``. Both give the same pixels: JPEGs are decoded
 with libjpeg's accurate integer DCT (Pillow's; TensorFlow's default differs by up to 9 levels), and colours are
@@ -55,8 +55,9 @@ def file_decoder(settings: ImageSettings, read_with_pillow, read_cached=None):
     function) where ``cached``; TensorFlow's decoder for a PNG (8 bits or fewer per channel) or JPEG already of
     the right size; else ``read_with_pillow(row)`` (a numpy function).
 
-    One ``switch_case`` per file picks the way: every branch op TensorFlow runs per file costs about as much as
-    decoding a 64x64 PNG, so the header is read without branching (its first 26 bytes, padded).
+    The header is read without branching (its first 26 bytes, padded) and nested ``cond``s pick the way: each
+    branch op TensorFlow runs per file costs about as much as decoding a small PNG (a ``switch_case`` and
+    per-channel ``cond``s made 64x64 PNGs 25 % slower than a bare ``decode_png`` map; these, about 10 %).
     """
     import tensorflow as tf
 
