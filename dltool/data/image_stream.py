@@ -1,10 +1,12 @@
 """An image folder read from disk batch by batch each epoch (``data.stream`` on an ``images`` source).
 
 Nothing is decoded to prepare it: the files are listed, split by :func:`~dltool.data.images.split_by_class` (the
-same split as in memory) and fingerprinted by their paths, sizes and modification times. Each pass then decodes
-its batches with :func:`~dltool.data.images.read_image` (the function predict uses, so a file gives the model the
-same pixels in training and in predict) on a few threads, a few batches ahead of training, in an order that does
-not depend on the threads' timing. ``data.cache`` keeps the decoded uint8 images (:mod:`.image_cache`).
+same split as in memory) and fingerprinted by their paths, sizes and modification times. Keras gets each split as
+a tf.data pipeline that decodes its files in parallel, in an order that does not depend on the threads' timing:
+TensorFlow's decoders where they give exactly the pixels of :func:`~dltool.data.images.read_image` (the function
+predict uses), read_image itself elsewhere (:mod:`.image_pipeline`). ``data.cache`` keeps the decoded uint8
+images (:mod:`.image_cache`); with ``data.on_bad_file: skip`` batches are decoded by read_image on dltool's own
+threads, where an unreadable file's place can go to another.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _labels(listing: FolderListing, classifier: bool) -> np.ndarray:
 
 
 class StreamedImages(StreamedSplits):
-    """An image folder's splits, decoded batch by batch each epoch on ``workers`` threads.
+    """An image folder's splits, decoded batch by batch each epoch (see :meth:`dataset`).
 
     A training pass shuffles the training files with (seed, epoch); validation and test are read in listing
     order. ``cache`` (a :mod:`.image_cache` cache) holds decoded files. With ``data.on_bad_file: skip`` a file
@@ -328,7 +330,8 @@ class StreamedImages(StreamedSplits):
         """What stopped a pass: a file Pillow could not read, or one TensorFlow could not decode (looked for,
         once a pass has stopped, among the batches handed to the pipeline and not yet done)."""
         if self._failure is None and self._pending:
-            self._failure = self._undecodable()
+            found = self._undecodable()
+            self._failure = self._failure or found  # a file Pillow failed on while looking keeps Pillow's words
         return self._failure
 
     @failure.setter
