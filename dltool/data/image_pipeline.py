@@ -2,11 +2,12 @@
 
 Decoding with Pillow on Python threads holds the interpreter's lock for part of every file, and Keras's training
 loop needs that lock too: on a 2-core machine a folder of 224x224 PNGs trained 20 % slower that way than with
-TensorFlow's own decoders in a parallel ``map`` (benchmarks/RESULTS-image-stream.md, RESULTS-input.md). So a PNG or JPEG file that needs
-no resizing is decoded by TensorFlow, and every other file (another format, a 16-bit PNG, another size) goes to
-:func:`dltool.data.images.read_image` through ``tf.numpy_function``. Both give the same pixels: JPEGs are decoded
-with libjpeg's accurate integer DCT (Pillow's; TensorFlow's default differs by up to 9 levels), and colours are
-converted with Pillow's own formulas (tests/data_sources/test_image_pipeline.py checks every case against Pillow).
+TensorFlow's own decoders in a parallel ``map`` (benchmarks/RESULTS-image-stream.md, RESULTS-input.md). So a PNG
+or JPEG file that needs no resizing is decoded by TensorFlow, and every other file (another format, a 16-bit PNG,
+another size) goes to :func:`dltool.data.images.read_image` through ``tf.numpy_function``. Both give the same
+pixels: JPEGs are decoded with libjpeg's accurate integer DCT (Pillow's; TensorFlow's default differs by up to 9
+levels), and colours are converted with Pillow's own formulas (tests/data_sources/test_image_pipeline.py checks
+every case against Pillow).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ threads, where an unreadable file's place can go to another.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import weakref
@@ -25,6 +24,7 @@ from .image_cache import DiskCache, MemoryCache, NoCache, cache_root, listing_fi
 from .images import (
     SKIP_HINT,
     FolderListing,
+    decode_threads,
     decode_workers,
     in_memory_bytes,
     list_folder,
@@ -49,11 +49,6 @@ READ_AHEAD = 2  # batches queued beyond one per decoding thread
 TEST_CHUNK_BYTES = 64 * 2**20  # float32 pixels per chunk of the test split (evaluate's report)
 SPLIT_NAMES = {TRAIN: "training", VALIDATION: "validation", TEST: "test"}
 MAX_PENDING = 64  # batches remembered while in the tf.data pipeline (a pipeline holds a few)
-
-
-def decode_threads() -> int:
-    """Files decoded at once in the tf.data pipeline: one per core, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
 
 
 def stream_budget() -> int:
@@ -222,7 +217,7 @@ class StreamedImages(StreamedSplits):
         from .image_pipeline import file_decoder, scaled
 
         shared = shared and self._share is not None
-        steps = len(self._row_batches(split, batch_size, False, shared))  # the same count in every order
+        steps = self._steps(split, batch_size, shared)
         paths = tf.constant([str(path) for path in self.listing.files])
         shape = self.settings.shape
         decode = file_decoder(self.settings, self._pillow_row, self._cached_row)

@@ -126,11 +126,16 @@ def read_images(
     return out
 
 
+def decode_threads() -> int:
+    """The most threads images are decoded on: one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def decode_workers(seconds_per_image: float, images: int) -> int:
     """Threads worth decoding ``images`` files that take ``seconds_per_image`` each on one thread (see read_images)."""
     if seconds_per_image < THREADED_DECODE_SECONDS:
         return 1
-    return max(1, min(8, os.cpu_count() or 1, images))
+    return max(1, min(decode_threads(), images))
 
 
 def is_image_file(path: Path) -> bool:

@@ -172,15 +172,20 @@ class StreamedSplits(TrainingData):
             tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype)),
         )
         if shared and self._share is not None:
-            processes, _, multiple = self._share
-            whole, last = divmod(self.counts[split], batch_size * processes)
-            steps = whole + (1 if last - last % multiple else 0)
             batches = lambda: self._shared(split, batch_size, shuffle, targets)  # noqa: E731
         else:
-            steps = -(-self.counts[split] // batch_size)
             batches = lambda: self.iter_split(split, batch_size, shuffle, targets)  # noqa: E731
         data = tf.data.Dataset.from_generator(self._recorded(batches), output_signature=signature)
+        steps = self._steps(split, batch_size, shared)
         return data.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2).with_options(quiet_options(tf))
+
+    def _steps(self, split: int, batch_size: int, shared: bool) -> int:
+        """Batches in one pass over ``split``: ``shared`` (after keep_share), this process's share of each."""
+        if shared and self._share is not None:
+            processes, _, multiple = self._share
+            whole, last = divmod(self.counts[split], batch_size * processes)
+            return whole + (1 if last - last % multiple else 0)
+        return -(-self.counts[split] // batch_size)
 
     def _recorded(self, batches):
         """``batches`` that keep a DltoolError they raise in ``failure``: TensorFlow wraps it in a traceback."""
