@@ -25,6 +25,17 @@ _EXCLUDED_LAYERS = {"Layer", "InputLayer", "Input", "Wrapper", "RNN"}
 _EXCLUDED_OPTIMIZERS = {"optimizer", "lossscaleoptimizer", "multioptimizer", "optimizermap"}
 _EXCLUDED_LOSSES = {"Loss", "LossFunctionWrapper"}
 _EXCLUDED_METRICS = {"Metric", "MeanMetricWrapper", "Mean", "Sum", "mean", "sum", "metric", "mean_metric_wrapper"}
+_BACKBONE_SET_ARGS = {
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "name",
+    "include_preprocessing",  # dltool puts the preprocessing each application expects inside the model, always
+}
 # `compile` resolves these itself, picking the variant that fits the loss.
 _COMPILE_METRIC_ALIASES = ["accuracy", "acc", "crossentropy", "ce"]
 
@@ -83,6 +94,13 @@ def build_catalog() -> dict:
             # Layer pops these from **kwargs; dltool puts the input in model.input_shape instead.
             args += [a for a in ("input_shape", "input_dim", "batch_size") if a not in args]
             layers[name] = {"args": args, "required": required}
+    applications = {}
+    for name in sorted(dir(keras.applications)):
+        obj = getattr(keras.applications, name)
+        if name[:1].isupper() and callable(obj):
+            # The arguments dltool sets itself (the top, the input, the pooling, the weights) are not the entry's.
+            own = [a for a in inspect.signature(obj).parameters if a not in _BACKBONE_SET_ARGS]
+            applications[name] = {"args": own, "module": obj.__module__.rsplit(".", 1)[-1]}
     optimizer_args, optimizer_defaults = {}, {}
     for name in sorted(optimizers):
         if name not in _EXCLUDED_OPTIMIZERS and name == name.lower():
@@ -91,6 +109,7 @@ def build_catalog() -> dict:
     return {
         "keras_version": keras.__version__,
         "layers": layers,
+        "applications": applications,
         "optimizers": optimizer_args,
         "optimizer_defaults": optimizer_defaults,  # what `runs compare` shows for an argument a config left out
         "losses": sorted(n for n in losses if n not in _EXCLUDED_LOSSES),

@@ -48,7 +48,7 @@ def _save(fig, path: Path) -> None:
 
 def metric_names(rows: list[dict]) -> list[str]:
     """Metrics present in history rows ('loss' first), without their 'val_' twins."""
-    skip = {"epoch", "learning_rate", "epoch_seconds"}
+    skip = {"epoch", "phase", "learning_rate", "epoch_seconds"}
     names: list[str] = []
     for row in rows[:1]:
         for key in row:
@@ -77,7 +77,8 @@ def _grid(count: int):
 
 
 def curves(rows: list[dict], path: Path, title: str) -> None:
-    """One panel per metric: train (solid) and validation (dashed) per epoch."""
+    """One panel per metric: train (solid) and validation (dashed) per epoch; a run with a fine-tuning phase has its
+    epochs shaded."""
     names = metric_names(rows)
     fig, axes = _grid(len(names))
     epochs = _values(rows, "epoch")
@@ -87,6 +88,7 @@ def curves(rows: list[dict], path: Path, title: str) -> None:
             ax.plot(
                 epochs, _values(rows, f"val_{name}"), label=f"validation {name}", color="tab:orange", linestyle="--"
             )
+        _mark_fine_tuning(ax, rows)
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
@@ -96,6 +98,15 @@ def curves(rows: list[dict], path: Path, title: str) -> None:
         ax.legend()
     fig.suptitle(title)
     _save(fig, path)
+
+
+def _mark_fine_tuning(ax, rows: list[dict]) -> None:
+    """Shade the second phase's epochs (history rows with phase 2), labelled, behind the curves."""
+    tuned = [float(row["epoch"]) for row in rows if str(row.get("phase", "")) == "2"]
+    if not tuned:
+        return
+    ax.axvspan(min(tuned) - 0.5, max(tuned) + 0.5, color="tab:green", alpha=0.08, label="fine-tuning", zorder=0)
+    ax.axvline(min(tuned) - 0.5, color="tab:green", linewidth=1, linestyle=":")
 
 
 def _spread(rows, name) -> float:

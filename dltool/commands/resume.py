@@ -79,6 +79,7 @@ def resume(
         history=state["history"],
         initial_epoch=state["epoch"],
         restore=state.get("callbacks", {}),
+        fine_tune_from=state.get("fine_tune_from"),
     )
 
 

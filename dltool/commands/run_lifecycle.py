@@ -16,6 +16,7 @@ from ..distributed import LOCAL, ProcessGroup
 from ..distributed.group import weights_digest
 from ..errors import TrainingError, TrainingInterrupted
 from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time
+from ..training.backbones import parameter_counts
 from ..training.checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
 from ..training.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
 from ..training.interrupts import InterruptGuard
@@ -84,16 +85,27 @@ def train_or_follow(
     history: list[dict] | None = None,
     initial_epoch: int = 0,
     restore: dict | None = None,
+    fine_tune_from: int | None = None,
 ) -> Run:
     """Train ``run`` in this process: process 0 fits and records it, the others train their share alongside.
 
     Each process first keeps its share of the data (alone: all of it). On process 0, ``before_fit()`` (if
     given) then runs just before fitting (a resumed run is marked RUNNING again there). ``history``,
-    ``initial_epoch`` and ``restore`` continue a resumed run, as in :func:`fit_and_record`.
+    ``initial_epoch``, ``restore`` and ``fine_tune_from`` continue a resumed run, as in :func:`fit_and_record`.
     """
     if not group.is_leader:
         share_out(None, config, data, group)
-        return follow(run, config, data, model, observer, group=group, initial_epoch=initial_epoch, restore=restore)
+        return follow(
+            run,
+            config,
+            data,
+            model,
+            observer,
+            group=group,
+            initial_epoch=initial_epoch,
+            restore=restore,
+            fine_tune_from=fine_tune_from,
+        )
     if group.size > 1:
         share_out(run, config, data, group)
     if before_fit is not None:
@@ -107,6 +119,7 @@ def train_or_follow(
         history=history,
         initial_epoch=initial_epoch,
         restore=restore,
+        fine_tune_from=fine_tune_from,
         group=group,
     )
 
@@ -121,19 +134,47 @@ def fit_and_record(
     history: list[dict] | None = None,
     initial_epoch: int = 0,
     restore: dict | None = None,
+    fine_tune_from: int | None = None,
     group: ProcessGroup = LOCAL,
 ) -> Run:
     """Fit, checkpoint, evaluate and save into an open RUNNING run (process 0 of ``group``); set its final status.
 
     ``history`` (the rows of history.csv so far), ``initial_epoch`` and ``restore`` (the callbacks' saved
-    progress) continue a resumed run; by default None, 0 and None: a run from its first epoch. Returns the
-    COMPLETED run; raises TrainingInterrupted (the run INTERRUPTED) or TrainingError (the run FAILED).
+    progress) continue a resumed run; by default None, 0 and None: a run from its first epoch.
+    ``fine_tune_from`` (a run resumed in its fine-tuning phase: the epochs of its first phase) skips the first
+    phase. Returns the COMPLETED run; raises TrainingInterrupted (the run INTERRUPTED) or TrainingError (the run
+    FAILED).
     """
-    from ..training.fitting import StopRequested, fit
+    from ..training.fitting import StopRequested, fit_phases
 
-    recorder = RunRecorder(run, config.train.epochs, history)
-    checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.epochs)
+    recorder = RunRecorder(run, config.train.total_epochs, history)
+    checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.total_epochs)
+    checkpoints.fine_tune_from = fine_tune_from
     log_data_notes(recorder, data)
+
+    def on_fine_tune(first_phase_epochs: int, unfrozen: list[str]) -> None:
+        """The second phase starts: log it, record its parameter counts, checkpoint the unfrozen model."""
+        recorder.flush()
+        counts = parameter_counts(model)
+        fine_tune = config.train.fine_tune
+        phases = [entry for entry in run.info.get("phases", []) if entry.get("phase") != 2]
+        phases.append(
+            {
+                "phase": 2,
+                "first_epoch": first_phase_epochs + 1,
+                "learning_rate": fine_tune.learning_rate,
+                "unfrozen_layers": len(unfrozen),
+                **counts,
+            }
+        )
+        run.update_info(phases=phases)
+        recorder.log(
+            f"{log_time()} fine-tuning from epoch {first_phase_epochs + 1}: {len(unfrozen)} layer(s) of the backbone "
+            f"unfrozen (BatchNormalization stays frozen), learning rate {fine_tune.learning_rate:g}; "
+            f"{counts['trainable']:,} trainable and {counts['frozen']:,} frozen parameters"
+        )
+        checkpoints.fine_tune_from = first_phase_epochs
+        checkpoints.write_now(first_phase_epochs, recorder.rows)
 
     def on_epoch_end(row: dict) -> None:
         recorder.on_epoch_end(row)
@@ -145,10 +186,12 @@ def fit_and_record(
         with interrupts:
             stop_watching = watch_workers(run, group)
             try:
-                result = fit(
+                result = fit_phases(
                     model,
                     config,
                     data,
+                    fine_tune_from=fine_tune_from,
+                    on_fine_tune=on_fine_tune if config.train.fine_tune else None,
                     on_epoch_end=on_epoch_end,
                     on_checkpoint=lambda epoch, states: checkpoints.on_epoch_end(epoch, states, recorder.rows),
                     observer=observer,

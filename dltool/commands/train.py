@@ -17,6 +17,7 @@ from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_path
 from ..distributed import LOCAL, ProcessGroup, current_group
 from ..errors import ConfigError, RunStateError
 from ..runs import Run, log_time, runs_dir
+from ..training.backbones import pin_backbone
 from ..training.observer import Observer
 from ..training.session import check_precision, fresh_session, on_running_backend, training_devices
 from .run_lifecycle import open_or_join, train_or_follow
@@ -67,6 +68,7 @@ def _open_run_files(
     run: Run, config: ExperimentConfig, data, model, overrides, observer, group: ProcessGroup, parent=None
 ) -> None:
     from .. import backend
+    from ..training.backbones import parameter_counts
     from ..training.model import summary_text
 
     device = backend.device_description()
@@ -77,13 +79,16 @@ def _open_run_files(
     run.start(
         name=config.name,
         seed=config.seed,
-        epochs_planned=config.train.epochs,
+        epochs_planned=config.train.total_epochs,
         epochs_done=0,
         overrides=list(overrides or []),
         command=sys.argv,
         versions=backend.versions(),
         device=device,
         params=model.count_params(),
+        parameters=parameter_counts(model),
+        **({"backbone": model.dltool_backbone.record} if getattr(model, "dltool_backbone", None) else {}),
+        **({"phases": [{"phase": 1, "first_epoch": 1, **parameter_counts(model)}]} if config.train.fine_tune else {}),
         data_fingerprint=data.fingerprint,
         data=data.sizes(),
         **({"processes": group.size} if group.size > 1 else {}),
@@ -176,7 +181,7 @@ def train(
     if observer is None:
         observer = Observer()
     overrides = list(config.overrides)
-    config = on_running_backend(resolve_paths(config))
+    config = pin_backbone(on_running_backend(resolve_paths(config)), runs_root)
     data, model = prepare(config, samples=samples, group=group)
     parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
     run = open_or_join(
@@ -197,5 +202,5 @@ def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str]]:
     """
     from ..training.model import summary_text
 
-    data, model = prepare(on_running_backend(resolve_paths(config)))
+    data, model = prepare(pin_backbone(on_running_backend(resolve_paths(config))))
     return summary_text(model), data.sizes(), data.preprocessing.input_shape, list(data.warnings)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .data import DATA_SOURCES, DataCommon, DataConfig
 from .expectations import check_expectations, with_expectations
-from .keras_names import STRING_INPUT_LAYERS, check_keras_names, check_layer, layer_name_and_args
+from .keras_names import STRING_INPUT_LAYERS, backbone_of, check_keras_names, check_layer, layer_name_and_args
 from .loading import (
     apply_overrides,
     config_from_text,
@@ -28,10 +28,13 @@ from .loading import (
 )
 from .registry import SourceEntry, register_source, source_entry, source_names
 from .schema import (
+    BACKBONE,
     CLASSIFICATION_LOSSES,
     ONE_HOT_LOSSES,
+    BackboneConfig,
     Callbacks,
     ExperimentConfig,
+    FineTune,
     LayerSpec,
     ModelConfig,
     OptimizerConfig,
@@ -40,20 +43,24 @@ from .schema import (
 )
 
 __all__ = [
+    "BACKBONE",
     "CLASSIFICATION_LOSSES",
     "DATA_SOURCES",
     "ONE_HOT_LOSSES",
     "STRING_INPUT_LAYERS",
+    "BackboneConfig",
     "Callbacks",
     "DataCommon",
     "DataConfig",
     "ExperimentConfig",
+    "FineTune",
     "LayerSpec",
     "ModelConfig",
     "OptimizerConfig",
     "SourceEntry",
     "TrainConfig",
     "apply_overrides",
+    "backbone_of",
     "check_expectations",
     "check_keras_names",
     "check_layer",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError, did_you_mean
 from ..keras_catalog import load_catalog
-from .schema import ExperimentConfig, LayerSpec, device_count
+from .schema import BACKBONE, BackboneConfig, ExperimentConfig, LayerSpec, device_count
 
 
 def layer_name_and_args(spec: LayerSpec) -> tuple[str, dict]:
@@ -65,11 +65,68 @@ def check_layer(spec: LayerSpec, path: str, catalog: dict) -> None:
         )
 
 
+def backbone_of(config: ExperimentConfig) -> BackboneConfig | None:
+    """The config's Backbone entry (always model.layers[0]), validated; None without one."""
+    first = config.model.layers[0]
+    if isinstance(first, dict) and BACKBONE in first:
+        return BackboneConfig.model_validate(first[BACKBONE] or {})
+    return None
+
+
+def check_backbone(spec: dict, path: str, catalog: dict) -> dict:
+    """Check a ``{Backbone: {...}}`` entry; return it with every default filled in (the resolved config's form)."""
+    from pydantic import ValidationError
+
+    from .messages import first_error
+
+    path = f"{path}.{BACKBONE}"
+    args = spec[BACKBONE]
+    if not isinstance(args, dict):
+        raise ConfigError(
+            "expected a mapping such as {Backbone: {application: MobileNetV3Small}} or "
+            "{Backbone: {run: RUN, up_to: flatten}}",
+            path=path,
+        )
+    try:
+        backbone = BackboneConfig.model_validate(args)
+    except ValidationError as exc:
+        error = first_error(exc, root=BackboneConfig)
+        raise ConfigError(error.detail, path=f"{path}.{error.path}" if error.path else path) from None
+    if backbone.application is not None:
+        applications = catalog["applications"]
+        name = backbone.application
+        if name not in applications:
+            raise ConfigError(
+                f"unknown application '{name}'"
+                + (did_you_mean(name, applications) or f"; expected one of: {', '.join(applications)}")
+                + " (any model of keras.applications)",
+                path=f"{path}.application",
+            )
+        known = applications[name]["args"]
+        for arg in backbone.application_args:
+            if arg not in known:
+                hint = did_you_mean(arg, known) or (
+                    f"; {name} takes: {', '.join(known)}" if known else f"; {name} takes no arguments of its own"
+                )
+                raise ConfigError(f"unknown argument '{arg}' for {name}{hint}", path=f"{path}.{arg}")
+    return {BACKBONE: backbone.resolved()}
+
+
 def check_keras_names(config: ExperimentConfig) -> None:
     """Check layer classes and arguments, optimizer, loss, metrics and activations by name."""
     catalog = load_catalog()
     for index, spec in enumerate(config.model.layers):
+        if isinstance(spec, dict) and BACKBONE in spec:
+            if index or len(spec) != 1:
+                raise ConfigError(
+                    "a Backbone is the first entry of model.layers, alone in its item (the model's inputs go "
+                    "through it first); move it to model.layers[0]",
+                    path=f"model.layers[{index}]",
+                )
+            config.model.layers[0] = check_backbone(spec, "model.layers[0]", catalog)
+            continue
         check_layer(spec, f"model.layers[{index}]", catalog)
+    check_fine_tune(config)
     opt = config.train.optimizer
     optimizers = catalog["optimizers"]
     if opt.name.lower() not in optimizers:
@@ -107,6 +164,31 @@ def check_keras_names(config: ExperimentConfig) -> None:
                 f"unknown metric '{metric}'" + did_you_mean(metric, catalog["metrics"]), path=f"train.metrics[{index}]"
             )
     check_monitors(config)
+
+
+def check_fine_tune(config: ExperimentConfig) -> None:
+    """fine_tune unfreezes a backbone: refuse it without one, or with a backbone that trains from the start; and
+    epochs: 0 only before a fine_tune phase."""
+    if config.train.fine_tune is None:
+        if config.train.epochs == 0:
+            raise ConfigError(
+                "expected an integer >= 1, received 0; epochs: 0 goes with a fine_tune phase, which then starts at once",
+                path="train.epochs",
+            )
+        return
+    backbone = backbone_of(config)
+    if backbone is None:
+        raise ConfigError(
+            "fine_tune unfreezes a backbone, and model.layers has none; start model.layers with "
+            "{Backbone: {application: ...}} or {Backbone: {run: RUN, up_to: LAYER}}, or remove fine_tune",
+            path="train.fine_tune",
+        )
+    if backbone.trainable:
+        raise ConfigError(
+            "the backbone trains from the start (trainable: true), so fine_tune has nothing to unfreeze; set "
+            "trainable: false to train the head first, or remove fine_tune",
+            path="train.fine_tune",
+        )
 
 
 def logged_names(config: ExperimentConfig) -> list[str]:

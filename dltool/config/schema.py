@@ -10,12 +10,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError
 from .data import DataConfig
 from .expectations import CONDITION_PATTERN
-from .values import FiniteFloat, Fraction, NonNegativeInt, PositiveInt, Seed, Strict, auto_or_bool
+from .values import (
+    FiniteFloat,
+    Fraction,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    Strict,
+    auto_or_bool,
+    integer_at_least,
+)
 from .yamlio import LineMap
 
 CLASSIFICATION_LOSSES = {
@@ -66,6 +77,104 @@ class ModelConfig(Strict):
         return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+BACKBONE = "Backbone"  # the layer entry that is a pretrained model: {Backbone: {application: ..., ...}}
+BACKBONE_KINDS = ("application", "preset", "run")
+
+
+class BackboneConfig(Strict):
+    """A pretrained model as the first layer of ``model.layers``: a Keras application, a keras-hub preset folder, or
+    an earlier dltool run's layers. Checked when the config is validated (:mod:`.keras_names`); the resolved config
+    keeps every default."""
+
+    model_config = ConfigDict(extra="allow")  # an application's own arguments (alpha, minimalistic), checked by name
+
+    application: str | None = Field(
+        None, description="A model of keras.applications without its top, e.g. MobileNetV3Small, EfficientNetB0."
+    )
+    preset: str | None = Field(
+        None, description="A keras-hub preset folder on disk (an image backbone); needs the hub extra."
+    )
+    run: str | None = Field(
+        None, description="An earlier dltool run (id, folder or 'latest'): its layers up to `up_to`."
+    )
+    up_to: str | int | None = Field(
+        None,
+        description="With run: the last layer kept, by name (its summary.txt lists them) or index (inclusive; "
+        "-2 drops the last layer). Where to cut matters: the layers just before a classifier are specific to its task.",
+    )
+    weights: str | None = Field(
+        "imagenet",
+        description="With application: imagenet (Keras's cache, ~/.keras/models; `dltool weights fetch` fills it), "
+        "none (untrained) or the path of a weights file (.weights.h5 or .h5).",
+    )
+    trainable: bool = Field(False, description="Train the backbone's weights from the start (false: frozen).")
+    pooling: Literal["avg", "max"] | None = Field(
+        None,
+        description="Pool the feature maps into one vector: avg, max or null; default avg for application and preset, "
+        "null for run.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data):
+        """weights: null means none; pooling defaults to avg where the output is a feature map (not for a run)."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if "weights" in data and data["weights"] is None:
+                data["weights"] = "none"
+            if "pooling" not in data and data.get("run") is None:
+                data["pooling"] = "avg"
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        given = [kind for kind in BACKBONE_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "dltool",
+                "expected exactly one of application, preset or run"
+                + (f", received {' and '.join(given)}" if given else ""),
+            )
+        if self.up_to is not None and self.run is None:
+            raise PydanticCustomError("dltool", "up_to applies to a run backbone only; remove it")
+        if self.run is not None and self.up_to is None:
+            raise PydanticCustomError(
+                "dltool",
+                "a run backbone needs up_to: the last layer to keep, by name (e.g. up_to: flatten) or index "
+                "(-2 drops the last layer)",
+            )
+        if self.application is None and "weights" in self.model_fields_set:
+            raise PydanticCustomError(
+                "dltool", "weights applies to an application backbone (a preset or run brings its own); remove it"
+            )
+        if self.application is None and self.model_extra:
+            key = next(iter(self.model_extra))
+            raise PydanticCustomError(
+                "dltool",
+                f"unknown key '{key}'; expected application, preset, run, up_to, weights, trainable, pooling",
+            )
+        return self
+
+    def resolved(self) -> dict:
+        """The entry as the run's resolved config keeps it: the keys that apply to its kind, defaults filled in."""
+        entry = self.model_dump(exclude_none=True)
+        if self.kind != "application":
+            entry.pop("weights", None)
+        if self.pooling is None:
+            entry["pooling"] = None
+        return entry
+
+    @property
+    def kind(self) -> str:
+        """application, preset or run."""
+        return next(kind for kind in BACKBONE_KINDS if getattr(self, kind) is not None)
+
+    @property
+    def application_args(self) -> dict:
+        """The application's own arguments given in the entry (alpha, minimalistic, ...)."""
+        return dict(self.model_extra or {})
+
+
 # --------------------------------------------------------------------------- train
 class OptimizerConfig(Strict):
     model_config = ConfigDict(extra="allow")  # the optimizer's own arguments, checked against Keras
@@ -111,6 +220,38 @@ class Callbacks(Strict):
     checkpoint: _switch(BestCheckpoint) = Field(None, description="Save the best epoch to checkpoints/best.keras.")
 
 
+def _epochs_value(value: Any) -> int:
+    if value == 0 and not isinstance(value, bool):
+        return 0
+    return integer_at_least(1)(value)
+
+
+class FineTune(Strict):
+    unfreeze: int | str = Field(
+        "all",
+        description="The backbone's layers made trainable: all, the top N layers (a number), or a regular "
+        "expression over layer names. BatchNormalization layers stay frozen and in inference mode.",
+    )
+    epochs: PositiveInt = Field(10, description="Epochs of the second phase, after the first phase's epochs.")
+    learning_rate: PositiveFloat = Field(
+        1e-5, description="The learning rate of the second phase (the optimizer is otherwise the first phase's)."
+    )
+
+    @field_validator("unfreeze")
+    @classmethod
+    def _unfreeze_words(cls, value):
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise PydanticCustomError("dltool", "expected all, a number of layers >= 1 or a regular expression")
+        if isinstance(value, str) and value != "all":
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise PydanticCustomError("dltool", f"expected a regular expression: {exc}") from None
+        return value
+
+
 def device_count(devices) -> int:
     """How many devices ``train.devices`` asks for: 1 for auto, cpu and gpu; N; or the list's length."""
     if isinstance(devices, list):
@@ -119,13 +260,29 @@ def device_count(devices) -> int:
 
 
 class TrainConfig(Strict):
+    # epochs: 0 only before a fine_tune phase (keras_names.check_fine_tune says so in words; editors see this).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"fine_tune": {"type": "null"}}},
+            "then": {"properties": {"epochs": {"minimum": 1}}},
+        }
+    )
+
     optimizer: OptimizerConfig = Field(
         default_factory=lambda: OptimizerConfig(name="adam"),
         description="An optimizer name (adam), or {name: sgd, learning_rate: 0.01, ...} with its arguments.",
     )
     loss: str = Field(description="A Keras loss name, e.g. mse or sparse_categorical_crossentropy.")
     metrics: list[str] = Field(default_factory=list, description="Keras metric names (one name or a list).")
-    epochs: PositiveInt = 10
+    # 0 is allowed only before a fine_tune phase (_some_epochs); the message for a bad value speaks of >= 1.
+    epochs: Annotated[int, Field(ge=0), BeforeValidator(_epochs_value)] = Field(
+        10, description="Epochs of training (the first phase when fine_tune is set; 0 goes straight to fine-tuning)."
+    )
+    fine_tune: _switch(FineTune) = Field(
+        None,
+        description="A second phase after `epochs`: unfreeze the backbone (model.layers[0], a Backbone) or its top "
+        "layers and train on at a lower learning rate. true: the defaults.",
+    )
     batch_size: PositiveInt = 32
     shuffle: bool = True
     steps_per_execution: PositiveInt = Field(
@@ -157,6 +314,11 @@ class TrainConfig(Strict):
         description="Seed everything and make TensorFlow's ops deterministic: two runs give identical "
         "metrics, at some cost in speed.",
     )
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs of both phases: ``epochs``, then ``fine_tune.epochs`` if set."""
+        return self.epochs + (self.fine_tune.epochs if self.fine_tune else 0)
 
     @field_validator("optimizer", mode="before", json_schema_input_type=Union[OptimizerConfig, str])
     @classmethod
@@ -229,6 +391,32 @@ class ExperimentConfig(Strict):
 def json_schema() -> dict:
     """The JSON Schema of the config file, for editors (yaml-language-server); short forms included."""
     schema = ExperimentConfig.model_json_schema()
+    _add_backbone_entry(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "dltool experiment"
     return schema
+
+
+def _add_backbone_entry(schema: dict) -> None:
+    """A layer entry is a Keras layer or ``{Backbone: {...}}``; the Backbone's application is one of Keras's (an
+    editor completes the names)."""
+    from ..keras_catalog import load_catalog
+
+    backbone = BackboneConfig.model_json_schema()
+    backbone["properties"]["application"] = {
+        "anyOf": [{"enum": sorted(load_catalog()["applications"])}, {"type": "null"}],
+        "default": None,
+        "description": backbone["properties"]["application"]["description"],
+    }
+    schema["$defs"]["BackboneConfig"] = backbone
+    items = schema["$defs"]["ModelConfig"]["properties"]["layers"]["items"]["anyOf"]
+    keras_layer = next(item for item in items if item.get("type") == "object")
+    keras_layer["propertyNames"] = {"not": {"const": BACKBONE}}
+    items.append(
+        {
+            "type": "object",
+            "properties": {BACKBONE: {"$ref": "#/$defs/BackboneConfig"}},
+            "required": [BACKBONE],
+            "additionalProperties": False,
+        }
+    )

@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 
-def _integer_at_least(minimum: int):
+def integer_at_least(minimum: int):
     def check(value: Any) -> int:
         if (
             isinstance(value, bool)
@@ -68,9 +68,9 @@ def fraction_or(*words: str | None):
 
 # The bounds come before the BeforeValidator so that they reach the JSON Schema as minimum/maximum
 # (after it, pydantic writes them as "ge"/"lt", which JSON Schema validators ignore).
-PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_integer_at_least(1))]
-NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(_integer_at_least(0))]
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1), BeforeValidator(_integer_at_least(0))]
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(integer_at_least(1))]
+NonNegativeInt = Annotated[int, Field(ge=0), BeforeValidator(integer_at_least(0))]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1), BeforeValidator(integer_at_least(0))]
 PositiveFloat = Annotated[float, Field(gt=0), BeforeValidator(_number(0.0))]
 FiniteFloat = Annotated[float, BeforeValidator(_number())]
 Fraction = Annotated[float, Field(gt=0, lt=1), BeforeValidator(_fraction)]

@@ -55,11 +55,12 @@ def monitor_direction(model, monitor: str, mode: str = "auto") -> str | None:
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Times each epoch and the first training step, adds the learning rate, stops on a non-finite loss;
-    ``rows`` holds the epochs, ``first_step`` the ``perf_counter`` time the first batch ended (None before)."""
+    """Times each epoch and the first training step, adds the learning rate (and the phase), stops on a non-finite
+    loss; ``rows`` holds the epochs, ``first_step`` the ``perf_counter`` time the first batch ended (None before)."""
 
-    def __init__(self):
+    def __init__(self, phase: int | None = None):
         super().__init__()
+        self.phase = phase  # None: a run without phases (no fine_tune); else 1 or 2, in every row
         self.rows: list[dict] = []
         self.failure: NonFiniteLoss | None = None
         self.first_step: float | None = None
@@ -79,6 +80,7 @@ class EpochRecorder(keras.callbacks.Callback):
         logs = {k: float(v) for k, v in sorted((logs or {}).items(), key=_column_order) if k != "learning_rate"}
         row = {
             "epoch": epoch + 1,
+            **({"phase": self.phase} if self.phase is not None else {}),
             **logs,
             "learning_rate": rate,
             "epoch_seconds": round(time.perf_counter() - self._start, 4),

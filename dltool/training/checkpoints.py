@@ -2,7 +2,8 @@
 
 A checkpoint is ``checkpoints/epoch-NNNNN.keras`` (weights and optimizer
 state) plus ``checkpoints/state.json`` naming it, with the epoch, the
-callbacks' progress and the history so far. state.json is renamed into place
+callbacks' progress and the history so far; in a run's fine-tuning phase, also
+the epochs of its first phase (``fine_tune_from``). state.json is renamed into place
 only after its model file is complete, so it always names a whole checkpoint.
 """
 
@@ -87,6 +88,7 @@ class Checkpointer:
         self.folder = run.file("checkpoints")
         self._last_write = 0.0
         self._pending: dict = {}
+        self.fine_tune_from: int | None = None  # set when the second phase starts: its checkpoints say so
 
     def on_epoch_end(self, epoch: int, callbacks: dict, history: list[dict]) -> None:
         """Checkpoint the state at the end of ``epoch``, on disk or in memory."""
@@ -106,6 +108,13 @@ class Checkpointer:
                 variable.assign(value)
             self._write(**pending)
 
+    def write_now(self, epoch: int, history: list[dict]) -> None:
+        """Checkpoint the model as it is now, at the end of ``epoch`` (the start of the fine-tuning phase: the model
+        unfrozen and compiled again), unless checkpoints are off."""
+        if self.every:
+            self._pending = {}
+            self._write(epoch, {}, list(history))
+
     def _write(self, epoch: int, callbacks: dict, history: list[dict]) -> None:
         self.folder.mkdir(exist_ok=True)
         name = f"checkpoints/epoch-{epoch:05d}.keras"
@@ -113,6 +122,8 @@ class Checkpointer:
         state_file = self.run.file(STATE_FILE)
         old = json.loads(state_file.read_text(encoding="utf-8")).get("model") if state_file.is_file() else None
         state = {"epoch": epoch, "model": name, "callbacks": callbacks, "history": history}
+        if self.fine_tune_from is not None:
+            state["fine_tune_from"] = self.fine_tune_from
         atomic_write_text(state_file, json.dumps(state, indent=1))
         if old and old != name:
             self.run.file(old).unlink(missing_ok=True)

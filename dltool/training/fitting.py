@@ -24,6 +24,7 @@ from ..distributed import LOCAL, ProcessGroup
 from ..errors import ConfigError
 from ..keras_io import as_model_input, inference_batch_size
 from ..system_info import process_age
+from .checkpoints import callback_states
 from .model import output_units
 from .observer import Observer, StopRequested
 
@@ -37,6 +38,7 @@ class FitResult:
     seconds: float = 0.0
     restored_epoch: int | None = None  # early stopping's restore_best_weights put this epoch's weights back
     first_step_seconds: float | None = None  # from the process's start to the end of the first training batch
+    callback_states: dict = field(default_factory=dict)  # the stateful callbacks' progress at the end
 
 
 def fit_targets(model, config: ExperimentConfig, y: np.ndarray) -> np.ndarray:
@@ -104,8 +106,10 @@ def _make_callbacks(
     restore: dict,
     should_stop,
     tensorboard_dir,
+    phase,
 ):
-    """The recorder (its ``rows`` are the epochs) and the callbacks, in the order Keras must call them."""
+    """The recorder (its ``rows`` are the epochs), the callbacks in the order Keras must call them, and the stateful
+    ones by key."""
     import keras
 
     from .callbacks import BestCheckpoint, EpochRecorder, EpochTensorBoard, Persist, RestoreProgress, Watch
@@ -118,12 +122,12 @@ def _make_callbacks(
         stateful["reduce_lr_on_plateau"] = keras.callbacks.ReduceLROnPlateau(**cfg.reduce_lr_on_plateau.model_dump())
     if cfg.checkpoint and best_path is not None:
         stateful["best_checkpoint"] = BestCheckpoint(cfg.checkpoint.monitor, cfg.checkpoint.mode, best_path)
-    recorder = EpochRecorder()
+    recorder = EpochRecorder(phase)
     callbacks = [recorder, *stateful.values(), RestoreProgress(stateful, restore)]
     callbacks += [Persist(recorder, stateful, observer, on_epoch_end, on_checkpoint), Watch(observer, should_stop)]
     if tensorboard_dir is not None and config.train.tensorboard:
         callbacks.append(EpochTensorBoard(Path(tensorboard_dir)))
-    return recorder, callbacks
+    return recorder, callbacks, stateful
 
 
 def fit(
@@ -140,8 +144,10 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     tensorboard_dir: Path | None = None,
     group: ProcessGroup = LOCAL,
+    epochs: int | None = None,
+    phase: int | None = None,
 ) -> FitResult:
-    """Train ``model`` (compiled) on ``data`` from ``initial_epoch``.
+    """Train ``model`` (compiled) on ``data`` from ``initial_epoch`` to ``epochs`` (default ``train.epochs``).
 
     ``on_epoch_end(row)`` gets each finished epoch; ``on_checkpoint(epoch,
     callback_states)`` is called after it so the caller can save a resumable
@@ -151,12 +157,14 @@ def fit(
     running TensorFlow call is cancelled: the model's weights are then those
     of a half-done step, and only a checkpoint taken before is usable).
     ``group`` (default one process alone): each of its processes passes its
-    share of every batch.
+    share of every batch. ``phase`` (default None: no phases) goes into every history row: 1 for the first phase
+    of a run with ``fine_tune``, 2 for the fine-tuning.
     """
     train = config.train
+    epochs = train.epochs if epochs is None else epochs
     if observer is None:
         observer = Observer()
-    recorder, callbacks = _make_callbacks(
+    recorder, callbacks, stateful = _make_callbacks(
         config,
         on_epoch_end=on_epoch_end,
         on_checkpoint=on_checkpoint,
@@ -165,6 +173,7 @@ def fit(
         restore=restore or {},
         should_stop=should_stop,
         tensorboard_dir=tensorboard_dir,
+        phase=phase,
     )
     from .callbacks import EpochsToData
 
@@ -184,7 +193,7 @@ def fit(
         with cancelled_when(should_stop) if should_stop is not None else contextlib.nullcontext():
             model.fit(
                 **inputs,
-                epochs=train.epochs,
+                epochs=epochs,
                 initial_epoch=initial_epoch,
                 callbacks=callbacks,
                 verbose=0,
@@ -200,10 +209,81 @@ def fit(
     ended = time.perf_counter()
     return FitResult(
         history=recorder.rows,
-        stopped_early=initial_epoch + len(recorder.rows) < train.epochs,
+        stopped_early=initial_epoch + len(recorder.rows) < epochs,
         seconds=ended - start,
         restored_epoch=_restored_epoch(callbacks),
         first_step_seconds=None if recorder.first_step is None else process_age() - (ended - recorder.first_step),
+        callback_states=callback_states(stateful),
+    )
+
+
+def fit_phases(
+    model,
+    config: ExperimentConfig,
+    data: TrainingData,
+    *,
+    initial_epoch: int = 0,
+    restore: dict | None = None,
+    fine_tune_from: int | None = None,
+    on_fine_tune: Callable[[int, list[str]], None] | None = None,
+    **fit_args,
+) -> FitResult:
+    """Train the run's phases: ``train.epochs``, then, with ``train.fine_tune``, the backbone unfrozen and the
+    model compiled again at the lower learning rate for ``fine_tune.epochs`` more (counted from where the first
+    phase stopped, early or not). Without fine_tune this is :func:`fit`.
+
+    ``fine_tune_from`` (a resumed run in its second phase: the epochs of its first) skips the first phase; the
+    model is then the checkpoint's, unfrozen and compiled already. ``on_fine_tune(first_phase_epochs,
+    unfrozen_layer_names)`` is called once the model is unfrozen and compiled, before its first epoch. The rest of
+    the arguments are :func:`fit`'s. The result is both phases': their history, seconds, whether either stopped early,
+    and the restored epoch of the last.
+    """
+    fine_tune = config.train.fine_tune
+    if fine_tune is None:
+        return fit(model, config, data, initial_epoch=initial_epoch, restore=restore, **fit_args)
+    first: FitResult | None = None
+    if fine_tune_from is None:
+        if initial_epoch < config.train.epochs:
+            first = fit(
+                model,
+                config,
+                data,
+                initial_epoch=initial_epoch,
+                restore=restore,
+                phase=1,
+                epochs=config.train.epochs,
+                **fit_args,
+            )
+            initial_epoch += len(first.history)
+        fine_tune_from = initial_epoch
+        # The best checkpoint so far stays the bar to beat; early stopping and the plateau count start again.
+        restore = {
+            key: state
+            for key, state in (first.callback_states if first else restore or {}).items()
+            if key == "best_checkpoint"
+        }
+        unfrozen = start_fine_tuning(model, config)
+        if on_fine_tune is not None:
+            on_fine_tune(fine_tune_from, unfrozen)
+    second = fit(
+        model,
+        config,
+        data,
+        initial_epoch=initial_epoch,
+        restore=restore,
+        phase=2,
+        epochs=fine_tune_from + fine_tune.epochs,
+        **fit_args,
+    )
+    if first is None:
+        return second
+    return FitResult(
+        history=first.history + second.history,
+        stopped_early=first.stopped_early or second.stopped_early,
+        seconds=first.seconds + second.seconds,
+        restored_epoch=second.restored_epoch,
+        first_step_seconds=first.first_step_seconds,
+        callback_states=second.callback_states,
     )
 
 
@@ -275,3 +355,30 @@ def evaluate_arrays(model, config: ExperimentConfig, x, y) -> dict:
         as_model_input(x), fit_targets(model, config, y), batch_size=batch_size, verbose=0, return_dict=True
     )
     return {k: float(v) for k, v in result.items()}
+
+
+def fine_tuning_config(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with the second phase's learning rate in its optimizer (the optimizer's other settings kept)."""
+    from ..config import OptimizerConfig
+
+    optimizer = config.train.optimizer
+    settings = {**(optimizer.model_extra or {}), "learning_rate": config.train.fine_tune.learning_rate}
+    train = config.train.model_copy(update={"optimizer": OptimizerConfig(name=optimizer.name, **settings)})
+    return config.model_copy(update={"train": train})
+
+
+def start_fine_tuning(model, config: ExperimentConfig) -> list[str]:
+    """Unfreeze the backbone as ``train.fine_tune.unfreeze`` says and compile the model again with a fresh optimizer
+    at ``fine_tune.learning_rate`` (on the devices it trains on). Returns the names of the layers unfrozen."""
+    import keras
+
+    from .backbones import unfreeze
+    from .model import compile_model
+
+    unfrozen = unfreeze(model, config.train.fine_tune.unfreeze)
+    scope = contextlib.nullcontext()
+    if keras.backend.backend() == "tensorflow":  # several devices: the new optimizer's variables are mirrored too
+        scope = model.distribute_strategy.scope()
+    with scope:
+        compile_model(model, fine_tuning_config(config))
+    return unfrozen

@@ -95,20 +95,30 @@ def follow(
     group: ProcessGroup,
     initial_epoch: int = 0,
     restore: dict | None = None,
+    fine_tune_from: int | None = None,
 ) -> Run:
     """Processes 1 to N-1: train this process's share (``data`` as :func:`share_out` left it) of ``run`` in
     step with process 0; return the run once training ends here.
 
     A collective that fails (process 0 or another worker stopped) raises TrainingError naming this worker.
     """
-    from .fitting import fit
+    from .fitting import fit_phases
 
     if observer is None:
         observer = Observer()
     observer.on_run_created(run)
     done = group.give_signs_of_life()
     try:
-        fit(model, config, data, observer=observer, initial_epoch=initial_epoch, restore=restore or {}, group=group)
+        fit_phases(
+            model,
+            config,
+            data,
+            observer=observer,
+            initial_epoch=initial_epoch,
+            restore=restore or {},
+            fine_tune_from=fine_tune_from,
+            group=group,
+        )
         done()
     except TrainingError as exc:
         raise TrainingError(f"worker {group.rank} of run {run.id}: {exc}") from None

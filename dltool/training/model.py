@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..config import ExperimentConfig, layer_name_and_args
+from ..config import BACKBONE, ExperimentConfig, layer_name_and_args
 from ..errors import ConfigError, did_you_mean
 from ..keras_io import INPUT_NAME
 
@@ -53,8 +53,15 @@ def build_model(config: ExperimentConfig):
     )
     last = len(config.model.layers) - 1
     mixed = config.train.precision != "float32"
+    backbone = None
     for index, spec in enumerate(config.model.layers):
         path = f"model.layers[{index}]"
+        if index == 0 and isinstance(spec, dict) and BACKBONE in spec:
+            from .backbones import build_backbone
+
+            backbone = build_backbone(config)
+            model.add(backbone.model)
+            continue
         # Mixed precision: the last layer (its softmax) computes in float32, as Keras's mixed-precision guide asks.
         layer = build_layer(spec, path, dtype="float32" if mixed and index == last else None)
         try:
@@ -64,6 +71,8 @@ def build_model(config: ExperimentConfig):
             raise ConfigError(
                 f"layer {layer_name_and_args(spec)[0]} does not fit after the layers before it: {message}", path=path
             ) from None
+    # A dataclass, not a dict: Keras tracks the dicts and lists set on a model, and this is not model state.
+    model.dltool_backbone = backbone
     return model
 
 

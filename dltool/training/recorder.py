@@ -25,7 +25,7 @@ def history_csv(rows: list[dict]) -> str:
 
 def split_metrics(row: dict) -> tuple[dict, dict]:
     """Split a history row into (train metrics, validation metrics)."""
-    skip = {"epoch", "learning_rate", "epoch_seconds"}
+    skip = {"epoch", "phase", "learning_rate", "epoch_seconds"}
     train = {k: v for k, v in row.items() if k not in skip and not k.startswith("val_")}
     val = {k[4:]: v for k, v in row.items() if k.startswith("val_")}
     return train, val
@@ -48,7 +48,7 @@ class RunRecorder:
     def on_epoch_end(self, row: dict) -> None:
         """Record one finished epoch."""
         self.rows.append(row)
-        shown = "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch")
+        shown = "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "phase"))
         self._pending_log.append(f"epoch {row['epoch']}/{self.epochs}  {shown}")
         if time.monotonic() - self._last_flush >= FLUSH_SECONDS or row["epoch"] == self.epochs:
             self.flush()

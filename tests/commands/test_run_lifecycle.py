@@ -86,7 +86,7 @@ def test_process_zero_fits_and_records_after_its_last_step_and_a_follower_follow
     monkeypatch.setattr(run_lifecycle, "follow", lambda run, *args, **kwargs: calls.append(("follow", kwargs)) or run)
     monkeypatch.setattr(run_lifecycle, "fit_and_record", lambda run, *a, **kwargs: calls.append(("fit", kwargs)) or run)
     run = Run(tmp_path / RUN_ID)
-    resumed = {"initial_epoch": 3, "restore": {"early_stopping": {"wait": 1}}}
+    resumed = {"initial_epoch": 3, "restore": {"early_stopping": {"wait": 1}}, "fine_tune_from": 2}
 
     assert train_or_follow(run, None, None, None, observer=None, group=_Group(2, 1), **resumed) == run
     assert calls == [("share", None), ("follow", {"group": calls[1][1]["group"], **resumed})]
@@ -100,7 +100,17 @@ def test_process_zero_fits_and_records_after_its_last_step_and_a_follower_follow
     calls.clear()
     train_or_follow(run, None, None, None, observer=None, group=LOCAL, history=[{"epoch": 1}])
     assert calls == [
-        ("fit", {"observer": None, "history": [{"epoch": 1}], "initial_epoch": 0, "restore": None, "group": LOCAL})
+        (
+            "fit",
+            {
+                "observer": None,
+                "history": [{"epoch": 1}],
+                "initial_epoch": 0,
+                "restore": None,
+                "fine_tune_from": None,
+                "group": LOCAL,
+            },
+        )
     ]
 
 

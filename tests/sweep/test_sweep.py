@@ -54,7 +54,8 @@ def test_a_grid_sweep_counts_its_own_trials(tmp_path):
         ),
         (
             "method: tpe\ntrials: 3\nparameters:\n  train.epochs: {int: [0, 3]}\n",
-            "sweep.yaml:5: parameters.train.epochs: expected an integer >= 1, received 0 (with train.epochs=0)",
+            "sweep.yaml:5: parameters.train.epochs: expected an integer >= 1, received 0; epochs: 0 goes with a fine_tune "
+            "phase, which then starts at once (with train.epochs=0)",
         ),
         (
             "method: tpe\ntrials: 3\nparameters:\n  model.layers[7].Dense.units: {choice: [4]}\n",

@@ -26,7 +26,7 @@ def test_a_worker_stopped_by_an_unreadable_file_says_which_file_not_tensorflow_s
         data.failure = DataError("photos/cat/3.png: cannot read as an image (UnidentifiedImageError)")
         raise RuntimeError("UnknownError: {{function_node __wrapped__IteratorGetNext}} ... DataError: photos/...")
 
-    monkeypatch.setattr(fitting, "fit", fit)
+    monkeypatch.setattr(fitting, "fit_phases", fit)
     with pytest.raises(TrainingError) as caught:
         follow(Run(tmp_path / "20261203-000000-x-abcd"), None, data, None, group=_Worker())
     assert str(caught.value) == (

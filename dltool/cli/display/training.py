@@ -36,8 +36,9 @@ def format_value(value) -> str:
 
 def epoch_line(row: dict, epochs: int) -> str:
     """'epoch 3/10  loss=0.2  accuracy=0.9 ... (1.2s)' for plain logs."""
-    values = "  ".join(f"{k}={format_value(v)}" for k, v in row.items() if k not in ("epoch", "epoch_seconds"))
-    return f"epoch {row['epoch']}/{epochs}  {values}  ({row.get('epoch_seconds', 0):.2f}s)"
+    values = "  ".join(f"{k}={format_value(v)}" for k, v in row.items() if k not in ("epoch", "phase", "epoch_seconds"))
+    tuning = "  fine-tuning" if row.get("phase") == 2 else ""
+    return f"epoch {row['epoch']}/{epochs}{tuning}  {values}  ({row.get('epoch_seconds', 0):.2f}s)"
 
 
 class RemainingColumn(TimeRemainingColumn):
