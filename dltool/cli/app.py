@@ -48,6 +48,7 @@ from .runs import PLOT_EPILOG, plot, runs_app
 from .serve import SERVE_EPILOG, serve_command
 from .smoke import SMOKE_EPILOG, smoke, train_reports
 from .sweep import SWEEP_EXAMPLE, sweep_command
+from .weights import weights_app
 
 app = typer.Typer(
     name="dltool",
@@ -218,6 +219,7 @@ app.command(epilog=PLOT_EPILOG)(plot)
 app.command(epilog=INIT_EPILOG)(init)
 app.command(epilog=INFO_EPILOG)(info)
 app.add_typer(runs_app, name="runs")
+app.add_typer(weights_app, name="weights")
 
 
 def main() -> None:

@@ -110,6 +110,9 @@ def _open_run_files(
     )
     for warning in data.warnings:
         run.append_log(f"{log_time()} warning: {warning}")
+    backbone = getattr(model, "dltool_backbone", None)
+    for note in backbone.record.get("notes", []) if backbone else []:
+        run.append_log(f"{log_time()} backbone: {note}")
 
 
 def _load_parent_weights(model, ref: str | Run, runs_root) -> Run:

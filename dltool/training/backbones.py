@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import socket
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,8 +149,14 @@ def _application(spec: BackboneConfig, input_shape: tuple, path: str):
     file: Path | None = None
     try:
         if weights == "imagenet":
-            with _weights_from_cache(name, path) as fetched:
+            # Keras warns, and goes on, where its weights were trained at another size than input_shape: the run's
+            # log keeps that line (record["notes"]).
+            with _weights_from_cache(name, path) as fetched, warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
                 core = build(**{**args, "weights": "imagenet"})
+            notes = [str(w.message).strip() for w in caught if issubclass(w.category, UserWarning)]
+            if notes:
+                record["notes"] = notes
             file = fetched[-1] if fetched else None
         else:
             core = build(**args)
@@ -179,8 +186,14 @@ def _load_weights_file(core, file: Path, name: str, path: str) -> None:
             f"from {name} (model.save_weights('x.weights.h5'))",
             path=f"{path}.weights",
         )
+    import warnings
+
     try:
-        core.load_weights(str(file))
+        # Keras only warns when a part of the model finds no weights in the file (those layers keep their fresh
+        # weights): here that is a file of another model, refused as such.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*(Skipping|freshly-initialized|mismatch).*")
+            core.load_weights(str(file))
     except Exception as exc:  # noqa: BLE001  (h5py, Keras and OS errors alike: the file does not fit this model)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
@@ -237,7 +250,7 @@ def keras_cache_dir(subdir: str = "models") -> Path:
 
 
 @contextlib.contextmanager
-def _weights_from_cache(name: str, path: str):
+def _weights_from_cache(name: str, path: str | None):
     """Within: keras.applications finds its weights in Keras's cache, or downloads them with a timeout; a file that
     is missing and cannot be downloaded becomes one ConfigError line naming the file, the URL and where it goes.
     Yields the list of files it handed over."""
@@ -253,12 +266,14 @@ def _weights_from_cache(name: str, path: str):
         try:
             found = original(fname, origin, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001  (Keras raises a bare Exception for a failed download)
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # Keras says "URL fetch failure on URL: code -- reason"; the URL is in the message already.
+            reason = str(exc).strip().splitlines()[0].rsplit(" -- ", 1)[-1] if str(exc).strip() else ""
             raise ConfigError(
-                f"{name}'s imagenet weights {fname} are not in Keras's cache and could not be downloaded ({reason}); "
-                f"on a machine with internet run `dltool weights fetch {name}` (or download {origin}) and put the "
-                f"file at {target}; or set weights: none (untrained) or weights: PATH (a weights file)",
-                path=f"{path}.weights",
+                f"{name}'s imagenet weights {fname} are not in Keras's cache and could not be downloaded"
+                f"{f' ({reason})' if reason else ''}: download {origin} on a machine with internet (or run "
+                f"`dltool weights fetch {name}` there) and put the file at {target}; or set weights: none "
+                "(untrained) or weights: PATH (a weights file)",
+                path=f"{path}.weights" if path else None,
             ) from None
         finally:
             socket.setdefaulttimeout(previous)
@@ -274,12 +289,16 @@ def _weights_from_cache(name: str, path: str):
 
 def fetch_application_weights(name: str, input_shape: tuple = (224, 224, 3), **application_args) -> Path:
     """Download ``name``'s imagenet weights (without its top) into Keras's cache, if not there yet; the file."""
-    import keras
+    from ..backend import import_keras
+    from ..keras_catalog import load_catalog
 
-    if not hasattr(keras.applications, name) or not name[:1].isupper():
-        names = [n for n in dir(keras.applications) if n[:1].isupper()]
-        raise ConfigError(f"unknown application '{name}'" + did_you_mean(name, names))
-    with _weights_from_cache(name, "weights") as fetched:
+    names = load_catalog()["applications"]
+    if name not in names:
+        raise ConfigError(
+            f"unknown application '{name}'" + (did_you_mean(name, names) or f"; expected one of: {', '.join(names)}")
+        )
+    keras = import_keras()
+    with _weights_from_cache(name, None) as fetched:
         getattr(keras.applications, name)(
             include_top=False, weights="imagenet", input_shape=tuple(input_shape), **application_args
         )
