@@ -214,10 +214,15 @@ def read_exports(run: Run) -> list[dict]:
 
 def show_run(run: Run) -> dict:
     """One run in full: its summary, its data's splits (as run.json records them: sizes, whether streamed, the
-    cache), final metrics, config, per-epoch history, evaluations, exports and files."""
+    cache), its backbone and its parameters trainable and frozen (per phase, with fine-tuning), final metrics,
+    config, per-epoch history, evaluations, exports and files."""
+    info = _info_or_empty(run)
     return {
         **summarize(run),
-        "data": _info_or_empty(run).get("data"),
+        "data": info.get("data"),
+        "backbone": info.get("backbone"),
+        "parameters": info.get("parameters"),
+        "phases": info.get("phases"),
         "metrics": read_json_or_none(run.file("metrics.json")),
         "config": read_config(run),
         "history": read_history(run),

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from .data import DATA_SOURCES, DataCommon, DataConfig
 from .expectations import check_expectations, with_expectations
-from .keras_names import STRING_INPUT_LAYERS, backbone_of, check_keras_names, check_layer, layer_name_and_args
+from .keras_names import (
+    STRING_INPUT_LAYERS,
+    backbone_index,
+    backbone_of,
+    check_keras_names,
+    check_layer,
+    layer_name_and_args,
+)
 from .loading import (
     apply_overrides,
     config_from_text,
@@ -60,6 +67,7 @@ __all__ = [
     "SourceEntry",
     "TrainConfig",
     "apply_overrides",
+    "backbone_index",
     "backbone_of",
     "check_expectations",
     "check_keras_names",

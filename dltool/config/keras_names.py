@@ -65,12 +65,20 @@ def check_layer(spec: LayerSpec, path: str, catalog: dict) -> None:
         )
 
 
+AUGMENTATION_PREFIX = "Random"  # RandomFlip, RandomRotation, ...: the only layers that may come before a Backbone
+
+
+def backbone_index(config: ExperimentConfig) -> int | None:
+    """Where the config's Backbone entry is in model.layers (first, or after data augmentation layers); None."""
+    return next((i for i, spec in enumerate(config.model.layers) if isinstance(spec, dict) and BACKBONE in spec), None)
+
+
 def backbone_of(config: ExperimentConfig) -> BackboneConfig | None:
-    """The config's Backbone entry (always model.layers[0]), validated; None without one."""
-    first = config.model.layers[0]
-    if isinstance(first, dict) and BACKBONE in first:
-        return BackboneConfig.model_validate(first[BACKBONE] or {})
-    return None
+    """The config's Backbone entry, validated; None without one."""
+    index = backbone_index(config)
+    if index is None:
+        return None
+    return BackboneConfig.model_validate(config.model.layers[index][BACKBONE] or {})
 
 
 def check_backbone(spec: dict, path: str, catalog: dict) -> dict:
@@ -117,13 +125,16 @@ def check_keras_names(config: ExperimentConfig) -> None:
     catalog = load_catalog()
     for index, spec in enumerate(config.model.layers):
         if isinstance(spec, dict) and BACKBONE in spec:
-            if index or len(spec) != 1:
+            before = [layer_name_and_args(entry)[0] for entry in config.model.layers[:index]]
+            others = [name for name in before if not name.startswith(AUGMENTATION_PREFIX)]
+            if others or len(spec) != 1:
                 raise ConfigError(
-                    "a Backbone is the first entry of model.layers, alone in its item (the model's inputs go "
-                    "through it first); move it to model.layers[0]",
+                    "a Backbone comes first in model.layers, alone in its item, after data augmentation layers "
+                    "only (RandomFlip, RandomRotation, ...): it takes the inputs as the data gives them"
+                    + (f"; received {', '.join(others)} before it" if others else ""),
                     path=f"model.layers[{index}]",
                 )
-            config.model.layers[0] = check_backbone(spec, "model.layers[0]", catalog)
+            config.model.layers[index] = check_backbone(spec, f"model.layers[{index}]", catalog)
             continue
         check_layer(spec, f"model.layers[{index}]", catalog)
     check_fine_tune(config)

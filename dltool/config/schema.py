@@ -280,7 +280,7 @@ class TrainConfig(Strict):
     )
     fine_tune: _switch(FineTune) = Field(
         None,
-        description="A second phase after `epochs`: unfreeze the backbone (model.layers[0], a Backbone) or its top "
+        description="A second phase after `epochs`: unfreeze the Backbone entry of model.layers, or its top "
         "layers and train on at a lower learning rate. true: the defaults.",
     )
     batch_size: PositiveInt = 32

@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import BACKBONE, BackboneConfig, ExperimentConfig, backbone_of
+from ..config import BACKBONE, BackboneConfig, ExperimentConfig, backbone_index, backbone_of
 from ..errors import ConfigError, did_you_mean
 
 BACKBONE_LAYER = "backbone"  # the run model's first layer
@@ -60,18 +60,19 @@ class Backbone:
     record: dict = field(default_factory=dict)
 
 
-def build_backbone(config: ExperimentConfig, runs_root=None) -> Backbone:
-    """Build ``model.layers[0]``, a Backbone entry, for ``config``'s input shape and input scaling.
+def build_backbone(config: ExperimentConfig, input_shape: tuple | None = None, runs_root=None) -> Backbone:
+    """Build the config's Backbone entry for the inputs the layers before it give (``input_shape``, default
+    ``model.input_shape``: data augmentation layers keep it) and for the data's input scaling.
 
     ``runs_root`` is where a ``run:`` reference is looked up (default: the runs folder). Raises ConfigError
-    (path ``model.layers[0].Backbone...``) for weights that are missing and cannot be downloaded, an input shape the
+    (path ``model.layers[i].Backbone...``) for weights that are missing and cannot be downloaded, an input shape the
     pretrained model cannot take, or inputs standardized by the data config.
     """
     import keras
 
     spec = backbone_of(config)
-    path = "model.layers[0].Backbone"
-    input_shape = tuple(config.model.input_shape)
+    path = f"model.layers[{backbone_index(config)}].Backbone"
+    input_shape = tuple(config.model.input_shape if input_shape is None else input_shape)
     if getattr(config.data, "standardize", False):
         raise ConfigError(
             "a backbone takes its inputs as its pretraining saw them, and standardize would change them; remove "
@@ -371,14 +372,16 @@ def pin_backbone(config: ExperimentConfig, runs_root=None) -> ExperimentConfig:
     spec = backbone_of(config)
     if spec is None:
         return config
-    entry = dict(config.model.layers[0][BACKBONE])
+    index = backbone_index(config)
+    entry = dict(config.model.layers[index][BACKBONE])
     if spec.run is not None:
-        entry["run"] = str(_backbone_run(spec.run, runs_root, "model.layers[0].Backbone.run").path.resolve())
+        path = f"model.layers[{index}].Backbone.run"
+        entry["run"] = str(_backbone_run(spec.run, runs_root, path).path.resolve())
     if spec.preset is not None:
         entry["preset"] = str(Path(spec.preset).expanduser().resolve())
     if spec.kind == "application" and spec.weights not in ("imagenet", "none"):
         entry["weights"] = str(Path(spec.weights).expanduser().resolve())
-    layers = [{BACKBONE: entry}, *config.model.layers[1:]]
+    layers = [*config.model.layers[:index], {BACKBONE: entry}, *config.model.layers[index + 1 :]]
     return config.model_copy(update={"model": config.model.model_copy(update={"layers": layers})})
 
 

@@ -56,10 +56,11 @@ def build_model(config: ExperimentConfig):
     backbone = None
     for index, spec in enumerate(config.model.layers):
         path = f"model.layers[{index}]"
-        if index == 0 and isinstance(spec, dict) and BACKBONE in spec:
+        if isinstance(spec, dict) and BACKBONE in spec:
             from .backbones import build_backbone
 
-            backbone = build_backbone(config)
+            # After data augmentation layers (RandomFlip, ...) or first: the inputs reach it in their shape.
+            backbone = build_backbone(config, tuple(model.output_shape[1:]) if index else None)
             model.add(backbone.model)
             continue
         # Mixed precision: the last layer (its softmax) computes in float32, as Keras's mixed-precision guide asks.

@@ -102,3 +102,27 @@ def test_plain_mode_prints_epoch_lines_only():
     run_epoch(display, clock, 1)
     display.on_train_end()
     assert console.file.getvalue() == "epoch 1/2  loss=0.5  (20.00s)\n"
+
+
+def test_runs_show_names_the_backbone_and_the_parameters_each_phase_trains():
+    from dltool.cli.display.reports import parameter_lines
+
+    shown = {
+        "backbone": {"application": "MobileNetV3Small", "weights": "imagenet", "weights_sha256": "ab" * 32},
+        "parameters": {"trainable": 1731, "frozen": 939120},
+        "phases": [
+            {"phase": 1, "first_epoch": 1, "trainable": 1731, "frozen": 939120},
+            {"phase": 2, "first_epoch": 6, "learning_rate": 1e-5, "trainable": 195843, "frozen": 745008},
+        ],
+    }
+    assert parameter_lines(shown) == [
+        "backbone: MobileNetV3Small (weights imagenet, sha256 abababababab)",
+        "phase 1 (frozen backbone, from epoch 1): 1,731 trainable, 939,120 frozen parameters",
+        "phase 2 (fine-tuning, from epoch 6, learning rate 1e-05): 195,843 trainable, 745,008 frozen parameters",
+    ]
+    run_backbone = {"backbone": {"run": "20261203-1-pretrain", "up_to": "flatten"}, "parameters": shown["parameters"]}
+    assert parameter_lines(run_backbone) == [
+        "backbone: run 20261203-1-pretrain (up to flatten)",
+        "parameters: 1,731 trainable, 939,120 frozen",
+    ]
+    assert parameter_lines({"parameters": {"trainable": 10, "frozen": 0}}) == []

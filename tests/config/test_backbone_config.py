@@ -158,8 +158,21 @@ def test_fine_tune_without_a_backbone_and_a_backbone_after_the_first_layer_are_r
         ),
         encoding="utf-8",
     )
-    with pytest.raises(ConfigError, match=r"model.layers\[1\]: a Backbone is the first entry of model.layers"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.layers\[1\]: a Backbone comes first in model.layers, alone in its "
+        r"item, after data augmentation layers only \(RandomFlip, RandomRotation, ...\): it takes the "
+        r"inputs as the data gives them; received Flatten before it",
+    ):
         load_config(path)
+    path.write_text(
+        CONFIG.format(backbone="{application: VGG16}", epochs=2, fine_tune="").replace(
+            "    - Backbone: {application: VGG16}\n",
+            "    - RandomFlip\n    - {RandomRotation: {factor: 0.1}}\n    - Backbone: {application: VGG16}\n",
+        ),
+        encoding="utf-8",
+    )
+    assert load_config(path).model.layers[2]["Backbone"]["application"] == "VGG16"
 
 
 def test_the_json_schema_offers_the_application_names_and_refuses_a_misspelt_one(tmp_path):

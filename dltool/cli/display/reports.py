@@ -59,6 +59,34 @@ def data_line(sizes: dict) -> str:
     return line
 
 
+def parameter_lines(shown: dict) -> list[str]:
+    """'backbone: MobileNetV3Small (weights imagenet, sha256 1a2b...)' and the parameters trainable and frozen, per phase
+    for a run with fine-tuning; nothing for a run that recorded neither (runs made before)."""
+    lines = []
+    backbone = shown.get("backbone")
+    if backbone:
+        what = backbone.get("application") or backbone.get("preset") or f"run {backbone.get('run')}"
+        details = [f"weights {backbone['weights']}"] if backbone.get("weights") else []
+        if backbone.get("up_to"):
+            details.append(f"up to {backbone['up_to']}")
+        if backbone.get("weights_sha256"):
+            details.append(f"sha256 {backbone['weights_sha256'][:12]}")
+        lines.append(f"backbone: {what}" + (f" ({', '.join(details)})" if details else ""))
+    phases = shown.get("phases") or []
+    if phases:
+        for phase in phases:
+            name = "frozen backbone" if phase.get("phase") == 1 else "fine-tuning"
+            rate = f", learning rate {phase['learning_rate']:g}" if phase.get("learning_rate") else ""
+            lines.append(
+                f"phase {phase.get('phase')} ({name}, from epoch {phase.get('first_epoch')}{rate}): "
+                f"{phase.get('trainable', 0):,} trainable, {phase.get('frozen', 0):,} frozen parameters"
+            )
+    elif shown.get("parameters") and shown["parameters"].get("frozen"):
+        counts = shown["parameters"]
+        lines.append(f"parameters: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen")
+    return lines
+
+
 def print_run(console: Console, shown: dict) -> None:
     """`dltool runs show`: header, reason, data, final metrics, best epoch, history chart, config, files."""
     from ...commands.runs_report import sparkline
@@ -75,6 +103,8 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(f"reason: {shown['error']}", highlight=False)
     if shown.get("data"):
         console.print(data_line(shown["data"]), highlight=False, markup=False)
+    for line in parameter_lines(shown):
+        console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))
     metrics = shown.get("metrics")
     if metrics:
@@ -98,7 +128,7 @@ def print_run(console: Console, shown: dict) -> None:
         for column in ("value", "first", "last", "min", "max", "curve"):
             chart.add_column(column, justify="left" if column in ("value", "curve") else "right")
         for key in history[0]:
-            if key in ("epoch", "epoch_seconds"):
+            if key in ("epoch", "phase", "epoch_seconds"):
                 continue
             values = [row.get(key) for row in history]
             clean = [v for v in values if v is not None]
