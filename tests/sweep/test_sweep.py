@@ -106,6 +106,10 @@ def test_a_base_config_that_validates_on_its_test_split_is_refused_for_a_val_obj
         ),
         ("lstm_forecaster.yaml", ["model.layers[0].LSTM.units: {choice: [16, 32, 64]}", "metric: val_loss, goal: min"]),
         ("linear_regression.yaml", ["data.validation: {choice: [0.2]}", "metric: val_loss"]),
+        (
+            "cats_vs_dogs_xception.yaml",
+            ["train.fine_tune.learning_rate: {loguniform: [1.0e-6, 1.0e-4]}", "metric: val_accuracy"],
+        ),
     ],
 )
 def test_init_sweep_writes_a_sweep_file_that_validates(tmp_path, config, lines):
