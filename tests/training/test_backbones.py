@@ -379,3 +379,25 @@ def test_two_phases_keep_batch_norm_in_inference_mode_and_resume_across_the_boun
         resumed = resume(str(stopped), runs_root=parts)
         np.testing.assert_allclose(_history(resumed), _history(whole), rtol=1e-4, err_msg=f"stopped at {stop_at}")
         assert json.loads(resumed.file("run.json").read_text())["phases"] == info["phases"]
+
+
+def test_an_input_the_application_cannot_take_is_refused_with_keras_s_reason(photos, tmp_path):
+    from dltool.commands.train import prepare
+    from dltool.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        prepare(experiment(photos, "{application: Xception, weights: none}"))
+    assert str(caught.value).startswith(
+        "transfer.yaml:7: model.layers[0].Backbone: Keras refused Xception(input_shape=[32, 32, 3]): "
+        "Input size must be at least 71x71"
+    )
+
+
+def test_augmentation_layers_may_come_before_the_backbone(photos, tmp_path):
+    from dltool.commands.train import prepare
+
+    config = experiment(photos, "{application: MobileNetV3Small, weights: none, minimalistic: true}")
+    layers = [{"RandomFlip": {"mode": "horizontal"}}, *config.model.layers]
+    config = config.model_copy(update={"model": config.model.model_copy(update={"layers": layers})})
+    _, model = prepare(config)
+    assert [layer.name for layer in model.layers] == ["random_flip", "backbone", "dense"]

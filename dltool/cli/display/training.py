@@ -86,9 +86,11 @@ class TrainingDisplay(Observer):
         info = run.info
         sizes = info.get("data", {})
         validation = "the test split" if sizes.get("validation_is_test") else sizes.get("validation") or "none"
+        counts = info.get("parameters") or {}
+        frozen = f" ({counts['trainable']:,} trainable)" if counts.get("frozen") else ""
         self.console.print(
             f"run {run.id}: {sizes.get('train')} train, validation {validation}, {sizes.get('test')} test; "
-            f"{info.get('params', 0):,} parameters; {info.get('device')}",
+            f"{info.get('params', 0):,} parameters{frozen}; {info.get('device')}",
             highlight=False,
         )
         for warning in info.get("warnings", []):  # the data's (an id-like feature column): training goes on
