@@ -99,6 +99,7 @@ class TrainingDisplay(Observer):
     def on_train_begin(self, epochs: int, steps: int | None) -> None:
         self.epochs, self.steps = epochs, steps
         self._every = max(1, math.ceil(epochs / MAX_PLAIN_LINES))
+        self._first_epoch = None  # shown always: the run's first, a resumed run's first, the fine-tuning's first
         if self.plain:
             return
         self.progress = Progress(
@@ -148,6 +149,8 @@ class TrainingDisplay(Observer):
 
     def on_epoch_end(self, row: dict) -> None:
         epoch = row["epoch"]
+        if self._first_epoch is None:
+            self._first_epoch = epoch
         now = self.get_time()
         self._epoch_durations.append(now - self._epoch_started)
         if self.progress is not None:
@@ -161,7 +164,7 @@ class TrainingDisplay(Observer):
             )
             self.progress.update(self.step_task, completed=self.steps or 1)
             self.progress.refresh()
-        if epoch % self._every == 0 or epoch == self.epochs or epoch == 1:
+        if epoch % self._every == 0 or epoch == self.epochs or epoch in (1, self._first_epoch):
             line = epoch_line(row, self.epochs)
             if self.progress is not None:
                 self.progress.console.print(line, highlight=False)
