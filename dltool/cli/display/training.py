@@ -77,6 +77,7 @@ class TrainingDisplay(Observer):
         self.get_time = get_time
         self.progress: Progress | None = None
         self.epochs = 0
+        self._first_epoch: int | None = None
         self._last_refresh = 0.0
         self._printed = 0
         self._epoch_durations: list[float] = []
