@@ -27,7 +27,15 @@ from ..reports import JUnitCase, flat_metrics
 from ..training.observer import Observer
 from .smoke_configs import config_backends, configs_for_other_backends, find_configs, smoke_elsewhere
 
-__all__ = ["SmokeReport", "SmokeResult", "config_backends", "find_configs", "smoke", "smoke_overrides"]
+__all__ = [
+    "SmokeReport",
+    "SmokeResult",
+    "config_backends",
+    "find_configs",
+    "smoke",
+    "smoke_overrides",
+    "untrained_backbone",
+]
 
 PASSED, FAILED, SKIPPED, UNMET = "passed", "failed", "skipped", "unmet"
 PREDICT_SAMPLES = 4  # raw samples given to predict
@@ -50,6 +58,7 @@ class SmokeResult:
     file: str | None = None  # where a config error is (for CI annotations)
     line: int | None = None
     stages: dict = field(default_factory=dict)  # seconds per stage: {"train": 1.2, "evaluate": 0.3, ...}
+    notes: list[str] = field(default_factory=list)  # what the smoke run changed beyond epochs and samples
 
     @contextmanager
     def stage_of(self, stage: str):
@@ -105,9 +114,19 @@ class SmokeReport:
 
 
 class _Keeper(Observer):
-    """A training observer that shows nothing and keeps the trained model and its data for the checks after."""
+    """A training observer that shows nothing, writes ``notes`` into the new run's train.log, and keeps the trained
+    model and its data for the checks after."""
 
     model = data = None
+
+    def __init__(self, notes: list[str] | None = None):
+        self.notes = list(notes or [])
+
+    def on_run_created(self, run) -> None:
+        from ..runs import log_time
+
+        for note in self.notes:
+            run.append_log(f"{log_time()} smoke: {note}")
 
     def on_run_completed(self, run, model, data) -> None:
         self.model, self.data = model, data
@@ -191,16 +210,41 @@ def smoke(
     return SmokeReport(results, time.perf_counter() - start, settings)
 
 
-def smoke_overrides(epochs: int, expect: bool) -> list[str]:
-    """What a smoke run changes in every config: few epochs, no TensorBoard, plots or resumable checkpoints."""
+def smoke_overrides(epochs: int, expect: bool, config=None) -> list[str]:
+    """What a smoke run changes in every config: few epochs, no TensorBoard, plots or resumable checkpoints. Given
+    ``config`` (default None), also what its backbone needs: as few epochs of fine-tuning (a second phase of
+    ``train.fine_tune.epochs`` would otherwise run in full) and imagenet weights swapped for none
+    (:func:`untrained_backbone`)."""
     changes = [f"train.epochs={epochs}", "train.tensorboard=false", "train.plots=false", "train.checkpoint_every=0"]
+    if config is not None:
+        # Only where fine_tune is set: setting its epochs on a config without one would create the phase.
+        changes += [f"train.fine_tune.epochs={epochs}"] if config.train.fine_tune is not None else []
+        changes += untrained_backbone(config)
     return changes + ([] if expect else ["expect={}"])
+
+
+UNTRAINED_BACKBONE = (
+    "{application}'s imagenet weights swapped for weights: none (the same architecture, untrained), so the smoke "
+    "run needs no weights file and no download"
+)
+
+
+def untrained_backbone(config) -> list[str]:
+    """The override that builds ``config``'s backbone untrained when it asks for imagenet weights (which may be
+    neither in Keras's cache nor downloadable where smoke runs, and whose accuracy a smoke run does not measure);
+    none for any other config. A weights file (weights: PATH) is kept: it belongs to the repository like data."""
+    from ..config import backbone_of
+
+    spec = backbone_of(config)
+    if spec is None or spec.kind != "application" or spec.weights != "imagenet":
+        return []
+    return ["model.layers[0].Backbone.weights=none"]
 
 
 def _smoke_one(
     path: Path, *, epochs, samples, fake_data, runs_root, stand_ins, scratch, expect, backend=None
 ) -> SmokeResult:
-    from ..config import load_config
+    from ..config import backbone_of, load_config
     from ..data import should_stream
     from ..data.standins import missing_data, write_stand_in
 
@@ -228,7 +272,9 @@ def _smoke_one(
                 result.status, result.message = SKIPPED, reason
                 return result
             overrides = []
-        config = load_config(path, forced + smoke_overrides(epochs, expect) + overrides)
+        if untrained_backbone(config):
+            result.notes.append(UNTRAINED_BACKBONE.format(application=backbone_of(config).application))
+        config = load_config(path, forced + smoke_overrides(epochs, expect, config) + overrides)
         _check_run(config, result, runs_root, samples, scratch)
     except TrainingInterrupted:
         raise
@@ -251,7 +297,7 @@ def _check_run(config, result: SmokeResult, runs_root: Path, samples: int, scrat
     from .evaluate import evaluate
     from .train import train
 
-    keeper = _Keeper()
+    keeper = _Keeper(result.notes)
     with result.stage_of("train"):
         run = train(config, runs_root=runs_root, observer=keeper, samples=samples)
     result.metrics = flat_metrics(run.read_json("metrics.json"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,6 +45,16 @@ name: tiny-images
 data: {source: images, path: pictures, image_size: [8, 8], color_mode: grayscale, scale: 255, test: 0.25}
 model: {input_shape: [8, 8, 1], layers: [Flatten, {Dense: {units: 3, activation: softmax}}]}
 train: {loss: sparse_categorical_crossentropy, epochs: 1}
+"""
+TRANSFER_CONFIG = """
+name: tiny-transfer
+data: {source: images, path: photos, image_size: [32, 32], test: 0.25}
+model:
+  input_shape: [32, 32, 3]
+  layers:
+    - Backbone: {application: MobileNetV3Small, weights: imagenet, alpha: 0.75}
+    - Dense: {units: 3, activation: softmax}
+train: {loss: sparse_categorical_crossentropy, epochs: 5, fine_tune: {unfreeze: 10, epochs: 20}}
 """
 SWEEP_SPEC = "experiment: iris.yaml\nobjective: {metric: val_accuracy, goal: max}\nparameters: {train.epochs: {choice: [1, 2]}}\n"
 BAD_CONFIG = "name: bad\ndata: {source: sklearn, name: iris}\nmodel:\n  input_shape: [4]\n  layers:\n    - Dense: {unit: 3}\ntrain: {loss: mse}\n"
@@ -181,6 +192,21 @@ def test_sources_without_files_keep_their_own_data(tmp_path):
     assert write_stand_in(config_from_text(IRIS_CONFIG), tmp_path, samples=32) == []
 
 
+def test_smoke_bounds_both_phases_and_builds_an_imagenet_backbone_untrained():
+    from dltool.commands.smoke import smoke_overrides, untrained_backbone
+
+    transfer = config_from_text(TRANSFER_CONFIG)
+    assert untrained_backbone(transfer) == ["model.layers[0].Backbone.weights=none"]
+    changes = smoke_overrides(2, False, transfer)
+    assert {"train.epochs=2", "train.fine_tune.epochs=2", "model.layers[0].Backbone.weights=none"} <= set(changes)
+    smoked = config_from_text(TRANSFER_CONFIG, overrides=changes)
+    assert smoked.train.total_epochs == 4 and smoked.model.layers[0]["Backbone"]["weights"] == "none"
+    # A weights file stays (it belongs to the repository, like data); a config without fine_tune gets none.
+    from_file = config_from_text(TRANSFER_CONFIG.replace("weights: imagenet", "weights: mobilenet.weights.h5"))
+    assert untrained_backbone(from_file) == [] and untrained_backbone(config_from_text(IRIS_CONFIG)) == []
+    assert not any("fine_tune" in change for change in smoke_overrides(1, False, config_from_text(IRIS_CONFIG)))
+
+
 # --------------------------------------------------------------------------- whole smoke runs
 @pytest.mark.slow
 def test_smoke_with_fake_data_trains_each_kind_and_reports_to_ci(tmp_path, monkeypatch):
@@ -262,3 +288,33 @@ def test_smoke_without_fake_data_skips_missing_data_and_checks_expectations_when
         and "test.accuracy = " in expected.output
         and "expected >= 2: NOT met" in expected.output
     )
+
+
+@pytest.mark.slow
+def test_smoke_with_fake_data_trains_an_imagenet_backbone_untrained_and_says_so(tmp_path, monkeypatch):
+    from keras.src.utils import file_utils
+
+    from dltool.runs import Run
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("smoke asked Keras for the imagenet weights file")
+
+    monkeypatch.setattr(file_utils, "get_file", no_download)  # the weights are neither cached nor downloadable
+    _folder(tmp_path, transfer=TRANSFER_CONFIG)
+    monkeypatch.chdir(tmp_path)
+    args = ["smoke", "configs", "--fake-data", "--samples", "32", "--json", "--keep-runs", "--runs-dir", "runs"]
+    result = runner.invoke(app, args, env=WIDE)
+    assert result.exit_code == 0, result.output
+    (transfer,) = json.loads(result.output)["configs"]
+    assert transfer["status"] == "passed", transfer["message"]
+    swapped = (
+        "MobileNetV3Small's imagenet weights swapped for weights: none (the same architecture, untrained), so the "
+        "smoke run needs no weights file and no download"
+    )
+    assert transfer["notes"] == [swapped]
+    run = Run(Path(transfer["run"]))
+    assert run.info["backbone"]["weights"] == "none" and "weights_sha256" not in run.info["backbone"]
+    assert "model.layers[0].Backbone.weights=none" in run.info["overrides"]
+    assert f"smoke: {swapped}" in run.file("train.log").read_text()
+    phases = [line.split(",")[1] for line in run.file("history.csv").read_text().splitlines()[1:]]
+    assert phases == ["1", "2"]  # one epoch in each phase, not 1 + 20
