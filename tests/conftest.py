@@ -8,7 +8,14 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from e2e_support import IRIS_CONFIG, LINEAR_CONFIG  # noqa: E402
+from e2e_support import (  # noqa: E402
+    IRIS_CONFIG,
+    LINEAR_CONFIG,
+    backbone_config,
+    save_backbone_weights,
+    train_in,
+    write_photos,
+)
 
 # Fixtures that train a model: a test using one is slow (`pytest -m "not slow"` is the quick loop).
 TRAINED_RUN_FIXTURES = {
@@ -21,6 +28,7 @@ TRAINED_RUN_FIXTURES = {
     "text_run",
     "forecast_run",
     "two_runs",
+    "backbone_run",
 }
 
 
@@ -50,3 +58,12 @@ def iris_run(tmp_path_factory):
 def linear_run(tmp_path_factory):
     """A COMPLETED 5-epoch linear regression run on synthetic data."""
     return _train(tmp_path_factory, "linear", LINEAR_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def backbone_run(tmp_path_factory):
+    """A COMPLETED run with a MobileNetV3Small backbone from a weights file (weights: PATH) on 18 32x32 photos of
+    3 classes: 1 epoch frozen, 1 with its top 10 layers fine-tuned (e2e_support.BACKBONE_CONFIG)."""
+    root = tmp_path_factory.mktemp("backbone")
+    weights = save_backbone_weights(root / "mobilenet_v3_small.weights.h5")
+    return train_in(root, backbone_config(write_photos(root / "photos"), weights))

@@ -62,3 +62,70 @@ def train_in(root: Path, config):
     from dltool.commands.train import train
 
     return train(config, runs_root=root / "runs")
+
+
+# --------------------------------------------------------------------------- a backbone on a tiny photo folder
+PHOTO_COLORS = {"blue": (30, 30, 200), "green": (30, 200, 30), "red": (200, 30, 30)}
+
+# MobileNetV3Small at its smallest (minimalistic, alpha 0.75: 0.27M parameters) on 32x32 photos: a real
+# keras.applications backbone that trains an epoch in seconds. {weights} is none or a weights file's path.
+BACKBONE_CONFIG = """
+name: backbone-test
+seed: 0
+data: {{source: images, path: {path}, image_size: [32, 32], test: 0.25, validation: 0.25}}
+model:
+  input_shape: [32, 32, 3]
+  layers:
+    - Backbone: {{application: MobileNetV3Small, weights: {weights}, minimalistic: true, alpha: 0.75}}
+    - Dense: {{units: 3, activation: softmax}}
+train:
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy]
+  epochs: 1
+  batch_size: 8
+  tensorboard: false
+  fine_tune: {{unfreeze: 10, epochs: 1}}
+"""
+
+
+def write_photos(folder: Path, per_class: int = 6, size: int = 32) -> Path:
+    """A folder per class of PHOTO_COLORS, each with ``per_class`` noisy solid-colour PNGs of size x size."""
+    import numpy as np
+    from PIL import Image
+
+    for name, color in PHOTO_COLORS.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            noise = np.random.default_rng(i).integers(-25, 25, (size, size, 3))
+            pixels = (np.array(color) + noise).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{name}{i}.png")
+    return folder
+
+
+def backbone_config(photos: Path, weights: str | Path = "none", overrides=(), source: str = "backbone.yaml"):
+    """BACKBONE_CONFIG, validated, on the photo folder ``photos`` with the backbone's ``weights``."""
+    import json
+
+    from dltool.config import config_from_text
+
+    text = BACKBONE_CONFIG.format(path=json.dumps(str(photos)), weights=json.dumps(str(weights)))
+    return config_from_text(text, source=source, overrides=list(overrides))
+
+
+def save_backbone_weights(path: Path) -> Path:
+    """A weights file saved from the MobileNetV3Small of BACKBONE_CONFIG, as a user saves one (save_weights), with
+    BatchNormalization statistics of its own: untrained weights with Keras's initial statistics (mean 0, variance
+    1) shrink every image's features to about 1e-7, and all outputs would be alike."""
+    import keras
+    import numpy as np
+
+    core = keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3), minimalistic=True, alpha=0.75
+    )
+    batch_norms = [layer for layer in core.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batch_norms:
+        layer.momentum = 0.0  # one training-mode call sets the moving statistics to that batch's
+    pixels = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    core(pixels, training=True)
+    core.save_weights(str(path))
+    return path

@@ -251,7 +251,8 @@ def export_matrix(root: Path, configs: list[Path]) -> tuple[dict[tuple[str, str]
         config = load_config(path)
         overrides = write_stand_in(config, root / "data" / path.stem, 32, seed=0)
         # This process runs Keras on TensorFlow; a config naming jax (mnist_mlp) is exported from a TensorFlow run.
-        config = load_config(path, smoke_overrides(1, False) + overrides + ["backend=tensorflow"])
+        # As in `dltool smoke`, a backbone's imagenet weights are swapped for none (no download here).
+        config = load_config(path, smoke_overrides(1, False, config) + overrides + ["backend=tensorflow"])
         trained = runs[path.stem] = train(config, runs_root=root / "runs", samples=32)
         for fmt in FORMATS:
             try:
