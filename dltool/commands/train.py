@@ -88,7 +88,7 @@ def _open_run_files(
         params=model.count_params(),
         parameters=parameter_counts(model),
         **({"backbone": model.dltool_backbone.record} if getattr(model, "dltool_backbone", None) else {}),
-        **({"phases": [{"phase": 1, "first_epoch": 1, **parameter_counts(model)}]} if config.train.fine_tune else {}),
+        **({"phases": _first_phase(config, model)} if config.train.fine_tune else {}),
         data_fingerprint=data.fingerprint,
         data=data.sizes(),
         **({"processes": group.size} if group.size > 1 else {}),
@@ -113,6 +113,14 @@ def _open_run_files(
     backbone = getattr(model, "dltool_backbone", None)
     for note in backbone.record.get("notes", []) if backbone else []:
         run.append_log(f"{log_time()} backbone: {note}")
+
+
+def _first_phase(config: ExperimentConfig, model) -> list[dict]:
+    """run.json's phases as a run with fine_tune starts: the first phase's parameter counts; none where
+    train.epochs is 0 (the run goes straight to fine-tuning, whose entry on_fine_tune adds)."""
+    from ..training.backbones import parameter_counts
+
+    return [{"phase": 1, "first_epoch": 1, **parameter_counts(model)}] if config.train.epochs else []
 
 
 def _load_parent_weights(model, ref: str | Run, runs_root) -> Run:
