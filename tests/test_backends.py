@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from e2e_support import IRIS_CONFIG, REPO, run_cli
 
@@ -120,6 +121,34 @@ def test_mixed_float16_without_a_gpu_is_refused():
         check_precision(config)
 
 
+@pytest.mark.slow  # trains a MobileNetV3Small (seconds)
+def test_mixed_precision_trains_a_backbone_in_both_phases_with_its_preprocessing_and_last_layer_in_float32(tmp_path):
+    from e2e_support import backbone_config, train_in, write_photos
+
+    from dltool.keras_io import load_model_safely
+    from dltool.training.session import fresh_session
+
+    photos = write_photos(tmp_path / "photos")
+    # data.scale 255: the inputs come in 0-1, and the backbone's first layer turns them back into pixels.
+    config = backbone_config(photos, "none", ["train.precision=mixed_bfloat16", "data.scale=255"])
+    try:
+        run = train_in(tmp_path, config)
+        assert run.status == "COMPLETED"
+        rows = [line.split(",") for line in run.file("history.csv").read_text().splitlines()[1:]]
+        assert [row[1] for row in rows] == ["1", "2"] and all(np.isfinite(float(row[2])) for row in rows)
+        model = load_model_safely(run.file("model.keras"))
+        backbone = model.get_layer("backbone")
+        assert backbone.get_layer("to_pretrained_scale").dtype_policy.name == "float32"
+        convolutions = [layer for layer in backbone.get_layer("pretrained").layers if "Conv" in type(layer).__name__]
+        assert {layer.compute_dtype for layer in convolutions} == {"bfloat16"}
+        assert {layer.variable_dtype for layer in convolutions} == {"float32"}
+        assert model.layers[-1].dtype_policy.name == "float32"  # the softmax
+        outputs = model.predict(np.full((2, 32, 32, 3), 0.5, dtype=np.float32), verbose=0)
+        assert outputs.dtype == np.float32 and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-5)
+    finally:
+        fresh_session(0, False)  # the policy is process-wide
+
+
 # --------------------------------------------------------------------------- moving between backends (slow)
 OUTPUTS_SCRIPT = """
 import json, sys
@@ -206,6 +235,56 @@ def test_a_jax_run_resumes_evaluates_and_predicts_on_tensorflow_with_equal_outpu
     assert resume(str(folder)).status == "COMPLETED"  # this process runs Keras on TensorFlow
     assert "on backend tensorflow, trained on jax" in (folder / "train.log").read_text()
     _assert_equal_outputs(folder, _digits_rows(tmp_path / "rows.csv"), classes=10)
+
+
+TRAIN_ON_JAX_SCRIPT = """
+import json, sys
+from dltool.backend import import_keras
+import_keras(backend="jax")
+import keras
+from dltool.commands.predict import predict
+from dltool.commands.train import train
+from dltool.config import load_config
+run = train(load_config(sys.argv[1]), runs_root=sys.argv[2])
+predictions = json.loads(predict(run, sys.argv[3:], fmt="json").output)
+print(json.dumps({"backend": keras.backend.backend(), "run": str(run.path), "predictions": predictions}))
+"""
+
+
+@pytest.mark.jax
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_backbone_with_fine_tuning_trains_on_jax_and_predicts_alike_on_tensorflow(backbone_run, tmp_path):
+    """The MobileNetV3Small of conftest's backbone_run (its weights file, its photos), trained again on JAX. Every
+    dltool process imports TensorFlow, whatever the backend (the data layer, and set_determinism), so a JAX run
+    does too; what JAX changes is where the model computes."""
+    pytest.importorskip("jax")
+    from dltool.commands.predict import predict
+    from dltool.config import load_config
+    from dltool.runs import Run
+
+    config = tmp_path / "backbone.yaml"
+    config.write_text(backbone_run.file("config.yaml").read_text().replace("backend: tensorflow", "backend: jax"))
+    photos = sorted(Path(load_config(backbone_run.file("config.yaml")).data.path).rglob("*.png"))[::6]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", TRAIN_ON_JAX_SCRIPT, str(config), str(tmp_path / "runs"), *map(str, photos)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    on_jax = json.loads(result.stdout.strip().splitlines()[-1])
+    run = Run(Path(on_jax["run"]))
+    assert on_jax["backend"] == "jax" and run.info["versions"]["backend"] == "jax" and run.status == "COMPLETED"
+    assert [line.split(",")[1] for line in run.file("history.csv").read_text().splitlines()[1:]] == ["1", "2"]
+    assert run.info["backbone"]["weights_sha256"] == backbone_run.info["backbone"]["weights_sha256"]
+    on_tensorflow = json.loads(predict(run, photos, fmt="json").output)
+    got = np.array([list(r["probabilities"].values()) for r in on_jax["predictions"]])
+    expected = np.array([list(r["probabilities"].values()) for r in on_tensorflow])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.ptp(expected, axis=0).max() > 0.01  # outputs that depend on the image
 
 
 @pytest.mark.jax

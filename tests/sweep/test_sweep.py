@@ -258,6 +258,35 @@ def test_a_pruned_trial_stops_before_its_last_epoch(tmp_path):
     assert info["status"] == "INTERRUPTED" and info["error"].startswith("pruned after")
 
 
+@pytest.mark.slow
+def test_a_sweep_over_the_fine_tuning_learning_rate_trains_each_trial_at_its_rate(tmp_path):
+    from e2e_support import BACKBONE_CONFIG, write_photos
+
+    from dltool.runs import Run
+    from dltool.sweep.report import write_summary
+    from dltool.sweep.run import create_sweep, work
+
+    photos = write_photos(tmp_path / "photos")
+    experiment = BACKBONE_CONFIG.format(path=json.dumps(str(photos)), weights="none")
+    key = "train.fine_tune.learning_rate"
+    path = write_sweep(
+        tmp_path,
+        f"method: grid\nobjective: {{metric: val_accuracy, goal: max}}\nparameters:\n  {key}: {{choice: [0.001, 0.0001]}}\n",
+        experiment=experiment,
+    )
+    sweep = create_sweep(path, runs_root=tmp_path / "runs")
+    assert work(sweep, runs_root=tmp_path / "runs") == 2
+    rows = write_summary(sweep)["rows"]
+    assert sorted(r["params"][key] for r in rows) == [0.0001, 0.001]
+    for row in rows:
+        assert row["status"] == "COMPLETED"
+        run = Run(tmp_path / "runs" / row["run"])
+        assert run.info["phases"][-1]["learning_rate"] == row["params"][key]
+        *_, last = run.file("history.csv").read_text().splitlines()
+        assert last.split(",")[1] == "2"  # the fine-tuning phase ran, at the trial's rate
+        assert f"learning rate {row['params'][key]:g}" in run.file("train.log").read_text()
+
+
 def _wait_for(condition, seconds: float, what: str):
     deadline = time.time() + seconds
     while time.time() < deadline:
