@@ -164,6 +164,8 @@ def smoke(
     start = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="dltool-smoke-"))
     root = runs_dir(runs_root) if keep_runs else scratch / "runs"
+    # A backbone's `run:` names an earlier run of the user's runs folder, wherever the smoke runs go.
+    earlier_runs = runs_dir(runs_root).resolve()
     settings = {
         "epochs": epochs,
         "samples": samples,
@@ -191,6 +193,7 @@ def smoke(
                     scratch=scratch,
                     expect=expect_from_configs,
                     backend=backend,
+                    earlier_runs=earlier_runs,
                 )
             if not keep_runs:
                 result.run = None  # its folder goes with the scratch folder
@@ -199,7 +202,7 @@ def smoke(
                 on_result(result)
         for other in sorted(set(elsewhere.values())):
             group = [Path(p) for p, b in elsewhere.items() if b == other]
-            for found in smoke_elsewhere(group, other, settings, root if keep_runs else None):
+            for found in smoke_elsewhere(group, other, settings, root if keep_runs else None, earlier_runs):
                 results.append(SmokeResult(**found))
                 if on_result is not None:
                     on_result(results[-1])
@@ -241,8 +244,34 @@ def untrained_backbone(config) -> list[str]:
     return ["model.layers[0].Backbone.weights=none"]
 
 
+def backbone_run_folder(config, earlier_runs: Path) -> list[str]:
+    """The override that names ``config``'s backbone run (an id, a name or 'latest' of ``earlier_runs``) by its
+    folder, so a smoke run that goes to a scratch folder finds it; none for any other config. Raises ConfigError
+    (path ``model.layers[0].Backbone.run``) when the run is not there."""
+    import json
+
+    from ..config import backbone_of
+    from ..training.backbones import pin_backbone
+
+    spec = backbone_of(config)
+    if spec is None or spec.kind != "run":
+        return []
+    pinned = backbone_of(pin_backbone(config, earlier_runs)).run
+    return [f"model.layers[0].Backbone.run={json.dumps(pinned)}"]  # a JSON string is a YAML string: any path
+
+
 def _smoke_one(
-    path: Path, *, epochs, samples, fake_data, runs_root, stand_ins, scratch, expect, backend=None
+    path: Path,
+    *,
+    epochs,
+    samples,
+    fake_data,
+    runs_root,
+    stand_ins,
+    scratch,
+    expect,
+    backend=None,
+    earlier_runs: Path | None = None,
 ) -> SmokeResult:
     from ..config import backbone_of, load_config
     from ..data import should_stream
@@ -259,7 +288,14 @@ def _smoke_one(
                 raise
             result.status, result.message = SKIPPED, str(exc)  # the backend cannot run it, by design
             return result
-        result.name, result.stage = config.name, "data"
+        result.name = config.name
+        try:
+            pinned = backbone_run_folder(config, earlier_runs or Path("runs").resolve())
+        except ConfigError as exc:  # like data that is not in the checkout, and no stand-in can replace a run
+            result.status = SKIPPED
+            result.message = f"{exc}; the backbone is that run's layers: train it first, or name its folder"
+            return result
+        result.stage = "data"
         if fake_data:
             overrides = write_stand_in(config, stand_ins, samples, seed=config.seed)
         else:
@@ -274,7 +310,7 @@ def _smoke_one(
             overrides = []
         if untrained_backbone(config):
             result.notes.append(UNTRAINED_BACKBONE.format(application=backbone_of(config).application))
-        config = load_config(path, forced + smoke_overrides(epochs, expect, config) + overrides)
+        config = load_config(path, forced + smoke_overrides(epochs, expect, config) + pinned + overrides)
         _check_run(config, result, runs_root, samples, scratch)
     except TrainingInterrupted:
         raise

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, DltoolError, UsageError
+from ..runs import RUNS_DIR_ENV
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 SWEEP_KEYS = {"experiment", "objective", "parameters", "sweep", "search_space"}  # `dltool sweep` specs
@@ -80,9 +81,12 @@ def configs_for_other_backends(configs: list[tuple[Path, str | None]]) -> dict[s
     return {path: backend for path, backend in named.items() if backend != running}
 
 
-def smoke_elsewhere(configs: list[Path], backend: str, settings: dict, runs_root: Path | None) -> list[dict]:
+def smoke_elsewhere(
+    configs: list[Path], backend: str, settings: dict, runs_root: Path | None, earlier_runs: Path | None = None
+) -> list[dict]:
     """Smoke-test ``configs`` in a `dltool smoke --backend B --json` process (Keras runs one backend per process);
-    their results as SmokeResult fields. If that process cannot report, each config fails with its reason."""
+    their results as SmokeResult fields. If that process cannot report, each config fails with its reason.
+    ``runs_root`` (None: a scratch folder) keeps the runs; ``earlier_runs`` is where a backbone's ``run:`` is."""
     command = [sys.executable, "-m", "dltool", "smoke", *map(str, configs), "--backend", backend, "--json"]
     command += ["--epochs", str(settings["epochs"]), "--samples", str(settings["samples"])]
     command += ["--fake-data"] if settings["fake_data"] else []
@@ -90,6 +94,8 @@ def smoke_elsewhere(configs: list[Path], backend: str, settings: dict, runs_root
     command += ["--keep-runs", "--runs-dir", str(runs_root)] if runs_root is not None else []
     env = {**os.environ, "NO_COLOR": "1", "GITHUB_ACTIONS": ""}  # this process writes the CI outputs, once
     env.pop("GITHUB_STEP_SUMMARY", None)
+    if runs_root is None and earlier_runs is not None:  # the child's runs go to its scratch folder, not there
+        env[RUNS_DIR_ENV] = str(earlier_runs)
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     try:
         return json.loads(done.stdout)["configs"]

@@ -56,6 +56,20 @@ model:
     - Dense: {units: 3, activation: softmax}
 train: {loss: sparse_categorical_crossentropy, epochs: 5, fine_tune: {unfreeze: 10, epochs: 20}}
 """
+EARLIER_CONFIG = """
+name: earlier
+data: {source: images, path: photos, image_size: [8, 8], test: 0.25}
+model: {input_shape: [8, 8, 3], layers: [Flatten, {Dense: {units: 4, activation: relu}}, {Dense: {units: 3}}]}
+train: {loss: sparse_categorical_crossentropy, epochs: 1}
+"""
+REUSE_CONFIG = """
+name: reuse
+data: {source: images, path: photos, image_size: [8, 8], test: 0.25}
+model:
+  input_shape: [8, 8, 3]
+  layers: [{Backbone: {run: earlier, up_to: -2}}, {Dense: {units: 3, activation: softmax}}]
+train: {loss: sparse_categorical_crossentropy, epochs: 1}
+"""
 SWEEP_SPEC = "experiment: iris.yaml\nobjective: {metric: val_accuracy, goal: max}\nparameters: {train.epochs: {choice: [1, 2]}}\n"
 BAD_CONFIG = "name: bad\ndata: {source: sklearn, name: iris}\nmodel:\n  input_shape: [4]\n  layers:\n    - Dense: {unit: 3}\ntrain: {loss: mse}\n"
 
@@ -318,3 +332,26 @@ def test_smoke_with_fake_data_trains_an_imagenet_backbone_untrained_and_says_so(
     assert f"smoke: {swapped}" in run.file("train.log").read_text()
     phases = [line.split(",")[1] for line in run.file("history.csv").read_text().splitlines()[1:]]
     assert phases == ["1", "2"]  # one epoch in each phase, not 1 + 20
+
+
+@pytest.mark.slow
+def test_smoke_finds_a_backbone_run_in_the_runs_folder_and_skips_a_config_whose_run_is_not_there(tmp_path, monkeypatch):
+    from e2e_support import write_photos
+
+    from dltool.commands.train import train
+
+    write_photos(tmp_path / "photos", per_class=4, size=8)
+    monkeypatch.chdir(tmp_path)
+    train(config_from_text(EARLIER_CONFIG), runs_root=tmp_path / "runs")
+    _folder(tmp_path, reuse=REUSE_CONFIG, orphan=REUSE_CONFIG.replace("run: earlier", "run: nobody"))
+    # The smoke runs go to a scratch folder; the backbone's run is looked up in ./runs all the same.
+    result = runner.invoke(app, ["smoke", "configs", "--json"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    report = {Path(r["config"]).name: r for r in json.loads(result.output)["configs"]}
+    assert report["reuse.yaml"]["status"] == "passed", report["reuse.yaml"]["message"]
+    orphan = report["orphan.yaml"]
+    assert (orphan["status"], orphan["stage"]) == ("skipped", "validate")
+    assert orphan["message"] == (
+        f"model.layers[0].Backbone.run: no run matches 'nobody' in {tmp_path.resolve() / 'runs'} (by id prefix or "
+        "name); `dltool runs` lists them; the backbone is that run's layers: train it first, or name its folder"
+    )
