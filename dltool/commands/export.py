@@ -59,7 +59,7 @@ def export(
     test split) gives the samples compared, ``keep`` (default none) names its CSV columns that are no inputs
     (an id) to ignore, as ``dltool predict --keep`` accepts them; ``checkpoint`` is final or best.
     Outputs pass when ``|got - expected| <= atol + rtol * |expected|``; ``rtol``
-    and ``atol`` (default None: 1e-5 each, 1e-4 for recurrent layers) must be >= 0.
+    and ``atol`` (default None: 1e-5 each, 1e-4 for recurrent layers and backbones) must be >= 0.
     Raises ExportError (exit 2) when the format cannot hold the model or its
     runtime is missing, VerificationError (exit 1) when the outputs differ.
     """
@@ -155,12 +155,12 @@ def _model_input(raw: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint, figures) -> dict:
-    from ..exporting.inference import inference_model, is_recurrent, left_out_layers
+    from ..exporting.inference import has_backbone, inference_model, is_recurrent, left_out_layers
 
     module = format_module(fmt)
     state = saved.preprocessing
     expected = _reference_outputs(model, saved, raw)
-    tolerance = tolerance_for(is_recurrent(model), *figures)
+    tolerance = tolerance_for(is_recurrent(model) or has_backbone(model), *figures)
     inference = inference_model(model, state)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
     try:

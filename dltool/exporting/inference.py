@@ -77,6 +77,14 @@ def is_recurrent(model) -> bool:
     return bool(RECURRENT_LAYERS & set(layer_names(model)))
 
 
+def has_backbone(model) -> bool:
+    """Whether a layer of ``model`` is a whole model itself: a pretrained backbone (a Backbone entry, built as one
+    functional model), whose hundred-odd layers each runtime sums in its own order."""
+    import keras
+
+    return any(isinstance(layer, keras.Model) for layer in model.layers)
+
+
 def text_layers(model) -> list[str]:
     """The layers that take raw strings (TextVectorization, ...), in order."""
     return [name for name in layer_names(model) if name in TEXT_LAYERS]

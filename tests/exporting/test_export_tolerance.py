@@ -15,7 +15,7 @@ from dltool.exporting.verify import Tolerance, compare, tolerance_for
 runner = CliRunner()
 
 
-def test_defaults_are_1e_5_each_and_1e_4_for_recurrent_layers_and_flags_override_one_at_a_time():
+def test_defaults_are_1e_5_each_and_1e_4_for_recurrent_layers_or_backbones_and_flags_override_one_at_a_time():
     assert tolerance_for(False) == Tolerance(rtol=1e-5, atol=1e-5)
     assert tolerance_for(True) == Tolerance(rtol=1e-4, atol=1e-4)
     assert tolerance_for(True, atol=0) == Tolerance(rtol=1e-4, atol=0.0)
@@ -27,7 +27,9 @@ def test_a_negative_or_non_finite_figure_is_refused(flag, value):
     with pytest.raises(UsageError) as caught:
         tolerance_for(False, **{flag: value})
     assert str(caught.value).startswith(f"--{flag}: expected a number >= 0 (0 demands equal outputs), received ")
-    assert str(caught.value).endswith("the defaults are rtol 1e-05, atol 1e-05 (0.0001 each for recurrent layers)")
+    assert str(caught.value).endswith(
+        "the defaults are rtol 1e-05, atol 1e-05 (0.0001 each for recurrent layers and backbones)"
+    )
 
 
 def test_the_allowed_difference_grows_with_the_expected_value_as_numpy_allclose():
