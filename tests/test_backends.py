@@ -283,7 +283,8 @@ def test_a_backbone_with_fine_tuning_trains_on_jax_and_predicts_alike_on_tensorf
     on_tensorflow = json.loads(predict(run, photos, fmt="json").output)
     got = np.array([list(r["probabilities"].values()) for r in on_jax["predictions"]])
     expected = np.array([list(r["probabilities"].values()) for r in on_tensorflow])
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # Within the tolerance export holds a backbone to: each backend sums its hundred-odd layers its own way.
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     assert np.ptp(expected, axis=0).max() > 0.01  # outputs that depend on the image
 
 
