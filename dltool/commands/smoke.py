@@ -236,28 +236,29 @@ def untrained_backbone(config) -> list[str]:
     """The override that builds ``config``'s backbone untrained when it asks for imagenet weights (which may be
     neither in Keras's cache nor downloadable where smoke runs, and whose accuracy a smoke run does not measure);
     none for any other config. A weights file (weights: PATH) is kept: it belongs to the repository like data."""
-    from ..config import backbone_of
+    from ..config import backbone_index, backbone_of
 
     spec = backbone_of(config)
     if spec is None or spec.kind != "application" or spec.weights != "imagenet":
         return []
-    return ["model.layers[0].Backbone.weights=none"]
+    return [f"model.layers[{backbone_index(config)}].Backbone.weights=none"]
 
 
 def backbone_run_folder(config, earlier_runs: Path) -> list[str]:
     """The override that names ``config``'s backbone run (an id, a name or 'latest' of ``earlier_runs``) by its
     folder, so a smoke run that goes to a scratch folder finds it; none for any other config. Raises ConfigError
-    (path ``model.layers[0].Backbone.run``) when the run is not there."""
+    (path ``model.layers[N].Backbone.run``) when the run is not there."""
     import json
 
-    from ..config import backbone_of
+    from ..config import backbone_index, backbone_of
     from ..training.backbones import pin_backbone
 
     spec = backbone_of(config)
     if spec is None or spec.kind != "run":
         return []
     pinned = backbone_of(pin_backbone(config, earlier_runs)).run
-    return [f"model.layers[0].Backbone.run={json.dumps(pinned)}"]  # a JSON string is a YAML string: any path
+    # A JSON string is a YAML string: any path.
+    return [f"model.layers[{backbone_index(config)}].Backbone.run={json.dumps(pinned)}"]
 
 
 def _smoke_one(

@@ -51,7 +51,8 @@ def tolerance_for(loose: bool, rtol: float | None = None, atol: float | None = N
         if value is not None and not (np.isfinite(value) and value >= 0):
             raise UsageError(
                 f"{flag}: expected a number >= 0 (0 demands equal outputs), received {value:g}; "
-                f"the defaults are rtol {RTOL:g}, atol {ATOL:g} ({RECURRENT_RTOL:g} each for recurrent layers and backbones)"
+                f"the defaults are rtol {RTOL:g}, atol {ATOL:g} ({RECURRENT_RTOL:g} each for recurrent layers and "
+                "backbones)"
             )
     return Tolerance(
         rtol=float(rtol if rtol is not None else RECURRENT_RTOL if loose else RTOL),

@@ -215,6 +215,9 @@ def test_smoke_bounds_both_phases_and_builds_an_imagenet_backbone_untrained():
     assert {"train.epochs=2", "train.fine_tune.epochs=2", "model.layers[0].Backbone.weights=none"} <= set(changes)
     smoked = config_from_text(TRANSFER_CONFIG, overrides=changes)
     assert smoked.train.total_epochs == 4 and smoked.model.layers[0]["Backbone"]["weights"] == "none"
+    # The Backbone may follow augmentation layers: the override names its place.
+    augmented = TRANSFER_CONFIG.replace("  layers:\n", "  layers:\n    - RandomFlip: {mode: horizontal}\n")
+    assert untrained_backbone(config_from_text(augmented)) == ["model.layers[1].Backbone.weights=none"]
     # A weights file stays (it belongs to the repository, like data); a config without fine_tune gets none.
     from_file = config_from_text(TRANSFER_CONFIG.replace("weights: imagenet", "weights: mobilenet.weights.h5"))
     assert untrained_backbone(from_file) == [] and untrained_backbone(config_from_text(IRIS_CONFIG)) == []

@@ -271,7 +271,8 @@ def test_a_sweep_over_the_fine_tuning_learning_rate_trains_each_trial_at_its_rat
     key = "train.fine_tune.learning_rate"
     path = write_sweep(
         tmp_path,
-        f"method: grid\nobjective: {{metric: val_accuracy, goal: max}}\nparameters:\n  {key}: {{choice: [0.001, 0.0001]}}\n",
+        "method: grid\nobjective: {metric: val_accuracy, goal: max}\nparameters:\n"
+        f"  {key}: {{choice: [0.001, 0.0001]}}\n",
         experiment=experiment,
     )
     sweep = create_sweep(path, runs_root=tmp_path / "runs")
