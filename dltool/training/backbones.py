@@ -3,9 +3,14 @@
 A backbone is built as one functional model named ``backbone``: the inputs, as the data pipeline gives them, go
 through the preprocessing the pretrained model was trained with (pixels back to 0-255, then the application's own
 ``preprocess_input`` as Keras layers, or the earlier run's scaling and standardization), then through the pretrained
-layers called with ``training=False``, as keras-io's transfer-learning guide does: BatchNormalization and Dropout
-inside stay in inference mode in both phases, frozen or fine-tuned. The preprocessing is inside the model, so
-predict, export and serve take the inputs they took before.
+layers. The preprocessing is inside the model, so predict, export and serve take the inputs they took before.
+
+The pretrained layers run in inference mode in both phases, frozen or fine-tuned, as keras-io's transfer-learning
+guide asks. The guide calls them with ``training=False``, but Keras 3's ``fit`` passes ``training=True`` down to
+nested models whatever they were called with (keras-team/keras#20285): once unfrozen, the guide's
+BatchNormalization layers would train on the new data's batch statistics. So dltool keeps every
+BatchNormalization layer of a backbone frozen (Keras 3 runs a frozen one in inference mode) and sets the rate of
+its Dropout layers to 0 (inference mode, for a layer that only acts while training).
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ def build_backbone(config: ExperimentConfig, input_shape: tuple | None = None, r
         x = pool(name=f"{spec.pooling}_pool")(x)
     model = keras.Model(inputs, x, name=BACKBONE_LAYER)
     model.trainable = spec.trainable
+    keep_in_inference_mode(core)
     record.update(kind=spec.kind, trainable=spec.trainable, layers=len(_pretrained_layers(model)))
     return Backbone(model, record)
 
@@ -420,10 +426,8 @@ def _pretrained_layers(backbone) -> list:
 
 def unfreeze(model, unfreeze: int | str) -> list[str]:
     """Make the backbone's layers named by ``unfreeze`` trainable (all, the top N, or those whose names match a
-    regular expression); BatchNormalization layers stay frozen (and in inference mode: the backbone is called with
-    training=False). Returns the names of the layers made trainable. The model must be compiled again."""
-    import keras
-
+    regular expression); BatchNormalization layers stay frozen, in inference mode (:func:`keep_in_inference_mode`).
+    Returns the names of the layers made trainable. The model must be compiled again."""
     backbone = model.get_layer(BACKBONE_LAYER)
     layers = _pretrained_layers(backbone)
     if unfreeze == "all":
@@ -444,13 +448,25 @@ def unfreeze(model, unfreeze: int | str) -> list[str]:
     chosen_ids = {id(layer) for layer in chosen}
     for layer in layers:
         layer.trainable = id(layer) in chosen_ids
-        for inner in layer._flatten_layers(include_self=True, recursive=True):
-            if isinstance(inner, keras.layers.BatchNormalization):
-                inner.trainable = False
+    keep_in_inference_mode(backbone.get_layer(CORE_LAYER))
     for layer in backbone.layers:  # the preprocessing and pooling have nothing to learn
         if layer.name != CORE_LAYER:
             layer.trainable = False
     return [layer.name for layer in chosen if layer.trainable]
+
+
+def keep_in_inference_mode(core) -> None:
+    """Freeze every BatchNormalization layer in ``core`` (Keras 3 runs a frozen one in inference mode: moving
+    statistics, no updates) and turn off its Dropout and noise layers, whatever ``training`` flag ``fit`` passes."""
+    import keras
+
+    for layer in core._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+        elif hasattr(layer, "rate") and "Dropout" in type(layer).__name__:
+            layer.rate = 0.0
+        elif isinstance(layer, keras.layers.GaussianNoise):
+            layer.stddev = 0.0
 
 
 def parameter_counts(model) -> dict:

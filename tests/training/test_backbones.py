@@ -57,7 +57,7 @@ def small_cnn(photos, tmp_path, batch_norm: bool = True):
     from dltool.commands.train import train
     from dltool.config import config_from_text
 
-    norm = "    - BatchNormalization\n" if batch_norm else ""
+    norm = "    - BatchNormalization\n    - {Dropout: {rate: 0.3}}\n" if batch_norm else ""
     text = f"""\
 name: pretrain
 seed: 1
@@ -182,7 +182,7 @@ def test_an_earlier_run_is_cut_by_name_or_index_with_its_scaling_and_the_layer_l
     from dltool.training.backbones import pin_backbone
 
     earlier = small_cnn(photos, tmp_path)
-    for up_to in ("flatten", 3, -3):
+    for up_to in ("flatten", 4, -3):
         config = pin_backbone(experiment(photos, f"{{run: {earlier.path}, up_to: {up_to}}}"))
         _, model = prepare(config)
         backbone = model.get_layer("backbone")
@@ -190,8 +190,10 @@ def test_an_earlier_run_is_cut_by_name_or_index_with_its_scaling_and_the_layer_l
         assert model.dltool_backbone.record["up_to"] == "flatten"
     with pytest.raises(ConfigError) as caught:
         prepare(pin_backbone(experiment(photos, f"{{run: {earlier.path}, up_to: flaten}}")))
-    assert "has no layer 'flaten'; did you mean 'flatten'? (0: conv2d, 1: batch_normalization, 2: " in str(caught.value)
-    with pytest.raises(ConfigError, match=r"expected an index from -6 to 5, received 9"):
+    assert "has no layer 'flaten'; did you mean 'flatten'? (0: conv2d, 1: batch_normalization, 2: dropout, " in str(
+        caught.value
+    )
+    with pytest.raises(ConfigError, match=r"expected an index from -7 to 6, received 9"):
         prepare(pin_backbone(experiment(photos, f"{{run: {earlier.path}, up_to: 9}}")))
 
 
@@ -308,7 +310,7 @@ def test_unfreeze_takes_all_the_top_layers_or_a_regex_and_keeps_batch_norm_froze
     )
     _, model = prepare(config)
     assert not model.get_layer("backbone").trainable
-    assert unfreeze(model, "all") == ["conv2d", "max_pooling2d", "flatten"]
+    assert unfreeze(model, "all") == ["conv2d", "dropout", "max_pooling2d", "flatten"]
     core = model.get_layer("backbone").get_layer("pretrained")
     assert not core.get_layer("batch_normalization").trainable
     assert unfreeze(model, 2) == ["max_pooling2d", "flatten"] and not core.get_layer("conv2d").trainable
@@ -360,9 +362,9 @@ def test_two_phases_keep_batch_norm_in_inference_mode_and_resume_across_the_boun
     info = json.loads(whole.file("run.json").read_text())
     first, second = info["phases"]
     assert first == {"phase": 1, "first_epoch": 1, "trainable": 15 * 15 * 4 * 8 + 8 + 8 * 3 + 3, "frozen": 112 + 16}
-    assert second["first_epoch"] == 3 and second["unfrozen_layers"] == 3 and second["learning_rate"] == 1e-4
+    assert second["first_epoch"] == 3 and second["unfrozen_layers"] == 4 and second["learning_rate"] == 1e-4
     assert second["trainable"] == first["trainable"] + 112 and second["frozen"] == 16  # BatchNormalization's 4x4
-    assert "fine-tuning from epoch 3: 3 layer(s) of the backbone unfrozen" in whole.file("train.log").read_text()
+    assert "fine-tuning from epoch 3: 4 layer(s) of the backbone unfrozen" in whole.file("train.log").read_text()
 
     pretrained = keras.saving.load_model(earlier.file("model.keras"))
     tuned = keras.saving.load_model(whole.file("model.keras")).get_layer("backbone").get_layer("pretrained")
@@ -401,3 +403,19 @@ def test_augmentation_layers_may_come_before_the_backbone(photos, tmp_path):
     config = config.model_copy(update={"model": config.model.model_copy(update={"layers": layers})})
     _, model = prepare(config)
     assert [layer.name for layer in model.layers] == ["random_flip", "backbone", "dense"]
+
+
+def test_a_backbone_trained_from_the_start_keeps_batch_norm_and_dropout_in_inference_mode(photos, tmp_path):
+    """Keras 3's fit passes training=True into nested models (keras-team/keras#20285): dltool freezes the backbone's
+    BatchNormalization and turns its Dropout off instead, so training sees the features inference sees."""
+    from dltool.commands.train import prepare
+    from dltool.training.backbones import pin_backbone
+
+    earlier = small_cnn(photos, tmp_path)
+    _, model = prepare(pin_backbone(experiment(photos, f"{{run: {earlier.path}, up_to: flatten, trainable: true}}")))
+    backbone = model.get_layer("backbone")
+    core = backbone.get_layer("pretrained")
+    assert core.get_layer("conv2d").trainable and not core.get_layer("batch_normalization").trainable
+    assert core.get_layer("dropout").rate == 0.0
+    pixels = np.random.default_rng(0).uniform(0, 1, (8, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(backbone(pixels, training=True)), np.asarray(backbone(pixels)))
