@@ -92,20 +92,33 @@ def build_backbone(config: ExperimentConfig, input_shape: tuple | None = None, r
     x = inputs
     for layer in _to_pixels(data_scale, record.pop("input_scale", 1.0)) + preprocessing:
         x = layer(x)
-    x = core(x, training=False)
+    input_key = record.pop("core_input", None)  # a core whose input is a dict, e.g. keras-hub's {"images": ...}
+    x = core(x if input_key is None else {input_key: x}, training=False)
     if spec.pooling is not None:
-        if len(x.shape) != 4:
-            raise ConfigError(
-                f"pooling {spec.pooling} takes feature maps (batch, height, width, channels), and the backbone gives "
-                f"{tuple(x.shape)}; set pooling: null",
-                path=f"{path}.pooling",
-            )
-        pool = keras.layers.GlobalAveragePooling2D if spec.pooling == "avg" else keras.layers.GlobalMaxPooling2D
-        x = pool(name=f"{spec.pooling}_pool")(x)
+        x = _pool(x, spec.pooling, f"{path}.pooling")
     model = keras.Model(inputs, x, name=BACKBONE_LAYER)
     model.trainable = spec.trainable
     record.update(kind=spec.kind, trainable=spec.trainable, layers=len(_pretrained_layers(model)))
     return Backbone(model, record)
+
+
+def _pool(x, pooling: str, path: str):
+    """Feature maps (batch, height, width, channels) or a sequence of tokens (batch, tokens, channels: a ViT's,
+    its class token included, as keras-hub's own pooling "gap" averages them) pooled into one vector each."""
+    import keras
+
+    kinds = {
+        4: (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D),
+        3: (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalMaxPooling1D),
+    }
+    if len(x.shape) not in kinds:
+        raise ConfigError(
+            f"pooling {pooling} takes feature maps (batch, height, width, channels) or tokens (batch, tokens, "
+            f"channels), and the backbone gives {tuple(x.shape)}; set pooling: null",
+            path=path,
+        )
+    average, maximum = kinds[len(x.shape)]
+    return (average if pooling == "avg" else maximum)(name=f"{pooling}_pool")(x)
 
 
 def _to_pixels(data_scale: float, pretrained_scale: float) -> list:
