@@ -11,7 +11,6 @@ predict, export and serve take the inputs they took before.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import socket
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from ..config import BACKBONE, BackboneConfig, ExperimentConfig, backbone_index, backbone_of
 from ..errors import ConfigError, did_you_mean
+from ..fileio import file_sha256
 
 BACKBONE_LAYER = "backbone"  # the run model's first layer
 CORE_LAYER = "pretrained"  # inside it: the pretrained layers, after the preprocessing
@@ -88,6 +88,7 @@ def build_backbone(config: ExperimentConfig, input_shape: tuple | None = None, r
         from .hub_backbones import preset_backbone
 
         core, preprocessing, record = preset_backbone(spec, input_shape, path)
+        core.name = CORE_LAYER
     inputs = keras.Input(input_shape, name="inputs")
     x = inputs
     for layer in _to_pixels(data_scale, record.pop("input_scale", 1.0)) + preprocessing:
@@ -239,15 +240,6 @@ def _application_preprocessing(mode: str, core) -> list:
     first.set_weights([kernel[:, :, ::-1, :], *rest])
     mean_rgb = np.array(CAFFE_MEAN_BGR[::-1])
     return [keras.layers.Rescaling(1.0, offset=(-mean_rgb).tolist(), name="preprocess_input", dtype="float32")]
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def keras_cache_dir(subdir: str = "models") -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import BackboneConfig
 from ..errors import ConfigError
+from ..fileio import file_sha256
 
 HUB_EXTRA = "hub"  # pyproject.toml's optional-dependencies entry that installs keras-hub
 CONFIG_FILE = "config.json"  # keras-hub's own file names (keras_hub/src/utils/preset_utils.py)
@@ -49,14 +50,12 @@ def import_keras_hub(path: str):
 
 
 def preset_backbone(spec: BackboneConfig, input_shape: tuple, path: str):
-    """The preset's image backbone as a functional model named ``pretrained`` (feature maps, or a sequence of
-    tokens for ViT-like backbones), the Keras layers that turn 0-255 RGB pixels into its inputs, and its record.
+    """The preset's image backbone as a functional model (feature maps, or a sequence of tokens for ViT-like
+    backbones), the Keras layers that turn 0-255 RGB pixels into its inputs, and its record.
 
     Raises ConfigError for a preset that is not a folder on disk, a folder that is not a keras-hub preset, a
     backbone that does not take images, a missing keras-hub, and images of another size than the preset's.
     """
-    from .backbones import CORE_LAYER, file_sha256
-
     folder, class_name = preset_folder(spec.preset, f"{path}.preset")
     keras_hub = import_keras_hub(f"{path}.preset")
     hub_backbone = _load_backbone(keras_hub, folder, class_name, f"{path}.preset")
@@ -64,7 +63,7 @@ def preset_backbone(spec: BackboneConfig, input_shape: tuple, path: str):
     converter = _image_converter(keras_hub, folder, class_name, f"{path}.preset")
     _check_input_shape(images, converter.image_size, input_shape, folder, class_name)
     weights = _load_weights(hub_backbone, folder, class_name, f"{path}.preset")
-    core, input_key = _core(hub_backbone, images, features, CORE_LAYER)
+    core, input_key = _core(hub_backbone, images, features)
     record = {
         "preset": str(folder),
         "backbone_class": class_name,
@@ -187,8 +186,8 @@ def _image_input_and_features(hub_backbone, folder: Path, class_name: str, path:
     return next(iter(named.values())), output
 
 
-def _core(hub_backbone, images, features, name: str):
-    """The model build_backbone calls, named ``name``, and the key its images go under (None: the tensor itself).
+def _core(hub_backbone, images, features):
+    """The model build_backbone calls (and names), and the key its images go under (None: the tensor itself).
 
     A backbone made of Keras's own layers only (ResNet) becomes a plain functional model over them: saved as
     Keras's Functional, it loads where keras-hub is not installed. Any other is the keras-hub backbone itself,
@@ -202,8 +201,7 @@ def _core(hub_backbone, images, features, name: str):
         for op in hub_backbone.operations
     )
     if builtin:
-        return keras.Model(images, features, name=name), None
-    hub_backbone.name = name
+        return keras.Model(images, features), None
     inputs = hub_backbone.input
     return hub_backbone, (next(iter(inputs)) if isinstance(inputs, dict) else None)
 

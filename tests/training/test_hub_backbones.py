@@ -244,6 +244,7 @@ def test_the_backbone_is_the_presets_converter_then_its_backbone_pooled(presets,
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 @needs_hub
 def test_a_resnet_preset_trains_and_its_model_loads_without_keras_hub(resnet_run, photos):
     import subprocess
