@@ -1,4 +1,5 @@
-"""Atomic file writes: every file in a run folder (and every output dltool writes) goes through here.
+"""Atomic file writes: every file in a run folder (and every output dltool writes) goes through here; and a file's
+SHA-256.
 
 A file is written to a temporary name beside its target, flushed to disk and
 renamed over it, so a crash at any instant leaves the old complete file or
@@ -10,6 +11,7 @@ user, must be able to read it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -157,3 +159,12 @@ def check_output_file(path: str | Path, what: str = "output", option: str = "the
     except OSError as exc:
         raise error(f"{path}: cannot write in {folder} ({exc.strerror or exc}); write the {what} elsewhere") from None
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -6,18 +6,24 @@ Imports Keras lazily, inside each function: the modules that import this one
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .errors import RunStateError
+from .errors import DltoolError, RunStateError
 from .fileio import atomic_target
 
 # The one name of a model's input, TF Serving's own: model.keras, the exports' signatures and ONNX input, and
 # dltool serve's metadata, so a request naming it works against dltool serve and TF Serving alike.
 INPUT_NAME = "inputs"
 INFERENCE_BATCH_MIN = 256  # evaluation keeps no gradients: bigger batches run faster, and means do not depend on them
+# Packages whose layers a saved model may name, and the extra that installs each: Keras finds a layer class by
+# its registered name only once its package is imported (a preset backbone's ViT layers are keras-hub's).
+LAYER_PACKAGES = {"keras_hub": "hub"}
+_MODULE_KEY = re.compile(r'"module":\s*"(\w+)[."]')
 
 
 def inference_batch_size(train_batch_size: int) -> int:
@@ -78,13 +84,25 @@ def _without_distribution():
         keras.distribution.set_distribution(current)
 
 
-def load_model_safely(path: Path):
-    """``keras.saving.load_model(path, safe_mode=True)`` with a clear error for unsafe or corrupt files."""
+def load_model_safely(path: Path, trainable_as_trained: Callable | None = None):
+    """``keras.saving.load_model(path, safe_mode=True)`` with a clear error for unsafe or corrupt files.
+
+    A model whose config names classes of LAYER_PACKAGES gets their package imported first (a missing one is a
+    RunStateError naming its install command). ``trainable_as_trained`` (default None), a function of the model,
+    sets which layers train as they did when the file was saved, before the optimizer is built for them and its
+    state loaded: a model that goes on training (resume) needs it where the file cannot say (see
+    :func:`_load_staged`).
+    """
     import keras
 
+    packages = _import_packages_named_by(path)
     try:
+        if packages or trainable_as_trained is not None:
+            return _load_staged(path, trainable_as_trained)
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # noqa: BLE001  (a corrupt or unsafe file is reported, whatever Keras raised)
+        if isinstance(exc, DltoolError):
+            raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
             raise RunStateError(
@@ -92,3 +110,63 @@ def load_model_safely(path: Path):
                 f"and dltool loads models with safe_mode=True ({message})"
             ) from None
         raise RunStateError(f"{path}: cannot load the model ({type(exc).__name__}: {message})") from None
+
+
+def _load_staged(path: Path, trainable_as_trained: Callable | None):
+    """Load the model uncompiled, set which layers train, then compile it as saved and load its weights and its
+    optimizer's state.
+
+    Keras's own loading builds the optimizer for the trainable variables of the model as rebuilt from its config,
+    and a keras-hub backbone is rebuilt from its constructor's arguments: the trainable flags of its inner layers
+    are not in the file. Keras's Functional constructor also sets ``trainable=False`` before it tracks its layers,
+    so they come back trainable under a frozen backbone, and setting it False again does nothing on TensorFlow
+    (its ``__setattr__`` skips a value equal to the current one). Seen with keras-hub 0.32's ViTBackbone, Keras
+    3.15: a frozen backbone would train again, and the optimizer's saved state would be skipped. So every frozen
+    layer's setter is called (freezing all below it, as when the model was saved), then ``trainable_as_trained``.
+    """
+    import json
+    import zipfile
+
+    import keras
+
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    freeze = keras.layers.Layer.trainable.fset
+    for layer in model._flatten_layers(include_self=False):
+        if not layer.trainable:
+            freeze(layer, False)
+    if trainable_as_trained is not None:
+        trainable_as_trained(model)
+    with zipfile.ZipFile(path) as archive:
+        compile_config = json.loads(archive.read("config.json")).get("compile_config")
+    if compile_config:
+        model.compile_from_config(compile_config)  # builds the optimizer for the trainable variables
+        model.load_weights(path)  # the weights again, and the optimizer's state
+    return model
+
+
+def _import_packages_named_by(path: Path) -> list[str]:
+    """Import the packages of LAYER_PACKAGES whose classes the .keras file's config names, and return them; a
+    RunStateError with the install command where one is missing. A file that is not a readable .keras zip is left
+    to Keras's own error."""
+    import importlib
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode("utf-8", errors="replace")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return []
+    packages = sorted(set(_MODULE_KEY.findall(config)) & set(LAYER_PACKAGES))
+    for package in packages:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            from .installation import pip_install
+
+            names = sorted(set(re.findall(rf'"module":\s*"{package}[^"]*",\s*"class_name":\s*"(\w+)"', config)))
+            layers = f" ({', '.join(names[:4])})" if names else ""
+            raise RunStateError(
+                f"{path}: the model has {package.replace('_', '-')} layers{layers}, and {package} is not "
+                f"installed: {pip_install(LAYER_PACKAGES[package])}"
+            ) from None
+    return packages

@@ -21,6 +21,7 @@ OPTIONAL_PACKAGES = {  # what each extra brings, for `dltool info`
     "starlette": "serve",
     "uvicorn": "serve",
     "pyarrow": "parquet",
+    "keras_hub": "hub",
 }
 
 

@@ -54,7 +54,7 @@ def resume(
             f"{info.get('data_fingerprint')}, now {data.fingerprint}); resuming would mix two datasets"
         )
     with training_devices(config, group):
-        model = load_model_safely(run.file(state["model"]))
+        model = load_model_safely(run.file(state["model"]), _trainable_as_trained(config, state))
     devices = device_count(config.train.devices)
     if config.backend == "jax" and devices > 1 and group.size == 1:  # as at the start; several processes: share_out
         data.even_out(devices)
@@ -81,6 +81,16 @@ def resume(
         restore=state.get("callbacks", {}),
         fine_tune_from=state.get("fine_tune_from"),
     )
+
+
+def _trainable_as_trained(config, state: dict):
+    """A run resumed in its second phase: its backbone unfrozen as train.fine_tune says, as it trained (a keras-hub
+    backbone's file does not keep which of its layers were unfrozen); else None (the file keeps a frozen one)."""
+    if state.get("fine_tune_from") is None:
+        return None
+    from ..training.backbones import unfreeze
+
+    return lambda model: unfreeze(model, config.train.fine_tune.unfreeze)
 
 
 def _read_as_before(config, info: dict):

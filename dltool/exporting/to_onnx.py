@@ -44,14 +44,56 @@ def write(model, path: Path) -> dict:
 
     # An explicit signature: Keras infers one only for a model that has been called, which this one has not.
     spec = tf.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype, name=INPUT_NAME)
+    _convert_erfc()
     with quiet_converters():
         try:
             model.export(str(path), format="onnx", verbose=False, input_signature=[spec])
         except Exception as exc:  # noqa: BLE001  (what tf2onnx raises varies; the reason is kept in one line)
             raise ExportError(f"onnx: tf2onnx could not convert the model: {first_line(exc)}") from None
-    declared = onnx.load(str(path), load_external_data=False).opset_import
-    opset = next((o.version for o in declared if o.domain in ("", "ai.onnx")), None)
+    converted = onnx.load(str(path), load_external_data=False)
+    _check_inputs(converted.graph)
+    opset = next((o.version for o in converted.opset_import if o.domain in ("", "ai.onnx")), None)
     return {"opset": opset}
+
+
+def _check_inputs(graph) -> None:
+    """An ExportError where the converted graph asks for more than the model's input: tf2onnx leaves a tensor that
+    a layer keeps outside its weights, captured from Python (keras-hub's ViT keeps its position ids so), as an
+    input of the graph rather than a constant."""
+    weights = {initializer.name for initializer in graph.initializer}
+    extra = [i.name for i in graph.input if i.name != INPUT_NAME and i.name not in weights]
+    if extra:
+        layer = extra[0].rsplit("/", 2)[0] if extra[0].count("/") >= 2 else extra[0]
+        raise ExportError(
+            f"onnx: tf2onnx left a tensor of layer {layer} as an input of the converted model ({extra[0]}), beside "
+            f"{INPUT_NAME}: the layer keeps it outside its weights; export this run as saved_model or litert"
+        )
+
+
+def _convert_erfc() -> None:
+    """Teach tf2onnx TensorFlow's Erfc, as 1 - Erf (ONNX has Erf since opset 9, no Erfc): exact GELU computes it
+    (Keras's gelu activation, the MLPs of keras-hub's ViT and DINOv2), and tf2onnx 1.17 has no conversion for it,
+    so such models converted to files ONNX Runtime cannot load. Registered once per process, where tf2onnx has no
+    Erfc of its own."""
+    import numpy as np
+    from tf2onnx import utils
+    from tf2onnx.handler import tf_op
+
+    if any("Erfc" in handlers for opset in tf_op.get_opsets().values() for handlers in opset):
+        return
+
+    @tf_op("Erfc")
+    class Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            node.type = "Erf"
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+            erf = node.output[0]
+            complement = ctx.insert_new_node_on_output(
+                "Sub", erf, name=utils.make_name(f"{node.name}_complement"), inputs=[one.output[0], erf]
+            )
+            ctx.copy_shape(erf, complement.output[0])
 
 
 class Runner:

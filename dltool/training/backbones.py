@@ -16,7 +16,6 @@ its Dropout layers to 0 (inference mode, for a layer that only acts while traini
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import socket
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from ..config import BACKBONE, BackboneConfig, ExperimentConfig, backbone_index, backbone_of
 from ..errors import ConfigError, did_you_mean
+from ..fileio import file_sha256
 
 BACKBONE_LAYER = "backbone"  # the run model's first layer
 CORE_LAYER = "pretrained"  # inside it: the pretrained layers, after the preprocessing
@@ -93,25 +93,39 @@ def build_backbone(config: ExperimentConfig, input_shape: tuple | None = None, r
         from .hub_backbones import preset_backbone
 
         core, preprocessing, record = preset_backbone(spec, input_shape, path)
+        core.name = CORE_LAYER
     inputs = keras.Input(input_shape, name="inputs")
     x = inputs
     for layer in _to_pixels(data_scale, record.pop("input_scale", 1.0)) + preprocessing:
         x = layer(x)
-    x = core(x, training=False)
+    input_key = record.pop("core_input", None)  # a core whose input is a dict, e.g. keras-hub's {"images": ...}
+    x = core(x if input_key is None else {input_key: x}, training=False)
     if spec.pooling is not None:
-        if len(x.shape) != 4:
-            raise ConfigError(
-                f"pooling {spec.pooling} takes feature maps (batch, height, width, channels), and the backbone gives "
-                f"{tuple(x.shape)}; set pooling: null",
-                path=f"{path}.pooling",
-            )
-        pool = keras.layers.GlobalAveragePooling2D if spec.pooling == "avg" else keras.layers.GlobalMaxPooling2D
-        x = pool(name=f"{spec.pooling}_pool")(x)
+        x = _pool(x, spec.pooling, f"{path}.pooling")
     model = keras.Model(inputs, x, name=BACKBONE_LAYER)
     model.trainable = spec.trainable
     keep_in_inference_mode(core)
     record.update(kind=spec.kind, trainable=spec.trainable, layers=len(_pretrained_layers(model)))
     return Backbone(model, record)
+
+
+def _pool(x, pooling: str, path: str):
+    """Feature maps (batch, height, width, channels) or a sequence of tokens (batch, tokens, channels: a ViT's,
+    its class token included, as keras-hub's own pooling "gap" averages them) pooled into one vector each."""
+    import keras
+
+    kinds = {
+        4: (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D),
+        3: (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalMaxPooling1D),
+    }
+    if len(x.shape) not in kinds:
+        raise ConfigError(
+            f"pooling {pooling} takes feature maps (batch, height, width, channels) or tokens (batch, tokens, "
+            f"channels), and the backbone gives {tuple(x.shape)}; set pooling: null",
+            path=path,
+        )
+    average, maximum = kinds[len(x.shape)]
+    return (average if pooling == "avg" else maximum)(name=f"{pooling}_pool")(x)
 
 
 def _to_pixels(data_scale: float, pretrained_scale: float) -> list:
@@ -232,15 +246,6 @@ def _application_preprocessing(mode: str, core) -> list:
     first.set_weights([kernel[:, :, ::-1, :], *rest])
     mean_rgb = np.array(CAFFE_MEAN_BGR[::-1])
     return [keras.layers.Rescaling(1.0, offset=(-mean_rgb).tolist(), name="preprocess_input", dtype="float32")]
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def keras_cache_dir(subdir: str = "models") -> Path:

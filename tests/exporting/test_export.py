@@ -340,3 +340,23 @@ def test_the_check_is_relative_to_the_outputs_and_rtol_atol_move_it(diabetes_run
     assert result.exit_code == 0, result.output
     assert "(rtol 0.001, atol 0)" in result.output
     assert (_records(diabetes_run)[-1]["rtol"], _records(diabetes_run)[-1]["atol"]) == (1e-3, 0.0)
+
+
+def test_exact_gelu_converts_to_onnx_as_one_minus_erf(tmp_path):
+    """TensorFlow computes exact GELU with Erfc, which tf2onnx 1.17 cannot convert; dltool teaches it 1 - Erf."""
+    from dltool.commands.export import export
+    from dltool.commands.train import train
+    from dltool.config import config_from_text
+
+    config = config_from_text(
+        IRIS_CONFIG,
+        source="iris.yaml",
+        overrides=[
+            "train.epochs=1",
+            "train.plots=false",
+            "model.layers=[{Dense: {units: 8, activation: gelu}}, {Dense: {units: 3, activation: softmax}}]",
+        ],
+    )
+    gelu_run = train(config, runs_root=tmp_path / "runs")
+    record = export(gelu_run, "onnx", output=tmp_path)
+    assert record["max_abs_diff"] <= 1e-5 and record["samples"] == 30
