@@ -169,9 +169,7 @@ def sweep_template_text(experiment: str | Path, path: str | Path) -> str:
             extra.append(f"  model.layers[{index}].{kind}.{argument}: {{choice: {choices}}}   # the first hidden layer")
             break
     if config.train.fine_tune is not None:
-        extra.append(
-            "  train.fine_tune.learning_rate: {loguniform: [1.0e-6, 1.0e-4]}   # the fine-tuning phase's rate"
-        )
+        extra.append("  train.fine_tune.learning_rate: {loguniform: [1.0e-6, 1.0e-4]}   # the fine-tuning phase's rate")
     if config.data.validation == "test":
         extra.append(
             "  data.validation: {choice: [0.1]}   # the base config validates on its test split: hold out 10 %"

@@ -115,31 +115,3 @@ def test_lstm_forecaster_config_trains_and_forecasts_from_recent_values(tmp_path
     rows = list(csv.DictReader(predicted.stdout.splitlines()))
     assert [(row["row"]) for row in rows] == ["59"]
     assert 10 < float(rows[0]["value"]) < 40
-
-
-def test_the_transfer_learning_config_trains_both_phases_as_written_on_untrained_weights(tmp_path):
-    """keras-io's example: augmentation, Xception (weights none here: no download), the head, then fine-tuning."""
-    from PIL import Image
-
-    rng = np.random.default_rng(2)
-    for label in ("Cat", "Dog"):
-        (tmp_path / "PetImages" / label).mkdir(parents=True)
-        for index in range(6):  # photos of all sizes, as the real ones: the folder resizes them
-            pixels = rng.integers(0, 256, (80 + 7 * index, 90, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "PetImages" / label / f"{index}.jpg")
-    run = _train(
-        "cats_vs_dogs_xception.yaml",
-        tmp_path,
-        [
-            f"data.path={tmp_path / 'PetImages'}",
-            "data.image_size=[75, 75]",  # Xception's smallest input: 71x71
-            "model.input_shape=[75, 75, 3]",
-            "model.layers[2].Backbone.weights=none",
-            "train.batch_size=4",
-            "train.fine_tune.epochs=1",
-        ],
-    )
-    header, *rows = run.file("history.csv").read_text().splitlines()
-    assert header.startswith("epoch,phase,") and [row.split(",")[1] for row in rows] == ["1", "2"]
-    rows = _predict_rows(run, [str(tmp_path / "PetImages" / "Cat" / "0.jpg")])
-    assert rows[0]["label"] in ("Cat", "Dog")

@@ -57,13 +57,15 @@ def export_command(
             "--rtol",
             metavar="R",
             help="Relative tolerance of the check: each output passes when |exported - model.keras| <= "
-            "atol + rtol * |model.keras|. Default 1e-5 (1e-4 with recurrent layers).",
+            "atol + rtol * |model.keras|. Default 1e-5 (1e-4 with recurrent layers or a backbone).",
         ),
     ] = None,
     atol: Annotated[
         float | None,
         typer.Option(
-            "--atol", metavar="A", help="Absolute tolerance of the check. Default 1e-5 (1e-4 with recurrent layers)."
+            "--atol",
+            metavar="A",
+            help="Absolute tolerance of the check. Default 1e-5 (1e-4 with recurrent layers or a backbone).",
         ),
     ] = None,
     runs_dir: RunsDir = None,

@@ -84,13 +84,22 @@ def resume(
 
 
 def _trainable_as_trained(config, state: dict):
-    """A run resumed in its second phase: its backbone unfrozen as train.fine_tune says, as it trained (a keras-hub
-    backbone's file does not keep which of its layers were unfrozen); else None (the file keeps a frozen one)."""
-    if state.get("fine_tune_from") is None:
-        return None
-    from ..training.backbones import unfreeze
+    """A run with a backbone: the backbone as it trained, which a keras-hub backbone's file cannot say (it is
+    rebuilt from its constructor's arguments): unfrozen as train.fine_tune says in the second phase, and in inference
+    mode (BatchNormalization frozen, Dropout off) in either; None without a backbone."""
+    from ..config import backbone_of
 
-    return lambda model: unfreeze(model, config.train.fine_tune.unfreeze)
+    if backbone_of(config) is None:
+        return None
+    from ..training.backbones import BACKBONE_LAYER, CORE_LAYER, keep_in_inference_mode, unfreeze
+
+    def as_trained(model) -> None:
+        if state.get("fine_tune_from") is not None:
+            unfreeze(model, config.train.fine_tune.unfreeze)
+        else:
+            keep_in_inference_mode(model.get_layer(BACKBONE_LAYER).get_layer(CORE_LAYER))
+
+    return as_trained
 
 
 def _read_as_before(config, info: dict):

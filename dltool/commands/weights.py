@@ -32,10 +32,14 @@ def fetch_weights(targets: list[str]) -> list[FetchedWeights]:
             config = load_config(target)
             spec = backbone_of(config)
             if spec is None or spec.application is None or spec.weights != "imagenet":
-                raise ConfigError(
-                    f"{target} has no Backbone with weights: imagenet to fetch (model.layers[0] is "
-                    f"{_describe(config.model.layers[0])})"
+                found = (
+                    "model.layers has no Backbone"
+                    if spec is None
+                    else f"its Backbone is a {spec.kind}"
+                    if spec.application is None
+                    else f"its Backbone has weights: {spec.weights}"
                 )
+                raise ConfigError(f"{target} has no application Backbone with weights: imagenet to fetch ({found})")
             name, shape, args = spec.application, tuple(config.model.input_shape), spec.application_args
         else:
             name, shape, args = target, (224, 224, 3), {}
@@ -51,7 +55,3 @@ def cached_weights() -> tuple[Path, list[tuple[str, int]]]:
     folder = keras_cache_dir("models")
     files = sorted((p.name, p.stat().st_size) for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
     return folder, files
-
-
-def _describe(entry) -> str:
-    return next(iter(entry)) if isinstance(entry, dict) else str(entry)

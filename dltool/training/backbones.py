@@ -445,8 +445,7 @@ def unfreeze(model, unfreeze: int | str) -> list[str]:
         if not chosen:
             shown = ", ".join(layer.name for layer in layers[-8:])
             raise ConfigError(
-                f"no layer of the backbone matches {unfreeze!r} (its last layers: {shown}; `dltool runs show` lists "
-                "them all in summary.txt)",
+                f"no layer of the backbone matches {unfreeze!r}; its {len(layers)} layers end with: {shown}",
                 path="train.fine_tune.unfreeze",
             )
     backbone.trainable = True  # sets every layer below it: the ones not chosen are frozen again below
