@@ -27,7 +27,7 @@ from ..config import BACKBONE, BackboneConfig, ExperimentConfig, backbone_index,
 from ..errors import ConfigError, did_you_mean
 from ..fileio import file_sha256
 
-BACKBONE_LAYER = "backbone"  # the run model's first layer
+BACKBONE_LAYER = "backbone"  # the run model's layer for the Backbone entry
 CORE_LAYER = "pretrained"  # inside it: the pretrained layers, after the preprocessing
 DOWNLOAD_TIMEOUT_SECONDS = 30.0
 
