@@ -89,14 +89,15 @@ def _trainable_as_trained(config, state: dict):
     mode (BatchNormalization frozen, Dropout off) in either; None without a backbone."""
     from ..config import backbone_of
 
-    if backbone_of(config) is None:
+    spec = backbone_of(config)
+    if spec is None:
         return None
-    from ..training.backbones import BACKBONE_LAYER, CORE_LAYER, keep_in_inference_mode, unfreeze
+    from ..training.backbones import BACKBONE_LAYER, CORE_LAYER, is_pretrained, keep_in_inference_mode, unfreeze
 
     def as_trained(model) -> None:
         if state.get("fine_tune_from") is not None:
-            unfreeze(model, config.train.fine_tune.unfreeze)
-        else:
+            unfreeze(model, config.train.fine_tune.unfreeze, is_pretrained(spec))
+        elif is_pretrained(spec):
             keep_in_inference_mode(model.get_layer(BACKBONE_LAYER).get_layer(CORE_LAYER))
 
     return as_trained

@@ -10,7 +10,8 @@ guide asks. The guide calls them with ``training=False``, but Keras 3's ``fit`` 
 nested models whatever they were called with (keras-team/keras#20285): once unfrozen, the guide's
 BatchNormalization layers would train on the new data's batch statistics. So dltool keeps every
 BatchNormalization layer of a backbone frozen (Keras 3 runs a frozen one in inference mode) and sets the rate of
-its Dropout layers to 0 (inference mode, for a layer that only acts while training).
+its Dropout layers to 0 (inference mode, for a layer that only acts while training). An application with
+``weights: none`` has nothing to keep: it trains as any layer does.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def build_backbone(config: ExperimentConfig, input_shape: tuple | None = None, r
         x = _pool(x, spec.pooling, f"{path}.pooling")
     model = keras.Model(inputs, x, name=BACKBONE_LAYER)
     model.trainable = spec.trainable
-    keep_in_inference_mode(core)
+    if is_pretrained(spec):
+        keep_in_inference_mode(core)
     record.update(kind=spec.kind, trainable=spec.trainable, layers=len(_pretrained_layers(model)))
     return Backbone(model, record)
 
@@ -429,9 +431,16 @@ def _pretrained_layers(backbone) -> list:
     return [layer for layer in core.layers if type(layer).__name__ != "InputLayer"]
 
 
-def unfreeze(model, unfreeze: int | str) -> list[str]:
+def is_pretrained(spec: BackboneConfig) -> bool:
+    """Whether the backbone brings trained weights: all but an application with ``weights: none``, which trains
+    from scratch as any layer does (its BatchNormalization and Dropout as well)."""
+    return not (spec.kind == "application" and spec.weights == "none")
+
+
+def unfreeze(model, unfreeze: int | str, pretrained: bool = True) -> list[str]:
     """Make the backbone's layers named by ``unfreeze`` trainable (all, the top N, or those whose names match a
-    regular expression); BatchNormalization layers stay frozen, in inference mode (:func:`keep_in_inference_mode`).
+    regular expression); BatchNormalization layers of a ``pretrained`` backbone (default True) stay frozen, in
+    inference mode (:func:`keep_in_inference_mode`).
     Returns the names of the layers made trainable. The model must be compiled again."""
     backbone = model.get_layer(BACKBONE_LAYER)
     layers = _pretrained_layers(backbone)
@@ -452,7 +461,8 @@ def unfreeze(model, unfreeze: int | str) -> list[str]:
     chosen_ids = {id(layer) for layer in chosen}
     for layer in layers:
         layer.trainable = id(layer) in chosen_ids
-    keep_in_inference_mode(backbone.get_layer(CORE_LAYER))
+    if pretrained:
+        keep_in_inference_mode(backbone.get_layer(CORE_LAYER))
     for layer in backbone.layers:  # the preprocessing and pooling have nothing to learn
         if layer.name != CORE_LAYER:
             layer.trainable = False

@@ -372,10 +372,11 @@ def start_fine_tuning(model, config: ExperimentConfig) -> list[str]:
     at ``fine_tune.learning_rate`` (on the devices it trains on). Returns the names of the layers unfrozen."""
     import keras
 
-    from .backbones import unfreeze
+    from ..config import backbone_of
+    from .backbones import is_pretrained, unfreeze
     from .model import compile_model
 
-    unfrozen = unfreeze(model, config.train.fine_tune.unfreeze)
+    unfrozen = unfreeze(model, config.train.fine_tune.unfreeze, is_pretrained(backbone_of(config)))
     scope = contextlib.nullcontext()
     if keras.backend.backend() == "tensorflow":  # several devices: the new optimizer's variables are mirrored too
         scope = model.distribute_strategy.scope()

@@ -57,3 +57,36 @@ def test_list_shows_the_files_in_keras_s_cache(tmp_path, monkeypatch):
     result = runner.invoke(app, ["weights", "list"])
     assert f"weights in {tmp_path / 'models'}:" in result.output
     assert "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5       2.5 MB" in result.output
+
+
+@pytest.mark.slow
+def test_fetch_downloads_into_keras_s_cache_and_says_where(tmp_path, monkeypatch):
+    """The download itself stubbed (no internet here): Keras's get_file is given a file as if from its URL."""
+    import shutil
+
+    import h5py
+    import keras
+    import keras.src.backend.config as keras_config
+    import keras.src.utils.file_utils as file_utils
+    from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+
+    donor = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(224, 224, 3))
+    served = tmp_path / "served.h5"
+    with h5py.File(served, "w") as handle:
+        save_weights_to_hdf5_group(handle, donor)
+    urls = []
+
+    def download(url, target, *args, **kwargs):
+        urls.append(url)
+        shutil.copy(served, target)
+
+    monkeypatch.setattr(file_utils, "urlretrieve", download)
+    monkeypatch.setattr(file_utils, "validate_file", lambda *args, **kwargs: True)  # a stand-in: not Google's file
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "keras"))
+    (tmp_path / "keras").mkdir()
+    result = runner.invoke(app, ["weights", "fetch", "MobileNetV3Small"])
+    assert result.exit_code == 0, result.output
+    name = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    assert urls == [f"https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/{name}"]
+    assert f"MobileNetV3Small: {tmp_path / 'keras' / 'models' / name} (" in result.output
+    assert (tmp_path / "keras" / "models" / name).read_bytes() == served.read_bytes()

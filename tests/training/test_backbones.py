@@ -419,3 +419,12 @@ def test_a_backbone_trained_from_the_start_keeps_batch_norm_and_dropout_in_infer
     assert core.get_layer("dropout").rate == 0.0
     pixels = np.random.default_rng(0).uniform(0, 1, (8, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_array_equal(np.asarray(backbone(pixels, training=True)), np.asarray(backbone(pixels)))
+
+
+def test_an_untrained_application_trains_from_scratch_with_its_batch_norm(photos):
+    from dltool.commands.train import prepare
+
+    _, model = prepare(experiment(photos, "{application: MobileNetV3Small, weights: none, trainable: true}"))
+    core = model.get_layer("backbone").get_layer("pretrained")
+    norms = [layer for layer in core._flatten_layers() if type(layer).__name__ == "BatchNormalization"]
+    assert norms and all(layer.trainable for layer in norms)
