@@ -432,15 +432,24 @@ def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
     return [a[s] - b[s] for s in sorted(a) if s in b]
 
 
-def phase_seconds(runs: list[dict], phase: int, **where) -> list[float]:
-    """Each run's median epoch seconds in ``phase`` (0: the first), for the runs matching ``where``."""
+def phase_seconds(runs: list[dict], phase: int, pick=statistics.median, **where) -> list[float]:
+    """``pick`` (default the median) of each run's epoch seconds in ``phase`` (0: the first), for the runs
+    matching ``where``."""
     found = []
     for r in runs:
         if r["rc"] == 0 and all(r[k] == v for k, v in where.items()):
             phases = r.get("epoch_seconds") or []
             if len(phases) > phase and phases[phase]:
-                found.append(statistics.median(phases[phase]))
+                found.append(pick(phases[phase]))
     return found
+
+
+def first(xs: list[float]) -> float:
+    return xs[0]
+
+
+def walls(runs: list[dict], **where) -> list[float]:
+    return [r["wall"] for r in runs if r["rc"] == 0 and all(r[k] == v for k, v in where.items())]
 
 
 def seconds_cell(xs: list[float]) -> str:
@@ -539,25 +548,31 @@ def seconds_section(args, runs: list[dict]) -> list[str]:
             if way == "fine_tuned":
                 phases.append(("backbone unfrozen (fine-tuning)", 1))
             for what, phase in phases:
-                rows.append(
-                    [
-                        str(per_class),
-                        WAY_NAMES[way],
-                        what,
-                        seconds_cell(phase_seconds(runs, phase, side="dltool", way=way, per_class=per_class)),
-                        seconds_cell(phase_seconds(runs, phase, side="keras", way=way, per_class=per_class)),
-                    ]
-                )
+                row = [str(per_class), WAY_NAMES[way], what]
+                for pick in (statistics.median, first):
+                    for side in SIDES:
+                        found = phase_seconds(runs, phase, pick, side=side, way=way, per_class=per_class)
+                        row.append(seconds_cell(found))
+                if phase == 0:
+                    row += [rb.spread(walls(runs, side=side, way=way, per_class=per_class), 1) for side in SIDES]
+                else:
+                    row += ["", ""]
+                rows.append(row)
+    header = ["per class", "way", "phase", "epoch: dltool", "epoch: plain Keras", "first epoch: dltool"]
+    header += ["first epoch: plain Keras", "wall s: dltool", "wall s: plain Keras"]
     return [
         "## Seconds per epoch",
         "",
         "Each run's median epoch (on_epoch_begin to on_epoch_end: dltool's `history.csv` `epoch_seconds`, split "
         "by its `phase` column; the plain script's callback measures the same span), then the median [min–max] "
-        f"of those over the seeds. An epoch here is {' or '.join(str(n * len(TASK_DIGITS)) for n in args.per_class)} "
-        f"images in batches of {args.batch_size}, at most {STEPS_PER_EXECUTION} batches per call on both sides: "
-        "fixed costs per epoch weigh as much as the arithmetic.",
+        "of those over the seeds; the first epoch of each phase apart (it includes tracing and compiling the "
+        "step, again after the recompile that unfreezes the backbone); and the whole process's wall time (Python "
+        "start to exit: imports, data, pretrained model, fit, test, and dltool's run folder). An epoch here is "
+        f"{' or '.join(str(n * len(TASK_DIGITS)) for n in args.per_class)} images in batches of {args.batch_size}, "
+        f"at most {STEPS_PER_EXECUTION} batches per call on both sides: fixed costs per epoch weigh as much as the "
+        "arithmetic.",
         "",
-    ] + rb.table(["per class", "way", "phase", "dltool", "plain Keras"], rows)
+    ] + rb.table(header, rows)
 
 
 def pretrain_section(pretrained: dict) -> list[str]:
