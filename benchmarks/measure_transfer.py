@@ -261,7 +261,11 @@ def dltool_run(config: Path, sets: list[str], runs_dir: Path, label: str) -> dic
         return result
     folder = folders[0]
     metrics = json.loads((folder / "metrics.json").read_text())
+    info = json.loads((folder / "run.json").read_text())
+    # run.json's parameters are phase 1's; a run with fine_tune lists each phase's under phases.
+    phases = info.get("phases") or [info.get("parameters") or {}]
     result.update(
+        trainable_params=[phase.get("trainable") for phase in phases],
         run_dir=folder,
         test_accuracy=(metrics.get("test") or {}).get("accuracy"),
         fit_seconds=metrics.get("fit_seconds"),
@@ -575,6 +579,22 @@ def seconds_section(args, runs: list[dict]) -> list[str]:
     ] + rb.table(header, rows)
 
 
+def parameters_section(args, runs: list[dict]) -> list[str]:
+    """The parameters each side trained in each phase (dltool's run.json, the plain script's trainable_weights)."""
+    rows = []
+    for way in args.ways:
+        cells = []
+        for side in SIDES:
+            found = {
+                tuple(r.get("trainable_params") or ())
+                for r in runs
+                if r["rc"] == 0 and r["side"] == side and r["way"] == way
+            }
+            cells.append("; ".join(" then ".join(f"{n:,}" for n in phases) for phases in sorted(found)) or "n/a")
+        rows.append([WAY_NAMES[way], *cells])
+    return ["## Parameters trained, per phase", ""] + rb.table(["way", "dltool", "plain Keras"], rows)
+
+
 def pretrain_section(pretrained: dict) -> list[str]:
     rows = []
     for side in SIDES:
@@ -654,6 +674,7 @@ def report(args, files: dict, pretrained: dict, runs: list[dict], refused: dict,
     lines += targets_section(args, runs)
     lines += accuracy_section(args, runs)
     lines += seconds_section(args, runs)
+    lines += parameters_section(args, runs)
     lines += failures(pretrained, runs, refused)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -661,6 +682,7 @@ def report(args, files: dict, pretrained: dict, runs: list[dict], refused: dict,
 def raw_results(pretrained: dict, runs: list[dict]) -> list[dict]:
     """Every run's figures as JSON-ready dicts (paths as strings, output left out)."""
     keep = ("side", "way", "per_class", "seed", "rc", "wall", "rss_mb", "load", "test_accuracy", "phase_accuracy")
+    keep += ("trainable_params",)
     rows = []
     for name, r in [*(("pretrain", r) for r in pretrained.values()), *(("task", r) for r in runs)]:
         row = {k: r[k] for k in keep if k in r}
