@@ -2,8 +2,8 @@
 """Issue 23, transfer learning: a backbone pretrained on MNIST digits 0-4 reused for digits 5-9 with 10 or 50
 images per class, by dltool and by plain Keras side by side. Writes RESULTS-transfer.md.
 
-    python benchmarks/measure_transfer.py                       # full: 5 seeds x (10, 50)/class x 4 ways x 2 sides
-    python benchmarks/measure_transfer.py --quick               # smoke pass: 1 seed, 10/class, 3 + 1 epochs
+    python benchmarks/measure_transfer.py                 # full: 5 seeds x (10, 50)/class x 4 ways x 2 sides, ~9 min
+    python benchmarks/measure_transfer.py --quick         # smoke pass: 1 seed, 10/class, 3 + 1 epochs
     python benchmarks/measure_transfer.py --seeds 3 --per-class 10 --ways scratch,frozen --output /tmp/t.md
 
 The data (written into a temporary folder, nothing downloaded): the pretraining set is MNIST's training images of
