@@ -277,9 +277,11 @@ def print_sweep(console: Console, report: dict) -> None:
 
 # --------------------------------------------------------------------------- smoke
 def smoke_line(result: dict) -> str:
-    """One config's result as it finishes: status, seconds, config, and what failed or why it was skipped."""
+    """One config's result as it finishes: status, seconds, config, and what failed or why it was skipped, or what
+    the smoke run changed in it (an imagenet backbone built untrained)."""
     why = f"  {result['stage']}: {result['message']}" if result["status"] != "passed" else ""
-    return f"{result['status']:<8} {result['seconds']:6.1f}s  {result['config']}{why}"
+    notes = f"  ({'; '.join(result['notes'])})" if result.get("notes") and not why else ""
+    return f"{result['status']:<8} {result['seconds']:6.1f}s  {result['config']}{why}{notes}"
 
 
 def smoke_table(report: dict) -> Table:
