@@ -56,7 +56,7 @@ def resume(
     with training_devices(config, group):
         model = load_model_safely(run.file(state["model"]), _trainable_as_trained(config, state))
     devices = device_count(config.train.devices)
-    if config.backend == "jax" and devices > 1 and group.size == 1:  # as at the start; several processes: share_out
+    if devices > 1 and group.size == 1:  # as at the start; several processes: share_out
         data.even_out(devices)
 
     def restart() -> None:

@@ -40,7 +40,9 @@ def prepare(config: ExperimentConfig, *, samples: int | None = None, group: Proc
         check_precision(config)
         data = prepare_data(config, samples=samples)
         devices = device_count(config.train.devices)
-        if config.backend == "jax" and devices > 1 and group.size == 1:  # several processes: share_out does it
+        # Every batch splits evenly over the devices: JAX needs it, and TensorFlow's MirroredStrategy fails on a
+        # split whose only batch does not (a validation split smaller than one batch). Several processes: share_out.
+        if devices > 1 and group.size == 1:
             data.even_out(devices)
         with training_devices(config, group):  # one device, or several in data parallel: the model is built for them
             model = build_model(config)
@@ -99,7 +101,7 @@ def _open_run_files(
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
     run.write_text("summary.txt", summary_text(model))
     adapted = f"; adapted on the training split: {', '.join(data.adapted)}" if data.adapted else ""
-    if data.left_out:  # JAX data parallel: every batch splits evenly over the devices
+    if data.left_out:  # data parallel: every batch splits evenly over the devices
         adapted += "; left out so every batch splits evenly over the devices: " + ", ".join(
             f"{n} {split} sample(s)" for split, n in data.left_out.items()
         )

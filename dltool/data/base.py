@@ -74,7 +74,8 @@ class TrainingData(ABC):
 
     @abstractmethod
     def even_out(self, devices: int, *, test: bool = True) -> dict[str, int]:
-        """Make every batch, the last one included, split evenly over ``devices`` (JAX needs it).
+        """Make every batch, the last one included, split evenly over ``devices`` (JAX needs it; so
+        does TensorFlow's MirroredStrategy for a split that is one batch).
 
         Leaves out fewer than ``devices`` samples per split and records them in ``left_out``; returns them.
         ``test=False`` keeps the test split whole (several processes: process 0 tests alone).

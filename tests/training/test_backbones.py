@@ -428,3 +428,42 @@ def test_an_untrained_application_trains_from_scratch_with_its_batch_norm(photos
     core = model.get_layer("backbone").get_layer("pretrained")
     norms = [layer for layer in core._flatten_layers() if type(layer).__name__ == "BatchNormalization"]
     assert norms and all(layer.trainable for layer in norms)
+
+
+@pytest.mark.subprocess
+def test_fine_tuning_on_two_devices_compiles_the_second_phase_for_them(photos, tmp_path):
+    """TensorFlow's MirroredStrategy: the fine-tuning phase's new optimizer is built in the strategy's scope,
+    and a split that is one uneven batch is evened out rather than failing inside TensorFlow."""
+    from e2e_support import run_cli
+
+    (tmp_path / "pre.yaml").write_text(
+        f"""\
+name: pre
+data: {{source: images, path: {photos}, image_size: [{SIZE}, {SIZE}], scale: 255}}
+model:
+  input_shape: [{SIZE}, {SIZE}, 3]
+  layers: [{{Conv2D: {{filters: 4, kernel_size: 3, activation: relu}}}}, BatchNormalization, MaxPooling2D, Flatten,
+           {{Dense: {{units: 3, activation: softmax}}}}]
+train: {{loss: sparse_categorical_crossentropy, epochs: 1, batch_size: 8, tensorboard: false}}
+"""
+    )
+    transfer = experiment(photos, "{run: latest, up_to: flatten}", fine_tune="  fine_tune: {epochs: 1}\n")
+    from dltool.config import config_to_yaml
+
+    (tmp_path / "transfer.yaml").write_text(
+        config_to_yaml(transfer)
+        .replace("deterministic: true", "deterministic: false")
+        .replace("steps_per_execution: 32", "steps_per_execution: 1")
+    )
+    for config in ("pre.yaml", "transfer.yaml"):
+        result = run_cli("train", config, "-q", "--runs-dir", "runs", "--devices", "2", cwd=tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr + result.stdout
+    (pre,) = [p for p in (tmp_path / "runs").iterdir() if "-pre-" in p.name]
+    # 3 validation images are one batch that MirroredStrategy cannot split 2/1: one is left out, and said so
+    assert (
+        "left out so every batch splits evenly over the devices: 1 validation sample(s)"
+        in (pre / "train.log").read_text()
+    )
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if "-transfer-" in p.name]
+    info = json.loads((run / "run.json").read_text())
+    assert "data parallel over 2 devices" in info["device"] and [p["phase"] for p in info["phases"]] == [1, 2]
