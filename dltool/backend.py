@@ -88,19 +88,24 @@ def running_backend() -> dict:
 
 def versions() -> dict:
     """Versions of everything that shapes a result (the Keras backend and its version included)."""
+    import importlib.metadata
+
     import keras
     import numpy
-    import tensorflow as tf
 
     from ._version import __version__
 
     backend = running_backend()
+    try:  # read from the installed package: a JAX or torch run never imports TensorFlow for it
+        tensorflow_version = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
+        tensorflow_version = None
     return {
         "dltool": __version__,
         "keras": keras.__version__,
         "backend": backend["name"],
         **({backend["name"]: backend["version"]} if backend["name"] != "tensorflow" else {}),
-        "tensorflow": tf.__version__,
+        "tensorflow": tensorflow_version,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
@@ -127,6 +132,82 @@ def gpu_names() -> list[str]:
     ]
 
 
+BFLOAT16_CPU_FLAGS = {"avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}  # /proc/cpuinfo's names, and ours
+BFLOAT16_GPU_CAPABILITY = (8, 0)  # NVIDIA Ampere and newer compute bfloat16 on their tensor cores
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux's /proc/cpuinfo names them (empty where there is no such file)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """The CUDA compute capability of each GPU the running Keras backend sees, in its order (empty: none)."""
+    import keras
+
+    name = keras.backend.backend()
+    if name == "jax":
+        import jax
+
+        found = []
+        for device in jax.devices():
+            capability = getattr(device, "compute_capability", None) if device.platform == "gpu" else None
+            if capability:
+                major, minor = str(capability).split(".")[:2]
+                found.append((int(major), int(minor)))
+        return found
+    if name == "torch":
+        import torch
+
+        return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+    import tensorflow as tf
+
+    return [
+        tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0))
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
+
+
+def choose_precision(backend: str, flags: set[str], capabilities: list[tuple[int, int]]) -> tuple[str, str]:
+    """What ``train.precision: auto`` becomes, and why: mixed_bfloat16 where the training device computes
+    bfloat16 natively (an NVIDIA GPU of compute capability 8.0 or newer; a CPU with AVX512-BF16 or AMX, on
+    TensorFlow or torch, whose oneDNN kernels use them), else float32. ``capabilities``: the GPUs training uses
+    (empty: it trains on the CPU)."""
+    if capabilities:
+        major, minor = capabilities[0]
+        if (major, minor) >= BFLOAT16_GPU_CAPABILITY:
+            return "mixed_bfloat16", f"the GPU (compute capability {major}.{minor}) computes bfloat16 natively"
+        return "float32", (
+            f"the GPU's compute capability {major}.{minor} is under 8.0: no native bfloat16 (mixed_float16 may pay "
+            "there; auto does not choose it)"
+        )
+    found = [name for flag, name in BFLOAT16_CPU_FLAGS.items() if flag in flags]
+    if not found:
+        return "float32", "the CPU has no bfloat16 instructions (AVX512-BF16 or AMX)"
+    if backend == "jax":
+        return "float32", (
+            f"the CPU has {' and '.join(found)}, but XLA's CPU backend does not use them: a convnet in "
+            "mixed_bfloat16 fitted 1.3x slower than in float32 on JAX (docs/speed.md)"
+        )
+    return "mixed_bfloat16", f"the CPU has {' and '.join(found)}, which {backend}'s CPU kernels (oneDNN) use"
+
+
+def auto_precision(devices="auto") -> tuple[str, str]:
+    """:func:`choose_precision` for this machine and the running Keras backend; ``devices`` (``train.devices``)
+    says whether training uses the GPUs."""
+    import keras
+
+    capabilities = [] if devices == "cpu" else gpu_capabilities()
+    return choose_precision(keras.backend.backend(), cpu_flags(), capabilities)
+
+
 def device_description() -> str:
     """'GPU: <name>' for the first GPU the Keras backend sees, else 'CPU (<n> cores)'."""
     gpus = gpu_names()
@@ -142,6 +223,10 @@ def set_determinism(enabled: bool) -> None:
     results, at some cost in speed (benchmarks/RESULTS.md). It is a process-wide switch:
     a run that does not ask for it turns it back off (one smoke process trains many configs).
     """
+    import sys
+
+    if "tensorflow" not in sys.modules:  # JAX and torch without tf.data: nothing of TensorFlow's runs
+        return
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
@@ -181,25 +266,140 @@ def _after_import(backend: str, devices) -> None:
         pass  # the runtime already started in this process (a library user): devices stay as they are
 
 
-def import_keras(verbose: bool = False, backend: str | None = None, devices="auto"):
-    """Import Keras on ``backend`` (see :func:`select_backend`) and TensorFlow, the data layer on every backend,
-    with their start-up chatter on stderr hidden unless ``verbose``. ``devices`` (``train.devices``) sets what
-    must be set before the backend starts (see :func:`_before_import`, :func:`_after_import`).
+_SESSION: dict = {"backend": "tensorflow", "devices": "auto", "verbose": False}
+TENSORFLOW_REASONS: list[str] = []  # why a JAX or torch process imported TensorFlow, for the run log
 
-    TensorFlow's C++ side writes a few lines straight to file descriptor 2
-    while it loads, before any Python setting can silence it; they are
-    captured and shown only if the import fails.
+
+def import_keras(verbose: bool = False, backend: str | None = None, devices="auto"):
+    """Import Keras on ``backend`` (see :func:`select_backend`), with the backend's start-up chatter on stderr
+    hidden unless ``verbose``. ``devices`` (``train.devices``) sets what must be set before the backend starts
+    (see :func:`_before_import`, :func:`_after_import`).
+
+    TensorFlow is imported only on the tensorflow backend; on JAX or torch it comes later, and only where
+    tf.data is needed (streamed data, texts), through :func:`import_tensorflow`: it costs seconds and
+    hundreds of MB a JAX run on arrays never uses.
     """
     backend = select_backend(backend)
+    _SESSION.update(backend=backend, devices=devices, verbose=verbose)
     _before_import(backend, devices)
     quiet_tensorflow(verbose)
-    if verbose:
+    with _start_up_chatter_hidden(verbose):
         import keras
-        import tensorflow  # noqa: F401
-
-        _after_import(backend, devices)
+    if backend == "tensorflow":
+        import_tensorflow()
+    else:
+        _tensorflow_available_once_imported()
         _freeze_imported_objects()
-        return keras
+    return keras
+
+
+def _tensorflow_available_once_imported() -> None:
+    """Keras asks ``tf.available`` (a lazy module's property, which imports TensorFlow to answer) in places where
+    only TensorFlow's own objects matter: whether a value is a ``tf.TensorShape`` when a model is saved, for one.
+    No such object exists in a process that has not imported TensorFlow, so there the answer is "not available";
+    code that uses TensorFlow (TextVectorization, tf.data) still imports it through the same lazy module."""
+    import sys
+
+    try:
+        from keras.src.utils import module_utils
+    except ImportError:
+        return
+    lazy = module_utils.tensorflow
+
+    class ImportedOnly(type(lazy)):
+        @property
+        def available(self):
+            return "tensorflow" in sys.modules
+
+    if type(lazy).__name__ != "ImportedOnly":
+        lazy.__class__ = ImportedOnly
+
+
+def import_tensorflow(reason: str | None = None):
+    """Import TensorFlow (once) quietly, with the devices :func:`import_keras` was told; return the module.
+
+    ``reason`` says why a JAX or torch process needs it (``"tf.data streams data.path"``): it is kept in
+    :data:`TENSORFLOW_REASONS` for the run log.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+    else:
+        quiet_tensorflow(_SESSION["verbose"])
+        with _start_up_chatter_hidden(_SESSION["verbose"]):
+            import tensorflow as tf
+
+            # Python-side warnings such as "5 out of the last 6 calls ... triggered tf.function retracing", which
+            # `dltool smoke` meets by design (a new model per config), are noise unless asked for with -v.
+            if not _SESSION["verbose"]:
+                logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        _after_import(_SESSION["backend"], _SESSION["devices"])
+        _seed_tensorflow(tf)
+        _freeze_imported_objects()
+    if reason and _SESSION["backend"] != "tensorflow" and reason not in TENSORFLOW_REASONS:
+        TENSORFLOW_REASONS.append(reason)
+    return tf
+
+
+def set_random_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed`` without importing TensorFlow where the process has not (it seeds
+    TensorFlow's generator for tf.data's shuffles, and imports TensorFlow to do it): :func:`import_tensorflow`
+    seeds it when it comes."""
+    import random
+    import sys
+
+    import keras
+
+    if "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+    except ImportError:  # another Keras layout: its own function, TensorFlow and all
+        keras.utils.set_random_seed(seed)
+        return
+    import numpy as np
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def _seed_tensorflow(tf) -> None:
+    """TensorFlow imported after :func:`set_random_seed`: its generator gets the run's seed as Keras's would."""
+    try:
+        from keras.src.utils.rng_utils import get_random_seed
+    except ImportError:
+        return
+    seed = get_random_seed()
+    if seed is not None:
+        tf.random.set_seed(seed)
+
+
+def tensorflow_note(backend: str) -> str:
+    """For the run log's first line: "; TensorFlow imported: WHY" on a JAX or torch run that needed it."""
+    import sys
+
+    if backend == "tensorflow" or "tensorflow" not in sys.modules:
+        return ""
+    return "; TensorFlow imported: " + ("; ".join(TENSORFLOW_REASONS) or "by Keras, for a layer of the model")
+
+
+@contextmanager
+def _start_up_chatter_hidden(verbose: bool) -> Iterator[None]:
+    """TensorFlow's and XLA's C++ sides write a few lines straight to file descriptor 2 while they load, before
+    any Python setting can silence them: captured, and shown only if the import fails."""
+    if verbose:
+        yield
+        return
     import sys
     import tempfile
 
@@ -208,12 +408,7 @@ def import_keras(verbose: bool = False, backend: str | None = None, devices="aut
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import keras
-            import tensorflow  # noqa: F401  (on jax or torch too: tf.data reads the data)
-
-            # Python-side warnings such as "5 out of the last 6 calls ... triggered tf.function retracing", which
-            # `dltool smoke` meets by design (a new model per config), are noise unless asked for with -v.
-            logging.getLogger("tensorflow").setLevel(logging.ERROR)
+            yield
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)
@@ -222,13 +417,10 @@ def import_keras(verbose: bool = False, backend: str | None = None, devices="aut
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-    _after_import(backend, devices)
-    _freeze_imported_objects()
-    return keras
 
 
 def _freeze_imported_objects() -> None:
-    """Move what importing TensorFlow created out of the garbage collector's sight.
+    """Move what importing Keras and its backend created out of the garbage collector's sight.
 
     TensorFlow's import leaves a few million long-lived objects, and every full collection rescans them:
     ``keras.backend.clear_session()``, which each run and sweep trial calls, spent 0.2 s in ``gc.collect()``
@@ -254,6 +446,11 @@ def cancelled_when(should_stop: Callable[[], bool]) -> Iterator[None]:
     and keep only what its last checkpoint holds. Without TensorFlow's
     cancellation API (a private module) the block runs as it is.
     """
+    import sys
+
+    if "tensorflow" not in sys.modules:  # a JAX or torch call: not cancellable this way; it ends on its own
+        yield
+        return
     try:
         from tensorflow.python.eager import cancellation
     except ImportError:  # pragma: no cover  (the module has been there since TensorFlow 2.0)
@@ -280,6 +477,7 @@ def cancelled_when(should_stop: Callable[[], bool]) -> Iterator[None]:
 
 def is_cancellation(exc: BaseException) -> bool:
     """Whether ``exc`` is TensorFlow's error for a call aborted by :func:`cancelled_when`."""
-    import tensorflow as tf
+    import sys
 
-    return isinstance(exc, tf.errors.CancelledError)
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(exc, tf.errors.CancelledError)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from .backend import running_backend, versions
+from .backend import auto_precision, running_backend, versions
 
 _IMPORTED = time.perf_counter()
 
@@ -51,6 +53,33 @@ def process_age() -> float:
             return max(0.0, float(uptime.read().split()[0]) - started)
     except (OSError, ValueError, IndexError, AttributeError):
         return time.perf_counter() - _IMPORTED
+
+
+class PhaseClock:
+    """Seconds per phase of a run, in the order they ran: run.json's ``phase_seconds`` (start_up, data, model,
+    run_folder, fit, test, save, plots). With ``start_up``, it starts with the process's age, for the first run of a
+    process only: a sweep worker's or smoke's later runs start up for free."""
+
+    _first = True
+
+    def __init__(self, start_up: bool = False) -> None:
+        self.seconds: dict[str, float] = {}
+        if start_up and PhaseClock._first:
+            PhaseClock._first = False
+            self.seconds["start_up"] = round(process_age(), 3)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the block's seconds to phase ``name``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - started)
+
+    def add(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` to phase ``name``."""
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 3)
 
 
 def _package_version(module: str) -> str | None:
@@ -140,6 +169,7 @@ def system_info() -> dict:
         "cpu_cores": os.cpu_count(),
         "xla": xla,
         "mixed_precision_policy": keras.config.dtype_policy().name,
+        "precision_auto": dict(zip(("policy", "reason"), auto_precision())),
         "optional": optional,
         "installation": installation_report(optional),
         "platform": platform.platform(),

@@ -255,9 +255,8 @@ print(json.dumps({"backend": keras.backend.backend(), "run": str(run.path), "pre
 @pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_backbone_with_fine_tuning_trains_on_jax_and_predicts_alike_on_tensorflow(backbone_run, tmp_path):
-    """The MobileNetV3Small of conftest's backbone_run (its weights file, its photos), trained again on JAX. Every
-    dltool process imports TensorFlow, whatever the backend (the data layer, and set_determinism), so a JAX run
-    does too; what JAX changes is where the model computes."""
+    """The MobileNetV3Small of conftest's backbone_run (its weights file, its photos), trained again on JAX, then
+    predicted on TensorFlow: the same outputs."""
     pytest.importorskip("jax")
     from dltool.commands.predict import predict
     from dltool.config import load_config
@@ -340,3 +339,172 @@ def test_info_reports_versions_backend_devices_and_extras():
     assert report["optional"]["optuna"]  # the test extra installs it
     shown = CliRunner().invoke(app, ["info"])
     assert shown.exit_code == 0 and "backend: tensorflow" in shown.output and "optional packages:" in shown.output
+
+
+IN_A_FRESH_PROCESS = """
+import sys
+from dltool.cli import main
+sys.argv = ["dltool", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("TENSORFLOW IMPORTED" if "tensorflow" in sys.modules else "TENSORFLOW NOT IMPORTED")
+"""
+
+
+@pytest.mark.jax
+@pytest.mark.subprocess
+def test_a_jax_run_on_npz_never_imports_tensorflow_and_its_tensorboard_logs_read_back(tmp_path):
+    """Importing TensorFlow costs a JAX run seconds and hundreds of MB it never uses: not for the data (arrays),
+    the seed, saving the model (Keras asks whether TensorFlow is there) or the TensorBoard logs."""
+    pytest.importorskip("jax")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "xy.npz", x=rng.normal(size=(60, 4)).astype("float32"), y=(np.arange(60) % 3))
+    (tmp_path / "npz.yaml").write_text(
+        """\
+name: npz-jax
+backend: jax
+data: {source: npz, path: xy.npz, test: 0.2, validation: 0.2}
+model: {input_shape: [4], layers: [{Dense: {units: 8, activation: relu}}, {Dense: {units: 3, activation: softmax}}]}
+train: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 3, batch_size: 8}
+"""
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", IN_A_FRESH_PROCESS, "train", "npz.yaml", "-q", "--runs-dir", "runs"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("TENSORFLOW NOT IMPORTED"), result.stdout
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "run.json").read_text())["status"] == "COMPLETED"
+    assert "TensorFlow imported" not in (run / "train.log").read_text()
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    history = (run / "history.csv").read_text().splitlines()
+    header, last = history[0].split(","), history[-1].split(",")
+    for split, key in (("train", "loss"), ("validation", "val_accuracy")):
+        events = EventAccumulator(str(run / "tensorboard" / split), size_guidance={"tensors": 0})
+        events.Reload()
+        scalars = events.Tensors(f"epoch_{key.removeprefix('val_')}")
+        assert [e.step for e in scalars] == [0, 1, 2]  # what tf.summary.scalar writes: one tensor per epoch
+        assert float(make_ndarray(scalars[-1].tensor_proto)) == pytest.approx(float(last[header.index(key)]), 1e-4)
+        assert events.SummaryMetadata(f"epoch_{key.removeprefix('val_')}").plugin_data.plugin_name == "scalars"
+
+
+@pytest.mark.jax
+@pytest.mark.subprocess
+def test_a_streamed_jax_run_imports_tensorflow_for_tf_data_and_says_why(tmp_path):
+    pytest.importorskip("jax")
+    rows = "\n".join(f"{i % 7},{i % 5},{'abc'[i % 3]}" for i in range(60))
+    (tmp_path / "rows.csv").write_text("a,b,label\n" + rows + "\n")
+    (tmp_path / "stream.yaml").write_text(
+        """\
+name: stream-jax
+backend: jax
+data: {source: csv, path: rows.csv, target: label, stream: true, test: 0.2, validation: 0.2}
+model: {input_shape: [2], layers: [{Dense: {units: 3, activation: softmax}}]}
+train: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 2, batch_size: 8, tensorboard: false}
+"""
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", IN_A_FRESH_PROCESS, "train", "stream.yaml", "-q", "--runs-dir", "runs"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("TENSORFLOW IMPORTED")
+    (run,) = (tmp_path / "runs").iterdir()
+    first_line = (run / "train.log").read_text().splitlines()[0]
+    assert first_line.endswith(
+        "; TensorFlow imported: tf.data reads the streamed data (data.stream) from disk, batch by batch"
+    )
+
+
+# --------------------------------------------------------------------------- train.precision: auto
+AVX512_BF16_FLAGS = {"sse4_2", "avx2", "avx512f", "avx512_bf16"}
+
+
+@pytest.mark.parametrize(
+    ("backend", "flags", "gpus", "policy", "why"),
+    [
+        ("tensorflow", AVX512_BF16_FLAGS, [], "mixed_bfloat16", "the CPU has AVX512-BF16, which tensorflow's"),
+        ("torch", {"amx_bf16", "amx_tile"}, [], "mixed_bfloat16", "the CPU has AMX-BF16, which torch's"),
+        ("jax", AVX512_BF16_FLAGS, [], "float32", "XLA's CPU backend does not use them"),
+        ("tensorflow", {"avx2", "avx512f"}, [], "float32", "the CPU has no bfloat16 instructions"),
+        ("tensorflow", set(), [], "float32", "the CPU has no bfloat16 instructions"),
+        ("jax", set(), [(8, 0)], "mixed_bfloat16", "the GPU (compute capability 8.0) computes bfloat16 natively"),
+        ("tensorflow", set(), [(9, 0), (7, 5)], "mixed_bfloat16", "compute capability 9.0"),
+        ("torch", AVX512_BF16_FLAGS, [(7, 5)], "float32", "compute capability 7.5 is under 8.0"),
+    ],
+)
+def test_precision_auto_is_bfloat16_where_the_training_device_computes_it_natively(backend, flags, gpus, policy, why):
+    from dltool.backend import choose_precision
+
+    chosen, reason = choose_precision(backend, flags, gpus)
+    assert chosen == policy and why in reason
+    assert choose_precision(backend, set(flags), list(gpus)) == (chosen, reason)  # the same machine, the same answer
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo(monkeypatch, tmp_path):
+    import builtins
+
+    from dltool import backend
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16\n\n")
+    real_open = builtins.open
+    monkeypatch.setattr(
+        builtins, "open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **k)
+    )
+    assert backend.cpu_flags() == {"fpu", "avx2", "avx512_bf16", "amx_bf16"}
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: (_ for _ in ()).throw(OSError("no /proc")))
+    assert backend.cpu_flags() == set()
+
+
+def test_auto_precision_is_resolved_into_the_config_with_its_reason(monkeypatch):
+    from dltool import backend
+    from dltool.training.session import resolve_precision
+
+    config = config_from_text(IRIS_CONFIG.replace("  batch_size: 16", "  batch_size: 16\n  precision: auto"))
+    assert config.train.precision == "auto"
+    monkeypatch.setattr(backend, "cpu_flags", lambda: AVX512_BF16_FLAGS)
+    monkeypatch.setattr(backend, "gpu_capabilities", lambda: [])
+    resolved, choice = resolve_precision(config)
+    assert resolved.train.precision == "mixed_bfloat16" and choice["asked"] == "auto"
+    assert choice["policy"] == "mixed_bfloat16" and "AVX512-BF16" in choice["reason"]
+    monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2"})
+    assert resolve_precision(config)[0].train.precision == "float32"
+    assert resolve_precision(resolved) == (resolved, None)  # an explicit policy stays as it is
+    monkeypatch.setattr(backend, "gpu_capabilities", lambda: [(8, 6)])
+    assert resolve_precision(config)[0].train.precision == "mixed_bfloat16"
+    cpu_only = config.model_copy(update={"train": config.train.model_copy(update={"devices": "cpu"})})
+    assert resolve_precision(cpu_only)[0].train.precision == "float32"  # the GPU is not the training device
+
+
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
+def test_info_says_what_precision_auto_picks_and_why(monkeypatch):
+    from typer.testing import CliRunner
+
+    from dltool import backend
+    from dltool.cli.app import app
+
+    monkeypatch.setattr(backend, "cpu_flags", lambda: AVX512_BF16_FLAGS)
+    shown = CliRunner().invoke(app, ["info"])
+    assert shown.exit_code == 0, shown.output
+    assert "train.precision auto picks mixed_bfloat16: the CPU has AVX512-BF16" in shown.output
+    monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2"})
+    report = json.loads(CliRunner().invoke(app, ["info", "--json"]).output)
+    assert report["precision_auto"] == {
+        "policy": "float32",
+        "reason": "the CPU has no bfloat16 instructions (AVX512-BF16 or AMX)",
+    }

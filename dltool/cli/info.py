@@ -27,9 +27,16 @@ def info(backend: Backend = None, as_json: AsJson = False, verbose: Verbose = Fa
     say(f"dltool {versions['dltool']}, Keras {versions['keras']}, Python {versions['python']} on {report['platform']}")
     say(
         f"backend: {report['backend']} {report['backend_version'] or ''} (chosen by {report['backend_chosen_by']}); "
-        f"TensorFlow {versions['tensorflow']} reads the data; NumPy {versions['numpy']}"
+        + (
+            f"TensorFlow {versions['tensorflow']}"
+            if report["backend"] == "tensorflow"
+            else f"TensorFlow {versions['tensorflow']} (for tf.data, when the data need it)"
+        )
+        + f"; NumPy {versions['numpy']}"
     )
     say(f"XLA: {report['xla']}; dtype policy: {report['mixed_precision_policy']}")
+    auto = report["precision_auto"]
+    say(f"train.precision auto picks {auto['policy']}: {auto['reason']}")
     say(f"devices ({report['cpu_cores']} CPU cores):")
     for device in report["devices"]:
         memory = f", {device['memory_mb']:,} MB" if device.get("memory_mb") else ""

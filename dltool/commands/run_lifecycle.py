@@ -16,6 +16,7 @@ from ..distributed import LOCAL, ProcessGroup
 from ..distributed.group import weights_digest
 from ..errors import TrainingError, TrainingInterrupted
 from ..runs import COMPLETED, FAILED, INTERRUPTED, Run, log_time
+from ..system_info import PhaseClock
 from ..training.backbones import parameter_counts
 from ..training.checkpoints import Checkpointer, checkpointed_epoch, drop_resume_checkpoints
 from ..training.followers import follow, lost_workers, resume_command, share_out, tell_the_others, watch_workers
@@ -86,12 +87,14 @@ def train_or_follow(
     initial_epoch: int = 0,
     restore: dict | None = None,
     fine_tune_from: int | None = None,
+    clock: PhaseClock | None = None,
 ) -> Run:
     """Train ``run`` in this process: process 0 fits and records it, the others train their share alongside.
 
     Each process first keeps its share of the data (alone: all of it). On process 0, ``before_fit()`` (if
     given) then runs just before fitting (a resumed run is marked RUNNING again there). ``history``,
-    ``initial_epoch``, ``restore`` and ``fine_tune_from`` continue a resumed run, as in :func:`fit_and_record`.
+    ``initial_epoch``, ``restore`` and ``fine_tune_from`` continue a resumed run, as in :func:`fit_and_record`;
+    ``clock`` holds the seconds of the phases before (run.json's ``phase_seconds``).
     """
     if not group.is_leader:
         share_out(None, config, data, group)
@@ -121,6 +124,7 @@ def train_or_follow(
         restore=restore,
         fine_tune_from=fine_tune_from,
         group=group,
+        clock=clock,
     )
 
 
@@ -136,13 +140,14 @@ def fit_and_record(
     restore: dict | None = None,
     fine_tune_from: int | None = None,
     group: ProcessGroup = LOCAL,
+    clock: PhaseClock | None = None,
 ) -> Run:
     """Fit, checkpoint, evaluate and save into an open RUNNING run (process 0 of ``group``); set its final status.
 
     ``history`` (the rows of history.csv so far), ``initial_epoch`` and ``restore`` (the callbacks' saved
     progress) continue a resumed run; by default None, 0 and None: a run from its first epoch.
     ``fine_tune_from`` (a run resumed in its fine-tuning phase: the epochs of its first phase) skips the first
-    phase. Returns the COMPLETED run; raises TrainingInterrupted (the run INTERRUPTED) or TrainingError (the run
+    phase. ``clock`` (default a new one) gets the fit's and the phases' after it. Returns the COMPLETED run; raises TrainingInterrupted (the run INTERRUPTED) or TrainingError (the run
     FAILED).
     """
     from ..training.fitting import StopRequested, fit_phases
@@ -208,7 +213,7 @@ def fit_and_record(
             finally:
                 stop_watching()
         recorder.flush()
-        _finish_completed(run, config, data, model, recorder, result, group)
+        _finish_completed(run, config, data, model, recorder, result, group, clock or PhaseClock())
         drop_resume_checkpoints(run)
         observer.on_run_completed(run, model, data)
         return run
@@ -263,9 +268,17 @@ def fit_and_record(
 
 
 def _finish_completed(
-    run: Run, config: ExperimentConfig, data, model, recorder: RunRecorder, result, group: ProcessGroup
+    run: Run,
+    config: ExperimentConfig,
+    data,
+    model,
+    recorder: RunRecorder,
+    result,
+    group: ProcessGroup,
+    clock: PhaseClock,
 ) -> None:
-    """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED."""
+    """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED with the
+    seconds of each phase."""
     from ..config.expectations import check_expectations, describe_expectation
     from ..keras_io import save_model_atomic
     from ..plots import MAX_PLOTTED_TEST_SAMPLES, write_run_plots
@@ -277,10 +290,13 @@ def _finish_completed(
     plots_from_one_pass = config.train.plots and data.streamed
     # A streamed test split is read once for its metrics and the plots' predictions (a second read of a photo
     # folder's test split decodes every file again).
-    scored = evaluate_with_outputs(model, config, data, MAX_PLOTTED_TEST_SAMPLES) if plots_from_one_pass else None
-    test = scored[0] if scored else evaluate_data(model, config, data)
+    clock.add("fit", result.seconds)
+    with clock.phase("test"):
+        scored = evaluate_with_outputs(model, config, data, MAX_PLOTTED_TEST_SAMPLES) if plots_from_one_pass else None
+        test = scored[0] if scored else evaluate_data(model, config, data)
     log_data_notes(recorder, data)  # reading the test split may have finished a cache
-    save_model_atomic(model, run.file("model.keras"))
+    with clock.phase("save"):
+        save_model_atomic(model, run.file("model.keras"))
     # After restore_best_weights the saved model is the best epoch's: report that epoch's figures, not the last's.
     train_metrics, val_metrics = recorder.final_metrics(result.restored_epoch)
     metrics = {
@@ -300,7 +316,8 @@ def _finish_completed(
     if expectations:
         run.append_log("\n".join("expect  " + describe_expectation(checked) for checked in expectations))
     if config.train.plots:
-        write_run_plots(run, config, recorder.rows, model, data, scored[1:] if scored else None)
+        with clock.phase("plots"):
+            write_run_plots(run, config, recorder.rows, model, data, scored[1:] if scored else None)
     met = (
         {"expectations": expectations, "expectations_met": all(e["met"] for e in expectations)} if expectations else {}
     )
@@ -308,7 +325,14 @@ def _finish_completed(
         {} if result.first_step_seconds is None else {"first_step_seconds": round(result.first_step_seconds, 3)}
     )
     # The data's record again: a streamed folder knows by now whether its cache was built and what it left out.
-    run.finish(COMPLETED, fit_seconds=round(result.seconds, 3), data=data.sizes(), **first_step, **met)
+    run.finish(
+        COMPLETED,
+        fit_seconds=round(result.seconds, 3),
+        data=data.sizes(),
+        phase_seconds=clock.seconds,
+        **first_step,
+        **met,
+    )
 
 
 def log_data_notes(recorder: RunRecorder, data) -> None:

@@ -12,62 +12,95 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..backend import device_count
+from ..backend import device_count, import_tensorflow, tensorflow_note
 from ..config import ExperimentConfig, config_to_yaml, load_config, resolve_paths
 from ..distributed import LOCAL, ProcessGroup, current_group
 from ..errors import ConfigError, RunStateError
 from ..runs import Run, log_time, runs_dir
+from ..system_info import PhaseClock
 from ..training.backbones import pin_backbone
 from ..training.observer import Observer
-from ..training.session import check_precision, fresh_session, on_running_backend, training_devices
+from ..training.session import (
+    check_precision,
+    fresh_session,
+    on_running_backend,
+    resolve_precision,
+    training_devices,
+)
 from .run_lifecycle import open_or_join, train_or_follow
 
 
-def prepare(config: ExperimentConfig, *, samples: int | None = None, group: ProcessGroup = LOCAL):
+def prepare(
+    config: ExperimentConfig,
+    *,
+    samples: int | None = None,
+    group: ProcessGroup = LOCAL,
+    clock: PhaseClock | None = None,
+):
     """Everything that can refuse the config before a run folder exists: data, model, shapes.
 
     Returns (data, compiled model). ConfigErrors come back with file and line.
     ``samples`` keeps a random ``samples`` of the training split (smoke runs;
     default None: all of it). ``group``: the processes that train it
-    (default one alone).
+    (default one alone). ``clock`` (if given) gets the seconds of its ``data`` and ``model`` phases.
     """
     from ..data import prepare_data
-    from ..training.fitting import check_outputs_fit_targets
-    from ..training.model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
 
+    clock = PhaseClock() if clock is None else clock
     fresh_session(config.seed, config.train.deterministic, config.train.precision)
     try:
         check_precision(config)
-        data = prepare_data(config, samples=samples)
+        with clock.phase("data"):
+            data = prepare_data(config, samples=samples)
+            if data.tensorflow_reason:  # now rather than at the first epoch: the run log says why, from its first line
+                import_tensorflow(data.tensorflow_reason)
         devices = device_count(config.train.devices)
         # Every batch splits evenly over the devices: JAX needs it, and TensorFlow's MirroredStrategy fails on a
         # split whose only batch does not (a validation split smaller than one batch). Several processes: share_out.
         if devices > 1 and group.size == 1:
             data.even_out(devices)
-        with training_devices(config, group):  # one device, or several in data parallel: the model is built for them
-            model = build_model(config)
-            if any(hasattr(layer, "adapt") for layer in model.layers):
-                x_train, _ = data.training_arrays(
-                    "layers that adapt to the data (TextVectorization, Normalization, ...)", "data.stream"
-                )
-                data.adapted = adapt_preprocessing_layers(model, x_train)
-            if config.data.standardize_targets:
-                if config.is_classifier:
-                    raise ConfigError(
-                        "standardize_targets applies to regression targets only; remove it for a classification loss",
-                        path="data.standardize_targets",
-                    )
-                _, y_train = data.training_arrays("data.standardize_targets", "data.standardize_targets")
-                append_target_scaling(model, y_train)
-            compile_model(model, config)
-        check_outputs_fit_targets(model, config, data)
+        with clock.phase("model"):
+            model = _build_for(config, data, group)
     except ConfigError as exc:
         raise config.locate(exc) from None
     return data, model
 
 
+def _build_for(config: ExperimentConfig, data, group: ProcessGroup):
+    """The compiled model, on the devices it trains on, adapted to ``data`` where its layers ask."""
+    from ..training.fitting import check_outputs_fit_targets
+    from ..training.model import adapt_preprocessing_layers, append_target_scaling, build_model, compile_model
+
+    with training_devices(config, group):  # one device, or several in data parallel: the model is built for them
+        model = build_model(config)
+        if any(hasattr(layer, "adapt") for layer in model.layers):
+            x_train, _ = data.training_arrays(
+                "layers that adapt to the data (TextVectorization, Normalization, ...)", "data.stream"
+            )
+            data.adapted = adapt_preprocessing_layers(model, x_train)
+        if config.data.standardize_targets:
+            if config.is_classifier:
+                raise ConfigError(
+                    "standardize_targets applies to regression targets only; remove it for a classification loss",
+                    path="data.standardize_targets",
+                )
+            _, y_train = data.training_arrays("data.standardize_targets", "data.standardize_targets")
+            append_target_scaling(model, y_train)
+        compile_model(model, config)
+    check_outputs_fit_targets(model, config, data)
+    return model
+
+
 def _open_run_files(
-    run: Run, config: ExperimentConfig, data, model, overrides, observer, group: ProcessGroup, parent=None
+    run: Run,
+    config: ExperimentConfig,
+    data,
+    model,
+    overrides,
+    observer,
+    group: ProcessGroup,
+    parent=None,
+    precision: dict | None = None,
 ) -> None:
     from .. import backend
     from ..training.backbones import parameter_counts
@@ -89,6 +122,7 @@ def _open_run_files(
         device=device,
         params=model.count_params(),
         parameters=parameter_counts(model),
+        precision=precision or {"policy": config.train.precision},
         **({"backbone": model.dltool_backbone.record} if getattr(model, "dltool_backbone", None) else {}),
         **({"phases": _first_phase(config, model)} if config.train.fine_tune else {}),
         data_fingerprint=data.fingerprint,
@@ -106,6 +140,9 @@ def _open_run_files(
             f"{n} {split} sample(s)" for split, n in data.left_out.items()
         )
     start = f"; weights from run {parent.id}" if parent is not None else ""
+    start += tensorflow_note(config.backend)
+    if precision:
+        start += f"; precision auto: {precision['policy']} ({precision['reason']})"
     run.append_log(
         f"{log_time()} run {run.id} started: {data.sizes()['train']} training samples, "
         f"{model.count_params():,} parameters, device {device}{adapted}{start}"
@@ -194,17 +231,21 @@ def train(
     if observer is None:
         observer = Observer()
     overrides = list(config.overrides)
-    config = pin_backbone(on_running_backend(resolve_paths(config)), runs_root)
-    data, model = prepare(config, samples=samples, group=group)
-    parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
-    run = open_or_join(
-        group,
-        open_run=lambda: Run.create(runs_dir(runs_root), config.name),
-        # A follower's folder, even where process 0's runs folder is not shared: this machine then keeps the log.
-        join_run=lambda run_id: Run(runs_dir(runs_root) / run_id),
-        start_run=lambda run: _open_run_files(run, config, data, model, overrides, observer, group, parent),
-    )
-    return train_or_follow(run, config, data, model, observer=observer, group=group)
+    config, precision = resolve_precision(pin_backbone(on_running_backend(resolve_paths(config)), runs_root))
+    clock = PhaseClock(start_up=True)
+    data, model = prepare(config, samples=samples, group=group, clock=clock)
+    with clock.phase("run_folder"):
+        parent = _load_parent_weights(model, init_from, runs_root) if init_from is not None else None
+        run = open_or_join(
+            group,
+            open_run=lambda: Run.create(runs_dir(runs_root), config.name),
+            # A follower's folder, even where process 0's runs folder is not shared: this machine then keeps the log.
+            join_run=lambda run_id: Run(runs_dir(runs_root) / run_id),
+            start_run=lambda run: _open_run_files(
+                run, config, data, model, overrides, observer, group, parent, precision
+            ),
+        )
+    return train_or_follow(run, config, data, model, observer=observer, group=group, clock=clock)
 
 
 def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str]]:
@@ -215,5 +256,6 @@ def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str]]:
     """
     from ..training.model import summary_text
 
-    data, model = prepare(pin_backbone(on_running_backend(resolve_paths(config))))
+    config, _ = resolve_precision(pin_backbone(on_running_backend(resolve_paths(config))))
+    data, model = prepare(config)
     return summary_text(model), data.sizes(), data.preprocessing.input_shape, list(data.warnings)

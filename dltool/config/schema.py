@@ -304,10 +304,13 @@ class TrainConfig(Strict):
         description="auto (the backend's default: the first GPU, else the CPU) | cpu | gpu | N devices | "
         "[gpu:0, gpu:1]. Several devices train synchronous data parallel; batch_size is then the global batch.",
     )
-    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = Field(
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16", "auto"] = Field(
         "float32",
         description="float32; mixed_bfloat16 (CPUs and TPUs with bfloat16, recent GPUs) or mixed_float16 (GPUs): "
-        "layers compute in 16 bits and keep float32 weights; the last layer computes in float32.",
+        "layers compute in 16 bits and keep float32 weights; the last layer computes in float32. auto: "
+        "mixed_bfloat16 where the training device computes bfloat16 natively (an NVIDIA GPU of compute "
+        "capability 8.0+; a CPU with AVX512-BF16 or AMX on TensorFlow or torch), else float32; run.json says "
+        "which and why, `dltool info` what it would pick.",
     )
     deterministic: bool = Field(
         False,

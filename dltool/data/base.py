@@ -29,6 +29,7 @@ class TrainingData(ABC):
     """
 
     streamed = False  # True: the splits are read from disk batch by batch, each epoch
+    tensorflow_reason: str | None = None  # why these data need TensorFlow (tf.data) on a JAX or torch run
     failure = None  # a DltoolError that stopped a pass over a streamed split (TensorFlow reports it wrapped)
     preprocessing: Preprocessing
     fingerprint: str

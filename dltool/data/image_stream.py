@@ -99,6 +99,7 @@ class StreamedImages(StreamedSplits):
     """
 
     target_width = 1
+    tensorflow_reason = "tf.data decodes the streamed image files (data.stream)"
 
     def __init__(
         self,
@@ -212,7 +213,9 @@ class StreamedImages(StreamedSplits):
         the base's pipeline over dltool's Pillow threads: only there can a file be replaced where it occurs."""
         if self.skip:
             return super().dataset(split, batch_size, shuffle, targets, shared)
-        import tensorflow as tf
+        from ..backend import import_tensorflow
+
+        tf = import_tensorflow(self.tensorflow_reason)
 
         from .image_pipeline import file_decoder, scaled
 

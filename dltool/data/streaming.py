@@ -85,6 +85,7 @@ class StreamedSplits(TrainingData):
     """
 
     streamed = True
+    tensorflow_reason = "tf.data reads the streamed data (data.stream) from disk, batch by batch"
 
     def __init__(self, config, counts: dict, preprocessing: Preprocessing, fingerprint: str, test_source: str):
         super().__init__()
@@ -164,7 +165,9 @@ class StreamedSplits(TrainingData):
         ``shared`` (after :meth:`keep_share` or :meth:`even_out`): this process's share, ``batch_size`` rows of
         each global batch.
         """
-        import tensorflow as tf
+        from ..backend import import_tensorflow
+
+        tf = import_tensorflow(self.tensorflow_reason)
 
         sample_x, sample_y = next(self.iter_split(split, 1, False, targets))
         signature = (

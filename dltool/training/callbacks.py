@@ -210,37 +210,80 @@ class EpochsToData(keras.callbacks.Callback):
 class EpochTensorBoard(keras.callbacks.Callback):
     """Each epoch's metrics and learning rate as TensorBoard scalars under ``log_dir``.
 
-    The same tags and folders as keras.callbacks.TensorBoard with update_freq="epoch"
-    (train/ and validation/, epoch_loss, epoch_accuracy, ...), but no batch-level hook,
-    so Keras keeps dispatching batch callbacks asynchronously and training runs at full speed.
+    The same tags, folders and records as keras.callbacks.TensorBoard with update_freq="epoch" (train/ and
+    validation/, epoch_loss, epoch_accuracy, ...: scalar tensors of the "scalars" plugin, as ``tf.summary.scalar``
+    writes them), but no batch-level hook, so Keras keeps dispatching batch callbacks asynchronously and training
+    runs at full speed. Written with TensorBoard's own event-file writer, without TensorFlow: a JAX or torch run
+    does not import it for its logs.
     """
 
     def __init__(self, log_dir: Path):
         super().__init__()
         self.log_dir = Path(log_dir)
-        self.writers: dict = {}
+        self.writers: dict[str, EventFile] = {}
 
-    def _writer(self, split: str):
-        import tensorflow as tf
-
+    def _writer(self, split: str) -> EventFile:
         if split not in self.writers:
-            # TensorFlow makes missing folders 0755 whatever the umask; ours follow it, as files do.
-            (self.log_dir / split).mkdir(parents=True, exist_ok=True)
-            # Flushed by TensorFlow every 2 s: a live TensorBoard stays current without a flush per epoch.
-            self.writers[split] = tf.summary.create_file_writer(str(self.log_dir / split), flush_millis=2000)
+            self.writers[split] = EventFile(self.log_dir / split)
         return self.writers[split]
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.plugins.scalar import metadata
+        from tensorboard.util import tensor_util
 
         values = dict(logs or {})
         values.setdefault("learning_rate", learning_rate(self.model))
+        by_split: dict[str, list] = {}
         for key, value in values.items():
             split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            with self._writer(split).as_default():
-                tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
+            by_split.setdefault(split, []).append(
+                summary_pb2.Summary.Value(
+                    tag=f"epoch_{name}",
+                    tensor=tensor_util.make_tensor_proto(float(value), dtype="float32"),
+                    metadata=metadata.create_summary_metadata(display_name="", description=""),
+                )
+            )
+        now = time.time()
+        for split, summaries in by_split.items():
+            for summary in summaries:  # one event per scalar, as tf.summary writes them
+                event = event_pb2.Event(wall_time=now, step=epoch, summary=summary_pb2.Summary(value=[summary]))
+                self._writer(split).write(event)
 
     def on_train_end(self, logs=None):
         for writer in self.writers.values():
             writer.close()
         self.writers.clear()
+
+
+class EventFile:
+    """One TensorBoard event file (``events.out.tfevents.TIME.HOST.PID.N``): TFRecord-framed ``Event`` protos, as
+    TensorFlow's writer makes them, written with a plain ``open`` (the umask's mode) and flushed at most every
+    FLUSH_SECONDS, so a live TensorBoard stays current without a flush per epoch."""
+
+    FLUSH_SECONDS = 2.0
+    _count = 0
+
+    def __init__(self, folder: Path):
+        import os
+        import socket
+
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        folder.mkdir(parents=True, exist_ok=True)
+        EventFile._count += 1
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{EventFile._count}"
+        self.path = folder / name
+        self._records = RecordWriter(open(self.path, "wb"))  # noqa: SIM115  (closed by close())
+        self._flushed = time.monotonic()
+        self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def write(self, event) -> None:
+        self._records.write(event.SerializeToString())
+        if time.monotonic() - self._flushed >= self.FLUSH_SECONDS:
+            self._records.flush()
+            self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        self._records.close()

@@ -15,12 +15,12 @@ def fresh_session(seed: int, deterministic: bool, precision: str = "float32") ->
     run's dtype policy (process-wide in Keras: set for every run, so one run's policy never leaks into the next)."""
     import keras
 
-    from ..backend import set_determinism
+    from ..backend import set_determinism, set_random_seed
 
     keras.backend.clear_session()
     if keras.backend.backend() == "jax":
         keras.distribution.set_distribution(None)  # a global in Keras: one run's devices never reach the next
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed)
     keras.config.set_dtype_policy(precision)
     set_determinism(deterministic)
 
@@ -35,6 +35,19 @@ def check_precision(config: ExperimentConfig) -> None:
             "use precision: mixed_bfloat16 (CPUs with bfloat16 support) or float32",
             path="train.precision",
         )
+
+
+def resolve_precision(config: ExperimentConfig) -> tuple[ExperimentConfig, dict | None]:
+    """``config`` with ``train.precision: auto`` replaced by what it picks on this machine and backend, and the
+    choice for run.json (``{"policy", "asked": "auto", "reason"}``); a config without auto comes back as it is,
+    with None."""
+    from ..backend import auto_precision
+
+    if config.train.precision != "auto":
+        return config, None
+    policy, reason = auto_precision(config.train.devices)
+    train = config.train.model_copy(update={"precision": policy})
+    return config.model_copy(update={"train": train}), {"policy": policy, "asked": "auto", "reason": reason}
 
 
 def on_running_backend(config: ExperimentConfig) -> ExperimentConfig:

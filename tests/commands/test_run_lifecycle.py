@@ -109,6 +109,7 @@ def test_process_zero_fits_and_records_after_its_last_step_and_a_follower_follow
                 "restore": None,
                 "fine_tune_from": None,
                 "group": LOCAL,
+                "clock": None,
             },
         )
     ]

@@ -52,6 +52,11 @@ def test_run_json_records_status_versions_and_data(iris_run):
     from dltool.system_info import process_age
 
     assert 0 < info["first_step_seconds"] < process_age() and info["fit_seconds"] > 0
+    # Each phase of the run, in the order it ran; start_up only for a process's first run (pytest trains many).
+    phases = info["phase_seconds"]
+    assert [p for p in phases if p != "start_up"] == ["data", "model", "run_folder", "fit", "test", "save", "plots"]
+    assert phases["fit"] == info["fit_seconds"] and all(seconds >= 0 for seconds in phases.values())
+    assert info["precision"] == {"policy": "float32"}
 
 
 def test_history_has_one_row_per_epoch_with_train_and_validation_columns(iris_run):
