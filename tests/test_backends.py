@@ -353,6 +353,20 @@ print("TENSORFLOW IMPORTED" if "tensorflow" in sys.modules else "TENSORFLOW NOT 
 """
 
 
+def _train_in_a_fresh_process(folder: Path, config: str) -> subprocess.CompletedProcess:
+    """`dltool train CONFIG` in a process of its own, which says last whether it imported TensorFlow."""
+    result = subprocess.run(
+        [sys.executable, "-c", IN_A_FRESH_PROCESS, "train", config, "-q", "--runs-dir", "runs"],
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 @pytest.mark.jax
 @pytest.mark.subprocess
 def test_a_jax_run_on_npz_never_imports_tensorflow_and_its_tensorboard_logs_read_back(tmp_path):
@@ -370,15 +384,7 @@ model: {input_shape: [4], layers: [{Dense: {units: 8, activation: relu}}, {Dense
 train: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 3, batch_size: 8}
 """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", IN_A_FRESH_PROCESS, "train", "npz.yaml", "-q", "--runs-dir", "runs"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _train_in_a_fresh_process(tmp_path, "npz.yaml")
     assert result.stdout.strip().endswith("TENSORFLOW NOT IMPORTED"), result.stdout
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "run.json").read_text())["status"] == "COMPLETED"
@@ -413,15 +419,7 @@ model: {input_shape: [2], layers: [{Dense: {units: 3, activation: softmax}}]}
 train: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 2, batch_size: 8, tensorboard: false}
 """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", IN_A_FRESH_PROCESS, "train", "stream.yaml", "-q", "--runs-dir", "runs"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _train_in_a_fresh_process(tmp_path, "stream.yaml")
     assert result.stdout.strip().endswith("TENSORFLOW IMPORTED")
     (run,) = (tmp_path / "runs").iterdir()
     first_line = (run / "train.log").read_text().splitlines()[0]
