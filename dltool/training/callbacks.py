@@ -229,26 +229,14 @@ class EpochTensorBoard(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.plugins.scalar import metadata
-        from tensorboard.util import tensor_util
 
         values = dict(logs or {})
         values.setdefault("learning_rate", learning_rate(self.model))
-        by_split: dict[str, list] = {}
+        now = time.time()
         for key, value in values.items():
             split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            by_split.setdefault(split, []).append(
-                summary_pb2.Summary.Value(
-                    tag=f"epoch_{name}",
-                    tensor=tensor_util.make_tensor_proto(float(value), dtype="float32"),
-                    metadata=metadata.create_summary_metadata(display_name="", description=""),
-                )
-            )
-        now = time.time()
-        for split, summaries in by_split.items():
-            for summary in summaries:  # one event per scalar, as tf.summary writes them
-                event = event_pb2.Event(wall_time=now, step=epoch, summary=summary_pb2.Summary(value=[summary]))
-                self._writer(split).write(event)
+            summary = summary_pb2.Summary(value=[scalar_summary(f"epoch_{name}", float(value))])
+            self._writer(split).write(event_pb2.Event(wall_time=now, step=epoch, summary=summary))
 
     def on_train_end(self, logs=None):
         for writer in self.writers.values():
@@ -256,10 +244,24 @@ class EpochTensorBoard(keras.callbacks.Callback):
         self.writers.clear()
 
 
+def scalar_summary(tag: str, value: float):
+    """A ``Summary.Value`` as ``tf.summary.scalar`` writes it: a float32 scalar tensor of the "scalars" plugin."""
+    from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+
+    return summary_pb2.Summary.Value(
+        tag=tag,
+        tensor=tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(), float_val=[value]
+        ),
+        metadata=summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")),
+    )
+
+
 class EventFile:
-    """One TensorBoard event file (``events.out.tfevents.TIME.HOST.PID.N``): TFRecord-framed ``Event`` protos, as
-    TensorFlow's writer makes them, written with a plain ``open`` (the umask's mode) and flushed at most every
-    FLUSH_SECONDS, so a live TensorBoard stays current without a flush per epoch."""
+    """One TensorBoard event file (``events.out.tfevents.TIME.HOST.PID.N``): ``Event`` protos in TFRecord framing,
+    as TensorFlow's writer makes them, written with a plain ``open`` (the umask's mode) and flushed at most every
+    FLUSH_SECONDS, so a live TensorBoard stays current without a flush per epoch. Only TensorBoard's protos are
+    imported (its record writer would bring its TensorFlow stand-in along: 0.15 s)."""
 
     FLUSH_SECONDS = 2.0
     _count = 0
@@ -269,21 +271,49 @@ class EventFile:
         import socket
 
         from tensorboard.compat.proto import event_pb2
-        from tensorboard.summary.writer.record_writer import RecordWriter
 
         folder.mkdir(parents=True, exist_ok=True)
         EventFile._count += 1
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{EventFile._count}"
         self.path = folder / name
-        self._records = RecordWriter(open(self.path, "wb"))  # noqa: SIM115  (closed by close())
+        self._file = open(self.path, "wb")  # noqa: SIM115  (closed by close())
         self._flushed = time.monotonic()
         self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def write(self, event) -> None:
-        self._records.write(event.SerializeToString())
+        """Append ``event`` as one record: length, its masked CRC-32C, the bytes, their masked CRC-32C."""
+        import struct
+
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self._file.write(
+            header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+        )
         if time.monotonic() - self._flushed >= self.FLUSH_SECONDS:
-            self._records.flush()
+            self._file.flush()
             self._flushed = time.monotonic()
 
     def close(self) -> None:
-        self._records.close()
+        self._file.close()
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1  # Castagnoli's polynomial, reflected
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's checksum: CRC-32C of ``data``, rotated right by 15 bits plus a constant."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF

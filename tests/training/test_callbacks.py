@@ -119,3 +119,55 @@ def test_the_data_learns_each_epoch_as_keras_starts_it_counted_from_one():
     for epoch in (2, 3):  # Keras's 0-based epochs of a run resumed after its second epoch
         callback.on_epoch_begin(epoch)
     assert data.epochs == [3, 4]
+
+
+def test_tensorboard_records_are_what_tensorboard_s_own_writer_makes():
+    """EventFile writes TFRecord framing and tf.summary's scalar protos without TensorFlow (or TensorBoard's
+    TensorFlow stand-in): the checksum and the summary bytes are TensorBoard's."""
+    import os
+
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tensorboard_crc
+    from tensorboard.plugins.scalar import metadata
+    from tensorboard.util import tensor_util
+
+    from dltool.training.callbacks import masked_crc32c, scalar_summary
+
+    for size in (0, 1, 7, 8, 9, 100, 4096):
+        data = os.urandom(size)
+        assert masked_crc32c(data) == tensorboard_crc(data)
+    theirs = summary_pb2.Summary.Value(
+        tag="epoch_loss",
+        tensor=tensor_util.make_tensor_proto(0.25, dtype="float32"),
+        metadata=metadata.create_summary_metadata(display_name="", description=""),
+    )
+    assert scalar_summary("epoch_loss", 0.25).SerializeToString() == theirs.SerializeToString()
+
+
+def test_a_tensorboard_log_reads_back_in_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    from dltool.training.callbacks import EventFile, scalar_summary
+
+    log = EventFile(tmp_path / "train")
+    for epoch, loss in enumerate([0.9, 0.5, 0.25]):
+        summary = summary_pb2.Summary(value=[scalar_summary("epoch_loss", loss)])
+        log.write(event_pb2.Event(wall_time=1.0 + epoch, step=epoch, summary=summary))
+    log.close()
+    assert oct(log.path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # a plain open()'s mode
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    from tensorboard.util.tensor_util import make_ndarray
+
+    read = events.Tensors("epoch_loss")
+    assert [e.step for e in read] == [0, 1, 2]
+    np.testing.assert_allclose([float(make_ndarray(e.tensor_proto)) for e in read], [0.9, 0.5, 0.25], rtol=1e-6)
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
