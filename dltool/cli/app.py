@@ -165,7 +165,7 @@ def train(
         if group is not None and group.index > 0:
             say(f"worker {group.index}: training done; worker 0 tests and saves run {run.id}")
             return
-        print_training_result(out, run)
+        print_training_result(out, run, figures_shown=getattr(display, "figures_shown", False))
     if run.info.get("expectations_met") is False:
         raise typer.Exit(3)
 

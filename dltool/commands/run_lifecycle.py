@@ -213,7 +213,7 @@ def fit_and_record(
             finally:
                 stop_watching()
         recorder.flush()
-        _finish_completed(run, config, data, model, recorder, result, group, clock or PhaseClock())
+        _finish_completed(run, config, data, model, recorder, result, group, clock or PhaseClock(), observer)
         drop_resume_checkpoints(run)
         observer.on_run_completed(run, model, data)
         return run
@@ -276,9 +276,10 @@ def _finish_completed(
     result,
     group: ProcessGroup,
     clock: PhaseClock,
+    observer: Observer,
 ) -> None:
-    """Test the trained model, save it, write metrics.json and the plots, and mark the run COMPLETED with the
-    seconds of each phase."""
+    """Test the trained model, save it, write metrics.json (the observer hears of it: a display shows the figures
+    without waiting for the plots), draw the plots, and mark the run COMPLETED with the seconds of each phase."""
     from ..config.expectations import check_expectations, describe_expectation
     from ..keras_io import save_model_atomic
     from ..plots import MAX_PLOTTED_TEST_SAMPLES, write_run_plots
@@ -315,6 +316,7 @@ def _finish_completed(
     expectations = check_expectations(config.expect, metrics)
     if expectations:
         run.append_log("\n".join("expect  " + describe_expectation(checked) for checked in expectations))
+    observer.on_tested(run, metrics, expectations)
     if config.train.plots:
         with clock.phase("plots"):
             write_run_plots(run, config, recorder.rows, model, data, scored[1:] if scored else None)

@@ -37,6 +37,10 @@ class Observer:
     def on_train_end(self) -> None:
         """Fitting ended, whether it finished, stopped or failed."""
 
+    def on_tested(self, run, metrics: dict, expectations: list[dict]) -> None:
+        """The trained model is tested and saved, ``metrics`` (metrics.json) written and ``expectations`` checked;
+        the plots are still to be drawn and the run to be marked COMPLETED."""
+
     def on_run_completed(self, run, model, data) -> None:
         """The run is COMPLETED: its trained ``model`` and prepared ``data`` are still in memory."""
 

@@ -126,3 +126,25 @@ def test_runs_show_names_the_backbone_and_the_parameters_each_phase_trains():
         "parameters: 1,731 trainable, 939,120 frozen",
     ]
     assert parameter_lines({"parameters": {"trainable": 10, "frozen": 0}}) == []
+
+
+def test_the_figures_show_once_the_run_is_tested_and_the_result_line_does_not_repeat_them(tmp_path):
+    """The metrics table comes as soon as the model is tested and saved, before the plots are drawn; the lines
+    after training then say only where the run is."""
+    from dltool.cli.display.training import print_training_result
+    from dltool.runs import Run
+
+    run = Run.create(tmp_path, "iris")
+    run.start(name="iris", epochs_planned=2)
+    metrics = {"train": {"loss": 0.5}, "validation": None, "test": {"loss": 0.25}, "epochs": 2}
+    run.write_json("metrics.json", metrics)
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    display = TrainingDisplay(console, plain=True, get_time=FakeClock())
+    display.on_tested(run, metrics, [])
+    shown = console.file.getvalue()
+    assert "iris: 2 epochs" in shown and "0.25" in shown and "COMPLETED" not in shown
+    print_training_result(console, run, figures_shown=display.figures_shown)
+    after = console.file.getvalue()[len(shown) :]
+    assert after.startswith(f"run {run.id} COMPLETED") and "iris: 2 epochs" not in after
+    print_training_result(console, run)  # a display that showed nothing: the table comes here
+    assert console.file.getvalue().count("iris: 2 epochs") == 2

@@ -82,6 +82,7 @@ class TrainingDisplay(Observer):
         self._printed = 0
         self._epoch_durations: list[float] = []
         self._epoch_started = 0.0
+        self.figures_shown = False  # the metrics table, shown once the run is tested (before its plots)
 
     def on_run_created(self, run) -> None:
         info = run.info
@@ -172,6 +173,10 @@ class TrainingDisplay(Observer):
             else:
                 self.console.print(line, highlight=False, soft_wrap=True)
 
+    def on_tested(self, run, metrics: dict, expectations: list[dict]) -> None:
+        self.figures_shown = True
+        print_training_figures(self.console, run, metrics, expectations or None)
+
     def on_train_end(self) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -238,9 +243,17 @@ def print_expectations(console: Console, checked: list[dict] | None) -> None:
         console.print(f"expect [{colour}]{describe_expectation(result)}[/]", highlight=False)
 
 
-def print_training_result(console: Console, run) -> None:
-    """After `dltool train`: the metrics table, a small model's learned weights, where the run is."""
-    metrics = run.read_json("metrics.json")
+def print_training_result(console: Console, run, figures_shown: bool = False) -> None:
+    """After `dltool train`: the metrics table, a small model's learned weights and the expectations (unless
+    ``figures_shown``: the display showed them as soon as the run was tested), then where the run is."""
+    if not figures_shown:
+        print_training_figures(console, run, run.read_json("metrics.json"), run.info.get("expectations"))
+    console.print(f"run {run.id} COMPLETED in {run.info.get('duration_s', 0):.1f}s -> {run.path}", highlight=False)
+    console.print(f"next: dltool evaluate {run.id}", highlight=False)
+
+
+def print_training_figures(console: Console, run, metrics: dict, expectations: list | None) -> None:
+    """The metrics table, a small model's learned weights, the expectations checked."""
     title = f"{run.info.get('name')}: {metrics['epochs']} epochs"
     if metrics.get("restored_epoch"):
         title += f"; weights, train and validation figures of epoch {metrics['restored_epoch']} (restore_best_weights)"
@@ -252,6 +265,4 @@ def print_training_result(console: Console, run) -> None:
             for name, values in weights.items()
         )
         console.print(f"learned weights: {learned}", highlight=False)
-    print_expectations(console, run.info.get("expectations"))
-    console.print(f"run {run.id} COMPLETED in {run.info.get('duration_s', 0):.1f}s -> {run.path}", highlight=False)
-    console.print(f"next: dltool evaluate {run.id}", highlight=False)
+    print_expectations(console, expectations)
