@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Benchmark harness for dltool: every comparison of the performance issue, side by side.
 
-    .venv/bin/python benchmarks/run_benchmarks.py                 # full run, ~15 min on 2 cores
+    .venv/bin/python benchmarks/run_benchmarks.py                 # full run, ~1 h on 2 cores (speed: ~45 min)
     .venv/bin/python benchmarks/run_benchmarks.py --quick         # smoke pass, 1 repeat, fewer epochs/rows
     .venv/bin/python benchmarks/run_benchmarks.py --only start,predict --repeats 5
 
-Sections: machine, start, train, display, predict, scaling, kinds (images, text, time series), ci (smoke, determinism). Each measured command runs in a
+Sections: machine, start, train, speed (issue 24: against the best hand-written script), display, predict, scaling,
+kinds (images, text, time series), ci (smoke, determinism). Each measured command runs in a
 subprocess under /usr/bin/time (peak RSS, %M) with time.perf_counter around it (wall time); the
 variants of a comparison alternate (their order rotates every repeat) and are reported as
 median [min-max]. Results go to benchmarks/RESULTS.md (see benchmarks/README.md).
@@ -40,7 +41,7 @@ PYTHON = sys.executable
 _DLTOOL = Path(sys.executable).parent / "dltool"
 DLTOOL = str(_DLTOOL) if _DLTOOL.exists() else (shutil.which("dltool") or "dltool")
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
-SECTIONS = ["machine", "start", "train", "display", "predict", "scaling", "kinds", "ci", "backends"]
+SECTIONS = ["machine", "start", "train", "speed", "display", "predict", "scaling", "kinds", "ci", "backends"]
 MNIST_TRAIN_SAMPLES = 60000
 
 # Targets stated in the issue.
@@ -217,6 +218,10 @@ def read_run(runs_dir: Path) -> dict:
         "spe_recorded": spe.group(1) if spe else "?",
         "run_dir": str(folder),
         "train_samples": (run.get("data") or {}).get("train"),
+        "test_metrics": test,
+        "phase_seconds": run.get("phase_seconds") or {},
+        "precision": run.get("precision") or {},
+        "backend": (run.get("versions") or {}).get("backend"),
     }
 
 
@@ -240,16 +245,32 @@ def dltool_train(config: str, sets: list[str], *, quiet: bool = True, pty: bool 
         shutil.rmtree(runs_dir, ignore_errors=True)
 
 
-def plain_script(mnist: Path, tuned: bool, epochs: int, label: str) -> dict:
-    cmd = [PYTHON, str(BENCH / "plain_keras_mnist.py"), str(mnist), f"--epochs={epochs}"] + (
-        ["--tuned"] if tuned else []
-    )
-    result = run_measured(cmd, label=label)
+def json_script(cmd: list[str], label: str, backend: str | None = None) -> dict:
+    """run_measured on a script that prints one JSON line of figures (fit_seconds, ...), merged into the result;
+    ``backend`` (default None: the environment's) is given to it as KERAS_BACKEND."""
+    env = base_env()
+    if backend is not None:
+        env["KERAS_BACKEND"] = backend
+    result = run_measured(cmd, env=env, label=label)
     for line in reversed(result["stdout"].splitlines()):
         if line.startswith("{"):
             result.update(json.loads(line))
             break
     return result
+
+
+def plain_script(mnist: Path, tuned: bool, epochs: int, label: str, backend: str | None = None) -> dict:
+    """benchmarks/plain_keras_mnist.py (``tuned``: its --tuned version) on ``backend`` (default: the environment's)."""
+    cmd = [PYTHON, str(BENCH / "plain_keras_mnist.py"), str(mnist), f"--epochs={epochs}"] + (
+        ["--tuned"] if tuned else []
+    )
+    return json_script(cmd, label, backend)
+
+
+def mnist_path(args) -> Path:
+    """--mnist as an absolute path (a relative one is taken from the repository root)."""
+    mnist = Path(args.mnist)
+    return mnist if mnist.is_absolute() else (REPO / mnist).resolve()
 
 
 def load_snapshot() -> str:
@@ -466,9 +487,7 @@ JAX_WALL_RATIO = 0.70  # issue 14: dltool on the JAX backend against the tuned p
 def train_section(args) -> list[str]:
     lines = ["## Train speed (configs/mnist_mlp.yaml vs the plain Keras script)", ""]
     epochs = 2 if args.quick else 10
-    mnist = Path(args.mnist)
-    if not mnist.is_absolute():
-        mnist = (REPO / mnist).resolve()
+    mnist = mnist_path(args)
     if not mnist.exists():
         log(f"train: {mnist} not found; skipping the MNIST rows")
         lines += [
@@ -721,9 +740,7 @@ def display_self_time(config: str, sets: list[str]) -> dict:
 
 
 def display_section(args) -> list[str]:
-    mnist = Path(args.mnist)
-    if not mnist.is_absolute():
-        mnist = (REPO / mnist).resolve()
+    mnist = mnist_path(args)
     if mnist.exists():
         config, sets, epochs = "configs/mnist_mlp.yaml", [f"data.path={mnist}"], (1 if args.quick else 5)
         data_note = f"configs/mnist_mlp.yaml (real MNIST from `{mnist}`), {epochs} epoch(s)"
@@ -1368,9 +1385,7 @@ def ci_section(args) -> list[str]:
     lines += table(
         ["config", "seconds in the smoke run"], [[f"`{c}`", spread(t, 1, " s")] for c, t in per_config.items()]
     )
-    mnist = Path(args.mnist)
-    if not mnist.is_absolute():
-        mnist = (REPO / mnist).resolve()
+    mnist = mnist_path(args)
     epochs = 1 if args.quick else 3
     quiet = [f"train.epochs={epochs}", "train.tensorboard=false", "train.plots=false", "train.checkpoint_every=0"]
     configs = {"digits_mlp": ("configs/digits_mlp.yaml", [])}
@@ -1433,6 +1448,446 @@ def backends_section(args) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------- speed (issue 24)
+
+# Targets of issue 24: dltool against the best hand-written script.
+MLP_WALL_RATIO = 0.85  # configs/mnist_mlp.yaml as shipped / the tuned plain script on JAX, whole process
+MLP_RSS_RATIO = 1.10
+CONVNET_WALL_RATIO = 0.50  # mnist_cnn with precision auto / keras-io's convnet in float32, 15 epochs
+CONVNET_ACCURACY = 0.990
+CONVNET_EPOCHS = 15
+QUICKSTART_RATIO = 1.20  # dltool train digits_mlp / (its fit + python -c "import keras")
+PHASES = ("start_up", "data", "model", "run_folder", "fit", "test", "save", "plots")
+PLAIN_BACKENDS = ("tensorflow", "jax")
+# Epochs of each config in a --quick pass, on both sides alike: the conv net 1; smoke keeps its own 10, since with
+# fewer its expectation (test accuracy >= 0.8) can fail and dltool exit 3.
+QUICK_EPOCHS = {
+    "digits_mlp": 5,
+    "mnist_mlp": 2,
+    "mnist_cnn": 1,
+    "lstm_forecaster": 3,
+    "linear_regression": 50,
+    "linear_sgd": 10,
+    "regression_mlp": 10,
+    "smoke": 10,
+}
+NO_LOCAL_DATA = {
+    "cifar10_cnn": "keras.datasets.cifar10 is a 170 MB download; no copy of it (cifar10.npz or ~/.keras/datasets) "
+    "on this machine, which has no internet",
+    "imdb_lstm": "keras.datasets.imdb (imdb.npz and its word index) is a download; no copy on this machine, "
+    "which has no internet",
+    "cats_vs_dogs_xception": "needs the 25,000 PetImages JPEGs (a Microsoft download) and Xception's ImageNet "
+    "weights (80 MB); neither is on this machine",
+}
+
+
+def shipped_settings(config: str | Path) -> dict:
+    """What a config file says about how it trains: backend (default tensorflow), precision (float32), seed (42),
+    epochs, loss."""
+    import yaml
+
+    settings = yaml.safe_load((REPO / config).read_text(encoding="utf-8"))
+    train = settings.get("train") or {}
+    return {
+        "backend": settings.get("backend") or "tensorflow",
+        "precision": train.get("precision", "float32"),
+        "seed": settings.get("seed", 42),  # dltool's default seed
+        "epochs": train.get("epochs", 10),
+        "loss": train.get("loss", "loss"),
+    }
+
+
+def overhead_ratio(whole: list[dict], parts: list[dict]) -> tuple[float | None, str]:
+    """Median wall of ``whole`` over (median fit_seconds of ``whole`` + median wall of ``parts``), and in brackets
+    the min–max of the same ratio per repeat (each run against the one of the same repeat)."""
+    wall, fit, reference = med(values(whole, "wall")), med(values(whole, "fit_seconds")), med(values(parts, "wall"))
+    if wall is None or fit is None or reference is None:
+        return None, "n/a"
+    ratio = wall / (fit + reference)
+    paired = [
+        a["wall"] / (a["fit_seconds"] + b["wall"])
+        for a, b in zip(whole, parts)
+        if a["rc"] == 0 and b["rc"] == 0 and a.get("fit_seconds") is not None
+    ]
+    text = f"{ratio:.2f}×" + (f" [{min(paired):.2f}–{max(paired):.2f}]" if len(paired) > 1 else "")
+    return ratio, text
+
+
+def fastest_backend(picks: dict[str, dict]) -> str | None:
+    """The backend whose run finished with the smallest wall, among {backend: run_measured result}."""
+    finished = {name: r["wall"] for name, r in picks.items() if r["rc"] == 0}
+    return min(finished, key=finished.get) if finished else None
+
+
+def points_apart(a: float | None, b: float | None) -> float | None:
+    """a − b in percentage points (None when either is missing)."""
+    return None if a is None or b is None else 100 * (a - b)
+
+
+def phase_rows(runs: list[dict]) -> list[list[str]]:
+    """One row per phase of run.json's phase_seconds: median [min–max] over the runs that have it."""
+    rows = []
+    for phase in PHASES:
+        seconds = [r["phase_seconds"][phase] for r in runs if r["rc"] == 0 and phase in r.get("phase_seconds", {})]
+        if seconds:
+            rows.append([phase, spread(seconds, 2, " s")])
+    return rows
+
+
+def test_figure(run: dict, metric: str) -> float | None:
+    """A run's test figure: dltool's metrics.json ``test`` entry, else the plain script's ``test_value``."""
+    if "test_metrics" in run:
+        return run["test_metrics"].get(metric)
+    return run.get("test_value")
+
+
+def figure_row(name: str, runs: list[dict], accuracy_key: str = "test_accuracy") -> list[str]:
+    """variant, wall, fit, peak RSS and test accuracy as median [min–max]."""
+    return [
+        name,
+        spread(values(runs, "wall"), 1, " s"),
+        spread(values(runs, "fit_seconds"), 1, " s"),
+        spread(values(runs, "rss_mb"), 0, " MB"),
+        spread(values(runs, accuracy_key), 4),
+    ]
+
+
+def target_row(what: str, figure: tuple[float | None, str], target: str, ok) -> list[str]:
+    """A comparison row: what, its figure's text, the target, and met? (``ok(value)`` on the figure's value)."""
+    value, text = figure
+    return [what, text, target, met(None if value is None else ok(value))]
+
+
+def wall_target_row(dl: list[dict], other: list[dict], other_name: str, limit: float) -> list[str]:
+    """The row 'wall, dltool / OTHER' against the target ≤ limit×."""
+    figure = ratio_cell(dl, other, "wall")
+    return target_row(f"wall, dltool / {other_name}", figure, f"≤ {limit}×", lambda v: v <= limit)
+
+
+def comparison_table(rows: list[list[str]]) -> list[str]:
+    """Comparisons against the issue's targets: comparison, figure, target, met?."""
+    return table(["comparison", "figure", "target", "met?"], rows)
+
+
+def figures_table(results: dict[str, list[dict]]) -> list[str]:
+    """One row per program: wall, fit, peak RSS, test accuracy."""
+    return table(
+        ["program", "wall", "fit", "peak RSS", "test accuracy"], [figure_row(n, r) for n, r in results.items()]
+    )
+
+
+def phase_table(runs: list[dict]) -> list[str]:
+    """dltool's run.json phase_seconds as a table, with its heading line."""
+    return ["dltool's phases (run.json `phase_seconds`):", ""] + table(["phase", "seconds"], phase_rows(runs))
+
+
+def speed_mnist_mlp(args, mnist: Path) -> tuple[list[str], dict]:
+    """A: configs/mnist_mlp.yaml as shipped against the tuned plain script on JAX."""
+    config = "configs/mnist_mlp.yaml"
+    shipped = shipped_settings(config)
+    epochs = QUICK_EPOCHS["mnist_mlp"] if args.quick else shipped["epochs"]
+    sets = [f"data.path={mnist}"] + ([f"train.epochs={epochs}"] if args.quick else [])
+    dl_name = f"`dltool train {config}` (as shipped: {shipped['backend']}, {shipped['precision']})"
+    plain_name = "`plain_keras_mnist.py --tuned`, KERAS_BACKEND=jax"
+    variants = {
+        # Seeds config, config+1, ...: the plain script is unseeded, so both accuracies are medians over initializations.
+        dl_name: lambda i: dltool_train(config, sets + [f"seed={shipped['seed'] + i}"], label="speed A dltool"),
+        plain_name: lambda i: plain_script(mnist, True, epochs, "speed A tuned jax", backend="jax"),
+    }
+    results = alternate(variants, args.repeats, "speed A")
+    dl, plain = results[dl_name], results[plain_name]
+    accuracy = points_apart(med(values(dl, "test_accuracy")), med(values(plain, "test_accuracy")))
+    lines = [
+        f"### A. `{config}` as shipped against the tuned plain script on JAX",
+        "",
+        f"{epochs} epoch(s) of batch 32 on both sides, data `{mnist}`; dltool with `--set data.path=MNIST -q` and "
+        f"seed {shipped['seed']} + repeat; the script unseeded.",
+        "",
+    ]
+    lines += figures_table(results)
+    lines += comparison_table(
+        [
+            wall_target_row(dl, plain, "script", MLP_WALL_RATIO),
+            target_row(
+                "peak RSS, dltool / script",
+                ratio_cell(dl, plain, "rss_mb"),
+                f"≤ {MLP_RSS_RATIO}×",
+                lambda v: v <= MLP_RSS_RATIO,
+            ),
+            target_row(
+                "test accuracy, dltool − script",
+                (accuracy, "n/a" if accuracy is None else f"{accuracy:+.2f} points"),
+                f"within ±{ACCURACY_POINTS} points",
+                lambda v: abs(v) <= ACCURACY_POINTS,
+            ),
+        ],
+    )
+    lines += phase_table(dl)
+    return lines, results
+
+
+def speed_convnet(args, mnist: Path) -> tuple[list[str], dict]:
+    """B: keras-io's convnet in float32 on TensorFlow against configs/mnist_cnn.yaml with precision auto."""
+    config = "configs/mnist_cnn.yaml"
+    shipped = shipped_settings(config)
+    epochs = QUICK_EPOCHS["mnist_cnn"] if args.quick else CONVNET_EPOCHS
+    plain_name = "`plain_keras_convnet.py` (keras-io, TensorFlow, float32)"
+    dl_name = f"`dltool train {config} --set train.precision=auto` ({shipped['backend']})"
+    sets = [f"train.epochs={epochs}", "train.precision=auto", f"data.path={mnist}"]
+    convnet = [PYTHON, str(BENCH / "plain_keras_convnet.py"), str(mnist), "--epochs", str(epochs)]
+    variants = {
+        plain_name: lambda i: json_script(convnet, "speed B keras-io", backend="tensorflow"),
+        dl_name: lambda i: dltool_train(config, sets + [f"seed={shipped['seed'] + i}"], label="speed B dltool"),
+    }
+    results = alternate(variants, args.repeats, "speed B")
+    plain, dl = results[plain_name], results[dl_name]
+    accuracy = med(values(dl, "test_accuracy"))
+    choices = sorted(
+        {
+            f"{r['precision'].get('policy')} ({r['precision'].get('reason', 'no reason recorded')})"
+            for r in dl
+            if r["rc"] == 0
+        }
+    )
+    lines = [
+        "### B. keras-io's MNIST convnet against `configs/mnist_cnn.yaml` with `precision: auto`",
+        "",
+        f"{epochs} epoch(s) of batch 128 on both sides. The script as published (one-hot labels, `validation_split=0.1`, "
+        f"float32, KERAS_BACKEND=tensorflow); dltool with `--set train.epochs={epochs} --set train.precision=auto "
+        f"--set data.path=MNIST -q`, seed {shipped['seed']} + repeat.",
+        "",
+    ]
+    if args.quick:
+        lines += [
+            f"*Quick pass: {epochs} epoch(s), not the target's {CONVNET_EPOCHS}; the accuracy target does not apply.*",
+            "",
+        ]
+    lines += figures_table(results)
+    lines += comparison_table(
+        [
+            wall_target_row(dl, plain, "keras-io script", CONVNET_WALL_RATIO),
+            [
+                "test accuracy, dltool",
+                spread(values(dl, "test_accuracy"), 4),
+                f"≥ {CONVNET_ACCURACY} ({CONVNET_EPOCHS} epochs)",
+                "n/a" if args.quick else met(None if accuracy is None else accuracy >= CONVNET_ACCURACY),
+            ],
+        ],
+    )
+    lines += [f"- `precision: auto` chose (run.json `precision`): {'; '.join(choices) or 'n/a (no run finished)'}.", ""]
+    lines += phase_table(dl)
+    return lines, results
+
+
+def speed_quickstart(args) -> tuple[list[str], dict]:
+    """C: the digits quickstart's whole process against its own fit plus a bare `import keras`."""
+    config = "configs/digits_mlp.yaml"
+    shipped = shipped_settings(config)
+    backend = shipped["backend"]
+    sets = [f"train.epochs={QUICK_EPOCHS['digits_mlp']}"] if args.quick else []
+    dl_name = f"`dltool train {config}`" + (f" `--set {sets[0]}`" if sets else "")
+    import_name = f'`python -c "import keras"`, KERAS_BACKEND={backend}'
+    import_env = dict(base_env(), KERAS_BACKEND=backend)
+    variants = {
+        dl_name: lambda i: dltool_train(config, sets, quiet=False, label="speed C dltool"),
+        import_name: lambda i: run_measured([PYTHON, "-c", "import keras"], env=import_env, label="speed C import"),
+    }
+    results = alternate(variants, args.repeats, "speed C")
+    dl, imports = results[dl_name], results[import_name]
+    lines = [
+        "### C. The digits quickstart: the whole process against its fit plus importing Keras",
+        "",
+        f"`dltool train {config}` as the README runs it (live output, here to a pipe; backend {backend}), against "
+        "its own run.json `fit_seconds` plus the wall of a bare `import keras` on the same backend.",
+        "",
+    ]
+    rows = [
+        [
+            dl_name,
+            spread(values(dl, "wall"), 2, " s"),
+            spread(values(dl, "fit_seconds"), 2, " s"),
+            spread(values(dl, "rss_mb"), 0, " MB"),
+        ],
+        [import_name, spread(values(imports, "wall"), 2, " s"), "", spread(values(imports, "rss_mb"), 0, " MB")],
+    ]
+    lines += table(["program", "wall", "fit (run.json)", "peak RSS"], rows)
+    lines += comparison_table(
+        [
+            target_row(
+                "wall / (fit + import keras)",
+                overhead_ratio(dl, imports),
+                f"≤ {QUICKSTART_RATIO}×",
+                lambda v: v <= QUICKSTART_RATIO,
+            )
+        ],
+    )
+    lines += phase_table(dl)
+    return lines, results
+
+
+def jax_skip_reason(name: str) -> str | None:
+    """Why the plain script does not run on JAX for this config (None: it does)."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        return "jax is not installed"
+    if name == "mnist_cnn" and not detect_gpus()["names"]:
+        return (
+            "JAX's CPU convolutions fit one epoch of this CNN in 36.7 s against TensorFlow's 8.2 s "
+            "(RESULTS-backends.md): minutes per run on a backend that cannot be the faster here"
+        )
+    return None
+
+
+def metric_label(metric: str, loss: str) -> str:
+    """A test metric's name in the table: the loss's name where the figure is the loss."""
+    return loss if metric == "loss" else metric
+
+
+def plain_experiments() -> dict:
+    """plain_keras_configs.EXPERIMENTS: which configs have a hand-written script, and the test metric of each."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    from plain_keras_configs import EXPERIMENTS
+
+    return EXPERIMENTS
+
+
+def not_measured_reason(name: str, mnist: Path) -> str | None:
+    """Why a shipped config gets no measurement in the speed table (None: it is measured)."""
+    if name in NO_LOCAL_DATA:
+        return f"not measured: no local data ({NO_LOCAL_DATA[name]})"
+    if name not in plain_experiments():
+        return "not measured: plain_keras_configs.py has no script for it"
+    if name.startswith("mnist") and not mnist.exists():
+        return f"not measured: MNIST not found at `{mnist}`"
+    return None
+
+
+def median_text(runs: list[dict], key: str) -> str:
+    """The median of ``key`` over the finished runs, as a whole number ('?' when none has it)."""
+    middle = med(values(runs, key))
+    return "?" if middle is None else f"{middle:.0f}"
+
+
+def speed_config_row(args, config: Path, mnist: Path, all_results: dict, notes: list[str]) -> list[str]:
+    """D: one shipped config, dltool as shipped against the plain script on its faster backend; a reason why
+    the plain script skips a backend goes into ``notes``."""
+    name, relative = config.stem, str(config.relative_to(REPO))
+    shipped = shipped_settings(relative)
+    reason = not_measured_reason(name, mnist)
+    if reason:
+        return [f"`{name}`", f"{shipped['backend']}, {shipped['precision']}", reason] + [""] * 8
+    epochs = QUICK_EPOCHS[name] if args.quick else None
+    sets = ([f"data.path={mnist}"] if name.startswith("mnist") else []) + ([f"train.epochs={epochs}"] if epochs else [])
+    script = [PYTHON, str(BENCH / "plain_keras_configs.py"), name, "--mnist", str(mnist)]
+    script += ["--epochs", str(epochs)] if epochs else []
+    jax_skipped = jax_skip_reason(name)
+    if jax_skipped:
+        notes.append(f"- `{name}`: the script does not run on JAX: {jax_skipped}.")
+    backends = [b for b in PLAIN_BACKENDS if not (b == "jax" and jax_skipped)]
+    picks = {}
+    if len(backends) > 1:  # one run on each backend picks the faster; alone, there is nothing to pick
+        for backend in backends:
+            log(f"speed D {name}: the plain script once on {backend}, to pick the faster backend")
+            picks[backend] = json_script(script, f"speed D {name} pick {backend}", backend=backend)
+            log(f"  -> wall {picks[backend]['wall']:.2f} s, exit {picks[backend]['rc']}")
+        all_results.update({f"{name} script pick {b}": [r] for b, r in picks.items()})
+    chosen = fastest_backend(picks) or backends[0]
+    variants = {
+        "dltool": lambda i: dltool_train(relative, sets, label=f"speed D {name} dltool"),
+        # A quick pass (one repeat) counts the chosen backend's pick run as the script's run instead of a second one.
+        "script": lambda i: (
+            picks[chosen]
+            if args.quick and chosen in picks
+            else json_script(script, f"speed D {name} script {chosen}", backend=chosen)
+        ),
+    }
+    results = alternate(variants, args.repeats, f"speed D {name}")
+    all_results.update({f"{name} {side}": runs for side, runs in results.items()})
+    dl, plain = results["dltool"], results["script"]
+    metric = plain_experiments()[name].test_metric
+    label = metric_label(metric, shipped["loss"])
+    picked = ", ".join(f"{b} {r['wall']:.1f} s" if r["rc"] == 0 else f"{b} failed" for b, r in picks.items())
+    setups = {f"{r.get('backend') or '?'}, {r['precision'].get('policy', '?')}" for r in dl if r["rc"] == 0}
+    dl_test = [v for v in (test_figure(r, metric) for r in dl if r["rc"] == 0) if v is not None]
+    return [
+        f"`{name}`",
+        ", ".join(sorted(setups)) or f"{shipped['backend']}, {shipped['precision']}",
+        spread(values(dl, "wall"), 1, " s"),
+        spread(values(dl, "fit_seconds"), 1, " s"),
+        f"{label} {spread(dl_test, 4)}",
+        chosen + (f" (pick runs: {picked})" if picked else " (only one)"),
+        spread(values(plain, "wall"), 1, " s"),
+        spread(values(plain, "fit_seconds"), 1, " s"),
+        f"{label} {spread(values(plain, 'test_value'), 4)}",
+        f"{median_text(dl, 'epochs_done')} / {median_text(plain, 'epochs_run')}",
+        ratio_cell(dl, plain, "wall")[1],
+    ]
+
+
+def speed_section(args) -> list[str]:
+    """Issue 24: dltool against the best hand-written Keras script, config by config (A, B, C and the table D)."""
+    load_before = load_snapshot()
+    mnist = mnist_path(args)
+    lines = ["## Speed against the best hand-written Keras script (issue 24)", ""]
+    lines += [
+        f"{args.repeats} repeat(s); the variants of each comparison alternate (order rotated every repeat). Wall = "
+        "the whole process, Python's start to its exit; fit = `model.fit` alone (dltool: run.json `fit_seconds`; "
+        "scripts: their own timer); peak RSS from `/usr/bin/time`. Figures: median [min–max]; ratios of the "
+        f"medians, in brackets the min–max of the per-repeat paired ratios. Load average before: {load_before}.",
+        "",
+    ]
+    if args.quick:
+        lines += ["*Quick pass: fewer epochs on both sides alike, one repeat; the figures are indicative only.*", ""]
+    all_results: dict = {}
+    if mnist.exists():
+        for part in (speed_mnist_mlp, speed_convnet):
+            part_lines, results = part(args, mnist)
+            lines += part_lines
+            all_results.update(results)
+    else:
+        lines += [f"**A and B skipped**: real MNIST not found at `{mnist}` (give `--mnist PATH`).", ""]
+    part_lines, results = speed_quickstart(args)
+    lines += part_lines
+    all_results.update(results)
+    lines += [
+        "### D. Every shipped config: dltool as shipped against the best hand-written script",
+        "",
+        "dltool: `dltool train CONFIG -q` with the backend and precision its YAML gives (default tensorflow, "
+        "float32) and its own seed. Script: `plain_keras_configs.py NAME` (the same data, splits, preprocessing, "
+        "model, optimizer, epochs, batch size and early stopping; float32 inputs prepared once, "
+        "steps_per_execution 32; unseeded), run once on TensorFlow and once on JAX first, then on the faster "
+        "of the two (by wall) alternating with dltool"
+        + (" (quick pass: the faster backend's pick run is the script's run)" if args.quick else "")
+        + ". Ratio: dltool's wall / the script's.",
+        "",
+    ]
+    notes: list[str] = []
+    configs = sorted((REPO / "configs").glob("*.yaml"))
+    rows = [speed_config_row(args, config, mnist, all_results, notes) for config in configs]
+    lines += table(
+        [
+            "config",
+            "dltool backend, precision",
+            "dltool wall",
+            "dltool fit",
+            "dltool test",
+            "script backend (faster of)",
+            "script wall",
+            "script fit",
+            "script test",
+            "epochs run (dltool / script)",
+            "wall, dltool / script",
+        ],
+        rows,
+    )
+    lines += notes + ([""] if notes else [])
+    lines += failures(all_results)
+    lines += [f"Load average before the section: {load_before}; after: {load_snapshot()} (1, 5, 15 min).", ""]
+    return lines
+
+
 SECTION_FUNCS = {
     "machine": machine_section,
     "start": start_section,
@@ -1443,6 +1898,7 @@ SECTION_FUNCS = {
     "kinds": kinds_section,
     "ci": ci_section,
     "backends": backends_section,
+    "speed": speed_section,
 }
 
 
