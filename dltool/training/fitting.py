@@ -185,6 +185,8 @@ def fit(
     if isinstance(inputs.get("validation_data"), tuple):  # a streamed dataset stays as it is
         x_val, y_val = inputs["validation_data"]
         inputs["validation_data"] = (as_model_input(x_val), y_val)
+        if group.size == 1:  # several processes: each passes its share of every validation batch as it does
+            inputs["validation_batch_size"] = inference_batch_size(train.batch_size)
     from ..backend import cancelled_when, is_cancellation
 
     start = time.perf_counter()
