@@ -43,7 +43,7 @@ def as_model_input(x):
     return x
 
 
-def predict_eagerly(model, x: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
+def predict_eagerly(model, x: np.ndarray, batch_rows: int = 1024) -> np.ndarray:
     """Model outputs for ``x`` by direct calls in inference mode.
 
     Unlike ``model.predict`` this traces no new function on TensorFlow (about 0.5 s saved once per run), which
