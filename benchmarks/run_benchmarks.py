@@ -1576,9 +1576,17 @@ def figures_table(results: dict[str, list[dict]]) -> list[str]:
     )
 
 
-def phase_table(runs: list[dict]) -> list[str]:
-    """dltool's run.json phase_seconds as a table, with its heading line."""
-    return ["dltool's phases (run.json `phase_seconds`):", ""] + table(["phase", "seconds"], phase_rows(runs))
+def phase_table(runs: list[dict], script: list[dict] | None = None) -> list[str]:
+    """dltool's run.json phase_seconds as a table, with its heading line; with ``script`` (runs of a plain script
+    that reports its own phase_seconds), the script's beside dltool's, "–" where the script has no such phase
+    (its model building and exit are inside neither: its wall minus its phases)."""
+    if script is None:
+        return ["dltool's phases (run.json `phase_seconds`):", ""] + table(["phase", "seconds"], phase_rows(runs))
+    ours, theirs = dict(phase_rows(runs)), dict(phase_rows(script))
+    rows = [[phase, ours[phase], theirs.get(phase, "–")] for phase in PHASES if phase in ours]
+    return ["Phases (dltool: run.json `phase_seconds`; the script: its own timers, same names):", ""] + table(
+        ["phase", "dltool", "script"], rows
+    )
 
 
 def speed_mnist_mlp(args, mnist: Path) -> tuple[list[str], dict]:
@@ -1622,7 +1630,7 @@ def speed_mnist_mlp(args, mnist: Path) -> tuple[list[str], dict]:
             ),
         ],
     )
-    lines += phase_table(dl)
+    lines += phase_table(dl, plain)
     return lines, results
 
 
