@@ -280,7 +280,7 @@ def import_keras(verbose: bool = False, backend: str | None = None, devices="aut
     hundreds of MB a JAX run on arrays never uses.
     """
     backend = select_backend(backend)
-    _SESSION.update(backend=backend, devices=devices, verbose=verbose)
+    _SESSION.update(backend=backend, devices=devices, verbose=verbose, tensorflow_ready=False)
     _before_import(backend, devices)
     quiet_tensorflow(verbose)
     with _start_up_chatter_hidden(verbose):
@@ -323,9 +323,9 @@ def import_tensorflow(reason: str | None = None):
     """
     import sys
 
-    if "tensorflow" in sys.modules:
+    if _SESSION.get("tensorflow_ready"):
         tf = sys.modules["tensorflow"]
-    else:
+    else:  # (on the tensorflow backend, importing Keras imported it already: its devices are still to be set)
         quiet_tensorflow(_SESSION["verbose"])
         with _start_up_chatter_hidden(_SESSION["verbose"]):
             import tensorflow as tf
@@ -337,6 +337,7 @@ def import_tensorflow(reason: str | None = None):
         _after_import(_SESSION["backend"], _SESSION["devices"])
         _seed_tensorflow(tf)
         _freeze_imported_objects()
+        _SESSION["tensorflow_ready"] = True
     if reason and _SESSION["backend"] != "tensorflow" and reason not in TENSORFLOW_REASONS:
         TENSORFLOW_REASONS.append(reason)
     return tf
