@@ -74,11 +74,21 @@ def export(
     saved = SavedRun.open(ref, runs_root)
     target = _target(saved, fmt, output)
     raw, data = _samples(saved, data_file, keep or [])
+    from ..exporting.inference import float32_copy, non_float32_layers, text_layers
+
     model = saved.load_model(checkpoint)
+    trained_in = None
+    if fmt != "saved_model" and non_float32_layers(model) and not text_layers(model):
+        # ONNX and LiteRT hold no bfloat16/float16 ops: a mixed-precision run is exported as its float32 copy,
+        # verified against that copy, and the record says how far the copy is from the model as trained.
+        copy = float32_copy(model)
+        if copy is not None:
+            trained_in = {"policy": non_float32_layers(model)[0].rsplit("(", 1)[-1].rstrip(")"), "model": model}
+            model = copy
     reason = module.refuse(model, saved.preprocessing)
     if reason:
         raise ExportError(reason)
-    return _export_verified(saved, model, fmt, target, raw, data, checkpoint, (rtol, atol))
+    return _export_verified(saved, model, fmt, target, raw, data, checkpoint, (rtol, atol), trained_in)
 
 
 def _target(saved: SavedRun, fmt: str, output: str | Path | None) -> Path:
@@ -154,12 +164,18 @@ def _model_input(raw: np.ndarray, kind: str) -> np.ndarray:
     return np.asarray(raw, dtype=object if kind == "text" else np.float32)
 
 
-def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint, figures) -> dict:
+def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint, figures, trained_in=None) -> dict:
+    """Convert, verify against ``model``'s outputs on ``raw``, move into place, record. ``trained_in`` (a
+    mixed-precision run exported as its float32 copy ``model``): {policy, model as trained}."""
     from ..exporting.inference import has_backbone, inference_model, is_recurrent, left_out_layers
 
     module = format_module(fmt)
     state = saved.preprocessing
     expected = _reference_outputs(model, saved, raw)
+    from_trained = {}
+    if trained_in is not None:
+        gap = float(np.max(np.abs(expected - _reference_outputs(trained_in["model"], saved, raw)))) if len(raw) else 0.0
+        from_trained = {"computes_in": "float32", "trained_in": trained_in["policy"], "max_abs_diff_from_trained": gap}
     tolerance = tolerance_for(is_recurrent(model) or has_backbone(model), *figures)
     inference = inference_model(model, state)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
@@ -190,6 +206,7 @@ def _export_verified(saved, model, fmt, target: Path, raw, data, checkpoint, fig
             "input": {"shape": [None, *inference.input_shape[1:]], "dtype": str(inference.inputs[0].dtype)},
             "left_out": left_out_layers(model),
             "created": now_iso(),
+            **from_trained,
             **details,
         }
         if fmt == "saved_model":

@@ -100,6 +100,26 @@ def non_float32_layers(model) -> list[str]:
     return found
 
 
+def float32_copy(model):
+    """A copy of a mixed-precision ``model`` that computes in float32, with its weights (which mixed precision keeps
+    in float32): what ONNX and LiteRT can hold of such a run (their converters take no bfloat16 or float16 ops).
+    None where a layer is a whole model itself (a backbone), which this does not rebuild."""
+    import keras
+
+    if has_backbone(model):
+        return None
+
+    def in_float32(layer):
+        config = layer.get_config()
+        if "dtype" in config:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=in_float32)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def raw_input_shape(state: Preprocessing) -> list[int]:
     """The shape of one raw sample: the model's input shape, less the channel axis the run adds to raw samples."""
     return list(state.input_shape[:-1]) if state.add_channel_axis else list(state.input_shape)

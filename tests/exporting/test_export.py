@@ -360,3 +360,36 @@ def test_exact_gelu_converts_to_onnx_as_one_minus_erf(tmp_path):
     gelu_run = train(config, runs_root=tmp_path / "runs")
     record = export(gelu_run, "onnx", output=tmp_path)
     assert record["max_abs_diff"] <= 1e-5 and record["samples"] == 30
+
+
+MIXED_CNN_CONFIG = """
+name: mixed-cnn
+seed: 0
+data: {source: sklearn, name: digits, scale: 16, test: 0.2, validation: 0.1}
+model:
+  input_shape: [64]
+  layers: [{Reshape: {target_shape: [8, 8, 1]}}, {Conv2D: {filters: 8, kernel_size: 3, activation: relu}},
+           MaxPooling2D, Flatten, {Dense: {units: 10, activation: softmax}}]
+train: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 2, precision: mixed_bfloat16,
+        tensorboard: false, plots: false}
+"""
+
+
+def test_a_mixed_precision_run_exports_its_float32_copy_to_onnx_and_litert_and_says_so(tmp_path):
+    """ONNX and LiteRT hold no bfloat16 ops (LiteRT's converter asks for Flex ops, ONNX export refused them): the
+    run's float32 copy is exported, verified against itself, and the record says how far it is from the run as
+    trained. SavedModel keeps the run's own precision."""
+    from dltool.cli.display.export import export_lines
+    from dltool.commands.export import export
+    from dltool.config import config_from_text
+
+    run = train_in(tmp_path, config_from_text(MIXED_CNN_CONFIG, source="mixed.yaml"))
+    for fmt, name in (("onnx", "m.onnx"), ("litert", "m.tflite")):
+        record = export(run, fmt, output=tmp_path / name)
+        assert record["computes_in"] == "float32" and record["trained_in"] == "mixed_bfloat16"
+        assert record["max_abs_diff"] <= 1e-5  # the float32 copy, as exported
+        assert 0 < record["max_abs_diff_from_trained"] < 1e-2  # bfloat16 rounding of the run as trained
+        shown = "\n".join(export_lines(record, None))
+        assert "from model.keras in float32" in shown and "the run trained in mixed_bfloat16" in shown
+    saved = export(run, "saved_model", output=tmp_path / "models")
+    assert "computes_in" not in saved and saved["max_abs_diff"] == 0

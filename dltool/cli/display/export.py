@@ -13,12 +13,19 @@ def export_lines(record: dict, serving: tuple[str, str] | None) -> list[str]:
     fmt = record["format"]
     lines = [
         f"exported {fmt}: {record['path']}",
-        f"verified: max abs difference {record['max_abs_diff']:.3g} from model.keras, {_used(record)} of the "
+        f"verified: max abs difference {record['max_abs_diff']:.3g} from model.keras"
+        f"{' in float32' if record.get('computes_in') else ''}, {_used(record)} of the "
         f"allowed difference (rtol {record['rtol']:g}, atol {record['atol']:g}) on {record['samples']} samples "
         f"of the {_data(record)}, {record['runtime']} {record['runtime_version']}, {record['seconds']:.2f} s",
         f"input: raw samples of shape {_shape(record)} ({record['input']['dtype']}); the run's preprocessing is "
         "inside the model",
     ]
+    if record.get("computes_in"):
+        lines.append(
+            f"computes in {record['computes_in']}: the run trained in {record['trained_in']}, which {fmt} cannot hold; "
+            f"its float32 copy is what was exported and verified, {record['max_abs_diff_from_trained']:.3g} at most "
+            "from the model as trained (16-bit rounding)"
+        )
     if record.get("left_out"):
         lines.append(f"left out (identity at inference): {', '.join(record['left_out'])}")
     if fmt == "onnx":
