@@ -379,11 +379,16 @@ def test_a_mixed_precision_run_exports_its_float32_copy_to_onnx_and_litert_and_s
     """ONNX and LiteRT hold no bfloat16 ops (LiteRT's converter asks for Flex ops, ONNX export refused them): the
     run's float32 copy is exported, verified against itself, and the record says how far it is from the run as
     trained. SavedModel keeps the run's own precision."""
+    import keras
+
     from dltool.cli.display.export import export_lines
     from dltool.commands.export import export
     from dltool.config import config_from_text
 
-    run = train_in(tmp_path, config_from_text(MIXED_CNN_CONFIG, source="mixed.yaml"))
+    try:
+        run = train_in(tmp_path, config_from_text(MIXED_CNN_CONFIG, source="mixed.yaml"))
+    finally:  # Keras's dtype policy is process-wide: the next test's model loads must not build in bfloat16
+        keras.config.set_dtype_policy("float32")
     for fmt, name in (("onnx", "m.onnx"), ("litert", "m.tflite")):
         record = export(run, fmt, output=tmp_path / name)
         assert record["computes_in"] == "float32" and record["trained_in"] == "mixed_bfloat16"
