@@ -129,3 +129,15 @@ def save_backbone_weights(path: Path) -> Path:
     core(pixels, training=True)
     core.save_weights(str(path))
     return path
+
+
+def stop_after(epoch: int):
+    """An observer that stops the run after epoch ``epoch``, as a Ctrl-C (or a sweep's pruner) would."""
+    from dltool.training.observer import Observer, StopRequested
+
+    class StopAfter(Observer):
+        def on_epoch_end(self, row: dict) -> None:
+            if int(row["epoch"]) == epoch:
+                raise StopRequested("stopped by the test")
+
+    return StopAfter()

@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+from e2e_support import stop_after
 
 from dltool.config import config_from_text
 from dltool.data import image_stream as image_stream_module
@@ -328,20 +329,6 @@ def test_a_streamed_folder_trains_evaluates_and_predicts(folder, tmp_path):
     assert result.rows == 1
 
 
-class _StopAfter:
-    """An observer that stops the run after epoch ``epoch`` (as a sweep prunes a trial)."""
-
-    def __new__(cls, epoch: int):
-        from dltool.training.observer import Observer, StopRequested
-
-        class Stop(Observer):
-            def on_epoch_end(self, row):
-                if row["epoch"] == epoch:
-                    raise StopRequested("stopped by the test")
-
-        return Stop()
-
-
 @pytest.mark.slow
 def test_a_resumed_streamed_run_trains_the_epochs_it_missed_as_the_uninterrupted_run(folder, tmp_path, monkeypatch):
     from dltool.commands.resume import resume
@@ -361,7 +348,7 @@ def test_a_resumed_streamed_run_trains_the_epochs_it_missed_as_the_uninterrupted
     )
     whole = train(deterministic, runs_root=tmp_path / "whole")
     with pytest.raises(TrainingInterrupted):
-        train(deterministic, runs_root=tmp_path / "parts", observer=_StopAfter(2))
+        train(deterministic, runs_root=tmp_path / "parts", observer=stop_after(2))
     (stopped,) = (tmp_path / "parts").iterdir()
     # where auto would now load them into memory (another machine), the run still streams, as it started
     monkeypatch.setattr(image_stream_module, "stream_budget", lambda: 2**40)

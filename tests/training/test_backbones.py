@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from e2e_support import stop_after
 
 pytestmark = pytest.mark.slow
 
@@ -319,18 +320,6 @@ def test_unfreeze_takes_all_the_top_layers_or_a_regex_and_keeps_batch_norm_froze
         unfreeze(model, "^dense")
 
 
-class _StopAfter:
-    def __new__(cls, epoch: int):
-        from dltool.training.observer import Observer, StopRequested
-
-        class Stop(Observer):
-            def on_epoch_end(self, row):
-                if row["epoch"] == epoch:
-                    raise StopRequested("stopped by the test")
-
-        return Stop()
-
-
 def _history(run) -> list[list[float]]:
     header, *rows = run.file("history.csv").read_text().splitlines()
     keep = [i for i, name in enumerate(header.split(",")) if name != "epoch_seconds"]
@@ -376,7 +365,7 @@ def test_two_phases_keep_batch_norm_in_inference_mode_and_resume_across_the_boun
     for stop_at in (2, 3):  # the first phase's last epoch, and inside the second phase
         parts = tmp_path / f"parts-{stop_at}"
         with pytest.raises(TrainingInterrupted):
-            train(config, runs_root=parts, observer=_StopAfter(stop_at))
+            train(config, runs_root=parts, observer=stop_after(stop_at))
         (stopped,) = parts.iterdir()
         resumed = resume(str(stopped), runs_root=parts)
         np.testing.assert_allclose(_history(resumed), _history(whole), rtol=1e-4, err_msg=f"stopped at {stop_at}")

@@ -12,9 +12,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from e2e_support import stop_after
 
 from dltool.errors import ConfigError
-from dltool.training.observer import Observer, StopRequested
 
 needs_hub = pytest.mark.skipif(importlib.util.find_spec("keras_hub") is None, reason="keras-hub is not installed")
 
@@ -297,21 +297,10 @@ def test_a_vit_preset_trains_both_phases_and_loads_frozen_as_it_was_saved(vit_ru
     assert rows[0] == "input,row,label,prob_cats,prob_dogs" and len(rows) == 2
 
 
-class _StopAfter(Observer):
-    """Stops the run after epoch ``epoch``, as a Ctrl-C would."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_epoch_end(self, row: dict) -> None:
-        if int(row["epoch"]) == self.epoch:
-            raise StopRequested("stopped by the test")
-
-
 @pytest.mark.slow
 @needs_hub
-@pytest.mark.parametrize("stop_after", [1, 3], ids=["in-the-first-phase", "in-the-second-phase"])
-def test_a_vit_preset_run_resumes_with_its_frozen_layers_frozen(tmp_path, photos, presets, stop_after):
+@pytest.mark.parametrize("stop_at", [1, 3], ids=["in-the-first-phase", "in-the-second-phase"])
+def test_a_vit_preset_run_resumes_with_its_frozen_layers_frozen(tmp_path, photos, presets, stop_at):
     """Two frozen epochs, then two with the encoder unfrozen; stopped, then resumed: the ViT's patching layer
     never trains (keras-hub's file does not keep which of its layers were frozen; dltool sets them again)."""
     import keras
@@ -325,9 +314,9 @@ def test_a_vit_preset_run_resumes_with_its_frozen_layers_frozen(tmp_path, photos
     extra = ", fine_tune: {unfreeze: 1, epochs: 2, learning_rate: 0.001}"
     config = _config(photos, presets["vit"], epochs=2, extra=extra)
     with pytest.raises(TrainingInterrupted) as stopped:
-        train(config, runs_root=tmp_path / "runs", observer=_StopAfter(stop_after))
+        train(config, runs_root=tmp_path / "runs", observer=stop_after(stop_at))
     run = resume(stopped.value.run)
-    assert run.status == "COMPLETED" and run.info["resumes"][0]["from_epoch"] == stop_after
+    assert run.status == "COMPLETED" and run.info["resumes"][0]["from_epoch"] == stop_at
     trained = load_model_safely(run.file("model.keras")).get_layer("backbone").get_layer("pretrained")
     pretrained = keras_hub.models.Backbone.from_preset(str(presets["vit"]))
     for name in ("vit_patching_and_embedding", "vit_encoder"):
