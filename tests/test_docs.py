@@ -71,6 +71,21 @@ def test_the_config_reference_has_every_key_and_source():
         assert f"\n### {source}\n" in page, source
 
 
+def test_every_page_and_results_file_is_in_the_site_nav():
+    # mkdocs --strict (CI) refuses a page left out of the nav; a new benchmarks/RESULTS-*.md is the usual one
+    import yaml
+
+    def listed(entries):
+        for entry in entries:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            yield from listed(value) if isinstance(value, list) else [value]
+
+    nav = set(listed(yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]))
+    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    pages |= {f"benchmarks/{p.name}" for p in (REPO / "benchmarks").glob("*.md")}
+    assert sorted(pages - nav) == [], "add these pages to mkdocs.yml's nav"
+
+
 def test_the_data_pages_examples_for_images_text_and_time_series_validate():
     from dltool.config import config_from_text
 
