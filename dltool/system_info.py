@@ -22,6 +22,7 @@ OPTIONAL_PACKAGES = {  # what each extra brings, for `dltool info`
     "ai_edge_litert": "export",
     "starlette": "serve",
     "uvicorn": "serve",
+    "orjson": "serve",
     "pyarrow": "parquet",
     "keras_hub": "hub",
 }

@@ -20,7 +20,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -57,16 +56,38 @@ def _error(message: str, status: int, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+class JSONBytes(Response):
+    """A response whose body is JSON already encoded (:func:`~dltool.serving.protocol.encode_json`)."""
+
+    media_type = "application/json"
+
+
+_JSON_HEADERS = ((b"content-type", b"application/json"),)
+
+
+async def _send_json(send, body: bytes) -> None:
+    """A 200 with the JSON ``body``, as two ASGI messages: the fast path's answer, without a Response object."""
+    headers = [(b"content-length", str(len(body)).encode()), *_JSON_HEADERS]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class Guard:
-    """ASGI middleware: token check, body size limit, request metrics, and JSON 500s for the unexpected."""
+    """The outermost ASGI app: token check, body size limit, request metrics, JSON 500s for the unexpected, and
+    ``POST .../NAME:predict`` answered itself; everything else goes on to the Starlette ``app``."""
 
     def __init__(self, app, *, metrics: ServeMetrics, token: str | None, max_body_mb: float, predict=None):
         self.app, self.metrics, self.token = app, metrics, token
         self.max_body_mb, self.max_body = max_body_mb, int(max_body_mb * 2**20)
-        # `POST .../NAME:predict` answered here, past Starlette's router, request objects and exception
-        # middleware: about a quarter of the event loop's time per request under load (py-spy), and the event
-        # loop, one Python thread, is what limits requests/s once batching has merged the model calls.
+        # `POST .../NAME:predict` answered here, before Starlette's middleware, router, request objects and
+        # Response classes: they were about a third of the event loop's time per request under load (py-spy), and
+        # the event loop, one Python thread, is what limits requests/s once batching has merged the model calls.
         self.predict = predict
+
+    @property
+    def state(self):
+        """The Starlette app's ``state`` (the served model, its batcher and metrics)."""
+        return self.app.state
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -96,10 +117,11 @@ class Guard:
                 await refusal(scope, receive, watched_send)
             elif self.predict is not None and scope["method"] == "POST" and scope["path"].endswith(":predict"):
                 try:
-                    response = JSONResponse(await self.predict(scope["path"], lambda: _read_body(limited_receive)))
+                    body = await self.predict(scope["path"], lambda: _read_body(limited_receive))
                 except DltoolError as exc:
-                    response = _error(str(exc), getattr(exc, "status", 400))
-                await response(scope, receive, watched_send)
+                    await _error(str(exc), getattr(exc, "status", 400))(scope, receive, watched_send)
+                else:
+                    await _send_json(watched_send, body)
             else:
                 await self.app(scope, limited_receive, watched_send)
         except Exception:  # noqa: BLE001  (the server must answer, and go on answering)
@@ -156,6 +178,11 @@ async def _refused(request: Request, exc: Exception) -> Response:
     return _error(str(exc), getattr(exc, "status", 400))
 
 
+async def _internal(request: Request, exc: Exception) -> Response:
+    # Starlette then re-raises to the Guard, which logs the traceback; the client gets JSON as from the Guard.
+    return _error("internal error: see the server's log", 500)
+
+
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code in (404, 405):
         return _error(f"Malformed request: {request.method} {request.url.path}", exc.status_code)
@@ -191,21 +218,23 @@ class _Endpoints:
         if method == "GET" and verb in (None, "/metadata"):
             return JSONResponse(self.served.status() if verb is None else self.served.metadata())
         if method == "POST" and verb == ":predict":
-            return JSONResponse(await self.predict(path, request.body))
+            return JSONBytes(await self.predict(path, request.body))
         if method == "POST" and verb == ":label" and match["version"] is None:
             return await self.label(request)
         wanted = "POST" if verb in (":predict", ":label") else "GET"
         raise RequestError(f"Malformed request: {method} {path}; expected {wanted}", 405 if method != wanted else 404)
 
-    async def predict(self, path: str, read_body) -> dict:
-        """TF Serving's predict: the answer to the body (``await read_body()``) POSTed to ``path``; RequestError
+    async def predict(self, path: str, read_body) -> bytes:
+        """TF Serving's predict: the JSON answer to the body (``await read_body()``) POSTed to ``path``; RequestError
         for a client's mistake. The body is read inside ``batcher.arriving()``, so a forming batch waits for it."""
         match = MODEL_PATH.match(path)
         if match is None or match["verb"] != ":predict":
             raise RequestError(f"Malformed request: POST {path}", 404)
         self.served.answers_to(match["name"], match["version"])
         with self.batcher.arriving():
-            raw, form = parse_predict(parse_json(await read_body()), self.served.signature)
+            body = await read_body()
+            booleans = b"true" in body or b"false" in body
+            raw, form = parse_predict(parse_json(body), self.served.signature, booleans=booleans)
             x = self.served.prepare(raw, "instances" if form == "row" else "inputs")
         return predict_answer(await self.batcher.predict(x), form)
 
@@ -242,8 +271,8 @@ def build_app(
     batch_wait_ms: float = 5.0,
     token: str | None = None,
     max_body_mb: float = 32.0,
-) -> Starlette:
-    """The server for ``served``: its batcher and metrics live in ``app.state``."""
+) -> Guard:
+    """The server for ``served`` (an ASGI app): its batcher and metrics live in ``app.state``."""
     metrics = ServeMetrics(max_batch)
     batcher = DynamicBatcher(
         served.run_model, max_batch=max_batch, wait_ms=batch_wait_ms, observe=metrics.observe_batch
@@ -256,11 +285,8 @@ def build_app(
             Route("/openapi.json", endpoints.openapi, methods=["GET"]),
             Route("/v1/models/{rest:path}", endpoints.model_route, methods=["GET", "POST"]),
         ],
-        middleware=[
-            Middleware(Guard, metrics=metrics, token=token, max_body_mb=max_body_mb, predict=endpoints.predict)
-        ],
-        exception_handlers={DltoolError: _refused, HTTPException: _http_error},
+        exception_handlers={DltoolError: _refused, HTTPException: _http_error, Exception: _internal},
         lifespan=endpoints.lifespan,
     )
     app.state.served, app.state.batcher, app.state.metrics = served, batcher, metrics
-    return app
+    return Guard(app, metrics=metrics, token=token, max_body_mb=max_body_mb, predict=endpoints.predict)
