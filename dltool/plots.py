@@ -265,3 +265,129 @@ def scatter_panels(panels: list[dict], path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     _save(fig, path)
+
+
+def _class_colours(count: int) -> list:
+    plt = _pyplot()
+    return [plt.get_cmap("tab10")(i % 10) for i in range(count)]
+
+
+def ranking_curves(drawn: dict, kind: str, path: Path, title: str) -> None:
+    """ROC (``kind`` "roc") or precision-recall ("pr") curves from :func:`dltool.probabilities.ranking_curves`:
+    the score in each legend entry, the chance line (the diagonal, or each class's base rate), and the run's
+    operating point (argmax, or p >= 0.5) on each class curve."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    curves, macro = drawn["curves"], drawn["macro"]
+    score_name = "AUC" if kind == "roc" else "AP"
+    step = {"drawstyle": "steps-post"} if kind == "pr" else {}
+    pointed = False
+    for curve, colour in zip(curves, _class_colours(len(curves))):
+        x, y = curve["x"], curve["y"]
+        label = curve["label"] if macro is not None or len(curves) > 1 else f"positive class {curve['label']}"
+        ax.plot(x, y, color=colour, linewidth=1.6, label=f"{label} ({score_name} {curve['score']:.3f})", **step)
+        if kind == "pr":
+            ax.axhline(curve["base_rate"], color=colour, linewidth=0.8, linestyle=":")
+        point = curve["point"]
+        if point is not None and None not in point:
+            ax.plot(*point, marker="o", markersize=7, markeredgecolor="black", color=colour, linestyle="none")
+            pointed = True
+    if macro is not None:
+        ax.plot(
+            macro["x"],
+            macro["y"],
+            color="black",
+            linewidth=2.2,
+            linestyle="--" if curves else "-",
+            label=f"macro average (mean {score_name} {macro['score']:.3f})",
+        )
+        if kind == "pr" and not curves:
+            ax.axhline(macro["base_rate"], color="gray", linewidth=0.8, linestyle=":")
+    if pointed:  # one legend entry for the points of every class
+        rule = "p(positive) >= 0.5" if macro is None else "argmax"
+        ax.plot(
+            [], [], marker="o", markeredgecolor="black", color="white", linestyle="none", label=f"run's rule: {rule}"
+        )
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="gray", linewidth=1, linestyle=":", label="chance")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate (recall)")
+    else:
+        base = "positive base rate" if macro is None else ("each class's base rate" if curves else "mean base rate")
+        ax.plot([], [], color="gray", linewidth=0.8, linestyle=":", label=f"chance ({base})")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.02)
+    what = "ROC" if kind == "roc" else "precision-recall"
+    ax.set_title(f"{title}\n{what}" + (f", {drawn['average']}" if macro is not None else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
+    _save(fig, path)
+
+
+def reliability_diagram(calibration: dict, path: Path, title: str) -> None:
+    """Accuracy against mean top-class confidence per bin, with the diagonal of perfect calibration; the samples
+    per bin as a histogram below. ``calibration``: :func:`dltool.probabilities.calibration_report`'s result."""
+    plt = _pyplot()
+    bins = calibration["reliability"]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(6.0, 6.6), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08}
+    )
+    lows = np.array([b["low"] for b in bins])
+    widths = np.array([b["high"] - b["low"] for b in bins])
+    filled = [b for b in bins if b["count"]]
+    top.bar(
+        [b["low"] for b in filled],
+        [b["accuracy"] for b in filled],
+        width=[b["high"] - b["low"] for b in filled],
+        align="edge",
+        color="tab:blue",
+        edgecolor="black",
+        linewidth=0.6,
+        alpha=0.8,
+        label="accuracy in the bin",
+    )
+    top.plot(
+        [b["confidence"] for b in filled],
+        [b["accuracy"] for b in filled],
+        marker="o",
+        markersize=4,
+        color="tab:orange",
+        linestyle="none",
+        label="(mean confidence, accuracy)",
+    )
+    top.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1.2, label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.02)
+    top.set_ylabel("accuracy")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8, loc="upper left")
+    top.set_title(
+        f"{title}\nreliability: ECE {calibration['ece']:.4f} ({len(bins)} bins), Brier {calibration['brier']:.4f}"
+    )
+    bottom.bar(lows, [b["count"] for b in bins], width=widths, align="edge", color="tab:gray", edgecolor="black")
+    bottom.set_xlabel("confidence (probability of the predicted class)")
+    bottom.set_ylabel("samples")
+    bottom.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def write_evaluation_plots(
+    folder: Path, name: str, labels, outputs, class_names: list[str], calibration: dict, title: str
+) -> list[str]:
+    """<name>-roc.png, <name>-pr.png and <name>-reliability.png into ``folder``; returns the file names written
+    (no ROC or PR plot when no class has both sides in the data, no reliability diagram without an ECE: outputs
+    that are not probabilities). ``calibration``: the evaluation's calibration report."""
+    from .probabilities import ranking_curves as curves_to_draw
+
+    written = []
+    for kind in ("roc", "pr"):
+        drawn = curves_to_draw(labels, outputs, class_names, kind)
+        if drawn["curves"] or drawn["macro"]:
+            ranking_curves(drawn, kind, folder / f"{name}-{kind}.png", title)
+            written.append(f"{name}-{kind}.png")
+    if calibration.get("ece") is not None:
+        reliability_diagram(calibration, folder / f"{name}-reliability.png", title)
+        written.append(f"{name}-reliability.png")
+    return written

@@ -55,3 +55,30 @@ def test_plot_refuses_an_unknown_suffix_before_reading_any_run(tmp_path):
     assert result.exit_code == 2
     assert "expected one of .png, .pdf, .svg, .jpg, .jpeg, received '.bmp'" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def _evaluation_plots(tmp_path, labels, outputs, names):
+    import numpy as np
+
+    from dltool.plots import write_evaluation_plots
+    from dltool.probabilities import calibration_report
+
+    labels, outputs = np.asarray(labels), np.asarray(outputs, dtype=np.float32)
+    calibration = calibration_report(labels, outputs, names)
+    return write_evaluation_plots(tmp_path, "holdout", labels, outputs, names, calibration, "title")
+
+
+def test_evaluation_plots_are_pngs_named_after_the_evaluation(tmp_path):
+    written = _evaluation_plots(tmp_path, [0, 1, 1, 0, 1], [[0.1], [0.8], [0.4], [0.6], [0.9]], ["no", "yes"])
+    assert written == ["holdout-roc.png", "holdout-pr.png", "holdout-reliability.png"]
+    assert all((tmp_path / name).read_bytes().startswith(MAGIC["png"]) for name in written)
+
+
+def test_no_ranking_plots_without_both_classes_and_no_reliability_without_probabilities(tmp_path):
+    assert _evaluation_plots(tmp_path, [1, 1, 1], [[0.8], [0.7], [0.9]], ["no", "yes"]) == ["holdout-reliability.png"]
+    logits = [[2.0, -1.0, 0.5], [-0.3, 1.5, 0.2], [0.1, 0.0, 3.0]]
+    (tmp_path / "logits").mkdir()
+    assert _evaluation_plots(tmp_path / "logits", [0, 1, 2], logits, ["a", "b", "c"]) == [
+        "holdout-roc.png",
+        "holdout-pr.png",
+    ]

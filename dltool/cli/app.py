@@ -190,6 +190,13 @@ def evaluate(
         bool, typer.Option("--json", metavar="", help="Print the evaluation as JSON instead of tables.")
     ] = False,
     checkpoint: Checkpoint = "final",
+    plots: Annotated[
+        bool,
+        typer.Option(
+            "--plots/--no-plots",
+            help="For a classifier, write ROC, precision-recall and reliability plots beside the JSON.",
+        ),
+    ] = True,
     backend: Backend = None,
     verbose: Verbose = False,
 ) -> None:
@@ -201,12 +208,12 @@ def evaluate(
         import_keras(verbose, backend=backend or run_backend(run, runs_dir, must_exist=True))
         from ..commands.evaluate import evaluate as run_evaluation
 
-        result = run_evaluation(run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint)
+        result = run_evaluation(run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint, plots=plots)
     if as_json:
         out.print_json(json.dumps(result))
         return
     print_evaluation(out, result)
-    say(f"wrote evaluations/{result['name']}.json")
+    say(f"wrote evaluations/{result['name']}.json" + "".join(f", {path}" for path in result.get("plots", [])))
 
 
 app.command(epilog=PREDICT_EPILOG)(predict)

@@ -340,7 +340,7 @@ def _check_run(config, result: SmokeResult, runs_root: Path, samples: int, scrat
     result.metrics = flat_metrics(run.read_json("metrics.json"))
     result.run = str(run.path)
     with result.stage_of("evaluate"):
-        evaluation = evaluate(run)
+        evaluation = evaluate(run, plots=False)  # no plots, as in training (train.plots=false)
         if not evaluation.get("samples") or not np.isfinite(list(evaluation["compiled"].values())).all():
             raise DltoolError(
                 f"evaluate gave {evaluation['samples']} samples, compiled metrics {evaluation['compiled']}"

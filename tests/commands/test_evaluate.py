@@ -371,3 +371,109 @@ def test_checkpoint_best_needs_a_best_checkpoint(csv_run):
         RunStateError, match="has no checkpoints/best.keras: only runs trained with train.callbacks.checkpoint"
     ):
         evaluate(csv_run, checkpoint="best")
+
+
+# --------------------------------------------------------------------------- ranking, calibration and their plots
+BINARY_CONFIG = """
+name: binary-test
+seed: 0
+data: {source: sklearn, name: breast_cancer, standardize: true, test: 0.25, validation: null}
+model: {input_shape: [30], layers: [{Dense: {units: 1, activation: sigmoid}}]}
+train: {optimizer: {name: adam, learning_rate: 0.05}, loss: binary_crossentropy, metrics: [accuracy], epochs: 2,
+        batch_size: 32, plots: false}
+"""
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def binary_run(tmp_path_factory):
+    """A COMPLETED 2-epoch logistic regression (one sigmoid output) on breast_cancer."""
+    from dltool.commands.train import train
+    from dltool.config import config_from_text
+
+    config = config_from_text(BINARY_CONFIG, source="binary.yaml")
+    return train(config, runs_root=tmp_path_factory.mktemp("binary") / "runs")
+
+
+def _valid_pngs(run, files: list[str]) -> None:
+    from PIL import Image
+
+    for name in files:
+        path = run.file(name)
+        assert path.read_bytes().startswith(PNG), name
+        with Image.open(path) as image:
+            image.verify()
+
+
+def test_binary_run_ranking_calibration_and_plots(binary_run):
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    from dltool.data import open_test_split
+    from dltool.saved_run import SavedRun
+
+    report = evaluate(binary_run)
+    classification = report["classification"]
+    ranking, calibration = classification["ranking"], classification["calibration"]
+    assert ranking["average"] == "binary" and ranking["positive_class"] == "benign"
+    assert set(calibration) == {"brier", "brier_kind", "ece", "ece_bins", "reliability"}
+    assert report["plots"] == [
+        "evaluations/test-roc.png",
+        "evaluations/test-pr.png",
+        "evaluations/test-reliability.png",
+    ]
+    _valid_pngs(binary_run, report["plots"])
+    assert json.loads(binary_run.file("evaluations/test.json").read_text())["plots"] == report["plots"]
+
+    # the same figures from scikit-learn on the model's outputs for the rebuilt test split
+    saved = SavedRun.open(binary_run)
+    x, y = next(open_test_split(saved.config, saved.preprocessing).test_chunks())
+    p = saved.load_model("final").predict(x, verbose=0)[:, 0]
+    assert ranking["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-6)
+    assert ranking["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-6)
+    assert calibration["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-6)
+    assert 0 <= calibration["ece"] <= 1
+    assert sum(b["count"] for b in calibration["reliability"]) == report["samples"]
+
+    quiet = evaluate(binary_run, plots=False)
+    assert "plots" not in quiet and quiet["classification"]["ranking"] == ranking
+    assert not list(binary_run.file("evaluations").glob("test-*.png"))  # stale plots of the same name go
+
+
+def test_multi_class_run_ranking_calibration_plots_and_display(iris_run):
+    import io
+
+    from rich.console import Console
+
+    from dltool.cli.display.reports import print_evaluation
+
+    report = evaluate(iris_run)
+    ranking = report["classification"]["ranking"]
+    assert ranking["average"] == "macro over one-vs-rest classes"
+    assert list(ranking["per_class"]) == IRIS_CLASSES and ranking["classes_left_out"] == []
+    assert ranking["roc_auc"] == pytest.approx(np.mean([s["roc_auc"] for s in ranking["per_class"].values()]))
+    assert report["classification"]["calibration"]["brier_kind"].startswith("multi-class")
+    _valid_pngs(iris_run, report["plots"])
+    assert len(report["plots"]) == 3
+
+    console = Console(file=io.StringIO(), width=160, no_color=True)
+    print_evaluation(console, report)
+    text = console.file.getvalue()
+    for line in ("ROC AUC (macro, one-vs-rest)", "PR AUC (macro, one-vs-rest)", "Brier score"):
+        assert line in text
+    assert "ECE (15 bins)" in text and "ROC AUC" in text.split("per class")[1]
+
+
+def test_a_class_absent_from_the_data_file_gets_no_auc(iris_run, tmp_path):
+    from sklearn.datasets import load_iris
+
+    bunch = load_iris()
+    keep = bunch.target < 2  # no virginica
+    np.savez(tmp_path / "two-kinds.npz", x=bunch.data[keep], y=bunch.target[keep])
+    report = evaluate(iris_run, data_file=tmp_path / "two-kinds.npz")
+    ranking = report["classification"]["ranking"]
+    assert ranking["per_class"]["virginica"]["roc_auc"] is None
+    assert ranking["per_class"]["virginica"]["reason"] == "no sample of this class in the evaluated data"
+    assert ranking["classes_left_out"] == ["virginica"] and ranking["classes_averaged"] == 2
+    assert report["plots"] == [f"evaluations/two-kinds-{kind}.png" for kind in ("roc", "pr", "reliability")]
+    _valid_pngs(iris_run, report["plots"])

@@ -210,14 +210,50 @@ def print_evaluation(console: Console, result: dict) -> None:
     for name, value in report.items():
         if not isinstance(value, (dict, list)) and name not in result["compiled"]:
             table.add_row(name, format_value(value))
+    for name, value in probability_rows(report):
+        table.add_row(name, value)
     console.print(table)
     if "classification" in result:
+        ranked = (report.get("ranking") or {}).get("per_class") or {}
+        columns = ("precision", "recall", "f1", "support") + (("roc_auc", "pr_auc") if ranked else ())
         per_class = Table(title="per class", title_justify="left")
-        for column in ("class", "precision", "recall", "f1", "support"):
-            per_class.add_column(column, justify="left" if column == "class" else "right")
-        for name, values in result["classification"]["per_class"].items():
-            per_class.add_row(name, *(format_value(values[k]) for k in ("precision", "recall", "f1", "support")))
+        per_class.add_column("class")
+        for column in columns:
+            per_class.add_column({"roc_auc": "ROC AUC", "pr_auc": "PR AUC"}.get(column, column), justify="right")
+        for name, values in report["per_class"].items():
+            values = {**values, **ranked.get(name, {})}
+            per_class.add_row(name, *(format_value(values[k]) for k in columns))
         console.print(per_class)
+    for note in probability_notes(report):
+        console.print(note, highlight=False, markup=False)
+
+
+def probability_rows(report: dict) -> list[tuple[str, str]]:
+    """`evaluate`'s ROC AUC, PR AUC, Brier and ECE lines of a classifier ('-' where undefined); none for regression."""
+    ranking, calibration = report.get("ranking"), report.get("calibration")
+    if ranking is None or calibration is None:
+        return []
+    over = f"positive class {ranking['positive_class']}" if "positive_class" in ranking else "macro, one-vs-rest"
+    return [
+        (f"ROC AUC ({over})", format_value(ranking["roc_auc"])),
+        (f"PR AUC ({over})", format_value(ranking["pr_auc"])),
+        ("Brier score", format_value(calibration["brier"])),
+        (f"ECE ({calibration.get('ece_bins', '-')} bins)", format_value(calibration["ece"])),
+    ]
+
+
+def probability_notes(report: dict) -> list[str]:
+    """Why a ranking or calibration figure is missing: a class absent from the data, outputs not probabilities."""
+    ranking, calibration = report.get("ranking") or {}, report.get("calibration") or {}
+    notes = []
+    if ranking.get("reason"):
+        notes.append(f"no ROC or PR AUC: {ranking['reason']}")
+    for name, scores in (ranking.get("per_class") or {}).items():
+        if scores.get("reason"):
+            notes.append(f"class {name}: no ROC or PR AUC ({scores['reason']}); left out of the macro average")
+    if calibration.get("reason"):
+        notes.append(f"no Brier score or ECE: {calibration['reason']}")
+    return notes
 
 
 # --------------------------------------------------------------------------- sweep
