@@ -95,6 +95,8 @@ class TrainingDisplay(Observer):
             f"{info.get('params', 0):,} parameters{frozen}; {info.get('device')}",
             highlight=False,
         )
+        if info.get("class_weight"):
+            self.console.print(class_weight_line(info["class_weight"]), highlight=False, markup=False)
         for warning in info.get("warnings", []):  # the data's (an id-like feature column): training goes on
             self.console.print(f"warning: {warning}", highlight=False, markup=False)
 
@@ -266,3 +268,11 @@ def print_training_figures(console: Console, run, metrics: dict, expectations: l
         )
         console.print(f"learned weights: {learned}", highlight=False)
     print_expectations(console, expectations)
+
+
+def class_weight_line(record: dict, limit: int = 10) -> str:
+    """'class weights (balanced): benign 0.6725, malignant 1.951' from run.json's class_weight record."""
+    weights = list(record.get("weights", {}).items())
+    shown = ", ".join(f"{name} {weight:.4g}" for name, weight in weights[:limit])
+    more = f", ... ({len(weights) - limit} more)" if len(weights) > limit else ""
+    return f"class weights ({record.get('mode')}): {shown}{more}"
