@@ -135,6 +135,8 @@ def test_the_imbalance_warning_names_both_classes_and_suggests_balanced():
     assert imbalance_warning([10], ["alone"]) is None
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_counting_and_weighing_need_no_tensorflow(tmp_path):
     path = write_skewed_csv(tmp_path / "skewed.csv")
     code = (
