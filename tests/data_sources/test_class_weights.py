@@ -16,7 +16,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from dltool.config import config_from_text
 from dltool.data import prepare_data
 from dltool.data.class_weights import ClassWeights, balanced_weights, imbalance_warning, resolve_class_weights
-from dltool.data.streaming import TRAIN, split_codes
+from dltool.data.streaming import TEST, TRAIN, VALIDATION, split_codes
 from dltool.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,3 +156,36 @@ def test_counting_and_weighing_need_no_tensorflow(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("labels", ["text", "numbers"])
+def test_streamed_parquet_counts_its_label_column_in_the_scan(tmp_path, labels):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rng = np.random.default_rng(1)
+    codes = (rng.random(700) < 0.1).astype(np.int64) + (rng.random(700) < 0.05)  # 0, 1 or 2; 2 is rare
+    target = np.array(["low", "mid", "top"])[codes] if labels == "text" else codes * 10
+    path = tmp_path / "skewed.parquet"
+    pq.write_table(pa.table({"x": rng.normal(size=700), "label": target}), path, row_group_size=128)
+    config = config_from_text(f"""
+name: skewed
+seed: 0
+data: {{source: parquet, path: {json.dumps(str(path))}, target: label, stream: true, test: 0.2, validation: 0.1}}
+model: {{input_shape: [1], layers: [{{Dense: {{units: 3, activation: softmax}}}}]}}
+train: {{loss: sparse_categorical_crossentropy, class_weight: balanced}}
+""")
+    data = prepare_data(config)
+    assert data.streamed
+    assert data.preprocessing.class_names == (["low", "mid", "top"] if labels == "text" else ["0", "10", "20"])
+    counts = data.class_counts()
+    # Each split's rows as training reads them (a hash of file name and row puts each row in its split).
+    read = {
+        name: np.concatenate([y for _, y in data.iter_split(code, 256, False)])
+        for name, code in (("train", TRAIN), ("validation", VALIDATION), ("test", TEST))
+    }
+    for name, y in read.items():
+        assert counts[name] == np.bincount(y, minlength=3).tolist(), name
+    assert np.sum([counts[name] for name in read], axis=0).tolist() == np.bincount(codes).tolist()
+    weights = resolve_class_weights(config, data.preprocessing.class_names, counts)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=read["train"])
+    assert list(weights.weights.values()) == expected.tolist()
