@@ -97,7 +97,7 @@ def resolve_class_weights(config, class_names: list[str] | None, counts: dict | 
             shown = ", ".join(names[:SHOWN_CLASSES]) + (", ..." if len(names) > SHOWN_CLASSES else "")
             key = f"train.class_weight.{label}" if re.fullmatch(r"[A-Za-z0-9_-]+", label) else "train.class_weight"
             raise ConfigError(
-                f"unknown class '{label}'{did_you_mean(label, names)}; the run's classes are {shown}", path=key
+                f"unknown class '{label}' (the run's classes: {shown}){did_you_mean(label, names)}", path=key
             )
     return ClassWeights(GIVEN, {name: float(setting.get(name, 1.0)) for name in names})
 

@@ -88,8 +88,8 @@ def test_given_weights_cover_every_class_and_unknown_labels_get_did_you_mean(tmp
     with pytest.raises(ConfigError) as caught:
         resolve_class_weights(skewed_config(path, "{minorty: 4}"), data.preprocessing.class_names, None)
     assert str(caught.value) == (
-        "train.class_weight.minorty: unknown class 'minorty'; did you mean 'minority'?; "
-        "the run's classes are majority, minority"
+        "train.class_weight.minorty: unknown class 'minorty' (the run's classes: majority, minority); "
+        "did you mean 'minority'?"
     )
 
 

@@ -95,7 +95,10 @@ def test_balanced_weights_raise_the_minority_recall_and_are_recorded(tmp_path, s
 def test_an_unknown_label_is_refused_before_a_run_folder_exists(tmp_path, skewed_csv):
     with pytest.raises(ConfigError) as caught:
         train(_config(skewed_csv, "{Minority: 5}"), runs_root=tmp_path / "runs")
-    assert "train.class_weight.Minority: unknown class 'Minority'; did you mean 'minority'?" in str(caught.value)
+    assert (
+        "train.class_weight.Minority: unknown class 'Minority' (the run's classes: majority, minority); "
+        "did you mean 'minority'?"
+    ) in str(caught.value)
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
