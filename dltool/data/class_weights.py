@@ -44,11 +44,15 @@ class ClassWeights:
             return None
         return cls(mode=record["mode"], weights={str(k): float(v) for k, v in record["weights"].items()})
 
-    def describe(self, limit: int = 10) -> str:
-        """'balanced: benign 0.6725, malignant 1.951' (the first ``limit`` classes, then how many more)."""
+    def listing(self, limit: int = 10) -> str:
+        """'benign 0.6725, malignant 1.951': the first ``limit`` classes and their weights, then how many more."""
         shown = [f"{name} {weight:.4g}" for name, weight in list(self.weights.items())[:limit]]
         more = len(self.weights) - limit
-        return f"{self.mode}: " + ", ".join(shown) + (f", ... ({more} more)" if more > 0 else "")
+        return ", ".join(shown) + (f", ... ({more} more)" if more > 0 else "")
+
+    def describe(self) -> str:
+        """'balanced: benign 0.6725, malignant 1.951', for the run log."""
+        return f"{self.mode}: {self.listing()}"
 
 
 def count_classes(labels: np.ndarray, classes: int) -> list[int]:

@@ -270,9 +270,8 @@ def print_training_figures(console: Console, run, metrics: dict, expectations: l
     print_expectations(console, expectations)
 
 
-def class_weight_line(record: dict, limit: int = 10) -> str:
+def class_weight_line(record: dict) -> str:
     """'class weights (balanced): benign 0.6725, malignant 1.951' from run.json's class_weight record."""
-    weights = list(record.get("weights", {}).items())
-    shown = ", ".join(f"{name} {weight:.4g}" for name, weight in weights[:limit])
-    more = f", ... ({len(weights) - limit} more)" if len(weights) > limit else ""
-    return f"class weights ({record.get('mode')}): {shown}{more}"
+    from ...data.class_weights import ClassWeights
+
+    return f"class weights ({record['mode']}): {ClassWeights.from_record(record).listing()}"
