@@ -38,7 +38,7 @@ def validate(
         import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
         from ..commands.train import check
 
-        summary, sizes, shape, warnings = check(experiment)
+        summary, sizes, shape, warnings, classes = check(experiment)
     say(summary)
     for warning in warnings:
         err.print(f"warning: {warning}", highlight=False, markup=False)
@@ -46,7 +46,26 @@ def validate(
     say(
         f"data: {sizes['train']} train, validation {val}, {sizes['test']} test ({sizes['test_split']}); samples {shape}"
     )
+    for line in class_count_lines(classes, sizes["validation_is_test"]):
+        say(line)
     say(f"{config}: config, data and model are valid")
+
+
+def class_count_lines(classes: dict | None, validation_is_test: bool, limit: int = 20) -> list[str]:
+    """validate's class counts: a header naming the splits, then one line per class (the first ``limit``)."""
+    if not classes:
+        return []
+    splits = (
+        ["train", "test"] if validation_is_test or classes["validation"] is None else ["train", "validation", "test"]
+    )
+    header = " / ".join(splits) + (" (validation: the test split)" if validation_is_test else "")
+    width = max(len(name) for name in classes["names"][:limit])
+    lines = [f"classes: samples per split ({header})"]
+    for index, name in enumerate(classes["names"][:limit]):
+        lines.append(f"  {name:<{width}}  " + " / ".join(str(classes[split][index]) for split in splits))
+    if len(classes["names"]) > limit:
+        lines.append(f"  ... and {len(classes['names']) - limit} more classes")
+    return lines
 
 
 def schema() -> None:

@@ -27,6 +27,7 @@ def resume(
     """
     from ..config import config_from_text
     from ..data import prepare_data
+    from ..data.class_weights import ClassWeights
     from ..keras_io import load_model_safely
 
     if observer is None:
@@ -48,6 +49,7 @@ def resume(
     # A new but reproducible shuffle order.
     fresh_session(config.seed + state["epoch"], config.train.deterministic, config.train.precision)
     data = prepare_data(config)
+    data.class_weight = ClassWeights.from_record(info.get("class_weight"))  # as recorded, not counted again
     if data.fingerprint != info.get("data_fingerprint"):
         raise RunStateError(
             f"the data of run {run.id} has changed since it started (fingerprint "

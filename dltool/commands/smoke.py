@@ -226,6 +226,10 @@ def smoke_overrides(epochs: int, expect: bool, config=None) -> list[str]:
     return changes + ([] if expect else ["expect={}"])
 
 
+STAND_IN_CLASS_WEIGHTS = (
+    "train.class_weight's labels name the real data's classes, which the stand-in data does not have: weighed "
+    "balanced instead"
+)
 UNTRAINED_BACKBONE = (
     "{application}'s imagenet weights swapped for weights: none (the same architecture, untrained), so the smoke "
     "run needs no weights file and no download"
@@ -298,7 +302,10 @@ def _smoke_one(
             return result
         result.stage = "data"
         if fake_data:
-            overrides = write_stand_in(config, stand_ins, samples, seed=config.seed)
+            overrides = list(write_stand_in(config, stand_ins, samples, seed=config.seed))
+            if isinstance(config.train.class_weight, dict):  # its labels name the real data's classes
+                overrides.append("train.class_weight=balanced")
+                result.notes.append(STAND_IN_CLASS_WEIGHTS)
         else:
             reason = missing_data(config) or (
                 f"data.stream reads all of {config.data.path} every epoch; use --fake-data"

@@ -45,6 +45,7 @@ def prepare(
     (default one alone). ``clock`` (if given) gets the seconds of its ``data`` and ``model`` phases.
     """
     from ..data import prepare_data
+    from ..data.class_weights import resolve_class_weights
 
     clock = PhaseClock() if clock is None else clock
     fresh_session(config.seed, config.train.deterministic, config.train.precision)
@@ -52,6 +53,10 @@ def prepare(
         check_precision(config)
         with clock.phase("data"):
             data = prepare_data(config, samples=samples)
+            # From the whole training split, before a process keeps its share or batches are evened out.
+            data.class_weight = resolve_class_weights(
+                config, data.preprocessing.class_names, data.class_counts() if config.train.class_weight else None
+            )
             if data.tensorflow_reason:  # now rather than at the first epoch: the run log says why, from its first line
                 import_tensorflow(data.tensorflow_reason)
         devices = device_count(config.train.devices)
@@ -130,6 +135,7 @@ def _open_run_files(
         **({"processes": group.size} if group.size > 1 else {}),
         **({"parent": parent.id} if parent is not None else {}),
         **({"warnings": list(data.warnings)} if data.warnings else {}),
+        **({"class_weight": data.class_weight.record()} if data.class_weight else {}),
     )
     observer.on_run_created(run)
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
@@ -140,6 +146,8 @@ def _open_run_files(
             f"{n} {split} sample(s)" for split, n in data.left_out.items()
         )
     start = f"; weights from run {parent.id}" if parent is not None else ""
+    if data.class_weight:
+        start += f"; class weights {data.class_weight.describe()}"
     start += tensorflow_note(config.backend)
     if precision:
         start += f"; precision auto: {precision['policy']} ({precision['reason']})"
@@ -248,14 +256,25 @@ def train(
     return train_or_follow(run, config, data, model, observer=observer, group=group, clock=clock)
 
 
-def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str]]:
+def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str], dict | None]:
     """`dltool validate`: load the data and build the model, train nothing.
 
     Returns (the model summary, the split sizes, the sample shape, warnings about the data such as an
-    id-like feature column).
+    id-like feature column or imbalanced classes, the class counts). The class counts, for a classification
+    config, are ``{"names": [...], "train": [...], "validation": [...] or None, "test": [...]}``, counted as the
+    data was loaded (in memory, from an image folder's paths, or in the scan of a streamed table); else None.
     """
+    from ..data.class_weights import imbalance_warning
     from ..training.model import summary_text
 
     config, _ = resolve_precision(pin_backbone(on_running_backend(resolve_paths(config))))
     data, model = prepare(config)
-    return summary_text(model), data.sizes(), data.preprocessing.input_shape, list(data.warnings)
+    warnings = list(data.warnings)
+    counts = data.class_counts()
+    classes = None
+    if counts is not None:
+        classes = {"names": list(data.preprocessing.class_names or []), **counts}
+        imbalanced = imbalance_warning(counts["train"], classes["names"])
+        if imbalanced and config.train.class_weight is None:
+            warnings.append(imbalanced)
+    return summary_text(model), data.sizes(), data.preprocessing.input_shape, warnings, classes

@@ -174,6 +174,18 @@ def check_keras_names(config: ExperimentConfig) -> None:
             raise ConfigError(
                 f"unknown metric '{metric}'" + did_you_mean(metric, catalog["metrics"]), path=f"train.metrics[{index}]"
             )
+    check_class_weight(config)
+
+
+def check_class_weight(config: ExperimentConfig) -> None:
+    """Class weights weigh samples by their class label: a regression loss has none. (Labels are checked against
+    the run's classes once the data is loaded: :mod:`dltool.data.class_weights`.)"""
+    if config.train.class_weight is not None and not config.is_classifier:
+        raise ConfigError(
+            f"class weights apply to classification losses only, received loss '{config.train.loss}' (regression); "
+            "remove train.class_weight, or use a classification loss such as sparse_categorical_crossentropy",
+            path="train.class_weight",
+        )
     check_monitors(config)
 
 

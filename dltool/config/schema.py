@@ -8,6 +8,7 @@ are declared with ``json_schema_input_type`` so the JSON Schema accepts them too
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -252,6 +253,45 @@ class FineTune(Strict):
         return value
 
 
+def _label_text(key: Any) -> str:
+    """A class label as the run names its classes: 3 and 3.0 are "3", a string stays as written."""
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    return str(key)
+
+
+def _class_weight_value(value: Any):
+    """``balanced``, null, or {label: weight > 0}; labels become text ("3"), as the run's class names are."""
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, str):
+        raise PydanticCustomError("dltool", f"expected balanced or a mapping {{label: weight}}, received '{value}'")
+    if not isinstance(value, dict) or not value:
+        raise PydanticCustomError("dltool", "expected balanced or a mapping {label: weight} such as {malignant: 3.0}")
+    weights: dict[str, float] = {}
+    for key, weight in value.items():
+        if isinstance(key, bool) or key is None:
+            raise PydanticCustomError("dltool", f"expected class labels as keys, received {key!r}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise PydanticCustomError(
+                "dltool", f"label '{_label_text(key)}': expected a weight > 0, received {weight!r}"
+            )
+        label = _label_text(key)
+        if label in weights:
+            raise PydanticCustomError("dltool", f"label '{label}' is given twice")
+        weights[label] = float(weight)
+    return weights
+
+
+ClassWeight = Annotated[
+    Literal["balanced"] | dict[str, Annotated[float, Field(gt=0)]] | None,
+    BeforeValidator(
+        _class_weight_value,
+        json_schema_input_type=Union[Literal["balanced"], dict[str, Annotated[float, Field(gt=0)]], None],
+    ),
+]
+
+
 def device_count(devices) -> int:
     """How many devices ``train.devices`` asks for: 1 for auto, cpu and gpu; N; or the list's length."""
     if isinstance(devices, list):
@@ -290,6 +330,12 @@ class TrainConfig(Strict):
     )
     jit_compile: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
         "auto", description="XLA compilation: auto, true or false."
+    )
+    class_weight: ClassWeight = Field(
+        None,
+        description="Classification: weigh each training sample's loss by its class. balanced: n_samples / "
+        "(n_classes * count of the class) over the training split, as scikit-learn's compute_class_weight; or "
+        "{label: weight} by the run's class names (classes not named weigh 1); null: every sample weighs 1.",
     )
     callbacks: Callbacks = Field(default_factory=Callbacks)
     tensorboard: bool = Field(True, description="Write TensorBoard logs to the run's tensorboard/ folder.")

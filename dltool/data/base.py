@@ -31,6 +31,7 @@ class TrainingData(ABC):
     streamed = False  # True: the splits are read from disk batch by batch, each epoch
     tensorflow_reason: str | None = None  # why these data need TensorFlow (tf.data) on a JAX or torch run
     failure = None  # a DltoolError that stopped a pass over a streamed split (TensorFlow reports it wrapped)
+    class_weight = None  # the run's ClassWeights (see .class_weights), set once the classes are known; fit uses it
     preprocessing: Preprocessing
     fingerprint: str
     test_source: str
@@ -49,6 +50,11 @@ class TrainingData(ABC):
     @abstractmethod
     def target_width(self) -> int:
         """Values per target: 1 for class labels, k for (n, k) regression targets."""
+
+    def class_counts(self) -> dict | None:
+        """Samples per class index in each split: ``{"train": [...], "validation": [...] or None, "test": [...]}``
+        (validation: the test split's counts where it is the test split). None for regression targets."""
+        return None
 
     @abstractmethod
     def sizes(self) -> dict:

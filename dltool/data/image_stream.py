@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import ConfigError, DataError, DltoolError
+from .class_weights import count_classes
 from .image_cache import DiskCache, MemoryCache, NoCache, cache_root, listing_fingerprint
 from .images import (
     SKIP_HINT,
@@ -122,6 +123,11 @@ class StreamedImages(StreamedSplits):
         for code, rows in self._rows.items():
             self._split_of[rows] = code
         self._labels = _labels(listing, config.is_classifier)
+        if config.is_classifier:  # from the paths: a file's class is its folder
+            classes = len(preprocessing.class_names or [])
+            self.split_class_counts = {
+                code: count_classes(self._labels[rows], classes) for code, rows in self._rows.items()
+            }
         self._lock = threading.Lock()
         self._unreadable: dict[int, str] = {}  # row: why it cannot be read (on_bad_file: skip)
         self._noted = (0, cache.state)  # what take_notes last said: unreadable files, cache state

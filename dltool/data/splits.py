@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .base import TrainingData, shard_for_process
+from .class_weights import count_classes
 from .labels import encode_labels, regression_targets
 from .preprocessing import Preprocessing
 from .sources import RawData, SplitRows, load_source, preprocessing_kind, should_stream, streamer
@@ -52,6 +53,16 @@ class ArrayData(TrainingData):
     @property
     def target_width(self) -> int:
         return 1 if self.y_train.ndim == 1 else int(self.y_train.shape[1])
+
+    def class_counts(self) -> dict | None:
+        if self.preprocessing.task != "classification":
+            return None
+        classes = len(self.preprocessing.class_names or [])
+        return {
+            "train": count_classes(self.y_train, classes),
+            "validation": None if self.y_val is None else count_classes(self.y_val, classes),
+            "test": count_classes(self.y_test, classes),
+        }
 
     def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
         inputs = {"x": self.x_train, "y": targets(self.y_train), "batch_size": batch_size, "shuffle": shuffle}

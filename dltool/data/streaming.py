@@ -95,6 +95,7 @@ class StreamedSplits(TrainingData):
         self.seed = config.data.split_seed if config.data.split_seed is not None else config.seed
         self._epoch = 0  # the training epoch being read, from 0 (see start_epoch): its shuffle is seeded with it
         self._share: tuple[int, int, int] | None = None  # (processes, this process, multiple): see _share_batches
+        self.split_class_counts: dict[int, list[int]] | None = None  # {split code: samples per class}, classification
 
     @abstractmethod
     def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
@@ -124,6 +125,13 @@ class StreamedSplits(TrainingData):
             "test_split": self.test_source,
             "streamed": True,
         }
+
+    def class_counts(self) -> dict | None:
+        counts = self.split_class_counts
+        if counts is None:
+            return None
+        validation = counts[TEST] if self.validation_is_test else (counts[VALIDATION] if self.validation else None)
+        return {"train": counts[TRAIN], "validation": validation, "test": counts[TEST]}
 
     def even_out(self, devices: int, *, test: bool = True) -> dict[str, int]:
         # The test split is evaluated on one device: only training and validation batches are evened out.
@@ -321,6 +329,7 @@ def prepare_streamed(config) -> StreamedTable:
     total = np.zeros(len(features))
     squares = np.zeros(len(features))
     labels: set = set()
+    label_counts: dict[int, list] = {code: [] for code in counts}  # per split: (distinct targets, their counts)
     digest = hashlib.sha256()
     warnings: list[str] = []
     first = True
@@ -338,6 +347,7 @@ def prepare_streamed(config) -> StreamedTable:
         squares += np.square(train_x, dtype=np.float64).sum(axis=0)
         if config.is_classifier:
             labels.update(reader.label_values(y))
+            _count_labels(label_counts, y, codes)
         elif len(y):
             reader.regression_values(y)  # refuse non-numeric targets now, not mid-epoch
     if counts[TRAIN] == 0 or counts[TEST] == 0:
@@ -359,4 +369,29 @@ def prepare_streamed(config) -> StreamedTable:
         std = np.sqrt(np.maximum(squares / counts[TRAIN] - mean**2, 0.0))
         std[std == 0] = 1.0
         state.mean, state.std = mean.tolist(), std.tolist()
-    return StreamedTable(config, reader, counts, state, digest.hexdigest()[:16], test_fraction, warnings)
+    table = StreamedTable(config, reader, counts, state, digest.hexdigest()[:16], test_fraction, warnings)
+    if config.is_classifier:
+        table.split_class_counts = {
+            code: _class_counts(reader, parts, class_names) for code, parts in label_counts.items()
+        }
+    return table
+
+
+def _count_labels(label_counts: dict[int, list], y: np.ndarray, codes: np.ndarray) -> None:
+    """Add a chunk's targets, as the reader holds them, to each split's counts (one sort per chunk)."""
+    if not len(y):
+        return
+    values, inverse = np.unique(y, return_inverse=True)
+    for code, parts in label_counts.items():
+        here = np.bincount(inverse.ravel()[codes == code], minlength=len(values))
+        parts.append((values[here > 0], here[here > 0]))
+
+
+def _class_counts(reader, parts: list, class_names: list[str]) -> list[int]:
+    """One split's samples per class index, from its chunks' (distinct targets, counts)."""
+    parts = [(values, n) for values, n in parts if len(values)]
+    if not parts:
+        return [0] * len(class_names)
+    indices = reader.class_indices(np.concatenate([values for values, _ in parts]), class_names)
+    totals = np.bincount(indices, weights=np.concatenate([n for _, n in parts]), minlength=len(class_names))
+    return [int(round(n)) for n in totals]

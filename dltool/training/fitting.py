@@ -86,6 +86,7 @@ def check_outputs_fit_targets(model, config: ExperimentConfig, data: TrainingDat
                 f"set units: {classes}" + (extra if units > classes else ""),
                 path=last,
             )
+        check_class_weight_fits(model, config)
     else:
         targets = data.target_width
         if units != targets:
@@ -94,6 +95,22 @@ def check_outputs_fit_targets(model, config: ExperimentConfig, data: TrainingDat
                 f"value(s); set units: {targets}",
                 path=last,
             )
+
+
+def check_class_weight_fits(model, config: ExperimentConfig) -> None:
+    """Keras weighs a sample by one class label per sample: it breaks on sequence outputs (a label per time step,
+    keras#16674, #20701), so class weights need outputs of shape (batch, classes)."""
+    shape = model.output_shape
+    if config.train.class_weight is None or (isinstance(shape, tuple) and len(shape) == 2):
+        return
+    per_sample = list(shape[1:]) if isinstance(shape, tuple) else shape
+    raise ConfigError(
+        f"class weights need one prediction per sample, and the model outputs {per_sample} per sample (a sequence?); "
+        "Keras cannot weigh labels per time step or per output (keras#16674); end model.layers with one vector per "
+        "sample (e.g. return_sequences: false on the last recurrent layer, or GlobalAveragePooling1D), or remove "
+        "train.class_weight",
+        path="train.class_weight",
+    )
 
 
 def _make_callbacks(
@@ -195,6 +212,7 @@ def fit(
         with cancelled_when(should_stop) if should_stop is not None else contextlib.nullcontext():
             model.fit(
                 **inputs,
+                class_weight=data.class_weight.by_index() if data.class_weight else None,
                 epochs=epochs,
                 initial_epoch=initial_epoch,
                 callbacks=callbacks,

@@ -232,3 +232,41 @@ def test_runs_show_names_the_data_streamed_and_its_cache(runs_root):
         "data: 24 train, 6 validation, 10 test (fraction 0.25 of each class (seed 5), streamed); "
         "streamed from disk each epoch; disk cache reused: /cache/0123456789abcdef; 2 unreadable file(s) left out"
     )
+
+
+@pytest.mark.slow
+def test_validate_prints_class_counts_per_split_and_warns_of_imbalance(tmp_path):
+    path = tmp_path / "skewed.csv"
+    rows = ["majority"] * 380 + ["minority"] * 12 + ["rare"] * 8
+    path.write_text("x,y,label\n" + "".join(f"{i % 7},{i % 5},{label}\n" for i, label in enumerate(rows)))
+    config = tmp_path / "skewed.yaml"
+    config.write_text(
+        f"name: skewed\ndata: {{source: csv, path: {path}, target: label, features: [x], test: 0.25, validation: 0.2}}\n"
+        "model: {input_shape: [1], layers: [{Dense: {units: 3, activation: softmax}}]}\n"
+        "train: {loss: sparse_categorical_crossentropy}\n"
+    )
+    from dltool.config import load_config
+    from dltool.data import prepare_data
+
+    counts = prepare_data(load_config(config)).class_counts()  # the splits validate counts, drawn with the seed
+    code, text = _output("validate", str(config))
+    assert code == 0
+    small, large = counts["train"][2], counts["train"][0]
+    assert (
+        f"warning: the training split is imbalanced: class 'rare' has {small} sample(s), "
+        f"{100 * small / large:.1f} % of the {large} of class 'majority'; a model can score well by rarely "
+        "predicting it. Consider train.class_weight: balanced\n"
+    ) in text
+    table = "classes: samples per split (train / validation / test)\n" + "".join(
+        f"  {name:<8}  {counts['train'][i]} / {counts['validation'][i]} / {counts['test'][i]}\n"
+        for i, name in enumerate(["majority", "minority", "rare"])
+    )
+    assert table in text
+    assert sum(map(sum, counts.values())) == 400
+    # With class weights set, the counts stay and the suggestion goes.
+    code, text = _output("validate", str(config), "--set", "train.class_weight=balanced")
+    assert code == 0 and table in text and "imbalanced" not in text
+    # A regression config has no classes to count.
+    regression = ["--set", "train.loss=mse", "--set", "model.layers[0].Dense={units: 1}", "--set", "data.target=y"]
+    code, text = _output("validate", str(config), *regression)
+    assert code == 0 and "config, data and model are valid" in text and "classes:" not in text

@@ -148,3 +148,21 @@ def test_the_figures_show_once_the_run_is_tested_and_the_result_line_does_not_re
     assert after.startswith(f"run {run.id} COMPLETED") and "iris: 2 epochs" not in after
     print_training_result(console, run)  # a display that showed nothing: the table comes here
     assert console.file.getvalue().count("iris: 2 epochs") == 2
+
+
+def test_the_first_lines_of_a_run_name_its_class_weights():
+    from types import SimpleNamespace
+
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    info = {
+        "data": {"train": 900, "validation": None, "test": 300},
+        "params": 2,
+        "device": "CPU (2 cores)",
+        "class_weight": {"mode": "balanced", "weights": {f"c{i}": 1 + i / 3 for i in range(12)}},
+    }
+    TrainingDisplay(console, plain=True).on_run_created(SimpleNamespace(id="RUN", info=info))
+    assert console.file.getvalue() == (
+        "run RUN: 900 train, validation none, 300 test; 2 parameters; CPU (2 cores)\n"
+        "class weights (balanced): c0 1, c1 1.333, c2 1.667, c3 2, c4 2.333, c5 2.667, c6 3, c7 3.333, c8 3.667, "
+        "c9 4, ... (2 more)\n"
+    )

@@ -358,3 +358,22 @@ def test_smoke_finds_a_backbone_run_in_the_runs_folder_and_skips_a_config_whose_
         f"model.layers[0].Backbone.run: no run matches 'nobody' in {tmp_path.resolve() / 'runs'} (by id prefix or "
         "name); `dltool runs` lists them; the backbone is that run's layers: train it first, or name its folder"
     )
+
+
+@pytest.mark.slow
+def test_smoke_with_fake_data_weighs_a_class_weight_mapping_balanced_and_says_so(tmp_path, monkeypatch):
+    from dltool.runs import Run
+
+    weighted = IMAGES_CONFIG.replace("epochs: 1}", "epochs: 1, class_weight: {cats: 2.0}}")
+    _folder(tmp_path, weighted=weighted)
+    monkeypatch.chdir(tmp_path)
+    args = ["smoke", "configs", "--fake-data", "--samples", "32", "--json", "--keep-runs", "--runs-dir", "runs"]
+    result = runner.invoke(app, args, env=WIDE)
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.output)["configs"]
+    assert report["status"] == "passed", report["message"]
+    assert report["notes"] == [
+        "train.class_weight's labels name the real data's classes, which the stand-in data does not have: weighed "
+        "balanced instead"
+    ]
+    assert Run(Path(report["run"])).info["class_weight"]["mode"] == "balanced"

@@ -780,3 +780,59 @@ def test_a_learning_rate_monitor_needs_a_mode(tmp_path):
         f"{path}:20: train.callbacks.checkpoint.mode: cannot tell whether 'learning_rate' improves going up or "
         "down; set mode: max or mode: min"
     )
+
+
+# --------------------------------------------------------------------------- train.class_weight (issue 25)
+CLASSIFIER = """\
+name: weighted
+data: {source: sklearn, name: breast_cancer}
+model: {input_shape: [30], layers: [{Dense: {units: 2, activation: softmax}}]}
+train:
+  loss: sparse_categorical_crossentropy
+  class_weight: %s
+"""
+
+
+def test_class_weight_defaults_to_none_and_takes_balanced_or_a_mapping():
+    assert config_from_text(CLASSIFIER.replace("  class_weight: %s\n", "")).train.class_weight is None
+    assert config_from_text(CLASSIFIER % "balanced").train.class_weight == "balanced"
+    # Labels as the run names its classes: 3 and 3.0 are "3".
+    weights = config_from_text(CLASSIFIER % "{malignant: 3, 3: 0.5, 4.0: 2}").train.class_weight
+    assert weights == {"malignant": 3.0, "3": 0.5, "4": 2.0}
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("balance", "c.yaml:6: train.class_weight: expected balanced or a mapping {label: weight}, received 'balance'"),
+        ("{malignant: 0}", "c.yaml:6: train.class_weight: label 'malignant': expected a weight > 0, received 0"),
+        ("{malignant: -1.5}", "label 'malignant': expected a weight > 0, received -1.5"),
+        ("{malignant: heavy}", "label 'malignant': expected a weight > 0, received 'heavy'"),
+        ("{malignant: .inf}", "label 'malignant': expected a weight > 0, received inf"),
+        ("{}", "expected balanced or a mapping {label: weight} such as {malignant: 3.0}"),
+        ("[1, 2]", "expected balanced or a mapping {label: weight} such as {malignant: 3.0}"),
+    ],
+)
+def test_a_bad_class_weight_is_named(value, message):
+    with pytest.raises(ConfigError) as caught:
+        config_from_text(CLASSIFIER % value, source="c.yaml")
+    assert message in str(caught.value)
+
+
+def test_class_weight_on_a_regression_loss_is_a_config_error_naming_the_key():
+    text = (CLASSIFIER % "balanced").replace("sparse_categorical_crossentropy", "mse")
+    with pytest.raises(ConfigError) as caught:
+        config_from_text(text, source="c.yaml")
+    assert str(caught.value) == (
+        "c.yaml:6: train.class_weight: class weights apply to classification losses only, received loss 'mse' "
+        "(regression); remove train.class_weight, or use a classification loss such as sparse_categorical_crossentropy"
+    )
+
+
+def test_class_weight_in_the_json_schema():
+    prop = json_schema()["$defs"]["TrainConfig"]["properties"]["class_weight"]
+    kinds = prop["anyOf"]
+    assert {"const": "balanced", "type": "string"} in kinds or {"enum": ["balanced"], "type": "string"} in kinds
+    mapping = next(kind for kind in kinds if kind.get("type") == "object")
+    assert mapping["additionalProperties"]["exclusiveMinimum"] == 0
+    assert prop["default"] is None

@@ -11,7 +11,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .training import expectations_cell, file_size, format_value, metrics_table, print_expectations, status_markup
+from .training import (
+    class_weight_line,
+    expectations_cell,
+    file_size,
+    format_value,
+    metrics_table,
+    print_expectations,
+    status_markup,
+)
 
 
 def runs_table(rows: list[dict], title: str) -> Table:
@@ -103,6 +111,8 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(f"reason: {shown['error']}", highlight=False)
     if shown.get("data"):
         console.print(data_line(shown["data"]), highlight=False, markup=False)
+    if shown.get("class_weight"):
+        console.print(class_weight_line(shown["class_weight"]), highlight=False, markup=False)
     for line in parameter_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))

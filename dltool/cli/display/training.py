@@ -95,6 +95,8 @@ class TrainingDisplay(Observer):
             f"{info.get('params', 0):,} parameters{frozen}; {info.get('device')}",
             highlight=False,
         )
+        if info.get("class_weight"):
+            self.console.print(class_weight_line(info["class_weight"]), highlight=False, markup=False)
         for warning in info.get("warnings", []):  # the data's (an id-like feature column): training goes on
             self.console.print(f"warning: {warning}", highlight=False, markup=False)
 
@@ -266,3 +268,10 @@ def print_training_figures(console: Console, run, metrics: dict, expectations: l
         )
         console.print(f"learned weights: {learned}", highlight=False)
     print_expectations(console, expectations)
+
+
+def class_weight_line(record: dict) -> str:
+    """'class weights (balanced): benign 0.6725, malignant 1.951' from run.json's class_weight record."""
+    from ...data.class_weights import ClassWeights
+
+    return f"class weights ({record['mode']}): {ClassWeights.from_record(record).listing()}"
