@@ -160,6 +160,22 @@ def place_processes(servers: list[int]) -> str:
     return f"clients pinned to core {client_core[0]}, servers to cores {server_cores[0]}-{server_cores[-1]} (taskset)"
 
 
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (/proc/stat's first line: user ... steal), or None off Linux."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def steal_share(before: list[int] | None, after: list[int] | None) -> str:
+    """The share of CPU time the hypervisor gave to other machines between two readings (a VM's "steal")."""
+    if before is None or after is None:
+        return "CPU steal unknown"
+    spent = [b - a for a, b in zip(before, after)]
+    return f"CPU steal {100 * spent[7] / max(1, sum(spent)):.1f} %"
+
+
 def versions() -> str:
     """The packages that decide a server's speed, as installed."""
     names = ("tensorflow", "keras", "uvicorn", "httptools", "uvloop", "orjson", "starlette", "numpy")
@@ -228,16 +244,17 @@ def main() -> None:
             process, url, name = start_server(run, options, server_env)
             servers[mode] = {"process": process, "request": request_bytes(url, name, sample)}
         placement = place_processes([s["process"].pid for s in servers.values()])
-        load_before = os.getloadavg()
+        load_before, times_before = os.getloadavg(), cpu_times()
         cells = measure(servers, sample, args.repeats, args.seconds)
-        load_after = os.getloadavg()
+        load_after, times_after = os.getloadavg(), cpu_times()
     finally:
         for server in servers.values():
             server["process"].terminate()
             server["process"].wait(30)
     environment = {
         "placement": placement,
-        "load": f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after",
+        "load": f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
+        + steal_share(times_before, times_after),
         "versions": versions(),
         "server_env": " ".join(args.server_env) or "none",
     }
@@ -251,19 +268,26 @@ one with dynamic batching (`--max-batch 64 --batch-wait-ms 5`) and one calling t
 (`--max-batch 1`), measured in alternation, each cell several times. One raw sample per `:predict` request;
 closed-loop keep-alive clients on loopback in the same machine. Requests/s and latencies are the median over the
 rounds with the min-max in brackets; the batching ratio is taken per round (the two modes measured back to back)
-and given as median [min-max]. Each model's section says where the clients ran, the load average, and the
-packages that decide the speed. Rerun a model to replace its section; its earlier runs stay summarized.
+and given as median [min-max]. Each model's section says where the clients ran, the load average (the
+benchmark's own client and servers make about 1.5 of it on 2 cores), the CPU time the hypervisor gave to other
+machines (steal), and the packages that decide the speed. Rerun a model to replace its section; its earlier runs
+stay summarized.
 
-Where the time goes (py-spy on the server, digits MLP, 32 clients, batching; 2 cores shared with the clients):
-the event loop, one Python thread, is busy all the time and is what limits requests/s once batching has merged
-the model calls. About half of its time is uvicorn and uvloop (HTTP parsing, the per-request task, writing the
-response), the rest dltool's per-request work: JSON (orjson), the array and its type check, the run's
-preprocessing, the batcher, metrics. The model thread is busy about a third of the time. Without batching the
-model call itself is the limit: about 0.45 ms per call of one sample for the digits MLP in Keras's
-`predict_on_batch` (0.25 ms of it TensorFlow's own function call), about 1.4 ms for the MNIST CNN, so 1,000 to
-1,300 and 650 to 750 requests/s at most. The batching ratio is therefore the event loop's requests/s over the
-model's calls/s: it grows with the model's cost per call and with spare cores, and shrinks when anything makes
-single calls cheaper.
+**Where the time goes** (py-spy on the server, digits MLP, 32 clients, batching, 2 cores shared with the
+clients). The event loop, one Python thread, is busy in about 70 % of the samples and is what limits requests/s
+once batching has merged the model calls; the model's thread in about 40 %. Half of the event loop's time is
+uvicorn and uvloop (reading and parsing HTTP, a task per request, writing the response), the rest is dltool's
+work per request: the JSON (orjson), the array and its type check, the run's preprocessing, the batcher, the
+metrics. Without batching the model call is the limit instead: Keras's `predict_on_batch` takes about 0.5 ms for
+one digits sample (0.6 ms for 64) and 0.8 ms for one MNIST image (2.1 ms for 32, 3.3 ms for 64) on this machine,
+so one call per request tops out near 1,000-1,300 and 600-750 requests/s. The batching ratio is the event loop's
+requests/s over those single calls/s: it grows with the model's cost per call and with spare cores, and shrinks
+with anything that makes a single call cheaper.
+
+**The spread.** This machine is a virtual machine with 2 cores: the hypervisor's steal reached 17 % while these
+figures were taken, and absolute figures changed by 2x between runs minutes apart (the MNIST CNN's lone client,
+687 then 325 requests/s). The ratios move less, the two modes being measured back to back, but a single 2 s cell
+still ranges widely: read the medians and the brackets, not one number.
 """
 
 
@@ -283,16 +307,20 @@ def write_results(path: Path, cells: dict, args, model: str, environment: dict) 
     ratios = {c: [b[0] / s[0] for b, s in zip(cells[(BATCHING, c)], cells[(SINGLE, c)])] for c in CLIENTS}
     ratio_text = ", ".join(f"{c} client{'s' if c > 1 else ''} {_cell(ratios[c], '.1f')}x" for c in CLIENTS)
     summary = f"- {day}: {ratio_text}; {environment['load']}; server env: {environment['server_env']}"
+    if args.server_env:
+        model += f", servers with {' '.join(args.server_env)}"
     title = f"## {model}"
     old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    earlier = []
+    others, earlier = [], []
     for part in old.split("\n## ")[1:]:
-        if part.startswith(model.split(" (")[0]):
+        if f"## {part.splitlines()[0]}" == title:
             earlier = [line for line in part.splitlines() if line.startswith("- 20")]
+        else:
+            others.append(f"## {part}")
     lines = [
         title,
         "",
-        f"{day}; {args.repeats} rounds of {args.seconds:g} s per cell, after a 0.3 s warm-up. Machine: "
+        f"{day}; {args.repeats} round{'s' if args.repeats > 1 else ''} of {args.seconds:g} s per cell, after a 0.3 s warm-up. Machine: "
         f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
         f"{environment['placement']}; {environment['load']}. Server environment: {environment['server_env']}. "
         f"{environment['versions']}.",
@@ -309,8 +337,7 @@ def write_results(path: Path, cells: dict, args, model: str, environment: dict) 
         *earlier[: KEPT_RUNS - 1],
         "",
     ]
-    sections = [f"## {part}" for part in old.split("\n## ")[1:] if not part.startswith(model.split(" (")[0])]
-    sections.append("\n".join(lines))
+    sections = [*others, "\n".join(lines)]
     text = HEADER + "\n" + "\n".join(s.rstrip() + "\n" for s in sections)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")

@@ -66,7 +66,8 @@ class Preprocessing:
         return x
 
     def _scaled(self, x: np.ndarray) -> np.ndarray:
-        x = np.array(x, dtype=np.float32, order="C")  # always a copy: the operations below work in place
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which preprocess() refuses by row
+            x = np.array(x, dtype=np.float32, order="C")  # always a copy: the operations below work in place
         if self.scale is not None:
             x /= np.float32(self.scale)
         return x
