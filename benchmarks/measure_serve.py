@@ -11,7 +11,7 @@ The clients are closed-loop keep-alive HTTP/1.1 connections driven from this pro
 machine has more than 2 cores, the clients run on a core of their own (sched_setaffinity, as `taskset` does) and
 the servers on the rest; on 2 cores they share them, and the results say so.
 
-    python benchmarks/measure_serve.py [--run RUN | --config CONFIG [--set K=V ...]] [--repeats 5] [--seconds 2]
+    python benchmarks/measure_serve.py [--run RUN | --config CONFIG [--set K=V ...]] [--repeats 6] [--seconds 2]
                                        [--server-env K=V ...]
 
 Each model gets its own section in --out (default benchmarks/RESULTS-serve.md), replaced when measured again;
@@ -43,6 +43,7 @@ MODES = {
 }
 CLIENTS = (1, 8, 32)
 KEPT_RUNS = 6  # earlier runs summarized in a model's section
+SETTLE_S = 0.5  # idle seconds before each cell
 
 
 def train_run(root: Path, config: str, overrides: list[str]) -> str:
@@ -207,6 +208,7 @@ def measure(servers: dict, sample: list, repeats: int, seconds: float) -> dict:
         for clients in CLIENTS:
             for mode in order:
                 host, port, request = servers[mode]["request"]
+                time.sleep(SETTLE_S)  # the previous cell's server goes idle (TensorFlow's threads stop spinning)
                 run_client(drive(host, port, request, clients, 0.3))  # warm-up: connections, the model's batch sizes
                 latencies = np.array(run_client(drive(host, port, request, clients, seconds)))
                 cell = (
@@ -224,7 +226,9 @@ def main() -> None:
     parser.add_argument("--run", help="a run to serve (default: train --config)")
     parser.add_argument("--config", default=str(REPO / "configs/digits_mlp.yaml"), help="the config to train")
     parser.add_argument("--set", action="append", default=[], help="an override for the training, as dltool train")
-    parser.add_argument("--repeats", type=int, default=5, help="measurements per cell (rounds)")
+    parser.add_argument(
+        "--repeats", type=int, default=6, help="measurements per cell (rounds; even, so each mode goes first as often)"
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per cell and round")
     parser.add_argument(
         "--server-env",
@@ -320,7 +324,7 @@ def write_results(path: Path, cells: dict, args, model: str, environment: dict) 
     lines = [
         title,
         "",
-        f"{day}; {args.repeats} round{'s' if args.repeats > 1 else ''} of {args.seconds:g} s per cell, after a 0.3 s warm-up. Machine: "
+        f"{day}; {args.repeats} round{'s' if args.repeats > 1 else ''} of {args.seconds:g} s per cell, after {SETTLE_S:g} s idle and a 0.3 s warm-up. Machine: "
         f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
         f"{environment['placement']}; {environment['load']}. Server environment: {environment['server_env']}. "
         f"{environment['versions']}.",
