@@ -284,12 +284,12 @@ uvicorn and uvloop (reading and parsing HTTP, a task per request, writing the re
 work per request: the JSON (orjson), the array and its type check, the run's preprocessing, the batcher, the
 metrics. Without batching the model call is the limit instead: Keras's `predict_on_batch` takes about 0.5 ms for
 one digits sample (0.6 ms for 64) and 0.8 ms for one MNIST image (2.1 ms for 32, 3.3 ms for 64) on this machine,
-so one call per request tops out near 1,000-1,300 and 600-750 requests/s. The batching ratio is the event loop's
+so one call per request tops out near 1,000-1,300 and 650-950 requests/s. The batching ratio is the event loop's
 requests/s over those single calls/s: it grows with the model's cost per call and with spare cores, and shrinks
 with anything that makes a single call cheaper.
 
-**The spread.** This machine is a virtual machine with 2 cores: the hypervisor's steal reached 17 % while these
-figures were taken, and absolute figures changed by 2x between runs minutes apart (the MNIST CNN's lone client,
+**The spread.** This machine is a virtual machine with 2 cores: the hypervisor's steal reached 17 % (top) between
+these runs, and absolute figures changed by 2x between runs minutes apart (the MNIST CNN's lone client,
 687 then 325 requests/s). The ratios move less, the two modes being measured back to back, but a single 2 s cell
 still ranges widely: read the medians and the brackets, not one number.
 """
