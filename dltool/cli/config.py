@@ -59,6 +59,9 @@ def class_count_lines(classes: dict | None, validation_is_test: bool, limit: int
         ["train", "test"] if validation_is_test or classes["validation"] is None else ["train", "validation", "test"]
     )
     header = " / ".join(splits) + (" (validation: the test split)" if validation_is_test else "")
+    if classes.get("train_before") is not None:  # data.resample: the training split as drawn, then as trained on
+        splits.insert(0, "train_before")
+        header = "train before resample / " + header.replace("train", "train resampled", 1)
     width = max(len(name) for name in classes["names"][:limit])
     lines = [f"classes: samples per split ({header})"]
     for index, name in enumerate(classes["names"][:limit]):

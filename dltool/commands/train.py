@@ -136,6 +136,7 @@ def _open_run_files(
         **({"parent": parent.id} if parent is not None else {}),
         **({"warnings": list(data.warnings)} if data.warnings else {}),
         **({"class_weight": data.class_weight.record()} if data.class_weight else {}),
+        **({"resample": data.resampling.record()} if data.resampling else {}),
     )
     observer.on_run_created(run)
     run.write_json("preprocessing.json", data.preprocessing.to_dict())
@@ -155,6 +156,8 @@ def _open_run_files(
         f"{log_time()} run {run.id} started: {data.sizes()['train']} training samples, "
         f"{model.count_params():,} parameters, device {device}{adapted}{start}"
     )
+    if data.resampling:
+        run.append_log(f"{log_time()} resample: {data.resampling.describe()}")
     for warning in data.warnings:
         run.append_log(f"{log_time()} warning: {warning}")
     backbone = getattr(model, "dltool_backbone", None)
@@ -263,6 +266,7 @@ def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str], dict | 
     id-like feature column or imbalanced classes, the class counts). The class counts, for a classification
     config, are ``{"names": [...], "train": [...], "validation": [...] or None, "test": [...]}``, counted as the
     data was loaded (in memory, from an image folder's paths, or in the scan of a streamed table); else None.
+    With data.resample, "train" counts the resampled training split and "train_before" the split as drawn.
     """
     from ..data.class_weights import imbalance_warning
     from ..training.model import summary_text
@@ -274,6 +278,8 @@ def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str], dict | 
     classes = None
     if counts is not None:
         classes = {"names": list(data.preprocessing.class_names or []), **counts}
+        if data.resampling is not None:
+            classes["train_before"] = list(data.resampling.before)
         imbalanced = imbalance_warning(counts["train"], classes["names"])
         if imbalanced and config.train.class_weight is None:
             warnings.append(imbalanced)

@@ -6,13 +6,93 @@ its loader module in :mod:`dltool.data` (README: "Adding a data source").
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import math
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .registry import register_source, source_entry, source_names
 from .values import FiniteFloat, Fraction, PositiveFloat, PositiveInt, Seed, Strict, auto_or_bool, fraction_or
+
+MINORITY, MAJORITY = "minority", "majority"
+
+
+def _label_text(key: Any) -> str:
+    """A class label as the run names its classes: 3 and 3.0 are "3", a string stays as written."""
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    return str(key)
+
+
+def _factors(word: str, low: float, high: float | None):
+    """``word``, or {label: factor} with low <= factor (<= high); labels become text, as the run's class names are."""
+    bounds = f">= {low:g}" if high is None else f"between {low:g} (exclusive) and {high:g}"
+
+    def check(value: Any):
+        if value == word:
+            return value
+        if not isinstance(value, dict) or not value:
+            raise PydanticCustomError(
+                "dltool", f"expected {word} or a mapping {{label: factor}} with factors {bounds}, received {value!r}"
+            )
+        factors: dict[str, float] = {}
+        for key, factor in value.items():
+            if isinstance(key, bool) or key is None:
+                raise PydanticCustomError("dltool", f"expected class labels as keys, received {key!r}")
+            number = not isinstance(factor, bool) and isinstance(factor, (int, float)) and math.isfinite(factor)
+            if not number or not (factor >= low if high is None else low < factor <= high):
+                raise PydanticCustomError(
+                    "dltool", f"label '{_label_text(key)}': expected a factor {bounds}, received {factor!r}"
+                )
+            label = _label_text(key)
+            if label in factors:
+                raise PydanticCustomError("dltool", f"label '{label}' is given twice")
+            factors[label] = float(factor)
+        return factors
+
+    return check
+
+
+Oversample = Annotated[
+    Literal["minority"] | dict[str, Annotated[float, Field(ge=1)]],
+    BeforeValidator(
+        _factors(MINORITY, 1.0, None),
+        json_schema_input_type=Literal["minority"] | dict[str, Annotated[float, Field(ge=1)]],
+    ),
+]
+Undersample = Annotated[
+    Literal["majority"] | dict[str, Annotated[float, Field(gt=0, le=1)]],
+    BeforeValidator(
+        _factors(MAJORITY, 0.0, 1.0),
+        json_schema_input_type=Literal["majority"] | dict[str, Annotated[float, Field(gt=0, le=1)]],
+    ),
+]
+
+
+class Resample(Strict):
+    """``data.resample``: one of oversample or undersample, applied to the training split only."""
+
+    oversample: Oversample | None = Field(
+        None,
+        description="minority: every class repeated up to the largest class's count; or {label: factor >= 1}: "
+        "that class's count times factor (classes not named keep theirs).",
+    )
+    undersample: Undersample | None = Field(
+        None,
+        description="majority: every class cut down to the smallest class's count; or {label: factor in (0, 1]}: "
+        "that share of the class kept (classes not named keep theirs).",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if (self.oversample is None) == (self.undersample is None):
+            raise PydanticCustomError(
+                "dltool",
+                "expected exactly one of oversample (minority or {label: factor}) or undersample (majority or "
+                "{label: factor})",
+            )
+        return self
 
 
 class DataCommon(Strict):
@@ -36,6 +116,12 @@ class DataCommon(Strict):
     )
     split_seed: Seed | None = Field(
         None, description="Seed of the test/validation split; null means the top-level seed."
+    )
+    resample: Resample | None = Field(
+        None,
+        description="Classification: repeat or drop training rows by class (never validation or test), drawn "
+        "once with the top-level seed: {oversample: minority | {label: factor}} or {undersample: majority | "
+        "{label: factor}}.",
     )
 
 
@@ -107,6 +193,31 @@ class TableCommon(DataCommon):
                     "remove it from one of the two",
                 )
         return exclude
+
+    sample_weight: str | None = Field(
+        None,
+        description="A numeric column weighing each training row's loss (>= 0, not all zero): never a feature, "
+        "ignored by predict and evaluate; validation and test metrics stay unweighted.",
+    )
+
+    @field_validator("sample_weight")
+    @classmethod
+    def _weight_column_role(cls, column, info):
+        # One role per column: the weight is neither an input, the target, the split key nor excluded.
+        if column is None:
+            return column
+        roles = {
+            "the target column (data.target)": [info.data.get("target")],
+            "listed in data.features": info.data.get("features") or [],
+            "listed in data.exclude": info.data.get("exclude") or [],
+            "the split key (data.split_key)": [info.data.get("split_key")],
+        }
+        for role, names in roles.items():
+            if column in names:
+                raise PydanticCustomError(
+                    "dltool", f"'{column}' is {role}; the sample weight is a column of its own, used for nothing else"
+                )
+        return column
 
     @field_validator("split_key")
     @classmethod

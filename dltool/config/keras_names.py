@@ -186,7 +186,31 @@ def check_class_weight(config: ExperimentConfig) -> None:
             "remove train.class_weight, or use a classification loss such as sparse_categorical_crossentropy",
             path="train.class_weight",
         )
+    check_resample(config)
     check_monitors(config)
+
+
+def check_resample(config: ExperimentConfig) -> None:
+    """data.resample repeats or drops rows by class: a regression loss has none. data.sample_weight with
+    train.class_weight: Keras's fit refuses both at once ("You cannot class_weight and sample_weight at the same
+    time"), so the config is refused before any data is read. (Resample labels are checked against the run's
+    classes once the data is loaded: :mod:`dltool.data.resampling`.)"""
+    resample = getattr(config.data, "resample", None)
+    if resample is not None and not config.is_classifier:
+        way = "oversample" if resample.oversample is not None else "undersample"
+        raise ConfigError(
+            f"resampling by class applies to classification losses only, received loss '{config.train.loss}' "
+            "(regression); remove data.resample, or use a classification loss such as "
+            "sparse_categorical_crossentropy",
+            path=f"data.resample.{way}",
+        )
+    if getattr(config.data, "sample_weight", None) is not None and config.train.class_weight is not None:
+        raise ConfigError(
+            f"data.sample_weight ({config.data.sample_weight}) and train.class_weight cannot both weigh the loss: "
+            "Keras's fit takes one or the other; remove train.class_weight, or multiply the class weights into "
+            "the weight column",
+            path="data.sample_weight",
+        )
 
 
 def check_fine_tune(config: ExperimentConfig) -> None:

@@ -32,6 +32,7 @@ class TrainingData(ABC):
     tensorflow_reason: str | None = None  # why these data need TensorFlow (tf.data) on a JAX or torch run
     failure = None  # a DltoolError that stopped a pass over a streamed split (TensorFlow reports it wrapped)
     class_weight = None  # the run's ClassWeights (see .class_weights), set once the classes are known; fit uses it
+    resampling = None  # the run's ResamplePlan (see .resampling) once data.resample is applied to the training split
     preprocessing: Preprocessing
     fingerprint: str
     test_source: str
@@ -96,6 +97,13 @@ class TrainingData(ABC):
         counts every process's devices, and each batch must split evenly over them (see :meth:`even_out`). The
         test split stays whole. Returns a phrase for the run log ("100 training samples per process").
         """
+
+    def resample(self, plan) -> None:
+        """Repeat or drop training rows by class as ``plan`` (a :class:`~dltool.data.resampling.ResamplePlan`)
+        says, from now on; validation and test stay as they are. Called once, before :meth:`keep_share`."""
+        raise ConfigError(
+            f"these data ({type(self).__name__}) cannot be resampled; remove data.resample", path="data.resample"
+        )
 
     def start_epoch(self, epoch: int) -> None:
         """Training epoch ``epoch`` (counted from 1) starts. A streamed split shuffles its files with (seed, epoch),

@@ -19,15 +19,18 @@ from ..errors import ConfigError, DataError, did_you_mean
 from .labels import labels_to_indices, regression_targets
 from .sources import RawData
 from .table_files import (  # noqa: F401  (id_column_warnings, preprocessing_kind: public names of the csv source)
+    check_weights,
     describe_path,
     expand_paths,
     feature_columns,
     hashes_file_names,
     id_column_warnings,
     preprocessing_kind,
+    read_columns,
     require_columns,
     require_same_columns,
     several_files,
+    split_weights,
     text_hashes,
 )
 
@@ -312,7 +315,7 @@ def table_reader(config, chunk_rows: int | None = None):
         CsvReader(
             path=str(file.path),
             delimiter=config.delimiter,
-            features=features,
+            features=read_columns(config, features),
             target=config.target,
             chunk_rows=rows,
             split_key=getattr(config, "split_key", None),
@@ -335,9 +338,11 @@ def load(config, **_) -> RawData:
     parts = list(reader.chunks())
     if not parts or not sum(len(x) for _, x, _ in parts):
         raise DataError(f"{describe_path(config.path)}: no data rows after the header")
-    x = np.concatenate([x for _, x, _ in parts])
+    x, weights = split_weights(np.concatenate([x for _, x, _ in parts]), config.sample_weight is not None)
     y = np.concatenate([y for _, _, y in parts]).astype(object)
     hashed = hashes_file_names(config) or config.split_key is not None
     ids = np.concatenate([ids for ids, _, _ in parts]) if hashed else None
     warnings = [] if config.features else id_column_warnings(x, features)
-    return RawData(x=x, y=y, feature_names=features, warnings=warnings, split_ids=ids)
+    if weights is not None:
+        check_weights(weights, describe_path(config.path), config.sample_weight)
+    return RawData(x=x, y=y, feature_names=features, warnings=warnings, split_ids=ids, sample_weight=weights)

@@ -119,6 +119,7 @@ class StreamedImages(StreamedSplits):
         self.settings = settings_from_config(config.data)
         self.skip = config.data.on_bad_file == "skip"
         self._rows = {TRAIN: split.train, VALIDATION: validation, TEST: split.test}
+        self._train_rows: np.ndarray | None = None  # the training rows after data.resample, repeats included
         self._split_of = np.zeros(len(listing.files), dtype=np.int8)
         for code, rows in self._rows.items():
             self._split_of[rows] = code
@@ -365,8 +366,14 @@ class StreamedImages(StreamedSplits):
         return None
 
     # ------------------------------------------------------------------ reading
+    def resample(self, plan) -> None:
+        super().resample(plan)
+        rows = self._rows[TRAIN]
+        self._train_rows = rows[plan.indices(self._labels[rows])]
+
     def _ordered(self, split: int, shuffle: bool) -> np.ndarray:
-        rows = self._rows[split]
+        # The training files as data.resample repeats or drops them (each pass the same), else the split's files.
+        rows = self._train_rows if split == TRAIN and self._train_rows is not None else self._rows[split]
         return rows[self.next_shuffle().permutation(len(rows))] if shuffle else rows
 
     def _executor(self) -> ThreadPoolExecutor:

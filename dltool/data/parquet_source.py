@@ -19,6 +19,7 @@ from .labels import labels_to_indices, regression_targets
 from .sources import RawData
 from .table_files import (
     TableFiles,
+    check_weights,
     describe_path,
     expand_paths,
     feature_columns,
@@ -26,8 +27,10 @@ from .table_files import (
     id_column_warnings,
     import_pyarrow,
     preprocessing_kind,  # noqa: F401  (the registry names it for this source)
+    read_columns,
     require_columns,
     require_same_columns,
+    split_weights,
 )
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -325,7 +328,7 @@ def table_reader(config, chunk_rows: int | None = None):
     readers = [
         ParquetReader(
             path=str(file.path),
-            features=features,
+            features=read_columns(config, features),
             target=config.target,
             chunk_rows=rows,
             split_key=config.split_key,
@@ -347,8 +350,10 @@ def load(config, **_) -> RawData:
     parts = list(reader.chunks())
     if not parts or not sum(len(x) for _, x, _ in parts):
         raise DataError(f"{describe_path(config.path)}: no data rows")
-    x = np.concatenate([x for _, x, _ in parts])
+    x, weights = split_weights(np.concatenate([x for _, x, _ in parts]), config.sample_weight is not None)
     y = np.concatenate([reader.readers[0].plain_targets(y) for _, _, y in parts])
     ids = np.concatenate([ids for ids, _, _ in parts])
     warnings = [] if config.features else id_column_warnings(x, features)
-    return RawData(x=x, y=y, feature_names=features, warnings=warnings, split_ids=ids)
+    if weights is not None:
+        check_weights(weights, describe_path(config.path), config.sample_weight)
+    return RawData(x=x, y=y, feature_names=features, warnings=warnings, split_ids=ids, sample_weight=weights)

@@ -38,6 +38,7 @@ class RawData:
     # Per sample, what its split is a hash of (with the seed): tables named by a glob or a list, or with a
     # data.split_key (see data.table_files). None: the test and validation splits are drawn at random.
     split_ids: np.ndarray | None = None
+    sample_weight: np.ndarray | None = None  # a table's data.sample_weight column, one weight per sample
 
 
 def _function(reference: str) -> Callable:

@@ -13,7 +13,7 @@ from .class_weights import count_classes
 from .labels import encode_labels, regression_targets
 from .preprocessing import Preprocessing
 from .sources import RawData, SplitRows, load_source, preprocessing_kind, should_stream, streamer
-from .table_files import TEST, TRAIN, VALIDATION, split_codes
+from .table_files import TEST, TRAIN, VALIDATION, check_weighted_training, split_codes, split_weights
 
 DEFAULT_TEST_FRACTION = 0.2
 
@@ -36,6 +36,7 @@ class ArrayData(TrainingData):
     warnings: list[str] = field(default_factory=list)  # the source's (an id-like feature column), for the run
     left_out: dict[str, int] = field(default_factory=dict)  # samples per split dropped so batches split evenly
     raw_x_test: np.ndarray | None = None
+    w_train: np.ndarray | None = None  # data.sample_weight of each training sample (float32), else None
 
     @property
     def validation_is_test(self) -> bool:
@@ -66,6 +67,8 @@ class ArrayData(TrainingData):
 
     def fit_inputs(self, targets, batch_size: int, shuffle: bool) -> dict:
         inputs = {"x": self.x_train, "y": targets(self.y_train), "batch_size": batch_size, "shuffle": shuffle}
+        if self.w_train is not None:  # training only: validation and test metrics stay unweighted
+            inputs["sample_weight"] = self.w_train
         if self.x_val is not None:
             inputs["validation_data"] = (self.x_val, targets(self.y_val))
         return inputs
@@ -82,6 +85,13 @@ class ArrayData(TrainingData):
     def training_arrays(self, needed_by: str, path: str) -> tuple[np.ndarray, np.ndarray]:
         return self.x_train, self.y_train
 
+    def resample(self, plan) -> None:
+        keep = plan.indices(self.y_train)
+        self.x_train, self.y_train = self.x_train[keep], self.y_train[keep]
+        if self.w_train is not None:
+            self.w_train = self.w_train[keep]
+        self.resampling = plan
+
     def even_out(self, devices: int, *, test: bool = True) -> dict[str, int]:
         left_out = {}
         validation_is_test = self.validation_is_test
@@ -97,6 +107,8 @@ class ArrayData(TrainingData):
             if extra:
                 setattr(self, x, array[: len(array) - extra])
                 setattr(self, y, getattr(self, y)[: len(array) - extra])
+                if name == "train" and self.w_train is not None:
+                    self.w_train = self.w_train[: len(array) - extra]
                 left_out[name] = extra
         if validation_is_test and test:  # one array for both, as before
             self.x_val, self.y_val = self.x_test, self.y_test
@@ -107,6 +119,8 @@ class ArrayData(TrainingData):
         self.even_out(devices, test=False)
         self.x_train = shard_for_process(self.x_train, batch_size, processes, process)
         self.y_train = shard_for_process(self.y_train, batch_size, processes, process)
+        if self.w_train is not None:
+            self.w_train = shard_for_process(self.w_train, batch_size, processes, process)
         if self.x_val is not None:
             self.x_val = shard_for_process(self.x_val, batch_size, processes, process)
             self.y_val = shard_for_process(self.y_val, batch_size, processes, process)
@@ -223,12 +237,22 @@ def prepare_data(config, *, samples: int | None = None) -> TrainingData:
     seed after the labels are numbered, so the classes are those of the whole
     data. A streamed source is read whole.
     """
-    if should_stream(config.data):
-        return streamer(config.data)(config)
+    from .resampling import resample_training
+
+    data = streamer(config.data)(config) if should_stream(config.data) else _in_memory(config, samples)
+    resample_training(config, data)  # the training split only, split off already
+    return data
+
+
+def _in_memory(config, samples: int | None) -> ArrayData:
+    """prepare_data for a source loaded into memory."""
     raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
     add_channel_axis = _check_input_shape(config, raw)
     # Of the data as loaded (4x fewer bytes than float32 pixels); the seeded splits follow from it and the config.
     data_fingerprint = _fingerprint_of(raw)
+    weighted = raw.sample_weight is not None
+    if weighted:  # the weights travel through every split as the last column, and are taken off after
+        raw.x = np.column_stack([raw.x, raw.sample_weight])
     where = _data_name(config)
     rows = own_split(config, raw)
     x_train, y_train, x_test, y_test, test_source = split_raw(config, raw, rows)
@@ -249,6 +273,12 @@ def prepare_data(config, *, samples: int | None = None) -> TrainingData:
         pass
     elif validation is not None:
         x_train, x_val, y_train, y_val = _split(x_train, y_train, validation, seed, _in_time_order(config))
+    w_train = None
+    if weighted:
+        x_train, w_train = split_weights(x_train, True)
+        x_test = split_weights(x_test, True)[0]
+        x_val = None if x_val is None else split_weights(x_val, True)[0]
+        check_weighted_training(float(w_train.sum()), where, config.data.sample_weight)
     state = Preprocessing.fit(
         x_train,
         input_shape=config.model.input_shape,
@@ -280,6 +310,7 @@ def prepare_data(config, *, samples: int | None = None) -> TrainingData:
         test_source=test_source,
         warnings=raw.warnings,
         raw_x_test=raw_x_test,
+        w_train=w_train,
     )
 
 
@@ -342,7 +373,8 @@ def _fingerprint_of(raw: RawData) -> str:
     # not resumed on another split of the same pixels, and a renamed file (or key) moves rows between splits.
     own = [raw.split.test] if raw.split is not None else []
     ids = [raw.split_ids] if raw.split_ids is not None else []
-    return fingerprint(raw.x, raw.y, raw.x_test, raw.y_test, *own, *ids)
+    weights = [raw.sample_weight] if raw.sample_weight is not None else []  # other weights: another run
+    return fingerprint(raw.x, raw.y, raw.x_test, raw.y_test, *own, *ids, *weights)
 
 
 def fingerprint(*arrays) -> str:

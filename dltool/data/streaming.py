@@ -25,11 +25,14 @@ from .table_files import (  # noqa: F401  (TRAIN, VALIDATION, TEST and split_cod
     TEST,
     TRAIN,
     VALIDATION,
+    check_weighted_training,
+    check_weights,
     expand_paths,
     hashes_file_names,
     id_column_warnings,
     preprocessing_kind,
     split_codes,
+    split_weights,
 )
 
 STREAM_AUTO_BYTES = 2**30  # data.stream: auto streams tables whose files add up to more than 1 GiB
@@ -100,7 +103,8 @@ class StreamedSplits(TrainingData):
     @abstractmethod
     def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
         """Yield (x, y) batches of exactly ``batch_size`` samples (the last may be smaller) of one split;
-        ``targets`` (default None: as encoded) shapes the labels for the loss."""
+        ``targets`` (default None: as encoded) shapes the labels for the loss. The training split of a table with
+        data.sample_weight yields (x, y, sample weights)."""
 
     def next_shuffle(self) -> np.random.Generator:
         """The generator of a pass's shuffle: seeded by (seed, epoch), so a rerun or a resumed run repeats it."""
@@ -133,6 +137,12 @@ class StreamedSplits(TrainingData):
         validation = counts[TEST] if self.validation_is_test else (counts[VALIDATION] if self.validation else None)
         return {"train": counts[TRAIN], "validation": validation, "test": counts[TEST]}
 
+    def resample(self, plan) -> None:
+        # Steps per epoch and each process's share follow the resampled count; the subclass repeats or drops rows.
+        self.counts[TRAIN] = plan.size
+        self.split_class_counts[TRAIN] = list(plan.after)
+        self.resampling = plan
+
     def even_out(self, devices: int, *, test: bool = True) -> dict[str, int]:
         # The test split is evaluated on one device: only training and validation batches are evened out.
         self.left_out = self._share_batches(1, 0, devices)
@@ -162,10 +172,10 @@ class StreamedSplits(TrainingData):
 
     def _shared(self, split: int, batch_size: int, shuffle: bool, targets):
         processes, process, multiple = self._share
-        for x, y in self.iter_split(split, batch_size * processes, shuffle, targets):
-            part = (len(x) - len(x) % multiple) // processes
-            if part:
-                yield x[process * part : (process + 1) * part], y[process * part : (process + 1) * part]
+        for batch in self.iter_split(split, batch_size * processes, shuffle, targets):
+            part = (len(batch[0]) - len(batch[0]) % multiple) // processes
+            if part:  # (x, y) or (x, y, sample weights): every array's same rows
+                yield tuple(array[process * part : (process + 1) * part] for array in batch)
 
     def dataset(self, split: int, batch_size: int, shuffle: bool, targets, shared: bool = False):
         """A tf.data.Dataset of one split's batches with known length (so progress bars know the steps).
@@ -177,11 +187,8 @@ class StreamedSplits(TrainingData):
 
         tf = import_tensorflow(self.tensorflow_reason)
 
-        sample_x, sample_y = next(self.iter_split(split, 1, False, targets))
-        signature = (
-            tf.TensorSpec((None, *sample_x.shape[1:]), tf.as_dtype(sample_x.dtype)),
-            tf.TensorSpec((None, *sample_y.shape[1:]), tf.as_dtype(sample_y.dtype)),
-        )
+        sample = next(self.iter_split(split, 1, False, targets))  # (x, y), or (x, y, sample weights) for training
+        signature = tuple(tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype)) for array in sample)
         if shared and self._share is not None:
             batches = lambda: self._shared(split, batch_size, shuffle, targets)  # noqa: E731
         else:
@@ -224,7 +231,7 @@ class StreamedSplits(TrainingData):
 
     def test_chunks(self, limit: int | None = None):
         seen = 0
-        for x, y in self.iter_split(TEST, 65536, False):
+        for x, y, *_ in self.iter_split(TEST, 65536, False):
             if limit is not None and seen >= limit:
                 return
             yield x[: None if limit is None else limit - seen], y[: None if limit is None else limit - seen]
@@ -257,6 +264,7 @@ class StreamedTable(StreamedSplits):
         )
         self.reader, self.test_fraction = reader, test_fraction
         self.warnings = list(warnings or [])  # an id-like feature column in the first chunk, for the run
+        self.weighted = getattr(config.data, "sample_weight", None) is not None  # read as the last column
 
     def _targets(self, y: np.ndarray) -> np.ndarray:
         state = self.preprocessing
@@ -265,40 +273,49 @@ class StreamedTable(StreamedSplits):
         return self.reader.regression_values(y)
 
     def _split_rows(self, split: int):
-        """(x, y) of one split's rows, chunk by chunk, as the files hold them (y: the target as the reader holds
-        it: a CSV's text, a Parquet column's values)."""
+        """(x, y, sample weights or None) of one split's rows, chunk by chunk, as the files hold them (y: the
+        target as the reader holds it: a CSV's text, a Parquet column's values)."""
         val_fraction = self.validation if isinstance(self.validation, float) else None
         for rows, x, y in self.reader.chunks():
             keep = split_codes(rows, self.seed, self.test_fraction, val_fraction) == split
-            yield x[keep], y[keep]
+            x, weights = split_weights(x[keep], self.weighted)
+            yield x, y[keep], weights
 
     def iter_split(self, split: int, batch_size: int, shuffle: bool, targets=None):
         rng = self.next_shuffle()
-        carry_x = carry_y = None
-        for x, y in self._split_rows(split):
+        training = split == TRAIN
+        plan = self.resampling if training else None
+        seen = None if plan is None else np.zeros(len(plan.before), dtype=np.int64)  # rows per class read so far
+        carry = None
+        for x, y, weights in self._split_rows(split):
             x, y = self.preprocessing.transform(x), self._targets(y)
+            batch = [x, y] + ([weights] if training and self.weighted else [])
+            if plan is not None:  # data.resample: each row repeated or dropped by its class and place in it
+                repeats = plan.repeats(y, seen)
+                batch = [np.repeat(array, repeats, axis=0) for array in batch]
             if targets is not None:
-                y = targets(y)
-            if shuffle and len(x):
-                order = rng.permutation(len(x))
-                x, y = x[order], y[order]
-            if carry_x is not None:
-                x, y = np.concatenate([carry_x, x]), np.concatenate([carry_y, y])
-            full = len(x) - len(x) % batch_size
+                batch[1] = targets(batch[1])
+            if shuffle and len(batch[0]):
+                order = rng.permutation(len(batch[0]))
+                batch = [array[order] for array in batch]
+            if carry is not None:
+                batch = [np.concatenate([old, new]) for old, new in zip(carry, batch)]
+            full = len(batch[0]) - len(batch[0]) % batch_size
             for start in range(0, full, batch_size):
-                yield x[start : start + batch_size], y[start : start + batch_size]
-            carry_x, carry_y = x[full:], y[full:]
-        if carry_x is not None and len(carry_x):
-            yield carry_x, carry_y
+                yield tuple(array[start : start + batch_size] for array in batch)
+            carry = [array[full:] for array in batch]
+        if carry is not None and len(carry[0]):
+            yield tuple(carry)
 
     def raw_test_inputs(self, limit: int) -> np.ndarray:
         parts, count = [], 0
-        for x, _ in self._split_rows(TEST):
+        for x, _, _ in self._split_rows(TEST):
             parts.append(x[: limit - count])
             count += len(parts[-1])
             if count >= limit:
                 break
-        return np.concatenate(parts) if parts else np.empty((0, len(self.reader.features)), dtype=np.float32)
+        width = len(self.reader.features) - self.weighted
+        return np.concatenate(parts) if parts else np.empty((0, width), dtype=np.float32)
 
 
 def _hashed_by(data) -> str:
@@ -333,11 +350,18 @@ def prepare_streamed(config) -> StreamedTable:
     digest = hashlib.sha256()
     warnings: list[str] = []
     first = True
+    weight = getattr(data, "sample_weight", None)
+    rows_read, training_weight = 0, 0.0
     for ids, x, y in reader.chunks(digest):
+        x, weights = split_weights(x, weight is not None)
         if first and not data.features:  # an id column shows in the first chunk already
             warnings = id_column_warnings(x, features)
         first = False
         codes = split_codes(ids, seed, test_fraction, val_fraction)
+        if weights is not None:
+            check_weights(weights, reader.path, weight, rows_read)
+            training_weight += float(weights[codes == TRAIN].sum(dtype=np.float64))
+        rows_read += len(x)
         for code in counts:
             counts[code] += int(np.count_nonzero(codes == code))
         train_x = x[codes == TRAIN]
@@ -352,6 +376,8 @@ def prepare_streamed(config) -> StreamedTable:
             reader.regression_values(y)  # refuse non-numeric targets now, not mid-epoch
     if counts[TRAIN] == 0 or counts[TEST] == 0:
         raise DataError(f"{reader.path}: {sum(counts.values())} rows leave no rows for training or testing")
+    if weight is not None:
+        check_weighted_training(training_weight, reader.path, weight)
     class_names = None
     if config.is_classifier:
         _, class_names = encode_labels([np.array(sorted(labels), dtype=object)], None, reader.path)

@@ -155,21 +155,62 @@ def feature_columns(config, header: list[str]) -> list[str]:
     split_key = getattr(config, "split_key", None)
     if split_key is not None:
         require_columns(header, [split_key], where, keys={split_key: "data.split_key"})
+    weight = getattr(config, "sample_weight", None)
+    if weight is not None:
+        require_columns(header, [weight], where, keys={weight: "data.sample_weight"})
     features = config.features or [
-        h for h in header if h != config.target and h not in config.exclude and h != split_key
+        h for h in header if h != config.target and h not in config.exclude and h != split_key and h != weight
     ]
     if config.target in features:
         raise ConfigError(f"the target column '{config.target}' is also listed as a feature", path="data.features")
     return features
 
 
+def read_columns(config, features: list[str]) -> list[str]:
+    """The numeric columns a table's readers parse: the features, then data.sample_weight (if any) last, where
+    :func:`split_weights` takes it off again."""
+    weight = getattr(config, "sample_weight", None)
+    return [*features, weight] if weight is not None else list(features)
+
+
+def split_weights(x: np.ndarray, weighted: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(features, weights) of a chunk read with :func:`read_columns`: the weights are its last column (float32)."""
+    if not weighted:
+        return x, None
+    return x[:, :-1], x[:, -1].astype(np.float32)
+
+
+def check_weights(weights: np.ndarray, path, column: str, first_row: int = 0) -> None:
+    """Refuse a negative sample weight, naming the file, the column and the row (0 = the first data row); NaN and
+    infinite ones the readers refuse already, as in every numeric column."""
+    negative = np.flatnonzero(weights < 0)
+    if len(negative):
+        row = int(negative[0])
+        raise DataError(
+            f"{path}: column '{column}' (data.sample_weight): expected weights >= 0, received {weights[row]:g} "
+            f"(row {first_row + row})"
+        )
+
+
+def check_weighted_training(weights_sum: float, path, column: str) -> None:
+    """Refuse training rows that all weigh 0: the loss would be 0 and nothing learned."""
+    if weights_sum <= 0:
+        raise DataError(
+            f"{path}: column '{column}' (data.sample_weight): every training row weighs 0; expected at least one "
+            "weight > 0"
+        )
+
+
 def preprocessing_kind(config) -> dict:
     """What predict needs to read a table run's files: the columns ignored on input ({}: none): data.exclude,
-    and data.split_key unless it is a feature."""
+    data.split_key unless it is a feature, and data.sample_weight."""
     ignored = list(config.exclude)
     split_key = getattr(config, "split_key", None)
     if split_key is not None and split_key not in (config.features or []) and split_key not in ignored:
         ignored.append(split_key)
+    weight = getattr(config, "sample_weight", None)
+    if weight is not None:  # a training device only: predict and evaluate ignore it
+        ignored.append(weight)
     return {"extra": {"exclude": ignored}} if ignored else {}
 
 

@@ -57,7 +57,7 @@ train: {{loss: {loss}, metrics: [{metric}], epochs: 2, batch_size: 32, tensorboa
 def _split_rows(data, split: int) -> tuple[np.ndarray, np.ndarray]:
     """Every (raw x, raw y) row of one split of a streamed table, in file order."""
     parts = list(data._split_rows(split))
-    return np.concatenate([x for x, _ in parts]), np.concatenate([data._targets(y) for _, y in parts])
+    return np.concatenate([x for x, _, _ in parts]), np.concatenate([data._targets(y) for _, y, _ in parts])
 
 
 # --------------------------------------------------------------------------- one file
