@@ -230,6 +230,10 @@ STAND_IN_CLASS_WEIGHTS = (
     "train.class_weight's labels name the real data's classes, which the stand-in data does not have: weighed "
     "balanced instead"
 )
+STAND_IN_RESAMPLE = (
+    "data.resample's labels name the real data's classes, which the stand-in data does not have: resampled "
+    "{whole} instead"
+)
 UNTRAINED_BACKBONE = (
     "{application}'s imagenet weights swapped for weights: none (the same architecture, untrained), so the smoke "
     "run needs no weights file and no download"
@@ -306,6 +310,11 @@ def _smoke_one(
             if isinstance(config.train.class_weight, dict):  # its labels name the real data's classes
                 overrides.append("train.class_weight=balanced")
                 result.notes.append(STAND_IN_CLASS_WEIGHTS)
+            resample = getattr(config.data, "resample", None)
+            if resample is not None and isinstance(resample.oversample or resample.undersample, dict):
+                whole = "{oversample: minority}" if resample.oversample is not None else "{undersample: majority}"
+                overrides.append(f"data.resample={whole}")
+                result.notes.append(STAND_IN_RESAMPLE.format(whole=whole))
         else:
             reason = missing_data(config) or (
                 f"data.stream reads all of {config.data.path} every epoch; use --fake-data"

@@ -171,7 +171,7 @@ def _csv(config, folder, total, test, rng) -> list[str]:
     features = data.features or [f"x{i}" for i in range(math.prod(config.model.input_shape))]
     values = rng.normal(size=(total, len(features)))
     labels = _label_texts(config, total, rng)
-    ids = _id_columns(data, features)  # excluded columns and the split key: row numbers
+    ids = _id_columns(data, features)  # excluded columns, the split key and the sample weight: row numbers
     path = folder / "stand-in.csv"
     _write_csv(
         path,
@@ -187,12 +187,13 @@ def _csv(config, folder, total, test, rng) -> list[str]:
 
 def _id_columns(data, features: list[str]) -> list[str]:
     names = [*data.exclude, *([data.split_key] if data.split_key else [])]
+    names += [data.sample_weight] if getattr(data, "sample_weight", None) else []  # row numbers weigh >= 0, not all 0
     return [name for name in dict.fromkeys(names) if name not in features]
 
 
 def _parquet(config, folder, total, test, rng) -> list[str]:
     """Two Parquet files (as a glob reads them), with the features as float32, the labels as strings (or
-    float targets), and the split key and excluded columns as integers."""
+    float targets), and the split key, sample weight and excluded columns as integers."""
     pa = import_pyarrow("a Parquet stand-in (--fake-data)")
     data = config.data
     features = data.features or [f"x{i}" for i in range(math.prod(config.model.input_shape))]

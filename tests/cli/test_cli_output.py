@@ -270,3 +270,34 @@ def test_validate_prints_class_counts_per_split_and_warns_of_imbalance(tmp_path)
     regression = ["--set", "train.loss=mse", "--set", "model.layers[0].Dense={units: 1}", "--set", "data.target=y"]
     code, text = _output("validate", str(config), *regression)
     assert code == 0 and "config, data and model are valid" in text and "classes:" not in text
+
+
+@pytest.mark.slow
+def test_validate_prints_the_training_counts_before_and_after_resampling(tmp_path):
+    path = tmp_path / "skewed.csv"
+    rows = ["majority"] * 380 + ["minority"] * 20
+    path.write_text("x,label\n" + "".join(f"{i % 7},{label}\n" for i, label in enumerate(rows)))
+    config = tmp_path / "skewed.yaml"
+    config.write_text(
+        f"name: skewed\ndata: {{source: csv, path: {path}, target: label, test: 0.25, validation: 0.2, "
+        "resample: {oversample: minority}}\n"
+        "model: {input_shape: [1], layers: [{Dense: {units: 2, activation: softmax}}]}\n"
+        "train: {loss: sparse_categorical_crossentropy}\n"
+    )
+    from dltool.config import load_config
+    from dltool.data import prepare_data
+
+    data = prepare_data(load_config(config))
+    before, counts = data.resampling.before, data.class_counts()
+    assert counts["train"] == [before[0], before[0]]
+    code, text = _output("validate", str(config))
+    assert code == 0
+    table = "classes: samples per split (train before resample / train resampled / validation / test)\n" + "".join(
+        f"  {name:<8}  {before[i]} / {counts['train'][i]} / {counts['validation'][i]} / {counts['test'][i]}\n"
+        for i, name in enumerate(["majority", "minority"])
+    )
+    assert table in text
+    assert "imbalanced" not in text  # the resampled split is balanced
+    # With class weights as well: a warning of the double correction.
+    code, text = _output("validate", str(config), "--set", "train.class_weight={minority: 2}")
+    assert code == 0 and "warning: data.resample and train.class_weight both correct the class balance" in text

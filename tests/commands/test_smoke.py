@@ -377,3 +377,29 @@ def test_smoke_with_fake_data_weighs_a_class_weight_mapping_balanced_and_says_so
         "balanced instead"
     ]
     assert Run(Path(report["run"])).info["class_weight"]["mode"] == "balanced"
+
+
+@pytest.mark.slow
+def test_smoke_with_fake_data_resamples_a_label_mapping_whole_and_fills_a_weight_column(tmp_path, monkeypatch):
+    from dltool.runs import Run
+
+    resampled = IMAGES_CONFIG.replace("test: 0.25", "test: 0.25, resample: {oversample: {cats: 2}}")
+    assert resampled != IMAGES_CONFIG
+    weighted = (
+        "name: weighted\ndata: {source: csv, path: missing.csv, target: label, sample_weight: w}\n"
+        "model: {input_shape: [3], layers: [{Dense: {units: 2, activation: softmax}}]}\n"
+        "train: {loss: sparse_categorical_crossentropy, epochs: 1}\n"
+    )
+    _folder(tmp_path, resampled=resampled, weighted=weighted)
+    monkeypatch.chdir(tmp_path)
+    args = ["smoke", "configs", "--fake-data", "--samples", "32", "--json", "--keep-runs", "--runs-dir", "runs"]
+    result = runner.invoke(app, args, env=WIDE)
+    assert result.exit_code == 0, result.output
+    reports = {report["config"].rsplit("/", 1)[-1]: report for report in json.loads(result.output)["configs"]}
+    first, second = reports["resampled.yaml"], reports["weighted.yaml"]
+    assert first["status"] == second["status"] == "passed", (first["message"], second["message"])
+    assert first["notes"] == [
+        "data.resample's labels name the real data's classes, which the stand-in data does not have: resampled "
+        "{oversample: minority} instead"
+    ]
+    assert Run(Path(first["run"])).info["resample"]["setting"] == "minority"
