@@ -316,6 +316,13 @@ def table_reader(config, chunk_rows: int | None = None):
     require_columns(
         list(schemas[0].names), [config.target], describe_path(config.path), keys={config.target: "data.target"}
     )
+    weight = config.sample_weight
+    for file, schema in zip(files, schemas):
+        if weight is not None and _kind(schema.field(weight).type) != "number":
+            raise DataError(
+                f"{file.path}: column '{weight}' (data.sample_weight) holds {schema.field(weight).type} values; "
+                "expected numbers (a weight >= 0 per row)"
+            )
     kinds = [_kind(schema.field(config.target).type) for schema in schemas]
     for file, kind in zip(files[1:], kinds[1:]):
         if kind != kinds[0]:

@@ -84,20 +84,23 @@ class ResamplePlan:
             "after": dict(zip(self.class_names, self.after)),
         }
 
-    def describe(self, limit: int = 10) -> str:
+    def describe(self) -> str:
         """'oversample minority: 120 -> 200 training samples (benign 100 -> 100, malignant 20 -> 100)', for the log."""
-        setting = self.setting if isinstance(self.setting, str) else "by factor"
-        classes = [
-            f"{name} {have} -> {want}"
-            for name, have, want in list(zip(self.class_names, self.before, self.after))[:limit]
-        ]
-        more = len(self.class_names) - limit
-        return (
-            f"{self.mode} {setting}: {sum(self.before)} -> {self.size} training samples ("
-            + ", ".join(classes)
-            + (f", ... ({more} more)" if more > 0 else "")
-            + ")"
-        )
+        return describe_record(self.record())
+
+
+def describe_record(record: dict, limit: int = 10) -> str:
+    """A run.json resample record in words, as the run log, the train display and `runs show` give it."""
+    setting = record["setting"] if isinstance(record["setting"], str) else "by factor"
+    before, after = record["before"], record["after"]
+    classes = [f"{name} {before[name]} -> {after[name]}" for name in list(before)[:limit]]
+    more = len(before) - limit
+    return (
+        f"{record['mode']} {setting}: {sum(before.values())} -> {sum(after.values())} training samples ("
+        + ", ".join(classes)
+        + (f", ... ({more} more)" if more > 0 else "")
+        + ")"
+    )
 
 
 def plan_resample(config, class_names: list[str] | None, train_counts: list[int]) -> ResamplePlan | None:

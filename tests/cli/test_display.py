@@ -166,3 +166,26 @@ def test_the_first_lines_of_a_run_name_its_class_weights():
         "class weights (balanced): c0 1, c1 1.333, c2 1.667, c3 2, c4 2.333, c5 2.667, c6 3, c7 3.333, c8 3.667, "
         "c9 4, ... (2 more)\n"
     )
+
+
+def test_the_train_display_says_how_the_training_split_was_resampled():
+    from types import SimpleNamespace
+
+    console = Console(file=io.StringIO(), force_terminal=False, width=200)
+    info = {
+        "data": {"train": 400, "validation": None, "test": 100},
+        "params": 2,
+        "device": "CPU (2 cores)",
+        "resample": {
+            "mode": "oversample",
+            "setting": "minority",
+            "seed": 42,
+            "before": {"common": 200, "rare": 35},
+            "after": {"common": 200, "rare": 200},
+        },
+    }
+    TrainingDisplay(console, plain=True).on_run_created(SimpleNamespace(id="RUN", info=info))
+    assert console.file.getvalue() == (
+        "run RUN: 400 train, validation none, 100 test; 2 parameters; CPU (2 cores)\n"
+        "resample: oversample minority: 235 -> 400 training samples (common 200 -> 200, rare 35 -> 200)\n"
+    )

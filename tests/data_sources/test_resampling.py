@@ -242,6 +242,13 @@ train: {{loss: sparse_categorical_crossentropy}}
     streamed = prepare_data(config_from_text(text % "true"))
     for x, _, w in streamed.iter_split(TRAIN, 32, False):
         assert np.array_equal(w, (ids(x) % 3).astype(np.float32))
+    pq.write_table(table.set_column(3, "w", pa.array(["heavy"] * 200)), tmp_path / "d.parquet")
+    with pytest.raises(DataError) as caught:
+        prepare_data(config_from_text(text % "false"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'd.parquet'}: column 'w' (data.sample_weight) holds string values; expected numbers "
+        "(a weight >= 0 per row)"
+    )
 
 
 @pytest.mark.parametrize("stream", ["false", "true"])

@@ -8,7 +8,9 @@ import json
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from dltool.cli.app import app
 from dltool.commands.evaluate import evaluate
 from dltool.commands.predict import predict
 from dltool.commands.train import train
@@ -80,6 +82,11 @@ def test_oversampling_raises_the_minority_recall_and_is_recorded(tmp_path, skewe
         f"(majority {before['majority']} -> {before['majority']}, minority {before['minority']} -> "
         f"{before['majority']})"
     ) in log
+    shown = CliRunner().invoke(
+        app, ["runs", "show", resampled.id, "--runs-dir", str(tmp_path / "runs")], env={"NO_COLOR": "1"}
+    )
+    assert shown.exit_code == 0
+    assert f"resample: oversample minority: {sum(before.values())} -> {2 * before['majority']} training" in shown.output
 
 
 @pytest.mark.parametrize("stream", ["false", "true"])

@@ -18,6 +18,7 @@ from .training import (
     format_value,
     metrics_table,
     print_expectations,
+    resample_line,
     status_markup,
 )
 
@@ -113,6 +114,8 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(data_line(shown["data"]), highlight=False, markup=False)
     if shown.get("class_weight"):
         console.print(class_weight_line(shown["class_weight"]), highlight=False, markup=False)
+    if shown.get("resample"):
+        console.print(resample_line(shown["resample"]), highlight=False, markup=False)
     for line in parameter_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))

@@ -97,6 +97,8 @@ class TrainingDisplay(Observer):
         )
         if info.get("class_weight"):
             self.console.print(class_weight_line(info["class_weight"]), highlight=False, markup=False)
+        if info.get("resample"):
+            self.console.print(resample_line(info["resample"]), highlight=False, markup=False)
         for warning in info.get("warnings", []):  # the data's (an id-like feature column): training goes on
             self.console.print(f"warning: {warning}", highlight=False, markup=False)
 
@@ -275,3 +277,10 @@ def class_weight_line(record: dict) -> str:
     from ...data.class_weights import ClassWeights
 
     return f"class weights ({record['mode']}): {ClassWeights.from_record(record).listing()}"
+
+
+def resample_line(record: dict) -> str:
+    """'resample: oversample minority: 120 -> 200 training samples (a 100 -> 100, b 20 -> 100)' from run.json."""
+    from ...data.resampling import describe_record
+
+    return f"resample: {describe_record(record)}"
