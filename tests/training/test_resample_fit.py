@@ -108,3 +108,28 @@ def test_a_class_weighing_zero_is_never_learned(tmp_path, skewed_csv, stream):
     assert scored["samples"] == 1200 and scored["compiled"]["Recall"] == 0.0
     result = predict(unseen, [skewed_csv], runs_root=tmp_path / "runs")
     assert len(result.output.splitlines()) == 1201
+
+
+def test_resume_trains_on_the_same_resampled_split(tmp_path, skewed_csv):
+    from e2e_support import stop_after
+
+    from dltool.commands.resume import resume
+    from dltool.errors import TrainingInterrupted
+    from dltool.training.observer import Observer
+
+    config = _config(skewed_csv, "true", ", exclude: [w], resample: {undersample: {majority: 0.5}}", epochs=3)
+    with pytest.raises(TrainingInterrupted):
+        train(config, runs_root=tmp_path / "runs", observer=stop_after(1))
+    (stopped,) = (tmp_path / "runs").iterdir()
+    record = json.loads((stopped / "run.json").read_text())["resample"]
+
+    class Seen(Observer):
+        def on_run_completed(self, run, model, data) -> None:
+            self.counts, self.plan = data.class_counts()["train"], data.resampling.record()
+
+    seen = Seen()
+    resumed = resume(stopped.name, runs_root=tmp_path / "runs", observer=seen)
+    assert resumed.status == "COMPLETED"
+    assert seen.plan == record == json.loads(resumed.file("run.json").read_text())["resample"]
+    assert seen.counts == list(record["after"].values())
+    assert record["after"]["majority"] == round(record["before"]["majority"] * 0.5)
