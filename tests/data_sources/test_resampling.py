@@ -209,6 +209,15 @@ def test_sample_weights_from_a_csv_follow_their_rows_in_memory_and_streamed(tmp_
     # Resampled: each repeated row keeps its weight.
     both = prepare_data(config(path, extra=", sample_weight: w"))
     assert np.array_equal(both.w_train, (ids(both.x_train) % 4 * 0.5).astype(np.float32))
+    # A process's share, and batches evened out over devices: the weights stay with their rows.
+    for process in (0, 1):
+        share = prepare_data(config(path, extra=", sample_weight: w"))
+        share.keep_share(2, process, 2, 16)
+        assert len(share.w_train) == len(share.x_train) < len(both.x_train) // 2 + 16
+        assert np.array_equal(share.w_train, (ids(share.x_train) % 4 * 0.5).astype(np.float32))
+    even = prepare_data(config(path, None, extra=", sample_weight: w"))
+    even.even_out(7)
+    assert len(even.w_train) == len(even.x_train) and len(even.x_train) % 7 == 0
     streamed = prepare_data(config(path, stream="true", extra=", sample_weight: w"))
     batches = list(streamed.iter_split(TRAIN, 16, True))
     assert all(len(batch) == 3 for batch in batches)
