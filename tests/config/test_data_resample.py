@@ -61,8 +61,14 @@ def test_resample_takes_minority_majority_or_factors_by_label():
         ),
         ("resample: {undersample: {common: 0}}", "label 'common': expected a factor between 0 (exclusive) and 1"),
         ("resample: {oversample: {rare: .nan}}", "label 'rare': expected a factor >= 1, received nan"),
-        ("resample: {oversample: {rare: 2, rare: 3}}", "rare"),
-        ("resample: {oversmaple: minority}", "data.resample.oversmaple"),
+        (
+            "resample: {oversample: {rare: 2, rare: 3}}",
+            "c.yaml:6: data.resample.oversample: duplicate key 'rare' (first at line 6); each key may appear once",
+        ),
+        (
+            "resample: {oversmaple: minority}",
+            "c.yaml:6: data.resample.oversmaple: unknown key 'oversmaple'; did you mean 'oversample'?",
+        ),
     ],
 )
 def test_a_bad_resample_is_named(line, message):
