@@ -95,6 +95,14 @@ def parameter_lines(shown: dict) -> list[str]:
     return lines
 
 
+def mlflow_line(run_id: str, record: dict) -> str:
+    """'MLflow: synced, run abc123 in experiment 1 at sqlite:///...' or why it is not, and how to sync it."""
+    if record.get("synced"):
+        return f"MLflow: synced, run {record.get('run_id')} in experiment {record.get('experiment_id')} at {record.get('uri')}"
+    reason = f" ({record['error']})" if record.get("error") else ""
+    return f"MLflow: not synced to {record.get('uri')}{reason}; send it with: dltool runs sync {run_id}"
+
+
 def print_run(console: Console, shown: dict) -> None:
     """`dltool runs show`: header, reason, data, final metrics, best epoch, history chart, config, files."""
     from ...commands.runs_report import sparkline
@@ -113,6 +121,8 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(data_line(shown["data"]), highlight=False, markup=False)
     if shown.get("class_weight"):
         console.print(class_weight_line(shown["class_weight"]), highlight=False, markup=False)
+    if (shown.get("tracking") or {}).get("mlflow"):
+        console.print(mlflow_line(shown["id"], shown["tracking"]["mlflow"]), highlight=False, markup=False)
     for line in parameter_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))

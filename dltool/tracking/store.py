@@ -1,0 +1,121 @@
+"""The MLflow calls dltool makes, through ``MlflowClient`` only (no fluent API: no global active run to clash with a
+user's own, and several runs in one process stay apart). MLflow is imported when a Store is made."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .settings import fail_fast
+
+PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
+METRICS_PER_BATCH = 1000
+
+
+NETWORK_FAILURES = (  # what urllib3's retry report says, in words a user reads
+    ("Connection refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("Name or service not known", "unknown host"),
+    ("Temporary failure in name resolution", "unknown host"),
+    ("Max retries exceeded", "unreachable"),
+)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short line for an MLflow or network error (MLflow's own runs to a paragraph of retry detail)."""
+    text = str(exc).strip()
+    for marker, words in NETWORK_FAILURES:
+        if marker in text:
+            return words
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+class Store:
+    """One MLflow tracking store (``uri``), as dltool writes to it."""
+
+    def __init__(self, uri: str):
+        fail_fast()
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created if it does not exist (another process may create it first)."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException:
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def create_run(self, experiment_id: str, tags: dict[str, str]) -> str:
+        """A new RUNNING MLflow run with ``tags``; its id."""
+        return self.client.create_run(experiment_id, tags=tags, run_name=tags.get("mlflow.runName")).info.run_id
+
+    def find_run(self, run_id: str | None):
+        """The MLflow run ``run_id`` (its RunInfo and data), or None when this store has no such run."""
+        from mlflow.exceptions import MlflowException
+
+        if not run_id:
+            return None
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def set_running(self, run_id: str) -> None:
+        """Mark a finished MLflow run RUNNING again (a resumed run continues in it)."""
+        self.client.update_run(run_id, status="RUNNING")
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+
+    def log_params(self, run_id: str, params: dict[str, str], logged: dict[str, str] | None = None) -> None:
+        """Log ``params`` not in ``logged`` (a run's parameters cannot change once logged), 100 per call."""
+        from mlflow.entities import Param
+
+        missing = [Param(key, value) for key, value in params.items() if key not in (logged or {})]
+        for start in range(0, len(missing), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=missing[start : start + PARAMS_PER_BATCH])
+
+    def log_metrics(self, run_id: str, measured: list[tuple[str, float, int]]) -> None:
+        """Log (key, value, step) triples, 1000 per call."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, value, now, step) for key, value, step in measured]
+        for start in range(0, len(metrics), METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
+
+    def logged_steps(self, run_id: str, keys) -> dict[str, set[int]]:
+        """{key: the steps already logged} for each metric ``key`` of the run."""
+        return {key: {metric.step for metric in self.client.get_metric_history(run_id, key)} for key in keys}
+
+    def log_missing_metrics(self, run_id: str, measured: list[tuple[str, float, int]], logged_keys) -> int:
+        """Log the (key, value, step) triples whose step the run does not have yet for that key (``logged_keys``:
+        the metric keys the run has, from its data); returns how many were logged."""
+        steps = self.logged_steps(run_id, {key for key, _, _ in measured} & set(logged_keys))
+        missing = [(key, value, step) for key, value, step in measured if step not in steps.get(key, ())]
+        self.log_metrics(run_id, missing)
+        return len(missing)
+
+    def log_artifacts(self, run_id: str, files: list[Path]) -> None:
+        """Upload ``files`` to the run's artifacts (a file of the same name is replaced)."""
+        for path in files:
+            self.client.log_artifact(run_id, str(path))
+
+    def end(self, run_id: str, status: str) -> None:
+        """End the MLflow run: FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(run_id, status=status)
