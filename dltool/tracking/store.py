@@ -3,6 +3,7 @@ user's own, and several runs in one process stay apart). MLflow is imported when
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -49,12 +50,21 @@ class Store:
         if found is not None:
             return found.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, artifact_location=self._artifact_location(name))
         except MlflowException:
             found = self.client.get_experiment_by_name(name)
             if found is None:
                 raise
             return found.experiment_id
+
+    def _artifact_location(self, experiment: str) -> str | None:
+        """A sqlite store's artifacts beside its file (mlruns/<experiment>), not in whatever folder the run started
+        from (MLflow's default, ./mlruns); a server's: its own default."""
+        prefix = "sqlite:///"
+        if not self.uri.startswith(prefix) or self.uri.endswith(":memory:"):
+            return None
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", experiment)
+        return str(Path(self.uri[len(prefix) :]).parent / "mlruns" / safe)
 
     def create_run(self, experiment_id: str, tags: dict[str, str]) -> str:
         """A new RUNNING MLflow run with ``tags``; its id."""

@@ -77,8 +77,16 @@ class Observers(Observer):
             observer.on_batch_end(step, logs)
 
     def on_epoch_end(self, row: dict) -> None:
+        # Each hears the epoch, even after one asked to stop (a tracker logs the epoch a sweep prunes after):
+        # the first one's StopRequested (or error) is raised once all have heard it.
+        raised = None
         for observer in self.observers:
-            observer.on_epoch_end(row)
+            try:
+                observer.on_epoch_end(row)
+            except Exception as exc:  # noqa: BLE001  (raised below, after the others)
+                raised = raised or exc
+        if raised is not None:
+            raise raised
 
     def on_train_end(self) -> None:
         for observer in self.observers:

@@ -1,0 +1,116 @@
+"""Which store a run is logged to, and the refusals before any run folder exists (dltool.tracking.settings)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from dltool.config import config_from_text
+from dltool.errors import ConfigError
+from dltool.tracking.settings import (
+    absolute_sqlite,
+    check_tracking,
+    fail_fast,
+    password_free,
+    tracking_settings,
+)
+
+BASE = """
+name: tiny
+data: {source: synthetic, n_samples: 32, weights: 2, bias: 1}
+model: {input_shape: [1], layers: [{Dense: {units: 1}}]}
+train: {loss: mse, epochs: 1}
+"""
+
+
+def _config(extra: str = ""):
+    return config_from_text(BASE + extra, source="tiny.yaml")
+
+
+def test_no_tracking_unless_asked():
+    assert tracking_settings(_config()) is None
+
+
+def test_the_uri_comes_from_the_option_then_the_config_then_the_record_then_the_environment(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = _config("tracking: {mlflow: true}\n")
+    default = tracking_settings(config)
+    assert default.uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"  # MLflow 3's default, made absolute
+    assert default.experiment == "tiny" and default.run_id is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert tracking_settings(config).uri == "http://tracking.example:5000"
+    recorded = {"uri": "http://recorded:5000", "experiment": "old", "run_id": "abc"}
+    resumed = tracking_settings(config, recorded=recorded)
+    assert (resumed.uri, resumed.experiment, resumed.run_id) == ("http://recorded:5000", "old", "abc")
+    assert tracking_settings(_config(), recorded=recorded).experiment == "old"  # tracked by --mlflow before
+    named = _config("tracking: {mlflow: {uri: 'http://config:5000', experiment: exp}}\n")
+    assert tracking_settings(named).uri == "http://config:5000"
+    assert tracking_settings(named, override_uri="sqlite:////srv/m.db").uri == "sqlite:////srv/m.db"
+    assert tracking_settings(_config(), override_uri="http://cli:5000").experiment == "tiny"
+
+
+def test_a_recorded_uri_without_its_password_is_not_used(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://me:secret@db/mlflow")
+    recorded = {"uri": "postgresql://me:***@db/mlflow", "run_id": "abc"}
+    assert tracking_settings(_config(), recorded=recorded).uri == "postgresql://me:secret@db/mlflow"
+
+
+def test_uris_shown_without_passwords_and_sqlite_files_made_absolute(tmp_path, monkeypatch):
+    assert password_free("postgresql://me:secret@db:5432/mlflow") == "postgresql://me:***@db:5432/mlflow"
+    assert password_free("http://host:5000") == "http://host:5000"
+    monkeypatch.chdir(tmp_path)
+    assert absolute_sqlite("sqlite:///sub/m.db") == f"sqlite:///{tmp_path.resolve()}/sub/m.db"
+    assert absolute_sqlite("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert absolute_sqlite("http://host:5000") == "http://host:5000"
+
+
+def test_network_calls_fail_fast_unless_the_user_set_them(monkeypatch):
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    fail_fast()
+    import os
+
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
+
+
+def test_missing_mlflow_is_refused_with_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if it were not installed
+    check_tracking(_config())  # not asked: nothing to refuse
+    with pytest.raises(ConfigError) as caught:
+        check_tracking(_config("tracking: {mlflow: true}\n"))
+    message = str(caught.value)
+    assert message.startswith("tracking.mlflow: tracking.mlflow (logging the run to MLflow) needs MLflow, which is")
+    assert "pip install" in message and "tracking]" in message and "(or: pip install mlflow)" in message
+    with pytest.raises(ConfigError, match="needs MLflow"):
+        check_tracking(_config(), override_uri="sqlite:///m.db")  # --mlflow
+
+
+def test_train_refuses_before_any_run_folder_exists(monkeypatch, tmp_path):
+    from dltool.commands.train import train
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(ConfigError, match="needs MLflow, which is not installed"):
+        train(_config("tracking: {mlflow: {experiment: x}}\n"), runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "tracking: {mlflow: {url: 'http://h:5000'}}\n",
+            "tiny.yaml:6: tracking.mlflow.url: unknown key 'url'; did you mean 'uri'?",
+        ),
+        ("tracking: {mlflow: {experiment: ''}}\n", "tiny.yaml:6: tracking.mlflow.experiment:"),
+        ("tracking: {wandb: true}\n", "tiny.yaml:6: tracking.wandb: unknown key 'wandb'"),
+    ],
+)
+def test_config_errors_by_text(extra, message):
+    with pytest.raises(ConfigError) as caught:
+        _config(extra)
+    assert str(caught.value).startswith(message), str(caught.value)
