@@ -19,11 +19,11 @@ from .common import (
     Checkpoint,
     Devices,
     JUnitFile,
+    MlflowUri,
     Overrides,
     RunRef,
     RunsDir,
     Verbose,
-    err,
     out,
     reported_errors,
     run_backend,
@@ -112,15 +112,7 @@ def train(
         bool,
         typer.Option("--deterministic", metavar="", help="Deterministic ops: identical metrics on every run (slower)."),
     ] = False,
-    mlflow: Annotated[
-        str | None,
-        typer.Option(
-            "--mlflow",
-            metavar="URI",
-            help="Log the run to MLflow at this tracking URI (sqlite:///mlflow.db, http://host:5000), as the "
-            "config's tracking.mlflow does; needs the tracking extra.",
-        ),
-    ] = None,
+    mlflow: MlflowUri = None,
     junit: JUnitFile = None,
     runs_dir: RunsDir = None,
     backend: Backend = None,
@@ -138,7 +130,6 @@ def train(
     Exits 0 on success, 2 for bad input, 1 when training fails, 3 when the run misses an expectation (--expect, expect:).
     """
     from ..backend import import_keras
-    from .display.reports import mlflow_line
     from .display.training import TrainingDisplay, print_training_result, use_plain_output
 
     with reported_errors(), train_reports(junit, str(config or from_run or resume)) as report:
@@ -147,8 +138,7 @@ def train(
         if resume is not None and (overrides or expect or deterministic or devices or mlflow):
             raise UsageError(
                 "--resume continues a run with its own saved config; --set cannot change it, nor can "
-                "--expect, --deterministic, --devices or --mlflow (a tracked run continues its MLflow run; "
-                "`dltool runs sync` sends any run later). Train a new run with them instead"
+                "--expect, --deterministic, --devices or --mlflow. Train a new run with them instead"
             )
         group = group_from_options(coordinator, num_processes, process_id)  # one of several processes, or None
         display = observer_for(group, TrainingDisplay(out, plain=use_plain_output(out, quiet)))
@@ -185,9 +175,6 @@ def train(
             say(f"worker {group.index}: training done; worker 0 tests and saves run {run.id}")
             return
         print_training_result(out, run, figures_shown=getattr(display, "figures_shown", False))
-        tracked = (run.info.get("tracking") or {}).get("mlflow")
-        if tracked and not tracked.get("synced"):  # the one line on the console; train.log has it too
-            err.print(f"warning: {mlflow_line(run.id, tracked)}", highlight=False, markup=False)
     if run.info.get("expectations_met") is False:
         raise typer.Exit(3)
 

@@ -114,3 +114,15 @@ def test_config_errors_by_text(extra, message):
     with pytest.raises(ConfigError) as caught:
         _config(extra)
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+@pytest.mark.subprocess
+def test_mlflow_is_imported_only_when_a_run_is_tracked():
+    import subprocess
+
+    code = (
+        "import sys, dltool.cli.app, dltool.commands.train, dltool.commands.resume, dltool.tracking.tracker, "
+        "dltool.tracking.sync; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert shown.stdout.strip() == "[]", shown.stderr

@@ -189,6 +189,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.subprocess
 def test_a_run_logged_to_a_real_mlflow_server(tmp_path):
     from mlflow import MlflowClient
 

@@ -17,6 +17,7 @@ from .training import (
     file_size,
     format_value,
     metrics_table,
+    mlflow_line,
     print_expectations,
     status_markup,
 )
@@ -93,14 +94,6 @@ def parameter_lines(shown: dict) -> list[str]:
         counts = shown["parameters"]
         lines.append(f"parameters: {counts['trainable']:,} trainable, {counts['frozen']:,} frozen")
     return lines
-
-
-def mlflow_line(run_id: str, record: dict) -> str:
-    """'MLflow: synced, run abc123 in experiment 1 at sqlite:///...' or why it is not, and how to sync it."""
-    if record.get("synced"):
-        return f"MLflow: synced, run {record.get('run_id')} in experiment {record.get('experiment_id')} at {record.get('uri')}"
-    reason = f" ({record['error']})" if record.get("error") else ""
-    return f"MLflow: not synced to {record.get('uri')}{reason}; send it with: dltool runs sync {run_id}"
 
 
 def print_run(console: Console, shown: dict) -> None:
