@@ -189,29 +189,60 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.subprocess
-def test_a_run_logged_to_a_real_mlflow_server(tmp_path):
-    from mlflow import MlflowClient
-
-    port = _free_port()
+def _start_server(folder, port: int) -> subprocess.Popen:
+    """`mlflow server` on 127.0.0.1:``port`` with its store in ``folder``, once it answers /health."""
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art")],
+         "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "art")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120  # measured: 25-40 s on two busy cores
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            _stop(server)
+            pytest.fail("mlflow server did not answer /health within 120 s")
+        time.sleep(0.5)
+
+
+def _stop(server: subprocess.Popen, sig=signal.SIGTERM) -> None:
     try:
-        deadline = time.monotonic() + 120  # measured: 25 s on two busy cores
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, "mlflow server exited at start"
-            assert time.monotonic() < deadline, "mlflow server did not answer /health within 120 s"
-            time.sleep(0.5)
+        os.killpg(server.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+class _KillsTheServer(Observer):
+    """Kills the MLflow server at the end of epoch 1: the store goes away mid-run."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def on_epoch_end(self, row: dict) -> None:
+        if int(row["epoch"]) == 1:
+            _stop(self.server, signal.SIGKILL)
+
+
+@pytest.mark.subprocess
+def test_a_real_mlflow_server_and_one_that_dies_mid_run(tmp_path):
+    from mlflow import MlflowClient
+
+    from dltool.tracking.sync import sync_run
+
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _start_server(tmp_path, port)
+    try:
         run = _train(tiny_config(), tmp_path, tracking_uri=uri)  # `dltool train --mlflow URI`
         record = run.info["tracking"]["mlflow"]
         assert (record["uri"], record["synced"], record["experiment"]) == (uri, True, "tracked")
@@ -220,10 +251,24 @@ def test_a_run_logged_to_a_real_mlflow_server(tmp_path):
         assert logged.info.status == "FINISHED" and logged.data.tags["dltool.run_id"] == run.id
         assert steps(client, record["run_id"], "val_loss") == [1, 2, 3]
         assert artifacts(client, record["run_id"]) == EXPECTED_ARTIFACTS
+
+        # The server dies after epoch 1: the run completes, with one warning line, not synced.
+        cut = _train(tiny_config(), tmp_path, tracking_uri=uri, observer=_KillsTheServer(server))
+        assert cut.info["status"] == "COMPLETED"
+        cut_record = cut.info["tracking"]["mlflow"]
+        assert cut_record["synced"] is False and cut_record["run_id"]
+        warnings = [line for line in cut.file("train.log").read_text().splitlines() if "warning: MLflow" in line]
+        assert len(warnings) == 1 and "`dltool runs sync" in warnings[0]
+
+        # Back up: sync completes the same MLflow run.
+        server = _start_server(tmp_path, port)
+        done = sync_run(cut)
+        assert (done["run_id"], done["already_synced"]) == (cut_record["run_id"], False)
+        completed = client.get_run(cut_record["run_id"])
+        assert (completed.info.status, completed.data.tags["dltool.status"]) == ("FINISHED", "COMPLETED")
+        for key in ("loss", "val_loss", "test_loss"):
+            assert steps(client, cut_record["run_id"], key) == ([3] if key == "test_loss" else [1, 2, 3]), key
+        assert artifacts(client, cut_record["run_id"]) == EXPECTED_ARTIFACTS
+        assert cut.info["tracking"]["mlflow"]["synced"] is True
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        _stop(server)
