@@ -12,14 +12,15 @@ _END = object()
 
 
 class MetricSender:
-    """A daemon thread that drains a queue of (key, value, step) lists into ``send`` (MLflow's log_batch).
+    """A daemon thread that runs ``start()`` (opening the MLflow run: network calls too), then drains a queue of
+    (key, value, step) lists into ``send`` (MLflow's log_batch).
 
     What piled up while a call was out goes in the next call, up to 1000 metrics each. After the first failure
     (the server is away) nothing more is sent: ``error`` says why, and `dltool runs sync` sends the rest later.
     """
 
-    def __init__(self, send: Callable[[list], None]):
-        self._send = send
+    def __init__(self, send: Callable[[list], None], start: Callable[[], None] | None = None):
+        self._send, self._start = send, start
         self._queue: queue.Queue = queue.Queue()
         self.error: str | None = None
         self._thread = threading.Thread(target=self._drain, name="dltool-mlflow-sender", daemon=True)
@@ -37,6 +38,11 @@ class MetricSender:
         return not self._thread.is_alive()
 
     def _drain(self) -> None:
+        if self._start is not None:
+            try:
+                self._start()
+            except Exception as exc:  # noqa: BLE001  (the store away at the start: nothing is sent)
+                self.error = describe_failure(exc)
         done = False
         while not done:
             batch: list = []

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from .record import TAG_RUN_ID
 from .settings import fail_fast
 
 PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
@@ -30,6 +32,17 @@ def describe_failure(exc: BaseException) -> str:
             return words
     line = text.splitlines()[0] if text else type(exc).__name__
     return line if len(line) <= 200 else line[:197] + "..."
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The MLflow run a dltool run is logged in: its ids, and what it has already (``existed``: it was there)."""
+
+    run_id: str
+    experiment_id: str
+    params: dict[str, str]
+    steps: dict[str, set[int]]
+    existed: bool
 
 
 class Store:
@@ -83,6 +96,31 @@ class Store:
                 return None
             raise
 
+    def find_tagged(self, experiment_id: str, dltool_run_id: str):
+        """The MLflow run of experiment ``experiment_id`` tagged with dltool's run id (one a tracker started before
+        its run.json could say so), or None."""
+        found = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{TAG_RUN_ID}` = '{dltool_run_id}'", max_results=1
+        )
+        return found[0] if found else None
+
+    def take_run(self, run_id: str | None, experiment: str, dltool_run_id: str, tags: dict[str, str]) -> Taken:
+        """The MLflow run of dltool run ``dltool_run_id``: ``run_id`` (as run.json recorded it) if this store has it,
+        else the one tagged with the dltool run id in ``experiment`` (started before run.json could record it),
+        else a new one. An existing run gets ``tags`` and says which parameters and metric steps it has."""
+        found = self.find_run(run_id)
+        if found is not None and found.data.tags.get(TAG_RUN_ID) != dltool_run_id:
+            found = None  # another run's id (a store made anew): this run gets its own
+        if found is None:
+            experiment_id = self.experiment_id(experiment)
+            found = self.find_tagged(experiment_id, dltool_run_id)
+            if found is None:
+                return Taken(self.create_run(experiment_id, tags), experiment_id, {}, {}, existed=False)
+        taken_id = found.info.run_id
+        self.set_tags(taken_id, tags)
+        steps = self.logged_steps(taken_id, found.data.metrics.keys())
+        return Taken(taken_id, found.info.experiment_id, dict(found.data.params), steps, existed=True)
+
     def set_running(self, run_id: str) -> None:
         """Mark a finished MLflow run RUNNING again (a resumed run continues in it)."""
         self.client.update_run(run_id, status="RUNNING")
@@ -113,11 +151,12 @@ class Store:
         """{key: the steps already logged} for each metric ``key`` of the run."""
         return {key: {metric.step for metric in self.client.get_metric_history(run_id, key)} for key in keys}
 
-    def log_missing_metrics(self, run_id: str, measured: list[tuple[str, float, int]], logged_keys) -> int:
-        """Log the (key, value, step) triples whose step the run does not have yet for that key (``logged_keys``:
-        the metric keys the run has, from its data); returns how many were logged."""
-        steps = self.logged_steps(run_id, {key for key, _, _ in measured} & set(logged_keys))
-        missing = [(key, value, step) for key, value, step in measured if step not in steps.get(key, ())]
+    def log_missing_metrics(
+        self, run_id: str, measured: list[tuple[str, float, int]], logged: dict[str, set[int]]
+    ) -> int:
+        """Log the (key, value, step) triples whose step ``logged`` (from :meth:`logged_steps`) lacks for that key;
+        returns how many were logged."""
+        missing = [(key, value, step) for key, value, step in measured if step not in logged.get(key, ())]
         self.log_metrics(run_id, missing)
         return len(missing)
 

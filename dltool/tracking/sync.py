@@ -68,27 +68,19 @@ def sync_run(run: Run, uri: str | None = None) -> dict:
     try:
         store = Store(settings.uri)
         found = store.find_run(recorded.get("run_id")) if same_store else None
-        if found is not None and found.data.tags.get(TAG_RUN_ID) != run.id:
-            found = None  # another run's id (a store made anew): this run gets its own
         done = {"run": run.id, "uri": settings.shown_uri, "already_synced": False}
-        if found is not None and recorded.get("synced"):
+        if found is not None and found.data.tags.get(TAG_RUN_ID) == run.id and recorded.get("synced"):
             return {**done, "experiment_id": found.info.experiment_id, "run_id": found.info.run_id,
                     "already_synced": True, "metrics": 0, "artifacts": 0}  # fmt: skip
         tags = run_tags(run, info, config.name, status)
-        if found is None:
-            experiment_id = store.experiment_id(settings.experiment)
-            run_id = store.create_run(experiment_id, tags)
-            logged_params, logged_keys = {}, ()
-        else:
-            experiment_id, run_id = found.info.experiment_id, found.info.run_id
-            store.set_tags(run_id, tags)
-            logged_params, logged_keys = found.data.params, found.data.metrics.keys()
-        store.log_params(run_id, flatten_params(config_to_dict(config)), logged_params)
+        taken = store.take_run(recorded.get("run_id") if same_store else None, settings.experiment, run.id, tags)
+        experiment_id, run_id = taken.experiment_id, taken.run_id
+        store.log_params(run_id, flatten_params(config_to_dict(config)), taken.params)
         measured = metric_steps(history_rows(run))
         metrics = _read_metrics(run)
         if metrics:
             measured += [(key, value, int(metrics.get("epochs") or 0)) for key, value in final_metrics(metrics).items()]
-        sent = store.log_missing_metrics(run_id, measured, logged_keys)
+        sent = store.log_missing_metrics(run_id, measured, taken.steps)
         files = artifact_files(run)
         store.log_artifacts(run_id, files)
         store.end(run_id, FINAL_STATUS.get(status, "FAILED"))

@@ -40,22 +40,19 @@ class MlflowTracker(Observer):
         self.experiment_id: str | None = None
         self.sender: MetricSender | None = None
         self.problem: str | None = None  # the first failure; nothing more is sent after it
-        self.skip_through = 0  # epochs the MLflow run has already (a resumed run): not logged twice
+        self.logged: dict[str, set[int]] = {}  # the steps of each metric the MLflow run had when it was opened
         self._warned = False
 
     # ---- hooks
     def on_run_created(self, run) -> None:
         self.run = run
-        try:
-            self._open(run)
-        except Exception as exc:  # noqa: BLE001  (MLflow away or refusing: the run trains without it)
-            self._fail(exc)
-        self._warn_once()
         self._record(synced=False)
+        # Opening the MLflow run (network calls) happens in the sender's thread too: training starts at once.
+        self.sender = MetricSender(self._send, start=self._open)
 
     def on_epoch_end(self, row: dict) -> None:
         epoch = int(row["epoch"])
-        if self.sender is not None and epoch > self.skip_through:
+        if self.sender is not None:
             self.sender.put([(key, value, epoch) for key, value in epoch_metrics(row).items()])
         self._notice_sender()
 
@@ -72,33 +69,31 @@ class MlflowTracker(Observer):
     def on_run_interrupted(self, run, reason: str) -> None:
         self._end(INTERRUPTED)
 
-    # ---- the work
-    def _open(self, run: Run) -> None:
-        """Create the MLflow run (or take up a resumed run's), log its parameters and tags, start the sender."""
-        store = self.store = Store(self.settings.uri)
+    # ---- the work (_open and _send run in the sender's thread)
+    def _open(self) -> None:
+        """Create the MLflow run (or take up the one a resumed run was logged in), log its parameters and tags, and
+        the epochs before a resumed run's checkpoint that it lacks."""
+        run = self.run
+        store = Store(self.settings.uri)
         info = run.info
         tags = run_tags(run, info, self.config.name, RUNNING)
-        params = flatten_params(config_to_dict(self.config))
-        found = store.find_run(self.run_id)
-        if found is None:
-            self.experiment_id = store.experiment_id(self.settings.experiment)
-            self.run_id = store.create_run(self.experiment_id, tags)
-            store.log_params(self.run_id, params)
-        else:
-            self.experiment_id = found.info.experiment_id
-            store.set_running(self.run_id)
-            store.set_tags(self.run_id, tags)
-            store.log_params(self.run_id, params, found.data.params)
-        # A resumed run: the epochs before its checkpoint that the MLflow run lacks (it started while the store
-        # was away), and no epoch it has already (it was logged past the checkpoint) logged again.
-        rows = history_rows(run) if info.get("epochs_done") else []
-        if rows:
-            logged = found.data.metrics.keys() if found is not None else ()
-            store.log_missing_metrics(self.run_id, metric_steps(rows), logged)
-            steps = store.logged_steps(self.run_id, ["loss"]) if "loss" in logged else {}
-            self.skip_through = max(steps.get("loss") or {0})
-        run_id = self.run_id
-        self.sender = MetricSender(lambda batch: store.log_metrics(run_id, batch))
+        taken = store.take_run(self.run_id, self.settings.experiment, run.id, tags)
+        # Known from here on, so run.json names the MLflow run even if the store goes away in the next call.
+        self.run_id, self.experiment_id = taken.run_id, taken.experiment_id
+        if taken.existed:
+            store.set_running(taken.run_id)
+        store.log_params(taken.run_id, flatten_params(config_to_dict(self.config)), taken.params)
+        measured = metric_steps(history_rows(run)) if info.get("epochs_done") else []  # a resumed run's epochs
+        store.log_missing_metrics(taken.run_id, measured, taken.steps)
+        logged = {key: set(steps) for key, steps in taken.steps.items()}
+        for key, _, step in measured:
+            logged.setdefault(key, set()).add(step)
+        self.logged = logged  # no (metric, step) twice: a resumed run's epochs after its checkpoint were logged
+        self.store = store
+
+    def _send(self, batch: list[tuple[str, float, int]]) -> None:
+        fresh = [(key, value, step) for key, value, step in batch if step not in self.logged.get(key, ())]
+        self.store.log_metrics(self.run_id, fresh)
 
     def _end(self, status: str) -> None:
         """Send what is queued, then the artifacts, the status tag and the end status; record whether all went."""

@@ -99,7 +99,11 @@ class _StopAfter(Observer):
 
     def on_epoch_end(self, row: dict) -> None:
         run_id = (self.run.info.get("tracking") or {}).get("mlflow", {}).get("run_id")
-        self.seen.append(self.client.get_run(run_id).info.status)
+        if run_id:  # a resumed run: the tracker's thread marks its MLflow run RUNNING again, soon
+            deadline = time.monotonic() + 10
+            while self.client.get_run(run_id).info.status != "RUNNING" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.seen.append(self.client.get_run(run_id).info.status)
         if self.stop is not None and int(row["epoch"]) == self.stop:
             from dltool.training.observer import StopRequested
 
@@ -223,14 +227,24 @@ def _stop(server: subprocess.Popen, sig=signal.SIGTERM) -> None:
 
 
 class _KillsTheServer(Observer):
-    """Kills the MLflow server at the end of epoch 1: the store goes away mid-run."""
+    """Kills the MLflow server at the end of epoch 1, once the tracker has created the MLflow run: the store goes
+    away mid-run."""
 
-    def __init__(self, server):
-        self.server = server
+    def __init__(self, server, client):
+        self.server, self.client, self.run = server, client, None
+
+    def on_run_created(self, run) -> None:
+        self.run = run
 
     def on_epoch_end(self, row: dict) -> None:
-        if int(row["epoch"]) == 1:
-            _stop(self.server, signal.SIGKILL)
+        if int(row["epoch"]) != 1:
+            return
+        experiment = self.client.get_experiment_by_name("tracked").experiment_id
+        deadline = time.monotonic() + 20
+        while not self.client.search_runs([experiment], f"tags.`dltool.run_id` = '{self.run.id}'"):
+            assert time.monotonic() < deadline, "the tracker did not create its MLflow run within 20 s"
+            time.sleep(0.05)
+        _stop(self.server, signal.SIGKILL)
 
 
 @pytest.mark.subprocess
@@ -253,7 +267,7 @@ def test_a_real_mlflow_server_and_one_that_dies_mid_run(tmp_path):
         assert artifacts(client, record["run_id"]) == EXPECTED_ARTIFACTS
 
         # The server dies after epoch 1: the run completes, with one warning line, not synced.
-        cut = _train(tiny_config(), tmp_path, tracking_uri=uri, observer=_KillsTheServer(server))
+        cut = _train(tiny_config(), tmp_path, tracking_uri=uri, observer=_KillsTheServer(server, client))
         assert cut.info["status"] == "COMPLETED"
         cut_record = cut.info["tracking"]["mlflow"]
         assert cut_record["synced"] is False and cut_record["run_id"]
