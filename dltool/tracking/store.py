@@ -3,6 +3,7 @@ user's own, and several runs in one process stay apart). MLflow is imported when
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ class Store:
 
     def __init__(self, uri: str):
         fail_fast()
+        # A new sqlite store announces its table creation at INFO, in the middle of the training display.
+        for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         from mlflow import MlflowClient
 
         self.uri = uri
