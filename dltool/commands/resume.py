@@ -49,8 +49,7 @@ def resume(
     config = _read_as_before(config, info)
     recorded = (info.get("tracking") or {}).get("mlflow")  # a tracked run continues its MLflow run
     check_tracking(config, recorded.get("uri") if recorded else None)
-    if group.is_leader:
-        observer = tracking_observer(observer, config, recorded=recorded)
+    observer = tracking_observer(observer, config, group, recorded=recorded)
     # A new but reproducible shuffle order.
     fresh_session(config.seed + state["epoch"], config.train.deterministic, config.train.precision)
     data = prepare_data(config)

@@ -244,8 +244,7 @@ def train(
     if observer is None:
         observer = Observer()
     check_tracking(config, tracking_uri)
-    if group.is_leader:  # process 0 alone records the run, and logs it
-        observer = tracking_observer(observer, config, override_uri=tracking_uri)
+    observer = tracking_observer(observer, config, group, override_uri=tracking_uri)
     overrides = list(config.overrides)
     config, precision = resolve_precision(pin_backbone(on_running_backend(resolve_paths(config)), runs_root))
     clock = PhaseClock(start_up=True)

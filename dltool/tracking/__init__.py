@@ -13,13 +13,14 @@ from .settings import check_tracking, tracking_settings
 __all__ = ["check_tracking", "tracking_observer", "tracking_settings"]
 
 
-def tracking_observer(observer, config, *, override_uri: str | None = None, recorded: dict | None = None):
+def tracking_observer(observer, config, group, *, override_uri: str | None = None, recorded: dict | None = None):
     """``observer`` with an MLflow tracker beside it when ``config`` asks for MLflow, else ``observer`` itself.
 
+    Only process 0 of ``group`` (a :class:`~dltool.distributed.ProcessGroup`) logs: it owns the run folder.
     ``recorded`` is run.json's ``tracking.mlflow`` record of a resumed run (its store and MLflow run id).
     """
     settings = tracking_settings(config, override_uri=override_uri, recorded=recorded)
-    if settings is None:
+    if settings is None or not group.is_leader:
         return observer
     from ..training.observer import Observers
     from .tracker import MlflowTracker

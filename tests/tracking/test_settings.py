@@ -126,3 +126,21 @@ def test_mlflow_is_imported_only_when_a_run_is_tracked():
     )
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert shown.stdout.strip() == "[]", shown.stderr
+
+
+def test_only_process_zero_gets_a_tracker():
+    from dltool.distributed import LOCAL, ProcessGroup
+    from dltool.tracking import tracking_observer
+    from dltool.tracking.tracker import MlflowTracker
+    from dltool.training.observer import Observer, Observers
+
+    class Worker(ProcessGroup):
+        size, rank = 2, 1
+
+    display = Observer()
+    config = _config("tracking: {mlflow: true}\n")
+    both = tracking_observer(display, config, LOCAL)
+    assert isinstance(both, Observers) and both.observers[0] is display
+    assert isinstance(both.observers[1], MlflowTracker)
+    assert tracking_observer(display, config, Worker()) is display  # another process trains alongside, silently
+    assert tracking_observer(display, _config(), LOCAL) is display  # not asked
