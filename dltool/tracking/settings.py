@@ -62,9 +62,15 @@ def default_uri() -> str:
 
 
 def check_tracking(config: ExperimentConfig, override_uri: str | None = None) -> None:
-    """Refuse a config that asks for MLflow (or ``override_uri``, `--mlflow`) where mlflow is not installed."""
-    if override_uri is not None or (config.tracking is not None and config.tracking.mlflow is not None):
-        require_mlflow("tracking.mlflow (logging the run to MLflow)")
+    """Refuse a config that asks for MLflow (or ``override_uri``, `--mlflow`) where mlflow is not installed; the
+    config's error names its file and line."""
+    if override_uri is not None:
+        require_mlflow(f"--mlflow {override_uri} (logging the run to MLflow)", path=None)
+    elif config.tracking is not None and config.tracking.mlflow is not None:
+        try:
+            require_mlflow("logging the run to MLflow")
+        except ConfigError as exc:
+            raise config.locate(exc) from None
 
 
 def tracking_settings(

@@ -84,10 +84,13 @@ def test_missing_mlflow_is_refused_with_the_install_command(monkeypatch, tmp_pat
     with pytest.raises(ConfigError) as caught:
         check_tracking(_config("tracking: {mlflow: true}\n"))
     message = str(caught.value)
-    assert message.startswith("tracking.mlflow: tracking.mlflow (logging the run to MLflow) needs MLflow, which is")
-    assert "pip install" in message and "tracking]" in message and "(or: pip install mlflow)" in message
-    with pytest.raises(ConfigError, match="needs MLflow"):
-        check_tracking(_config(), override_uri="sqlite:///m.db")  # --mlflow
+    assert message.startswith("tiny.yaml:6: tracking.mlflow: logging the run to MLflow needs MLflow, which is not")
+    assert "pip install" in message and "tracking]" in message and message.endswith("(or: pip install mlflow)")
+    with pytest.raises(ConfigError) as caught:
+        check_tracking(_config(), override_uri="sqlite:///m.db")
+    assert str(caught.value).startswith(
+        "--mlflow sqlite:///m.db (logging the run to MLflow) needs MLflow, which is not installed: pip install"
+    )
 
 
 def test_train_refuses_before_any_run_folder_exists(monkeypatch, tmp_path):
@@ -144,3 +147,17 @@ def test_only_process_zero_gets_a_tracker():
     assert isinstance(both.observers[1], MlflowTracker)
     assert tracking_observer(display, config, Worker()) is display  # another process trains alongside, silently
     assert tracking_observer(display, _config(), LOCAL) is display  # not asked
+
+
+def test_what_runs_show_says_of_a_tracked_run():
+    from dltool.cli.display.training import mlflow_line
+
+    live = {"uri": "http://h:5000", "experiment": "tiny", "experiment_id": None, "run_id": None, "synced": False}
+    assert mlflow_line("r1", live, "RUNNING") == "MLflow: logging to http://h:5000 (experiment tiny)"
+    assert mlflow_line("r1", live, "DIED") == "MLflow: not synced to http://h:5000; send it with: dltool runs sync r1"
+    away = {**live, "error": "connection refused"}
+    assert mlflow_line("r1", away, "RUNNING") == (
+        "MLflow: not synced to http://h:5000 (connection refused); send it with: dltool runs sync r1"
+    )
+    done = {**live, "experiment_id": "3", "run_id": "abc", "synced": True}
+    assert mlflow_line("r1", done, "COMPLETED") == "MLflow: synced, run abc in experiment 3 at http://h:5000"

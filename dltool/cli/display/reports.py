@@ -115,7 +115,8 @@ def print_run(console: Console, shown: dict) -> None:
     if shown.get("class_weight"):
         console.print(class_weight_line(shown["class_weight"]), highlight=False, markup=False)
     if (shown.get("tracking") or {}).get("mlflow"):
-        console.print(mlflow_line(shown["id"], shown["tracking"]["mlflow"]), highlight=False, markup=False)
+        line = mlflow_line(shown["id"], shown["tracking"]["mlflow"], shown["status"])
+        console.print(line, highlight=False, markup=False)
     for line in parameter_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))

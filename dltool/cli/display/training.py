@@ -256,8 +256,10 @@ def print_training_result(console: Console, run, figures_shown: bool = False) ->
     print_unsynced_warning(run)
 
 
-def mlflow_line(run_id: str, record: dict) -> str:
+def mlflow_line(run_id: str, record: dict, status: str | None = None) -> str:
     """'MLflow: synced, run abc123 in experiment 1 at sqlite:///...' or why it is not, and how to sync it."""
+    if record.get("synced") is False and record.get("error") is None and status == "RUNNING":
+        return f"MLflow: logging to {record.get('uri')} (experiment {record.get('experiment')})"
     if record.get("synced"):
         return f"MLflow: synced, run {record.get('run_id')} in experiment {record.get('experiment_id')} at {record.get('uri')}"
     reason = f" ({record['error']})" if record.get("error") else ""
