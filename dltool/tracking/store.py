@@ -12,7 +12,9 @@ from pathlib import Path
 from .record import TAG_RUN_ID
 from .settings import fail_fast
 
-PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
+# MLflow's log_batch limits. MLflow 3's client splits a larger batch itself; dltool stays within them so that a
+# call's size does not depend on the client version.
+PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
 
 
