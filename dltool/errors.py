@@ -148,3 +148,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return "; did you mean 'x'?" for the closest choice, or "" when none is close."""
     match = closest(word, choices)
     return f"; did you mean '{match}'?" if match is not None and match != word else ""
+
+
+class TrackingError(DltoolError):
+    """An MLflow store could not take a run's record (`dltool runs sync`); the run folder is unchanged."""
+
+    exit_code = 1

@@ -25,6 +25,7 @@ OPTIONAL_PACKAGES = {  # what each extra brings, for `dltool info`
     "orjson": "serve",
     "pyarrow": "parquet",
     "keras_hub": "hub",
+    "mlflow": "tracking",
 }
 
 

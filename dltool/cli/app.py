@@ -19,6 +19,7 @@ from .common import (
     Checkpoint,
     Devices,
     JUnitFile,
+    MlflowUri,
     Overrides,
     RunRef,
     RunsDir,
@@ -111,6 +112,7 @@ def train(
         bool,
         typer.Option("--deterministic", metavar="", help="Deterministic ops: identical metrics on every run (slower)."),
     ] = False,
+    mlflow: MlflowUri = None,
     junit: JUnitFile = None,
     runs_dir: RunsDir = None,
     backend: Backend = None,
@@ -133,10 +135,10 @@ def train(
     with reported_errors(), train_reports(junit, str(config or from_run or resume)) as report:
         if (config is None and from_run is None) == (resume is None):
             raise UsageError("give either a CONFIG to train (or --from RUN) or --resume RUN (not both)")
-        if resume is not None and (overrides or expect or deterministic or devices):
+        if resume is not None and (overrides or expect or deterministic or devices or mlflow):
             raise UsageError(
                 "--resume continues a run with its own saved config; --set cannot change it, nor can "
-                "--expect, --deterministic or --devices. Train a new run with them instead"
+                "--expect, --deterministic, --devices or --mlflow. Train a new run with them instead"
             )
         group = group_from_options(coordinator, num_processes, process_id)  # one of several processes, or None
         display = observer_for(group, TrainingDisplay(out, plain=use_plain_output(out, quiet)))
@@ -160,7 +162,14 @@ def train(
             processes = join_group(group, experiment)
             from ..commands.train import train as run_training
 
-            run = run_training(experiment, runs_root=runs_dir, observer=display, init_from=from_run, group=processes)
+            run = run_training(
+                experiment,
+                runs_root=runs_dir,
+                observer=display,
+                init_from=from_run,
+                group=processes,
+                tracking_uri=mlflow,
+            )
         report["run"] = run
         if group is not None and group.index > 0:
             say(f"worker {group.index}: training done; worker 0 tests and saves run {run.id}")

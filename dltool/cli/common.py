@@ -44,6 +44,15 @@ _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
 out = Console(soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, soft_wrap=True)
 
+MlflowUri = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow",
+        metavar="URI",
+        help="Log the run to MLflow at this tracking URI (sqlite:///mlflow.db, http://host:5000), as the config's "
+        "tracking.mlflow does; needs the tracking extra.",
+    ),
+]
 RunsDir = Annotated[
     Path | None,
     typer.Option(

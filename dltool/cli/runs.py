@@ -43,7 +43,7 @@ def runs_list(
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """List runs: id, name, status, epochs, test metrics, duration. Subcommands: show, compare, rm."""
+    """List runs: id, name, status, epochs, test metrics, duration. Subcommands: show, compare, sync, rm."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = runs_dir
         return
@@ -82,6 +82,49 @@ def runs_show(ctx: typer.Context, run: RunRef = "latest", runs_dir: RunsDir = No
         out.print_json(json.dumps({k: v for k, v in shown.items() if k != "metrics"}))
     else:
         print_run(out, shown)
+
+
+@runs_app.command(
+    "sync",
+    epilog="Example: dltool runs sync latest   |   dltool runs sync --all   |   dltool runs sync latest --mlflow URI",
+)
+def runs_sync(
+    ctx: typer.Context,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Runs to sync.", show_default=False)] = None,
+    every: Annotated[
+        bool, typer.Option("--all", metavar="", help="Every tracked run that has ended and is not synced.")
+    ] = False,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            metavar="URI",
+            help="The MLflow store (default: the one the run recorded, else the config's, else "
+            "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+        ),
+    ] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Push runs' whole record to MLflow (parameters, tags, per-epoch metrics, artifacts); nothing if already there."""
+    from ..runs import Run
+
+    with reported_errors():
+        if bool(runs) == every:
+            raise UsageError("give the runs to sync or --all (not both)")
+        from ..tracking.sync import runs_to_sync, sync_run
+
+        root = _root(ctx, runs_dir)
+        found = runs_to_sync(root) if every else [Run.resolve(ref, root) for ref in runs or []]
+        if not found:
+            say(f"no runs to sync in {root}: every tracked run that has ended is synced")
+            return
+        for run in found:
+            done = sync_run(run, mlflow)
+            where = f"MLflow run {done['run_id']} (experiment {done['experiment_id']}) at {done['uri']}"
+            if done["already_synced"]:
+                say(f"run {run.id}: already synced, {where}")
+            else:
+                say(f"run {run.id}: synced to {where}: {done['metrics']} metric values, {done['artifacts']} artifacts")
 
 
 @runs_app.command("compare", epilog="Example: dltool runs compare 20261124-1012 20261124-1030")

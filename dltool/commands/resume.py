@@ -8,6 +8,7 @@ from ..backend import device_count
 from ..distributed import ProcessGroup, current_group
 from ..errors import RunStateError
 from ..runs import COMPLETED, RUNNING, Run, log_time, now_iso, runs_dir
+from ..tracking import check_tracking, tracking_observer
 from ..training.checkpoints import read_state
 from ..training.observer import Observer
 from ..training.recorder import history_csv
@@ -46,6 +47,9 @@ def resume(
     config = config.model_copy(update={"backend": None})
     config = on_running_backend(config)  # a run may resume on another backend than it started on
     config = _read_as_before(config, info)
+    recorded = (info.get("tracking") or {}).get("mlflow")  # a tracked run continues its MLflow run
+    check_tracking(config, recorded.get("uri") if recorded else None)
+    observer = tracking_observer(observer, config, group, recorded=recorded)
     # A new but reproducible shuffle order.
     fresh_session(config.seed + state["epoch"], config.train.deterministic, config.train.precision)
     data = prepare_data(config)

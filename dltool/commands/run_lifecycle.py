@@ -234,6 +234,7 @@ def fit_and_record(
         run.append_log(
             f"INTERRUPTED ({stopped_by}); {where}" if stopped_by else f"INTERRUPTED by {signal_name}; {where}"
         )
+        observer.on_run_interrupted(run, f"{cause} after {epochs}")
         raise TrainingInterrupted(
             f"run {run.id} {cause} after {epochs}; {where}", run, exit_code=143 if signal_name == "SIGTERM" else 130
         ) from None
@@ -243,6 +244,7 @@ def fit_and_record(
         checkpoints.write_pending()
         run.finish(FAILED, error=str(exc))
         run.append_log(f"FAILED: {exc}")
+        observer.on_run_failed(run, str(exc))
         done = checkpointed_epoch(run)
         hint = f"; the last good checkpoint is epoch {done}" if done else ""
         raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
@@ -262,6 +264,7 @@ def fit_and_record(
             run.append_log(f"FAILED: {reason}")
         except OSError:
             pass
+        observer.on_run_failed(run, reason)
         done = checkpointed_epoch(run)
         hint = f"; resume from epoch {done} with: {resume_command(run, group)}" if done else ""
         raise TrainingError(f"run {run.id} failed: {reason}{hint}") from exc

@@ -214,11 +214,13 @@ def smoke(
 
 
 def smoke_overrides(epochs: int, expect: bool, config=None) -> list[str]:
-    """What a smoke run changes in every config: few epochs, no TensorBoard, plots or resumable checkpoints. Given
+    """What a smoke run changes in every config: few epochs, no TensorBoard, plots, resumable checkpoints or MLflow
+    tracking (a throwaway run is not the team's record). Given
     ``config`` (default None), also what its backbone needs: as few epochs of fine-tuning (a second phase of
     ``train.fine_tune.epochs`` would otherwise run in full) and imagenet weights swapped for none
     (:func:`untrained_backbone`)."""
     changes = [f"train.epochs={epochs}", "train.tensorboard=false", "train.plots=false", "train.checkpoint_every=0"]
+    changes += ["tracking=null"]
     if config is not None:
         # Only where fine_tune is set: setting its epochs on a config without one would create the phase.
         changes += [f"train.fine_tune.epochs={epochs}"] if config.train.fine_tune is not None else []

@@ -18,6 +18,7 @@ from ..distributed import LOCAL, ProcessGroup, current_group
 from ..errors import ConfigError, RunStateError
 from ..runs import Run, log_time, runs_dir
 from ..system_info import PhaseClock
+from ..tracking import check_tracking, tracking_observer
 from ..training.backbones import pin_backbone
 from ..training.observer import Observer
 from ..training.session import (
@@ -206,6 +207,7 @@ def train(
     init_from: str | Run | None = None,
     samples: int | None = None,
     group: ProcessGroup | None = None,
+    tracking_uri: str | None = None,
 ) -> Run:
     """Train the experiment and return its completed :class:`Run`.
 
@@ -230,6 +232,9 @@ def train(
     ``group`` is the processes that train the run together (default: the
     one this process joined, else this process alone); process 0 owns the
     run folder, the others train alongside and return the same run.
+
+    ``tracking_uri`` (`--mlflow`) logs the run to that MLflow store, as the
+    config's ``tracking.mlflow`` does (and takes the place of its uri).
     """
     group = current_group() if group is None else group
     if not isinstance(config, ExperimentConfig):
@@ -241,6 +246,8 @@ def train(
         )
     if observer is None:
         observer = Observer()
+    check_tracking(config, tracking_uri)
+    observer = tracking_observer(observer, config, group, override_uri=tracking_uri)
     overrides = list(config.overrides)
     config, precision = resolve_precision(pin_backbone(on_running_backend(resolve_paths(config)), runs_root))
     clock = PhaseClock(start_up=True)
@@ -271,6 +278,7 @@ def check(config: ExperimentConfig) -> tuple[str, dict, list, list[str], dict | 
     from ..data.class_weights import imbalance_warning
     from ..training.model import summary_text
 
+    check_tracking(config)
     config, _ = resolve_precision(pin_backbone(on_running_backend(resolve_paths(config))))
     data, model = prepare(config)
     warnings = list(data.warnings)

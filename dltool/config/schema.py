@@ -385,6 +385,26 @@ class TrainConfig(Strict):
         return [value] if isinstance(value, str) else value
 
 
+# --------------------------------------------------------------------------- tracking
+class MlflowTracking(Strict):
+    uri: str | None = Field(
+        None,
+        description="The MLflow tracking URI: sqlite:///mlflow.db (a file, relative to the current folder) or "
+        "http://host:5000 (a server). Default: the MLFLOW_TRACKING_URI variable, else sqlite:///mlflow.db.",
+    )
+    experiment: str | None = Field(
+        None, min_length=1, description="The MLflow experiment the run is logged in (default: the config's name)."
+    )
+
+
+class TrackingConfig(Strict):
+    mlflow: _switch(MlflowTracking) = Field(
+        None,
+        description="Log the run to MLflow (parameters, per-epoch metrics, artifacts); needs the tracking extra. "
+        "true: the defaults.",
+    )
+
+
 # --------------------------------------------------------------------------- experiment
 class ExperimentConfig(Strict):
     """A whole experiment: what `dltool train` reads."""
@@ -401,6 +421,9 @@ class ExperimentConfig(Strict):
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
+    tracking: TrackingConfig | None = Field(
+        None, description="Where the run is logged besides its folder: {mlflow: {uri: ..., experiment: ...}}."
+    )
     expect: dict[str, str] = Field(
         default_factory=dict,
         description="Metric expectations checked after training, e.g. {test.accuracy: '>= 0.95'}: a run that misses "

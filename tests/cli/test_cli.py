@@ -112,7 +112,7 @@ def test_validate_schema_only_prints_resolved_config(tmp_path):
 def test_schema_is_json_with_the_top_level_keys():
     result = runner.invoke(app, ["schema"])
     schema = json.loads(result.output)
-    assert set(schema["properties"]) == {"name", "seed", "backend", "data", "model", "train", "expect"}
+    assert set(schema["properties"]) == {"name", "seed", "backend", "data", "model", "train", "tracking", "expect"}
 
 
 def test_runs_lists_runs_as_table_and_json(iris_run):

@@ -222,6 +222,10 @@ def test_smoke_bounds_both_phases_and_builds_an_imagenet_backbone_untrained():
     from_file = config_from_text(TRANSFER_CONFIG.replace("weights: imagenet", "weights: mobilenet.weights.h5"))
     assert untrained_backbone(from_file) == [] and untrained_backbone(config_from_text(IRIS_CONFIG)) == []
     assert not any("fine_tune" in change for change in smoke_overrides(1, False, config_from_text(IRIS_CONFIG)))
+    tracked = IRIS_CONFIG + "tracking: {mlflow: {uri: 'http://mlflow:5000'}}\n"
+    assert config_from_text(tracked).tracking.mlflow.uri == "http://mlflow:5000"
+    changes = smoke_overrides(1, False, config_from_text(tracked))
+    assert config_from_text(tracked, overrides=changes).tracking is None  # a smoke run is never logged to MLflow
 
 
 # --------------------------------------------------------------------------- whole smoke runs

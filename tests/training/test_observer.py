@@ -70,8 +70,10 @@ def test_every_observer_subclasses_the_base():
     from dltool.cli.launch import WorkerLog, observer_for
     from dltool.commands.smoke import _Keeper
     from dltool.sweep.run import _TrialObserver
+    from dltool.tracking.tracker import MlflowTracker
+    from dltool.training.observer import Observers
 
-    for cls in (TrainingDisplay, WorkerLog, _TrialObserver, _Keeper):
+    for cls in (TrainingDisplay, WorkerLog, _TrialObserver, _Keeper, MlflowTracker, Observers):
         assert issubclass(cls, Observer), cls
     assert isinstance(observer_for(None, Observer()), Observer)
 

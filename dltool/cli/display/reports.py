@@ -17,6 +17,7 @@ from .training import (
     file_size,
     format_value,
     metrics_table,
+    mlflow_line,
     print_expectations,
     resample_line,
     status_markup,
@@ -116,6 +117,9 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(class_weight_line(shown["class_weight"]), highlight=False, markup=False)
     if shown.get("resample"):
         console.print(resample_line(shown["resample"]), highlight=False, markup=False)
+    if (shown.get("tracking") or {}).get("mlflow"):
+        line = mlflow_line(shown["id"], shown["tracking"]["mlflow"], shown["status"])
+        console.print(line, highlight=False, markup=False)
     for line in parameter_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ...training.observer import Observer
+from ..common import err
 
 REFRESH_SECONDS = 0.25  # live metrics are read from the model at most this often
 MAX_PLAIN_LINES = 100  # plain mode prints at most about this many epoch lines per run
@@ -254,6 +255,25 @@ def print_training_result(console: Console, run, figures_shown: bool = False) ->
         print_training_figures(console, run, run.read_json("metrics.json"), run.info.get("expectations"))
     console.print(f"run {run.id} COMPLETED in {run.info.get('duration_s', 0):.1f}s -> {run.path}", highlight=False)
     console.print(f"next: dltool evaluate {run.id}", highlight=False)
+    print_unsynced_warning(run)
+
+
+def mlflow_line(run_id: str, record: dict, status: str | None = None) -> str:
+    """'MLflow: synced, run abc123 in experiment 1 at sqlite:///...' or why it is not, and how to sync it."""
+    if record.get("synced") is False and record.get("error") is None and status == "RUNNING":
+        return f"MLflow: logging to {record.get('uri')} (experiment {record.get('experiment')})"
+    if record.get("synced"):
+        return f"MLflow: synced, run {record.get('run_id')} in experiment {record.get('experiment_id')} at {record.get('uri')}"
+    reason = f" ({record['error']})" if record.get("error") else ""
+    return f"MLflow: not synced to {record.get('uri')}{reason}; send it with: dltool runs sync {run_id}"
+
+
+def print_unsynced_warning(run) -> None:
+    """The one console line (on stderr) when the run's MLflow record is not complete (train.log has it too);
+    nothing for a run that is synced or not tracked."""
+    tracked = (run.info.get("tracking") or {}).get("mlflow")
+    if tracked and not tracked.get("synced"):
+        err.print(f"warning: {mlflow_line(run.id, tracked)}", highlight=False, markup=False)
 
 
 def print_training_figures(console: Console, run, metrics: dict, expectations: list | None) -> None:

@@ -1,0 +1,65 @@
+"""A background sender: training hands each epoch's metrics to a queue and never waits on the network."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+from .store import METRICS_PER_BATCH, describe_failure
+
+_END = object()
+
+
+class MetricSender:
+    """A daemon thread that runs ``start()`` (opening the MLflow run: network calls too), then drains a queue of
+    (key, value, step) lists into ``send`` (MLflow's log_batch).
+
+    What piled up while a call was out goes in the next call, up to 1000 metrics each. After the first failure
+    (the server is away) nothing more is sent: ``error`` says why, and `dltool runs sync` sends the rest later.
+    """
+
+    def __init__(self, send: Callable[[list], None], start: Callable[[], None] | None = None):
+        self._send, self._start = send, start
+        self._queue: queue.Queue = queue.Queue()
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._drain, name="dltool-mlflow-sender", daemon=True)
+        self._thread.start()
+
+    def put(self, measured: list[tuple[str, float, int]]) -> None:
+        """Queue metrics to send; returns at once."""
+        if measured:
+            self._queue.put(measured)
+
+    def close(self, timeout: float) -> bool:
+        """Send what is queued, waiting at most ``timeout`` seconds; whether everything queued was dealt with."""
+        self._queue.put(_END)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _drain(self) -> None:
+        if self._start is not None:
+            try:
+                self._start()
+            except Exception as exc:  # noqa: BLE001  (the store away at the start: nothing is sent)
+                self.error = describe_failure(exc)
+        done = False
+        while not done:
+            batch: list = []
+            item = self._queue.get()
+            while True:
+                if item is _END:
+                    done = True
+                    break
+                batch.extend(item)
+                if len(batch) >= METRICS_PER_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch and self.error is None:
+                try:
+                    self._send(batch)
+                except Exception as exc:  # noqa: BLE001  (a store away or refusing: the run goes on, unsynced)
+                    self.error = describe_failure(exc)
