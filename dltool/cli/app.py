@@ -32,6 +32,7 @@ from .common import (
     skip_shutdown_collection,
 )
 from .config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
+from .cv import CV_EXAMPLE, cv_command
 from .export import EXPORT_EPILOG, export_command
 from .info import INFO_EPILOG, info
 from .launch import (
@@ -229,6 +230,7 @@ app.command(epilog=PREDICT_EPILOG)(predict)
 app.command("export", epilog=EXPORT_EPILOG)(export_command)
 app.command("serve", epilog=SERVE_EPILOG)(serve_command)
 app.command("sweep", epilog=SWEEP_EXAMPLE)(sweep_command)
+app.command("cv", epilog=CV_EXAMPLE)(cv_command)
 app.command(epilog=VALIDATE_EPILOG)(validate)
 app.command(epilog=SCHEMA_EPILOG)(schema)
 app.command(epilog=PLOT_EPILOG)(plot)

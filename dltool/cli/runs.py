@@ -130,21 +130,50 @@ def runs_sync(
 @runs_app.command("compare", epilog="Example: dltool runs compare 20261124-1012 20261124-1030")
 def runs_compare(
     ctx: typer.Context,
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more runs.")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Two or more runs, or two or more cv ids.")],
     runs_dir: RunsDir = None,
     as_json: AsJson = False,
 ) -> None:
-    """Compare runs: the config values that differ, final metrics side by side, best epochs."""
+    """Compare runs: the config values that differ, final metrics side by side, best epochs; or cross-validations
+    (cv ids): each test metric's mean and std."""
     from ..commands.runs_report import compare_runs
+    from ..errors import RunNotFoundError
     from ..runs import Run
     from .display.reports import print_comparison
 
     with reported_errors():
-        compared = compare_runs([Run.resolve(r, _root(ctx, runs_dir)) for r in runs])
+        root = _root(ctx, runs_dir)
+        try:
+            found = [Run.resolve(r, root) for r in runs]
+        except RunNotFoundError as exc:
+            cvs = _cvs(runs, root)
+            if cvs is None:
+                raise exc from None
+            from ..cv.report import compare, write_result
+            from .display.cv import print_cv_comparison
+
+            compared = compare([write_result(cv) for cv in cvs])
+            if as_json:
+                out.print_json(json.dumps(compared))
+            else:
+                print_cv_comparison(out, compared)
+            return
+        compared = compare_runs(found)
     if as_json:
         out.print_json(json.dumps(compared))
     else:
         print_comparison(out, compared)
+
+
+def _cvs(refs: list[str], root: Path) -> list | None:
+    """The cross-validations named by ``refs`` (cv ids or prefixes) when every one is a cv; None otherwise."""
+    from ..cv.run import open_cv
+    from ..errors import RunNotFoundError
+
+    try:
+        return [open_cv(ref, runs_root=root) for ref in refs]
+    except RunNotFoundError:
+        return None
 
 
 @runs_app.command("rm", epilog="Example: dltool runs rm 20261124-1012 --yes   |   dltool runs rm --status FAILED")

@@ -13,7 +13,44 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .registry import register_source, source_entry, source_names
-from .values import FiniteFloat, Fraction, PositiveFloat, PositiveInt, Seed, Strict, auto_or_bool, fraction_or
+from .values import (
+    FiniteFloat,
+    Fraction,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    Strict,
+    auto_or_bool,
+    fraction_or,
+    integer_at_least,
+)
+
+
+class Fold(Strict):
+    """One fold of a k-fold cross-validation: the run's test split is fold ``number`` of ``of``."""
+
+    number: PositiveInt = Field(description="This run's fold, counted from 1: its rows are the test split.")
+    of: Annotated[int, Field(ge=2), BeforeValidator(integer_at_least(2))] = Field(
+        description="The number of folds the labelled data is cut into."
+    )
+    repeat: PositiveInt = Field(
+        1, description="Which reshuffle of the folds (repeated k-fold): repeat r shuffles with seed + r - 1."
+    )
+    seed: Seed | None = Field(None, description="Seed of the fold shuffle; null: data.split_seed, else the seed.")
+    group: str | None = Field(
+        None,
+        description="csv and parquet: a column whose rows stay in one fold together (a patient, a user); "
+        "not a feature unless data.features names it.",
+    )
+
+    @model_validator(mode="after")
+    def _number_in_range(self):
+        if self.number > self.of:
+            raise PydanticCustomError(
+                "dltool", f"expected a fold number from 1 to {self.of} (of: {self.of}), received number: {self.number}"
+            )
+        return self
+
 
 MINORITY, MAJORITY = "minority", "majority"
 
@@ -96,7 +133,7 @@ class Resample(Strict):
 
 
 class DataCommon(Strict):
-    """Keys every source accepts: scaling, standardizing and the test/validation splits."""
+    """Keys every source accepts: scaling, standardizing, the test/validation splits and a cv fold."""
 
     scale: PositiveFloat | None = Field(None, description="Divide every input by this (255 for 8-bit pixels).")
     standardize: bool = Field(
@@ -123,6 +160,36 @@ class DataCommon(Strict):
         "once with the top-level seed: {oversample: minority | {label: factor}} or {undersample: majority | "
         "{label: factor}}.",
     )
+    fold: Fold | None = Field(
+        None,
+        description="Set by `dltool cv`: the test split is this fold of the labelled data (a source's builtin "
+        "test split is left out), and validation is drawn from the other folds as data.validation says.",
+    )
+
+    @model_validator(mode="after")
+    def _fold_fits_source(self):
+        if self.fold is None:
+            return self
+        source = getattr(self, "source", "")
+        if source == "timeseries":
+            raise PydanticCustomError(
+                "dltool",
+                "received fold with data.source 'timeseries': cross-validating a series would train on the "
+                "future of its test windows; evaluate a series on its last fraction (data.test) instead",
+            )
+        if self.fold.group is not None and "split_key" not in type(self).model_fields:
+            raise PydanticCustomError(
+                "dltool",
+                f"grouped folds need a csv or parquet source, received fold.group '{self.fold.group}' with "
+                f"data.source '{source}', which has no columns: leave out --group",
+            )
+        if getattr(self, "stream", None) is True:
+            raise PydanticCustomError(
+                "dltool",
+                "received fold with data.stream: true; cross-validation needs the data in memory: "
+                "set data.stream: false (or auto)",
+            )
+        return self
 
 
 @register_source(loader="dltool.data.keras_datasets:load")
@@ -227,6 +294,16 @@ class TableCommon(DataCommon):
                 "dltool", f"'{split_key}' is the target column; the split key is a column that identifies a row (an id)"
             )
         return split_key
+
+    @model_validator(mode="after")
+    def _group_not_target(self):
+        if self.fold is not None and self.fold.group == self.target:
+            raise PydanticCustomError(
+                "dltool",
+                f"received fold.group '{self.target}', the target column; the group is a column whose rows "
+                "belong together (an id: a patient, a user)",
+            )
+        return self
 
 
 @register_source(

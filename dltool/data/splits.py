@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .base import TrainingData, shard_for_process
 from .class_weights import count_classes
+from .folds import fold_rows, source_config
 from .labels import encode_labels, regression_targets
 from .preprocessing import Preprocessing
 from .sources import RawData, SplitRows, load_source, preprocessing_kind, should_stream, streamer
@@ -167,10 +168,13 @@ def _check_input_shape(config, raw: RawData) -> bool:
 def own_split(config, raw: RawData) -> SplitRows | None:
     """The rows of each split where the source decides them, else None (split_raw draws them at random).
 
-    An image folder gives its rows (by path, stratified by class); a table read by a glob, a list or with a
+    A cv fold (data.fold) gives its rows (see :mod:`dltool.data.folds`); an image folder gives its rows (by path,
+    stratified by class); a table read by a glob, a list or with a
     data.split_key gives each row's split id, hashed here with the seed exactly as a streamed read hashes it.
     """
     data = config.data
+    if data.fold is not None:  # a cv fold: its rows are the test split, whatever the source's own split
+        return fold_rows(config, raw)
     if raw.split is not None or raw.split_ids is None or data.test == "builtin":  # builtin: split_raw refuses it
         return raw.split
     seed = data.split_seed if data.split_seed is not None else config.seed
@@ -239,14 +243,14 @@ def prepare_data(config, *, samples: int | None = None) -> TrainingData:
     """
     from .resampling import resample_training
 
-    data = streamer(config.data)(config) if should_stream(config.data) else _in_memory(config, samples)
+    data = streamer(config.data)(config) if _streams(config) else _in_memory(config, samples)
     resample_training(config, data)  # the training split only, split off already
     return data
 
 
 def _in_memory(config, samples: int | None) -> ArrayData:
     """prepare_data for a source loaded into memory."""
-    raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
+    raw = load_source(source_config(config.data), seed=config.seed, classification=config.is_classifier)
     add_channel_axis = _check_input_shape(config, raw)
     # Of the data as loaded (4x fewer bytes than float32 pixels); the seeded splits follow from it and the config.
     data_fingerprint = _fingerprint_of(raw)
@@ -290,7 +294,7 @@ def _in_memory(config, samples: int | None) -> ArrayData:
         target_names=_target_names(config.data),
         per_channel=config.data.source in ("timeseries", "images"),
         add_channel_axis=add_channel_axis,
-        **preprocessing_kind(config.data),
+        **preprocessing_kind(source_config(config.data)),
     )
     raw_x_test = x_test
     x_train, x_test = state.transform(x_train), state.transform(x_test)
@@ -325,11 +329,11 @@ def open_test_split(config, preprocessing: Preprocessing) -> TrainingData:
     In memory, only the test split is kept (the training split comes back empty); a streamed source is scanned
     and its test split read batch by batch, as in training.
     """
-    if should_stream(config.data):
+    if _streams(config):
         data = streamer(config.data)(config)
         data.preprocessing = preprocessing  # what the model was trained with, not a refit
         return data
-    raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
+    raw = load_source(source_config(config.data), seed=config.seed, classification=config.is_classifier)
     _check_input_shape(config, raw)
     x_train, y_train, x_test, y_test, test_source = split_raw(config, raw, own_split(config, raw))
     (_, y_test), _ = _targets(config, [y_train, y_test], raw.class_names, _data_name(config))
@@ -353,11 +357,34 @@ def raw_test_inputs(config, limit: int) -> np.ndarray:
     """Up to ``limit`` of a run's test inputs as its source gives them, nothing preprocessed (what an exported
     model takes, for export's verification): a streamed source reads them from disk, in memory only the source
     is loaded and split."""
-    if should_stream(config.data):
+    if _streams(config):
         return streamer(config.data)(config).raw_test_inputs(limit)
-    raw = load_source(config.data, seed=config.seed, classification=config.is_classifier)
+    raw = load_source(source_config(config.data), seed=config.seed, classification=config.is_classifier)
     _check_input_shape(config, raw)
     return split_raw(config, raw, own_split(config, raw))[2][:limit]
+
+
+def check_folds(config) -> list[str]:
+    """Load the source of a config with data.fold set and cut its folds, as a fold's run will; return the
+    source's warnings. Raises DataError or ConfigError before any fold trains (a streamed source, too few rows
+    or members of a class for the folds, a group column the file lacks)."""
+    _streams(config)
+    raw = load_source(source_config(config.data), seed=config.seed, classification=config.is_classifier)
+    _check_input_shape(config, raw)
+    own_split(config, raw)
+    return list(raw.warnings)
+
+
+def _streams(config) -> bool:
+    """Whether the source is streamed (see should_stream); a cv fold of a streamed source is a DataError."""
+    if not should_stream(config.data):
+        return False
+    if config.data.fold is not None:
+        raise DataError(
+            f"{_data_name(config)}: cross-validation needs the data in memory, and this source is streamed "
+            "(over 1 GiB, or data.stream: true); set data.stream: false if it fits in memory"
+        )
+    return True
 
 
 def _data_name(config) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 POLL_SECONDS = 0.2  # how often the parent looks at its workers
@@ -78,6 +78,47 @@ def end(workers: list[subprocess.Popen], grace_seconds: float = 5) -> None:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+def keep_workers(
+    start: Callable[[], subprocess.Popen],
+    workers: int,
+    *,
+    unfinished: Callable[[bool], bool],
+    recycle: bool = False,
+    on_worker_died: Callable[[int, int], None] | None = None,
+) -> list[int]:
+    """Keep ``workers`` processes from ``start()`` running while work is left; return the failed exit codes.
+
+    ``unfinished(died)`` says whether work is left; ``died``: a worker was just killed by a signal (``kill -9``,
+    the OOM killer), whose own task still shows as running until the caller reclaims it. A killed worker is
+    replaced (``on_worker_died(pid, signal)`` is told), at most ``3 * workers`` times in all, so a task that
+    always kills its worker ends as an error; with ``recycle``, a worker that exits 0 while work is left is
+    replaced by a fresh one. Ctrl-C here asks every worker to stop cleanly and is raised again.
+    """
+    children, failed, replacements = [start() for _ in range(workers)], [], 0
+    try:
+        while children:
+            pause()
+            for child in [c for c in children if c.poll() is not None]:
+                children.remove(child)
+                if child.returncode < 0 and child.returncode != -signal.SIGINT:
+                    if on_worker_died is not None:
+                        on_worker_died(child.pid, -child.returncode)
+                    left = unfinished(True)
+                    if left and replacements < 3 * workers:
+                        replacements += 1
+                        children.append(start())
+                    elif left:
+                        failed.append(child.returncode)
+                elif child.returncode != 0:
+                    failed.append(child.returncode)
+                elif recycle and unfinished(False):
+                    children.append(start())
+    except KeyboardInterrupt:
+        ask_to_stop(children)
+        raise
+    return failed
 
 
 def pause() -> None:

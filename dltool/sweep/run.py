@@ -29,12 +29,12 @@ from pathlib import Path
 from ..config import config_from_text
 from ..errors import DltoolError, RunNotFoundError, TrainingError, TrainingInterrupted
 from ..fileio import atomic_write_text
-from ..runs import RUNNING, Run, effective_status, process_start, runs_dir
+from ..runs import Run, process_start, runs_dir
 from ..training.observer import Observer
 from .report import objective_value, progress, write_summary
 from .sampler import encoded_choices, first_duplicate, sets_left, sweep_sampler
 from .spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
-from .storage import import_optuna, open_storage, url_without_password
+from .storage import import_optuna, open_storage, reclaim_dead_trials, url_without_password
 from .workers import TRIALS_PER_WORKER, run_workers  # noqa: F401  (re-exported: the sweep API)
 
 STALE_AFTER_S = 600  # a RUNNING trial on another host with no heartbeat for this long is taken as dead
@@ -241,21 +241,7 @@ def _objective(sweep: Sweep, runs_root):
 
 def _reclaim_dead_trials(sweep: Sweep) -> None:
     """Mark RUNNING trials whose worker is gone FAILED ('stale') and enqueue each once more (never a retry twice)."""
-    optuna = import_optuna()
-    for trial in sweep.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker") or {}
-        heartbeat = trial.user_attrs.get("heartbeat") or trial.datetime_start.timestamp()
-        dead = effective_status({"status": RUNNING, **worker}) != RUNNING if worker else False
-        if not (dead or time.time() - heartbeat > STALE_AFTER_S):
-            continue
-        try:
-            sweep.storage.set_trial_user_attr(
-                trial._trial_id, "stale", f"worker {worker.get('pid')} on {worker.get('host')} died"
-            )
-            if not sweep.storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
-                continue
-        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
-            continue  # another worker reclaimed it first
+    for trial in reclaim_dead_trials(sweep.study, sweep.storage, STALE_AFTER_S):
         if "retry_of" not in trial.user_attrs and "failed_trial" not in trial.system_attrs:
             sweep.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 

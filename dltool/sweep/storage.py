@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
 from ..errors import DltoolError
 from ..installation import pip_install
+from ..runs import RUNNING, effective_status
 
 JOURNAL = "study.journal"
 STORAGE_ENV = "DLTOOL_SWEEP_STORAGE"  # --storage's default; how `dltool sweep --workers N` hands the URL to workers
@@ -78,3 +80,26 @@ def _with_installed_driver(url: str) -> str:
     ):
         return "postgresql+psycopg2://" + url[len("postgresql://") :]
     return url
+
+
+def reclaim_dead_trials(study, storage, stale_after_s: float) -> list:
+    """Mark FAILED ('stale') each RUNNING trial whose worker is gone: its pid on this host (the trial's 'worker'
+    attribute), or no 'heartbeat' for ``stale_after_s``; return those this process marked (not another worker)."""
+    optuna = import_optuna()
+    reclaimed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker") or {}
+        heartbeat = trial.user_attrs.get("heartbeat") or trial.datetime_start.timestamp()
+        dead = effective_status({"status": RUNNING, **worker}) != RUNNING if worker else False
+        if not (dead or time.time() - heartbeat > stale_after_s):
+            continue
+        try:
+            storage.set_trial_user_attr(
+                trial._trial_id, "stale", f"worker {worker.get('pid')} on {worker.get('host')} died"
+            )
+            if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+                continue
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker reclaimed it first
+        reclaimed.append(trial)
+    return reclaimed

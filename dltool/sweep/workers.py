@@ -8,7 +8,6 @@ killed, and stopped with the sweep process.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -55,30 +54,21 @@ def run_workers(
     def start() -> subprocess.Popen:
         return supervisor.start_worker(command, env=environment)
 
-    children, failed, replacements = [start() for _ in range(workers)], [], 0
+    def unfinished(died: bool) -> bool:
+        done, running = progress(sweep)
+        if died:  # its own trial still shows RUNNING until reclaimed
+            return done < sweep.spec.trials and sets_left(sweep.study, sweep.spec, running=False) != 0
+        return done + running < sweep.spec.trials and sets_left(sweep.study, sweep.spec) != 0
+
     try:
-        while children:
-            supervisor.pause()
-            for child in [c for c in children if c.poll() is not None]:
-                children.remove(child)
-                done, running = progress(sweep)
-                unfinished = done + running < sweep.spec.trials and sets_left(sweep.study, sweep.spec) != 0
-                if child.returncode < 0 and child.returncode != -signal.SIGINT:
-                    if on_worker_died is not None:
-                        on_worker_died(child.pid, -child.returncode)
-                    # its own trial still shows RUNNING until reclaimed
-                    unfinished = done < sweep.spec.trials and sets_left(sweep.study, sweep.spec, running=False) != 0
-                    if unfinished and replacements < 3 * workers:  # a bound: a worker that always dies is an error
-                        replacements += 1
-                        children.append(start())
-                    elif unfinished:
-                        failed.append(child.returncode)
-                elif child.returncode != 0:
-                    failed.append(child.returncode)
-                elif trials_per_worker and unfinished:
-                    children.append(start())
+        failed = supervisor.keep_workers(
+            start,
+            workers,
+            unfinished=unfinished,
+            recycle=bool(trials_per_worker),
+            on_worker_died=on_worker_died,
+        )
     except KeyboardInterrupt:
-        supervisor.ask_to_stop(children)
         write_summary(sweep)
         raise TrainingInterrupted(
             f"sweep {sweep.id} interrupted; finish it with: dltool sweep --resume {sweep.id}", None

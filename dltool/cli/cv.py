@@ -1,0 +1,132 @@
+"""`dltool cv`: start, resume or join a k-fold cross-validation, and `dltool cv show`: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import TrainingError, UsageError
+from .common import AsJson, RunsDir, Verbose, err, out, reported_errors, say
+
+CV_EXAMPLE = (
+    "Example: dltool cv configs/digits_mlp.yaml --folds 5   |   dltool cv --resume latest   |   "
+    "dltool cv show latest --json"
+)
+
+
+def cv_command(
+    target: Annotated[
+        str | None, typer.Argument(metavar="CONFIG | show", help="The experiment to cross-validate; or `show ID`.")
+    ] = None,
+    shown: Annotated[
+        str | None,
+        typer.Argument(metavar="ID", help="With `show`: the cv id, a unique prefix or 'latest'.", show_default=False),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds", "-k", metavar="K", help="Cut the labelled data into K folds; each is once the test split."
+        ),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", "-r", metavar="R", help="Repeat the K folds R times, each reshuffled.")
+    ] = 1,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            metavar="COLUMN",
+            help="csv/parquet: a column whose rows stay in one fold together (a patient, a user).",
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", metavar="ID", help="Finish this cv: run the folds still missing, never one done."),
+    ] = None,
+    join: Annotated[
+        str | None,
+        typer.Option("--join", metavar="ID", help="Take folds of this running cv (how --workers starts its workers)."),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", "-w", metavar="N", help="Worker processes, each taking folds until none is left."),
+    ] = 1,
+    runs_dir: RunsDir = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per fold.")] = False,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> None:
+    """k-fold cross-validation: every fold an ordinary run; the cv lives in cvs/<id>/ beside runs/ (cv.json)."""
+    from ..cv import run as cvs
+    from ..cv.report import write_result
+    from .display.cv import fold_line, print_cv, summary_table
+
+    with reported_errors():
+        if target == "show":
+            result = write_result(cvs.open_cv(shown or "latest", runs_root=runs_dir))
+            if as_json:
+                out.print_json(json.dumps(result))
+            else:
+                print_cv(out, result)
+            return
+        if sum(x is not None for x in (target, resume, join)) != 1:
+            raise UsageError(
+                "give one of: a CONFIG to cross-validate with --folds K, --resume ID, --join ID (or `show ID`)"
+            )
+        if target is not None:
+            if folds is None:
+                raise UsageError("--folds: give the number of folds, e.g. dltool cv CONFIG --folds 5")
+            cv = cvs.create_cv(Path(target), folds, repeats=repeats, group=group, runs_root=runs_dir)
+            say(
+                f"cv {cv.id}: {folds} folds"
+                + (f" x {repeats} repeats" if repeats > 1 else "")
+                + (f", grouped by {group}" if group else "")
+                + f" of {cv.base.name} in {cv.folder}"
+            )
+            for warning in cv.settings.get("warnings", []):
+                err.print(f"warning: {warning}", highlight=False, markup=False)
+        else:
+            if folds is not None or repeats != 1 or group is not None:
+                raise UsageError("--folds, --repeats and --group start a cv; a resumed or joined cv keeps its own")
+            cv = cvs.open_cv(resume or join, runs_root=runs_dir)
+            if resume:
+                cv.enqueue_missing()
+        if workers > 1 and not join:
+            cvs.run_workers(
+                cv,
+                workers,
+                runs_root=runs_dir,
+                quiet=quiet,
+                on_worker_died=lambda pid, sig: err.print(
+                    f"worker {pid} died (signal {sig}); its fold runs again, a new worker takes over",
+                    highlight=False,
+                    markup=False,
+                ),
+            )
+        else:
+            from ..backend import import_keras
+
+            import_keras(verbose, backend=cv.base.backend, devices=cv.base.train.devices)
+            if not verbose:  # tf.function retracing notes: expected when every fold builds a new model
+                logging.getLogger("tensorflow").setLevel("ERROR")
+            cvs.work(
+                cv,
+                runs_root=runs_dir,
+                on_fold_end=None if quiet else lambda row: say(fold_line(row, cv.settings["folds"])),
+            )
+        if join:
+            return
+        result = write_result(cv)
+        if as_json:
+            out.print_json(json.dumps(result))
+        else:
+            out.print(summary_table(result))
+        say(f"cv {cv.id}: {result['done']}/{result['planned']} folds done; wrote {cv.folder / 'cv.json'}")
+        if result["done"] < result["planned"]:
+            raise TrainingError(f"cv {cv.id} has folds left; finish it with: dltool cv --resume {cv.id}")
+        if result["failed"]:
+            raise TrainingError(f"{result['failed']} fold(s) of cv {cv.id} failed: see dltool cv show {cv.id}")

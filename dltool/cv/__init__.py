@@ -1,0 +1,1 @@
+"""`dltool cv`: k-fold cross-validation; every fold an ordinary run (see :mod:`dltool.cv.run`)."""
