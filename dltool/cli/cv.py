@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import TrainingError, UsageError
-from .common import AsJson, RunsDir, Verbose, err, out, reported_errors, say
+from .common import AsJson, Overrides, RunsDir, Verbose, err, out, reported_errors, say
 
 CV_EXAMPLE = (
     "Example: dltool cv configs/digits_mlp.yaml --folds 5   |   dltool cv --resume latest   |   "
@@ -55,6 +55,7 @@ def cv_command(
         int,
         typer.Option("--workers", "-w", metavar="N", help="Worker processes, each taking folds until none is left."),
     ] = 1,
+    overrides: Overrides = None,
     runs_dir: RunsDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per fold.")] = False,
     as_json: AsJson = False,
@@ -80,7 +81,9 @@ def cv_command(
         if target is not None:
             if folds is None:
                 raise UsageError("--folds: give the number of folds, e.g. dltool cv CONFIG --folds 5")
-            cv = cvs.create_cv(Path(target), folds, repeats=repeats, group=group, runs_root=runs_dir)
+            cv = cvs.create_cv(
+                Path(target), folds, repeats=repeats, group=group, overrides=overrides, runs_root=runs_dir
+            )
             say(
                 f"cv {cv.id}: {folds} folds"
                 + (f" x {repeats} repeats" if repeats > 1 else "")
@@ -90,8 +93,10 @@ def cv_command(
             for warning in cv.settings.get("warnings", []):
                 err.print(f"warning: {warning}", highlight=False, markup=False)
         else:
-            if folds is not None or repeats != 1 or group is not None:
-                raise UsageError("--folds, --repeats and --group start a cv; a resumed or joined cv keeps its own")
+            if folds is not None or repeats != 1 or group is not None or overrides:
+                raise UsageError(
+                    "--folds, --repeats, --group and --set start a cv; a resumed or joined cv keeps its own"
+                )
             cv = cvs.open_cv(resume or join, runs_root=runs_dir)
             if resume:
                 cv.enqueue_missing()

@@ -14,6 +14,20 @@ RESULT = "cv.json"
 STATES = {"COMPLETE": "COMPLETED", "RUNNING": "RUNNING", "WAITING": "WAITING"}
 
 
+def fold_of(trial) -> tuple[int, int] | None:
+    """(fold, repeat) of a trial, from its parameters or (still waiting) its enqueued ones; None: no fold."""
+    params = trial.params or trial.system_attrs.get("fixed_params") or {}
+    if "fold" not in params or "repeat" not in params:
+        return None
+    return int(params["fold"]), int(params["repeat"])
+
+
+def counted(trial) -> bool:
+    """Whether a trial's fold is done: its run completed, or failed on its own (not stopped, not died)."""
+    state = trial.state.name
+    return fold_of(trial) is not None and (state == "COMPLETE" or (state == "FAIL" and "error" in trial.user_attrs))
+
+
 def summarize(values: list[float]) -> dict:
     """Mean, sample standard deviation (ddof 1) and the 95 % interval of the mean by Student's t over ``values``
     (one score per fold); std and interval are None for a single value."""
@@ -42,8 +56,6 @@ def _status(trial) -> tuple[str, str | None]:
 
 def fold_row(trial, runs_root: Path) -> dict:
     """One fold's trial as plain data: fold, repeat, status, run id, reason, and its run's test metrics."""
-    from .run import fold_of
-
     number, repeat = fold_of(trial)
     status, reason = _status(trial)
     run_id = trial.user_attrs.get("run_id")
@@ -63,8 +75,6 @@ def fold_row(trial, runs_root: Path) -> dict:
 
 def report(cv) -> dict:
     """The cv as plain data: settings, one row per fold (its deciding trial) and each test metric's summary."""
-    from .run import counted, fold_of
-
     latest: dict = {}
     for trial in cv.study.get_trials(deepcopy=False):
         fold = fold_of(trial)

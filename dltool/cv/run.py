@@ -29,6 +29,7 @@ from ..runs import Run, process_start, runs_dir
 from ..sweep.spec import base_config_yaml
 from ..sweep.storage import import_optuna, open_storage, reclaim_dead_trials
 from ..training.observer import Observer
+from .report import counted, fold_of, fold_row, write_result
 
 SETTINGS = "settings.json"
 
@@ -51,20 +52,6 @@ def resolve_cv(ref: str, root: Path) -> Path:
     raise RunNotFoundError(
         f"'{ref}' matches {len(matches)} cvs ({', '.join(p.name for p in matches[:5])}); give more of the id"
     )
-
-
-def fold_of(trial) -> tuple[int, int] | None:
-    """(fold, repeat) of a trial, from its parameters or (still waiting) its enqueued ones; None: no fold."""
-    params = trial.params or trial.system_attrs.get("fixed_params") or {}
-    if "fold" not in params or "repeat" not in params:
-        return None
-    return int(params["fold"]), int(params["repeat"])
-
-
-def counted(trial) -> bool:
-    """Whether a trial's fold is done: its run completed, or failed on its own (not stopped, not died)."""
-    state = trial.state.name
-    return fold_of(trial) is not None and (state == "COMPLETE" or (state == "FAIL" and "error" in trial.user_attrs))
 
 
 class CrossValidation:
@@ -116,17 +103,25 @@ class CrossValidation:
 
 
 def create_cv(
-    config: str | Path, folds: int, *, repeats: int = 1, group: str | None = None, runs_root=None
+    config: str | Path,
+    folds: int,
+    *,
+    repeats: int = 1,
+    group: str | None = None,
+    overrides: list[str] | None = None,
+    runs_root=None,
 ) -> CrossValidation:
-    """Validate the experiment with its folds (the data is loaded once, to cut them) and make the cv's folder
-    and study, every fold enqueued; nothing trains yet. Raises UsageError, ConfigError or DataError."""
+    """Validate the experiment (with ``--set`` ``overrides``) and its folds (the data is loaded once, to cut
+    them) and make the cv's folder and study, every fold enqueued; nothing trains yet. Raises UsageError,
+    ConfigError or DataError."""
     from ..data.splits import check_folds
 
     if folds < 2:
         raise UsageError(f"--folds: expected a number >= 2, received {folds}")
     if repeats < 1:
         raise UsageError(f"--repeats: expected a number >= 1, received {repeats}")
-    base = load_config(config)
+    overrides = list(overrides or [])
+    base = load_config(config, overrides)
     if base.data.fold is not None:
         raise UsageError(f"{config}: data.fold is set; `dltool cv` cuts the folds itself: remove data.fold")
     seed = base.data.split_seed if base.data.split_seed is not None else base.seed
@@ -139,7 +134,7 @@ def create_cv(
         "runs_dir": str(runs_dir(runs_root).resolve()),  # where the folds' runs are, for cv.json
     }
     fold = {"number": 1, "of": folds, "repeat": 1, "seed": seed, **({"group": group} if group else {})}
-    first = load_config(config, [f"data.fold={json.dumps(fold)}"])
+    first = load_config(config, [*overrides, f"data.fold={json.dumps(fold)}"])
     warnings = check_folds(first)
     folder = Run.create(cvs_dir(runs_root), base.name).path  # the same atomic, unique-id mkdir as a run folder
     atomic_write_text(folder / "experiment.yaml", base_config_yaml(base))
@@ -184,7 +179,6 @@ def work(
     Raises TrainingInterrupted on Ctrl-C or SIGTERM (the fold's run INTERRUPTED; the cv resumable).
     """
     from ..commands.train import train
-    from .report import fold_row, write_result
 
     optuna = import_optuna()
     failed_state = optuna.trial.TrialState.FAIL
@@ -241,7 +235,6 @@ def run_workers(
     """Keep ``workers`` processes (``dltool cv --join ID``) taking folds until none waits; a worker killed by a
     signal is replaced and its fold enqueued again (see :func:`dltool.distributed.supervisor.keep_workers`)."""
     from ..distributed import supervisor
-    from .report import write_result
 
     if workers < 1:
         raise UsageError(f"--workers: expected a number >= 1, received {workers}")

@@ -125,7 +125,8 @@ def _runs_with_an_epoch(runs: Path) -> int:
 def test_kill_9_of_the_cv_and_resume_completes_exactly_k_times_r_folds(tmp_path):
     import optuna
 
-    from dltool.cv.run import counted, fold_of, open_cv
+    from dltool.cv.report import counted, fold_of
+    from dltool.cv.run import open_cv
 
     path = write_iris(tmp_path, epochs=20)
     runs = tmp_path / "runs"
