@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ..config import config_from_text, load_config
 from ..errors import DltoolError, RunNotFoundError, TrainingError, TrainingInterrupted, UsageError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..runs import Run, process_start, runs_dir
+from ..sweep.run import HEARTBEAT_EVERY_S, STALE_AFTER_S
 from ..sweep.spec import base_config_yaml
 from ..sweep.storage import import_optuna, open_storage, reclaim_dead_trials
 from ..training.observer import Observer
@@ -90,7 +92,8 @@ class CrossValidation:
         Only the process that starts, resumes or supervises the cv calls this (workers only take folds), so a
         fold is never enqueued twice.
         """
-        reclaim_dead_trials(self.study, self.storage, math.inf)  # one host: a dead pid says it all
+        # A dead pid, or (a process killed before it named itself) no heartbeat for STALE_AFTER_S, as in a sweep.
+        reclaim_dead_trials(self.study, self.storage, STALE_AFTER_S)
         held = {
             fold_of(t)
             for t in self.study.get_trials(deepcopy=False)
@@ -152,10 +155,16 @@ def open_cv(ref: str, *, runs_root=None) -> CrossValidation:
 
 
 class _FoldObserver(Observer):
-    """Tags the fold's run with the cv id, fold and repeat."""
+    """Tags the fold's run with the cv id, fold and repeat, and keeps the fold's heartbeat in the study."""
 
     def __init__(self, trial, cv: CrossValidation, number: int, repeat: int):
         self.trial, self.cv, self.number, self.repeat = trial, cv, number, repeat
+        self.last_heartbeat = time.time()
+
+    def on_epoch_end(self, row: dict) -> None:
+        if time.time() - self.last_heartbeat > HEARTBEAT_EVERY_S:  # every write is a line in the journal
+            self.last_heartbeat = time.time()
+            self.trial.set_user_attr("heartbeat", self.last_heartbeat)
 
     def on_run_created(self, run: Run) -> None:
         run.update_info(cv=self.cv.id, fold=self.number, repeat=self.repeat, folds=self.cv.settings["folds"])
@@ -196,6 +205,7 @@ def work(
         trial.set_user_attr(
             "worker", {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
         )
+        trial.set_user_attr("heartbeat", time.time())
         try:
             config = config_from_text(
                 cv.base_text,

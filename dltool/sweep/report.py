@@ -58,6 +58,7 @@ def trial_row(trial, sweep) -> dict:
         "run": attrs.get("run_id"),
         "reason": reason,
         **({"retry_of": attrs["retry_of"]} if "retry_of" in attrs else {}),
+        **({"fold_values": attrs["fold_values"], "runs": attrs.get("runs")} if "fold_values" in attrs else {}),
     }
 
 

@@ -33,7 +33,15 @@ from ..runs import Run, process_start, runs_dir
 from ..training.observer import Observer
 from .report import objective_value, progress, write_summary
 from .sampler import encoded_choices, first_duplicate, sets_left, sweep_sampler
-from .spec import SweepSpec, base_config_yaml, load_sweep, overrides_for, resolved_sweep_yaml, sweep_from_text
+from .spec import (
+    SweepSpec,
+    base_config_yaml,
+    fold_override,
+    load_sweep,
+    overrides_for,
+    resolved_sweep_yaml,
+    sweep_from_text,
+)
 from .storage import import_optuna, open_storage, reclaim_dead_trials, url_without_password
 from .workers import TRIALS_PER_WORKER, run_workers  # noqa: F401  (re-exported: the sweep API)
 
@@ -165,10 +173,14 @@ class _TrialObserver(Observer):
         self.trial, self.sweep, self.metric = trial, sweep, sweep.spec.objective.metric
         self.pruned = False
         self.last_heartbeat = time.time()
+        self.fold: int | None = None  # objective.cv: the fold this trial's current run trains
 
     def on_run_created(self, run: Run) -> None:
-        run.update_info(sweep=self.sweep.id, trial=self.trial.number)
+        folds = {"fold": self.fold, "folds": self.sweep.spec.objective.cv} if self.fold is not None else {}
+        run.update_info(sweep=self.sweep.id, trial=self.trial.number, **folds)
         self.trial.set_user_attr("run_id", run.id)
+        if self.fold is not None:
+            self.trial.set_user_attr("runs", [*self.trial.user_attrs.get("runs", []), run.id])
 
     def on_epoch_end(self, row: dict) -> None:
         from ..training.fitting import StopRequested
@@ -176,7 +188,8 @@ class _TrialObserver(Observer):
         if self.metric not in row:
             columns = ", ".join(k for k in row if k not in ("epoch", "learning_rate", "epoch_seconds"))
             raise TrainingError(f"objective.metric '{self.metric}' is not in the history; its columns are {columns}")
-        self.trial.report(float(row[self.metric]), step=int(row["epoch"]))  # the epochs shown are the last step
+        if self.fold is None:  # a cv objective's folds would report the same steps again (and it never prunes)
+            self.trial.report(float(row[self.metric]), step=int(row["epoch"]))  # the epochs shown: the last step
         if time.time() - self.last_heartbeat > HEARTBEAT_EVERY_S:  # every write is a line in the study's journal
             self.last_heartbeat = time.time()
             self.trial.set_user_attr("heartbeat", self.last_heartbeat)
@@ -215,14 +228,21 @@ def _objective(sweep: Sweep, runs_root):
         params = sweep.sample(trial)
         observer = _TrialObserver(trial, sweep)
         try:
-            config = config_from_text(
-                sweep.base_text,
-                source=str(sweep.folder / "experiment.yaml"),
-                overrides=overrides_for(params, sweep.spec),
-            )
-            run = train(config, runs_root=runs_root, observer=observer)
+            folds = sweep.spec.objective.cv
+            values = []
+            for fold in range(1, (folds or 1) + 1):  # objective.cv: a run per fold, scored by their mean
+                observer.fold = fold if folds else None
+                config = config_from_text(
+                    sweep.base_text,
+                    source=str(sweep.folder / "experiment.yaml"),
+                    overrides=overrides_for(params, sweep.spec) + ([fold_override(fold, folds)] if folds else []),
+                )
+                run = train(config, runs_root=runs_root, observer=observer)
+                values.append(objective_value(run, sweep.spec.objective.metric))
             trial.set_user_attr("rss_mb", _rss_mb())  # a worker's memory across trials (benchmarks/measure_sweep.py)
-            value = objective_value(run, sweep.spec.objective.metric)
+            if folds:
+                trial.set_user_attr("fold_values", values)
+            value = sum(values) / len(values)
         except TrainingInterrupted as exc:
             if observer.pruned:
                 raise optuna.TrialPruned("pruned") from None

@@ -35,6 +35,12 @@ class Objective(_Strict):
 
     metric: str = "val_loss"
     goal: Literal["max", "min"] = "min"
+    cv: int | None = Field(
+        None,
+        ge=2,
+        description="Score each trial by k-fold cross-validation: K runs, one per fold (data.fold), and the "
+        "objective is the mean of their metric; null: one run.",
+    )
 
     @model_validator(mode="after")
     def _not_test(self) -> Objective:
@@ -125,6 +131,12 @@ class SweepSpec(_Strict):
             raise PydanticCustomError("dltool", f"method {self.method} needs trials: N (only grid counts its own)")
         if isinstance(self.pruner, str):
             self.pruner = Pruner(name=self.pruner)
+        if self.objective.cv is not None and self.pruner.name != "none":
+            raise PydanticCustomError(
+                "dltool",
+                f"pruner {self.pruner.name} stops a trial by its epochs, and a cv objective (objective.cv: "
+                f"{self.objective.cv}) trains a run per fold: use pruner: none",
+            )
         return self
 
 
@@ -137,6 +149,11 @@ def overrides_for(params: dict[str, Any], spec: SweepSpec | None = None) -> list
     """``--set`` strings for sampled parameter values (and train.plots=false unless the sweep keeps trial plots)."""
     plots = [] if spec is None or spec.trial_plots or "train.plots" in params else ["train.plots=false"]
     return plots + [f"{path}={format_value(value)}" for path, value in params.items()]
+
+
+def fold_override(number: int, folds: int) -> str:
+    """The ``--set`` that makes a trial's run fold ``number`` of ``folds`` (objective.cv)."""
+    return f"data.fold={json.dumps({'number': number, 'of': folds})}"
 
 
 def load_sweep(path: str | Path) -> tuple[SweepSpec, ExperimentConfig]:
@@ -183,6 +200,16 @@ def sweep_from_text(text: str, source: str, base_dir: Path) -> tuple[SweepSpec, 
             path="objective.metric",
             line=line_map.line_of(("objective",)) or line_map.line_of(("experiment",)),
         )
+    if spec.objective.cv is not None:
+        try:
+            load_config(experiment, [fold_override(1, spec.objective.cv)])
+        except ConfigError as exc:
+            raise ConfigError(
+                f"the base experiment cannot be cross-validated: {exc.detail}",
+                source=source,
+                path="objective.cv",
+                line=line_map.line_of(("objective",)),
+            ) from None
     for key, parameter in spec.parameters.items():
         for value in parameter.edge_values():
             try:

@@ -756,3 +756,64 @@ def test_two_workers_drawing_the_same_set_at_once_run_it_once(tmp_path):
     assert (
         sweep.study.trials[second.number].user_attrs["duplicate"] == f"skipped: the same values as trial {first.number}"
     )
+
+
+# --------------------------------------------------------------------------- objective.cv (issue 25)
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "objective: {metric: val_accuracy, goal: max, cv: 3}\npruner: median\ntrials: 2\n"
+            "parameters:\n  train.batch_size: {choice: [8]}\n",
+            "pruner median stops a trial by its epochs, and a cv objective (objective.cv: 3) trains a run per fold: "
+            "use pruner: none",
+        ),
+        (
+            "objective: {metric: val_accuracy, goal: max, cv: 1}\ntrials: 2\nparameters:\n"
+            "  train.batch_size: {choice: [8]}\n",
+            "sweep.yaml:2: objective.cv: ",
+        ),
+    ],
+)
+def test_a_cv_objective_is_refused_with_a_pruner_or_one_fold(tmp_path, body, message):
+    with pytest.raises(ConfigError) as caught:
+        load_sweep(write_sweep(tmp_path, body))
+    assert message in str(caught.value)
+
+
+def test_a_cv_objective_of_an_experiment_that_cannot_be_cross_validated_is_refused(tmp_path):
+    series = (REPO / "configs" / "lstm_forecaster.yaml").read_text()
+    (tmp_path / "series.yaml").write_text(
+        series.replace("data/seasonal_series.csv", str(REPO / "configs" / "data" / "seasonal_series.csv"))
+    )
+    (tmp_path / "sweep.yaml").write_text(
+        "experiment: series.yaml\nobjective: {metric: val_loss, cv: 3}\ntrials: 2\n"
+        "parameters:\n  train.batch_size: {choice: [8, 16]}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_sweep(tmp_path / "sweep.yaml")
+    assert "sweep.yaml:2: objective.cv: the base experiment cannot be cross-validated: " in str(caught.value)
+    assert "cross-validating a series would train on the future of its test windows" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_cv_objective_trains_a_run_per_fold_and_scores_the_trial_by_their_mean(tmp_path):
+    from dltool.commands.runs_report import select_runs
+    from dltool.sweep.report import write_summary
+    from dltool.sweep.run import create_sweep, work
+
+    path = write_sweep(
+        tmp_path,
+        "method: grid\nobjective: {metric: val_accuracy, goal: max, cv: 2}\nparameters:\n"
+        "  train.batch_size: {choice: [16, 32]}\n",
+    )
+    sweep = create_sweep(path, runs_root=tmp_path / "runs")
+    assert work(sweep, runs_root=tmp_path / "runs") == 2
+    summary = write_summary(sweep)
+    assert summary["trials_done"] == 2
+    for row in summary["rows"]:
+        assert len(row["fold_values"]) == 2 and row["objective"] == pytest.approx(sum(row["fold_values"]) / 2)
+        infos = [json.loads((tmp_path / "runs" / run / "run.json").read_text()) for run in row["runs"]]
+        assert [(i["trial"], i["fold"], i["folds"]) for i in infos] == [(row["trial"], 1, 2), (row["trial"], 2, 2)]
+        assert [i["data"]["test"] for i in infos] == [75, 75]  # each half of iris once the test split
+    assert len(select_runs(tmp_path / "runs", sweep=sweep.id)) == 4
