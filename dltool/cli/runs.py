@@ -41,6 +41,7 @@ def runs_list(
     sweep: Annotated[
         str | None, typer.Option(metavar="ID", help="Only the trials of this sweep (id or prefix).")
     ] = None,
+    cv: Annotated[str | None, typer.Option(metavar="ID", help="Only the folds of this cv (id or prefix).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """List runs: id, name, status, epochs, test metrics, duration. Subcommands: show, compare, sync, rm."""
@@ -52,12 +53,12 @@ def runs_list(
 
     root = _root(ctx, runs_dir)
     with reported_errors():
-        rows = select_runs(root, status=status, name=name, since=since, sort=sort, limit=limit, sweep=sweep)
+        rows = select_runs(root, status=status, name=name, since=since, sort=sort, limit=limit, sweep=sweep, cv=cv)
     if as_json:
         out.print_json(json.dumps(rows))
     elif not rows:
         say(
-            f"no runs{' match' if any((status, name, since, sweep)) else ''} in {root}; train one with: dltool train CONFIG"
+            f"no runs{' match' if any((status, name, since, sweep, cv)) else ''} in {root}; train one with: dltool train CONFIG"
         )
     else:
         out.print(runs_table(rows, title=f"runs in {root}"))

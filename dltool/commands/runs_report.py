@@ -46,6 +46,7 @@ def summarize(run: Run) -> dict:
         "data": info.get("data"),  # split sizes, how the test split was drawn, streamed or not
         "path": str(run.path),
         **({"sweep": info["sweep"], "trial": info.get("trial")} if info.get("sweep") else {}),
+        **({"cv": info["cv"], "fold": info.get("fold"), "repeat": info.get("repeat")} if info.get("cv") else {}),
         "expectations": info.get("expectations"),
         "expectations_met": info.get("expectations_met"),
     }
@@ -89,16 +90,19 @@ def select_runs(
     sort: str | None = None,
     limit: int | None = None,
     sweep: str | None = None,
+    cv: str | None = None,
 ) -> list[dict]:
     """Summaries of the runs in ``root``, filtered (status, name glob or substring, since) and sorted.
 
     ``sort`` is a test metric (best first: ascending for losses and errors,
     descending otherwise); without it, runs are listed oldest first. ``sweep`` (an id or its prefix) keeps
-    the trials of that sweep.
+    the trials of that sweep, ``cv`` the folds of that cross-validation.
     """
     rows = [summarize(run) for run in list_runs(root)]
     if sweep:
         rows = [r for r in rows if str(r.get("sweep") or "").startswith(sweep)]
+    if cv:
+        rows = [r for r in rows if str(r.get("cv") or "").startswith(cv)]
     if status:
         wanted = {s.strip().upper() for s in status.split(",")}
         rows = [r for r in rows if r["status"] in wanted]

@@ -92,7 +92,8 @@ def test_a_three_fold_cv_trains_tagged_runs_and_reports_every_test_metric(tmp_pa
         info = json.loads((runs / row["run"] / "run.json").read_text())
         assert (info["cv"], info["fold"], info["repeat"], info["status"]) == (folder.name, row["fold"], 1, "COMPLETED")
         assert info["data"]["test"] == 50  # one fold of iris's 150 rows
-    # every row is in exactly one fold's test split
+    listed = run_cli("runs", "--cv", folder.name, "--json", "--runs-dir", str(runs), cwd=tmp_path, env=ENV)
+    assert sorted((r["cv"], r["fold"]) for r in json.loads(listed.stdout)) == [(folder.name, n) for n in (1, 2, 3)]
     shown = run_cli("cv", "show", folder.name, "--json", "--runs-dir", str(runs), cwd=tmp_path, env=ENV)
     assert json.loads(shown.stdout)["metrics"] == saved["metrics"]
 
@@ -168,3 +169,33 @@ def test_two_workers_run_every_fold_once(tmp_path):
     assert (saved["done"], saved["completed"]) == (4, 4)
     infos = [json.loads(p.read_text()) for p in runs.glob("*/run.json")]
     assert sorted(i["fold"] for i in infos) == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_ctrl_c_stops_the_fold_cleanly_and_resume_runs_it_again(tmp_path):
+    path = write_iris(tmp_path, epochs=100)
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dltool", "cv", str(path), "-k", "2", "--runs-dir", str(runs)],
+        cwd=tmp_path,
+        env={**os.environ, **ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: _runs_with_an_epoch(runs) >= 1, 180, "the first fold's first epoch")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    cv_id = next((tmp_path / "cvs").iterdir()).name
+    assert f"cv {cv_id} interrupted; finish it with: dltool cv --resume {cv_id}" in stderr
+    (run_json,) = runs.glob("*/run.json")
+    info = json.loads(run_json.read_text())
+    assert (info["status"], info["cv"], info["fold"]) == ("INTERRUPTED", cv_id, 1)
+    saved = json.loads((tmp_path / "cvs" / cv_id / "cv.json").read_text())
+    assert saved["done"] == 0 and [r["status"] for r in saved["rows"]] == ["INTERRUPTED", "WAITING"]
+    resumed = run_cli("cv", "--resume", cv_id, "-q", "--runs-dir", str(runs), cwd=tmp_path, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    saved = json.loads((tmp_path / "cvs" / cv_id / "cv.json").read_text())
+    assert [(r["fold"], r["status"]) for r in saved["rows"]] == [(1, "COMPLETED"), (2, "COMPLETED")]
