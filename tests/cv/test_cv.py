@@ -199,3 +199,36 @@ def test_ctrl_c_stops_the_fold_cleanly_and_resume_runs_it_again(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     saved = json.loads((tmp_path / "cvs" / cv_id / "cv.json").read_text())
     assert [(r["fold"], r["status"]) for r in saved["rows"]] == [(1, "COMPLETED"), (2, "COMPLETED")]
+
+
+def _fold_pid(runs: Path) -> int | None:
+    """The pid of a worker whose fold is RUNNING and has finished an epoch."""
+    for path in runs.glob("*/run.json"):
+        info = json.loads(path.read_text())
+        if info.get("status") == "RUNNING" and (path.parent / "history.csv").is_file():
+            return info["pid"]
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.multiprocess
+def test_a_worker_killed_with_kill_9_is_replaced_and_its_fold_runs_again(tmp_path):
+    path = write_iris(tmp_path, epochs=40)
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dltool", "cv", str(path), "-k", "3", "-w", "2", "-q", "--runs-dir", str(runs)],
+        cwd=tmp_path,
+        env={**os.environ, **ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.kill(_wait_for(lambda: _fold_pid(runs), 180, "a worker's first epoch"), signal.SIGKILL)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert "died (signal 9); its fold runs again, a new worker takes over" in stderr
+    saved = json.loads(next((tmp_path / "cvs").iterdir()).joinpath("cv.json").read_text())
+    assert (saved["done"], saved["completed"]) == (3, 3)
+    completed = [json.loads(p.read_text()) for p in runs.glob("*/run.json")]
+    assert sorted(i["fold"] for i in completed if i["status"] == "COMPLETED") == [1, 2, 3]
