@@ -78,10 +78,6 @@ class CrossValidation:
             fold["group"] = self.settings["group"]
         return f"data.fold={json.dumps(fold)}"
 
-    def done(self) -> int:
-        """How many folds are done (completed or failed on their own)."""
-        return len({fold_of(t) for t in self.study.get_trials(deepcopy=False) if counted(t)})
-
     def waiting(self) -> int:
         """How many folds wait for a process to take them."""
         return sum(t.state.name == "WAITING" for t in self.study.get_trials(deepcopy=False))

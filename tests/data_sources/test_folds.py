@@ -94,14 +94,21 @@ def test_a_builtin_test_split_is_left_out_of_the_folds(tmp_path):
     assert data.sizes()["test_split"].endswith("seed 0, builtin test split left out)")
 
 
-def test_a_group_column_keeps_its_rows_together_and_is_no_feature(tmp_path):
-    path = tmp_path / "patients.csv"
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+def test_a_group_column_keeps_its_rows_together_and_is_no_feature(tmp_path, source):
     rng = np.random.default_rng(1)
     rows = [f"p{row // 3},{row},{rng.random():.4f},{'yes' if row % 2 else 'no'}" for row in range(60)]
+    path = tmp_path / "patients.csv"
     path.write_text("patient,a,b,label\n" + "\n".join(rows) + "\n")  # a: the row's number, to find it again
+    if source == "parquet":
+        csv = pytest.importorskip("pyarrow.csv", reason="parquet needs pyarrow")
+        import pyarrow.parquet as pq
+
+        pq.write_table(csv.read_csv(path), tmp_path / "patients.parquet")
+        path = tmp_path / "patients.parquet"
     template = IRIS_CONFIG.replace(
         "{source: sklearn, name: iris, standardize: true, test: 0.2, validation: 0.2}",
-        f"{{source: csv, path: {json.dumps(str(path))}, target: label, validation: null}}",
+        f"{{source: {source}, path: {json.dumps(str(path))}, target: label, validation: null}}",
     ).replace("input_shape: [4]", "input_shape: [2]")
     patients = np.array([f"p{row // 3}" for row in range(60)])
     held_out = []
