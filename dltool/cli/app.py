@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from .._version import __version__
 from ..errors import UsageError
 from .common import (
     Backend,
@@ -25,6 +24,7 @@ from .common import (
     RunsDir,
     Verbose,
     out,
+    print_version,
     reported_errors,
     run_backend,
     run_config_value,
@@ -62,16 +62,11 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        say(f"dltool {__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
 def main_options(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, metavar="", help="Show the version and exit.")
+        bool,
+        typer.Option("--version", callback=print_version, is_eager=True, metavar="", help="Show the version and exit."),
     ] = False,
 ) -> None:
     """Train Keras 3 models from YAML experiments."""

@@ -185,6 +185,15 @@ def _annotate_in_github(error: DltoolError) -> None:
         say(config_error_annotation(error))
 
 
+def print_version(value: bool) -> None:
+    """`--version`'s callback: print dltool's version and exit."""
+    if value:
+        from .._version import __version__
+
+        say(f"dltool {__version__}")
+        raise typer.Exit()
+
+
 def say(text: str) -> None:
     """Print plain text (no markup, no highlighting)."""
     out.print(text, highlight=False, markup=False)
