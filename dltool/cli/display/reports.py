@@ -19,6 +19,7 @@ from .training import (
     metrics_table,
     print_expectations,
     status_markup,
+    threshold_line,
 )
 
 
@@ -113,6 +114,8 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(data_line(shown["data"]), highlight=False, markup=False)
     if shown.get("class_weight"):
         console.print(class_weight_line(shown["class_weight"]), highlight=False, markup=False)
+    if shown.get("threshold"):
+        console.print(threshold_line(shown["threshold"]), highlight=False, markup=False)
     for line in parameter_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))
