@@ -239,6 +239,18 @@ def print_evaluation(console: Console, result: dict) -> None:
         console.print(per_class)
     for note in probability_notes(report):
         console.print(note, highlight=False, markup=False)
+    if result.get("decision"):
+        console.print(decision_note(result["decision"]), highlight=False, markup=False)
+
+
+def decision_note(decision: dict) -> str:
+    """Which threshold a binary run's labels used, and that Keras's compiled metrics did not."""
+    return (
+        f"labels at decision threshold {decision['threshold']:.4g} ({decision['source']}): class "
+        f"{decision['positive_class']} when its probability >= it; precision {decision['precision']:.4g}, recall "
+        f"{decision['recall']:.4g}, F1 {decision['f1']:.4g}, accuracy {decision['accuracy']:.4g} (Keras's compiled "
+        "metrics count a sigmoid's p >= 0.5)"
+    )
 
 
 def probability_rows(report: dict) -> list[tuple[str, str]]:
