@@ -28,8 +28,8 @@ class ServedModel:
 
     def __init__(self, saved: SavedRun, model, checkpoint: str = "final", threshold: float | None = None):
         self.saved, self.model, self.checkpoint = saved, model, checkpoint
-        # A binary run's labels: --threshold, else the run's own decision threshold, else argmax / 0.5.
-        self.threshold = saved.decision_threshold(threshold)
+        # The decision threshold :label uses (a binary run's; None: argmax, or 0.5): open() resolves it.
+        self.threshold = threshold
         self.state = saved.preprocessing
         self.name = saved.config.name
         self.reader = inputs_for(self.state)
@@ -60,8 +60,8 @@ class ServedModel:
         """Open the run ``ref`` and load its model (``final`` or ``best``); ``threshold`` overrides the run's
         decision threshold (a binary classifier's; refused on any other run before the model loads)."""
         saved = SavedRun.open(ref, runs_root)
-        saved.decision_threshold(threshold)
-        return cls(saved, saved.load_model(checkpoint), checkpoint, threshold)
+        decision = saved.decision_threshold(threshold)  # the run's own, or the override, checked before loading
+        return cls(saved, saved.load_model(checkpoint), checkpoint, decision)
 
     @property
     def run_id(self) -> str:
