@@ -23,7 +23,7 @@ from ..training.followers import follow, lost_workers, resume_command, share_out
 from ..training.interrupts import InterruptGuard
 from ..training.observer import Observer
 from ..training.recorder import RunRecorder
-from ..training.threshold import decide_threshold
+from ..training.threshold import decide_threshold, threshold_metrics
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 
@@ -306,6 +306,7 @@ def _finish_completed(
         "train": train_metrics,
         "validation": val_metrics or None,
         "test": test,
+        **threshold_metrics(run),
         "epochs": recorder.epochs_done,
         "stopped_early": result.stopped_early,
         **({"restored_epoch": result.restored_epoch} if result.restored_epoch is not None else {}),

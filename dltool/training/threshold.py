@@ -74,3 +74,12 @@ def decide_threshold(
     run.update_info(threshold=record)
     recorder.log(f"{log_time()} {describe(record)}")
     return record
+
+
+def threshold_metrics(run: Run) -> dict:
+    """metrics.json's ``test_at_threshold`` (the threshold, and accuracy, precision, recall and F1 of the positive
+    class at it on the test split), kept apart from ``test``: Keras's compiled accuracy counts p >= 0.5."""
+    record = run.info.get("threshold") or {}
+    if "test" not in record:
+        return {}
+    return {"test_at_threshold": {"threshold": record["value"], **record["test"]}}

@@ -90,6 +90,9 @@ def test_the_run_records_the_threshold_chosen_on_validation(run, validation_scor
     assert set(record["test"]) == {"accuracy", "precision", "recall", "f1", "samples"}
     assert record["test"]["samples"] == run.info["data"]["test"]
     assert "threshold" in run.info["phase_seconds"]
+    metrics = json.loads(run.file("metrics.json").read_text())
+    assert metrics["test_at_threshold"] == {"threshold": record["value"], **record["test"]}
+    assert set(metrics["test"]) == {"loss", "accuracy"}  # Keras's own, at 0.5
     log = run.file("train.log").read_text()
     assert f"decision threshold {record['value']:.4g} (f1); on validation precision " in log
 
