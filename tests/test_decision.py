@@ -138,3 +138,8 @@ def test_run_threshold_prefers_the_override():
     assert run_threshold(info) == 0.25
     assert run_threshold(info, 0.6) == 0.6
     assert run_threshold({}) is None
+
+
+def test_equal_candidates_go_to_the_larger_threshold():
+    # Youden's J is 0.5 at both 0.2 and 0.4: the larger threshold predicts fewer positives.
+    assert choose_threshold(np.array([0, 1, 0, 1]), np.array([0.1, 0.2, 0.3, 0.4]), "youden")["value"] == 0.4

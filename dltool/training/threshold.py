@@ -50,7 +50,8 @@ def decide_threshold(
     ``train.threshold`` is a rule (chosen on the validation split) or a fixed number. The record has the
     value, the rule (``fixed`` for a number), ``at`` for a targeted rule, ``fallback`` where the rule could not
     be met, and the figures (accuracy, precision, recall, F1) at the threshold on the validation split (where
-    the run has its own) and the test split. Timed as the clock's ``threshold`` phase.
+    the run has its own) and the test split. Timed as the clock's ``threshold`` phase. Several processes:
+    process 0 calls this with its share of the validation split (the test split stays whole).
     """
     from ..keras_io import inference_batch_size
 

@@ -200,6 +200,14 @@ def test_a_two_class_softmax_decides_on_its_second_column(tmp_path, rows):
     ]
 
 
+def test_a_fixed_threshold_needs_no_validation_split(tmp_path):
+    run = train(_config("0.3", **{"validation: 0.25": "validation: null"}), runs_root=tmp_path / "runs")
+    record = run.info["threshold"]
+    assert {k: record[k] for k in ("rule", "value")} == {"rule": "fixed", "value": 0.3}
+    assert "validation" not in record and record["test"]["samples"] == run.info["data"]["test"]
+    assert "decision threshold 0.3 (fixed); on test precision " in run.file("train.log").read_text()
+
+
 def test_more_than_two_classes_are_refused_before_a_run_folder_exists(tmp_path):
     config = _config("{optimize: f1}", SOFTMAX, **{"name: breast_cancer": "name: iris", "[30]": "[4]"})
     with pytest.raises(ConfigError) as caught:
