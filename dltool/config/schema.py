@@ -312,12 +312,14 @@ class ThresholdRule(Strict):
             measure = "recall" if self.optimize == "precision_at_recall" else "precision"
             raise PydanticCustomError(
                 "dltool",
-                f"{self.optimize} needs the {measure} to reach: add at, e.g. {{optimize: {self.optimize}, at: 0.9}}",
+                f"optimize: {self.optimize} needs the {measure} to reach as at, received no at; write "
+                f"{{optimize: {self.optimize}, at: 0.9}}",
             )
         if not targeted and self.at is not None:
             raise PydanticCustomError(
                 "dltool",
-                f"at goes with precision_at_recall or recall_at_precision; {self.optimize} has no target: remove at",
+                f"at is the target of precision_at_recall or recall_at_precision, received at: {self.at:g} with "
+                f"optimize: {self.optimize}, which has none; remove at",
             )
         return self
 

@@ -873,14 +873,18 @@ def test_threshold_takes_a_rule_a_targeted_rule_or_a_number():
         ("1.5", "t.yaml:6: train.threshold: expected a number between 0 and 1 (exclusive), received 1.5"),
         (
             "{optimize: recall_at_precision}",
-            "train.threshold: recall_at_precision needs the precision to reach: add at, e.g. "
-            "{optimize: recall_at_precision, at: 0.9}",
+            "t.yaml:6: train.threshold: optimize: recall_at_precision needs the precision to reach as at, received "
+            "no at; write {optimize: recall_at_precision, at: 0.9}",
         ),
         (
             "{optimize: youden, at: 0.9}",
-            "at goes with precision_at_recall or recall_at_precision; youden has no target",
+            "t.yaml:6: train.threshold: at is the target of precision_at_recall or recall_at_precision, received "
+            "at: 0.9 with optimize: youden, which has none; remove at",
         ),
-        ("{optimize: precision_at_recall, at: 1.2}", "train.threshold.at: "),
+        (
+            "{optimize: precision_at_recall, at: 1.2}",
+            "t.yaml:6: train.threshold.at: expected a fraction between 0 and 1 (exclusive), received 1.2",
+        ),
         ("{optimize: accuracy}", "train.threshold.optimize: expected one of 'f1', 'youden',"),
     ],
 )
