@@ -215,7 +215,8 @@ def read_exports(run: Run) -> list[dict]:
 def show_run(run: Run) -> dict:
     """One run in full: its summary, its data's splits (as run.json records them: sizes, whether streamed, the
     cache), its backbone and its parameters trainable and frozen (per phase, with fine-tuning), its class weights
-    (with train.class_weight), its decision threshold (with train.threshold), final metrics, config, per-epoch history, evaluations, exports and files."""
+    (with train.class_weight), its decision threshold (with train.threshold), final metrics, config, per-epoch
+    history, evaluations, exports and files."""
     info = _info_or_empty(run)
     return {
         **summarize(run),
