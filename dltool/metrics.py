@@ -10,9 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def predicted_classes(outputs: np.ndarray) -> np.ndarray:
-    """Class indices from model outputs: argmax, or a 0.5 threshold for a single sigmoid output."""
+def predicted_classes(outputs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Class indices from model outputs: argmax, or a 0.5 threshold for a single sigmoid output.
+
+    ``threshold`` (a binary run's decision threshold, see :mod:`dltool.decision`; default None) makes a
+    sample class 1 when its score (the sigmoid output, or a 2-class softmax's second column) is >= it.
+    """
     outputs = np.asarray(outputs)
+    if threshold is not None and (outputs.ndim < 2 or outputs.shape[1] <= 2):
+        scores = outputs[:, 1] if outputs.ndim == 2 and outputs.shape[1] == 2 else outputs.reshape(-1)
+        return (scores >= threshold).astype(np.int32)
     if outputs.ndim == 2 and outputs.shape[1] > 1:
         return outputs.argmax(axis=1).astype(np.int32)
     return (outputs.reshape(-1) >= 0.5).astype(np.int32)
@@ -61,17 +68,19 @@ class ClassificationTotals:
 
     name = "classification"
 
-    def __init__(self, class_names: list[str]):
+    def __init__(self, class_names: list[str], threshold: float | None = None):
         self.class_names = list(class_names)
+        self.threshold = threshold  # a binary run's decision threshold; None: argmax, or 0.5 for a sigmoid
         self.matrix = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
 
     def add(self, y_true: np.ndarray, outputs: np.ndarray) -> None:
         """Count one chunk: true class indices and the model's outputs for them."""
-        self.matrix += confusion_matrix(y_true, predicted_classes(outputs), len(self.class_names))
+        self.matrix += confusion_matrix(y_true, predicted_classes(outputs, self.threshold), len(self.class_names))
 
     def report(self) -> dict:
-        """The classification report of every chunk added so far."""
-        return classification_report(self.matrix, self.class_names)
+        """The classification report of every chunk added so far (with the decision threshold used, if any)."""
+        report = classification_report(self.matrix, self.class_names)
+        return report if self.threshold is None else {"decision_threshold": self.threshold, **report}
 
 
 class RegressionTotals:

@@ -226,6 +226,7 @@ def write_run_plots(run, config, rows: list[dict], model, data, test_outputs=Non
 
     ``test_outputs``: (targets, model outputs) of the first test samples where the caller has them already
     (None: predicted here, up to MAX_PLOTTED_TEST_SAMPLES)."""
+    from .decision import run_threshold
     from .keras_io import predict_eagerly
     from .metrics import confusion_matrix as count_confusion
     from .metrics import predicted_classes
@@ -238,8 +239,10 @@ def write_run_plots(run, config, rows: list[dict], model, data, test_outputs=Non
     y_test, outputs = test_outputs
     state = data.preprocessing
     if config.is_classifier:
-        matrix = count_confusion(y_test, predicted_classes(outputs), len(state.class_names)).tolist()
-        confusion_matrix(matrix, state.class_names, run.file("confusion_matrix.png"), title)
+        threshold = run_threshold(run.info)  # train.threshold: the matrix counts the run's own decisions
+        matrix = count_confusion(y_test, predicted_classes(outputs, threshold), len(state.class_names)).tolist()
+        shown = title if threshold is None else f"{title}, decision threshold {threshold:.4g}"
+        confusion_matrix(matrix, state.class_names, run.file("confusion_matrix.png"), shown)
     elif state.kind == "timeseries":
         forecast(y_test, outputs, run.file("predictions.png"), title, state.target_names[0])
     else:
@@ -275,7 +278,7 @@ def _class_colours(count: int) -> list:
 def ranking_curves(drawn: dict, kind: str, path: Path, title: str) -> None:
     """ROC (``kind`` "roc") or precision-recall ("pr") curves from :func:`dltool.probabilities.ranking_curves`:
     the score in each legend entry, the chance line (the diagonal, or each class's base rate), and the run's
-    operating point (argmax, or p >= 0.5) on each class curve."""
+    operating point (argmax, or p >= 0.5, or a binary run's decision threshold) on each class curve."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     curves, macro = drawn["curves"], drawn["macro"]
@@ -304,7 +307,8 @@ def ranking_curves(drawn: dict, kind: str, path: Path, title: str) -> None:
         if kind == "pr" and not curves:
             ax.axhline(macro["base_rate"], color="gray", linewidth=0.8, linestyle=":")
     if pointed:  # one legend entry for the points of every class
-        rule = "p(positive) >= 0.5" if macro is None else "argmax"
+        threshold = drawn.get("threshold")
+        rule = "argmax" if macro is not None else f"p(positive) >= {0.5 if threshold is None else threshold:.4g}"
         ax.plot(
             [], [], marker="o", markeredgecolor="black", color="white", linestyle="none", label=f"run's rule: {rule}"
         )
@@ -374,16 +378,24 @@ def reliability_diagram(calibration: dict, path: Path, title: str) -> None:
 
 
 def write_evaluation_plots(
-    folder: Path, name: str, labels, outputs, class_names: list[str], calibration: dict, title: str
+    folder: Path,
+    name: str,
+    labels,
+    outputs,
+    class_names: list[str],
+    calibration: dict,
+    title: str,
+    threshold: float | None = None,
 ) -> list[str]:
     """<name>-roc.png, <name>-pr.png and <name>-reliability.png into ``folder``; returns the file names written
     (no ROC or PR plot when no class has both sides in the data, no reliability diagram without an ECE: outputs
-    that are not probabilities). ``calibration``: the evaluation's calibration report."""
+    that are not probabilities). ``calibration``: the evaluation's calibration report; ``threshold``: a binary
+    run's decision threshold, marked on the ROC and PR curves (default None: 0.5)."""
     from .probabilities import ranking_curves as curves_to_draw
 
     written = []
     for kind in ("roc", "pr"):
-        drawn = curves_to_draw(labels, outputs, class_names, kind)
+        drawn = curves_to_draw(labels, outputs, class_names, kind, threshold)
         if drawn["curves"] or drawn["macro"]:
             ranking_curves(drawn, kind, folder / f"{name}-{kind}.png", title)
             written.append(f"{name}-{kind}.png")

@@ -23,15 +23,16 @@ def value_columns(state: Preprocessing, outputs: int) -> list[str]:
     return [f"value_{i}" for i in range(outputs)]
 
 
-def labelled_values(state: Preprocessing, outputs: np.ndarray) -> list[list]:
+def labelled_values(state: Preprocessing, outputs: np.ndarray, threshold: float | None = None) -> list[list]:
     """One list per sample: ``[label, p_class0, p_class1, ...]`` for a classifier, else the output values.
 
-    A single sigmoid output (P(class 1)) is shown as both classes' probabilities.
+    A single sigmoid output (P(class 1)) is shown as both classes' probabilities. ``threshold`` (a binary
+    run's decision threshold; default None: argmax, or 0.5 for a sigmoid) decides the label.
     """
     outputs = np.asarray(outputs).reshape(len(outputs), -1)
     if state.task != "classification":
         return outputs.tolist()
-    labels = np.asarray(state.class_names, dtype=object)[predicted_classes(outputs)]
+    labels = np.asarray(state.class_names, dtype=object)[predicted_classes(outputs, threshold)]
     if outputs.shape[1] == 1:
         outputs = np.hstack([1 - outputs, outputs])
     return [[label, *row] for label, row in zip(labels, outputs.tolist())]

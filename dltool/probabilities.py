@@ -162,11 +162,14 @@ def calibration_report(y_true: np.ndarray, outputs: np.ndarray, class_names: lis
     }
 
 
-def operating_points(y_true: np.ndarray, outputs: np.ndarray, classes: int) -> list[dict]:
-    """Where the run's decision rule (argmax, or p >= 0.5 for a sigmoid output) sits on each one-vs-rest curve:
-    false and true positive rates and precision per class (the positive class alone for a binary run)."""
+def operating_points(
+    y_true: np.ndarray, outputs: np.ndarray, classes: int, threshold: float | None = None
+) -> list[dict]:
+    """Where the run's decision rule (argmax, or p >= 0.5 for a sigmoid output; a binary run's ``threshold``
+    where given) sits on each one-vs-rest curve: false and true positive rates and precision per class (the
+    positive class alone for a binary run)."""
     y_true = np.asarray(y_true).reshape(-1)
-    predicted = predicted_classes(outputs)
+    predicted = predicted_classes(outputs, threshold)
     points = []
     for index in [1] if classes == 2 else range(classes):
         truth, chosen = y_true == index, predicted == index
@@ -200,18 +203,21 @@ def _macro_pr(curves: list[dict]) -> dict:
     return {"x": grid, "y": np.mean(rows, axis=0)}
 
 
-def ranking_curves(y_true: np.ndarray, outputs: np.ndarray, class_names: list[str], kind: str) -> dict:
+def ranking_curves(
+    y_true: np.ndarray, outputs: np.ndarray, class_names: list[str], kind: str, threshold: float | None = None
+) -> dict:
     """The ROC (``kind`` "roc": x false positive rate, y true positive rate) or precision-recall ("pr": x recall, y
     precision) curves to draw: the positive class of a binary run; one per class (one-vs-rest) up to
     MAX_CLASS_CURVES classes, with their macro average; beyond that the macro average alone. Classes without both
-    sides in the data are left out. Each curve: label, x, y, score (AUC or AP), base rate, operating point."""
+    sides in the data are left out. Each curve: label, x, y, score (AUC or AP), base rate, operating point (at a
+    binary run's decision ``threshold`` where given, else 0.5 or argmax)."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     y_true = np.asarray(y_true).reshape(-1)
     matrix = probability_matrix(outputs)
     ranking = ranking_report(y_true, outputs, class_names)
     classes = len(class_names)
-    points = operating_points(y_true, outputs, classes)
+    points = operating_points(y_true, outputs, classes, threshold if classes == 2 else None)
     score_key = "roc_auc" if kind == "roc" else "pr_auc"
     scored = [(1, class_names[1], ranking)] if classes == 2 else []
     if classes != 2:
@@ -245,7 +251,12 @@ def ranking_curves(y_true: np.ndarray, outputs: np.ndarray, class_names: list[st
             "base_rate": float(np.mean([c["base_rate"] for c in curves])),
             "point": None,
         }
-    return {"curves": curves if classes <= MAX_CLASS_CURVES else [], "macro": macro, "average": ranking["average"]}
+    return {
+        "curves": curves if classes <= MAX_CLASS_CURVES else [],
+        "macro": macro,
+        "average": ranking["average"],
+        "threshold": threshold if classes == 2 else None,
+    }
 
 
 class ProbabilityTotals:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .config import ExperimentConfig, config_from_text
 from .data.preprocessing import Preprocessing
+from .decision import check_override, run_threshold
 from .errors import ConfigError, RunStateError, UsageError
 from .keras_io import load_model_safely
 from .runs import Run, runs_dir
@@ -67,3 +68,9 @@ class SavedRun:
     @property
     def is_classifier(self) -> bool:
         return self.preprocessing.task == "classification"
+
+    def decision_threshold(self, override: float | None = None) -> float | None:
+        """The threshold a binary run's labels use: ``override`` (``--threshold``, refused outside (0, 1) or on
+        a run that is not a binary classifier), else the run's own (run.json), else None (argmax, or 0.5)."""
+        check_override(override, self.preprocessing.class_names if self.is_classifier else None)
+        return run_threshold(self.run.info, override)

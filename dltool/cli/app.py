@@ -22,6 +22,7 @@ from .common import (
     Overrides,
     RunRef,
     RunsDir,
+    Threshold,
     Verbose,
     out,
     print_version,
@@ -195,6 +196,7 @@ def evaluate(
         bool, typer.Option("--json", metavar="", help="Print the evaluation as JSON instead of tables.")
     ] = False,
     checkpoint: Checkpoint = "final",
+    threshold: Threshold = None,
     plots: Annotated[
         bool,
         typer.Option(
@@ -213,7 +215,9 @@ def evaluate(
         import_keras(verbose, backend=backend or run_backend(run, runs_dir, must_exist=True))
         from ..commands.evaluate import evaluate as run_evaluation
 
-        result = run_evaluation(run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint, plots=plots)
+        result = run_evaluation(
+            run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint, plots=plots, threshold=threshold
+        )
     if as_json:
         out.print_json(json.dumps(result))
         return

@@ -84,6 +84,15 @@ Checkpoint = Annotated[
         help="Which model: final (model.keras) or best (checkpoints/best.keras, kept by train.callbacks.checkpoint).",
     ),
 ]
+Threshold = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        metavar="P",
+        help="A binary classifier: label a sample positive (the second class) when its probability >= P, "
+        "instead of the run's own decision threshold (train.threshold, else 0.5).",
+    ),
+]
 Backend = Annotated[
     str | None,
     typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Backend, Checkpoint, RunRef, RunsDir, Verbose, err, reported_errors, run_backend
+from .common import Backend, Checkpoint, RunRef, RunsDir, Threshold, Verbose, err, reported_errors, run_backend
 
 PREDICT_EPILOG = "Example: dltool predict latest new_rows.csv -o predictions.csv --keep id"
 
@@ -41,6 +41,7 @@ def predict(
         ),
     ] = None,
     checkpoint: Checkpoint = "final",
+    threshold: Threshold = None,
     runtime: Annotated[
         str,
         typer.Option(
@@ -75,6 +76,7 @@ def predict(
             keep=keep,
             checkpoint=checkpoint,
             runtime=chosen,
+            threshold=threshold,
         )
     if output is not None:
         err.print(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import Backend, Checkpoint, RunRef, RunsDir, Verbose, reported_errors, run_backend, say
+from .common import Backend, Checkpoint, RunRef, RunsDir, Threshold, Verbose, reported_errors, run_backend, say
 
 SERVE_EPILOG = (
     "Example: dltool serve latest   |   dltool serve latest --port 8080 --max-batch 128 --token $TOKEN   |   "
@@ -43,6 +43,7 @@ def serve_command(
         float, typer.Option("--max-body-mb", metavar="MB", help="Largest request body accepted (413 above).")
     ] = 32.0,
     checkpoint: Checkpoint = "final",
+    threshold: Threshold = None,
     runs_dir: RunsDir = None,
     backend: Backend = None,
     verbose: Verbose = False,
@@ -54,7 +55,7 @@ def serve_command(
         from ..commands.serve import ServeSettings, require_serve_extra, serve
 
         require_serve_extra()  # before TensorFlow's seconds of import
-        settings = ServeSettings(host, port, max_batch, batch_wait_ms, token, max_body_mb, checkpoint)
+        settings = ServeSettings(host, port, max_batch, batch_wait_ms, token, max_body_mb, checkpoint, threshold)
         settings.check()
         import_keras(verbose, backend=backend or run_backend(run, runs_dir, must_exist=True))
         serve(run, settings, runs_root=runs_dir, on_ready=_announce)

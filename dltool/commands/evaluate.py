@@ -26,6 +26,7 @@ def evaluate(
     runs_root: str | Path | None = None,
     checkpoint: str = "final",
     plots: bool = True,
+    threshold: float | None = None,
 ) -> dict:
     """Evaluate a run's saved model; write and return the evaluation.
 
@@ -46,9 +47,15 @@ def evaluate(
     ``plots`` (default True) the ROC, precision-recall and reliability plots are
     written beside the JSON, ``evaluations/<name>-roc.png``, ``-pr.png`` and
     ``-reliability.png``, and listed under ``plots``.
+
+    A binary run's labels (per-class figures, confusion matrix, the operating point on the plots) use its
+    decision threshold (``train.threshold``, else 0.5); ``threshold`` (default None) overrides it. The report's
+    ``decision`` says which threshold and where it came from, with the accuracy, precision, recall and F1 of
+    the positive class at it; ``compiled`` stays Keras's own metrics (a sigmoid's accuracy at 0.5).
     """
     saved = SavedRun.open(ref, runs_root)
-    totals = _totals(saved)
+    decision = saved.decision_threshold(threshold)
+    totals = _totals(saved, decision)
     if data_file is not None:
         result = _evaluate_file(saved, Path(data_file), checkpoint, totals)
     else:
@@ -58,13 +65,30 @@ def evaluate(
     result["name"] = name
     saved.run.file(EVALUATIONS).mkdir(exist_ok=True)
     if saved.is_classifier:
-        _add_probability_report(saved, result, totals[-1], plots)
+        _add_probability_report(saved, result, totals[-1], plots, decision)
+        if decision is not None:
+            result["decision"] = _decision_figures(saved, result["classification"], decision, threshold is not None)
     saved.run.write_json(f"{EVALUATIONS}/{name}.json", result)
     saved.run.write_json("evaluation.json", result)
     return result
 
 
-def _add_probability_report(saved: SavedRun, result: dict, scores: ProbabilityTotals, plots: bool) -> None:
+def _decision_figures(saved: SavedRun, report: dict, value: float, overridden: bool) -> dict:
+    """The threshold the labels used, where it came from, and the positive class's figures at it."""
+    positive = saved.preprocessing.class_names[1]
+    scores = report["per_class"][positive]
+    return {
+        "threshold": value,
+        "source": "--threshold" if overridden else "train.threshold",
+        "positive_class": positive,
+        "accuracy": report["accuracy"],
+        **{key: scores[key] for key in ("precision", "recall", "f1")},
+    }
+
+
+def _add_probability_report(
+    saved: SavedRun, result: dict, scores: ProbabilityTotals, plots: bool, threshold: float | None = None
+) -> None:
     """Ranking and calibration into the classification report, and (with ``plots``) their plots into the run."""
     result["classification"].update(scores.report())
     name = result["name"]
@@ -80,6 +104,7 @@ def _add_probability_report(saved: SavedRun, result: dict, scores: ProbabilityTo
             saved.preprocessing.class_names,
             result["classification"]["calibration"],
             f"{saved.config.name} ({saved.run.id}) on {name}: {result['samples']} samples",
+            threshold,
         )
         result["plots"] = [f"{EVALUATIONS}/{file}" for file in written]
     for kind in PLOT_KINDS:  # an earlier evaluation's plot of this name that this one did not draw is stale
@@ -105,12 +130,13 @@ def _evaluation_name(run: Run, data: str, data_file, checkpoint: str) -> str:
     return stem + suffix
 
 
-def _totals(saved: SavedRun) -> list:
-    """What each chunk is added to: confusion counts and kept scores for a classifier, running sums for regression."""
+def _totals(saved: SavedRun, threshold: float | None = None) -> list:
+    """What each chunk is added to: confusion counts (at a binary run's decision ``threshold``) and kept scores
+    for a classifier, running sums for regression."""
     if not saved.is_classifier:
         return [RegressionTotals()]
     names = saved.preprocessing.class_names
-    return [ClassificationTotals(names), ProbabilityTotals(names)]
+    return [ClassificationTotals(names, threshold), ProbabilityTotals(names)]
 
 
 def _outputs(model, saved: SavedRun, x: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..decision import run_threshold
 from ..errors import DataError, ExportError, RunStateError, UsageError, VerificationError
 from ..exporting import FORMATS, format_module
 from ..exporting.runtimes import version_of
@@ -246,8 +247,19 @@ def _json_row(sample: np.ndarray):
 
 
 def _sidecar(saved: SavedRun, record: dict) -> dict:
-    """What a client needs beside the artifact: what goes in, what comes out, the class names."""
+    """What a client needs beside the artifact: what goes in, what comes out, the class names, and a binary run's
+    decision threshold (the artifact's outputs stay probabilities: the deployer applies it)."""
     state = saved.preprocessing
+    threshold = run_threshold(saved.run.info)
+    decision = (
+        {
+            "decision_threshold": threshold,
+            "decision": f"label {state.class_names[1]} when the last output value (its probability) >= "
+            f"decision_threshold, else {state.class_names[0]}",
+        }
+        if threshold is not None
+        else {}
+    )
     return {
         "run": saved.run.id,
         "model_name": model_name(saved),
@@ -260,6 +272,7 @@ def _sidecar(saved: SavedRun, record: dict) -> dict:
         if state.task == "classification"
         else "predicted values",
         "preprocessing": "included: send raw values as in the training data",
+        **decision,
     }
 
 

@@ -106,8 +106,16 @@ class KeptColumns:
 class _Writer:
     """Streams prediction rows as CSV or JSON (a JSON array of objects)."""
 
-    def __init__(self, stream: TextIO, fmt: str, state: Preprocessing, outputs: int, kept: KeptColumns | None = None):
-        self.stream, self.fmt, self.state, self.kept = stream, fmt, state, kept
+    def __init__(
+        self,
+        stream: TextIO,
+        fmt: str,
+        state: Preprocessing,
+        outputs: int,
+        kept: KeptColumns | None = None,
+        threshold: float | None = None,
+    ):
+        self.stream, self.fmt, self.state, self.kept, self.threshold = stream, fmt, state, kept, threshold
         self.count = 0
         self.columns = value_columns(state, outputs)
         self.started = False
@@ -124,7 +132,7 @@ class _Writer:
     def write(self, segments: list[tuple[str, range | list[int]]], outputs: np.ndarray) -> None:
         if not self.started:
             self._start()
-        values = labelled_values(self.state, outputs)
+        values = labelled_values(self.state, outputs, self.threshold)
         where = [(name, row) for name, rows in segments for row in rows]
         if self.fmt == "csv":
             self._write_csv_rows(segments, values)
@@ -169,11 +177,18 @@ class _ParquetWriter:
     """Streams prediction rows into a Parquet file: one row group per model call, typed columns (input, row, the
     --keep columns and label as strings, probabilities and values as float32)."""
 
-    def __init__(self, path: Path, state: Preprocessing, outputs: int, kept: KeptColumns | None = None):
+    def __init__(
+        self,
+        path: Path,
+        state: Preprocessing,
+        outputs: int,
+        kept: KeptColumns | None = None,
+        threshold: float | None = None,
+    ):
         from ..data.table_files import import_pyarrow
 
         self.pa = import_pyarrow("-o FILE.parquet")
-        self.path, self.state, self.kept = path, state, kept
+        self.path, self.state, self.kept, self.threshold = path, state, kept, threshold
         self.columns = value_columns(state, outputs)
         pa = self.pa
         fields = [pa.field("input", pa.string()), pa.field("row", pa.int64())]
@@ -196,7 +211,9 @@ class _ParquetWriter:
             values = [self.kept.values(name, row) for name, row in zip(names, rows.tolist())]
             arrays += [pa.array([v[i] for v in values], pa.string()) for i in range(len(self.kept.columns))]
         if self.state.task == "classification":
-            labels = pa.array(self.state.class_names, pa.string()).take(pa.array(predicted_classes(outputs)))
+            labels = pa.array(self.state.class_names, pa.string()).take(
+                pa.array(predicted_classes(outputs, self.threshold))
+            )
             if outputs.shape[1] == 1:  # one sigmoid output: P(class 1), shown as both classes' probabilities
                 outputs = np.hstack([1 - outputs, outputs])
             arrays.append(labels)
@@ -230,6 +247,7 @@ def predict(
     keep: list[str] | None = None,
     checkpoint: str = "final",
     runtime: str = "keras",
+    threshold: float | None = None,
 ) -> PredictResult:
     """Predict on ``inputs`` with a run's model and write CSV, JSON or Parquet rows to ``output``.
 
@@ -242,6 +260,8 @@ def predict(
     ending in .parquet, else csv); parquet needs an output path.
     ``keep`` names CSV columns (an id) copied into each output row; ``checkpoint``
     is ``final`` (model.keras) or ``best`` (checkpoints/best.keras).
+    A binary run's labels use its decision threshold (``train.threshold``, else 0.5); ``threshold``
+    (default None) overrides it for this call.
     """
     fmt = output_format(fmt, output)
     if fmt == "parquet":
@@ -254,6 +274,7 @@ def predict(
         )  # before any work: a bad -o used to fail after predicting
     saved = SavedRun.open(ref, runs_root)
     state = saved.preprocessing
+    decision = saved.decision_threshold(threshold)
     onnx_file = verified_onnx(saved.run, checkpoint) if runtime == "onnx" else None
     if runtime == "onnx" and onnx_file is None:
         raise UsageError(f"--runtime onnx: run {saved.run.id} has no verified ONNX export of its current model")
@@ -278,7 +299,7 @@ def predict(
     gc.freeze()
 
     def run_into(stream: TextIO) -> int:
-        writer = _Writer(stream, fmt, state, outputs, kept)
+        writer = _Writer(stream, fmt, state, outputs, kept, decision)
         for segments, x in reader.batches(files):
             writer.write(segments, np.asarray(call(x)))
         writer.close()
@@ -293,7 +314,7 @@ def predict(
     target = Path(output)
     if fmt == "parquet":
         with atomic_target(target) as tmp:
-            writer = _ParquetWriter(tmp, state, outputs, kept)
+            writer = _ParquetWriter(tmp, state, outputs, kept, decision)
             try:
                 for segments, x in reader.batches(files):
                     writer.write(segments, np.asarray(call(x)))

@@ -23,6 +23,7 @@ from ..training.followers import follow, lost_workers, resume_command, share_out
 from ..training.interrupts import InterruptGuard
 from ..training.observer import Observer
 from ..training.recorder import RunRecorder
+from ..training.threshold import decide_threshold, threshold_metrics
 
 MAX_REPORTED_WEIGHTS = 20  # metrics.json lists the weights of models this small (linear regressions)
 
@@ -295,6 +296,7 @@ def _finish_completed(
     # A streamed test split is read once for its metrics and the plots' predictions (a second read of a photo
     # folder's test split decodes every file again).
     clock.add("fit", result.seconds)
+    decide_threshold(run, config, data, model, recorder, clock)
     with clock.phase("test"):
         scored = evaluate_with_outputs(model, config, data, MAX_PLOTTED_TEST_SAMPLES) if plots_from_one_pass else None
         test = scored[0] if scored else evaluate_data(model, config, data)
@@ -307,6 +309,7 @@ def _finish_completed(
         "train": train_metrics,
         "validation": val_metrics or None,
         "test": test,
+        **threshold_metrics(run),
         "epochs": recorder.epochs_done,
         "stopped_early": result.stopped_early,
         **({"restored_epoch": result.restored_epoch} if result.restored_epoch is not None else {}),

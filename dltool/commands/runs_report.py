@@ -219,8 +219,9 @@ def read_exports(run: Run) -> list[dict]:
 def show_run(run: Run) -> dict:
     """One run in full: its summary, its data's splits (as run.json records them: sizes, whether streamed, the
     cache), its backbone and its parameters trainable and frozen (per phase, with fine-tuning), its class weights
-    (with train.class_weight), its resampling (with data.resample), where it is tracked (MLflow: store, run id,
-    synced or not), final metrics, config, per-epoch history, evaluations, exports and files."""
+    (with train.class_weight), its resampling (with data.resample), its decision threshold (with
+    train.threshold), where it is tracked (MLflow: store, run id, synced or not), final metrics, config, per-epoch
+    history, evaluations, exports and files."""
     info = _info_or_empty(run)
     return {
         **summarize(run),
@@ -231,6 +232,7 @@ def show_run(run: Run) -> dict:
         "class_weight": info.get("class_weight"),  # {"mode": balanced | given, "weights": {class: weight}}
         "resample": info.get("resample"),  # {"mode", "setting", "seed", "before": {class: n}, "after": {class: n}}
         "tracking": info.get("tracking"),  # {"mlflow": {"uri", "experiment_id", "run_id", "synced", ...}}
+        "threshold": info.get("threshold"),  # {"value", "rule", "validation": {...}, "test": {...}}
         "metrics": read_json_or_none(run.file("metrics.json")),
         "config": read_config(run),
         "history": read_history(run),

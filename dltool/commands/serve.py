@@ -46,6 +46,7 @@ class ServeSettings:
     token: str | None = None
     max_body_mb: float = 32.0
     checkpoint: str = "final"
+    threshold: float | None = None  # --threshold: overrides a binary run's decision threshold for :label
 
     def check(self) -> None:
         """Refuse values the server cannot use, before the model loads."""
@@ -137,7 +138,7 @@ def serve(
     from ..serving.app import build_app
     from ..serving.servable import ServedModel
 
-    served = ServedModel.open(ref, runs_root, settings.checkpoint)
+    served = ServedModel.open(ref, runs_root, settings.checkpoint, settings.threshold)
     sock = bind_socket(settings.host, settings.port)
     served.warm_up()
     app = build_app(

@@ -45,6 +45,7 @@ def prepare(
     default None: all of it). ``group``: the processes that train it
     (default one alone). ``clock`` (if given) gets the seconds of its ``data`` and ``model`` phases.
     """
+    from ..config.keras_names import check_threshold_classes
     from ..data import prepare_data
     from ..data.class_weights import resolve_class_weights
 
@@ -54,6 +55,7 @@ def prepare(
         check_precision(config)
         with clock.phase("data"):
             data = prepare_data(config, samples=samples)
+            check_threshold_classes(config, data.preprocessing.class_names)
             # From the whole training split, before a process keeps its share or batches are evened out.
             data.class_weight = resolve_class_weights(
                 config, data.preprocessing.class_names, data.class_counts() if config.train.class_weight else None

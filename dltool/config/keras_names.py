@@ -175,6 +175,7 @@ def check_keras_names(config: ExperimentConfig) -> None:
                 f"unknown metric '{metric}'" + did_you_mean(metric, catalog["metrics"]), path=f"train.metrics[{index}]"
             )
     check_class_weight(config)
+    check_threshold(config)
 
 
 def check_class_weight(config: ExperimentConfig) -> None:
@@ -318,4 +319,52 @@ def check_backend_support(config: ExperimentConfig) -> None:
             f"the torch backend runs one batch per call; expected steps_per_execution: 1 with backend torch, "
             f"received {config.train.steps_per_execution}",
             path="train.steps_per_execution",
+        )
+
+
+def check_threshold(config: ExperimentConfig) -> None:
+    """A decision threshold needs a binary classifier (one sigmoid output or a 2-class softmax; the class count
+    itself is checked once the data is loaded) and, to be chosen, a validation split that is not the test split."""
+    threshold = config.train.threshold
+    if threshold is None:
+        return
+    if not config.is_classifier:
+        raise ConfigError(
+            f"a decision threshold applies to binary classifiers only, received loss '{config.train.loss}' "
+            "(regression); remove train.threshold",
+            path="train.threshold",
+        )
+    name, args = layer_name_and_args(config.model.layers[-1])
+    units = (args or {}).get("units") if name == "Dense" else None
+    if isinstance(units, int) and units > 2:
+        raise ConfigError(
+            f"a decision threshold applies to binary classifiers only (one sigmoid output or a 2-class softmax), "
+            f"received a last layer of {units} units (model.layers[{len(config.model.layers) - 1}]); remove "
+            "train.threshold (a multi-class run decides by argmax)",
+            path="train.threshold",
+        )
+    if isinstance(threshold, float):  # a fixed threshold is not chosen: no validation split needed
+        return
+    validation = config.data.validation
+    if validation is None or validation == "test":
+        received = (
+            "null (no validation split)"
+            if validation is None
+            else "test (a threshold chosen on the test split would make its test figures optimistic)"
+        )
+        raise ConfigError(
+            f"{threshold.optimize} chooses the threshold on the validation split, but data.validation is "
+            f"{received}; set data.validation to a fraction such as 0.2, or give a fixed threshold "
+            "(train.threshold: 0.5)",
+            path="train.threshold",
+        )
+
+
+def check_threshold_classes(config: ExperimentConfig, class_names: list[str] | None) -> None:
+    """Once the data is loaded: a decision threshold needs exactly two classes."""
+    if config.train.threshold is not None and class_names is not None and len(class_names) != 2:
+        raise ConfigError(
+            f"a decision threshold applies to binary classifiers only, received {len(class_names)} classes "
+            f"({', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}); remove train.threshold",
+            path="train.threshold",
         )

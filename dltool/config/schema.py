@@ -292,6 +292,63 @@ ClassWeight = Annotated[
 ]
 
 
+THRESHOLD_RULES = ("f1", "youden", "precision_at_recall", "recall_at_precision")
+
+
+class ThresholdRule(Strict):
+    optimize: Literal["f1", "youden", "precision_at_recall", "recall_at_precision"] = Field(
+        description="What the threshold maximizes on the validation split: f1; youden (true positive rate - "
+        "false positive rate); precision_at_recall (the highest precision with recall >= at); "
+        "recall_at_precision (the highest recall with precision >= at)."
+    )
+    at: Fraction | None = Field(
+        None, description="The recall (precision_at_recall) or precision (recall_at_precision) to reach, e.g. 0.9."
+    )
+
+    @model_validator(mode="after")
+    def _target_with_its_rule(self):
+        targeted = self.optimize in ("precision_at_recall", "recall_at_precision")
+        if targeted and self.at is None:
+            measure = "recall" if self.optimize == "precision_at_recall" else "precision"
+            raise PydanticCustomError(
+                "dltool",
+                f"optimize: {self.optimize} needs the {measure} to reach as at, received no at; write "
+                f"{{optimize: {self.optimize}, at: 0.9}}",
+            )
+        if not targeted and self.at is not None:
+            raise PydanticCustomError(
+                "dltool",
+                f"at is the target of precision_at_recall or recall_at_precision, received at: {self.at:g} with "
+                f"optimize: {self.optimize}, which has none; remove at",
+            )
+        return self
+
+
+def _threshold_value(value: Any):
+    """A rule ({optimize: ...}), a fixed number in (0, 1), or null."""
+    if value is None or isinstance(value, dict):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        shown = f"'{value}'" if isinstance(value, str) else repr(value)
+        hint = f"; write {{optimize: {value}}}" if value in THRESHOLD_RULES else ""
+        raise PydanticCustomError(
+            "dltool",
+            f"expected {{optimize: f1 | youden | precision_at_recall | recall_at_precision}} or a number between "
+            f"0 and 1, received {shown}{hint}",
+        )
+    if not (0 < value < 1):
+        raise PydanticCustomError("dltool", f"expected a number between 0 and 1 (exclusive), received {value!r}")
+    return float(value)
+
+
+Threshold = Annotated[
+    ThresholdRule | Annotated[float, Field(gt=0, lt=1)] | None,
+    BeforeValidator(
+        _threshold_value, json_schema_input_type=Union[ThresholdRule, Annotated[float, Field(gt=0, lt=1)], None]
+    ),
+]
+
+
 def device_count(devices) -> int:
     """How many devices ``train.devices`` asks for: 1 for auto, cpu and gpu; N; or the list's length."""
     if isinstance(devices, list):
@@ -336,6 +393,12 @@ class TrainConfig(Strict):
         description="Classification: weigh each training sample's loss by its class. balanced: n_samples / "
         "(n_classes * count of the class) over the training split, as scikit-learn's compute_class_weight; or "
         "{label: weight} by the run's class names (classes not named weigh 1); null: every sample weighs 1.",
+    )
+    threshold: Threshold = Field(
+        None,
+        description="Binary classification: the decision threshold on the positive class's probability (the "
+        "second class). {optimize: f1 | youden}, or {optimize: precision_at_recall | recall_at_precision, at: "
+        "0.9}: chosen on the validation split after training; a number in (0, 1): that threshold; null: 0.5.",
     )
     callbacks: Callbacks = Field(default_factory=Callbacks)
     tensorboard: bool = Field(True, description="Write TensorBoard logs to the run's tensorboard/ folder.")

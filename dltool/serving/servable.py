@@ -26,8 +26,10 @@ OUTPUT_NAME = "output_0"  # the name Keras' SavedModel export gives a model's si
 class ServedModel:
     """A run's model ready to answer requests: preprocessing, one model call, labelled answers."""
 
-    def __init__(self, saved: SavedRun, model, checkpoint: str = "final"):
+    def __init__(self, saved: SavedRun, model, checkpoint: str = "final", threshold: float | None = None):
         self.saved, self.model, self.checkpoint = saved, model, checkpoint
+        # The decision threshold :label uses (a binary run's; None: argmax, or 0.5): open() resolves it.
+        self.threshold = threshold
         self.state = saved.preprocessing
         self.name = saved.config.name
         self.reader = inputs_for(self.state)
@@ -48,10 +50,18 @@ class ServedModel:
         )
 
     @classmethod
-    def open(cls, ref: str | Run, runs_root: str | Path | None = None, checkpoint: str = "final") -> ServedModel:
-        """Open the run ``ref`` and load its model (``final`` or ``best``)."""
+    def open(
+        cls,
+        ref: str | Run,
+        runs_root: str | Path | None = None,
+        checkpoint: str = "final",
+        threshold: float | None = None,
+    ) -> ServedModel:
+        """Open the run ``ref`` and load its model (``final`` or ``best``); ``threshold`` overrides the run's
+        decision threshold (a binary classifier's; refused on any other run before the model loads)."""
         saved = SavedRun.open(ref, runs_root)
-        return cls(saved, saved.load_model(checkpoint), checkpoint)
+        decision = saved.decision_threshold(threshold)  # the run's own, or the override, checked before loading
+        return cls(saved, saved.load_model(checkpoint), checkpoint, decision)
 
     @property
     def run_id(self) -> str:
@@ -91,7 +101,7 @@ class ServedModel:
         """Each output as ``rows[i]`` plus its label and probabilities, or its values."""
         return [
             {**where, **prediction_record(self.state, self.columns, values)}
-            for where, values in zip(rows, labelled_values(self.state, outputs))
+            for where, values in zip(rows, labelled_values(self.state, outputs, self.threshold))
         ]
 
     # ------------------------------------------------------------------ TF Serving documents
@@ -118,5 +128,7 @@ class ServedModel:
                 "feature_names": state.feature_names,
                 "class_names": state.class_names,
                 "outputs": self.columns,
+                # The label's rule for a binary classifier: positive when its probability >= this; null: argmax.
+                "decision_threshold": self.threshold,
             },
         }

@@ -836,3 +836,101 @@ def test_class_weight_in_the_json_schema():
     mapping = next(kind for kind in kinds if kind.get("type") == "object")
     assert mapping["additionalProperties"]["exclusiveMinimum"] == 0
     assert prop["default"] is None
+
+
+# --------------------------------------------------------------------------- train.threshold (issue 25)
+BINARY = """\
+name: binary
+data: {source: sklearn, name: breast_cancer, validation: %s}
+model: {input_shape: [30], layers: [{Dense: {units: %d, activation: sigmoid}}]}
+train:
+  loss: %s
+  threshold: %s
+"""
+
+
+def _binary(threshold: str, *, validation: str = "0.2", units: int = 1, loss: str = "binary_crossentropy") -> str:
+    return BINARY % (validation, units, loss, threshold)
+
+
+def test_threshold_takes_a_rule_a_targeted_rule_or_a_number():
+    assert config_from_text(_binary("null")).train.threshold is None
+    assert config_from_text(_binary("{optimize: f1}")).train.threshold.optimize == "f1"
+    rule = config_from_text(_binary("{optimize: precision_at_recall, at: 0.9}")).train.threshold
+    assert (rule.optimize, rule.at) == ("precision_at_recall", 0.9)
+    # A fixed threshold is not chosen on validation: no validation split needed.
+    assert config_from_text(_binary("0.3", validation="null")).train.threshold == 0.3
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (
+            "f1",
+            "t.yaml:6: train.threshold: expected {optimize: f1 | youden | precision_at_recall | recall_at_precision} "
+            "or a number between 0 and 1, received 'f1'; write {optimize: f1}",
+        ),
+        ("1.5", "t.yaml:6: train.threshold: expected a number between 0 and 1 (exclusive), received 1.5"),
+        (
+            "{optimize: recall_at_precision}",
+            "t.yaml:6: train.threshold: optimize: recall_at_precision needs the precision to reach as at, received "
+            "no at; write {optimize: recall_at_precision, at: 0.9}",
+        ),
+        (
+            "{optimize: youden, at: 0.9}",
+            "t.yaml:6: train.threshold: at is the target of precision_at_recall or recall_at_precision, received "
+            "at: 0.9 with optimize: youden, which has none; remove at",
+        ),
+        (
+            "{optimize: precision_at_recall, at: 1.2}",
+            "t.yaml:6: train.threshold.at: expected a fraction between 0 and 1 (exclusive), received 1.2",
+        ),
+        ("{optimize: accuracy}", "train.threshold.optimize: expected one of 'f1', 'youden',"),
+    ],
+)
+def test_a_bad_threshold_is_named(value, message):
+    with pytest.raises(ConfigError) as caught:
+        config_from_text(_binary(value), source="t.yaml")
+    assert message in str(caught.value)
+
+
+def test_threshold_on_a_regression_is_a_config_error():
+    with pytest.raises(ConfigError) as caught:
+        config_from_text(_binary("{optimize: f1}", loss="mse"), source="t.yaml")
+    assert str(caught.value) == (
+        "t.yaml:6: train.threshold: a decision threshold applies to binary classifiers only, received loss 'mse' "
+        "(regression); remove train.threshold"
+    )
+
+
+def test_threshold_on_a_multi_class_model_is_a_config_error():
+    with pytest.raises(ConfigError) as caught:
+        config_from_text(_binary("{optimize: f1}", units=3, loss="sparse_categorical_crossentropy"), source="t.yaml")
+    assert str(caught.value) == (
+        "t.yaml:6: train.threshold: a decision threshold applies to binary classifiers only (one sigmoid output or "
+        "a 2-class softmax), received a last layer of 3 units (model.layers[0]); remove train.threshold (a "
+        "multi-class run decides by argmax)"
+    )
+
+
+@pytest.mark.parametrize(
+    "validation, received",
+    [
+        ("null", "null (no validation split)"),
+        ("test", "test (a threshold chosen on the test split would make its test figures optimistic)"),
+    ],
+)
+def test_a_chosen_threshold_needs_its_own_validation_split(validation, received):
+    with pytest.raises(ConfigError) as caught:
+        config_from_text(_binary("{optimize: youden}", validation=validation), source="t.yaml")
+    assert str(caught.value) == (
+        f"t.yaml:6: train.threshold: youden chooses the threshold on the validation split, but data.validation is "
+        f"{received}; set data.validation to a fraction such as 0.2, or give a fixed threshold (train.threshold: 0.5)"
+    )
+
+
+def test_threshold_in_the_json_schema():
+    prop = json_schema()["$defs"]["TrainConfig"]["properties"]["threshold"]
+    kinds = prop["anyOf"]
+    assert {"$ref": "#/$defs/ThresholdRule"} in kinds
+    assert {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1} in kinds

@@ -21,6 +21,7 @@ from .training import (
     print_expectations,
     resample_line,
     status_markup,
+    threshold_line,
 )
 
 
@@ -120,6 +121,8 @@ def print_run(console: Console, shown: dict) -> None:
     if (shown.get("tracking") or {}).get("mlflow"):
         line = mlflow_line(shown["id"], shown["tracking"]["mlflow"], shown["status"])
         console.print(line, highlight=False, markup=False)
+    if shown.get("threshold"):
+        console.print(threshold_line(shown["threshold"]), highlight=False, markup=False)
     for line in parameter_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))
@@ -243,6 +246,18 @@ def print_evaluation(console: Console, result: dict) -> None:
         console.print(per_class)
     for note in probability_notes(report):
         console.print(note, highlight=False, markup=False)
+    if result.get("decision"):
+        console.print(decision_note(result["decision"]), highlight=False, markup=False)
+
+
+def decision_note(decision: dict) -> str:
+    """Which threshold a binary run's labels used, and that Keras's compiled metrics did not."""
+    return (
+        f"labels at decision threshold {decision['threshold']:.4g} ({decision['source']}): class "
+        f"{decision['positive_class']} when its probability >= it; precision {decision['precision']:.4g}, recall "
+        f"{decision['recall']:.4g}, F1 {decision['f1']:.4g}, accuracy {decision['accuracy']:.4g} (Keras's compiled "
+        "metrics count a sigmoid's p >= 0.5)"
+    )
 
 
 def probability_rows(report: dict) -> list[tuple[str, str]]:

@@ -181,6 +181,8 @@ class TrainingDisplay(Observer):
     def on_tested(self, run, metrics: dict, expectations: list[dict]) -> None:
         self.figures_shown = True
         print_training_figures(self.console, run, metrics, expectations or None)
+        if run.info.get("threshold"):
+            self.console.print(threshold_line(run.info["threshold"]), highlight=False, markup=False)
 
     def on_train_end(self) -> None:
         if self.progress is not None:
@@ -290,6 +292,13 @@ def print_training_figures(console: Console, run, metrics: dict, expectations: l
         )
         console.print(f"learned weights: {learned}", highlight=False)
     print_expectations(console, expectations)
+
+
+def threshold_line(record: dict) -> str:
+    """'decision threshold 0.3127 (f1); on validation precision ...' from run.json's threshold record."""
+    from ...decision import describe
+
+    return describe(record)
 
 
 def class_weight_line(record: dict) -> str:
