@@ -98,6 +98,22 @@ def parameter_lines(shown: dict) -> list[str]:
     return lines
 
 
+def record_lines(shown: dict) -> list[str]:
+    """The run's record in lines: data, class weights, resampling, MLflow, decision threshold, parameters."""
+    lines = []
+    if shown.get("data"):
+        lines.append(data_line(shown["data"]))
+    if shown.get("class_weight"):
+        lines.append(class_weight_line(shown["class_weight"]))
+    if shown.get("resample"):
+        lines.append(resample_line(shown["resample"]))
+    if (shown.get("tracking") or {}).get("mlflow"):
+        lines.append(mlflow_line(shown["id"], shown["tracking"]["mlflow"], shown["status"]))
+    if shown.get("threshold"):
+        lines.append(threshold_line(shown["threshold"]))
+    return lines + list(parameter_lines(shown))
+
+
 def print_run(console: Console, shown: dict) -> None:
     """`dltool runs show`: header, reason, data, final metrics, best epoch, history chart, config, files."""
     from ...commands.runs_report import sparkline
@@ -112,18 +128,7 @@ def print_run(console: Console, shown: dict) -> None:
     )
     if shown.get("error"):
         console.print(f"reason: {shown['error']}", highlight=False)
-    if shown.get("data"):
-        console.print(data_line(shown["data"]), highlight=False, markup=False)
-    if shown.get("class_weight"):
-        console.print(class_weight_line(shown["class_weight"]), highlight=False, markup=False)
-    if shown.get("resample"):
-        console.print(resample_line(shown["resample"]), highlight=False, markup=False)
-    if (shown.get("tracking") or {}).get("mlflow"):
-        line = mlflow_line(shown["id"], shown["tracking"]["mlflow"], shown["status"])
-        console.print(line, highlight=False, markup=False)
-    if shown.get("threshold"):
-        console.print(threshold_line(shown["threshold"]), highlight=False, markup=False)
-    for line in parameter_lines(shown):
+    for line in record_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))
     metrics = shown.get("metrics")
