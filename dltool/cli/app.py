@@ -6,7 +6,6 @@ checks `import dltool.cli.app` leaves it out). Rendering lives in :mod:`dltool.c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,14 +14,11 @@ import typer
 from ..errors import UsageError
 from .common import (
     Backend,
-    Checkpoint,
     Devices,
     JUnitFile,
     MlflowUri,
     Overrides,
-    RunRef,
     RunsDir,
-    Threshold,
     Verbose,
     out,
     print_version,
@@ -34,6 +30,7 @@ from .common import (
 )
 from .config import INIT_EPILOG, SCHEMA_EPILOG, VALIDATE_EPILOG, init, schema, validate
 from .cv import CV_EXAMPLE, cv_command
+from .evaluate import EVALUATE_EPILOG, evaluate_command
 from .export import EXPORT_EPILOG, export_command
 from .info import INFO_EPILOG, info
 from .launch import (
@@ -180,51 +177,7 @@ app.command(epilog=SMOKE_EPILOG)(smoke)
 app.command("launch", epilog=LAUNCH_EPILOG)(launch_command)
 
 
-@app.command(epilog="Example: dltool evaluate latest   |   dltool evaluate latest --data holdout.csv --checkpoint best")
-def evaluate(
-    run: RunRef = "latest",
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            metavar="FILE",
-            help="Evaluate on this .npz or .csv (or, for an image model, a folder with one subfolder per class) instead of the run's test split.",
-        ),
-    ] = None,
-    runs_dir: RunsDir = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", metavar="", help="Print the evaluation as JSON instead of tables.")
-    ] = False,
-    checkpoint: Checkpoint = "final",
-    threshold: Threshold = None,
-    plots: Annotated[
-        bool,
-        typer.Option(
-            "--plots/--no-plots",
-            help="For a classifier, write ROC, precision-recall and reliability plots beside the JSON.",
-        ),
-    ] = True,
-    backend: Backend = None,
-    verbose: Verbose = False,
-) -> None:
-    """Evaluate a run's saved model; write evaluations/<data set>.json (and evaluation.json) into the run."""
-    from ..backend import import_keras
-    from .display.reports import print_evaluation
-
-    with reported_errors():
-        import_keras(verbose, backend=backend or run_backend(run, runs_dir, must_exist=True))
-        from ..commands.evaluate import evaluate as run_evaluation
-
-        result = run_evaluation(
-            run, data_file=data, runs_root=runs_dir, checkpoint=checkpoint, plots=plots, threshold=threshold
-        )
-    if as_json:
-        out.print_json(json.dumps(result))
-        return
-    print_evaluation(out, result)
-    say(f"wrote evaluations/{result['name']}.json" + "".join(f", {path}" for path in result.get("plots", [])))
-
-
+app.command("evaluate", epilog=EVALUATE_EPILOG)(evaluate_command)
 app.command(epilog=PREDICT_EPILOG)(predict)
 app.command("export", epilog=EXPORT_EPILOG)(export_command)
 app.command("serve", epilog=SERVE_EPILOG)(serve_command)
