@@ -337,6 +337,13 @@ class TrainConfig(Strict):
         "(n_classes * count of the class) over the training split, as scikit-learn's compute_class_weight; or "
         "{label: weight} by the run's class names (classes not named weigh 1); null: every sample weighs 1.",
     )
+    calibrate: Literal["temperature"] | None = Field(
+        None,
+        description="Classification: after training, fit one temperature T on the validation split (its "
+        "negative log-likelihood) and end the model in a TemperatureScaling layer: softmax(log(p) / T), or "
+        "sigmoid(logit(p) / T) for one sigmoid output. predict, export and serve get the calibrated "
+        "probabilities; the predicted class does not change. Needs a validation split that is not the test split.",
+    )
     callbacks: Callbacks = Field(default_factory=Callbacks)
     tensorboard: bool = Field(True, description="Write TensorBoard logs to the run's tensorboard/ folder.")
     plots: bool = Field(True, description="Write curves.png and confusion_matrix.png or predictions.png into the run.")
