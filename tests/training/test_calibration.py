@@ -1,0 +1,300 @@
+"""Temperature scaling (train.calibrate: temperature): the fit, the layer, and calibrated runs end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from scipy.special import expit, softmax
+
+from dltool.training.calibration import (
+    fit_temperature,
+    logits_of,
+    negative_log_likelihood,
+    probability_figures,
+    scaled_outputs,
+)
+from tests.e2e_support import REPO
+
+
+def _sampled(rng, logits: np.ndarray) -> np.ndarray:
+    """A class per row drawn from softmax(logits): labels for which these logits are calibrated."""
+    p = softmax(logits, axis=1)
+    return (p.cumsum(axis=1) > rng.random((len(p), 1))).argmax(axis=1)
+
+
+def test_the_fit_recovers_the_temperature_of_logits_scaled_by_3():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=2.0, size=(20000, 4))
+    y = _sampled(rng, logits)
+    assert fit_temperature(logits, y) == pytest.approx(1.0, abs=0.05)
+    assert fit_temperature(3 * logits, y) == pytest.approx(3.0, abs=0.15)
+    assert fit_temperature(logits / 2, y) == pytest.approx(0.5, abs=0.03)  # under-confident: T < 1 sharpens
+    assert fit_temperature(3 * logits, y) == fit_temperature(3 * logits, y)  # deterministic
+
+
+def test_the_fit_recovers_it_from_probabilities_too_softmax_and_sigmoid():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=2.0, size=(20000, 3))
+    y = _sampled(rng, logits)
+    assert fit_temperature(logits_of(softmax(3 * logits, axis=1)), y) == pytest.approx(3.0, abs=0.15)
+    z = rng.normal(scale=2.0, size=20000)
+    positive = (rng.random(20000) < expit(z)).astype(int)
+    outputs = expit(3 * z).reshape(-1, 1).astype(np.float32)  # one sigmoid output, as a model gives it
+    assert fit_temperature(logits_of(outputs), positive) == pytest.approx(3.0, abs=0.15)
+
+
+def test_scaling_changes_probabilities_but_not_the_predicted_class():
+    rng = np.random.default_rng(2)
+    probabilities = softmax(rng.normal(scale=4.0, size=(200, 5)), axis=1)
+    for temperature in (0.5, 2.0, 3.7):
+        scaled = scaled_outputs(probabilities, temperature)
+        assert scaled.shape == probabilities.shape and scaled.sum(axis=1) == pytest.approx(np.ones(200))
+        assert (scaled.argmax(axis=1) == probabilities.argmax(axis=1)).all()
+    assert scaled_outputs(probabilities, 1.0) == pytest.approx(probabilities, abs=1e-12)
+    assert scaled_outputs(probabilities, 2.0).max() < probabilities.max()  # T > 1 softens
+    sigmoid = np.array([[0.1], [0.5], [0.97]])
+    softened = scaled_outputs(sigmoid, 2.0)
+    assert softened.shape == (3, 1) and softened[:, 0] == pytest.approx(
+        expit(np.log(sigmoid[:, 0] / (1 - sigmoid[:, 0])) / 2)
+    )
+
+
+def test_the_likelihood_and_the_figures_are_scikit_learn_s():
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(50, 3))
+    y = _sampled(rng, logits)
+    assert negative_log_likelihood(logits, y) == pytest.approx(log_loss(y, softmax(logits, axis=1), labels=[0, 1, 2]))
+    figures = probability_figures(y, softmax(logits, axis=1).astype(np.float32), ["a", "b", "c"])
+    assert set(figures) == {"nll", "brier", "ece"} and figures["nll"] == pytest.approx(
+        negative_log_likelihood(logits, y), rel=1e-5
+    )
+    assert probability_figures(np.zeros(0), np.zeros((0, 3)), ["a", "b", "c"]) == {
+        "nll": None,
+        "brier": None,
+        "ece": None,
+    }
+
+
+# ------------------------------------------------------------------ the layer (Keras)
+@pytest.mark.slow
+def test_the_layer_is_softmax_of_log_p_over_t_or_sigmoid_of_logit_p_over_t_in_float32():
+    import keras
+
+    from dltool.keras_layers import TemperatureScaling
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(scale=3.0, size=(16, 4))
+    out = keras.ops.convert_to_numpy(TemperatureScaling(2.5)(softmax(logits, axis=1).astype(np.float32)))
+    assert out.dtype == np.float32 and out == pytest.approx(softmax(logits / 2.5, axis=1), abs=1e-6)
+    z = rng.normal(scale=3.0, size=(16, 1))
+    out = keras.ops.convert_to_numpy(TemperatureScaling(2.5, kind="sigmoid")(expit(z).astype(np.float32)))
+    assert out == pytest.approx(expit(z / 2.5), abs=1e-6)
+    assert keras.ops.convert_to_numpy(TemperatureScaling(2.0, kind="sigmoid")(np.array([[1.0], [0.0]], "float32"))) == (
+        pytest.approx(np.array([[expit(16.635532 / 2)], [expit(-87.33655 / 2)]]), abs=1e-6)
+    )  # saturated float32 outputs clipped, not infinite
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        assert TemperatureScaling(2.0).compute_dtype == "float32"
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for bad, message in ((0.0, "temperature must be > 0, received 0.0"), (-1.0, "temperature must be > 0")):
+        with pytest.raises(ValueError, match=message):
+            TemperatureScaling(bad)
+    with pytest.raises(ValueError, match="kind must be 'softmax' or 'sigmoid', received 'tanh'"):
+        TemperatureScaling(2.0, kind="tanh")
+
+
+@pytest.mark.slow
+def test_a_model_ending_in_the_layer_saves_and_loads_safely_with_the_same_outputs(tmp_path):
+    import keras
+
+    from dltool.keras_io import load_model_safely, save_model_atomic
+    from dltool.keras_layers import TemperatureScaling
+
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, activation="softmax"), TemperatureScaling(1.7, name="temperature")]
+    )
+    x = np.random.default_rng(5).normal(size=(8, 3)).astype(np.float32)
+    save_model_atomic(model, tmp_path / "model.keras")
+    loaded = load_model_safely(tmp_path / "model.keras")
+    last = loaded.layers[-1]
+    assert isinstance(last, TemperatureScaling) and (last.temperature, last.kind) == (1.7, "softmax")
+    assert len(loaded.weights) == 2  # the Dense's kernel and bias: the temperature is config, not a weight
+    assert keras.ops.convert_to_numpy(loaded(x)) == pytest.approx(keras.ops.convert_to_numpy(model(x)), abs=1e-7)
+    config = json.loads(zipfile.ZipFile(tmp_path / "model.keras").read("config.json"))
+    assert config["config"]["layers"][-1]["registered_name"] == "dltool>TemperatureScaling"
+
+
+# ------------------------------------------------------------------ calibrated runs, end to end
+# Unscaled pixels (0..16) and a high learning rate: the MLP fits its 270 training digits at once and is
+# over-confident on the others (validation ECE about 0.03, halved by a temperature of about 1.4).
+OVERCONFIDENT = """
+name: overconfident
+seed: 0
+data: {source: sklearn, name: digits, test: 0.5, validation: 0.7}
+model:
+  input_shape: [64]
+  layers:
+    - Dense: {units: 64, activation: relu}
+    - Dense: {units: 10, activation: softmax}
+train:
+  optimizer: {name: adam, learning_rate: 0.01}
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy]
+  epochs: 40
+  batch_size: 64
+  calibrate: temperature
+  tensorboard: false
+  plots: false
+"""
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """A COMPLETED calibrated digits run of its own (export writes into it)."""
+    from dltool.config import config_from_text
+    from tests.e2e_support import train_in
+
+    root = tmp_path_factory.mktemp("calibrated")
+    return train_in(root, config_from_text(OVERCONFIDENT, source="overconfident.yaml"))
+
+
+def _digits_rows(path):
+    """Five raw digits as a CSV with the feature names dltool's sklearn digits source uses."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    lines = [",".join(digits.feature_names)] + [",".join(f"{v:g}" for v in row) for row in digits.data[:5]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_a_calibrated_run_lowers_the_validation_ece_and_records_the_temperature(calibrated):
+    from dltool.keras_io import load_model_safely
+    from dltool.keras_layers import TemperatureScaling
+
+    metrics = json.loads(calibrated.file("metrics.json").read_text())
+    report = metrics["calibration"]
+    assert report == calibrated.info["calibration"]
+    validation, test = report["validation"], report["test"]
+    assert report["method"] == "temperature" and report["temperature"] > 1.1  # over-confident: softened
+    assert validation["after"]["ece"] <= validation["before"]["ece"]
+    assert validation["after"]["nll"] < validation["before"]["nll"] and test["after"]["nll"] < test["before"]["nll"]
+    assert validation["samples"] == calibrated.info["data"]["validation"]
+    assert test["samples"] == calibrated.info["data"]["test"]
+    # The test figures are the calibrated model's: Keras's loss is the NLL after scaling.
+    assert metrics["test"]["loss"] == pytest.approx(test["after"]["nll"], rel=1e-4)
+    assert "calibrate" in calibrated.info["phase_seconds"]
+    log = calibrated.file("train.log").read_text()
+    line = next(line for line in log.splitlines() if "calibrated:" in line)
+    assert (
+        f"calibrated: temperature {report['temperature']:.4g}, validation ECE {validation['before']['ece']:.3g} -> "
+        in line
+    )
+    model = load_model_safely(calibrated.file("model.keras"))
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense", "TemperatureScaling"]
+    assert isinstance(model.layers[-1], TemperatureScaling) and model.layers[-1].temperature == report["temperature"]
+
+
+@pytest.mark.slow
+def test_predict_gives_the_calibrated_probabilities_with_the_same_classes(calibrated, tmp_path):
+    import keras
+    from sklearn.datasets import load_digits
+
+    from dltool.commands.predict import predict
+    from dltool.keras_io import load_model_safely
+    from dltool.training.calibration import strip_temperature
+
+    rows = json.loads(predict(calibrated, [str(_digits_rows(tmp_path / "rows.csv"))], fmt="json").output)
+    predicted = np.array([list(row["probabilities"].values()) for row in rows])
+    model = load_model_safely(calibrated.file("model.keras"))
+    assert strip_temperature(model) and not strip_temperature(model)
+    uncalibrated = keras.ops.convert_to_numpy(model(load_digits().data[:5].astype(np.float32)))
+    expected = scaled_outputs(uncalibrated, calibrated.info["calibration"]["temperature"])
+    assert predicted == pytest.approx(expected, abs=1e-5)
+    assert (predicted.argmax(axis=1) == uncalibrated.argmax(axis=1)).all()
+    assert predicted.max() < uncalibrated.max()
+
+
+@pytest.mark.slow
+def test_the_calibrated_model_exports_to_onnx_and_passes_verification(calibrated, tmp_path):
+    from dltool.commands.export import export
+
+    record = export(calibrated, "onnx", output=tmp_path)
+    assert record["max_abs_diff"] <= 1e-5 and (tmp_path / "overconfident.onnx").is_file()
+
+
+@pytest.mark.jax
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_the_calibrated_model_loads_and_predicts_alike_on_jax(calibrated, tmp_path):
+    pytest.importorskip("jax")
+    from dltool.commands.predict import predict
+
+    rows = str(_digits_rows(tmp_path / "rows.csv"))
+    script = (
+        "import sys\n"
+        "from dltool.backend import import_keras\n"
+        "import_keras(backend='jax')\n"
+        "from dltool.commands.predict import predict\n"
+        "predict(sys.argv[1], [sys.argv[2]], output=sys.argv[3], fmt='json')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(calibrated.path), rows, str(tmp_path / "jax.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    on_jax = json.loads((tmp_path / "jax.json").read_text())
+    on_tensorflow = json.loads(predict(calibrated, [rows], fmt="json").output)
+    pairs = [
+        (a, b)
+        for x, y in zip(on_jax, on_tensorflow)
+        for a, b in zip(x["probabilities"].values(), y["probabilities"].values())
+    ]
+    assert len(pairs) == 50 and max(abs(a - b) for a, b in pairs) <= 1e-5
+
+
+@pytest.mark.slow
+def test_from_a_calibrated_run_takes_its_weights_without_the_layer_and_calibrates_once_again(calibrated, tmp_path):
+    from dltool.commands.train import train
+    from dltool.config import config_from_text
+    from dltool.keras_io import load_model_safely
+
+    config = config_from_text(OVERCONFIDENT, source="overconfident.yaml", overrides=["train.epochs=1"])
+    child = train(config, runs_root=tmp_path / "runs", init_from=calibrated)
+    layers = [type(layer).__name__ for layer in load_model_safely(child.file("model.keras")).layers]
+    assert layers == ["Dense", "Dense", "TemperatureScaling"]  # one temperature, fitted on the child's outputs
+    assert child.info["calibration"]["temperature"] != calibrated.info["calibration"]["temperature"]
+    plain = config_from_text(OVERCONFIDENT, overrides=["train.epochs=1", "train.calibrate=null"])
+    child = train(plain, runs_root=tmp_path / "runs", init_from=calibrated)
+    assert [type(layer).__name__ for layer in load_model_safely(child.file("model.keras")).layers] == ["Dense", "Dense"]
+    assert "calibration" not in child.info and "calibration" not in json.loads(child.file("metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_model_that_ends_in_a_temperature_already_is_calibrated_once(calibrated):
+    """What a run interrupted after calibrating and then resumed holds: the layer goes, and one is fitted again."""
+    from dltool.config import config_from_text
+    from dltool.data import prepare_data
+    from dltool.keras_io import load_model_safely
+    from dltool.training.calibration import calibrate_model
+
+    config = config_from_text(OVERCONFIDENT)
+    model = load_model_safely(calibrated.file("model.keras"))
+    report = calibrate_model(model, config, prepare_data(config))
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense", "TemperatureScaling"]
+    assert report["temperature"] == pytest.approx(calibrated.info["calibration"]["temperature"], rel=1e-6)
