@@ -215,7 +215,7 @@ def read_exports(run: Run) -> list[dict]:
 def show_run(run: Run) -> dict:
     """One run in full: its summary, its data's splits (as run.json records them: sizes, whether streamed, the
     cache), its backbone and its parameters trainable and frozen (per phase, with fine-tuning), its class weights
-    (with train.class_weight), final metrics, config, per-epoch history, evaluations, exports and files."""
+    (with train.class_weight), its calibration (with train.calibrate), final metrics, config, per-epoch history, evaluations, exports and files."""
     info = _info_or_empty(run)
     return {
         **summarize(run),
@@ -224,6 +224,7 @@ def show_run(run: Run) -> dict:
         "parameters": info.get("parameters"),
         "phases": info.get("phases"),
         "class_weight": info.get("class_weight"),  # {"mode": balanced | given, "weights": {class: weight}}
+        "calibration": info.get("calibration"),  # train.calibrate: the temperature, figures before and after
         "metrics": read_json_or_none(run.file("metrics.json")),
         "config": read_config(run),
         "history": read_history(run),

@@ -197,10 +197,9 @@ def test_a_calibrated_run_lowers_the_validation_ece_and_records_the_temperature(
     assert "calibrate" in calibrated.info["phase_seconds"]
     log = calibrated.file("train.log").read_text()
     line = next(line for line in log.splitlines() if "calibrated:" in line)
-    assert (
-        f"calibrated: temperature {report['temperature']:.4g}, validation ECE {validation['before']['ece']:.3g} -> "
-        in line
-    )
+    before, after = validation["before"]["ece"], validation["after"]["ece"]
+    expected = f"calibrated: temperature {report['temperature']:.4g}; validation ECE {before:.3g} -> {after:.3g}, NLL "
+    assert expected in line and "; test ECE " in line
     model = load_model_safely(calibrated.file("model.keras"))
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense", "TemperatureScaling"]
     assert isinstance(model.layers[-1], TemperatureScaling) and model.layers[-1].temperature == report["temperature"]
@@ -298,3 +297,17 @@ def test_a_model_that_ends_in_a_temperature_already_is_calibrated_once(calibrate
     report = calibrate_model(model, config, prepare_data(config))
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense", "TemperatureScaling"]
     assert report["temperature"] == pytest.approx(calibrated.info["calibration"]["temperature"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_runs_show_lists_the_temperature_and_the_figures_before_and_after(calibrated):
+    from typer.testing import CliRunner
+
+    from dltool.cli.app import app
+    from dltool.training.calibration import describe
+
+    shown = CliRunner().invoke(app, ["runs", "show", str(calibrated.path)], env={"NO_COLOR": "1", "COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    assert f"calibrated: {describe(calibrated.info['calibration'])}" in shown.output
+    as_json = CliRunner().invoke(app, ["runs", "show", str(calibrated.path), "--json"])
+    assert json.loads(as_json.output)["calibration"]["temperature"] == calibrated.info["calibration"]["temperature"]

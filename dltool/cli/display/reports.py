@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .training import (
+    calibration_line,
     class_weight_line,
     expectations_cell,
     file_size,
@@ -113,6 +114,8 @@ def print_run(console: Console, shown: dict) -> None:
         console.print(data_line(shown["data"]), highlight=False, markup=False)
     if shown.get("class_weight"):
         console.print(class_weight_line(shown["class_weight"]), highlight=False, markup=False)
+    if shown.get("calibration"):
+        console.print(calibration_line(shown["calibration"]), highlight=False, markup=False)
     for line in parameter_lines(shown):
         console.print(line, highlight=False, markup=False)
     print_expectations(console, shown.get("expectations"))
