@@ -208,10 +208,13 @@ def last_activation(config: ExperimentConfig) -> str | None:
     return activation if isinstance(activation, str) else str(activation)
 
 
+RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "RNN", "Bidirectional")
+
+
 def check_calibrate(config: ExperimentConfig) -> None:
-    """Temperature scaling fits on the validation split a classifier's probabilities: refuse a regression, no
-    validation split or the test split as validation (the test figures would be fitted on), and a last layer
-    that does not end in softmax or sigmoid."""
+    """Temperature scaling divides a classifier's logits by a temperature fitted on the validation split: refuse
+    a regression, no validation split or the test split as validation (the test figures would be fitted on), a
+    last layer that does not end in softmax or sigmoid, and a recurrent one (its activation is inside)."""
     if config.train.calibrate is None:
         return
     path = "train.calibrate"
@@ -238,6 +241,14 @@ def check_calibrate(config: ExperimentConfig) -> None:
             f"temperature scaling needs a model that ends in probabilities, and its last layer "
             f"(model.layers[{last}], {name}) has activation '{activation or 'none'}'; end it in activation: "
             "softmax (sigmoid for one output), or remove train.calibrate",
+            path=path,
+        )
+    name = layer_name_and_args(config.model.layers[-1])[0]
+    if name in RECURRENT_LAYERS:
+        raise ConfigError(
+            f"temperature scaling divides the logits before the last activation, and {name} applies its activation "
+            f"inside each step; end model.layers in {{Dense: {{units: N, activation: softmax}}}} after the {name} "
+            "(its activation: tanh), or remove train.calibrate",
             path=path,
         )
 

@@ -1,15 +1,16 @@
 """Temperature scaling (``train.calibrate: temperature``): after training, fit one temperature on the validation
 split and end the model in a :class:`~dltool.keras_layers.TemperatureScaling` layer.
 
-The logits are recovered from the model's probabilities (log p for a softmax, logit p for a sigmoid) rather than
-by rebuilding the model without its last activation: that works for any last layer that outputs probabilities
-(a Dense with its activation, an Activation or a Softmax layer), leaves every trained layer as it was, and keeps
-the temperature one appended layer without weights, so ``--from`` a calibrated run loads the same weights into
-the config's model (which has no such layer) and calibrates again. For a softmax, log p is the logits less their
-log-sum-exp, which softmax ignores: exact. What is lost is confined to probabilities float32 rounds to 0 or 1:
-a sigmoid output above 1 - 2**-24 counts as a logit of 16.6 (see :mod:`dltool.keras_layers`), in the fit as in
-the layer.
+The temperature divides the logits, which the model is made to give: its last layer's softmax or sigmoid comes
+off (a Dense's ``activation`` set to linear; an ``Activation`` or ``Softmax`` layer removed) and the
+TemperatureScaling layer applies it again to logits / T. Recovering the logits from the probabilities instead
+(log p) was tried first and given up: exact in float64, but ill-conditioned where a runtime rounds tiny
+probabilities. onnxruntime's sigmoid gave 0 where Keras gave about 4e-8, which a temperature of 3.3 made 0
+against 0.0057, and the ONNX export failed its verification. With the logits inside the model, every runtime
+computes the same softmax(z / T).
 
+The trained weights stay as they were and the layer has none: ``--from`` a calibrated run loads the same weights
+into the config's model (with its activation, without the layer), which calibrates again if its config asks.
 The layer goes at the end of the model, so predict, evaluate, export and serve all give calibrated probabilities.
 """
 
@@ -22,23 +23,20 @@ import numpy as np
 from ..config import ExperimentConfig
 from ..runs import Run, log_time
 from ..system_info import PhaseClock
-from .model import output_units
 from .recorder import RunRecorder
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)  # wider than any temperature Guo et al. report (1.0-3.6 on their models)
 LAYER_NAME = "temperature_scaling"
 
 
-def logits_of(outputs: np.ndarray) -> np.ndarray:
-    """(n, classes) float64 logits behind a model's probabilities: log p (clipped as the layer clips) for softmax
-    rows; the two columns (0, logit p) for a single sigmoid output, whose softmax is (1 - p, p)."""
-    from ..keras_layers import PROBABILITY_FLOOR, SIGMOID_CEILING
-
-    outputs = np.asarray(outputs, dtype=np.float64)
-    if outputs.ndim == 2 and outputs.shape[1] > 1:
-        return np.log(np.maximum(outputs, PROBABILITY_FLOOR))
-    p = np.clip(outputs.reshape(-1), PROBABILITY_FLOOR, SIGMOID_CEILING)
-    return np.stack([np.zeros_like(p), np.log(p) - np.log1p(-p)], axis=1)
+def two_columns(logits: np.ndarray) -> np.ndarray:
+    """(n, classes) float64 logits: a single sigmoid output's z becomes the two columns (0, z), whose softmax is
+    (1 - sigmoid(z), sigmoid(z)); softmax logits stay as they are."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 2 and logits.shape[1] > 1:
+        return logits
+    z = logits.reshape(-1)
+    return np.stack([np.zeros_like(z), z], axis=1)
 
 
 def negative_log_likelihood(logits: np.ndarray, y_true: np.ndarray, temperature: float = 1.0) -> float:
@@ -52,7 +50,8 @@ def negative_log_likelihood(logits: np.ndarray, y_true: np.ndarray, temperature:
 
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
     """The temperature T > 0 that minimizes the negative log-likelihood of softmax(logits / T) on (logits,
-    y_true): a bounded 1-D search over log T in TEMPERATURE_BOUNDS (scipy's minimize_scalar; deterministic)."""
+    y_true): a bounded 1-D search over log T in TEMPERATURE_BOUNDS (scipy's minimize_scalar; deterministic).
+    ``logits``: (n, classes), see :func:`two_columns` for a sigmoid's."""
     from scipy.optimize import minimize_scalar
 
     low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
@@ -65,13 +64,15 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
     return float(math.exp(found.x))
 
 
-def scaled_outputs(outputs: np.ndarray, temperature: float) -> np.ndarray:
-    """What the TemperatureScaling layer makes of ``outputs`` (in float64): the same shape, recalibrated."""
-    from scipy.special import softmax
+def probabilities_of(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """What the TemperatureScaling layer makes of ``logits`` (in float64): softmax rows, or a sigmoid column for
+    (n, 1) logits."""
+    from scipy.special import expit, softmax
 
-    scaled = softmax(logits_of(outputs) / temperature, axis=1)
-    outputs = np.asarray(outputs)
-    return scaled if outputs.ndim == 2 and outputs.shape[1] > 1 else scaled[:, 1].reshape(outputs.shape)
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 2 and logits.shape[1] > 1:
+        return softmax(logits / temperature, axis=1)
+    return expit(logits / temperature)
 
 
 def probability_figures(y_true: np.ndarray, outputs: np.ndarray, class_names: list[str]) -> dict:
@@ -103,49 +104,57 @@ def _outputs_of(model, chunks) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ys), np.concatenate(outputs)
 
 
-def strip_temperature(model) -> bool:
-    """Remove a TemperatureScaling layer from the end of a Sequential ``model``; whether there was one."""
-    from ..keras_layers import TemperatureScaling
+def to_logits(model) -> str:
+    """Make a Sequential classifier ``model`` output its logits, and return the activation it took off ("softmax"
+    or "sigmoid"): a TemperatureScaling layer last (a model calibrated already), an Activation or a Softmax layer
+    is removed, otherwise the last layer's activation is set to linear. Its weights do not change."""
+    import keras
 
-    if model.layers and isinstance(model.layers[-1], TemperatureScaling):
+    from ..keras_layers import SIGMOID, SOFTMAX, TemperatureScaling
+
+    last = model.layers[-1]
+    if isinstance(last, TemperatureScaling):
         model.pop()
-        return True
-    return False
-
-
-def temperature_of(model) -> float | None:
-    """The temperature the model ends in, or None for a model without a TemperatureScaling layer last."""
-    from ..keras_layers import TemperatureScaling
-
-    last = model.layers[-1] if model.layers else None
-    return last.temperature if isinstance(last, TemperatureScaling) else None
+        return last.kind
+    if isinstance(last, keras.layers.Softmax):
+        model.pop()
+        return SOFTMAX
+    activation = getattr(last, "activation", None)
+    name = getattr(activation, "__name__", str(activation))
+    if name not in (SOFTMAX, SIGMOID):  # the config was checked: only a model built otherwise gets here
+        raise ValueError(f"the last layer {last.name} has activation {name!r}, not softmax or sigmoid")
+    if isinstance(last, keras.layers.Activation):
+        model.pop()
+    else:
+        last.activation = keras.activations.get("linear")
+    return name
 
 
 def calibrate_model(model, config: ExperimentConfig, data) -> dict:
-    """Fit the temperature on ``data``'s validation split and append its layer to ``model`` (a compiled
-    Sequential, recompiled with its own optimizer so evaluate sees the layer); the report of run.json and
-    metrics.json: temperature, and NLL, Brier and ECE before and after on validation and test.
+    """Fit the temperature on ``data``'s validation split and end ``model`` (a compiled Sequential classifier) in
+    its layer, in place of its last activation (:func:`to_logits`); recompiled with its own optimizer, so that
+    evaluate sees the layer. Returns the report of run.json and metrics.json: temperature, and NLL, Brier and
+    ECE before and after on validation and test.
 
-    A model that already ends in a TemperatureScaling layer (a run interrupted after calibrating, then resumed)
-    loses it first: the temperature is fitted on the trained layers' outputs, once.
+    A model that ends in a TemperatureScaling layer already (a run interrupted after calibrating, then resumed)
+    loses it first: the temperature is fitted on the trained layers' logits, once.
     """
-    from ..keras_layers import SIGMOID, SOFTMAX, TemperatureScaling
+    from ..keras_layers import TemperatureScaling
 
-    strip_temperature(model)
+    kind = to_logits(model)
     names = list(data.preprocessing.class_names)
-    y_val, val_outputs = _outputs_of(model, data.validation_chunks())
-    temperature = fit_temperature(logits_of(val_outputs), y_val)
-    y_test, test_outputs = _outputs_of(model, data.test_chunks())
+    y_val, val_logits = _outputs_of(model, data.validation_chunks())
+    temperature = fit_temperature(two_columns(val_logits), y_val)
+    y_test, test_logits = _outputs_of(model, data.test_chunks())
     report = {"method": "temperature", "temperature": temperature}
-    for split, y, outputs in (("validation", y_val, val_outputs), ("test", y_test, test_outputs)):
+    for split, y, logits in (("validation", y_val, val_logits), ("test", y_test, test_logits)):
         report[split] = {
             "samples": len(y),
-            "before": probability_figures(y, outputs, names),
-            "after": probability_figures(y, scaled_outputs(outputs, temperature), names),
+            "before": probability_figures(y, probabilities_of(logits), names),
+            "after": probability_figures(y, probabilities_of(logits, temperature), names),
         }
-    kind = SIGMOID if output_units(model) == 1 else SOFTMAX
     model.add(TemperatureScaling(temperature, kind=kind, name=LAYER_NAME))
-    # Recompiled: the compiled step functions were traced without the new layer. The optimizer is the trained
+    # Recompiled: the compiled step functions were traced with the old last layers. The optimizer is the trained
     # model's own (its state goes into model.keras as before).
     train = config.train
     model.compile(

@@ -886,8 +886,14 @@ def test_calibrate_defaults_to_none_and_takes_temperature_with_any_last_layer_of
             "c.yaml:6: train.calibrate: temperature scaling needs a model that ends in probabilities, and its last "
             "layer (model.layers[1], Dense) has activation 'linear'",
         ),
+        (
+            ("{Dense: {units: 3, activation: softmax}}", "{LSTM: {units: 3, activation: softmax}}"),
+            "c.yaml:6: train.calibrate: temperature scaling divides the logits before the last activation, and LSTM "
+            "applies its activation inside each step; end model.layers in {Dense: {units: N, activation: softmax}} "
+            "after the LSTM (its activation: tanh), or remove train.calibrate",
+        ),
     ],
-    ids=["regression", "no validation", "validation is test", "relu last", "no activation"],
+    ids=["regression", "no validation", "validation is test", "relu last", "no activation", "recurrent"],
 )
 def test_calibrate_is_refused_before_any_run_where_it_cannot_fit(change, message):
     with pytest.raises(ConfigError) as caught:

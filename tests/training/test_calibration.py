@@ -14,10 +14,10 @@ from scipy.special import expit, softmax
 
 from dltool.training.calibration import (
     fit_temperature,
-    logits_of,
     negative_log_likelihood,
+    probabilities_of,
     probability_figures,
-    scaled_outputs,
+    two_columns,
 )
 from tests.e2e_support import REPO
 
@@ -38,31 +38,26 @@ def test_the_fit_recovers_the_temperature_of_logits_scaled_by_3():
     assert fit_temperature(3 * logits, y) == fit_temperature(3 * logits, y)  # deterministic
 
 
-def test_the_fit_recovers_it_from_probabilities_too_softmax_and_sigmoid():
+def test_the_fit_recovers_it_for_a_single_sigmoid_output_too():
     rng = np.random.default_rng(1)
-    logits = rng.normal(scale=2.0, size=(20000, 3))
-    y = _sampled(rng, logits)
-    assert fit_temperature(logits_of(softmax(3 * logits, axis=1)), y) == pytest.approx(3.0, abs=0.15)
-    z = rng.normal(scale=2.0, size=20000)
-    positive = (rng.random(20000) < expit(z)).astype(int)
-    outputs = expit(3 * z).reshape(-1, 1).astype(np.float32)  # one sigmoid output, as a model gives it
-    assert fit_temperature(logits_of(outputs), positive) == pytest.approx(3.0, abs=0.15)
+    z = rng.normal(scale=2.0, size=(20000, 1))
+    positive = (rng.random(20000) < expit(z[:, 0])).astype(int)
+    assert two_columns(3 * z)[:5, 0].tolist() == [0.0] * 5
+    assert fit_temperature(two_columns(3 * z), positive) == pytest.approx(3.0, abs=0.15)
 
 
 def test_scaling_changes_probabilities_but_not_the_predicted_class():
     rng = np.random.default_rng(2)
-    probabilities = softmax(rng.normal(scale=4.0, size=(200, 5)), axis=1)
+    logits = rng.normal(scale=4.0, size=(200, 5))
     for temperature in (0.5, 2.0, 3.7):
-        scaled = scaled_outputs(probabilities, temperature)
-        assert scaled.shape == probabilities.shape and scaled.sum(axis=1) == pytest.approx(np.ones(200))
-        assert (scaled.argmax(axis=1) == probabilities.argmax(axis=1)).all()
-    assert scaled_outputs(probabilities, 1.0) == pytest.approx(probabilities, abs=1e-12)
-    assert scaled_outputs(probabilities, 2.0).max() < probabilities.max()  # T > 1 softens
-    sigmoid = np.array([[0.1], [0.5], [0.97]])
-    softened = scaled_outputs(sigmoid, 2.0)
-    assert softened.shape == (3, 1) and softened[:, 0] == pytest.approx(
-        expit(np.log(sigmoid[:, 0] / (1 - sigmoid[:, 0])) / 2)
-    )
+        scaled = probabilities_of(logits, temperature)
+        assert scaled.shape == logits.shape and scaled.sum(axis=1) == pytest.approx(np.ones(200))
+        assert (scaled.argmax(axis=1) == logits.argmax(axis=1)).all()
+    assert probabilities_of(logits) == pytest.approx(softmax(logits, axis=1))
+    assert probabilities_of(logits, 2.0).max(axis=1).mean() < probabilities_of(logits).max(axis=1).mean()
+    z = np.array([[-2.0], [0.0], [3.0]])
+    assert probabilities_of(z, 2.0) == pytest.approx(expit(z / 2))  # a sigmoid column stays one
+    assert ((probabilities_of(z, 2.0) > 0.5) == (expit(z) > 0.5)).all()
 
 
 def test_the_likelihood_and_the_figures_are_scikit_learn_s():
@@ -85,21 +80,18 @@ def test_the_likelihood_and_the_figures_are_scikit_learn_s():
 
 # ------------------------------------------------------------------ the layer (Keras)
 @pytest.mark.slow
-def test_the_layer_is_softmax_of_log_p_over_t_or_sigmoid_of_logit_p_over_t_in_float32():
+def test_the_layer_is_the_softmax_or_sigmoid_of_logits_over_t_in_float32():
     import keras
 
     from dltool.keras_layers import TemperatureScaling
 
     rng = np.random.default_rng(4)
-    logits = rng.normal(scale=3.0, size=(16, 4))
-    out = keras.ops.convert_to_numpy(TemperatureScaling(2.5)(softmax(logits, axis=1).astype(np.float32)))
+    logits = rng.normal(scale=3.0, size=(16, 4)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(TemperatureScaling(2.5)(logits))
     assert out.dtype == np.float32 and out == pytest.approx(softmax(logits / 2.5, axis=1), abs=1e-6)
-    z = rng.normal(scale=3.0, size=(16, 1))
-    out = keras.ops.convert_to_numpy(TemperatureScaling(2.5, kind="sigmoid")(expit(z).astype(np.float32)))
-    assert out == pytest.approx(expit(z / 2.5), abs=1e-6)
-    assert keras.ops.convert_to_numpy(TemperatureScaling(2.0, kind="sigmoid")(np.array([[1.0], [0.0]], "float32"))) == (
-        pytest.approx(np.array([[expit(16.635532 / 2)], [expit(-87.33655 / 2)]]), abs=1e-6)
-    )  # saturated float32 outputs clipped, not infinite
+    z = rng.normal(scale=3.0, size=(16, 1)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(TemperatureScaling(2.5, kind="sigmoid")(z))
+    assert out.shape == (16, 1) and out == pytest.approx(expit(z / 2.5), abs=1e-6)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
@@ -120,9 +112,7 @@ def test_a_model_ending_in_the_layer_saves_and_loads_safely_with_the_same_output
     from dltool.keras_io import load_model_safely, save_model_atomic
     from dltool.keras_layers import TemperatureScaling
 
-    model = keras.Sequential(
-        [keras.Input((3,)), keras.layers.Dense(4, activation="softmax"), TemperatureScaling(1.7, name="temperature")]
-    )
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), TemperatureScaling(1.7, name="temperature")])
     x = np.random.default_rng(5).normal(size=(8, 3)).astype(np.float32)
     save_model_atomic(model, tmp_path / "model.keras")
     loaded = load_model_safely(tmp_path / "model.keras")
@@ -203,6 +193,7 @@ def test_a_calibrated_run_lowers_the_validation_ece_and_records_the_temperature(
     model = load_model_safely(calibrated.file("model.keras"))
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense", "TemperatureScaling"]
     assert isinstance(model.layers[-1], TemperatureScaling) and model.layers[-1].temperature == report["temperature"]
+    assert model.layers[1].activation.__name__ == "linear" and model.layers[-1].kind == "softmax"
 
 
 @pytest.mark.slow
@@ -212,17 +203,17 @@ def test_predict_gives_the_calibrated_probabilities_with_the_same_classes(calibr
 
     from dltool.commands.predict import predict
     from dltool.keras_io import load_model_safely
-    from dltool.training.calibration import strip_temperature
+    from dltool.training.calibration import to_logits
 
     rows = json.loads(predict(calibrated, [str(_digits_rows(tmp_path / "rows.csv"))], fmt="json").output)
     predicted = np.array([list(row["probabilities"].values()) for row in rows])
     model = load_model_safely(calibrated.file("model.keras"))
-    assert strip_temperature(model) and not strip_temperature(model)
-    uncalibrated = keras.ops.convert_to_numpy(model(load_digits().data[:5].astype(np.float32)))
-    expected = scaled_outputs(uncalibrated, calibrated.info["calibration"]["temperature"])
+    assert to_logits(model) == "softmax" and [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense"]
+    logits = keras.ops.convert_to_numpy(model(load_digits().data[:5].astype(np.float32)))
+    expected = probabilities_of(logits, calibrated.info["calibration"]["temperature"])
     assert predicted == pytest.approx(expected, abs=1e-5)
-    assert (predicted.argmax(axis=1) == uncalibrated.argmax(axis=1)).all()
-    assert predicted.max() < uncalibrated.max()
+    assert (predicted.argmax(axis=1) == logits.argmax(axis=1)).all()
+    assert predicted.max() < probabilities_of(logits).max()
 
 
 @pytest.mark.slow
@@ -280,7 +271,9 @@ def test_from_a_calibrated_run_takes_its_weights_without_the_layer_and_calibrate
     assert child.info["calibration"]["temperature"] != calibrated.info["calibration"]["temperature"]
     plain = config_from_text(OVERCONFIDENT, overrides=["train.epochs=1", "train.calibrate=null"])
     child = train(plain, runs_root=tmp_path / "runs", init_from=calibrated)
-    assert [type(layer).__name__ for layer in load_model_safely(child.file("model.keras")).layers] == ["Dense", "Dense"]
+    model = load_model_safely(child.file("model.keras"))
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense"]
+    assert model.layers[-1].activation.__name__ == "softmax"  # the config's model, with its parent's weights
     assert "calibration" not in child.info and "calibration" not in json.loads(child.file("metrics.json").read_text())
 
 
@@ -311,3 +304,45 @@ def test_runs_show_lists_the_temperature_and_the_figures_before_and_after(calibr
     assert f"calibrated: {describe(calibrated.info['calibration'])}" in shown.output
     as_json = CliRunner().invoke(app, ["runs", "show", str(calibrated.path), "--json"])
     assert json.loads(as_json.output)["calibration"]["temperature"] == calibrated.info["calibration"]["temperature"]
+
+
+BINARY = """
+name: binary-calibrated
+seed: 0
+data: {source: sklearn, name: breast_cancer, standardize: true, test: 0.3, validation: 0.3}
+model:
+  input_shape: [30]
+  layers:
+    - Dense: {units: 32, activation: relu}
+    - Dense: {units: 1}
+    - Activation: {activation: sigmoid}
+train:
+  optimizer: {name: adam, learning_rate: 0.01}
+  loss: binary_crossentropy
+  metrics: [accuracy]
+  epochs: 30
+  batch_size: 16
+  calibrate: temperature
+  tensorboard: false
+  plots: false
+"""
+
+
+@pytest.mark.slow
+def test_a_sigmoid_run_ending_in_an_activation_layer_calibrates_and_exports_to_onnx_and_litert(tmp_path):
+    """Over-confident on breast_cancer (T about 3): its most confident outputs are where a runtime's sigmoid
+    rounds differently, which dividing logits recovered from the probabilities turned into 0.0057 apart."""
+    from dltool.commands.export import export
+    from dltool.config import config_from_text
+    from dltool.keras_io import load_model_safely
+    from tests.e2e_support import train_in
+
+    run = train_in(tmp_path, config_from_text(BINARY, source="binary.yaml"))
+    report = run.info["calibration"]
+    assert report["temperature"] > 1.5
+    assert report["validation"]["after"]["nll"] < report["validation"]["before"]["nll"]
+    model = load_model_safely(run.file("model.keras"))
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense", "TemperatureScaling"]
+    assert model.layers[-1].kind == "sigmoid"
+    for fmt in ("onnx", "litert"):
+        assert export(run, fmt, output=tmp_path)["max_abs_diff"] <= 1e-5
