@@ -340,9 +340,9 @@ class TrainConfig(Strict):
     calibrate: Literal["temperature"] | None = Field(
         None,
         description="Classification: after training, fit one temperature T on the validation split (its "
-        "negative log-likelihood) and end the model in a TemperatureScaling layer: softmax(log(p) / T), or "
-        "sigmoid(logit(p) / T) for one sigmoid output. predict, export and serve get the calibrated "
-        "probabilities; the predicted class does not change. Needs a validation split that is not the test split.",
+        "negative log-likelihood) and end the model in a TemperatureScaling layer in place of its last softmax or "
+        "sigmoid: softmax(logits / T). predict, export and serve get the calibrated probabilities; the predicted "
+        "class does not change. Needs a validation split that is not the test split.",
     )
     callbacks: Callbacks = Field(default_factory=Callbacks)
     tensorboard: bool = Field(True, description="Write TensorBoard logs to the run's tensorboard/ folder.")
