@@ -346,3 +346,24 @@ def test_a_sigmoid_run_ending_in_an_activation_layer_calibrates_and_exports_to_o
     assert model.layers[-1].kind == "sigmoid"
     for fmt in ("onnx", "litert"):
         assert export(run, fmt, output=tmp_path)["max_abs_diff"] <= 1e-5
+
+
+@pytest.mark.slow
+def test_a_run_stopped_during_its_fit_and_resumed_calibrates_once_when_the_fit_ends(tmp_path):
+    from dltool.commands.resume import resume
+    from dltool.commands.train import train
+    from dltool.config import config_from_text
+    from dltool.errors import TrainingInterrupted
+    from dltool.keras_io import load_model_safely
+    from tests.e2e_support import stop_after
+
+    config = config_from_text(OVERCONFIDENT, overrides=["train.epochs=4"])
+    with pytest.raises(TrainingInterrupted):
+        train(config, runs_root=tmp_path / "runs", observer=stop_after(2))
+    (stopped,) = (tmp_path / "runs").iterdir()
+    assert "calibration" not in json.loads((stopped / "run.json").read_text())
+    resumed = resume(stopped.name, runs_root=tmp_path / "runs")
+    assert resumed.status == "COMPLETED" and resumed.info["calibration"]["temperature"] > 0
+    assert resumed.file("train.log").read_text().count("calibrated: temperature") == 1
+    layers = [type(layer).__name__ for layer in load_model_safely(resumed.file("model.keras")).layers]
+    assert layers == ["Dense", "Dense", "TemperatureScaling"]
