@@ -367,3 +367,14 @@ def test_a_run_stopped_during_its_fit_and_resumed_calibrates_once_when_the_fit_e
     assert resumed.file("train.log").read_text().count("calibrated: temperature") == 1
     layers = [type(layer).__name__ for layer in load_model_safely(resumed.file("model.keras")).layers]
     assert layers == ["Dense", "Dense", "TemperatureScaling"]
+
+
+@pytest.mark.slow
+def test_evaluate_measures_the_calibrated_model_as_the_run_reported_it(calibrated):
+    from dltool.commands.evaluate import evaluate
+
+    after = calibrated.info["calibration"]["test"]["after"]
+    report = evaluate(str(calibrated.path), plots=False)
+    assert report["classification"]["calibration"]["ece"] == pytest.approx(after["ece"], abs=1e-4)
+    assert report["classification"]["calibration"]["brier"] == pytest.approx(after["brier"], rel=1e-4)
+    assert report["compiled"]["loss"] == pytest.approx(after["nll"], rel=1e-4)
