@@ -16,6 +16,7 @@ The layer goes at the end of the model, so predict, evaluate, export and serve a
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from ..config import ExperimentConfig
 from ..runs import Run, log_time
 from ..system_info import PhaseClock
+from .model import summary_text
 from .recorder import RunRecorder
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)  # wider than any temperature Guo et al. report (1.0-3.6 on their models)
@@ -139,6 +141,8 @@ def calibrate_model(model, config: ExperimentConfig, data) -> dict:
     A model that ends in a TemperatureScaling layer already (a run interrupted after calibrating, then resumed)
     loses it first: the temperature is fitted on the trained layers' logits, once.
     """
+    import keras
+
     from ..keras_layers import TemperatureScaling
 
     kind = to_logits(model)
@@ -153,17 +157,21 @@ def calibrate_model(model, config: ExperimentConfig, data) -> dict:
             "before": probability_figures(y, probabilities_of(logits), names),
             "after": probability_figures(y, probabilities_of(logits, temperature), names),
         }
-    model.add(TemperatureScaling(temperature, kind=kind, name=LAYER_NAME))
-    # Recompiled: the compiled step functions were traced with the old last layers. The optimizer is the trained
-    # model's own (its state goes into model.keras as before).
-    train = config.train
-    model.compile(
-        optimizer=model.optimizer,
-        loss=train.loss,
-        metrics=list(train.metrics),
-        steps_per_execution=train.steps_per_execution,
-        jit_compile=train.jit_compile,
-    )
+    scope = contextlib.nullcontext()
+    if keras.backend.backend() == "tensorflow":  # several devices: compiled for them, as start_fine_tuning does
+        scope = model.distribute_strategy.scope()
+    with scope:
+        model.add(TemperatureScaling(temperature, kind=kind, name=LAYER_NAME))
+        # Recompiled: the compiled step functions were traced with the old last layers. The optimizer is the
+        # trained model's own (its state goes into model.keras as before).
+        train = config.train
+        model.compile(
+            optimizer=model.optimizer,
+            loss=train.loss,
+            metrics=list(train.metrics),
+            steps_per_execution=train.steps_per_execution,
+            jit_compile=train.jit_compile,
+        )
     return report
 
 
@@ -195,5 +203,6 @@ def calibrate_run(
     with clock.phase("calibrate"):
         report = calibrate_model(model, config, data)
     run.update_info(calibration=report)
+    run.write_text("summary.txt", summary_text(model))  # the layers model.keras has now
     recorder.log(f"{log_time()} calibrated: {describe(report)}")
     return report

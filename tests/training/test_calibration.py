@@ -194,6 +194,7 @@ def test_a_calibrated_run_lowers_the_validation_ece_and_records_the_temperature(
     assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense", "TemperatureScaling"]
     assert isinstance(model.layers[-1], TemperatureScaling) and model.layers[-1].temperature == report["temperature"]
     assert model.layers[1].activation.__name__ == "linear" and model.layers[-1].kind == "softmax"
+    assert "temperature_scaling (TemperatureScaling)" in calibrated.file("summary.txt").read_text()
 
 
 @pytest.mark.slow
@@ -378,3 +379,19 @@ def test_evaluate_measures_the_calibrated_model_as_the_run_reported_it(calibrate
     assert report["classification"]["calibration"]["ece"] == pytest.approx(after["ece"], abs=1e-4)
     assert report["classification"]["calibration"]["brier"] == pytest.approx(after["brier"], rel=1e-4)
     assert report["compiled"]["loss"] == pytest.approx(after["nll"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_calibrated_run_as_a_backbone_counts_its_layers_as_trained(calibrated):
+    """up_to: -2 drops the head, as it does for the run before calibration; the temperature is not a layer of it."""
+    from dltool.config import config_from_text
+    from dltool.training.model import build_model
+
+    text = OVERCONFIDENT.replace(
+        "    - Dense: {units: 64, activation: relu}\n", f"    - Backbone: {{run: {calibrated.path}, up_to: -2}}\n"
+    )
+    from dltool.keras_io import load_model_safely
+
+    first = load_model_safely(calibrated.file("model.keras")).layers[0].name
+    model = build_model(config_from_text(text))
+    assert model.dltool_backbone.record["up_to"] == first and model.layers[0].output.shape[1:] == (64,)
