@@ -113,6 +113,8 @@ def load_model_safely(path: Path, trainable_as_trained: Callable | None = None):
     """
     import keras
 
+    from . import keras_layers  # noqa: F401  (registers dltool's layers, which a calibrated model ends in)
+
     packages = _import_packages_named_by(path)
     try:
         if packages or trainable_as_trained is not None:

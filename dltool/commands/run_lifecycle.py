@@ -287,6 +287,7 @@ def _finish_completed(
     from ..config.expectations import check_expectations, describe_expectation
     from ..keras_io import save_model_atomic
     from ..plots import MAX_PLOTTED_TEST_SAMPLES, write_run_plots
+    from ..training.calibration import calibrate_run
     from ..training.fitting import evaluate_data, evaluate_with_outputs
 
     if group.size > 1:  # process 0 tests the model on the whole test split by itself
@@ -296,6 +297,7 @@ def _finish_completed(
     # A streamed test split is read once for its metrics and the plots' predictions (a second read of a photo
     # folder's test split decodes every file again).
     clock.add("fit", result.seconds)
+    calibration = calibrate_run(run, config, data, model, recorder, clock)
     decide_threshold(run, config, data, model, recorder, clock)
     with clock.phase("test"):
         scored = evaluate_with_outputs(model, config, data, MAX_PLOTTED_TEST_SAMPLES) if plots_from_one_pass else None
@@ -315,6 +317,7 @@ def _finish_completed(
         **({"restored_epoch": result.restored_epoch} if result.restored_epoch is not None else {}),
         "best_epoch": recorder.best_epoch(),
         "fit_seconds": round(result.seconds, 3),
+        **({"calibration": calibration} if calibration else {}),
         **({"weights": small_model_weights(model)} if model.count_params() <= MAX_REPORTED_WEIGHTS else {}),
     }
     run.write_json("metrics.json", metrics)

@@ -220,7 +220,7 @@ def show_run(run: Run) -> dict:
     """One run in full: its summary, its data's splits (as run.json records them: sizes, whether streamed, the
     cache), its backbone and its parameters trainable and frozen (per phase, with fine-tuning), its class weights
     (with train.class_weight), its resampling (with data.resample), its decision threshold (with
-    train.threshold), where it is tracked (MLflow: store, run id, synced or not), final metrics, config, per-epoch
+    train.threshold), its calibration (with train.calibrate), where it is tracked (MLflow: store, run id, synced or not), final metrics, config, per-epoch
     history, evaluations, exports and files."""
     info = _info_or_empty(run)
     return {
@@ -233,6 +233,7 @@ def show_run(run: Run) -> dict:
         "resample": info.get("resample"),  # {"mode", "setting", "seed", "before": {class: n}, "after": {class: n}}
         "tracking": info.get("tracking"),  # {"mlflow": {"uri", "experiment_id", "run_id", "synced", ...}}
         "threshold": info.get("threshold"),  # {"value", "rule", "validation": {...}, "test": {...}}
+        "calibration": info.get("calibration"),  # train.calibrate: the temperature, figures before and after
         "metrics": read_json_or_none(run.file("metrics.json")),
         "config": read_config(run),
         "history": read_history(run),

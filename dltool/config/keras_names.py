@@ -176,6 +176,7 @@ def check_keras_names(config: ExperimentConfig) -> None:
             )
     check_class_weight(config)
     check_threshold(config)
+    check_calibrate(config)
 
 
 def check_class_weight(config: ExperimentConfig) -> None:
@@ -211,6 +212,69 @@ def check_resample(config: ExperimentConfig) -> None:
             "Keras's fit takes one or the other; remove train.class_weight, or multiply the class weights into "
             "the weight column",
             path="data.sample_weight",
+        )
+
+
+PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def last_activation(config: ExperimentConfig) -> str | None:
+    """The activation the config's last layer ends in: its ``activation`` argument (linear when it has none), an
+    ``Activation`` layer's, "softmax" for a ``Softmax`` layer; None for a Backbone last."""
+    spec = config.model.layers[-1]
+    if isinstance(spec, dict) and BACKBONE in spec:
+        return None
+    name, args = layer_name_and_args(spec)
+    if name == "Softmax":
+        return "softmax"
+    activation = args.get("activation")
+    if activation is None:
+        return None if name == "Activation" else "linear"
+    return activation if isinstance(activation, str) else str(activation)
+
+
+RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "RNN", "Bidirectional")
+
+
+def check_calibrate(config: ExperimentConfig) -> None:
+    """Temperature scaling divides a classifier's logits by a temperature fitted on the validation split: refuse
+    a regression, no validation split or the test split as validation (the test figures would be fitted on), a
+    last layer that does not end in softmax or sigmoid, and a recurrent one (its activation is inside)."""
+    if config.train.calibrate is None:
+        return
+    path = "train.calibrate"
+    if not config.is_classifier:
+        raise ConfigError(
+            f"calibration applies to classification losses only, received loss '{config.train.loss}' (regression); "
+            "remove train.calibrate",
+            path=path,
+        )
+    validation = config.data.validation
+    if validation is None or validation == "test":
+        received = "null (no validation split)" if validation is None else "test"
+        raise ConfigError(
+            f"temperature scaling fits on the validation split, and data.validation is {received}"
+            + (": fitted on the test split, the test figures would not be a held-out measure" if validation else "")
+            + "; set data.validation to a fraction such as 0.1, or remove train.calibrate",
+            path=path,
+        )
+    activation = last_activation(config)
+    if activation not in PROBABILITY_ACTIVATIONS:
+        last = len(config.model.layers) - 1
+        name = layer_name_and_args(config.model.layers[last])[0] if activation is not None else "Backbone"
+        raise ConfigError(
+            f"temperature scaling needs a model that ends in probabilities, and its last layer "
+            f"(model.layers[{last}], {name}) has activation '{activation or 'none'}'; end it in activation: "
+            "softmax (sigmoid for one output), or remove train.calibrate",
+            path=path,
+        )
+    name = layer_name_and_args(config.model.layers[-1])[0]
+    if name in RECURRENT_LAYERS:
+        raise ConfigError(
+            f"temperature scaling divides the logits before the last activation, and {name} applies its activation "
+            f"inside each step; end model.layers in {{Dense: {{units: N, activation: softmax}}}} after the {name} "
+            "(its activation: tanh), or remove train.calibrate",
+            path=path,
         )
 
 

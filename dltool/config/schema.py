@@ -400,6 +400,13 @@ class TrainConfig(Strict):
         "second class). {optimize: f1 | youden}, or {optimize: precision_at_recall | recall_at_precision, at: "
         "0.9}: chosen on the validation split after training; a number in (0, 1): that threshold; null: 0.5.",
     )
+    calibrate: Literal["temperature"] | None = Field(
+        None,
+        description="Classification: after training, fit one temperature T on the validation split (its "
+        "negative log-likelihood) and end the model in a TemperatureScaling layer in place of its last softmax or "
+        "sigmoid: softmax(logits / T). predict, export and serve get the calibrated probabilities; the predicted "
+        "class does not change. Needs a validation split that is not the test split.",
+    )
     callbacks: Callbacks = Field(default_factory=Callbacks)
     tensorboard: bool = Field(True, description="Write TensorBoard logs to the run's tensorboard/ folder.")
     plots: bool = Field(True, description="Write curves.png and confusion_matrix.png or predictions.png into the run.")

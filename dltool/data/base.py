@@ -77,6 +77,11 @@ class TrainingData(ABC):
         """Yield (preprocessed inputs, targets) of the test split in bounded chunks, up to ``limit`` samples."""
 
     @abstractmethod
+    def validation_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (preprocessed inputs, targets) of the whole validation split in bounded chunks (none without one),
+        on any process: all of it, also after :meth:`keep_share` (what calibration fits on)."""
+
+    @abstractmethod
     def raw_test_inputs(self, limit: int) -> np.ndarray:
         """Up to ``limit`` test inputs as the source gives them, before preprocessing (what an export takes)."""
 

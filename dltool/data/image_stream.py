@@ -209,6 +209,12 @@ class StreamedImages(StreamedSplits):
             if seen >= total:
                 return
 
+    def validation_chunks(self, chunk: int | None = None):
+        # Chunks of decoded pixels as big as the test split's, not the tables' 65,536 rows.
+        yield from super().validation_chunks(
+            chunk or max(1, TEST_CHUNK_BYTES // (4 * int(np.prod(self.settings.shape))))
+        )
+
     def raw_test_inputs(self, limit: int) -> np.ndarray:
         rows = self._rows[TEST][:limit]
         return self._read_rows(rows)[0] if len(rows) else np.empty((0, *self.settings.shape), np.uint8)

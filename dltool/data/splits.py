@@ -38,6 +38,7 @@ class ArrayData(TrainingData):
     left_out: dict[str, int] = field(default_factory=dict)  # samples per split dropped so batches split evenly
     raw_x_test: np.ndarray | None = None
     w_train: np.ndarray | None = None  # data.sample_weight of each training sample (float32), else None
+    _whole_validation = None  # (x_val, y_val) before keep_share took this process's share (a class attribute)
 
     @property
     def validation_is_test(self) -> bool:
@@ -80,6 +81,11 @@ class ArrayData(TrainingData):
     def test_chunks(self, limit: int | None = None):
         yield self.x_test[:limit], self.y_test[:limit]
 
+    def validation_chunks(self):
+        x_val, y_val = self._whole_validation or (self.x_val, self.y_val)
+        if x_val is not None:
+            yield x_val, y_val
+
     def raw_test_inputs(self, limit: int) -> np.ndarray:
         return (self.x_test if self.raw_x_test is None else self.raw_x_test)[:limit]
 
@@ -118,6 +124,7 @@ class ArrayData(TrainingData):
 
     def keep_share(self, processes: int, process: int, devices: int, batch_size: int) -> str:
         self.even_out(devices, test=False)
+        self._whole_validation = (self.x_val, self.y_val)  # references, not copies: calibration fits on all of it
         self.x_train = shard_for_process(self.x_train, batch_size, processes, process)
         self.y_train = shard_for_process(self.y_train, batch_size, processes, process)
         if self.w_train is not None:

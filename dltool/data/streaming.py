@@ -237,6 +237,10 @@ class StreamedSplits(TrainingData):
             yield x[: None if limit is None else limit - seen], y[: None if limit is None else limit - seen]
             seen += len(x)
 
+    def validation_chunks(self, chunk: int = 65536):
+        if self.validation_is_test or self.validation:
+            yield from self.iter_split(TEST if self.validation_is_test else VALIDATION, chunk, False)
+
 
 class StreamedTable(StreamedSplits):
     """A table (CSV or Parquet, one file or several) read from disk in chunks each epoch; each row's split is a

@@ -329,6 +329,7 @@ def _earlier_run(spec: BackboneConfig, input_shape: tuple, path: str, runs_root)
 
     from ..data.preprocessing import Preprocessing
     from ..keras_io import load_model_safely
+    from ..keras_layers import TemperatureScaling
 
     run = _backbone_run(spec.run, runs_root, f"{path}.run")
     model_file = run.file("model.keras")
@@ -339,6 +340,8 @@ def _earlier_run(spec: BackboneConfig, input_shape: tuple, path: str, runs_root)
         )
     trained = load_model_safely(model_file)
     layers = trained.layers
+    if layers and isinstance(layers[-1], TemperatureScaling):  # a calibrated run: its layers as trained
+        layers = layers[:-1]
     cut = _cut_index(layers, spec.up_to, run.id, f"{path}.up_to")
     expected = tuple(trained.input_shape[1:])
     if expected != tuple(input_shape):

@@ -934,3 +934,67 @@ def test_threshold_in_the_json_schema():
     kinds = prop["anyOf"]
     assert {"$ref": "#/$defs/ThresholdRule"} in kinds
     assert {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1} in kinds
+
+
+# --------------------------------------------------------------------------- train.calibrate (issue 25)
+CALIBRATED = """\
+name: calibrated
+data: {source: sklearn, name: iris, validation: 0.2}
+model: {input_shape: [4], layers: [{Dense: {units: 8, activation: relu}}, {Dense: {units: 3, activation: softmax}}]}
+train:
+  loss: sparse_categorical_crossentropy
+  calibrate: temperature
+"""
+
+
+def test_calibrate_defaults_to_none_and_takes_temperature_with_any_last_layer_of_probabilities():
+    assert config_from_text(CALIBRATED.replace("  calibrate: temperature\n", "")).train.calibrate is None
+    assert config_from_text(CALIBRATED).train.calibrate == "temperature"
+    for last in ("{Activation: {activation: softmax}}", "Softmax", "{Dense: {units: 1, activation: sigmoid}}"):
+        text = CALIBRATED.replace("{Dense: {units: 3, activation: softmax}}", last)
+        assert config_from_text(text).train.calibrate == "temperature"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            ("sparse_categorical_crossentropy", "mse"),
+            "c.yaml:6: train.calibrate: calibration applies to classification losses only, received loss 'mse' "
+            "(regression); remove train.calibrate",
+        ),
+        (
+            ("validation: 0.2", "validation: null"),
+            "c.yaml:6: train.calibrate: temperature scaling fits on the validation split, and data.validation is "
+            "null (no validation split); set data.validation to a fraction such as 0.1, or remove train.calibrate",
+        ),
+        (
+            ("validation: 0.2", "validation: test"),
+            "c.yaml:6: train.calibrate: temperature scaling fits on the validation split, and data.validation is "
+            "test: fitted on the test split, the test figures would not be a held-out measure; set data.validation "
+            "to a fraction such as 0.1, or remove train.calibrate",
+        ),
+        (
+            ("activation: softmax", "activation: relu"),
+            "c.yaml:6: train.calibrate: temperature scaling needs a model that ends in probabilities, and its last "
+            "layer (model.layers[1], Dense) has activation 'relu'; end it in activation: softmax (sigmoid for one "
+            "output), or remove train.calibrate",
+        ),
+        (
+            ("units: 3, activation: softmax", "units: 3"),
+            "c.yaml:6: train.calibrate: temperature scaling needs a model that ends in probabilities, and its last "
+            "layer (model.layers[1], Dense) has activation 'linear'",
+        ),
+        (
+            ("{Dense: {units: 3, activation: softmax}}", "{LSTM: {units: 3, activation: softmax}}"),
+            "c.yaml:6: train.calibrate: temperature scaling divides the logits before the last activation, and LSTM "
+            "applies its activation inside each step; end model.layers in {Dense: {units: N, activation: softmax}} "
+            "after the LSTM (its activation: tanh), or remove train.calibrate",
+        ),
+    ],
+    ids=["regression", "no validation", "validation is test", "relu last", "no activation", "recurrent"],
+)
+def test_calibrate_is_refused_before_any_run_where_it_cannot_fit(change, message):
+    with pytest.raises(ConfigError) as caught:
+        config_from_text(CALIBRATED.replace(*change), source="c.yaml")
+    assert str(caught.value).startswith(message)

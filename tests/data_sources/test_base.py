@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,15 @@ def test_a_process_of_several_keeps_its_share_of_every_training_and_validation_b
     assert data.y_val.tolist() == [3, 4, 5] and len(data.x_test) == 9  # the test split stays whole
 
 
+def test_validation_chunks_are_the_whole_validation_split_also_after_a_process_took_its_share():
+    data = _arrays(22)
+    assert [y.tolist() for _, y in data.validation_chunks()] == [[0, 1, 2, 3, 4, 5]]
+    data.keep_share(2, 1, 2, 8)
+    ((x, y),) = data.validation_chunks()
+    assert y.tolist() == [0, 1, 2, 3, 4, 5] and x.tolist() == _arrays(22).x_val.tolist()
+    assert list(dataclasses.replace(_arrays(22), x_val=None, y_val=None).validation_chunks()) == []
+
+
 def test_one_process_alone_keeps_all_of_it():
     data, whole = _arrays(22), _arrays(22)
     data.keep_share(1, 0, 1, 8)
@@ -70,7 +81,7 @@ def test_arrays_lend_their_training_split_and_a_stream_says_why_it_cannot(tmp_pa
     class Streamed(TrainingData):  # only the base's behaviour is under test
         streamed = True
         validation_is_test = target_width = sizes = fit_inputs = evaluate_inputs = test_chunks = None
-        raw_test_inputs = even_out = keep_share = None
+        raw_test_inputs = even_out = keep_share = validation_chunks = None
 
     with pytest.raises(ConfigError, match="Normalization need") as info:
         Streamed().training_arrays("Normalization", "data.stream")

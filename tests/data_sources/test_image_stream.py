@@ -117,6 +117,10 @@ def test_streamed_and_in_memory_give_the_same_splits_pixels_and_preprocessing(fo
     assert np.array_equal(streamed.raw_test_inputs(4), arrays.raw_x_test[:4])
     chunks = list(streamed.test_chunks(limit=7))
     np.testing.assert_allclose(np.concatenate([x for x, _ in chunks]), arrays.x_test[:7], atol=1e-5)
+    for data in (streamed, arrays):  # what calibration fits on: the whole validation split
+        x_val, y_val = (np.concatenate(parts) for parts in zip(*data.validation_chunks()))
+        np.testing.assert_allclose(x_val, arrays.x_val, atol=1e-5)
+        assert np.array_equal(y_val, arrays.y_val)
 
 
 def test_splits_are_stratified_by_class_and_seeded(folder):

@@ -80,6 +80,10 @@ def test_both_kinds_are_training_data_so_no_caller_asks_which_it_holds(tmp_path)
     assert len(in_memory.raw_test_inputs(1000)) == in_memory.sizes()["test"]
     for data in (streamed, in_memory):  # what the run's log reads, on both kinds
         assert (data.adapted, data.left_out) == ([], {})
+    for data in (streamed, in_memory):  # what calibration fits on: the whole validation split, in chunks
+        chunks = list(data.validation_chunks())
+        assert sum(len(x) for x, _ in chunks) == sum(len(y) for _, y in chunks) == data.sizes()["validation"] > 0
+        assert chunks[0][0].dtype == np.float32 and chunks[0][0].shape[1:] == (3,)
 
 
 def test_batches_are_full_except_the_last_and_cover_the_split(tmp_path):

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .training import (
+    calibration_line,
     class_weight_line,
     expectations_cell,
     file_size,
@@ -99,7 +100,7 @@ def parameter_lines(shown: dict) -> list[str]:
 
 
 def record_lines(shown: dict) -> list[str]:
-    """The run's record in lines: data, class weights, resampling, MLflow, decision threshold, parameters."""
+    """The run's record in lines: data, class weights, resampling, MLflow, threshold, calibration, parameters."""
     lines = []
     if shown.get("data"):
         lines.append(data_line(shown["data"]))
@@ -111,6 +112,8 @@ def record_lines(shown: dict) -> list[str]:
         lines.append(mlflow_line(shown["id"], shown["tracking"]["mlflow"], shown["status"]))
     if shown.get("threshold"):
         lines.append(threshold_line(shown["threshold"]))
+    if shown.get("calibration"):
+        lines.append(calibration_line(shown["calibration"]))
     return lines + list(parameter_lines(shown))
 
 

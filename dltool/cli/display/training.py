@@ -291,6 +291,8 @@ def print_training_figures(console: Console, run, metrics: dict, expectations: l
             for name, values in weights.items()
         )
         console.print(f"learned weights: {learned}", highlight=False)
+    if metrics.get("calibration"):
+        console.print(calibration_line(metrics["calibration"]), highlight=False, markup=False)
     print_expectations(console, expectations)
 
 
@@ -299,6 +301,13 @@ def threshold_line(record: dict) -> str:
     from ...decision import describe
 
     return describe(record)
+
+
+def calibration_line(report: dict) -> str:
+    """'calibrated: temperature 1.48; validation ECE 0.0156 -> 0.0112, ...' from a run's calibration record."""
+    from ...training.calibration import describe
+
+    return f"calibrated: {describe(report)}"
 
 
 def class_weight_line(record: dict) -> str:
