@@ -387,6 +387,8 @@ class TrainConfig(Strict):
 
 
 # --------------------------------------------------------------------------- tracking
+REGISTERED_MODEL_NAME = r"^[^/:]+$"  # MLflow's registered model names hold neither '/' nor ':'
+
 # `register` is also ABCMeta's classmethod on every pydantic model, which pydantic warns the field shadows; the key is
 # the one MLflow users know (mlflow.register_model), and the class method is never called on a config model.
 with warnings.catch_warnings():
@@ -404,6 +406,7 @@ with warnings.catch_warnings():
         register: str | None = Field(
             None,
             min_length=1,
+            pattern=REGISTERED_MODEL_NAME,
             description="Register the run's logged model as a new version of this registered model, tagged with the "
             "run id (default: not registered).",
         )
@@ -435,7 +438,8 @@ class ExperimentConfig(Strict):
     model: ModelConfig
     train: TrainConfig
     tracking: TrackingConfig | None = Field(
-        None, description="Where the run is logged besides its folder: {mlflow: {uri: ..., experiment: ...}}."
+        None,
+        description="Where the run is logged besides its folder: {mlflow: {uri: ..., experiment: ..., register: ...}}.",
     )
     expect: dict[str, str] = Field(
         default_factory=dict,

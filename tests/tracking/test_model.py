@@ -164,3 +164,30 @@ def test_runs_sync_logs_the_model_of_a_run_trained_untracked(tmp_path, mlflow_ur
     run.update_info(tracking={"mlflow": {**record, "synced": False}})
     result = CliRunner().invoke(app, ["runs", "sync", run.id, "--runs-dir", str(tmp_path / "runs")], env=ENV)
     assert result.exit_code == 0 and f"the model {record['model_uri']}" in result.output
+
+
+def test_a_registry_that_refuses_costs_one_warning_and_the_run_completes(iris, tmp_path, mlflow_uri):
+    import socket
+
+    from dltool.runs import Run
+
+    _, csv = iris
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens there once the probe is closed
+    config = tmp_path / "iris.yaml"
+    config.write_text(IRIS.format(seed=0, path=json.dumps(str(csv)), uri=mlflow_uri).replace("iris-classifier", "away"))
+    env = {**ENV, "MLFLOW_REGISTRY_URI": f"http://127.0.0.1:{closed}"}  # the model registry's server is away
+    result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "--quiet"], env=env)
+    assert result.exit_code == 0, result.output
+    run = Run.resolve("latest", tmp_path / "runs")
+    record = run.info["tracking"]["mlflow"]
+    assert record["synced"] is True and record["register_error"] == "connection refused"
+    assert "registered" not in record
+    assert [line for line in result.output.splitlines() if "MLflow" in line] == [
+        f"warning: MLflow: the model is logged ({record['model_uri']}) but not registered (connection refused)"
+    ]
+    warnings = [line for line in run.file("train.log").read_text().splitlines() if "MLflow" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        f"warning: MLflow at {mlflow_uri}: the model is logged but not registered as away (connection refused)"
+    )
