@@ -1,7 +1,8 @@
 """The MLflow tracker: an Observer that logs a run to MLflow while it trains, and never stops it.
 
 Parameters and tags go at the start, each epoch's metrics through a background queue (:mod:`.sender`), the final
-figures when the run is tested, and the artifacts and the end status (FINISHED, FAILED, KILLED) when it ends. Any
+figures when the run is tested, and the artifacts, a completed run's model (:mod:`.model`) and the end status
+(FINISHED, FAILED, KILLED) when it ends. Any
 MLflow or network failure is caught: the run trains on, train.log gets one warning line, and run.json's
 ``tracking.mlflow.synced`` is false until `dltool runs sync` completes the record.
 """
