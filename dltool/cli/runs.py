@@ -113,6 +113,7 @@ def runs_sync(
         if bool(runs) == every:
             raise UsageError("give the runs to sync or --all (not both)")
         from ..tracking.sync import runs_to_sync, sync_run
+        from .display.training import model_note
 
         root = _root(ctx, runs_dir)
         found = runs_to_sync(root) if every else [Run.resolve(ref, root) for ref in runs or []]
@@ -125,7 +126,12 @@ def runs_sync(
             if done["already_synced"]:
                 say(f"run {run.id}: already synced, {where}")
             else:
-                say(f"run {run.id}: synced to {where}: {done['metrics']} metric values, {done['artifacts']} artifacts")
+                model = done["model"]
+                logged = f", the model {model['model_uri']}" + model_note(model) if model.get("model_uri") else ""
+                say(
+                    f"run {run.id}: synced to {where}: {done['metrics']} metric values, {done['artifacts']} artifacts"
+                    + logged
+                )
 
 
 @runs_app.command("compare", epilog="Example: dltool runs compare 20261124-1012 20261124-1030")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, did_you_mean
 from .registry import source_entry, source_names
-from .schema import ExperimentConfig
+from .schema import REGISTERED_MODEL_NAME, ExperimentConfig
 from .yamlio import format_path
 
 
@@ -106,6 +106,8 @@ def first_error(exc: ValidationError, root: Any = ExperimentConfig) -> ConfigErr
         message = "expected a mapping"
     elif kind == "bool_type" or kind == "bool_parsing":
         message = "expected true or false"
+    elif kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == REGISTERED_MODEL_NAME:
+        message = "expected a registered model name without '/' or ':' (MLflow refuses them)"
     elif kind == "string_pattern_mismatch":
         message = "expected letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)"
     elif kind in _BOUNDS:

@@ -9,6 +9,7 @@ are declared with ``json_schema_input_type`` so the JSON Schema accepts them too
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -456,21 +457,36 @@ class TrainConfig(Strict):
 
 
 # --------------------------------------------------------------------------- tracking
-class MlflowTracking(Strict):
-    uri: str | None = Field(
-        None,
-        description="The MLflow tracking URI: sqlite:///mlflow.db (a file, relative to the current folder) or "
-        "http://host:5000 (a server). Default: the MLFLOW_TRACKING_URI variable, else sqlite:///mlflow.db.",
-    )
-    experiment: str | None = Field(
-        None, min_length=1, description="The MLflow experiment the run is logged in (default: the config's name)."
-    )
+REGISTERED_MODEL_NAME = r"^[^/:]+$"  # MLflow's registered model names hold neither '/' nor ':'
+
+# `register` is also ABCMeta's classmethod on every pydantic model, which pydantic warns the field shadows; the key is
+# the one MLflow users know (mlflow.register_model), and the class method is never called on a config model.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+    class MlflowTracking(Strict):
+        uri: str | None = Field(
+            None,
+            description="The MLflow tracking URI: sqlite:///mlflow.db (a file, relative to the current folder) or "
+            "http://host:5000 (a server). Default: the MLFLOW_TRACKING_URI variable, else sqlite:///mlflow.db.",
+        )
+        experiment: str | None = Field(
+            None, min_length=1, description="The MLflow experiment the run is logged in (default: the config's name)."
+        )
+        register: str | None = Field(
+            None,
+            min_length=1,
+            pattern=REGISTERED_MODEL_NAME,
+            description="Register the run's logged model as a new version of this registered model, tagged with the "
+            "run id (default: not registered).",
+        )
 
 
 class TrackingConfig(Strict):
     mlflow: _switch(MlflowTracking) = Field(
         None,
-        description="Log the run to MLflow (parameters, per-epoch metrics, artifacts); needs the tracking extra. "
+        description="Log the run to MLflow (parameters, per-epoch metrics, artifacts, the model); needs the tracking "
+        "extra. "
         "true: the defaults.",
     )
 
@@ -492,7 +508,8 @@ class ExperimentConfig(Strict):
     model: ModelConfig
     train: TrainConfig
     tracking: TrackingConfig | None = Field(
-        None, description="Where the run is logged besides its folder: {mlflow: {uri: ..., experiment: ...}}."
+        None,
+        description="Where the run is logged besides its folder: {mlflow: {uri: ..., experiment: ..., register: ...}}.",
     )
     expect: dict[str, str] = Field(
         default_factory=dict,

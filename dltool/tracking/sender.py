@@ -21,6 +21,7 @@ class MetricSender:
 
     def __init__(self, send: Callable[[list], None], start: Callable[[], None] | None = None):
         self._send, self._start = send, start
+        self._finish: Callable[[], None] | None = None
         self._queue: queue.Queue = queue.Queue()
         self.error: str | None = None
         self._thread = threading.Thread(target=self._drain, name="dltool-mlflow-sender", daemon=True)
@@ -31,8 +32,10 @@ class MetricSender:
         if measured:
             self._queue.put(measured)
 
-    def close(self, timeout: float) -> bool:
-        """Send what is queued, waiting at most ``timeout`` seconds; whether everything queued was dealt with."""
+    def close(self, timeout: float, finish: Callable[[], None] | None = None) -> bool:
+        """Send what is queued, then run ``finish`` (the end's uploads) unless a call failed, waiting at most
+        ``timeout`` seconds in all; whether everything was dealt with in that time."""
+        self._finish = finish
         self._queue.put(_END)
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -63,3 +66,8 @@ class MetricSender:
                     self._send(batch)
                 except Exception as exc:  # noqa: BLE001  (a store away or refusing: the run goes on, unsynced)
                     self.error = describe_failure(exc)
+        if self._finish is not None and self.error is None:
+            try:
+                self._finish()
+            except Exception as exc:  # noqa: BLE001  (as for the metrics: `dltool runs sync` sends it later)
+                self.error = describe_failure(exc)

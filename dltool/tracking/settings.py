@@ -21,17 +21,20 @@ FAIL_FAST = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # its bars would break into the training display
 }
 
 
 @dataclass(frozen=True)
 class TrackingSettings:
     """Where a run is logged: the tracking ``uri`` (absolute for a sqlite file) and the ``experiment`` name;
-    ``run_id`` is the MLflow run a resumed run continues (None: a new MLflow run)."""
+    ``run_id`` is the MLflow run a resumed run continues (None: a new MLflow run); ``register`` the registered model
+    the run's model becomes a new version of (None: not registered)."""
 
     uri: str
     experiment: str
     run_id: str | None = None
+    register: str | None = None
 
     @property
     def shown_uri(self) -> str:
@@ -79,7 +82,7 @@ def tracking_settings(
     """The store and experiment the run is logged to, or None when neither the config nor ``override_uri`` asks.
 
     A resumed run that was tracked (``recorded``: run.json's ``tracking.mlflow``) is tracked again, in the same
-    MLflow run. The URI is ``override_uri`` (`--mlflow`), else the config's ``tracking.mlflow.uri``, else the one a resumed
+    MLflow run; ``register`` is the config's ``tracking.mlflow.register``. The URI is ``override_uri`` (`--mlflow`), else the config's ``tracking.mlflow.uri``, else the one a resumed
     run recorded (``recorded``, run.json's ``tracking.mlflow``), else $MLFLOW_TRACKING_URI, else
     sqlite:///mlflow.db in the current folder. The experiment defaults to the config's name.
     """
@@ -90,7 +93,8 @@ def tracking_settings(
     recorded_uri = recorded.get("uri") if ":***@" not in (recorded.get("uri") or "") else None  # its password is gone
     uri = override_uri or (wanted.uri if wanted is not None else None) or recorded_uri or default_uri()
     experiment = (wanted.experiment if wanted is not None else None) or recorded.get("experiment") or config.name
-    return TrackingSettings(absolute_sqlite(uri), experiment, recorded.get("run_id"))
+    register = (wanted.register if wanted is not None else None) or (recorded.get("registered") or {}).get("name")
+    return TrackingSettings(absolute_sqlite(uri), experiment, recorded.get("run_id"), register)
 
 
 def absolute_sqlite(uri: str) -> str:

@@ -54,7 +54,8 @@ class Store:
     def __init__(self, uri: str):
         fail_fast()
         # A new sqlite store announces its table creation at INFO, in the middle of the training display.
-        for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        # And logging a model says it validates its input example, with progress bars for files copied locally.
+        for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.pyfunc", "mlflow.models"):
             logging.getLogger(name).setLevel(logging.WARNING)
         from mlflow import MlflowClient
 
@@ -174,3 +175,50 @@ class Store:
     def end(self, run_id: str, status: str) -> None:
         """End the MLflow run: FINISHED, FAILED or KILLED."""
         self.client.set_terminated(run_id, status=status)
+
+    # ---- the run's model (dltool.tracking.model)
+    def logged_model(self, run_id: str, name: str):
+        """The READY logged model ``name`` of MLflow run ``run_id``, or None (none yet, or one whose upload broke
+        off: it is logged anew)."""
+        run = self.client.get_run(run_id)
+        found = self.client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run_id}' AND name = '{name}'",
+        )
+        ready = [model for model in found if str(model.status) in ("READY", "LoggedModelStatus.READY")]
+        return ready[0] if ready else None
+
+    def create_logged_model(self, run_id: str, name: str, tags: dict[str, str]):
+        """A new (PENDING) logged model ``name`` of MLflow run ``run_id``."""
+        run = self.client.get_run(run_id)
+        return self.client.create_logged_model(
+            run.info.experiment_id, name=name, source_run_id=run_id, tags=tags, model_type="dltool"
+        )
+
+    def upload_logged_model(self, model_id: str, run_id: str, folder: Path) -> None:
+        """Upload an MLflow model ``folder`` as logged model ``model_id``, mark it READY and list it among the
+        run's outputs (where the UI and runs:/<run id>/<name> find it)."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        self.client.log_model_artifacts(model_id, str(folder))
+        self.client.finalize_logged_model(model_id, LoggedModelStatus.READY)
+        self.client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
+
+    def register(self, name: str, logged, run_id: str, tags: dict[str, str]) -> int:
+        """Register ``logged`` (a LoggedModel) as a new version of ``name`` (created if need be) with ``tags``; the
+        version number. A version registered from this MLflow run already is returned, not made again."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        for version in self.client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'"):
+            return int(version.version)
+        # The source is the artifacts' location: a models:/ URI would be resolved through MLflow's global
+        # tracking URI, not this store's.
+        version = self.client.create_model_version(
+            name, source=logged.artifact_location, run_id=run_id, tags=tags, model_id=logged.model_id
+        )
+        return int(version.version)

@@ -2,7 +2,7 @@
 
 A run logged while its store was away, or one trained without tracking, gets the same record a live run would
 have had (:mod:`.record`): parameters, tags, every epoch's metrics from history.csv, the final and test figures,
-the artifacts and its end status. An MLflow run the tracker started is completed in place: only the parameters
+the artifacts, a completed run's model (registered when the config asks) and its end status. An MLflow run the tracker started is completed in place: only the parameters
 and metric steps it lacks are logged.
 """
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..config import config_from_text, config_to_dict
 from ..errors import RunStateError, TrackingError
-from ..runs import RUNNING, Run, effective_status, list_runs, now_iso
+from ..runs import COMPLETED, RUNNING, Run, effective_status, list_runs, now_iso
+from .model import log_run_model
 from .record import (
     FINAL_STATUS,
     TAG_RUN_ID,
@@ -51,7 +52,8 @@ def sync_run(run: Run, uri: str | None = None) -> dict:
 
     ``uri`` (default: the store the run recorded, else the config's, else $MLFLOW_TRACKING_URI, else
     sqlite:///mlflow.db). Returns {"run", "uri", "experiment_id", "run_id", "already_synced", "metrics" (values
-    logged), "artifacts"}. Raises RunStateError for a RUNNING run, TrackingError when the store fails (the run
+    logged), "artifacts", "model" (:func:`~.model.log_run_model`'s answer; empty for a run that did not
+    complete)}. Raises RunStateError for a RUNNING run, TrackingError when the store fails (the run
     folder is then unchanged).
     """
     require_mlflow("dltool runs sync", path=None)
@@ -71,7 +73,7 @@ def sync_run(run: Run, uri: str | None = None) -> dict:
         done = {"run": run.id, "uri": settings.shown_uri, "already_synced": False}
         if found is not None and found.data.tags.get(TAG_RUN_ID) == run.id and recorded.get("synced"):
             return {**done, "experiment_id": found.info.experiment_id, "run_id": found.info.run_id,
-                    "already_synced": True, "metrics": 0, "artifacts": 0}  # fmt: skip
+                    "already_synced": True, "metrics": 0, "artifacts": 0, "model": {}}  # fmt: skip
         tags = run_tags(run, info, config.name, status)
         taken = store.take_run(recorded.get("run_id") if same_store else None, settings.experiment, run.id, tags)
         experiment_id, run_id = taken.experiment_id, taken.run_id
@@ -83,6 +85,7 @@ def sync_run(run: Run, uri: str | None = None) -> dict:
         sent = store.log_missing_metrics(run_id, measured, taken.steps)
         files = artifact_files(run)
         store.log_artifacts(run_id, files)
+        model = log_run_model(store, run_id, run, settings.register) if status == COMPLETED else {}
         store.end(run_id, FINAL_STATUS.get(status, "FAILED"))
     except TrackingError:
         raise
@@ -98,9 +101,17 @@ def sync_run(run: Run, uri: str | None = None) -> dict:
         "run_id": run_id,
         "synced": True,
         "synced_at": now_iso(),
+        **model,
     }
     run.update_info(tracking={**(info.get("tracking") or {}), "mlflow": record})
-    return {**done, "experiment_id": experiment_id, "run_id": run_id, "metrics": sent, "artifacts": len(files)}
+    return {
+        **done,
+        "experiment_id": experiment_id,
+        "run_id": run_id,
+        "metrics": sent,
+        "artifacts": len(files),
+        "model": model,
+    }
 
 
 def _read_metrics(run: Run) -> dict | None:

@@ -1,7 +1,8 @@
 """The MLflow tracker: an Observer that logs a run to MLflow while it trains, and never stops it.
 
 Parameters and tags go at the start, each epoch's metrics through a background queue (:mod:`.sender`), the final
-figures when the run is tested, and the artifacts and the end status (FINISHED, FAILED, KILLED) when it ends. Any
+figures when the run is tested, and the artifacts, a completed run's model (:mod:`.model`) and the end status
+(FINISHED, FAILED, KILLED) when it ends. Any
 MLflow or network failure is caught: the run trains on, train.log gets one warning line, and run.json's
 ``tracking.mlflow.synced`` is false until `dltool runs sync` completes the record.
 """
@@ -42,6 +43,7 @@ class MlflowTracker(Observer):
         self.problem: str | None = None  # the first failure; nothing more is sent after it
         self.logged: dict[str, set[int]] = {}  # the steps of each metric the MLflow run had when it was opened
         self._warned = False
+        self.model: dict = {}  # log_run_model's answer: the model's URI, its registered version or why not
 
     # ---- hooks
     def on_run_created(self, run) -> None:
@@ -96,19 +98,16 @@ class MlflowTracker(Observer):
         self.store.log_metrics(self.run_id, fresh)
 
     def _end(self, status: str) -> None:
-        """Send what is queued, then the artifacts, the status tag and the end status; record whether all went."""
+        """Send what is queued, then the artifacts, a completed run's model, the status tag and the end status, all
+        in the sender's thread within FLUSH_SECONDS; record whether all went."""
         if self.run is None:
             return
         try:
             if self.sender is not None:
-                drained = self.sender.close(FLUSH_SECONDS)
+                drained = self.sender.close(FLUSH_SECONDS, finish=lambda: self._finish(status))
                 self._notice_sender()
                 if not drained and self.problem is None:
-                    self.problem = f"metrics not all sent within {FLUSH_SECONDS:.0f} s"
-            if self.problem is None and self.store is not None:
-                self.store.log_artifacts(self.run_id, artifact_files(self.run))
-                self.store.set_tags(self.run_id, {TAG_STATUS: status})
-                self.store.end(self.run_id, FINAL_STATUS[status])
+                    self.problem = f"the run's record not all sent within {FLUSH_SECONDS:.0f} s"
         except Exception as exc:  # noqa: BLE001  (the run has ended already: tracking must not change that)
             self._fail(exc)
         try:
@@ -116,6 +115,23 @@ class MlflowTracker(Observer):
             self._record(synced=self.problem is None)
         except OSError:
             pass
+
+    def _finish(self, status: str) -> None:
+        """The end's uploads (in the sender's thread, after the last metrics)."""
+        if self.store is None:
+            return
+        self.store.log_artifacts(self.run_id, artifact_files(self.run))
+        if status == COMPLETED:
+            from .model import log_run_model
+
+            self.model = log_run_model(self.store, self.run_id, self.run, self.settings.register)
+            if self.model.get("register_error"):
+                self.run.append_log(
+                    f"{log_time()} warning: MLflow at {self.settings.shown_uri}: the model is logged but not "
+                    f"registered as {self.settings.register} ({self.model['register_error']})"
+                )
+        self.store.set_tags(self.run_id, {TAG_STATUS: status})
+        self.store.end(self.run_id, FINAL_STATUS[status])
 
     def _fail(self, exc: BaseException) -> None:
         if self.problem is None:
@@ -144,6 +160,7 @@ class MlflowTracker(Observer):
             "experiment_id": self.experiment_id,
             "run_id": self.run_id,
             "synced": synced,
+            **self.model,
             **({"error": self.problem} if self.problem else {}),
         }
         self.run.update_info(tracking={"mlflow": record})

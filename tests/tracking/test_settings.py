@@ -161,3 +161,17 @@ def test_what_runs_show_says_of_a_tracked_run():
     )
     done = {**live, "experiment_id": "3", "run_id": "abc", "synced": True}
     assert mlflow_line("r1", done, "COMPLETED") == "MLflow: synced, run abc in experiment 3 at http://h:5000"
+
+
+def test_the_registered_model_name_from_the_config_or_a_resumed_runs_record():
+    assert tracking_settings(_config("tracking: {mlflow: true}\n")).register is None
+    named = tracking_settings(_config("tracking: {mlflow: {register: digits-classifier}}\n"))
+    assert named.register == "digits-classifier"
+    recorded = {"uri": "sqlite:////srv/m.db", "run_id": "abc", "registered": {"name": "old", "version": 3}}
+    assert tracking_settings(_config(), recorded=recorded).register == "old"
+    with pytest.raises(ConfigError) as caught:
+        _config("tracking: {mlflow: {register: team/digits}}\n")
+    assert str(caught.value) == (
+        "tiny.yaml:6: tracking.mlflow.register: expected a registered model name without '/' or ':' (MLflow refuses "
+        "them), received 'team/digits'"
+    )

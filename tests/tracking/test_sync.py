@@ -76,7 +76,7 @@ def test_runs_sync_completes_the_record_once(unsynced, mlflow_uri, client):
     assert record["synced"] is True and record["uri"] == mlflow_uri
     run_id = record["run_id"]
     assert text.startswith(f"run {run.id}: synced to MLflow run {run_id} (experiment {record['experiment_id']}) at ")
-    assert text.rstrip().endswith("metric values, 6 artifacts")
+    assert text.rstrip().endswith(f"metric values, 6 artifacts, the model {record['model_uri']}")
     logged = client.get_run(run_id)
     assert (logged.info.status, logged.data.tags["dltool.status"]) == ("FINISHED", "COMPLETED")
     assert logged.data.params["train.optimizer.learning_rate"] == "0.1"

@@ -265,9 +265,19 @@ def mlflow_line(run_id: str, record: dict, status: str | None = None) -> str:
     if record.get("synced") is False and record.get("error") is None and status == "RUNNING":
         return f"MLflow: logging to {record.get('uri')} (experiment {record.get('experiment')})"
     if record.get("synced"):
-        return f"MLflow: synced, run {record.get('run_id')} in experiment {record.get('experiment_id')} at {record.get('uri')}"
+        line = f"MLflow: synced, run {record.get('run_id')} in experiment {record.get('experiment_id')} at {record.get('uri')}"
+        return line + model_note(record)
     reason = f" ({record['error']})" if record.get("error") else ""
     return f"MLflow: not synced to {record.get('uri')}{reason}; send it with: dltool runs sync {run_id}"
+
+
+def model_note(record: dict) -> str:
+    """'; model registered as NAME version 2' (or why it is not) for a run whose model was logged."""
+    if record.get("registered"):
+        return f"; model registered as {record['registered']['name']} version {record['registered']['version']}"
+    if record.get("register_error"):
+        return f"; model logged, not registered ({record['register_error']})"
+    return ""
 
 
 def print_unsynced_warning(run) -> None:
@@ -276,6 +286,13 @@ def print_unsynced_warning(run) -> None:
     tracked = (run.info.get("tracking") or {}).get("mlflow")
     if tracked and not tracked.get("synced"):
         err.print(f"warning: {mlflow_line(run.id, tracked)}", highlight=False, markup=False)
+    elif tracked and tracked.get("register_error"):
+        err.print(
+            f"warning: MLflow: the model is logged ({tracked.get('model_uri')}) but not registered "
+            f"({tracked['register_error']})",
+            highlight=False,
+            markup=False,
+        )
 
 
 def print_training_figures(console: Console, run, metrics: dict, expectations: list | None) -> None:
