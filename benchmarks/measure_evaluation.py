@@ -512,11 +512,10 @@ def calibration_section(args, results: list[dict]) -> list[str]:
         if r["rc"] != 0 or not record:
             rows.append([str(r["seed"]), f"failed (exit {r['rc']})", "", "", "", "", ""])
             continue
-        before, after = record.get("before", {}), record.get("after", {})
         rows.append(
             [str(r["seed"]), f"{record['temperature']:.3f}"]
             + [
-                f"{before.get(split, {}).get(key, float('nan')):.4f} → {after.get(split, {}).get(key, float('nan')):.4f}"
+                f"{record[split]['before'][key]:.4f} → {record[split]['after'][key]:.4f}"
                 for split, key in (("validation", "ece"), ("test", "ece"), ("test", "nll"), ("test", "brier"))
             ]
             + [f"{(r['metrics'].get('test') or {}).get('accuracy', float('nan')):.4f}"]
