@@ -31,7 +31,7 @@ def _train(config, root, **kwargs):
 @pytest.fixture(scope="module")
 def tracked(mlflow_uri, client, tmp_path_factory):
     """One COMPLETED 3-epoch run logged to the sqlite store, and its MLflow run."""
-    config = tiny_config(f"tracking: {{mlflow: {{uri: '{mlflow_uri}', experiment: tracked}}}}\n")
+    config = tiny_config(f"tracking: {{mlflow: {{uri: '{mlflow_uri}', experiment: tracker}}}}\n")
     run = _train(config, tmp_path_factory.mktemp("tracked"))
     return run, client.get_run(run.info["tracking"]["mlflow"]["run_id"])
 
@@ -39,10 +39,10 @@ def tracked(mlflow_uri, client, tmp_path_factory):
 def test_run_json_records_the_mlflow_run(tracked, mlflow_uri, client):
     run, logged = tracked
     record = run.info["tracking"]["mlflow"]
-    experiment = client.get_experiment_by_name("tracked")
+    experiment = client.get_experiment_by_name("tracker")
     assert record == {
         "uri": mlflow_uri,
-        "experiment": "tracked",
+        "experiment": "tracker",
         "experiment_id": experiment.experiment_id,
         "run_id": logged.info.run_id,
         "synced": True,
@@ -58,7 +58,7 @@ def test_parameters_and_tags(tracked):
     assert params["train.optimizer.learning_rate"] == "0.1"
     assert params["model.layers.0.Dense.units"] == "1"
     assert params["train.metrics"] == '["mae"]'
-    assert params["tracking.mlflow.experiment"] == "tracked"
+    assert params["tracking.mlflow.experiment"] == "tracker"
     tags = logged.data.tags
     assert tags["dltool.run_id"] == run.id
     assert tags["dltool.status"] == "COMPLETED"
