@@ -23,6 +23,9 @@ from .errors import UsageError
 RULES = ("f1", "youden", "precision_at_recall", "recall_at_precision")
 TARGETED = ("precision_at_recall", "recall_at_precision")
 DEFAULT = 0.5  # the decision of a run without a threshold: p >= 0.5 (argmax for a 2-class softmax, ties aside)
+# Fewer positive validation samples than this and a chosen threshold is said to be uncertain: a recall target met
+# on n positives is met in steps of 1/n, and the lowest positive score the rule keeps is one draw among n.
+FEW_POSITIVES = 20
 
 
 def positive_scores(outputs: np.ndarray) -> np.ndarray | None:
@@ -64,11 +67,26 @@ def _best(values: np.ndarray, thresholds: np.ndarray, allowed: np.ndarray) -> in
 
 
 def choose_threshold(y_true: np.ndarray, scores: np.ndarray, rule: str, at: float | None = None) -> dict:
-    """The threshold ``rule`` picks on labelled scores (0/1 labels): ``{"value", "rule", ["at"], "fallback"?}``.
+    """The threshold ``rule`` picks on labelled scores (0/1 labels):
+    ``{"value", "rule", ["at"], "positives", "fallback"?, "caution"?}``.
 
     ``fallback`` (present only when used) says why the rule's own choice was not possible: a target no
-    threshold reaches (then the F1 rule decides), or a split with only one class (then 0.5).
+    threshold reaches (then the F1 rule decides), or a split with only one class (then 0.5). ``caution``
+    (present only then) says that the validation split had fewer than FEW_POSITIVES positive samples.
     """
+    positives = int(np.asarray(y_true).reshape(-1).astype(np.int64).sum())
+    chosen = {**_choose(y_true, scores, rule, at), "positives": positives}
+    if 0 < positives < FEW_POSITIVES and "fallback" not in chosen:
+        chosen["caution"] = (
+            f"chosen on {positives} positive validation sample{'s' if positives > 1 else ''} only: on new data its "
+            f"recall and precision can differ widely (a recall is counted in steps of 1/{positives} here); a larger "
+            "validation split gives a steadier threshold"
+        )
+    return chosen
+
+
+def _choose(y_true: np.ndarray, scores: np.ndarray, rule: str, at: float | None) -> dict:
+    """choose_threshold's choice itself."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     if rule not in RULES:
@@ -122,7 +140,8 @@ def describe(record: dict) -> str:
         f"; on test precision {test['precision']:.4g}, recall {test['recall']:.4g}, F1 {test['f1']:.4g}" if test else ""
     )
     fallback = f" ({record['fallback']})" if record.get("fallback") else ""
-    return f"decision threshold {record['value']:.4g} ({rule_text}){fallback}{at_validation}{at_test}"
+    caution = f"; caution: {record['caution']}" if record.get("caution") else ""
+    return f"decision threshold {record['value']:.4g} ({rule_text}){fallback}{at_validation}{at_test}{caution}"
 
 
 def check_override(value: float | None, class_names: list[str] | None, outputs: int | None = None) -> None:

@@ -15,6 +15,11 @@ Y = np.array([0, 0, 0, 0, 1, 0, 1, 0, 1, 1, 0, 1])
 S = np.array([0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9])
 
 
+def _choice(chosen: dict) -> dict:
+    """The rule's choice without the validation split's positive count and its caution (tested apart)."""
+    return {k: v for k, v in chosen.items() if k not in ("positives", "caution")}
+
+
 def _at(threshold: float) -> tuple[float, float, float]:
     predicted = (S >= threshold).astype(int)
     return precision_score(Y, predicted), recall_score(Y, predicted), f1_score(Y, predicted)
@@ -23,7 +28,7 @@ def _at(threshold: float) -> tuple[float, float, float]:
 def test_f1_picks_the_threshold_with_the_highest_f1_of_every_candidate():
     chosen = choose_threshold(Y, S, "f1")
     best = max(_at(t)[2] for t in S)
-    assert chosen == {"rule": "f1", "value": pytest.approx(0.35)}
+    assert _choice(chosen) == {"rule": "f1", "value": pytest.approx(0.35)}
     assert _at(chosen["value"])[2] == pytest.approx(best)
 
 
@@ -31,13 +36,13 @@ def test_youden_picks_the_highest_tpr_minus_fpr_of_sklearns_roc_curve():
     fpr, tpr, thresholds = roc_curve(Y, S)
     expected = thresholds[1:][np.argmax((tpr - fpr)[1:])]
     chosen = choose_threshold(Y, S, "youden")
-    assert chosen == {"rule": "youden", "value": pytest.approx(expected)}
+    assert _choice(chosen) == {"rule": "youden", "value": pytest.approx(expected)}
     assert chosen["value"] == pytest.approx(0.35)
 
 
 def test_precision_at_recall_takes_the_best_precision_that_still_reaches_the_recall():
     chosen = choose_threshold(Y, S, "precision_at_recall", 0.6)
-    assert chosen == {"rule": "precision_at_recall", "at": 0.6, "value": pytest.approx(0.6)}
+    assert _choice(chosen) == {"rule": "precision_at_recall", "at": 0.6, "value": pytest.approx(0.6)}
     precision, recall, _ = _at(0.6)
     assert recall >= 0.6
     reaching = [_at(t)[0] for t in S if _at(t)[1] >= 0.6]
@@ -49,7 +54,7 @@ def test_recall_at_precision_takes_the_best_recall_that_still_reaches_the_precis
     precision, recall, _ = _at(chosen["value"])
     assert precision >= 0.7
     assert recall == pytest.approx(max(_at(t)[1] for t in S if _at(t)[0] >= 0.7))
-    assert chosen == {"rule": "recall_at_precision", "at": 0.7, "value": pytest.approx(0.6)}
+    assert _choice(chosen) == {"rule": "recall_at_precision", "at": 0.7, "value": pytest.approx(0.6)}
 
 
 def test_an_unreachable_target_falls_back_to_f1_and_says_so():
@@ -65,7 +70,21 @@ def test_an_unreachable_target_falls_back_to_f1_and_says_so():
 
 def test_a_split_with_one_class_keeps_one_half():
     chosen = choose_threshold(np.zeros(4), np.array([0.1, 0.2, 0.3, 0.4]), "f1")
-    assert chosen == {"rule": "f1", "value": 0.5, "fallback": "the validation split has no positive sample: kept 0.5"}
+    assert _choice(chosen) == {"rule": "f1", "value": 0.5, "fallback": "the validation split has no positive sample: kept 0.5"}
+
+
+def test_a_threshold_chosen_on_few_positives_says_so_and_counts_them():
+    few = choose_threshold(Y, S, "precision_at_recall", 0.9)
+    assert few["positives"] == 5
+    assert few["caution"] == (
+        "chosen on 5 positive validation samples only: on new data its recall and precision can differ widely (a "
+        "recall is counted in steps of 1/5 here); a larger validation split gives a steadier threshold"
+    )
+    assert describe(few).endswith("; caution: " + few["caution"])
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    enough = choose_threshold(y, rng.random(80) * 0.5 + y * 0.4, "precision_at_recall", 0.9)
+    assert enough["positives"] == 40 and "caution" not in enough
 
 
 def test_figures_at_a_threshold_are_sklearns():
