@@ -189,3 +189,28 @@ def test_the_train_display_says_how_the_training_split_was_resampled():
         "run RUN: 400 train, validation none, 100 test; 2 parameters; CPU (2 cores)\n"
         "resample: oversample minority: 235 -> 400 training samples (common 200 -> 200, rare 35 -> 200)\n"
     )
+
+
+def test_runs_show_lists_an_evaluations_ranking_calibration_and_threshold():
+    from dltool.cli.display.reports import evaluation_figures
+
+    evaluation = {
+        "compiled": {"loss": 0.31, "accuracy": 0.9},
+        "classification": {
+            "ranking": {"average": "binary", "roc_auc": 0.95, "pr_auc": 0.93},
+            "calibration": {"brier": 0.08, "ece": 0.04, "reliability": []},
+        },
+        "decision": {"threshold": 0.27, "source": "train.threshold"},
+    }
+    assert evaluation_figures(evaluation) == {
+        "loss": 0.31,
+        "accuracy": 0.9,
+        "roc_auc": 0.95,
+        "pr_auc": 0.93,
+        "brier": 0.08,
+        "ece": 0.04,
+        "threshold": 0.27,
+    }
+    # A regression's evaluation has its compiled metrics only; a class missing from the data leaves AUC out.
+    assert evaluation_figures({"compiled": {"loss": 1.0}, "regression": {}}) == {"loss": 1.0}
+    assert evaluation_figures({"compiled": {}, "classification": {"ranking": {"roc_auc": None}}}) == {}

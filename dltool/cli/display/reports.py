@@ -178,13 +178,32 @@ def print_run(console: Console, shown: dict) -> None:
     console.print("[bold]files[/]  " + files, highlight=False)
 
 
+def evaluation_figures(evaluation: dict) -> dict:
+    """An evaluation's headline figures: the compiled metrics, then for a classifier ROC AUC, PR AUC (binary, or the
+    one-vs-rest macro average), Brier score and ECE, and a decision threshold's own when the run has one."""
+    figures = dict(evaluation.get("compiled") or {})
+    classification = evaluation.get("classification") or {}
+    ranking, calibration = classification.get("ranking") or {}, classification.get("calibration") or {}
+    for key, value in (
+        *((k, ranking.get(k)) for k in ("roc_auc", "pr_auc")),
+        *((k, calibration.get(k)) for k in ("brier", "ece")),
+    ):
+        if value is not None:
+            figures[key] = value
+    decision = evaluation.get("decision") or {}
+    if decision.get("threshold") is not None:
+        figures["threshold"] = decision["threshold"]
+    return figures
+
+
 def evaluations_table(evaluations: dict[str, dict]) -> Table:
-    """`runs show`: one line per evaluated data set: its data, samples, model file and compiled metrics."""
+    """`runs show`: one line per evaluated data set: its data, samples, model file and its figures (compiled
+    metrics, ranking, calibration, decision threshold)."""
     table = Table(title="evaluations (dltool evaluate)", title_justify="left")
     for column in ("name", "data", "samples", "model", "metrics"):
         table.add_column(column, justify="right" if column == "samples" else "left")
     for name, evaluation in evaluations.items():
-        metrics = "  ".join(f"{k} {format_value(v)}" for k, v in (evaluation.get("compiled") or {}).items())
+        metrics = "  ".join(f"{k} {format_value(v)}" for k, v in evaluation_figures(evaluation).items())
         table.add_row(
             name,
             str(evaluation.get("data", "")),
