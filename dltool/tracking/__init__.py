@@ -14,13 +14,16 @@ from .settings import check_tracking, tracking_settings
 __all__ = ["check_tracking", "tracking_observer", "tracking_settings"]
 
 
-def tracking_observer(observer, config, group, *, override_uri: str | None = None, recorded: dict | None = None):
+def tracking_observer(
+    observer, config, group, *, override_uri: str | None = None, recorded: dict | None = None, parent=None
+):
     """``observer`` with an MLflow tracker beside it when ``config`` asks for MLflow, else ``observer`` itself.
 
     Only process 0 of ``group`` (a :class:`~dltool.distributed.ProcessGroup`) logs: it owns the run folder.
-    ``recorded`` is run.json's ``tracking.mlflow`` record of a resumed run (its store and MLflow run id).
+    ``recorded`` is run.json's ``tracking.mlflow`` record of a resumed run (its store and MLflow run id);
+    ``parent`` (a :class:`~dltool.tracking.settings.Nesting`) nests the run in a sweep's or cv's MLflow run.
     """
-    settings = tracking_settings(config, override_uri=override_uri, recorded=recorded)
+    settings = tracking_settings(config, override_uri=override_uri, recorded=recorded, parent=parent)
     if settings is None or not group.is_leader:
         return observer
     from ..training.observer import Observers
