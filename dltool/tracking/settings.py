@@ -112,7 +112,11 @@ def tracking_settings(
     experiment = (wanted.experiment if wanted is not None else None) or recorded.get("experiment") or config.name
     register = (wanted.register if wanted is not None else None) or (recorded.get("registered") or {}).get("name")
     if parent is None and recorded.get("parent_run_id"):  # a trial resumed or synced: still its sweep's child
-        parent = Nesting(recorded["parent_run_id"], dict(recorded.get("parent_tags") or {}), {})
+        parent = Nesting(
+            recorded["parent_run_id"],
+            dict(recorded.get("parent_tags") or {}),
+            dict(recorded.get("parent_params") or {}),
+        )
     return TrackingSettings(absolute_sqlite(uri), experiment, recorded.get("run_id"), register, parent)
 
 

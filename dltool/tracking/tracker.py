@@ -160,7 +160,9 @@ class MlflowTracker(Observer):
     def _parent_record(self) -> dict:
         """The sweep's or cv's MLflow run this run is nested in, for run.json (`runs sync` nests it again)."""
         parent = self.settings.parent
-        return {"parent_run_id": parent.run_id, "parent_tags": parent.tags} if parent is not None else {}
+        if parent is None:
+            return {}
+        return {"parent_run_id": parent.run_id, "parent_tags": parent.tags, "parent_params": parent.params}
 
     def _record(self, synced: bool) -> None:
         """run.json's ``tracking.mlflow``: the store (without a password), experiment, MLflow run id, synced."""

@@ -155,3 +155,24 @@ def test_a_three_fold_cv_is_one_parent_run_with_the_folds_nested_and_the_summary
         assert top.data.metrics[f"{name}_ci95_low"] == pytest.approx(summary["ci95"][0])
         assert top.data.metrics[f"{name}_ci95_high"] == pytest.approx(summary["ci95"][1])
     assert "cv.json" in artifacts(client, top.info.run_id)
+
+
+def test_runs_sync_nests_a_trial_that_was_not_synced_under_its_parent(tmp_path, mlflow_uri, client):
+    from conftest import tiny_config
+
+    from dltool.commands.train import train
+    from dltool.tracking.parent import ParentRun
+    from dltool.tracking.settings import Nesting, TrackingSettings
+    from dltool.tracking.sync import sync_run
+
+    parent = ParentRun(TrackingSettings(mlflow_uri, "tracked"), "sweep", "synced-sweep")
+    assert parent.open(None, {"trials": 1}) is not None
+    nesting = Nesting(parent.run_id, {"dltool.sweep_id": "synced-sweep", "dltool.trial": "0"}, {"dltool.trial": "0"})
+    # The trial's store away while it trained (the discard port): its run is not synced.
+    run = train(tiny_config(), runs_root=tmp_path / "runs", tracking_uri="http://127.0.0.1:9", tracking_parent=nesting)
+    assert run.info["tracking"]["mlflow"]["synced"] is False
+    done = sync_run(run, uri=mlflow_uri)
+    child = client.get_run(done["run_id"])
+    assert child.data.tags["mlflow.parentRunId"] == parent.run_id
+    assert child.data.tags["dltool.sweep_id"] == "synced-sweep" and child.data.params["dltool.trial"] == "0"
+    assert child.data.tags["dltool.run_id"] == run.id
