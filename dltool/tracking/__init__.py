@@ -1,10 +1,11 @@
 """Tracking: a run's record sent to an experiment tracker (MLflow) as it trains, or later with `dltool runs sync`.
 
-One concept, six rooms: :mod:`.settings` (which store, whether MLflow is installed; no MLflow import),
+One concept, seven rooms: :mod:`.settings` (which store, whether MLflow is installed; no MLflow import),
 :mod:`.record` (what a run folder says, as parameters, tags, metrics and artifacts; no MLflow import),
 :mod:`.store` (the MLflow client calls), :mod:`.model` (the run's model as an MLflow pyfunc model, whose
-"models from code" file is :mod:`.pyfunc_model`) and, on top, :mod:`.tracker` (the observer that logs a live run) and
-:mod:`.sync` (a finished run pushed later). MLflow is imported only when a run asks for tracking.
+"models from code" file is :mod:`.pyfunc_model`) and, on top, :mod:`.tracker` (the observer that logs a live run),
+:mod:`.sync` (a finished run pushed later) and :mod:`.parent` (a sweep or cv as a parent run, its trials or folds
+nested under it). MLflow is imported only when a run asks for tracking.
 """
 
 from __future__ import annotations
