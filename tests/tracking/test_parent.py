@@ -115,20 +115,25 @@ def test_a_store_that_is_away_costs_one_warning_and_the_sweep_completes(tmp_path
 
 
 def test_sweep_workers_nest_their_trials_under_one_parent(tmp_path, mlflow_uri, client):
-    path = write_sweep(tmp_path, "workers")
+    path = write_sweep(tmp_path, "workers", "tracking: {mlflow: {experiment: workers}}\n")  # the store: --mlflow's
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-m", "dltool", "sweep", str(path), "--workers", "2", "--mlflow", mlflow_uri]
     done = subprocess.run(
         [*command, "--runs-dir", str(tmp_path / "runs"), "-q"], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr
-    # --mlflow without an experiment: the base config's name
-    parents, children = family(client, "tracked")
-    mine = [p for p in parents if p.data.tags.get("dltool.sweep_id", "").startswith("workers")]
-    assert len(mine) == 1 and mine[0].info.status == "FINISHED"
-    nested = [c for c in children if c.data.tags["mlflow.parentRunId"] == mine[0].info.run_id]
-    assert len(nested) == 3 and sorted(c.data.params["dltool.trial"] for c in nested) == ["0", "1", "2"]
-    assert len({c.data.tags["dltool.run_id"] for c in nested}) == 3
+    assert "warning" not in done.stderr
+    parents, children = family(client, "workers")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert sorted(c.data.params["dltool.trial"] for c in children) == ["0", "1", "2"]
+    # Each trial trained in a worker process, which read the parent's id from the study and recorded it.
+    assert len({c.data.tags["dltool.run_id"] for c in children}) == 3
+    for child in children:
+        record = json.loads((tmp_path / "runs" / child.data.tags["dltool.run_id"] / "run.json").read_text())
+        assert record["tracking"]["mlflow"]["parent_run_id"] == parents[0].info.run_id
+        assert record["tracking"]["mlflow"]["synced"] is True
+    assert parents[0].data.tags["dltool.best_mlflow_run_id"] in {c.info.run_id for c in children}
 
 
 def test_a_three_fold_cv_is_one_parent_run_with_the_folds_nested_and_the_summary_logged(tmp_path, mlflow_uri, client):
