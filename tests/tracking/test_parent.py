@@ -114,6 +114,7 @@ def test_a_store_that_is_away_costs_one_warning_and_the_sweep_completes(tmp_path
     assert summary["trials_done"] == 1 and summary["best"] is not None
 
 
+@pytest.mark.subprocess
 def test_sweep_workers_nest_their_trials_under_one_parent(tmp_path, mlflow_uri, client):
     path = write_sweep(tmp_path, "workers", "tracking: {mlflow: {experiment: workers}}\n")  # the store: --mlflow's
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
