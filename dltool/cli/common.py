@@ -206,3 +206,10 @@ def print_version(value: bool) -> None:
 def say(text: str) -> None:
     """Print plain text (no markup, no highlighting)."""
     out.print(text, highlight=False, markup=False)
+
+
+def warn_tracking(parent) -> None:
+    """Print the MLflow parent run's warning (a sweep's or cv's store away), once: None or no failure prints nothing."""
+    warning = parent.take_warning() if parent is not None else None
+    if warning:
+        err.print(f"warning: {warning}", highlight=False, markup=False)

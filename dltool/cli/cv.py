@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..errors import TrainingError, UsageError
-from .common import AsJson, Overrides, RunsDir, Verbose, err, out, reported_errors, say
+from .common import AsJson, Overrides, RunsDir, Verbose, err, out, reported_errors, say, warn_tracking
 
 CV_EXAMPLE = (
     "Example: dltool cv configs/digits_mlp.yaml --folds 5   |   dltool cv --resume latest   |   "
@@ -57,6 +58,15 @@ def cv_command(
     ] = 1,
     overrides: Overrides = None,
     runs_dir: RunsDir = None,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            metavar="URI",
+            help="Log the cv to MLflow at this tracking URI as a parent run, each fold a nested child run, "
+            "as the experiment's tracking.mlflow does; needs the tracking extra.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per fold.")] = False,
     as_json: AsJson = False,
     verbose: Verbose = False,
@@ -100,29 +110,34 @@ def cv_command(
             cv = cvs.open_cv(resume or join, runs_root=runs_dir)
             if resume:
                 cv.enqueue_missing()
-        if workers > 1 and not join:
-            cvs.run_workers(
-                cv,
-                workers,
-                runs_root=runs_dir,
-                quiet=quiet,
-                on_worker_died=lambda pid, sig: err.print(
-                    f"worker {pid} died (signal {sig}); its fold runs again, a new worker takes over",
-                    highlight=False,
-                    markup=False,
-                ),
-            )
-        else:
-            from ..backend import import_keras
+        cv.mlflow_uri = mlflow
+        tracking = nullcontext() if join else cvs.tracked(cv, mlflow_uri=mlflow)
+        with tracking as parent:  # the cv as an MLflow parent run, its folds nested (when tracked)
+            warn_tracking(parent)
+            if workers > 1 and not join:
+                cvs.run_workers(
+                    cv,
+                    workers,
+                    runs_root=runs_dir,
+                    quiet=quiet,
+                    on_worker_died=lambda pid, sig: err.print(
+                        f"worker {pid} died (signal {sig}); its fold runs again, a new worker takes over",
+                        highlight=False,
+                        markup=False,
+                    ),
+                )
+            else:
+                from ..backend import import_keras
 
-            import_keras(verbose, backend=cv.base.backend, devices=cv.base.train.devices)
-            if not verbose:  # tf.function retracing notes: expected when every fold builds a new model
-                logging.getLogger("tensorflow").setLevel("ERROR")
-            cvs.work(
-                cv,
-                runs_root=runs_dir,
-                on_fold_end=None if quiet else lambda row: say(fold_line(row, cv.settings["folds"])),
-            )
+                import_keras(verbose, backend=cv.base.backend, devices=cv.base.train.devices)
+                if not verbose:  # tf.function retracing notes: expected when every fold builds a new model
+                    logging.getLogger("tensorflow").setLevel("ERROR")
+                cvs.work(
+                    cv,
+                    runs_root=runs_dir,
+                    on_fold_end=None if quiet else lambda row: say(fold_line(row, cv.settings["folds"])),
+                )
+        warn_tracking(parent)
         if join:
             return
         result = write_result(cv)

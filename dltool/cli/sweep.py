@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..errors import UsageError
-from .common import AsJson, JUnitFile, RunsDir, Verbose, err, out, reported_errors, say
+from .common import AsJson, JUnitFile, RunsDir, Verbose, err, out, reported_errors, say, warn_tracking
 
 SweepTarget = Annotated[
     str | None, typer.Argument(metavar="SWEEP.yaml | show", help="The sweep file to start; or `show ID`.")
@@ -71,6 +72,15 @@ def sweep_command(
         ),
     ] = None,
     runs_dir: RunsDir = None,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            metavar="URI",
+            help="Log the sweep to MLflow at this tracking URI as a parent run, each trial a nested child run, "
+            "as the experiment's tracking.mlflow does; needs the tracking extra.",
+        ),
+    ] = None,
     junit: JUnitFile = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No line per trial.")] = False,
     as_json: AsJson = False,
@@ -117,34 +127,39 @@ def sweep_command(
             raise UsageError(f"--trials-per-worker: expected a number >= 0, received {trials_per_worker}")
         if trials_per_worker is None and not join:
             trials_per_worker = sweeps.TRIALS_PER_WORKER
-        if (workers > 1 or trials_per_worker) and not join:
-            sweeps.run_workers(
-                sweep_obj,
-                workers,
-                runs_root=runs_dir,
-                storage_url=storage,
-                trials_per_worker=trials_per_worker or None,
-                quiet=quiet,
-                on_worker_died=lambda pid, sig: err.print(
-                    f"worker {pid} died (signal {sig}); its trial will be retried once, a new worker takes over",
-                    highlight=False,
-                    markup=False,
-                ),
-            )
-        else:
-            from ..backend import import_keras
-            from .display.reports import trial_line
+        sweep_obj.mlflow_uri = mlflow
+        tracking = nullcontext() if join else sweeps.tracked(sweep_obj, mlflow_uri=mlflow, runs_root=runs_dir)
+        with tracking as parent:  # the sweep as an MLflow parent run, its trials nested (when tracked)
+            warn_tracking(parent)
+            if (workers > 1 or trials_per_worker) and not join:
+                sweeps.run_workers(
+                    sweep_obj,
+                    workers,
+                    runs_root=runs_dir,
+                    storage_url=storage,
+                    trials_per_worker=trials_per_worker or None,
+                    quiet=quiet,
+                    on_worker_died=lambda pid, sig: err.print(
+                        f"worker {pid} died (signal {sig}); its trial will be retried once, a new worker takes over",
+                        highlight=False,
+                        markup=False,
+                    ),
+                )
+            else:
+                from ..backend import import_keras
+                from .display.reports import trial_line
 
-            import_keras(verbose, backend=sweep_obj.base.backend, devices=sweep_obj.base.train.devices)
-            if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
-                logging.getLogger("tensorflow").setLevel("ERROR")
-            metric = sweep_obj.spec.objective.metric
-            sweeps.work(
-                sweep_obj,
-                runs_root=runs_dir,
-                max_trials=(trials_per_worker or None) if join else None,
-                on_trial_end=None if quiet else lambda row: say(trial_line(row, metric)),
-            )
+                import_keras(verbose, backend=sweep_obj.base.backend, devices=sweep_obj.base.train.devices)
+                if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
+                    logging.getLogger("tensorflow").setLevel("ERROR")
+                metric = sweep_obj.spec.objective.metric
+                sweeps.work(
+                    sweep_obj,
+                    runs_root=runs_dir,
+                    max_trials=(trials_per_worker or None) if join else None,
+                    on_trial_end=None if quiet else lambda row: say(trial_line(row, metric)),
+                )
+        warn_tracking(parent)
         if join:
             return
         summary = write_summary(sweep_obj)

@@ -210,6 +210,7 @@ def train(
     samples: int | None = None,
     group: ProcessGroup | None = None,
     tracking_uri: str | None = None,
+    tracking_parent=None,
 ) -> Run:
     """Train the experiment and return its completed :class:`Run`.
 
@@ -236,7 +237,9 @@ def train(
     run folder, the others train alongside and return the same run.
 
     ``tracking_uri`` (`--mlflow`) logs the run to that MLflow store, as the
-    config's ``tracking.mlflow`` does (and takes the place of its uri).
+    config's ``tracking.mlflow`` does (and takes the place of its uri);
+    ``tracking_parent`` (a :class:`~dltool.tracking.settings.Nesting`) makes its MLflow run a child of a sweep's
+    or cv's.
     """
     group = current_group() if group is None else group
     if not isinstance(config, ExperimentConfig):
@@ -249,7 +252,7 @@ def train(
     if observer is None:
         observer = Observer()
     check_tracking(config, tracking_uri)
-    observer = tracking_observer(observer, config, group, override_uri=tracking_uri)
+    observer = tracking_observer(observer, config, group, override_uri=tracking_uri, parent=tracking_parent)
     overrides = list(config.overrides)
     config, precision = resolve_precision(pin_backbone(on_running_backend(resolve_paths(config)), runs_root))
     clock = PhaseClock(start_up=True)

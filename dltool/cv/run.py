@@ -20,7 +20,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import config_from_text, load_config
@@ -30,8 +31,10 @@ from ..runs import Run, process_start, runs_dir
 from ..sweep.run import HEARTBEAT_EVERY_S, STALE_AFTER_S
 from ..sweep.spec import base_config_yaml
 from ..sweep.storage import import_optuna, open_storage, reclaim_dead_trials
+from ..tracking.parent import ParentRun, child_tracking, open_parent
+from ..tracking.settings import URI_ENV
 from ..training.observer import Observer
-from .report import counted, fold_of, fold_row, write_result
+from .report import RESULT, counted, fold_of, fold_row, write_result
 
 SETTINGS = "settings.json"
 
@@ -62,6 +65,7 @@ class CrossValidation:
     def __init__(self, folder: Path, settings: dict, base_text: str):
         self.folder, self.settings, self.base_text = folder, settings, base_text
         self.id = folder.name
+        self.mlflow_uri: str | None = None  # `--mlflow URI` given to this process (workers read the study's)
         self.storage = open_storage(folder, None)
         self.base = config_from_text(base_text, source=str(folder / "experiment.yaml"))
         self.study = import_optuna().create_study(study_name=self.id, storage=self.storage, load_if_exists=True)
@@ -208,7 +212,20 @@ def work(
                 source=str(cv.folder / "experiment.yaml"),
                 overrides=["train.plots=false", cv.fold_override(number, repeat)],
             )
-            run = train(config, runs_root=runs_root, observer=_FoldObserver(trial, cv, number, repeat))
+            uri, nesting = child_tracking(
+                cv,
+                "cv",
+                {"dltool.fold": str(number), "dltool.repeat": str(repeat)},
+                {"dltool.fold": str(number), "dltool.repeat": str(repeat)},
+                cv.mlflow_uri,
+            )
+            run = train(
+                config,
+                runs_root=runs_root,
+                observer=_FoldObserver(trial, cv, number, repeat),
+                tracking_uri=uri,
+                tracking_parent=nesting,
+            )
         except (TrainingInterrupted, KeyboardInterrupt) as exc:
             trial.set_user_attr("interrupted", str(exc) or "interrupted")
             cv.study.tell(trial, state=failed_state)
@@ -247,8 +264,11 @@ def run_workers(
     command = [sys.executable, "-m", "dltool", "cv", "--join", cv.id, "--runs-dir", str(runs_dir(runs_root).resolve())]
     command += ["--quiet"] if quiet else []
 
+    # --mlflow's URI goes to the workers in their environment: the study records it without its password.
+    environment = {**os.environ, URI_ENV: cv.mlflow_uri} if cv.mlflow_uri else None
+
     def start() -> subprocess.Popen:
-        return supervisor.start_worker(command)
+        return supervisor.start_worker(command, env=environment)
 
     def unfinished(died: bool) -> bool:
         if died:
@@ -268,3 +288,38 @@ def run_workers(
             f"{len(failed)} cv worker(s) exited with an error (exit codes {failed}); "
             f"see their messages above; resume with: dltool cv --resume {cv.id}"
         )
+
+
+@contextmanager
+def tracked(cv: CrossValidation, *, mlflow_uri: str | None = None) -> Iterator[ParentRun | None]:
+    """The cv as one MLflow parent run while the block runs its folds (each fold a child run), when its base
+    config has ``tracking.mlflow``, ``mlflow_uri`` (`--mlflow`) is given or the cv was tracked before; else None.
+    At the end the parent gets, per test metric of cv.json, ``<metric>_mean``, ``<metric>_std``,
+    ``<metric>_ci95_low`` and ``<metric>_ci95_high``, and cv.json as an artifact; it ends FINISHED, KILLED
+    (Ctrl-C) or FAILED. A store that is away sets the parent's ``warning`` (shown once by the caller)."""
+    cv.mlflow_uri = mlflow_uri
+    params = {k: v for k, v in cv.settings.items() if k not in ("runs_dir", "warnings")}
+    parent = open_parent(cv, "cv", params, mlflow_uri)
+    status = "failed"
+    try:
+        yield parent
+        status = "completed"
+    except (TrainingInterrupted, KeyboardInterrupt):
+        status = "interrupted"
+        raise
+    finally:
+        if parent is not None:
+            result = write_result(cv)
+            parent.end(status, metrics=summary_metrics(result), artifacts=[cv.folder / RESULT])
+
+
+def summary_metrics(result: dict) -> dict[str, float]:
+    """cv.json's summary of every test metric as parent-run metrics: mean, std and the 95 % interval's bounds."""
+    metrics = {}
+    for name, summary in result["metrics"].items():
+        metrics[f"{name}_mean"] = summary["mean"]
+        if summary["std"] is not None:
+            metrics[f"{name}_std"] = summary["std"]
+        if summary["ci95"] is not None:
+            metrics[f"{name}_ci95_low"], metrics[f"{name}_ci95_high"] = summary["ci95"]
+    return metrics

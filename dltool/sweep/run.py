@@ -23,13 +23,15 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import config_from_text
 from ..errors import DltoolError, RunNotFoundError, TrainingError, TrainingInterrupted
 from ..fileio import atomic_write_text
 from ..runs import Run, process_start, runs_dir
+from ..tracking.parent import ParentRun, child_tracking, open_parent
 from ..training.observer import Observer
 from .report import objective_value, progress, write_summary
 from .sampler import encoded_choices, first_duplicate, sets_left, sweep_sampler
@@ -86,6 +88,7 @@ class Sweep:
     def __init__(self, folder: Path, spec: SweepSpec, base_text: str, storage):
         self.folder, self.spec, self.base_text, self.storage = folder, spec, base_text, storage
         self.id = folder.name
+        self.mlflow_uri: str | None = None  # `--mlflow URI` given to this process (workers read the study's)
         self.base = config_from_text(base_text, source=str(folder / "experiment.yaml"))
         optuna = import_optuna()
         self.study = optuna.create_study(
@@ -237,7 +240,14 @@ def _objective(sweep: Sweep, runs_root):
                     source=str(sweep.folder / "experiment.yaml"),
                     overrides=overrides_for(params, sweep.spec) + ([fold_override(fold, folds)] if folds else []),
                 )
-                run = train(config, runs_root=runs_root, observer=observer)
+                uri, nesting = child_tracking(
+                    sweep,
+                    "sweep",
+                    {"dltool.trial": str(trial.number), **({"dltool.fold": str(fold)} if folds else {})},
+                    {"dltool.trial": str(trial.number)},
+                    sweep.mlflow_uri,
+                )
+                run = train(config, runs_root=runs_root, observer=observer, tracking_uri=uri, tracking_parent=nesting)
                 values.append(objective_value(run, sweep.spec.objective.metric))
             trial.set_user_attr("rss_mb", _rss_mb())  # a worker's memory across trials (benchmarks/measure_sweep.py)
             if folds:
@@ -317,3 +327,45 @@ def work(
         if on_trial_end is not None and finished:
             on_trial_end(trial_row(finished[-1], sweep))
     return ran
+
+
+# --------------------------------------------------------------------------- MLflow
+@contextmanager
+def tracked(sweep: Sweep, *, mlflow_uri: str | None = None, runs_root=None) -> Iterator[ParentRun | None]:
+    """The sweep as one MLflow parent run while the block runs its trials (each trial a child run), when its base
+    config has ``tracking.mlflow``, ``mlflow_uri`` (`--mlflow`) is given or the sweep was tracked before; else
+    None. At the end the best trial is tagged on the parent and its objective logged; the parent ends FINISHED,
+    KILLED (Ctrl-C) or FAILED. A store that is away sets the parent's ``warning`` (shown once by the caller)."""
+    sweep.mlflow_uri = mlflow_uri
+    parent = open_parent(sweep, "sweep", sweep_params(sweep), mlflow_uri)
+    status = "failed"
+    try:
+        yield parent
+        status = "completed"
+    except (TrainingInterrupted, KeyboardInterrupt):
+        status = "interrupted"
+        raise
+    finally:
+        if parent is not None:
+            _end_parent(sweep, parent, status, runs_root)
+
+
+def sweep_params(sweep: Sweep) -> dict:
+    """The sweep's settings as the parent run's parameters: method, trials, objective, pruner, search space."""
+    return sweep.spec.model_dump(mode="json", exclude={"name"})
+
+
+def _end_parent(sweep: Sweep, parent: ParentRun, status: str, runs_root) -> None:
+    summary = write_summary(sweep)
+    best = summary["best"]
+    tags, metrics = {}, {}
+    if best is not None:
+        tags = {"dltool.best_trial": str(best["trial"]), "dltool.best_run_id": str(best["run"])}
+        try:
+            record = (Run.resolve(best["run"], runs_dir(runs_root)).info.get("tracking") or {}).get("mlflow") or {}
+        except DltoolError:  # the best run's folder deleted since
+            record = {}
+        if record.get("run_id"):
+            tags["dltool.best_mlflow_run_id"] = record["run_id"]
+        metrics = {f"best_{sweep.spec.objective.metric}": best["objective"]}
+    parent.end(status, tags=tags, metrics=metrics, artifacts=[sweep.folder / "summary.json"])

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ..distributed import supervisor
 from ..errors import TrainingError, TrainingInterrupted, UsageError
 from ..runs import runs_dir
+from ..tracking.settings import URI_ENV
 from .report import progress, write_summary
 from .sampler import sets_left
 from .storage import STORAGE_ENV
@@ -47,7 +48,10 @@ def run_workers(
     command = [sys.executable, "-m", "dltool", "sweep", "--join", sweep.id]
     command += ["--runs-dir", str(runs_dir(runs_root).resolve())]
     # The URL goes to the workers in their environment: on their command line, its password would show in `ps`.
-    environment = {**os.environ, STORAGE_ENV: storage_url} if storage_url else None
+    secrets = {STORAGE_ENV: storage_url} if storage_url else {}
+    if sweep.mlflow_uri:  # --mlflow's URI, its password too (the study records it without)
+        secrets[URI_ENV] = sweep.mlflow_uri
+    environment = {**os.environ, **secrets} if secrets else None
     command += ["--trials-per-worker", str(trials_per_worker)] if trials_per_worker else []
     command += ["--quiet"] if quiet else []
 

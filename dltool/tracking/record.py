@@ -25,6 +25,7 @@ FINAL_STATUS = {COMPLETED: "FINISHED", FAILED: "FAILED", INTERRUPTED: "KILLED", 
 # Tag names: MLflow's run name, then dltool's own.
 TAG_RUN_ID = "dltool.run_id"
 TAG_STATUS = "dltool.status"
+TAG_PARENT = "mlflow.parentRunId"  # MLflow's own tag: the UI shows the run nested under that one
 
 
 def flatten_params(config: dict) -> dict[str, str]:

@@ -26,15 +26,27 @@ FAIL_FAST = {
 
 
 @dataclass(frozen=True)
+class Nesting:
+    """Where a run sits inside a sweep or cv in MLflow: the parent MLflow run's id (``run_id``), and the tags and
+    parameters the child run gets besides its own (the sweep or cv id, the trial or fold number)."""
+
+    run_id: str
+    tags: dict[str, str]
+    params: dict[str, str]
+
+
+@dataclass(frozen=True)
 class TrackingSettings:
     """Where a run is logged: the tracking ``uri`` (absolute for a sqlite file) and the ``experiment`` name;
     ``run_id`` is the MLflow run a resumed run continues (None: a new MLflow run); ``register`` the registered model
-    the run's model becomes a new version of (None: not registered)."""
+    the run's model becomes a new version of (None: not registered); ``parent`` the sweep or cv run it is nested in."""
 
     uri: str
     experiment: str
     run_id: str | None = None
     register: str | None = None
+
+    parent: Nesting | None = None
 
     @property
     def shown_uri(self) -> str:
@@ -77,14 +89,19 @@ def check_tracking(config: ExperimentConfig, override_uri: str | None = None) ->
 
 
 def tracking_settings(
-    config: ExperimentConfig, *, override_uri: str | None = None, recorded: dict | None = None
+    config: ExperimentConfig,
+    *,
+    override_uri: str | None = None,
+    recorded: dict | None = None,
+    parent: Nesting | None = None,
 ) -> TrackingSettings | None:
     """The store and experiment the run is logged to, or None when neither the config nor ``override_uri`` asks.
 
     A resumed run that was tracked (``recorded``: run.json's ``tracking.mlflow``) is tracked again, in the same
     MLflow run; ``register`` is the config's ``tracking.mlflow.register``. The URI is ``override_uri`` (`--mlflow`), else the config's ``tracking.mlflow.uri``, else the one a resumed
     run recorded (``recorded``, run.json's ``tracking.mlflow``), else $MLFLOW_TRACKING_URI, else
-    sqlite:///mlflow.db in the current folder. The experiment defaults to the config's name.
+    sqlite:///mlflow.db in the current folder. The experiment defaults to the config's name. ``parent`` nests
+    the run in a sweep's or cv's MLflow run.
     """
     wanted = config.tracking.mlflow if config.tracking is not None else None
     recorded = recorded or {}
@@ -94,7 +111,13 @@ def tracking_settings(
     uri = override_uri or (wanted.uri if wanted is not None else None) or recorded_uri or default_uri()
     experiment = (wanted.experiment if wanted is not None else None) or recorded.get("experiment") or config.name
     register = (wanted.register if wanted is not None else None) or (recorded.get("registered") or {}).get("name")
-    return TrackingSettings(absolute_sqlite(uri), experiment, recorded.get("run_id"), register)
+    if parent is None and recorded.get("parent_run_id"):  # a trial resumed or synced: still its sweep's child
+        parent = Nesting(
+            recorded["parent_run_id"],
+            dict(recorded.get("parent_tags") or {}),
+            dict(recorded.get("parent_params") or {}),
+        )
+    return TrackingSettings(absolute_sqlite(uri), experiment, recorded.get("run_id"), register, parent)
 
 
 def absolute_sqlite(uri: str) -> str:

@@ -106,9 +106,12 @@ class Store:
     def find_tagged(self, experiment_id: str, dltool_run_id: str):
         """The MLflow run of experiment ``experiment_id`` tagged with dltool's run id (one a tracker started before
         its run.json could say so), or None."""
-        found = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{TAG_RUN_ID}` = '{dltool_run_id}'", max_results=1
-        )
+        return self.find_tagged_with(experiment_id, TAG_RUN_ID, dltool_run_id)
+
+    def find_tagged_with(self, experiment_id: str, tag: str, value: str):
+        """The MLflow run of experiment ``experiment_id`` whose tag ``tag`` is ``value`` (a sweep's parent run by
+        its sweep id), or None."""
+        found = self.client.search_runs([experiment_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1)
         return found[0] if found else None
 
     def take_run(self, run_id: str | None, experiment: str, dltool_run_id: str, tags: dict[str, str]) -> Taken:

@@ -16,6 +16,7 @@ from ..runs import COMPLETED, RUNNING, Run, effective_status, list_runs, now_iso
 from .model import log_run_model
 from .record import (
     FINAL_STATUS,
+    TAG_PARENT,
     TAG_RUN_ID,
     artifact_files,
     final_metrics,
@@ -75,9 +76,14 @@ def sync_run(run: Run, uri: str | None = None) -> dict:
             return {**done, "experiment_id": found.info.experiment_id, "run_id": found.info.run_id,
                     "already_synced": True, "metrics": 0, "artifacts": 0, "model": {}}  # fmt: skip
         tags = run_tags(run, info, config.name, status)
+        parent = settings.parent
+        nested = parent is not None and store.find_run(parent.run_id) is not None
+        if nested:  # a sweep's trial or a cv's fold: a child of its parent run, when this store has that run
+            tags.update({TAG_PARENT: parent.run_id, **parent.tags})
         taken = store.take_run(recorded.get("run_id") if same_store else None, settings.experiment, run.id, tags)
         experiment_id, run_id = taken.experiment_id, taken.run_id
-        store.log_params(run_id, flatten_params(config_to_dict(config)), taken.params)
+        params = {**flatten_params(config_to_dict(config)), **(parent.params if nested else {})}
+        store.log_params(run_id, params, taken.params)
         measured = metric_steps(history_rows(run))
         metrics = _read_metrics(run)
         if metrics:
@@ -101,6 +107,7 @@ def sync_run(run: Run, uri: str | None = None) -> dict:
         "run_id": run_id,
         "synced": True,
         "synced_at": now_iso(),
+        **{key: recorded[key] for key in ("parent_run_id", "parent_tags", "parent_params") if key in recorded},
         **model,
     }
     run.update_info(tracking={**(info.get("tracking") or {}), "mlflow": record})

@@ -14,6 +14,7 @@ from ..runs import COMPLETED, FAILED, INTERRUPTED, RUNNING, Run, log_time
 from ..training.observer import Observer
 from .record import (
     FINAL_STATUS,
+    TAG_PARENT,
     TAG_STATUS,
     artifact_files,
     epoch_metrics,
@@ -79,12 +80,16 @@ class MlflowTracker(Observer):
         store = Store(self.settings.uri)
         info = run.info
         tags = run_tags(run, info, self.config.name, RUNNING)
+        parent = self.settings.parent
+        if parent is not None:  # a sweep's trial or a cv's fold: a child of the sweep's or cv's MLflow run
+            tags.update({TAG_PARENT: parent.run_id, **parent.tags})
         taken = store.take_run(self.run_id, self.settings.experiment, run.id, tags)
         # Known from here on, so run.json names the MLflow run even if the store goes away in the next call.
         self.run_id, self.experiment_id = taken.run_id, taken.experiment_id
         if taken.existed:
             store.set_running(taken.run_id)
-        store.log_params(taken.run_id, flatten_params(config_to_dict(self.config)), taken.params)
+        params = flatten_params(config_to_dict(self.config))
+        store.log_params(taken.run_id, {**params, **(parent.params if parent else {})}, taken.params)
         measured = metric_steps(history_rows(run)) if info.get("epochs_done") else []  # a resumed run's epochs
         store.log_missing_metrics(taken.run_id, measured, taken.steps)
         logged = {key: set(steps) for key, steps in taken.steps.items()}
@@ -152,6 +157,13 @@ class MlflowTracker(Observer):
             f"and the run is not synced: `dltool runs sync {self.run.id}` sends it later"
         )
 
+    def _parent_record(self) -> dict:
+        """The sweep's or cv's MLflow run this run is nested in, for run.json (`runs sync` nests it again)."""
+        parent = self.settings.parent
+        if parent is None:
+            return {}
+        return {"parent_run_id": parent.run_id, "parent_tags": parent.tags, "parent_params": parent.params}
+
     def _record(self, synced: bool) -> None:
         """run.json's ``tracking.mlflow``: the store (without a password), experiment, MLflow run id, synced."""
         record = {
@@ -160,6 +172,7 @@ class MlflowTracker(Observer):
             "experiment_id": self.experiment_id,
             "run_id": self.run_id,
             "synced": synced,
+            **self._parent_record(),
             **self.model,
             **({"error": self.problem} if self.problem else {}),
         }

@@ -161,6 +161,10 @@ def test_what_runs_show_says_of_a_tracked_run():
     )
     done = {**live, "experiment_id": "3", "run_id": "abc", "synced": True}
     assert mlflow_line("r1", done, "COMPLETED") == "MLflow: synced, run abc in experiment 3 at http://h:5000"
+    trial = {**done, "parent_run_id": "p9", "parent_tags": {"dltool.sweep_id": "s"}}
+    assert mlflow_line("r1", trial, "COMPLETED") == (
+        "MLflow: synced, run abc in experiment 3 at http://h:5000, nested in run p9"
+    )
 
 
 def test_the_registered_model_name_from_the_config_or_a_resumed_runs_record():

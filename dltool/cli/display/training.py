@@ -266,6 +266,8 @@ def mlflow_line(run_id: str, record: dict, status: str | None = None) -> str:
         return f"MLflow: logging to {record.get('uri')} (experiment {record.get('experiment')})"
     if record.get("synced"):
         line = f"MLflow: synced, run {record.get('run_id')} in experiment {record.get('experiment_id')} at {record.get('uri')}"
+        if record.get("parent_run_id"):  # a sweep's trial or a cv's fold
+            line += f", nested in run {record['parent_run_id']}"
         return line + model_note(record)
     reason = f" ({record['error']})" if record.get("error") else ""
     return f"MLflow: not synced to {record.get('uri')}{reason}; send it with: dltool runs sync {run_id}"
