@@ -46,7 +46,7 @@ def test_run_json_records_the_mlflow_run(tracked, mlflow_uri, client):
         "experiment_id": experiment.experiment_id,
         "run_id": logged.info.run_id,
         "synced": True,
-        "model_uri": record["model_uri"],  # tests/tracking/test_model.py loads it
+        "model_uri": record["model_uri"],  # tests/tracking/test_mlflow_model.py loads it
     }
     assert record["model_uri"].startswith("models:/m-")
     assert logged.info.status == "FINISHED" and logged.info.run_name == run.id
