@@ -272,3 +272,12 @@ def test_every_test_that_starts_a_child_process_is_marked_subprocess():
                     unmarked.append(f"{path.relative_to(TESTS)}::{node.name}")
     assert spawning >= 20, spawning  # the scan sees the end-to-end tests
     assert unmarked == [], "add @pytest.mark.subprocess (pytest -m 'not subprocess' must leave them out)"
+
+
+def test_no_two_test_modules_share_a_name():
+    # The tests folders have no __init__.py: pytest imports each module by its basename, and a second module of
+    # the same name stops the whole suite's collection ("import file mismatch").
+    names: dict[str, list[str]] = {}
+    for path in (PACKAGE.parent / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.parent.name))
+    assert {name: folders for name, folders in names.items() if len(folders) > 1} == {}
