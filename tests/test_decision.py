@@ -70,7 +70,11 @@ def test_an_unreachable_target_falls_back_to_f1_and_says_so():
 
 def test_a_split_with_one_class_keeps_one_half():
     chosen = choose_threshold(np.zeros(4), np.array([0.1, 0.2, 0.3, 0.4]), "f1")
-    assert _choice(chosen) == {"rule": "f1", "value": 0.5, "fallback": "the validation split has no positive sample: kept 0.5"}
+    assert _choice(chosen) == {
+        "rule": "f1",
+        "value": 0.5,
+        "fallback": "the validation split has no positive sample: kept 0.5",
+    }
 
 
 def test_a_threshold_chosen_on_few_positives_says_so_and_counts_them():

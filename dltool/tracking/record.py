@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 from .._version import __version__
@@ -28,6 +29,10 @@ TAG_STATUS = "dltool.status"
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own tag: the UI shows the run nested under that one
 
 
+_INDEX = re.compile(r"\[(\d+)\]")
+_REFUSED = re.compile(r"[^\w\-. :/]")
+
+
 def flatten_params(config: dict) -> dict[str, str]:
     """The resolved config as MLflow parameters: ``{"train.optimizer.learning_rate": "0.05", ...}``.
 
@@ -45,12 +50,20 @@ def flatten_params(config: dict) -> dict[str, str]:
             for index, item in enumerate(value):
                 visit(f"{prefix}.{index}", item)
         else:
-            flat[prefix[:MAX_PARAM_KEY]] = _param_text(value)
+            flat[param_key(prefix)] = _param_text(value)
 
     visit("", config)
     if flat.get("tracking.mlflow.uri") not in (None, "null"):
         flat["tracking.mlflow.uri"] = password_free(flat["tracking.mlflow.uri"])
     return flat
+
+
+def param_key(path: str) -> str:
+    """A dotted path as an MLflow parameter key: ``[0]`` as ``.0`` (a sweep's ``model.layers[0].Dense.units``
+    names what the config's ``model.layers.0.Dense.units`` does), any other character MLflow refuses (it takes
+    word characters, ``- . : /`` and spaces) as ``_``."""
+    key = _INDEX.sub(r".\1", path)
+    return _REFUSED.sub("_", key)[:MAX_PARAM_KEY]
 
 
 def _param_text(value) -> str:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from .store import METRICS_PER_BATCH, describe_failure
 
 _END = object()
+# At most one call to the store per this many seconds while training: an epoch of a small model takes 0.1 s, and
+# each call (sqlite's write in this process, or the request a server on the same machine answers) takes CPU from
+# the fit. One call a second still cost a 4 s fit 7-11 % on 2 cores (benchmarks/RESULTS-tracking.md).
+SEND_EVERY_S = 5.0
 
 
 class MetricSender:
     """A daemon thread that runs ``start()`` (opening the MLflow run: network calls too), then drains a queue of
     (key, value, step) lists into ``send`` (MLflow's log_batch).
 
-    What piled up while a call was out goes in the next call, up to 1000 metrics each. After the first failure
+    What piled up while a call was out, or in the SEND_EVERY_S since the last one, goes in the next call, up to 1000
+    metrics each; ``close`` sends what is left at once. After the first failure
     (the server is away) nothing more is sent: ``error`` says why, and `dltool runs sync` sends the rest later.
     """
 
@@ -23,6 +29,8 @@ class MetricSender:
         self._send, self._start = send, start
         self._finish: Callable[[], None] | None = None
         self._queue: queue.Queue = queue.Queue()
+        self._closing = threading.Event()
+        self.started = threading.Event()  # set once ``start()`` returned or failed
         self.error: str | None = None
         self._thread = threading.Thread(target=self._drain, name="dltool-mlflow-sender", daemon=True)
         self._thread.start()
@@ -36,6 +44,7 @@ class MetricSender:
         """Send what is queued, then run ``finish`` (the end's uploads) unless a call failed, waiting at most
         ``timeout`` seconds in all; whether everything was dealt with in that time."""
         self._finish = finish
+        self._closing.set()
         self._queue.put(_END)
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -46,6 +55,7 @@ class MetricSender:
                 self._start()
             except Exception as exc:  # noqa: BLE001  (the store away at the start: nothing is sent)
                 self.error = describe_failure(exc)
+        self.started.set()
         done = False
         while not done:
             batch: list = []
@@ -62,10 +72,13 @@ class MetricSender:
                 except queue.Empty:
                     break
             if batch and self.error is None:
+                began = time.monotonic()
                 try:
                     self._send(batch)
                 except Exception as exc:  # noqa: BLE001  (a store away or refusing: the run goes on, unsynced)
                     self.error = describe_failure(exc)
+                if not done:
+                    self._closing.wait(SEND_EVERY_S - (time.monotonic() - began))
         if self._finish is not None and self.error is None:
             try:
                 self._finish()

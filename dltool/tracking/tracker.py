@@ -9,6 +9,8 @@ MLflow or network failure is caught: the run trains on, train.log gets one warni
 
 from __future__ import annotations
 
+import threading
+
 from ..config import ExperimentConfig, config_to_dict
 from ..runs import COMPLETED, FAILED, INTERRUPTED, RUNNING, Run, log_time
 from ..training.observer import Observer
@@ -28,6 +30,7 @@ from .sender import MetricSender
 from .settings import TrackingSettings
 from .store import Store, describe_failure
 
+OPEN_WAIT_S = 15.0  # the longest the start of a fit waits for its MLflow run to be opened
 FLUSH_SECONDS = 30.0  # the longest the end of a run waits for queued metrics to reach the store
 
 
@@ -45,13 +48,22 @@ class MlflowTracker(Observer):
         self.logged: dict[str, set[int]] = {}  # the steps of each metric the MLflow run had when it was opened
         self._warned = False
         self.model: dict = {}  # log_run_model's answer: the model's URI, its registered version or why not
+        # MLflow's import takes 1-2 s of CPU: begun now, while the data loads and the model builds. Only the import:
+        # the store is first touched when the run exists (a sqlite file created for a run that never starts, or
+        # cut off by the process's exit mid-creation, would be left behind).
+        self._importing = threading.Thread(target=_import_mlflow, name="dltool-mlflow-import", daemon=True)
+        self._importing.start()
 
     # ---- hooks
     def on_run_created(self, run) -> None:
         self.run = run
         self._record(synced=False)
-        # Opening the MLflow run (network calls) happens in the sender's thread too: training starts at once.
+        # The MLflow run is opened (MLflow imported, the run created, its parameters logged) in the sender's thread,
+        # and the fit waits for that, at most OPEN_WAIT_S: done during the first epochs, it took the interpreter
+        # from the training loop and slowed a 5 s fit by 20-40 % (benchmarks/RESULTS-tracking.md). A store slower
+        # than that is left to the sender, and training starts.
         self.sender = MetricSender(self._send, start=self._open)
+        self.sender.started.wait(OPEN_WAIT_S)
 
     def on_epoch_end(self, row: dict) -> None:
         epoch = int(row["epoch"])
@@ -77,6 +89,7 @@ class MlflowTracker(Observer):
         """Create the MLflow run (or take up the one a resumed run was logged in), log its parameters and tags, and
         the epochs before a resumed run's checkpoint that it lacks."""
         run = self.run
+        self._importing.join()
         store = Store(self.settings.uri)
         info = run.info
         tags = run_tags(run, info, self.config.name, RUNNING)
@@ -177,3 +190,10 @@ class MlflowTracker(Observer):
             **({"error": self.problem} if self.problem else {}),
         }
         self.run.update_info(tracking={"mlflow": record})
+
+
+def _import_mlflow() -> None:
+    try:
+        import mlflow  # noqa: F401  (imported ahead: the sender's thread finds it in sys.modules)
+    except ImportError:  # reported where the tracker needs it
+        pass

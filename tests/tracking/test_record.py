@@ -38,6 +38,13 @@ def test_the_config_flattened_into_parameters():
     }
 
 
+def test_keys_mlflow_would_refuse_are_written_as_it_takes_them():
+    # A sweep's search space names layers by index (model.layers[0]...): MLflow refused the whole batch of the
+    # parent run's parameters, and the sweep's parent was left RUNNING with no best trial tagged.
+    flat = flatten_params({"parameters": {"model.layers[0].Dense.units": {"choice": [32, 64]}}, "w": {"é+x": 2}})
+    assert flat == {"parameters.model.layers.0.Dense.units.choice": "[32, 64]", "w.é_x": "2"}
+
+
 def test_long_values_are_cut_to_mlflows_limit_with_a_marker():
     flat = flatten_params({"data": {"columns": [f"feature_{i:03d}" for i in range(100)], "path": "x" * 600}})
     for key in ("data.columns", "data.path"):

@@ -15,6 +15,7 @@ from dltool.tracking.settings import (
     password_free,
     tracking_settings,
 )
+from dltool.training.observer import Observer
 
 BASE = """
 name: tiny
@@ -147,6 +148,19 @@ def test_only_process_zero_gets_a_tracker():
     assert isinstance(both.observers[1], MlflowTracker)
     assert tracking_observer(display, config, Worker()) is display  # another process trains alongside, silently
     assert tracking_observer(display, _config(), LOCAL) is display  # not asked
+
+
+def test_a_tracker_touches_no_store_before_its_run_exists(monkeypatch, tmp_path):
+    # It imports MLflow ahead, in a thread; a sqlite store (the default one here, in the current folder) is
+    # created only once the run is: a run refused after the tracker was made leaves no mlflow.db behind.
+    from dltool.distributed import LOCAL
+    from dltool.tracking import tracking_observer
+
+    monkeypatch.chdir(tmp_path)
+    tracker = tracking_observer(Observer(), _config("tracking: {mlflow: true}\n"), LOCAL).observers[1]
+    tracker._importing.join(60)
+    assert "mlflow" in sys.modules
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_what_runs_show_says_of_a_tracked_run():
