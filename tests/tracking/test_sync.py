@@ -110,12 +110,12 @@ def test_runs_sync_completes_the_record_once(unsynced, mlflow_uri, client):
     assert code == 0, text
     assert f"synced to MLflow run {run_id} " in text and ": 0 metric values" in text
     assert steps(client, run_id, "loss") == [1, 2, 3]
-    assert len(client.search_runs([record["experiment_id"]])) == 1
+    assert len(client.search_runs([record["experiment_id"]], f"tags.`dltool.run_id` = '{run.id}'")) == 1
     # A record without the MLflow run id (the process died before run.json said it): found by its dltool.run_id tag.
     run.update_info(tracking={"mlflow": {**record, "run_id": None, "synced": False}})
     code, text = _cli("runs", "sync", run.id, "--runs-dir", str(root))
     assert code == 0 and f"synced to MLflow run {run_id} " in text and ": 0 metric values" in text
-    assert len(client.search_runs([record["experiment_id"]])) == 1
+    assert len(client.search_runs([record["experiment_id"]], f"tags.`dltool.run_id` = '{run.id}'")) == 1
     assert run.info["tracking"]["mlflow"]["run_id"] == run_id
 
 

@@ -115,7 +115,9 @@ class _StopAfter(Observer):
 def test_an_interrupted_run_is_killed_and_resume_continues_the_same_mlflow_run(mlflow_uri, client, tmp_path):
     from dltool.commands.resume import resume
 
-    config = tiny_config(f"tracking: {{mlflow: {{uri: '{mlflow_uri}', experiment: resumed}}}}\n", ["train.epochs=4"])
+    config = tiny_config(
+        f"tracking: {{mlflow: {{uri: '{mlflow_uri}', experiment: resumed-run}}}}\n", ["train.epochs=4"]
+    )
     stopper = _StopAfter(client, stop=2)
     with pytest.raises(TrainingInterrupted) as caught:
         _train(config, tmp_path, observer=stopper)
@@ -134,7 +136,7 @@ def test_an_interrupted_run_is_killed_and_resume_continues_the_same_mlflow_run(m
     assert (finished.info.status, finished.data.tags["dltool.status"]) == ("FINISHED", "COMPLETED")
     assert steps(client, run_id, "loss") == [1, 2, 3, 4]  # no step twice
     assert steps(client, run_id, "test_loss") == [4]
-    assert len(client.search_runs([finished.info.experiment_id])) == 1
+    assert len(client.search_runs([finished.info.experiment_id], f"tags.`dltool.run_id` = '{run.id}'")) == 1
 
 
 class _Breaks(Observer):
