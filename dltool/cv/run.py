@@ -25,12 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import config_from_text, load_config
-from ..errors import DltoolError, RunNotFoundError, TrainingError, TrainingInterrupted, UsageError
+from ..errors import DltoolError, TrainingError, TrainingInterrupted, UsageError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..runs import Run, process_start, runs_dir
 from ..sweep.run import HEARTBEAT_EVERY_S, STALE_AFTER_S
 from ..sweep.spec import base_config_yaml
-from ..sweep.storage import import_optuna, open_storage, reclaim_dead_trials
+from ..sweep.storage import import_optuna, open_storage, reclaim_dead_trials, resolve_folder
 from ..tracking.parent import ParentRun, child_tracking, open_parent
 from ..tracking.settings import URI_ENV
 from ..training.observer import Observer
@@ -46,17 +46,7 @@ def cvs_dir(runs_root: str | Path | None = None) -> Path:
 
 def resolve_cv(ref: str, root: Path) -> Path:
     """A cv folder by id, unique id prefix or 'latest'."""
-    folders = sorted(p for p in Path(root).iterdir() if (p / SETTINGS).is_file()) if Path(root).is_dir() else []
-    if ref == "latest" and folders:
-        return folders[-1]
-    matches = [p for p in folders if p.name == ref] or [p for p in folders if p.name.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunNotFoundError(f"no cv matches '{ref}' in {root}; start one with `dltool cv CONFIG --folds 5`")
-    raise RunNotFoundError(
-        f"'{ref}' matches {len(matches)} cvs ({', '.join(p.name for p in matches[:5])}); give more of the id"
-    )
+    return resolve_folder(ref, root, SETTINGS, "cv", "dltool cv CONFIG --folds 5")
 
 
 class CrossValidation:

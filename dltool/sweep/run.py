@@ -44,7 +44,7 @@ from .spec import (
     resolved_sweep_yaml,
     sweep_from_text,
 )
-from .storage import import_optuna, open_storage, reclaim_dead_trials, url_without_password
+from .storage import import_optuna, open_storage, reclaim_dead_trials, resolve_folder, url_without_password
 from .workers import TRIALS_PER_WORKER, run_workers  # noqa: F401  (re-exported: the sweep API)
 
 STALE_AFTER_S = 600  # a RUNNING trial on another host with no heartbeat for this long is taken as dead
@@ -58,17 +58,7 @@ def sweeps_dir(runs_root: str | Path | None = None) -> Path:
 
 def resolve_sweep(ref: str, root: Path) -> Path:
     """A sweep folder by id, unique id prefix or 'latest'."""
-    folders = sorted(p for p in Path(root).iterdir() if (p / "sweep.yaml").is_file()) if Path(root).is_dir() else []
-    if ref == "latest" and folders:
-        return folders[-1]
-    matches = [p for p in folders if p.name == ref] or [p for p in folders if p.name.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunNotFoundError(f"no sweep matches '{ref}' in {root}; start one with `dltool sweep SWEEP.yaml`")
-    raise RunNotFoundError(
-        f"'{ref}' matches {len(matches)} sweeps ({', '.join(p.name for p in matches[:5])}); give more of the id"
-    )
+    return resolve_folder(ref, root, "sweep.yaml", "sweep", "dltool sweep SWEEP.yaml")
 
 
 def _pruner(spec: SweepSpec, epochs: int):

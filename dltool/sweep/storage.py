@@ -6,7 +6,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ..errors import DltoolError
+from ..errors import DltoolError, RunNotFoundError
 from ..installation import pip_install
 from ..runs import RUNNING, effective_status
 
@@ -103,3 +103,19 @@ def reclaim_dead_trials(study, storage, stale_after_s: float) -> list:
             continue  # another worker reclaimed it first
         reclaimed.append(trial)
     return reclaimed
+
+
+def resolve_folder(ref: str, root: Path, marker: str, noun: str, start: str) -> Path:
+    """A sweep's or cv's folder under ``root`` (one holding ``marker``) by id, unique id prefix or 'latest';
+    ``noun`` and ``start`` (the command that starts one) word the error."""
+    folders = sorted(p for p in Path(root).iterdir() if (p / marker).is_file()) if Path(root).is_dir() else []
+    if ref == "latest" and folders:
+        return folders[-1]
+    matches = [p for p in folders if p.name == ref] or [p for p in folders if p.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunNotFoundError(f"no {noun} matches '{ref}' in {root}; start one with `{start}`")
+    raise RunNotFoundError(
+        f"'{ref}' matches {len(matches)} {noun}s ({', '.join(p.name for p in matches[:5])}); give more of the id"
+    )
