@@ -4,6 +4,7 @@ user's own, and several runs in one process stay apart). MLflow is imported when
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ class Store:
         # And logging a model says it validates its input example, with progress bars for files copied locally.
         for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.pyfunc", "mlflow.models"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # Ending a run on a server writes two "View run ... at" lines straight to stdout, from the sender thread, into
+        # the middle of dltool's own output (which already names the MLflow run); a user's own setting is kept.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         from mlflow import MlflowClient
 
         self.uri = uri

@@ -252,7 +252,7 @@ class _KillsTheServer(Observer):
 
 
 @pytest.mark.subprocess
-def test_a_real_mlflow_server_and_one_that_dies_mid_run(tmp_path):
+def test_a_real_mlflow_server_and_one_that_dies_mid_run(tmp_path, capsys):
     from mlflow import MlflowClient
 
     from dltool.tracking.sync import sync_run
@@ -269,6 +269,9 @@ def test_a_real_mlflow_server_and_one_that_dies_mid_run(tmp_path):
         assert logged.info.status == "FINISHED" and logged.data.tags["dltool.run_id"] == run.id
         assert steps(client, record["run_id"], "val_loss") == [1, 2, 3]
         assert artifacts(client, record["run_id"]) == EXPECTED_ARTIFACTS
+        # MLflow's own "View run ... at URL" lines, written to stdout when a run ends on a server, are kept out of
+        # dltool's output.
+        assert "View run" not in capsys.readouterr().out
 
         # The server dies after epoch 1: the run completes, with one warning line, not synced.
         cut = _train(tiny_config(), tmp_path, tracking_uri=uri, observer=_KillsTheServer(server, client))
