@@ -225,20 +225,23 @@ def read_run(runs_dir: Path) -> dict:
     }
 
 
-def dltool_train(config: str, sets: list[str], *, quiet: bool = True, pty: bool = False, label: str = "") -> dict:
-    """One `dltool train` in a fresh temporary --runs-dir; returns run_measured + the run's figures."""
+def dltool_train(
+    config: str, sets: list[str], *, quiet: bool = True, pty: bool = False, label: str = "", env: dict | None = None
+) -> dict:
+    """One `dltool train` in a fresh temporary --runs-dir (``env``: added to its environment); returns
+    run_measured + the run's figures."""
     runs_dir = Path(tempfile.mkdtemp(prefix="dltool-bench-runs-"))
     try:
         cmd = [DLTOOL, "train", config, "--runs-dir", str(runs_dir)] + (["-q"] if quiet else [])
         for s in sets:
             cmd += ["--set", s]
         if pty:
-            env = base_env()
+            env = base_env() | (env or {})
             env.setdefault("COLUMNS", "120")
             result = run_measured(["script", "-qec", shlex.join(cmd), "/dev/null"], env=env, label=label)
             result["live_display"] = "\x1b[" in result["stdout"]
         else:
-            result = run_measured(cmd, label=label)
+            result = run_measured(cmd, label=label, env=base_env() | env if env else None)
         result.update(read_run(runs_dir) if result["rc"] == 0 else {})
         return result
     finally:
@@ -1596,26 +1599,49 @@ def speed_mnist_mlp(args, mnist: Path) -> tuple[list[str], dict]:
     epochs = QUICK_EPOCHS["mnist_mlp"] if args.quick else shipped["epochs"]
     sets = [f"data.path={mnist}"] + ([f"train.epochs={epochs}"] if args.quick else [])
     dl_name = f"`dltool train {config}` (as shipped: {shipped['backend']}, {shipped['precision']})"
+    cold_name = "the same, JAX's compilation cache empty (`DLTOOL_JAX_CACHE=EMPTY_FOLDER`)"
     plain_name = "`plain_keras_mnist.py --tuned`, KERAS_BACKEND=jax"
+    warm_cache = Path(tempfile.mkdtemp(prefix="dltool-bench-jax-cache-"))
+
+    def cold(i: int) -> dict:
+        with tempfile.TemporaryDirectory(prefix="dltool-bench-jax-cache-") as empty:
+            env = {"DLTOOL_JAX_CACHE": empty}
+            return dltool_train(config, sets + [f"seed={shipped['seed'] + i}"], label="speed A cold", env=env)
+
+    # Seeds config, config+1, ...: the plain script is unseeded, so both accuracies are medians over initializations.
     variants = {
-        # Seeds config, config+1, ...: the plain script is unseeded, so both accuracies are medians over initializations.
-        dl_name: lambda i: dltool_train(config, sets + [f"seed={shipped['seed'] + i}"], label="speed A dltool"),
+        dl_name: lambda i: dltool_train(
+            config,
+            sets + [f"seed={shipped['seed'] + i}"],
+            label="speed A dltool",
+            env={"DLTOOL_JAX_CACHE": str(warm_cache)},
+        ),
+        cold_name: cold,
         plain_name: lambda i: plain_script(mnist, True, epochs, "speed A tuned jax", backend="jax"),
     }
-    results = alternate(variants, args.repeats, "speed A")
-    dl, plain = results[dl_name], results[plain_name]
+    try:
+        log("speed A: one untimed dltool run fills JAX's compilation cache, as a user's first run of the config does")
+        dltool_train(config, sets, label="speed A warm-up", env={"DLTOOL_JAX_CACHE": str(warm_cache)})
+        results = alternate(variants, args.repeats, "speed A")
+    finally:
+        shutil.rmtree(warm_cache, ignore_errors=True)
+    dl, cold_runs, plain = results[dl_name], results[cold_name], results[plain_name]
     accuracy = points_apart(med(values(dl, "test_accuracy")), med(values(plain, "test_accuracy")))
     lines = [
         f"### A. `{config}` as shipped against the tuned plain script on JAX",
         "",
         f"{epochs} epoch(s) of batch 32 on both sides, data `{mnist}`; dltool with `--set data.path=MNIST -q` and "
-        f"seed {shipped['seed']} + repeat; the script unseeded.",
+        f"seed {shipped['seed']} + repeat; the script unseeded. dltool keeps what JAX compiles in a cache folder "
+        "(docs/backends.md): the first row runs with the cache a first run of the config filled (one untimed run "
+        "before the rounds), as every run after a user's first finds it; the second with an empty cache each time, "
+        "as a user's very first run (the script compiles everything in every run).",
         "",
     ]
     lines += figures_table(results)
     lines += comparison_table(
         [
             wall_target_row(dl, plain, "script", MLP_WALL_RATIO),
+            ["wall, dltool with an empty cache / script", ratio_cell(cold_runs, plain, "wall")[1], "(none)", ""],
             target_row(
                 "peak RSS, dltool / script",
                 ratio_cell(dl, plain, "rss_mb"),
@@ -1849,16 +1875,34 @@ def speed_section(args) -> list[str]:
     if args.quick:
         lines += ["*Quick pass: fewer epochs on both sides alike, one repeat; the figures are indicative only.*", ""]
     all_results: dict = {}
-    if mnist.exists():
-        for part in (speed_mnist_mlp, speed_convnet):
+    parts = {part.strip().upper() for part in args.speed_parts.split(",")}
+    kept = previous_speed_parts(Path(args.output)) if parts != set("ABCD") else {}
+    if kept:
+        lines += [
+            f"Parts {', '.join(sorted(set(kept) - parts))} are kept from the previous report "
+            f"(`--speed-parts {args.speed_parts}` re-ran {', '.join(sorted(parts))}).",
+            "",
+        ]
+    for letter, part in (("A", speed_mnist_mlp), ("B", speed_convnet)):
+        if letter not in parts:
+            lines += kept.get(letter, [])
+        elif mnist.exists():
             part_lines, results = part(args, mnist)
             lines += part_lines
             all_results.update(results)
+        else:
+            lines += [f"**{letter} skipped**: real MNIST not found at `{mnist}` (give `--mnist PATH`).", ""]
+    if "C" in parts:
+        part_lines, results = speed_quickstart(args)
+        lines += part_lines
+        all_results.update(results)
     else:
-        lines += [f"**A and B skipped**: real MNIST not found at `{mnist}` (give `--mnist PATH`).", ""]
-    part_lines, results = speed_quickstart(args)
-    lines += part_lines
-    all_results.update(results)
+        lines += kept.get("C", [])
+    if "D" not in parts:
+        lines += kept.get("D", [])
+        lines += failures(all_results)
+        lines += [f"Load average before the section: {load_before}; after: {load_snapshot()} (1, 5, 15 min).", ""]
+        return lines
     lines += [
         "### D. Every shipped config: dltool as shipped against the best hand-written script",
         "",
@@ -1894,6 +1938,26 @@ def speed_section(args) -> list[str]:
     lines += failures(all_results)
     lines += [f"Load average before the section: {load_before}; after: {load_snapshot()} (1, 5, 15 min).", ""]
     return lines
+
+
+def previous_speed_parts(report: Path) -> dict[str, list[str]]:
+    """{letter: its lines} of the speed section's parts (### A. to ### D.) in an existing report; D ends before the
+    section's closing load line."""
+    if not report.exists():
+        return {}
+    parts: dict[str, list[str]] = {}
+    current = None
+    for line in report.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            current = None
+        elif line.startswith("### ") and len(line) > 5 and line[4] in "ABCD" and line[5] == ".":
+            current = line[4]
+            parts[current] = []
+        elif current == "D" and line.startswith("Load average before the section"):
+            current = None
+        if current is not None:
+            parts[current].append(line)
+    return parts
 
 
 SECTION_FUNCS = {
@@ -1945,6 +2009,12 @@ def main(argv: list[str] | None = None) -> int:
         help="real MNIST npz, relative to the repo root (default ../shared/data/mnist.npz)",
     )
     parser.add_argument("--only", default=None, help=f"comma-separated sections among {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--speed-parts",
+        default="A,B,C,D",
+        help="the speed section's parts to run (A: mnist_mlp, B: convnet, C: quickstart, D: every config); "
+        "the others are kept from the previous report",
+    )
     parser.add_argument(
         "--output", default=str(BENCH / "RESULTS.md"), help="markdown report (default benchmarks/RESULTS.md)"
     )

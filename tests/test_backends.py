@@ -353,12 +353,12 @@ print("TENSORFLOW IMPORTED" if "tensorflow" in sys.modules else "TENSORFLOW NOT 
 """
 
 
-def _train_in_a_fresh_process(folder: Path, config: str) -> subprocess.CompletedProcess:
+def _train_in_a_fresh_process(folder: Path, config: str, **env: str) -> subprocess.CompletedProcess:
     """`dltool train CONFIG` in a process of its own, which says last whether it imported TensorFlow."""
     result = subprocess.run(
         [sys.executable, "-c", IN_A_FRESH_PROCESS, "train", config, "-q", "--runs-dir", "runs"],
         cwd=folder,
-        env={**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1"},
+        env={**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1", **env},
         capture_output=True,
         text=True,
         timeout=180,
@@ -384,11 +384,15 @@ model: {input_shape: [4], layers: [{Dense: {units: 8, activation: relu}}, {Dense
 train: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 3, batch_size: 8}
 """
     )
-    result = _train_in_a_fresh_process(tmp_path, "npz.yaml")
+    cache = tmp_path / "jax-cache"
+    env = {"DLTOOL_JAX_CACHE": str(cache), "JAX_COMPILATION_CACHE_DIR": ""}  # empty: not set
+    result = _train_in_a_fresh_process(tmp_path, "npz.yaml", **env)
     assert result.stdout.strip().endswith("TENSORFLOW NOT IMPORTED"), result.stdout
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "run.json").read_text())["status"] == "COMPLETED"
     assert "TensorFlow imported" not in (run / "train.log").read_text()
+    # JAX kept what it compiled (the train, test and predict steps, the initializers) for the next run.
+    assert len([p for p in cache.iterdir() if p.is_file()]) >= 3
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util.tensor_util import make_ndarray
@@ -506,3 +510,47 @@ def test_info_says_what_precision_auto_picks_and_why(monkeypatch):
         "policy": "float32",
         "reason": "the CPU has no bfloat16 instructions (AVX512-BF16 or AMX)",
     }
+
+
+def test_jax_s_compilation_cache_folder_is_per_machine_and_the_user_s_own_setting_wins(monkeypatch, tmp_path):
+    from dltool import backend
+
+    for name in ("JAX_COMPILATION_CACHE_DIR", "DLTOOL_JAX_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2", "fma"})
+    here = backend.jax_compilation_cache_folder()
+    assert here.parent == tmp_path / "dltool" / "jax" and len(here.name) == 16
+    monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2", "fma", "avx512_bf16"})
+    assert backend.jax_compilation_cache_folder() != here  # code compiled for one CPU is never loaded on another
+
+    monkeypatch.setenv("DLTOOL_JAX_CACHE", str(tmp_path / "mine"))
+    assert backend.jax_compilation_cache_folder() == tmp_path / "mine"
+    monkeypatch.setenv("DLTOOL_JAX_CACHE", "off")
+    assert backend.jax_compilation_cache_folder() is None
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-own"))
+    assert backend.jax_compilation_cache_folder() == tmp_path / "jax-own"
+
+
+def test_the_jax_compilation_cache_is_set_before_jax_starts_keeping_every_program(monkeypatch, tmp_path):
+    from dltool import backend
+
+    for name in (
+        "JAX_COMPILATION_CACHE_DIR", "DLTOOL_JAX_CACHE", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+        "JAX_COMPILATION_CACHE_MAX_SIZE",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DLTOOL_JAX_CACHE", "off")
+    backend._use_jax_compilation_cache()
+    assert "JAX_COMPILATION_CACHE_DIR" not in os.environ
+    monkeypatch.setenv("DLTOOL_JAX_CACHE", str(tmp_path))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")  # the user's own setting stays
+    backend._use_jax_compilation_cache()
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path)
+    assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "2"
+    assert os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(1024**3)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("DLTOOL_JAX_CACHE", str(tmp_path / "a-file" / "jax"))  # cannot be created: no cache
+    backend._use_jax_compilation_cache()
+    assert "JAX_COMPILATION_CACHE_DIR" not in os.environ

@@ -384,7 +384,8 @@ class TrainConfig(Strict):
     batch_size: PositiveInt = 32
     shuffle: bool = True
     steps_per_execution: PositiveInt = Field(
-        32, description="Batches run per call into TensorFlow; larger is faster, results are the same."
+        32,
+        description="Batches run per call into the backend (TensorFlow, JAX); larger is faster, results are the same.",
     )
     jit_compile: Annotated[Literal["auto"] | bool, BeforeValidator(auto_or_bool)] = Field(
         "auto", description="XLA compilation: auto, true or false."

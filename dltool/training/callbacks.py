@@ -8,6 +8,7 @@ imports it, inside ``fit``, once the backend is chosen and Keras loaded, so
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,11 @@ def monitor_direction(model, monitor: str, mode: str = "auto") -> str | None:
 class EpochRecorder(keras.callbacks.Callback):
     """Times each epoch and the first training step, adds the learning rate (and the phase), stops on a non-finite
     loss; ``rows`` holds the epochs, ``first_step`` the ``perf_counter`` time the first batch ended (None before)."""
+
+    # Keras calls the batch hooks of callbacks that all say async_safe from a worker thread, so the training loop
+    # goes on while a step's logs are computed; one callback without it makes every step wait for its logs
+    # (mnist_mlp on JAX: 15 % of its fit). first_step then reads when the step's logs were ready.
+    async_safe = True
 
     def __init__(self, phase: int | None = None):
         super().__init__()
@@ -172,25 +178,50 @@ class Persist(keras.callbacks.Callback):
 
 
 class Watch(keras.callbacks.Callback):
-    """Progress for the observer, and a stop between batches when ``should_stop()`` turns true."""
+    """Progress for the observer, and a stop between batches when ``should_stop()`` turns true.
+
+    Async-safe (see :class:`EpochRecorder`): the batch-end hooks may run in Keras's worker threads, several at
+    once and out of order, so the observer hears them one at a time and never a step older than one it has
+    heard. The stop is asked on the main thread before each call of the train or test function, and again when a
+    call's logs come in (raised there, Keras re-raises it on the main thread at its next batch or at the epoch's
+    end).
+    """
+
+    async_safe = True
 
     def __init__(self, observer: Observer, should_stop: Callable[[], bool] | None):
         super().__init__()
         self.observer = observer
         self.should_stop = should_stop or (lambda: False)
+        self._progress_lock = threading.Lock()
+        self._last_step = 0
 
     def on_train_begin(self, logs=None):
         self.observer.on_train_begin(self.params.get("epochs"), self.params.get("steps"))
 
     def on_epoch_begin(self, epoch, logs=None):
+        with self._progress_lock:  # Keras has waited for the last epoch's batch hooks (on_epoch_end)
+            self._last_step = 0
         self.observer.on_epoch_begin(epoch + 1)
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self._stop_if_asked()
+
     def on_train_batch_end(self, batch, logs=None):
-        if self.should_stop():
-            raise StopRequested()
-        self.observer.on_batch_end(batch + 1, logs)
+        self._stop_if_asked()
+        with self._progress_lock:
+            if batch + 1 <= self._last_step:
+                return
+            self._last_step = batch + 1
+            self.observer.on_batch_end(batch + 1, logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._stop_if_asked()
 
     def on_test_batch_end(self, batch, logs=None):
+        self._stop_if_asked()
+
+    def _stop_if_asked(self) -> None:
         if self.should_stop():
             raise StopRequested()
 

@@ -7,6 +7,7 @@ import math
 from ..config import BACKBONE, ExperimentConfig, layer_name_and_args
 from ..errors import ConfigError, did_you_mean
 from ..keras_io import INPUT_NAME
+from .fused_steps import fuse_steps
 
 _NESTED_LAYER_ARGS = ("layer", "backward_layer")
 
@@ -175,6 +176,7 @@ def compile_model(model, config: ExperimentConfig) -> None:
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"Keras could not compile the model: {exc}", path="train") from None
+    fuse_steps(model)
 
 
 def layer_table(model) -> list[tuple[str, str, int]]:
