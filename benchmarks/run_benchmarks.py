@@ -1630,7 +1630,8 @@ def speed_mnist_mlp(args, mnist: Path) -> tuple[list[str], dict]:
     lines = [
         f"### A. `{config}` as shipped against the tuned plain script on JAX",
         "",
-        f"{epochs} epoch(s) of batch 32 on both sides, data `{mnist}`; dltool with `--set data.path=MNIST -q` and "
+        f"{args.repeats} repeat(s), {epochs} epoch(s) of batch 32 on both sides, data `{mnist}`; dltool with "
+        "`--set data.path=MNIST -q` and "
         f"seed {shipped['seed']} + repeat; the script unseeded. dltool keeps what JAX compiles in a cache folder "
         "(docs/backends.md): the first row runs with the cache a first run of the config filled (one untimed run "
         "before the rounds), as every run after a user's first finds it; the second with an empty cache each time, "

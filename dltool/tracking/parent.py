@@ -81,15 +81,20 @@ class ParentRun:
         metrics: dict[str, float] | None = None,
         artifacts: list[Path] = (),
     ) -> None:
-        """Log ``tags``, the finite ``metrics`` and ``artifacts``, then end the run: ``status`` is 'completed'
-        (FINISHED), 'interrupted' (KILLED) or 'failed' (FAILED). Nothing is sent after a failure."""
+        """Log ``tags``, the finite ``metrics`` (at step 0, or one step past those a resumed run logged before)
+        and ``artifacts``, then end the run: ``status`` is 'completed' (FINISHED), 'interrupted' (KILLED) or
+        'failed' (FAILED). Nothing is sent after a failure."""
         if self.store is None or self.problem is not None:
             return
         try:
             if tags:
                 self.store.set_tags(self.run_id, tags)
-            finite = [(k, float(v), 0) for k, v in (metrics or {}).items() if _finite(v)]
-            self.store.log_metrics(self.run_id, finite)
+            finite = {k: float(v) for k, v in (metrics or {}).items() if _finite(v)}
+            # Step 0 the first time the run ends, the next step after each resume: one value per session of the
+            # sweep or cv in the metric's history, never two at one step.
+            logged = self.store.logged_steps(self.run_id, finite)
+            step = 1 + max((max(steps) for steps in logged.values() if steps), default=-1)
+            self.store.log_metrics(self.run_id, [(key, value, step) for key, value in finite.items()])
             self.store.log_artifacts(self.run_id, [path for path in artifacts if Path(path).is_file()])
             final = PARENT_STATUS[status]
             self.store.set_tags(self.run_id, {TAG_STATUS: final})

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, artifacts
+from conftest import TINY, artifacts, steps
 from e2e_support import IRIS_CONFIG, REPO
 
 pytest.importorskip("optuna", reason="sweeps need optuna: pip install -e '.[sweep]'")
@@ -83,6 +83,10 @@ def test_a_resumed_sweep_takes_up_its_parent_run_again(tmp_path, mlflow_uri, cli
     assert [p.info.run_id for p in parents] == [first[0].info.run_id] == [parent.run_id]
     assert len(children) == 3 and {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.run_id}
     assert parents[0].info.status == "FINISHED"
+    # The best objective once per session of the sweep: step 0 when it first ended, step 1 after the resume.
+    assert steps(client, parent.run_id, "best_val_loss") == [0, 1]
+    best = json.loads((again.folder / "summary.json").read_text())["best"]
+    assert parents[0].data.metrics["best_val_loss"] == pytest.approx(best["objective"])
 
 
 def test_an_interrupted_sweep_ends_its_parent_killed(tmp_path, mlflow_uri, client):
