@@ -159,7 +159,13 @@ def system_info() -> dict:
             "on" if tf.config.optimizer.get_jit() else "off"
         )
     elif name == "jax":
-        xla = "always (JAX compiles every function with XLA)"
+        # Set before JAX started (backend._use_jax_compilation_cache), unless off or unwritable.
+        cache = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+        xla = "always (JAX compiles every function with XLA); " + (
+            f"compiled programs kept in {cache}"
+            if cache
+            else "no compilation cache (DLTOOL_JAX_CACHE=off, or its folder cannot be written)"
+        )
     else:
         xla = "off (torch runs eagerly)"
     optional = {module: _package_version(module) for module in OPTIONAL_PACKAGES}

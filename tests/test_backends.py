@@ -393,6 +393,12 @@ train: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 3, b
     assert "TensorFlow imported" not in (run / "train.log").read_text()
     # JAX kept what it compiled (the train, test and predict steps, the initializers) for the next run.
     assert len([p for p in cache.iterdir() if p.is_file()]) >= 3
+    shown = subprocess.run(
+        [sys.executable, "-m", "dltool", "info", "--backend", "jax"],
+        env={**os.environ, "PYTHONPATH": str(REPO), "NO_COLOR": "1", "COLUMNS": "400", **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert f"compiled programs kept in {cache}" in shown.stdout, shown.stdout + shown.stderr
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util.tensor_util import make_ndarray
