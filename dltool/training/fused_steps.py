@@ -11,8 +11,9 @@ computes. (Keeping the inputs on the device and gathering each batch there inste
 configs/mnist_mlp.yaml, whose fit is the step's own computation once fused, and a second copy of the data.)
 
 Fused only where it pays and is safe: the JAX backend, jit on, no ``keras.distribution`` (whose data layouts
-Keras applies per batch), more than one step per execution, and a group of batches small enough to stack (:data:`MAX_STACKED_BYTES`; image batches of a large model gain nothing from it). Anything else
-runs as Keras runs it.
+Keras applies per batch), more than one step per execution, and a group of batches small enough to stack
+(:data:`MAX_STACKED_BYTES`; image batches of a large model gain nothing from it). Anything else runs as Keras
+runs it.
 """
 
 from __future__ import annotations
