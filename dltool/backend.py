@@ -139,14 +139,19 @@ BFLOAT16_GPU_CAPABILITY = (8, 0)  # NVIDIA Ampere and newer compute bfloat16 on 
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags as Linux's /proc/cpuinfo names them (empty where there is no such file)."""
+    return set(_cpuinfo_field("flags").split())
+
+
+def _cpuinfo_field(name: str) -> str:
+    """The first CPU's ``name`` line of Linux's /proc/cpuinfo ('flags', 'model name'); empty where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
 
 
 def gpu_capabilities() -> list[tuple[int, int]]:
@@ -267,13 +272,8 @@ def _machine_digest() -> str:
         jaxlib = version("jaxlib")
     except PackageNotFoundError:
         jaxlib = "unknown"
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
-            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
-    except OSError:
-        pass
-    described = "\n".join([platform.machine(), platform.processor(), model, " ".join(sorted(cpu_flags())), jaxlib])
+    model, flags = _cpuinfo_field("model name"), " ".join(sorted(cpu_flags()))
+    described = "\n".join([platform.machine(), platform.processor(), model, flags, jaxlib])
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 

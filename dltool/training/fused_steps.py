@@ -63,7 +63,7 @@ def _fused_function(step: Callable, steps_per_execution: int) -> Callable:
                 batches.append(next(iterator))
             except StopIteration:
                 break
-        stacked = _stack(batches) if len(batches) == steps_per_execution and _stackable(batches) else None
+        stacked = _stacked(batches) if len(batches) == steps_per_execution else None
         # The batches were gathered while the previous call computed; wait for it before queueing this one, or
         # the loop runs a whole epoch ahead of the computation, holding every queued group in memory.
         if running:
@@ -71,8 +71,8 @@ def _fused_function(step: Callable, steps_per_execution: int) -> Callable:
         if stacked is not None:
             logs, state = all_steps(state, stacked)
         else:
-            # The epoch's last, shorter group (and a smaller last batch): step by step, as Keras does; a scan of
-            # another length would compile anew.
+            # The epoch's last, shorter group (a scan of another length would compile anew), or a group that
+            # cannot be stacked: step by step, as Keras does.
             for batch in batches:
                 logs, state = one_step(state, batch)
         running.append(logs)
@@ -81,28 +81,27 @@ def _fused_function(step: Callable, steps_per_execution: int) -> Callable:
     return iterator_step
 
 
-def _stackable(batches: list) -> bool:
-    """Whether the batches have one structure, one shape per leaf, and fit :data:`MAX_STACKED_BYTES` together."""
+def _stacked(batches: list):
+    """The batches stacked along a new first axis (NumPy on the host, jnp where they are on a device), or None
+    where they differ in structure, shape or dtype, or together exceed :data:`MAX_STACKED_BYTES`."""
     import jax
 
-    first, first_tree = jax.tree.flatten(batches[0])
-    shapes = [(getattr(leaf, "shape", None), getattr(leaf, "dtype", None)) for leaf in first]
-    if any(shape is None for shape, _ in shapes):
-        return False
-    for batch in batches[1:]:
-        leaves, tree = jax.tree.flatten(batch)
-        if tree != first_tree or [(leaf.shape, leaf.dtype) for leaf in leaves] != shapes:
-            return False
-    return sum(leaf.nbytes for leaf in first) * len(batches) <= MAX_STACKED_BYTES
+    flat = [jax.tree.flatten(batch) for batch in batches]
+    first, first_tree = flat[0]
+    if not all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") for leaf in first):
+        return None
+    signature = [(leaf.shape, leaf.dtype) for leaf in first]
+    if any(tree != first_tree or [(leaf.shape, leaf.dtype) for leaf in leaves] != signature for leaves, tree in flat):
+        return None
+    if sum(leaf.nbytes for leaf in first) * len(batches) > MAX_STACKED_BYTES:
+        return None
+    columns = zip(*(leaves for leaves, _ in flat))
+    return jax.tree.unflatten(first_tree, [_stack_leaves(column) for column in columns])
 
 
-def _stack(batches: list):
-    """The batches stacked along a new first axis: NumPy on the host, or jnp where they are on a device."""
+def _stack_leaves(leaves):
     import jax
 
-    def stack(*leaves):
-        if any(isinstance(leaf, jax.Array) for leaf in leaves):
-            return jax.numpy.stack(leaves)
-        return np.stack(leaves)
-
-    return jax.tree.map(stack, *batches)
+    if any(isinstance(leaf, jax.Array) for leaf in leaves):
+        return jax.numpy.stack(leaves)
+    return np.stack(leaves)
