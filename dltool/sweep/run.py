@@ -34,7 +34,7 @@ from ..runs import Run, process_start, runs_dir
 from ..tracking.parent import ParentRun, child_tracking, open_parent
 from ..training.observer import Observer
 from .report import objective_value, progress, write_summary
-from .sampler import encoded_choices, first_duplicate, sets_left, sweep_sampler
+from .sampler import claim, encoded_choices, first_duplicate, sets_left, sweep_sampler
 from .spec import (
     SweepSpec,
     base_config_yaml,
@@ -98,8 +98,9 @@ class Sweep:
     def sample(self, trial) -> dict:
         """Ask ``trial`` for a value of every parameter (decoded back to config values).
 
-        Raises DuplicateDraw when another trial holds the same values (two workers drew them at once, or the
-        space is used up); the trial is marked and the sweep draws again.
+        Raises DuplicateDraw when another trial holds the same values (two workers drew them at once, a draw
+        took the values of a dead worker's trial before its retry ran, or the space is used up); the trial is
+        marked and the sweep draws again.
         """
         params = {}
         encoded = encoded_choices(self.spec)
@@ -111,11 +112,13 @@ class Sweep:
                 params[key] = trial.suggest_int(key, *p.low_high)
             else:
                 params[key] = trial.suggest_float(key, *p.low_high, log=p.kind == "loguniform")
-        if trial.number in self.study.sampler.drawn:  # an enqueued trial (a retry, or one a user queued) runs as given
+        # A trial a user queued runs as given; a retry of a dead worker's trial may find a draw took its values.
+        if trial.number in self.study.sampler.drawn or "retry_of" in trial.user_attrs:
             other = first_duplicate(self.study, trial.number, trial.params)
             if other is not None:
                 trial.set_user_attr("duplicate", f"skipped: the same values as trial {other.number}")
                 raise DuplicateDraw(other.number)
+            claim(trial)
         return params
 
 

@@ -7,8 +7,11 @@ draw *n* of a sweep is the same in whichever process makes it, where *n* counts 
 ran, run or wait: a trial stopped by Ctrl-C or whose worker died gives its place back, so its values are
 drawn again by the next trial and a one-worker sweep gives the same parameter sets, killed and resumed or
 not. Grid sweeps draw among the grid points no trial holds, so a point whose trial was stopped runs again.
-Two workers drawing in the same instant can still pick the same set by chance: :func:`first_duplicate`
-finds that after the fact and the later trial is skipped.
+Workers drawing in the same instant from a finite space take different places in one shuffle of its unused
+sets; should two still pick the same set (a random draw by chance, or
+three workers interleaved so that they see different unused sets),
+:func:`first_duplicate` finds that after the fact and one of them is skipped. A dead worker's trial retried with
+its values is checked the same way: a draw that took them in the meantime keeps them.
 """
 
 from __future__ import annotations
@@ -83,12 +86,26 @@ def _params(trial) -> dict:
 
 
 def first_duplicate(study, number: int, params: dict):
-    """Another trial that holds the same parameter set as trial ``number``, or None."""
+    """The trial that keeps the parameter set trial ``number`` drew, should another hold it: an earlier trial,
+    or a later one that has already claimed it (see :func:`claim`); else None.
+
+    Of two trials that check at the same instant the later one yields, so a set is never skipped by both."""
     key = _key(params, sorted(params))
     for t in study.get_trials(deepcopy=False):
-        if t.number != number and _holds(t) and _key(_params(t), sorted(params)) == key:
+        if (
+            t.number != number
+            and _holds(t)
+            and (t.number < number or "claimed" in t.user_attrs)
+            and _key(_params(t), sorted(params)) == key
+        ):
             return t
     return None
+
+
+def claim(trial) -> None:
+    """Mark that ``trial`` checked its parameter set and runs it: an earlier trial that draws the same set now
+    yields to it (:func:`first_duplicate`)."""
+    trial.set_user_attr("claimed", True)
 
 
 def sets_left(study, spec, *, running: bool = True) -> int | None:
@@ -145,7 +162,10 @@ class _Draws:
             return {}
         optuna = import_optuna()
         trials = study.get_trials(deepcopy=False)
-        draw = sum(_holds(t) for t in trials if t.number < trial.number)
+        before = [t for t in trials if t.number < trial.number and _holds(t)]
+        draw = len(before)
+        # Trials before this one that hold a place but show no values yet: workers that drew in the same instant.
+        pending = sum(_key(_params(t), self.names) is None for t in before)
         held = {_key(_params(t), self.names) for t in trials if t.number != trial.number and _holds(t)}
         self.drawn.add(trial.number)
         params: dict = {}
@@ -162,7 +182,10 @@ class _Draws:
         if unused:
             import numpy as np
 
-            return dict(zip(self.names, unused[np.random.RandomState(_seed(self.seed, draw)).randint(len(unused))]))
+            # Workers that drew at once see the same unused sets and the same draw - pending: each takes its own
+            # place in one shuffle of them, so they do not pick the same set (one worker alone: pending is 0).
+            order = np.random.RandomState(_seed(self.seed, draw - pending)).permutation(len(unused))
+            return dict(zip(self.names, unused[order[pending % len(unused)]]))
         # The space is used up: a duplicate, which Sweep.sample skips, and the sweep stops.
         return params or dict(zip(self.names, next(itertools.product(*_finite_values(self.space)))))
 

@@ -758,6 +758,51 @@ def test_two_workers_drawing_the_same_set_at_once_run_it_once(tmp_path):
     )
 
 
+def test_two_trials_that_check_the_same_set_at_once_do_not_both_yield(tmp_path):
+    from dltool.sweep.run import create_sweep
+    from dltool.sweep.sampler import claim, first_duplicate
+
+    body = "method: random\ntrials: 2\nparameters:\n  train.batch_size: {choice: [8]}\n"
+    sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")
+    first, second = sweep.study.ask(), sweep.study.ask()
+    for trial in (first, second):
+        trial.suggest_categorical("train.batch_size", [8])  # both hold 8, neither has checked yet
+    assert first_duplicate(sweep.study, first.number, first.params) is None  # the earlier one keeps it
+    assert first_duplicate(sweep.study, second.number, second.params).number == first.number
+    claim(second)  # had the later one checked and claimed it first, the earlier one would yield
+    assert first_duplicate(sweep.study, first.number, first.params).number == second.number
+
+
+def test_a_retry_whose_values_a_draw_took_meanwhile_is_skipped(tmp_path):
+    from dltool.sweep.run import DuplicateDraw, create_sweep
+
+    # A resumed worker drew the values of a dead worker's trial (its place given back) before another worker
+    # enqueued that trial's retry: the retry yields, so the values run once.
+    body = "method: random\ntrials: 3\nparameters:\n  train.batch_size: {choice: [8]}\n"
+    sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")
+    drawn = sweep.study.ask()
+    sweep.sample(drawn)
+    sweep.study.enqueue_trial({"train.batch_size": 8}, user_attrs={"retry_of": 0})
+    retry = sweep.study.ask()
+    assert retry.user_attrs["retry_of"] == 0
+    with pytest.raises(DuplicateDraw):
+        sweep.sample(retry)
+
+
+def test_grid_workers_drawing_at_once_take_different_points(tmp_path):
+    from dltool.sweep.run import create_sweep
+
+    # Three workers ask before any of them has set its values (CI once saw two grid workers collide here).
+    # A random sweep's draws at once can still collide by chance: first_duplicate skips the later one.
+    for seed in range(8):
+        body = f"method: grid\nseed: {seed}\nparameters:\n  model.layers[0].Dense.units: {{choice: [4, 6, 8]}}\n"
+        sweep = create_sweep(write_sweep(tmp_path, body), runs_root=tmp_path / "runs")
+        trials = [sweep.study.ask() for _ in range(3)]
+        [t.relative_params for t in trials]  # each draws now (Optuna draws on first use), none holds values yet
+        drawn = [sweep.sample(t)["model.layers[0].Dense.units"] for t in trials]
+        assert sorted(drawn) == [4, 6, 8], f"seed {seed}: {drawn}"
+
+
 # --------------------------------------------------------------------------- objective.cv (issue 25)
 @pytest.mark.parametrize(
     "body, message",
