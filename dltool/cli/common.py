@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -213,3 +214,21 @@ def warn_tracking(parent) -> None:
     warning = parent.take_warning() if parent is not None else None
     if warning:
         err.print(f"warning: {warning}", highlight=False, markup=False)
+
+
+def keras_for_run_after_run(verbose: bool, experiment) -> None:
+    """Import Keras for ``experiment``'s backend and devices in a process that trains run after run (a sweep's
+    trials, a cv's folds). TensorFlow's retracing notes, expected when every run builds a new model, stay
+    hidden unless --verbose."""
+    from ..backend import import_keras
+
+    import_keras(verbose, backend=experiment.backend, devices=experiment.train.devices)
+    if not verbose:
+        logging.getLogger("tensorflow").setLevel("ERROR")
+
+
+def dead_worker_printer(consequence: str):
+    """``run_workers``' on_worker_died callback: a stderr line naming the worker, its signal and ``consequence``."""
+    return lambda pid, sig: err.print(
+        f"worker {pid} died (signal {sig}); {consequence}, a new worker takes over", highlight=False, markup=False
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,19 @@ from typing import Annotated
 import typer
 
 from ..errors import TrainingError, UsageError
-from .common import AsJson, Overrides, RunsDir, Verbose, err, out, reported_errors, say, warn_tracking
+from .common import (
+    AsJson,
+    Overrides,
+    RunsDir,
+    Verbose,
+    dead_worker_printer,
+    err,
+    keras_for_run_after_run,
+    out,
+    reported_errors,
+    say,
+    warn_tracking,
+)
 
 CV_EXAMPLE = (
     "Example: dltool cv configs/digits_mlp.yaml --folds 5   |   dltool cv --resume latest   |   "
@@ -120,18 +131,10 @@ def cv_command(
                     workers,
                     runs_root=runs_dir,
                     quiet=quiet,
-                    on_worker_died=lambda pid, sig: err.print(
-                        f"worker {pid} died (signal {sig}); its fold runs again, a new worker takes over",
-                        highlight=False,
-                        markup=False,
-                    ),
+                    on_worker_died=dead_worker_printer("its fold runs again"),
                 )
             else:
-                from ..backend import import_keras
-
-                import_keras(verbose, backend=cv.base.backend, devices=cv.base.train.devices)
-                if not verbose:  # tf.function retracing notes: expected when every fold builds a new model
-                    logging.getLogger("tensorflow").setLevel("ERROR")
+                keras_for_run_after_run(verbose, cv.base)
                 cvs.work(
                     cv,
                     runs_root=runs_dir,

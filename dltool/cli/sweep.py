@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,18 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .common import AsJson, JUnitFile, RunsDir, Verbose, err, out, reported_errors, say, warn_tracking
+from .common import (
+    AsJson,
+    JUnitFile,
+    RunsDir,
+    Verbose,
+    dead_worker_printer,
+    keras_for_run_after_run,
+    out,
+    reported_errors,
+    say,
+    warn_tracking,
+)
 
 SweepTarget = Annotated[
     str | None, typer.Argument(metavar="SWEEP.yaml | show", help="The sweep file to start; or `show ID`.")
@@ -139,19 +149,12 @@ def sweep_command(
                     storage_url=storage,
                     trials_per_worker=trials_per_worker or None,
                     quiet=quiet,
-                    on_worker_died=lambda pid, sig: err.print(
-                        f"worker {pid} died (signal {sig}); its trial will be retried once, a new worker takes over",
-                        highlight=False,
-                        markup=False,
-                    ),
+                    on_worker_died=dead_worker_printer("its trial will be retried once"),
                 )
             else:
-                from ..backend import import_keras
                 from .display.reports import trial_line
 
-                import_keras(verbose, backend=sweep_obj.base.backend, devices=sweep_obj.base.train.devices)
-                if not verbose:  # tf.function retracing notes: expected when every trial builds a new model
-                    logging.getLogger("tensorflow").setLevel("ERROR")
+                keras_for_run_after_run(verbose, sweep_obj.base)
                 metric = sweep_obj.spec.objective.metric
                 sweeps.work(
                     sweep_obj,
