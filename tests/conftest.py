@@ -1,8 +1,9 @@
-"""Fixtures shared across test modules: tiny trained runs, made once per session."""
+"""Fixtures shared across test modules: tiny trained runs, made once per session; and the quick loop's guard."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -67,3 +68,32 @@ def backbone_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("backbone")
     weights = save_backbone_weights(root / "mobilenet_v3_small.weights.h5")
     return train_in(root, backbone_config(write_photos(root / "photos"), weights))
+
+
+# The quick loop (`pytest -m "not slow"`) stays under 30 s only while none of its tests imports Keras: importing
+# TensorFlow alone takes 5-8 s. The first quick test after which Keras is loaded fails the session, named.
+_first_keras_test: list[str] = []
+
+
+def _quick_loop(config) -> bool:
+    return (config.getoption("markexpr") or "").replace(" ", "") == "notslow"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    if not _first_keras_test and "keras" in sys.modules and _quick_loop(item.config):
+        _first_keras_test.append(item.nodeid)
+
+
+def pytest_sessionfinish(session):
+    if _first_keras_test and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _first_keras_test:
+        terminalreporter.write_line(
+            f"FAILED the quick loop: Keras was imported by {_first_keras_test[0]} (or, were it the first test, at "
+            "collection); mark that test @pytest.mark.slow  # imports Keras and TensorFlow (seconds)",
+            red=True,
+        )

@@ -369,6 +369,7 @@ def _train_in_a_fresh_process(folder: Path, config: str, **env: str) -> subproce
 
 @pytest.mark.jax
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_jax_run_on_npz_never_imports_tensorflow_and_its_tensorboard_logs_read_back(tmp_path):
     """Importing TensorFlow costs a JAX run seconds and hundreds of MB it never uses: not for the data (arrays),
     the seed, saving the model (Keras asks whether TensorFlow is there) or the TensorBoard logs."""
@@ -416,6 +417,7 @@ train: {loss: sparse_categorical_crossentropy, metrics: [accuracy], epochs: 3, b
 
 @pytest.mark.jax
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_streamed_jax_run_imports_tensorflow_for_tf_data_and_says_why(tmp_path):
     pytest.importorskip("jax")
     rows = "\n".join(f"{i % 7},{i % 5},{'abc'[i % 3]}" for i in range(60))
@@ -479,6 +481,7 @@ def test_cpu_flags_are_read_from_proc_cpuinfo(monkeypatch, tmp_path):
     assert backend.cpu_flags() == set()
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_auto_precision_is_resolved_into_the_config_with_its_reason(monkeypatch):
     from dltool import backend
     from dltool.training.session import resolve_precision

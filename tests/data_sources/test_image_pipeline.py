@@ -15,8 +15,13 @@ from dltool.data.image_pipeline import file_decoder
 from dltool.data.images import ImageSettings, read_image
 from dltool.data.streaming import TEST, TRAIN, VALIDATION
 
-tf = pytest.importorskip("tensorflow")
 Image = pytest.importorskip("PIL.Image")
+pytestmark = pytest.mark.slow  # every test here runs TensorFlow (imported by the fixture, not at collection)
+
+
+@pytest.fixture
+def tf():
+    return pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +62,7 @@ FILES = {
 @pytest.mark.parametrize("name", sorted(FILES))
 @pytest.mark.parametrize("color_mode", ["rgb", "grayscale", "rgba"])
 @pytest.mark.parametrize("size", [(12, 10), (7, 9)], ids=["same-size", "resized"])
-def test_tensorflow_and_pillow_give_a_file_the_same_pixels(tmp_path, name, color_mode, size):
+def test_tensorflow_and_pillow_give_a_file_the_same_pixels(tmp_path, tf, name, color_mode, size):
     mode, fmt, options = FILES[name]
     path = tmp_path / f"{name}.{fmt.lower()}"
     _source_image(mode).save(path, fmt, **options)
@@ -122,7 +127,7 @@ def test_the_pipeline_fills_a_disk_cache_that_a_later_run_reads(tmp_path):
         np.testing.assert_array_equal(np.concatenate(again_y), np.concatenate(ys))
 
 
-def test_a_file_tensorflow_cannot_decode_is_named(tmp_path):
+def test_a_file_tensorflow_cannot_decode_is_named(tmp_path, tf):
     folder = make_folder(tmp_path / "photos")
     data = prepare_data(config(folder))
     bad = data.listing.files[data._rows[TRAIN][-1]]

@@ -91,6 +91,7 @@ class CountReads:
 
 
 # --------------------------------------------------------------------------- splits and pixels
+@pytest.mark.slow  # the streamed test split goes through tf.data: TensorFlow's import
 @pytest.mark.parametrize("extra", [{}, {"scale": 255, "standardize": True}])
 def test_streamed_and_in_memory_give_the_same_splits_pixels_and_preprocessing(folder, extra):
     arrays = prepare_data(config(folder, "false", **extra))

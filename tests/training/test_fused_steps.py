@@ -47,6 +47,7 @@ print(json.dumps({"keras": fit(False), "fused": fit(True), "one_step": fit(True,
 
 @pytest.mark.jax
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_fused_steps_train_exactly_as_keras_s_own_loop():
     pytest.importorskip("jax")
     result = subprocess.run(
@@ -68,6 +69,7 @@ def test_fused_steps_train_exactly_as_keras_s_own_loop():
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # imports Keras and TensorFlow (seconds)
 def test_only_a_jax_model_with_several_steps_per_execution_is_fused():
     import keras
 
