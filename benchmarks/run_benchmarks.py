@@ -337,16 +337,20 @@ def version_of(*names: str) -> str:
     return "not installed"
 
 
-def machine_section(args) -> list[str]:
-    log("machine: CPU, memory, versions, GPU detection (TensorFlow in a subprocess)")
-    cpu = "unknown"
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or "unknown"."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return "unknown"
+
+
+def machine_section(args) -> list[str]:
+    log("machine: CPU, memory, versions, GPU detection (TensorFlow in a subprocess)")
+    cpu = cpu_model()
     ram = "unknown"
     try:
         kb = int(
@@ -2046,8 +2050,9 @@ def main(argv: list[str] | None = None) -> int:
     kept = previous_sections(output, chosen) if args.only else {}
     if kept:
         header += [
-            f"Sections {', '.join(kept)} are kept from the previous report (not re-run this time); "
-            "each section's footer gives its own run time and load.",
+            f"Sections {', '.join(kept)} are kept from the previous report (not re-run this time), maybe from "
+            "another of the project's machines: each section's footer gives its own run time, load and (since "
+            "2026-12-05) date and CPU; the sections without them ran when the machine section last read AMD EPYC.",
             "",
         ]
     body: list[str] = []
@@ -2063,7 +2068,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"section {name} crashed: {exc!r}")
             body += [f"## {name}", "", f"**Harness error**: `{exc!r}`", ""]
         body += [
-            f"<sub>section {name}: {time.perf_counter() - t0:.0f} s, load average after: {load_snapshot()}</sub>",
+            f"<sub>section {name}: {time.perf_counter() - t0:.0f} s on {dt.date.today()}, CPU {cpu_model()}, "
+            f"load average after: {load_snapshot()}</sub>",
             "",
         ]
         output.write_text("\n".join(header + body + ["*(in progress)*"]) + "\n")
