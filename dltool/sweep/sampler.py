@@ -8,10 +8,9 @@ ran, run or wait: a trial stopped by Ctrl-C or whose worker died gives its place
 drawn again by the next trial and a one-worker sweep gives the same parameter sets, killed and resumed or
 not. Grid sweeps draw among the grid points no trial holds, so a point whose trial was stopped runs again.
 Workers drawing in the same instant from a finite space take different places in one shuffle of its unused
-sets; should two still pick the same set (a random draw by chance, or
-three workers interleaved so that they see different unused sets),
-:func:`first_duplicate` finds that after the fact and one of them is skipped. A dead worker's trial retried with
-its values is checked the same way: a draw that took them in the meantime keeps them.
+sets. Should two still pick the same set (a random draw by chance, or three workers interleaved so that they
+see different unused sets), :func:`first_duplicate` finds that after the fact and one of them is skipped. A
+dead worker's trial retried with its values is checked the same way: a draw that took them meanwhile keeps them.
 """
 
 from __future__ import annotations
