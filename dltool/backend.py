@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import platform
@@ -248,13 +249,18 @@ JAX_CACHE_ENV = "DLTOOL_JAX_CACHE"  # "off", or the folder of JAX's compilation 
 def jax_compilation_cache_folder() -> Path | None:
     """Where JAX keeps the programs it compiled, across runs (None: the cache is off).
 
-    JAX's own ``JAX_COMPILATION_CACHE_DIR`` if set; ``$DLTOOL_JAX_CACHE`` (a folder, or ``off``); else
+    JAX's own ``JAX_COMPILATION_CACHE_DIR`` if set; None without the ``filelock`` package (JAX needs it to bound
+    the cache's size); ``$DLTOOL_JAX_CACHE`` (a folder, or ``off``); else
     ``${XDG_CACHE_HOME:-~/.cache}/dltool/jax/<machine>``. ``<machine>`` is a digest of the CPU's model and
     feature flags and of jaxlib's version: a cache folder shared between machines (a home folder on a network
     drive) never hands one of them code compiled for another's instructions (SIGILL), or for another jaxlib.
     """
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    if importlib.util.find_spec("filelock") is None:
+        # JAX bounds a cache's size only with filelock, and without it warns at every entry it reads back.
+        # dltool[jax] installs it; a JAX installed without it runs with the cache off.
+        return None
     chosen = os.environ.get(JAX_CACHE_ENV, "")
     if chosen.lower() in ("off", "0", "false", "no"):
         return None

@@ -164,7 +164,8 @@ def system_info() -> dict:
         xla = "always (JAX compiles every function with XLA); " + (
             f"compiled programs kept in {cache}"
             if cache
-            else "no compilation cache (DLTOOL_JAX_CACHE=off, or its folder cannot be written)"
+            else "no compilation cache (DLTOOL_JAX_CACHE=off, its folder cannot be written, or no filelock package: "
+            "pip install filelock)"
         )
     else:
         xla = "off (torch runs eagerly)"

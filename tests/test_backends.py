@@ -541,6 +541,22 @@ def test_jax_s_compilation_cache_folder_is_per_machine_and_the_user_s_own_settin
     assert backend.jax_compilation_cache_folder() == tmp_path / "jax-own"
 
 
+def test_without_filelock_the_jax_cache_stays_off_unless_the_user_set_jax_s_own(monkeypatch, tmp_path):
+    import importlib.util
+
+    from dltool import backend
+
+    # JAX bounds a cache's size only with filelock, and warned at every entry without it (seen in CI's wheel).
+    for name in ("JAX_COMPILATION_CACHE_DIR", "DLTOOL_JAX_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "filelock" else found(name, *a))
+    assert backend.jax_compilation_cache_folder() is None
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-own"))
+    assert backend.jax_compilation_cache_folder() == tmp_path / "jax-own"
+
+
 def test_the_jax_compilation_cache_is_set_before_jax_starts_keeping_every_program(monkeypatch, tmp_path):
     from dltool import backend
 
