@@ -498,10 +498,11 @@ def _freeze_imported_objects() -> None:
     TensorFlow's import leaves a few million long-lived objects, and every full collection rescans them:
     ``keras.backend.clear_session()``, which each run and sweep trial calls, spent 0.2 s in ``gc.collect()``
     doing so. Frozen, they are never collected, which they would not be anyway (module-level state).
+    No collection first: it found 5 unreachable objects among them and cost 0.12 s of a JAX run's start-up
+    (0.18 s on TensorFlow).
     """
     import gc
 
-    gc.collect()
     gc.freeze()
 
 
