@@ -151,7 +151,7 @@ def fit_and_record(
     phase. ``clock`` (default a new one) gets the fit's and the phases' after it. Returns the COMPLETED run; raises TrainingInterrupted (the run INTERRUPTED) or TrainingError (the run
     FAILED).
     """
-    from ..training.fitting import StopRequested, fit_phases
+    from ..training.fitting import StopRequested, fit_phases, release_data_iterators
 
     recorder = RunRecorder(run, config.train.total_epochs, history)
     checkpoints = Checkpointer(run, model, config.train.checkpoint_every, config.train.total_epochs)
@@ -250,6 +250,7 @@ def fit_and_record(
         hint = f"; the last good checkpoint is epoch {done}" if done else ""
         raise TrainingError(f"run {run.id} failed: {exc}{hint}") from None
     except Exception as exc:  # noqa: BLE001  (any Keras/OS error ends the run FAILED with its reason)
+        release_data_iterators(exc)  # a failed test evaluation's, too (fit released its own)
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         if data.failure is not None:  # a streamed file that cannot be read: its own message, not TensorFlow's
             reason = str(data.failure)

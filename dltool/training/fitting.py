@@ -147,6 +147,37 @@ def _make_callbacks(
     return recorder, callbacks, stateful
 
 
+def release_data_iterators(exc: BaseException) -> None:
+    """Finalize the data iterators of a fit that ``exc`` ended, now, while Python can still run their callbacks.
+
+    The frames ``exc`` passed through hold the fit's iterator in reference cycles that only a garbage collection
+    frees. Left to the interpreter's exit, a tf.data iterator over a Python generator is finalized after Python
+    has stopped, which can abort the process ("terminate called without an active exception", exit -6 instead of
+    1: seen once in CI, on a streamed image folder with an unreadable file). So the finished frames are cleared
+    (their variables are only ever read by a debugger), then the cycles collected.
+    """
+    import gc
+    import sys
+
+    running = set()
+    frame = sys._getframe()
+    while frame is not None:
+        running.add(frame)
+        frame = frame.f_back
+    finished = {}
+    tb = exc.__traceback__
+    while tb is not None:  # Keras filters its own frames out of the traceback: they are the callers of those kept
+        frame = tb.tb_frame
+        while frame is not None and frame not in running and id(frame) not in finished:
+            finished[id(frame)] = frame
+            frame = frame.f_back
+        tb = tb.tb_next
+    for frame in finished.values():
+        with contextlib.suppress(RuntimeError):  # a suspended generator's frame: cleared when it is
+            frame.clear()
+    gc.collect()
+
+
 def fit(
     model,
     config: ExperimentConfig,
@@ -218,8 +249,9 @@ def fit(
                 callbacks=callbacks,
                 verbose=0,
             )
-    except Exception as exc:
-        if should_stop is not None and should_stop() and is_cancellation(exc):
+    except BaseException as exc:
+        release_data_iterators(exc)
+        if isinstance(exc, Exception) and should_stop is not None and should_stop() and is_cancellation(exc):
             raise StopRequested() from None
         raise
     finally:
