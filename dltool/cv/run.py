@@ -260,7 +260,7 @@ def run_workers(
     def start() -> subprocess.Popen:
         return supervisor.start_worker(command, env=environment)
 
-    def unfinished(died: bool) -> bool:
+    def unfinished(died: bool, live: int) -> bool:  # live: a waiting fold goes to one worker only, whichever asks
         if died:
             cv.enqueue_missing()  # the dead worker's fold, waiting again
         return cv.waiting() > 0

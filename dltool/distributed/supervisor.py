@@ -84,14 +84,15 @@ def keep_workers(
     start: Callable[[], subprocess.Popen],
     workers: int,
     *,
-    unfinished: Callable[[bool], bool],
+    unfinished: Callable[[bool, int], bool],
     recycle: bool = False,
     on_worker_died: Callable[[int, int], None] | None = None,
 ) -> list[int]:
     """Keep ``workers`` processes from ``start()`` running while work is left; return the failed exit codes.
 
-    ``unfinished(died)`` says whether work is left; ``died``: a worker was just killed by a signal (``kill -9``,
-    the OOM killer), whose own task still shows as running until the caller reclaims it. A killed worker is
+    ``unfinished(died, live)`` says whether work is left for one more worker; ``died``: a worker was just killed by
+    a signal (``kill -9``, the OOM killer), whose own task still shows as running until the caller reclaims it;
+    ``live``: how many other workers still run (a fresh one may not have taken its task yet). A killed worker is
     replaced (``on_worker_died(pid, signal)`` is told), at most ``3 * workers`` times in all, so a task that
     always kills its worker ends as an error; with ``recycle``, a worker that exits 0 while work is left is
     replaced by a fresh one. Ctrl-C here asks every worker to stop cleanly and is raised again.
@@ -105,7 +106,7 @@ def keep_workers(
                 if child.returncode < 0 and child.returncode != -signal.SIGINT:
                     if on_worker_died is not None:
                         on_worker_died(child.pid, -child.returncode)
-                    left = unfinished(True)
+                    left = unfinished(True, live(children))
                     if left and replacements < 3 * workers:
                         replacements += 1
                         children.append(start())
@@ -113,12 +114,17 @@ def keep_workers(
                         failed.append(child.returncode)
                 elif child.returncode != 0:
                     failed.append(child.returncode)
-                elif recycle and unfinished(False):
+                elif recycle and unfinished(False, live(children)):
                     children.append(start())
     except KeyboardInterrupt:
         ask_to_stop(children)
         raise
     return failed
+
+
+def live(children: list[subprocess.Popen]) -> int:
+    """How many of ``children`` still run (one that exited counts out before its turn in the loop comes)."""
+    return sum(child.poll() is None for child in children)
 
 
 def pause() -> None:

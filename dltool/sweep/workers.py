@@ -58,11 +58,14 @@ def run_workers(
     def start() -> subprocess.Popen:
         return supervisor.start_worker(command, env=environment)
 
-    def unfinished(died: bool) -> bool:
-        done, running = progress(sweep)
+    def unfinished(died: bool, live: int) -> bool:
+        # Each live worker runs the next trial, a fresh one too before its trial shows: counting running trials
+        # instead, two workers that retired together both got a successor for the last grid point, and one of
+        # the two drew it as a duplicate (a FAIL trial in the study).
+        done, _ = progress(sweep)
         if died:  # its own trial still shows RUNNING until reclaimed
-            return done < sweep.spec.trials and sets_left(sweep.study, sweep.spec, running=False) != 0
-        return done + running < sweep.spec.trials and sets_left(sweep.study, sweep.spec) != 0
+            return done + live < sweep.spec.trials and sets_left(sweep.study, sweep.spec, running=False) != 0
+        return done + live < sweep.spec.trials and sets_left(sweep.study, sweep.spec) != 0
 
     try:
         failed = supervisor.keep_workers(
