@@ -62,10 +62,9 @@ def run_workers(
         # Each live worker runs the next trial, a fresh one too before its trial shows: counting running trials
         # instead, two workers that retired together both got a successor for the last grid point, and one of
         # the two drew it as a duplicate (a FAIL trial in the study).
+        # A dead worker's own trial still shows RUNNING until reclaimed: its set counts as free.
         done, _ = progress(sweep)
-        if died:  # its own trial still shows RUNNING until reclaimed
-            return done + live < sweep.spec.trials and sets_left(sweep.study, sweep.spec, running=False) != 0
-        return done + live < sweep.spec.trials and sets_left(sweep.study, sweep.spec) != 0
+        return done + live < sweep.spec.trials and sets_left(sweep.study, sweep.spec, running=not died) != 0
 
     try:
         failed = supervisor.keep_workers(

@@ -164,15 +164,15 @@ def release_data_iterators(exc: BaseException) -> None:
     while frame is not None:
         running.add(frame)
         frame = frame.f_back
-    finished = {}
+    finished = set()
     tb = exc.__traceback__
     while tb is not None:  # Keras filters its own frames out of the traceback: they are the callers of those kept
         frame = tb.tb_frame
-        while frame is not None and frame not in running and id(frame) not in finished:
-            finished[id(frame)] = frame
+        while frame is not None and frame not in running and frame not in finished:
+            finished.add(frame)
             frame = frame.f_back
         tb = tb.tb_next
-    for frame in finished.values():
+    for frame in finished:
         with contextlib.suppress(RuntimeError):  # a suspended generator's frame: cleared when it is
             frame.clear()
     gc.collect()
